@@ -1,0 +1,232 @@
+"""The exceptions krakenex raises: one tree rooted at :class:`KrakenError`.
+
+Transport failures are also the matching :mod:`requests` exception, so code
+written for krakenex 2.x (``except requests.HTTPError``) keeps working.
+Every exception carries its evidence (method, HTTP status, Kraken's error
+list, the start of the body) and never the API secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import requests
+
+__all__ = [
+    'KrakenError', 'KrakenUsageError', 'KrakenHTTPError', 'KrakenResponseError',
+    'KrakenConnectionError', 'NotSentError', 'KrakenTimeout', 'KrakenConnectTimeout',
+    'KrakenAPIError', 'InvalidNonceError', 'AuthenticationError', 'RateLimitError',
+    'InsufficientFundsError', 'InvalidOrderError', 'UnknownAssetError',
+    'ServiceUnavailableError',
+    'OutcomeUnknownError', 'OutcomeUnknownHTTPError', 'OutcomeUnknownResponseError',
+    'OutcomeUnknownConnectionError', 'OutcomeUnknownTimeout',
+    'error_class', 'unwrap',
+]
+
+#: How much of a reply body an exception keeps, in characters.
+BODY_EXCERPT = 200
+
+
+class KrakenError(Exception):
+    """Root of every exception krakenex raises.
+
+    :ivar method: the Kraken method called (``'Ticker'``, ``'AddOrder'``), if any
+    :ivar status: the HTTP status of the reply, if one arrived
+    :ivar errors: Kraken's error strings, if the reply had any
+    :ivar body: the start of the reply body, for replies that were not usable
+    :ivar response: the :class:`requests.Response`, if one arrived
+    """
+
+    def __init__(self, message: str = '', *, method: str | None = None,
+                 status: int | None = None, errors: Sequence[str] = (),
+                 body: str | None = None, response: requests.Response | None = None) -> None:
+        super().__init__(message)
+        self.method = method
+        self.status = status
+        self.errors = list(errors)
+        self.body = body
+        self.response = response
+        self.request = response.request if response is not None else None
+
+
+class KrakenUsageError(KrakenError, ValueError):
+    """Bad input caught before anything was sent: a method name, a key, a nonce."""
+
+
+class KrakenHTTPError(KrakenError, requests.HTTPError):
+    """Kraken (or Cloudflare in front of it) answered with a status other than 2xx."""
+
+
+class KrakenResponseError(KrakenError, ValueError):
+    """A 2xx reply whose body is not the JSON Kraken sends."""
+
+
+class KrakenConnectionError(KrakenError, requests.ConnectionError):
+    """The connection failed or was dropped before a reply arrived."""
+
+
+class NotSentError(KrakenConnectionError):
+    """The connection could not be opened (refused, unknown host): nothing reached Kraken.
+
+    This is the one failure after which a state-changing call is safe to send again.
+    """
+
+
+class KrakenTimeout(KrakenError, requests.Timeout):
+    """No reply arrived within the timeout."""
+
+
+class KrakenConnectTimeout(NotSentError, KrakenTimeout, requests.ConnectTimeout):
+    """The connection could not be opened within the timeout: nothing reached Kraken."""
+
+
+class KrakenAPIError(KrakenError):
+    """Kraken answered with an error string, such as ``EOrder:Insufficient funds``."""
+
+
+class InvalidNonceError(KrakenAPIError):
+    """``EAPI:Invalid nonce``: the nonce was not above the last one Kraken accepted."""
+
+
+class AuthenticationError(KrakenAPIError):
+    """The key, the signature or the key's permissions were refused."""
+
+
+class RateLimitError(KrakenAPIError):
+    """One of Kraken's rate limits was hit, or the key is locked out for a while."""
+
+
+class InsufficientFundsError(KrakenAPIError):
+    """The account lacks the funds or margin for the request."""
+
+
+class InvalidOrderError(KrakenAPIError):
+    """The order or its arguments were refused (``EOrder:...``, ``EGeneral:Invalid arguments``)."""
+
+
+class UnknownAssetError(KrakenAPIError):
+    """Kraken does not know the asset or pair named."""
+
+
+class ServiceUnavailableError(KrakenAPIError):
+    """Kraken's engine is unavailable, busy, failing internally or limiting order types."""
+
+
+class OutcomeUnknownError(KrakenError):
+    """A state-changing call may or may not have taken effect at Kraken.
+
+    It was sent, and then the reply was lost, late or unreadable. krakenex does
+    not send it again: look the order up (by ``userref`` or ``cl_ord_id``)
+    before you resubmit.
+
+    :ivar nonce: the nonce the call was sent with
+    :ivar userref: the ``userref`` the call carried, if any
+    :ivar cl_ord_id: the ``cl_ord_id`` the call carried, if any
+    """
+
+    nonce: int | None = None
+    userref: str | None = None
+    cl_ord_id: str | None = None
+
+
+class OutcomeUnknownHTTPError(OutcomeUnknownError, KrakenHTTPError):
+    """A state-changing call got a non-2xx reply (such as Cloudflare's 520)."""
+
+
+class OutcomeUnknownResponseError(OutcomeUnknownError, KrakenResponseError):
+    """A state-changing call got a 2xx reply that was not JSON."""
+
+
+class OutcomeUnknownConnectionError(OutcomeUnknownError, KrakenConnectionError):
+    """A state-changing call lost its connection after it was sent."""
+
+
+class OutcomeUnknownTimeout(OutcomeUnknownError, KrakenTimeout):
+    """A state-changing call got no reply within the timeout."""
+
+
+#: Kraken's error strings (by prefix) and the class each raises; the first match wins.
+#: Sources: Kraken's Spot error page and rate-limit pages (kraken-protocol.md §4, §5).
+ERROR_PREFIXES: tuple[tuple[str, type[KrakenAPIError]], ...] = (
+    ('EAPI:Invalid nonce', InvalidNonceError),
+    ('EAPI:Invalid key', AuthenticationError),
+    ('EAPI:Invalid signature', AuthenticationError),
+    ('EGeneral:Permission denied', AuthenticationError),
+    ('EAccount:Invalid permissions', AuthenticationError),
+    ('EAuth:Account temporary disabled', AuthenticationError),
+    ('EAuth:Account unconfirmed', AuthenticationError),
+    ('EAPI:Rate limit exceeded', RateLimitError),
+    ('EOrder:Rate limit exceeded', RateLimitError),
+    ('EOrder:Domain rate limit exceeded', RateLimitError),
+    ('EGeneral:Too many requests', RateLimitError),
+    ('EGeneral:Temporary lockout', RateLimitError),
+    ('EService:Throttled', RateLimitError),
+    ('EService: Throttled', RateLimitError),
+    ('EAuth:Rate limit exceeded', RateLimitError),
+    ('EAuth:Too many requests', RateLimitError),
+    ('EOrder:Insufficient funds', InsufficientFundsError),
+    ('EOrder:Insufficient margin', InsufficientFundsError),
+    ('EFunding:Insufficient funds', InsufficientFundsError),
+    ('EEarnings:Insufficient funds', InsufficientFundsError),
+    ('EQuery:Unknown asset', UnknownAssetError),
+    ('EQuery:Invalid asset pair', UnknownAssetError),
+    ('EFunding:Unknown asset', UnknownAssetError),
+    ('EService:Unavailable', ServiceUnavailableError),
+    ('EService:Busy', ServiceUnavailableError),
+    ('EService:Timeout', ServiceUnavailableError),
+    ('EService:Market in', ServiceUnavailableError),
+    ('EGeneral:Internal error', ServiceUnavailableError),
+    ('EDatabase:Internal error', ServiceUnavailableError),
+    ('EGeneral:Invalid arguments', InvalidOrderError),
+    ('EOrder:', InvalidOrderError),
+)
+
+_NONCE_ADVICE = (
+    'Kraken accepts a nonce only if it is above the last nonce it accepted for this key. '
+    'Likely causes: another program, thread pool or API object uses the same key; or a '
+    'client with a larger nonce unit (microseconds or nanoseconds, such as python-kraken-sdk) '
+    'used this key, so its nonces are now ahead: pass nonce_unit= to match, or create a new key. '
+    'Use one key per process.'
+)
+
+
+def error_class(error: str) -> type[KrakenAPIError]:
+    """Return the exception class for one of Kraken's error strings."""
+    for prefix, cls in ERROR_PREFIXES:
+        if error.startswith(prefix):
+            return cls
+    return KrakenAPIError
+
+
+def api_error(errors: Sequence[str], method: str | None = None,
+              response: requests.Response | None = None) -> KrakenAPIError:
+    """Build the typed exception for the error strings of one envelope."""
+    first = next(e for e in errors if not e.startswith('W'))
+    cls = error_class(first)
+    where = f'Kraken {method}' if method else 'Kraken'
+    message = f"{where} answered {', '.join(errors)}"
+    if cls is InvalidNonceError:
+        message += '. ' + _NONCE_ADVICE
+    status = response.status_code if response is not None else None
+    return cls(message, method=method, status=status, errors=errors, response=response)
+
+
+def unwrap(envelope: Any, method: str | None = None) -> Any:
+    """Return the ``result`` of one of Kraken's replies, or raise its typed error.
+
+    Warnings (strings starting with ``W``) never raise.
+
+    :param envelope: a decoded reply ``{"error": [...], "result": ...}``
+    :param method: the Kraken method, for the exception message
+    :returns: the ``result`` member (``None`` if absent)
+    :raises KrakenAPIError: or a subclass, if the envelope holds an error
+    :raises KrakenResponseError: if ``envelope`` is not a Kraken reply
+    """
+    if not isinstance(envelope, dict) or not isinstance(envelope.get('error', []), list):
+        raise KrakenResponseError(f'not a Kraken reply: {str(envelope)[:BODY_EXCERPT]!r}',
+                                  method=method)
+    errors = envelope.get('error') or []
+    if any(not e.startswith('W') for e in errors):
+        raise api_error(errors, method)
+    return envelope.get('result')

@@ -1,0 +1,185 @@
+"""Kraken's spot REST methods: public or private, read-only or state-changing, cost.
+
+One table, from Kraken's OpenAPI spec and docs (kraken-protocol.md §5-§6). The
+client uses it to decide what may be retried and what a call costs on Kraken's
+rate counter; the command line uses it for help and to pick public or private.
+Parameters marked ``*`` are required.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ['Method', 'METHODS', 'GROUPS', 'lookup', 'is_public', 'changes_state', 'cost']
+
+
+@dataclass(frozen=True)
+class Method:
+    """One of Kraken's REST methods."""
+
+    name: str
+    group: str
+    summary: str
+    params: str = ''
+    private: bool = True
+    #: Whether a call can change the account (place, cancel, move money).
+    changes_state: bool = False
+    #: What a call adds to Kraken's per-key REST call counter.
+    cost: int = 1
+
+
+#: Help groups, in the order the command line lists them.
+GROUPS = {
+    'market': 'Market data (public)',
+    'account': 'Account data',
+    'trading': 'Trading',
+    'funding': 'Funding',
+    'earn': 'Earn',
+    'export': 'Data export',
+    'subaccounts': 'Subaccounts',
+}
+
+
+def _public(name: str, summary: str, params: str = '') -> Method:
+    return Method(name, 'market', summary, params, private=False, cost=0)
+
+
+def _read(name: str, group: str, summary: str, params: str = '', cost: int = 1) -> Method:
+    return Method(name, group, summary, params, cost=cost)
+
+
+def _write(name: str, group: str, summary: str, params: str = '', cost: int = 1) -> Method:
+    return Method(name, group, summary, params, changes_state=True, cost=cost)
+
+
+_TABLE = (
+    _public('Time', 'server time'),
+    _public('SystemStatus', 'exchange status: online, maintenance, cancel_only, post_only'),
+    _public('Assets', 'asset names, decimals and status', 'asset aclass'),
+    _public('AssetPairs', 'tradable pairs with decimals, minimums and fees',
+            'pair info aclass_base country_code'),
+    _public('Ticker', 'best prices, last trade, volume; one, several or all pairs',
+            'pair asset_class'),
+    _public('OHLC', 'candles (at most the last 720)', 'pair* interval since asset_class'),
+    _public('Depth', 'order book', 'pair* count asset_class'),
+    _public('Trades', 'recent trades, paged with since/last', 'pair* since count asset_class'),
+    _public('Spread', 'recent best bid and ask', 'pair* since asset_class'),
+    _public('GroupedBook', 'order book grouped into price bands', 'pair* depth grouping'),
+    _public('MaintenanceSchedule', 'planned maintenance'),
+    _public('PreTrade', 'pre-trade transparency data', 'symbol*'),
+    _public('PostTrade', 'post-trade transparency data', 'symbol from_ts to_ts count'),
+
+    _read('Balance', 'account', 'balance of every asset', 'rebase_multiplier'),
+    _read('BalanceEx', 'account', 'balances with amounts held by orders', 'rebase_multiplier'),
+    _read('CreditLines', 'account', 'credit lines', 'rebase_multiplier'),
+    _read('TradeBalance', 'account', 'margin, equity and value in one asset', 'asset'),
+    _read('OpenOrders', 'account', 'open orders', 'trades userref cl_ord_id'),
+    _read('ClosedOrders', 'account', 'closed orders, 50 a page, newest first',
+          'trades userref cl_ord_id start end ofs closetime consolidate_taker without_count'),
+    _read('QueryOrders', 'account', 'orders by txid (at most 50)',
+          'txid* trades userref consolidate_taker'),
+    _read('OrderAmends', 'account', 'the amendments of one order', 'order_id*'),
+    _read('TradesHistory', 'account', 'trades, 50 a page, newest first',
+          'type trades start end ofs consolidate_taker ledgers', cost=2),
+    _read('QueryTrades', 'account', 'trades by txid (at most 20)', 'txid* trades', cost=2),
+    _read('OpenPositions', 'account', 'open margin positions', 'txid docalcs consolidation'),
+    _read('Ledgers', 'account', 'ledger entries, 50 a page, newest first',
+          'asset aclass type start end ofs without_count', cost=2),
+    _read('QueryLedgers', 'account', 'ledger entries by id (at most 20)', 'id* trades', cost=2),
+    _read('TradeVolume', 'account', '30-day volume and fee tiers', 'pair'),
+    _read('GetApiKeyInfo', 'account', 'what this API key may do'),
+    _read('ListWalletAccounts', 'account', 'wallet accounts'),
+    _read('Level3', 'account', 'order book with individual orders', 'pair* depth'),
+    _read('GetWebSocketsToken', 'trading', 'a token for the authenticated WebSocket API'),
+
+    _write('AddOrder', 'trading', 'place an order',
+           'pair* type* ordertype* volume* price price2 userref cl_ord_id oflags timeinforce '
+           'starttm expiretm leverage reduce_only stptype displayvol trigger deadline validate',
+           cost=0),
+    _write('AddOrderBatch', 'trading', 'place 2 to 15 orders on one pair',
+           'orders* pair* deadline validate'),
+    _write('AmendOrder', 'trading', 'change an open order in place',
+           'txid cl_ord_id order_qty display_qty limit_price trigger_price post_only deadline'),
+    _write('EditOrder', 'trading', 'replace an open order (new txid)',
+           'txid* pair* volume displayvol price price2 oflags deadline cancel_response '
+           'validate userref'),
+    _write('CancelOrder', 'trading', 'cancel an order by txid, userref or cl_ord_id',
+           'txid cl_ord_id', cost=0),
+    _write('CancelAll', 'trading', 'cancel every open order'),
+    _write('CancelAllOrdersAfter', 'trading', "dead man's switch: cancel all after a timeout",
+           'timeout*'),
+    _write('CancelOrderBatch', 'trading', 'cancel up to 50 orders', 'orders cl_ord_ids'),
+
+    _read('DepositMethods', 'funding', 'ways to deposit an asset', 'asset* aclass'),
+    _read('DepositAddresses', 'funding', 'deposit addresses (new=true makes one)',
+          'asset* method* new amount'),
+    _read('DepositStatus', 'funding', 'recent deposits',
+          'asset aclass method start end cursor limit'),
+    _read('WithdrawMethods', 'funding', 'ways to withdraw', 'asset aclass network'),
+    _read('WithdrawAddresses', 'funding', 'saved withdrawal addresses',
+          'asset aclass method key verified'),
+    _read('WithdrawInfo', 'funding', 'fee and limit of a withdrawal', 'asset* key* amount*'),
+    _write('Withdraw', 'funding', 'withdraw to a saved address',
+           'asset* key* amount* aclass address max_fee'),
+    _read('WithdrawStatus', 'funding', 'recent withdrawals',
+          'asset aclass method start end cursor limit'),
+    _write('WithdrawCancel', 'funding', 'cancel a withdrawal', 'asset* refid*'),
+    _write('WalletTransfer', 'funding', 'move funds to the futures wallet',
+           'asset* from* to* amount*'),
+
+    _write('CreateSubaccount', 'subaccounts', 'create a subaccount', 'username* email*'),
+    _write('AccountTransfer', 'subaccounts', 'move funds between accounts',
+           'asset* amount* from* to* asset_class'),
+
+    _write('Earn/Allocate', 'earn', 'allocate funds to a strategy', 'amount* strategy_id*'),
+    _write('Earn/Deallocate', 'earn', 'deallocate funds from a strategy',
+           'amount* strategy_id*'),
+    _read('Earn/AllocateStatus', 'earn', 'state of the last allocation', 'strategy_id*'),
+    _read('Earn/DeallocateStatus', 'earn', 'state of the last deallocation', 'strategy_id*'),
+    _read('Earn/Strategies', 'earn', 'earn strategies',
+          'ascending asset cursor limit lock_type'),
+    _read('Earn/Allocations', 'earn', 'current allocations',
+          'ascending converted_asset hide_zero_allocations'),
+
+    _write('AddExport', 'export', 'request a report of trades or ledgers',
+           'report* description* format fields starttm endtm'),
+    _read('ExportStatus', 'export', 'state of requested reports', 'report*'),
+    _read('RetrieveExport', 'export', 'download a report (a zip archive, as bytes)', 'id*'),
+    _write('RemoveExport', 'export', 'cancel or delete a report', 'id* type*'),
+)
+
+#: Every known method by name.
+METHODS: Mapping[str, Method] = {m.name: m for m in _TABLE}
+
+#: A private method not in the table: assume the worst, it changes state.
+_UNKNOWN_PRIVATE = Method('', 'other', '', changes_state=True)
+
+
+def lookup(name: str) -> Method | None:
+    """Return the method called ``name``, or ``None`` if it is not in the table."""
+    return METHODS.get(name)
+
+
+def is_public(name: str) -> bool:
+    """Whether ``name`` is one of Kraken's public (market data) methods."""
+    method = METHODS.get(name)
+    return method is not None and not method.private
+
+
+def changes_state(name: str, data: Mapping[str, Any] | None = None) -> bool:
+    """Whether a private call may change the account, so it must never be re-sent.
+
+    Unknown methods count as state-changing. ``DepositAddresses`` changes state
+    when it asks for a new address (``new`` set).
+    """
+    if name == 'DepositAddresses':
+        new = (data or {}).get('new')
+        return bool(new) and str(new).lower() not in ('false', '0')
+    return METHODS.get(name, _UNKNOWN_PRIVATE).changes_state
+
+
+def cost(name: str) -> int:
+    """What a private call adds to Kraken's REST call counter (1 if unknown)."""
+    return METHODS.get(name, _UNKNOWN_PRIVATE).cost
