@@ -8,11 +8,28 @@
 
 from .api import API, DEFAULT_TIMEOUT, DEFAULT_URI
 from .errors import (
-    AuthenticationError, InsufficientFundsError, InvalidNonceError, InvalidOrderError,
-    KrakenAPIError, KrakenConnectionError, KrakenConnectTimeout, KrakenError, KrakenHTTPError,
-    KrakenResponseError, KrakenTimeout, KrakenUsageError, NotSentError, OutcomeUnknownConnectionError,
-    OutcomeUnknownError, OutcomeUnknownHTTPError, OutcomeUnknownResponseError,
-    OutcomeUnknownTimeout, RateLimitError, ServiceUnavailableError, UnknownAssetError, unwrap,
+    AuthenticationError,
+    InsufficientFundsError,
+    InvalidNonceError,
+    InvalidOrderError,
+    KrakenAPIError,
+    KrakenConnectionError,
+    KrakenConnectTimeout,
+    KrakenError,
+    KrakenHTTPError,
+    KrakenResponseError,
+    KrakenTimeout,
+    KrakenUsageError,
+    NotSentError,
+    OutcomeUnknownConnectionError,
+    OutcomeUnknownError,
+    OutcomeUnknownHTTPError,
+    OutcomeUnknownResponseError,
+    OutcomeUnknownTimeout,
+    RateLimitError,
+    ServiceUnavailableError,
+    UnknownAssetError,
+    unwrap,
 )
 from .version import __url__, __version__
 

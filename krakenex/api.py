@@ -24,18 +24,31 @@ import time
 import urllib.parse
 import warnings
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import requests
 import urllib3
 
 from . import methods
 from .errors import (
-    BODY_EXCERPT, KrakenConnectionError, KrakenConnectTimeout, KrakenError, KrakenHTTPError,
-    KrakenResponseError, KrakenTimeout, KrakenUsageError, NotSentError, OutcomeUnknownConnectionError,
-    OutcomeUnknownError, OutcomeUnknownHTTPError, OutcomeUnknownResponseError,
-    OutcomeUnknownTimeout, api_error, unwrap,
+    BODY_EXCERPT,
+    KrakenConnectionError,
+    KrakenConnectTimeout,
+    KrakenError,
+    KrakenHTTPError,
+    KrakenResponseError,
+    KrakenTimeout,
+    KrakenUsageError,
+    NotSentError,
+    OutcomeUnknownConnectionError,
+    OutcomeUnknownError,
+    OutcomeUnknownHTTPError,
+    OutcomeUnknownResponseError,
+    OutcomeUnknownTimeout,
+    api_error,
+    unwrap,
 )
 from .pacing import RateCounter
 from .version import __url__, __version__
@@ -152,6 +165,7 @@ class API:
         self._json_options: dict[str, Any] = {}
         self._secret_cache: tuple[str, bytes] = ('', b'')
         self._environment_cache: tuple[str, dict[str, str], str | None] = ('', {}, None)
+        self._environment()
 
     def __repr__(self) -> str:
         shown = self.key[:4] + '...' if self.key else ''
@@ -292,17 +306,15 @@ class API:
               timeout: float | tuple[float, float] | None, *, private: bool) -> Any:
         """Send a call, pacing it and retrying what may be retried."""
         once = private and methods.changes_state(method, data)
-        counter = self.counter if private else self.public_counter
-        cost = self.costs.get(method, methods.cost(method)) if private else 1
         give_up_at = time.monotonic() + self.retry_time
         attempt = 0
         while True:
-            counted_at = counter.acquire(cost) if counter else 0.0
             try:
                 if private:
                     reply = self._send_private(method, urlpath, data, timeout, once=once)
                 else:
-                    reply = self._query(urlpath, data, timeout=timeout)
+                    with _paced(self.public_counter, 1):
+                        reply = self._query(urlpath, data, timeout=timeout)
             except KrakenError as exc:
                 wait = self._retry_wait(exc, attempt, give_up_at, once=once)
                 if wait is None:
@@ -314,9 +326,6 @@ class API:
                     return self._checked(method, reply)
                 log.warning('%s answered %s; retry %d in %.2f s',
                             method, reply['error'], attempt + 1, wait)
-            finally:
-                if counter:
-                    counter.settle(cost, counted_at)
             time.sleep(wait)
             attempt += 1
 
@@ -356,13 +365,19 @@ class API:
 
     def _send_private(self, method: str, urlpath: str, data: dict[str, Any],
                       timeout: float | tuple[float, float] | None, *, once: bool) -> Any:
-        """Sign and send one private request, with a nonce issued in send order."""
-        with self._private_lock:
+        """Sign and send one private request, with a nonce issued in send order.
+
+        The lock keeps one private call in flight, so nonces arrive in the order
+        issued; the rate counter is consulted inside it, where its clock agrees
+        best with the moment Kraken counts the call.
+        """
+        cost = self.costs.get(method, methods.cost(method))
+        with self._private_lock, _paced(self.counter, cost):
             nonce = self._nonce()
             if isinstance(nonce, bool) or not str(nonce).isdigit():
                 raise KrakenUsageError(f'_nonce() returned {nonce!r}; a nonce must be a '
                                        f'non-negative integer')
-            params = {'nonce': nonce}
+            params: dict[str, Any] = {'nonce': nonce}
             params.update((k, v) for k, v in data.items() if k != 'nonce')
             if self.otp is not None and 'otp' not in data:
                 params['otp'] = self.otp() if callable(self.otp) else self.otp
@@ -400,11 +415,12 @@ class API:
         url = self.uri + urlpath
         prepared = requests.PreparedRequest()
         prepared.prepare_hooks(self.session.hooks)
-        all_headers = requests.structures.CaseInsensitiveDict(self.session.headers)
+        all_headers: requests.structures.CaseInsensitiveDict[str | bytes] = \
+            requests.structures.CaseInsensitiveDict(self.session.headers)
         if '/public/' in urlpath:
             prepared.method = 'GET'
-            if data:
-                url += '?' + urllib.parse.urlencode(_query_values(data))  # type: ignore[arg-type]
+            if data and isinstance(data, Mapping):
+                url += '?' + urllib.parse.urlencode(_query_values(data))
         else:
             prepared.method = 'POST'
             if isinstance(data, str):
@@ -418,7 +434,7 @@ class API:
         if headers:
             all_headers.update(headers)
         prepared.url = url
-        prepared.headers = all_headers
+        prepared.headers = cast('requests.structures.CaseInsensitiveDict[str]', all_headers)
         if self.session.cookies:
             prepared.prepare_cookies(self.session.cookies)
         if self.session.auth:
@@ -520,6 +536,11 @@ class API:
 
 
 # ------------------------------------------------------------------- helpers
+
+def _paced(counter: RateCounter | None, cost: float) -> AbstractContextManager[None]:
+    """Count a call on ``counter``, waiting for room first; nothing without a counter."""
+    return counter.counting(cost) if counter else nullcontext()
+
 
 def _decode_secret(secret: str, what: str) -> bytes:
     """Decode a base64 secret, with an error that never shows it."""

@@ -47,7 +47,8 @@ class KrakenError(Exception):
         self.errors = list(errors)
         self.body = body
         self.response = response
-        self.request = response.request if response is not None else None
+        self.request: requests.Request | requests.PreparedRequest | None = (
+            response.request if response is not None else None)
 
 
 class KrakenUsageError(KrakenError, ValueError):
@@ -58,7 +59,7 @@ class KrakenHTTPError(KrakenError, requests.HTTPError):
     """Kraken (or Cloudflare in front of it) answered with a status other than 2xx."""
 
 
-class KrakenResponseError(KrakenError, ValueError):
+class KrakenResponseError(KrakenError, requests.exceptions.InvalidJSONError, ValueError):
     """A 2xx reply whose body is not the JSON Kraken sends."""
 
 

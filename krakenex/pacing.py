@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 __all__ = ['TIERS', 'RateCounter']
 
@@ -86,3 +87,12 @@ class RateCounter:
         with self._lock:
             self._decayed()
             self._level += min(cost, (self._stamp - counted_at) * self.decay)
+
+    @contextmanager
+    def counting(self, cost: float) -> Iterator[None]:
+        """Wait for room for a call of ``cost``, run it, then settle its cost."""
+        counted_at = self.acquire(cost)
+        try:
+            yield
+        finally:
+            self.settle(cost, counted_at)

@@ -1,0 +1,342 @@
+"""Never twice, never locked out: at-most-once state changes, safe retries, pacing.
+
+Every test runs over real HTTP against the sandbox with injected faults.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from krakenex import (
+    API,
+    KrakenError,
+    KrakenHTTPError,
+    NotSentError,
+    OutcomeUnknownConnectionError,
+    OutcomeUnknownError,
+    OutcomeUnknownHTTPError,
+    OutcomeUnknownResponseError,
+    OutcomeUnknownTimeout,
+    methods,
+)
+from krakenex.pacing import RateCounter
+from krakenex.sandbox import Sandbox
+
+TIMEOUT = 0.5  # the client's read timeout in these tests
+SLOW = 1.0  # how long 'delay' and 'reply_delayed' faults hold a request: past TIMEOUT
+
+#: Each fault kind, whether the sandbox processes the request anyway, and what a
+#: state-changing call then raises (None: Kraken's error envelope comes back).
+FAULTS: list[tuple[str, bool, type[KrakenError] | None]] = [
+    ('html520', False, OutcomeUnknownHTTPError),
+    ('html502', False, OutcomeUnknownHTTPError),
+    ('html504', False, OutcomeUnknownHTTPError),
+    ('reset', False, OutcomeUnknownConnectionError),
+    ('delay', True, OutcomeUnknownTimeout),
+    ('reply_lost', True, OutcomeUnknownConnectionError),
+    ('reply_delayed', True, OutcomeUnknownTimeout),
+    ('not_json', True, OutcomeUnknownResponseError),
+    ('unavailable', False, None),
+]
+
+
+@pytest.fixture
+def api(sandbox: Sandbox) -> Iterator[API]:
+    with API(sandbox.key, sandbox.secret, uri=sandbox.url, timeout=TIMEOUT, backoff=0.01,
+             retries=3) as client:
+        yield client
+
+
+def limit_buy(userref: int) -> dict[str, Any]:
+    return {'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit', 'price': '1000.0',
+            'volume': '0.01', 'userref': userref}
+
+
+def orders_with(sandbox: Sandbox, userref: int) -> list[dict[str, Any]]:
+    return [o for o in sandbox.orders() if str(o.get('userref')) == str(userref)]
+
+
+def settle(kind: str) -> None:
+    """Let a fault that holds the request past the client's timeout finish at the server."""
+    if kind in ('delay', 'reply_delayed'):
+        time.sleep(SLOW + 0.3)
+
+
+# ---------------------------------------------------------- classification
+
+def test_the_state_changing_methods_are_the_ones_kraken_users_expect() -> None:
+    state_changing = {
+        'AddOrder', 'AddOrderBatch', 'AmendOrder', 'EditOrder', 'CancelOrder', 'CancelAll',
+        'CancelAllOrdersAfter', 'CancelOrderBatch', 'Withdraw', 'WithdrawCancel',
+        'WalletTransfer', 'AccountTransfer', 'CreateSubaccount', 'Earn/Allocate',
+        'Earn/Deallocate', 'AddExport', 'RemoveExport'}
+    assert {m.name for m in methods.METHODS.values() if m.changes_state} == state_changing
+    assert methods.changes_state('DepositAddresses', {'new': True})
+    assert methods.changes_state('DepositAddresses', {'new': 'true'})
+    assert not methods.changes_state('DepositAddresses', {'new': 'false'})
+    assert not methods.changes_state('DepositAddresses', {'asset': 'XBT'})
+    assert methods.changes_state('SomethingKrakenAddsNextYear')
+    assert not methods.changes_state('Balance')
+
+
+# --------------------------------------------------- AddOrder under faults
+
+@pytest.mark.parametrize(('kind', 'processed', 'raised'), FAULTS)
+def test_addorder_under_each_fault_is_placed_at_most_once(
+        api: API, sandbox: Sandbox, kind: str, processed: bool,
+        raised: type[KrakenError] | None) -> None:
+    sandbox.inject(kind, method='AddOrder', seconds=SLOW)
+    userref = 1000 + FAULTS.index((kind, processed, raised))
+    if raised is None:
+        reply = api.query_private('AddOrder', limit_buy(userref))
+        assert reply['error'] == ['EService:Unavailable']
+    else:
+        with pytest.raises(raised) as caught:
+            api.query_private('AddOrder', limit_buy(userref))
+        error = caught.value
+        assert isinstance(error, OutcomeUnknownError)
+        assert isinstance(error, requests.RequestException)
+        assert (error.method, error.userref, error.cl_ord_id) == ('AddOrder', str(userref), None)
+        assert error.nonce is not None and 'may or may not' in str(error)
+    settle(kind)
+    placed = orders_with(sandbox, userref)
+    assert len(placed) == (1 if processed else 0)
+    sent = [m for m, _ in sandbox.requests_log if m == 'AddOrder']
+    assert len(sent) == len(placed), 'AddOrder was sent again'
+    if raised is not None:
+        assert set(api.reconcile(error)) == {o['txid'] for o in placed}
+
+
+def test_addorder_with_cl_ord_id_carries_it_and_reconciles(api: API, sandbox: Sandbox) -> None:
+    sandbox.inject('reply_lost', method='AddOrder')
+    data = {**limit_buy(0), 'cl_ord_id': 'my-order-1'}
+    del data['userref']
+    with pytest.raises(OutcomeUnknownConnectionError) as caught:
+        api.query_private('AddOrder', data)
+    assert caught.value.cl_ord_id == 'my-order-1' and 'cl_ord_id my-order-1' in str(caught.value)
+    found = api.reconcile(caught.value)
+    assert len(found) == 1 and next(iter(found.values()))['cl_ord_id'] == 'my-order-1'
+
+
+def test_many_addorder_intents_under_mixed_faults_never_make_more_orders(
+        api: API, sandbox: Sandbox) -> None:
+    for kind, _, _ in FAULTS:
+        sandbox.inject(kind, method='AddOrder', seconds=SLOW)
+    intents = 0
+    for userref in range(5000, 5000 + len(FAULTS) + 3):
+        intents += 1
+        try:
+            api.query_private('AddOrder', limit_buy(userref))
+        except OutcomeUnknownError:
+            pass
+    settle('delay')
+    counted = [o for o in sandbox.orders() if 5000 <= int(o.get('userref') or 0) < 6000]
+    assert len(counted) <= intents
+    assert all(len(orders_with(sandbox, u)) <= 1 for u in range(5000, 5000 + intents))
+
+
+# ------------------------------------------------ CancelOrder under faults
+
+@pytest.mark.parametrize(('kind', 'processed', 'raised'), FAULTS)
+def test_cancelorder_under_each_fault_is_sent_at_most_once(
+        api: API, sandbox: Sandbox, kind: str, processed: bool,
+        raised: type[KrakenError] | None) -> None:
+    txid = api.query_private('AddOrder', limit_buy(7))['result']['txid'][0]
+    sandbox.inject(kind, method='CancelOrder', seconds=SLOW)
+    if raised is None:
+        assert api.query_private('CancelOrder', {'txid': txid})['error'] == ['EService:Unavailable']
+    else:
+        with pytest.raises(raised):
+            api.query_private('CancelOrder', {'txid': txid})
+    settle(kind)
+    status = next(o['status'] for o in sandbox.orders() if o['txid'] == txid)
+    assert status == ('canceled' if processed else 'open')
+    assert len([m for m, _ in sandbox.requests_log if m == 'CancelOrder']) == int(processed)
+
+
+# ------------------------------------------ read-only calls under faults
+
+@pytest.mark.parametrize(('kind', 'processed', 'raised'), FAULTS)
+@pytest.mark.parametrize('method', ['Balance', 'Ticker'])
+def test_read_only_calls_succeed_after_a_transient_fault(
+        api: API, sandbox: Sandbox, method: str, kind: str, processed: bool,
+        raised: type[KrakenError] | None) -> None:
+    sandbox.inject(kind, method=method, seconds=SLOW)
+    if method == 'Balance':
+        reply = api.query_private('Balance')
+        assert reply['error'] == [] and 'ZUSD' in reply['result']
+    else:
+        reply = api.query_public('Ticker', {'pair': 'XBTUSD'})
+        assert reply['error'] == [] and 'XXBTZUSD' in reply['result']
+
+
+def test_a_retried_private_call_gets_a_fresh_nonce(api: API, sandbox: Sandbox) -> None:
+    sandbox.inject('reply_lost', method='Balance')
+    assert api.query_private('Balance')['error'] == []
+    nonces = [n for m, n in sandbox.requests_log if m == 'Balance']
+    assert len(nonces) == 2 and len(set(nonces)) == 2
+
+
+def test_retries_stop_after_the_budget(api: API, sandbox: Sandbox) -> None:
+    api.retries = 2
+    sandbox.inject('html520', times=5, method='Ticker')
+    with pytest.raises(KrakenHTTPError):
+        api.query_public('Ticker', {'pair': 'XBTUSD'})
+    # Two faults are left: three attempts consumed three of five.
+    assert api.query_public('Ticker', {'pair': 'XBTUSD'})['error'] == []
+
+
+def test_retries_stop_when_the_time_budget_is_spent(api: API, sandbox: Sandbox) -> None:
+    api.retries, api.backoff, api.retry_time = 10, 0.2, 0.3
+    sandbox.inject('unavailable', times=10, method='Balance')
+    reply = api.query_private('Balance')
+    assert reply['error'] == ['EService:Unavailable']
+    attempts = 10 - _faults_left(api, sandbox, 'Balance')
+    assert 1 <= attempts <= 3
+
+
+def _faults_left(api: API, sandbox: Sandbox, method: str) -> int:
+    """Count the faults still queued for ``method`` by calling it until one succeeds."""
+    api.retries = 0
+    left = 0
+    while api.query_private(method)['error']:
+        left += 1
+    return left
+
+
+def test_retries_zero_turns_retrying_off(api: API, sandbox: Sandbox) -> None:
+    api.retries = 0
+    sandbox.inject('unavailable', method='Balance')
+    assert api.query_private('Balance')['error'] == ['EService:Unavailable']
+    assert api.query_private('Balance')['error'] == []
+
+
+def test_a_kraken_error_that_is_not_transient_is_not_retried(api: API, sandbox: Sandbox) -> None:
+    before = len(sandbox.requests_log)
+    assert api.query_public('Ticker', {'pair': 'NOPE'})['error'] == ['EQuery:Unknown asset pair']
+    assert len(sandbox.requests_log) - before == 1
+
+
+def test_throttled_waits_until_the_time_kraken_names(api: API) -> None:
+    until = int(time.time()) + 2
+    wait = api._retry_wait({'error': [f'EService: Throttled: {until}']}, 0, time.monotonic() + 30,
+                           once=False)
+    assert wait is not None and 1 < wait <= 2.01
+    assert api._retry_wait({'error': [f'EService: Throttled: {until}']}, 0,
+                           time.monotonic() + 0.5, once=False) is None
+
+
+# ------------------------------------------------- provably never sent
+
+def free_port() -> int:
+    probe = socket.socket()
+    probe.bind(('127.0.0.1', 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return int(port)
+
+
+def test_addorder_is_retried_when_the_connection_was_refused() -> None:
+    port = free_port()
+    sandbox = Sandbox(port=port)
+    starter = threading.Timer(0.3, sandbox.start)
+    starter.start()
+    try:
+        api = API(sandbox.key, sandbox.secret, uri=f'http://127.0.0.1:{port}', retries=8,
+                  backoff=0.1, timeout=2)
+        reply = api.query_private('AddOrder', limit_buy(42))
+        assert reply['error'] == []
+        assert len(orders_with(sandbox, 42)) == 1
+    finally:
+        starter.join()
+        sandbox.stop()
+
+
+def test_a_refused_connection_says_nothing_was_sent() -> None:
+    api = API('key', 'c2VjcmV0', uri=f'http://127.0.0.1:{free_port()}', retries=0)
+    with pytest.raises(NotSentError, match='nothing was sent') as caught:
+        api.query_private('AddOrder', limit_buy(1))
+    assert isinstance(caught.value, requests.ConnectionError)
+    assert not isinstance(caught.value, OutcomeUnknownError)
+
+
+# ------------------------------------------------------------------ pacing
+
+def test_sixty_ledgers_calls_under_a_tier_never_hit_the_limit_and_lose_little_time() -> None:
+    tier = (10.0, 20.0)  # a fast tier, so CI stays short: max 10, decay 20 a second
+    with Sandbox(tier=tier) as sandbox:
+        api = API(sandbox.key, sandbox.secret, uri=sandbox.url, tier=tier, retries=0)
+        started = time.monotonic()
+        replies = [api.query_private('Ledgers') for _ in range(60)]
+        elapsed = time.monotonic() - started
+    assert [r['error'] for r in replies if r['error']] == []
+    minimum = (60 * 2 - tier[0]) / tier[1]  # 5.5 s: what the counter allows at best
+    assert minimum <= elapsed <= minimum * 1.10, f'{elapsed:.2f} s against {minimum:.2f} s'
+
+
+def test_eight_threads_sharing_a_paced_api_get_no_rate_limit_or_nonce_errors() -> None:
+    tier = (5.0, 40.0)
+    with Sandbox(tier=tier) as sandbox:
+        api = API(sandbox.key, sandbox.secret, uri=sandbox.url, tier=tier, retries=0)
+        errors: list[list[str]] = []
+
+        def worker() -> None:
+            for i in range(12):
+                reply = api.query_private('Ledgers' if i % 2 else 'Balance')
+                if reply['error']:
+                    errors.append(reply['error'])
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len([m for m, _ in sandbox.requests_log if m in ('Ledgers', 'Balance')]) == 96
+
+
+def test_addorder_and_cancelorder_cost_nothing_on_the_counter() -> None:
+    counter = RateCounter(1.0, 0.001)
+    for method in ('AddOrder', 'CancelOrder'):
+        counter.acquire(methods.cost(method))
+    assert counter.level() == 0
+    assert methods.cost('Ledgers') == methods.cost('TradesHistory') == 2
+    assert methods.cost('QueryLedgers') == methods.cost('QueryTrades') == 2
+    assert methods.cost('Balance') == 1
+
+
+def test_the_counter_waits_just_long_enough() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    counter = RateCounter(15.0, 0.33, clock=lambda: now[0], sleep=sleep)
+    for _ in range(7):
+        counter.acquire(2)
+    assert slept == []
+    counter.acquire(2)
+    assert slept == [pytest.approx(1 / 0.33)]
+    assert counter.level() == pytest.approx(15.0)
+
+
+def test_public_calls_can_be_paced(sandbox: Sandbox) -> None:
+    api = API(uri=sandbox.url, public_rate=20.0)
+    started = time.monotonic()
+    for _ in range(6):
+        assert api.query_public('Time')['error'] == []
+    assert time.monotonic() - started >= 5 / 20.0
+
+
+def test_an_unknown_tier_is_refused() -> None:
+    with pytest.raises(ValueError, match='starter'):
+        API(tier='gold')
