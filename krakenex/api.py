@@ -77,6 +77,10 @@ TRANSIENT_ERRORS = (
     'EService:Throttled', 'EService: Throttled',
 )
 
+#: HTTP statuses after which a read-only call is retried: too many requests, server errors
+#: and Cloudflare's 52x pages.
+_RETRY_STATUS = frozenset({429, *range(500, 600)})
+
 #: ``EService: Throttled: <unix time>`` names the time to retry after.
 _THROTTLED_UNTIL = re.compile(r'EService: ?Throttled: ?(\d+)')
 
@@ -119,13 +123,14 @@ class API:
         transient fault; ``0`` turns retries off
     :param backoff: the first retry's wait in seconds; it doubles each time,
         with random jitter
-    :param retry_time: the most time in seconds spent on one call's retries
+    :param retry_time: seconds from a call's start after which it is not retried again
     :param tier: pace private calls under Kraken's rate counter of this
         tier, ``'starter'``, ``'intermediate'`` or ``'pro'``, or a
         ``(maximum, decay per second)`` pair; ``None`` (default) does not pace
     :param costs: what a method adds to the rate counter, where it differs
         from Kraken's published costs (:mod:`krakenex.methods`)
     :param public_rate: pace public calls to at most this many per second
+    :raises KrakenUsageError: for an unknown nonce unit or tier
     """
 
     def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
@@ -138,25 +143,42 @@ class API:
         if nonce_unit not in NONCE_UNITS:
             raise KrakenUsageError(f'nonce_unit must be one of {", ".join(NONCE_UNITS)}, '
                                    f'not {nonce_unit!r}')
+        try:
+            self.counter = RateCounter.for_tier(tier) if tier is not None else None
+            self.public_counter = RateCounter(1.0, public_rate) if public_rate is not None else None
+        except (TypeError, ValueError) as exc:
+            raise KrakenUsageError(str(exc)) from None
         if not key and not secret:
             key = os.environ.get('KRAKEN_API_KEY', '')
             secret = os.environ.get('KRAKEN_API_SECRET', '')
+        #: The API key, sent in the ``API-Key`` header.
         self.key = key
+        #: The API secret; never sent, logged or shown.
         self.secret = secret
+        #: The server's address, without a trailing slash.
         self.uri = uri
+        #: Kraken's API version, part of every path.
         self.apiversion = '0'
+        #: The :class:`requests.Session` every call goes through.
         self.session = requests.Session()
         self.session.headers['User-Agent'] = f'krakenex/{__version__} (+{__url__})'
+        #: The last :class:`requests.Response`, overwritten by every call.
         self.response: requests.Response | None = None
+        #: The default timeout: seconds, or a ``(connect, read)`` pair.
         self.timeout = timeout
+        #: The one-time password, or a function that returns a fresh one.
         self.otp = otp
+        #: Whether Kraken's error strings raise :class:`~krakenex.KrakenAPIError`.
         self.raise_errors = raise_errors
+        #: How many times a read-only call is retried after a transient fault.
         self.retries = retries
+        #: The first retry's wait in seconds, doubled for each retry after it.
         self.backoff = backoff
+        #: Seconds from a call's start after which it is no longer retried.
         self.retry_time = retry_time
+        #: Rate-counter costs by method, where they differ from Kraken's table.
         self.costs = dict(costs or {})
-        self.counter = RateCounter.for_tier(tier) if tier is not None else None
-        self.public_counter = RateCounter(1.0, public_rate) if public_rate else None
+        #: The unit of nonces, fixed when the object is made: ``'ms'``, ``'us'`` or ``'ns'``.
         self.nonce_unit = nonce_unit
         self._nonce_divisor = NONCE_UNITS[nonce_unit]
         self._last_nonce = 0
@@ -197,6 +219,7 @@ class API:
         Surrounding whitespace and Windows line ends are ignored. A file that
         others may read gets a warning.
 
+        :param path: the key file
         :raises OSError: if the file cannot be read
         :raises KrakenUsageError: if a line is missing or the secret is not base64
         """
@@ -228,9 +251,12 @@ class API:
         :returns: the decoded envelope ``{"error": [...], "result": ...}``
         :raises KrakenHTTPError: on a reply that is not 2xx (also a :class:`requests.HTTPError`)
         :raises KrakenResponseError: on a 2xx reply that is not JSON
-        :raises KrakenConnectionError: when no reply could be had
+        :raises KrakenConnectionError: when the connection failed (:class:`NotSentError`
+            if it could not be opened)
+        :raises KrakenTimeout: when no reply came within the timeout
         :raises KrakenAPIError: when Kraken answers with an error and
             :attr:`raise_errors` is set
+        :raises KrakenUsageError: for a name that is not a Kraken method name
         """
         urlpath = self._urlpath('public', method)
         return self._call(method, urlpath, dict(data or {}), timeout, private=False)
@@ -247,12 +273,21 @@ class API:
         new nonce. A call that changes state (AddOrder, CancelOrder, Withdraw,
         ...) is sent again only when it provably never reached Kraken.
 
+        :param method: Kraken's method name, such as ``'AddOrder'`` or ``'Earn/Allocate'``
+        :param data: parameters, without ``nonce`` (it is added to a copy)
+        :param timeout: overrides :attr:`timeout` for this call
         :returns: the decoded envelope, or ``bytes`` for a file (RetrieveExport)
-        :raises KrakenUsageError: without a key or secret, before anything is sent
+        :raises KrakenUsageError: without a key or secret, or with a secret that
+            is not base64, before anything is sent
         :raises OutcomeUnknownError: when a state-changing call was sent but
             its reply was lost: it may or may not have taken effect
-        :raises KrakenHTTPError, KrakenResponseError, KrakenConnectionError:
-            as :meth:`query_public`
+        :raises NotSentError: when the connection could not be opened
+        :raises KrakenHTTPError: on a reply that is not 2xx
+        :raises KrakenResponseError: on a 2xx reply that is not JSON
+        :raises KrakenConnectionError: when the connection failed
+        :raises KrakenTimeout: when no reply came within the timeout
+        :raises KrakenAPIError: when Kraken answers with an error and
+            :attr:`raise_errors` is set
         """
         urlpath = self._urlpath('private', method)
         if not self.key or not self.secret:
@@ -271,7 +306,11 @@ class API:
         exists before placing it again. Only the newest 50 closed orders are
         searched.
 
+        :param userref: the ``userref`` the order was placed with
+        :param cl_ord_id: the ``cl_ord_id`` the order was placed with
         :returns: the matching orders by txid, empty if none was found
+        :raises KrakenUsageError: unless exactly one of the two is given
+        :raises KrakenAPIError: if Kraken refuses the lookup
         """
         if (userref is None) == (cl_ord_id is None):
             raise KrakenUsageError('find_order needs exactly one of userref or cl_ord_id')
@@ -286,8 +325,10 @@ class API:
     def reconcile(self, error: OutcomeUnknownError) -> dict[str, Any]:
         """Look up the order behind an :class:`OutcomeUnknownError` by its userref or cl_ord_id.
 
+        :param error: the exception a state-changing call raised
         :returns: the matching orders by txid, empty if none was found
         :raises KrakenUsageError: if the call carried neither identifier
+        :raises KrakenAPIError: if Kraken refuses the lookup
         """
         if error.cl_ord_id is not None:
             return self.find_order(cl_ord_id=error.cl_ord_id)
@@ -340,7 +381,7 @@ class API:
                 return None
             transient = isinstance(outcome, (KrakenConnectionError, KrakenTimeout,
                                              KrakenResponseError)) or (
-                isinstance(outcome, KrakenHTTPError) and (outcome.status or 0) >= 500)
+                isinstance(outcome, KrakenHTTPError) and (outcome.status or 0) in _RETRY_STATUS)
             if not transient:
                 return None
         elif once or not _transient_reply(outcome):
@@ -512,6 +553,7 @@ class API:
             :meth:`query_private` sends them; or the exact body
         :param urlpath: the path, such as ``/0/private/AddOrder``
         :returns: the value of the ``API-Sign`` header
+        :raises KrakenUsageError: if there is no nonce, or the secret is not base64
         """
         if isinstance(data, (str, bytes)):
             body = data.encode() if isinstance(data, str) else data
@@ -619,7 +661,9 @@ def _excerpt(content: bytes) -> str:
 
 def _http_message(method: str, response: requests.Response) -> str:
     """Say what a non-2xx reply was, naming Cloudflare's pages by their title."""
-    message = f'Kraken {method} answered HTTP {response.status_code} {response.reason or ""}'
+    message = f'Kraken {method} answered HTTP {response.status_code}'
+    if response.reason:
+        message += f' {response.reason}'
     if response.headers.get('Server', '').lower() == 'cloudflare' or \
             response.headers.get('CF-RAY'):
         title = _TITLE.search(response.content[:4096])
@@ -627,7 +671,7 @@ def _http_message(method: str, response: requests.Response) -> str:
         message += f' from Cloudflare ({detail}), an error in front of Kraken'
     elif response.is_redirect:
         message += f'; it redirects to {response.headers.get("Location")}: check API.uri'
-    return message.rstrip()
+    return message
 
 
 _OUTCOME_UNKNOWN: tuple[tuple[type[KrakenError], type[OutcomeUnknownError]], ...] = (

@@ -36,6 +36,7 @@ class KrakenError(Exception):
     :ivar errors: Kraken's error strings, if the reply had any
     :ivar body: the start of the reply body, for replies that were not usable
     :ivar response: the :class:`requests.Response`, if one arrived
+    :ivar request: the :class:`requests.PreparedRequest` that was sent, if a reply arrived
     """
 
     def __init__(self, message: str = '', *, method: str | None = None,

@@ -19,10 +19,15 @@ __all__ = ['Method', 'METHODS', 'GROUPS', 'lookup', 'is_public', 'changes_state'
 class Method:
     """One of Kraken's REST methods."""
 
+    #: Kraken's name, as in the path ``/0/private/<name>``.
     name: str
+    #: The help group, a key of :data:`GROUPS`.
     group: str
+    #: What the method does, in a line.
     summary: str
+    #: Its parameters, space-separated; ``*`` marks a required one.
     params: str = ''
+    #: Whether it needs a key (a signed POST) rather than being public (a GET).
     private: bool = True
     #: Whether a call can change the account (place, cancel, move money).
     changes_state: bool = False

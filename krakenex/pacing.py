@@ -24,6 +24,8 @@ class RateCounter:
     :meth:`acquire` blocks until the call fits under the maximum, so calls run at
     the highest rate the tier allows. Safe to share between threads; waiting
     callers are served one at a time.
+
+    :raises ValueError: unless the maximum and the decay are positive
     """
 
     def __init__(self, maximum: float, decay: float, *,
@@ -42,7 +44,10 @@ class RateCounter:
 
     @classmethod
     def for_tier(cls, tier: str | tuple[float, float]) -> RateCounter:
-        """Build the counter of a named tier, or of a ``(maximum, decay)`` pair."""
+        """Build the counter of a named tier, or of a ``(maximum, decay)`` pair.
+
+        :raises ValueError: for an unknown tier name or a non-positive value
+        """
         if isinstance(tier, str):
             if tier not in TIERS:
                 raise ValueError(f'unknown rate tier {tier!r}: use one of '

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
@@ -189,7 +190,7 @@ def test_eight_threads_sharing_one_api_object_get_no_invalid_nonce(
     assert errors == []
     arrived = [int(n) for method, n in sandbox.requests_log if method == 'Balance' and n]
     assert len(arrived) == 1600
-    assert all(a < b for a, b in zip(arrived, arrived[1:])), 'nonces arrived out of order'
+    assert all(a < b for a, b in itertools.pairwise(arrived)), 'nonces arrived out of order'
 
 
 @pytest.mark.parametrize(('unit', 'digits'), [('ms', 13), ('us', 16), ('ns', 19)])

@@ -1,0 +1,40 @@
+"""The code passes ruff and mypy, and the documentation builds without a warning.
+
+Each check runs the tool exactly as a developer would, from the repository root,
+with the settings in pyproject.toml and doc/conf.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m <args>`` from the repository root and capture what it prints."""
+    return subprocess.run([sys.executable, '-m', *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def report(result: subprocess.CompletedProcess[str]) -> str:
+    command = ' '.join(result.args[2:])
+    return f'{command} exited {result.returncode}:\n{result.stdout}{result.stderr}'
+
+
+def test_ruff_finds_nothing_to_fix() -> None:
+    folders = [name for name in ('krakenex', 'tests', 'benchmarks') if (ROOT / name).is_dir()]
+    result = run('ruff', 'check', *folders)
+    assert result.returncode == 0, report(result)
+
+
+def test_mypy_passes_with_the_strict_settings_for_krakenex() -> None:
+    result = run('mypy', 'krakenex')
+    assert result.returncode == 0, report(result)
+
+
+def test_docs_build_without_a_single_warning(tmp_path: Path) -> None:
+    result = run('sphinx', '-W', '-q', '-b', 'html', 'doc', str(tmp_path))
+    assert result.returncode == 0, report(result)
