@@ -4,41 +4,68 @@
 >>> api = API()
 >>> api.query_public('Time')                      # doctest: +SKIP
 {'error': [], 'result': {'unixtime': ..., 'rfc1123': ...}}
+
+The names below are imported on first use (PEP 562), so that ``krakenex
+--help`` and :mod:`krakenex.methods` start without loading requests.
 """
 
-from .api import API, DEFAULT_TIMEOUT, DEFAULT_URI
-from .errors import (
-    AuthenticationError,
-    InsufficientFundsError,
-    InvalidNonceError,
-    InvalidOrderError,
-    KrakenAPIError,
-    KrakenConnectionError,
-    KrakenConnectTimeout,
-    KrakenError,
-    KrakenHTTPError,
-    KrakenResponseError,
-    KrakenTimeout,
-    KrakenUsageError,
-    NotSentError,
-    OutcomeUnknownConnectionError,
-    OutcomeUnknownError,
-    OutcomeUnknownHTTPError,
-    OutcomeUnknownResponseError,
-    OutcomeUnknownTimeout,
-    RateLimitError,
-    ServiceUnavailableError,
-    UnknownAssetError,
-    unwrap,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .version import __url__, __version__
 
+if TYPE_CHECKING:
+    from .api import API, DEFAULT_TIMEOUT, DEFAULT_URI
+    from .errors import (
+        AuthenticationError,
+        InsufficientFundsError,
+        InvalidNonceError,
+        InvalidOrderError,
+        KrakenAPIError,
+        KrakenConnectionError,
+        KrakenConnectTimeout,
+        KrakenError,
+        KrakenHTTPError,
+        KrakenResponseError,
+        KrakenTimeout,
+        KrakenUsageError,
+        NotSentError,
+        OutcomeUnknownConnectionError,
+        OutcomeUnknownError,
+        OutcomeUnknownHTTPError,
+        OutcomeUnknownResponseError,
+        OutcomeUnknownTimeout,
+        RateLimitError,
+        ServiceUnavailableError,
+        UnknownAssetError,
+        unwrap,
+    )
+
 __all__ = [
-    'API', 'DEFAULT_TIMEOUT', 'DEFAULT_URI', 'unwrap', '__version__', '__url__',
-    'KrakenError', 'KrakenUsageError', 'KrakenHTTPError', 'KrakenResponseError',
-    'KrakenConnectionError', 'NotSentError', 'KrakenTimeout', 'KrakenConnectTimeout',
-    'KrakenAPIError', 'InvalidNonceError', 'AuthenticationError', 'RateLimitError',
-    'InsufficientFundsError', 'InvalidOrderError', 'UnknownAssetError', 'ServiceUnavailableError',
-    'OutcomeUnknownError', 'OutcomeUnknownHTTPError', 'OutcomeUnknownResponseError',
-    'OutcomeUnknownConnectionError', 'OutcomeUnknownTimeout',
+    'API', 'DEFAULT_TIMEOUT', 'DEFAULT_URI', '__url__', '__version__', 'unwrap',
+    'AuthenticationError', 'InsufficientFundsError', 'InvalidNonceError', 'InvalidOrderError',
+    'KrakenAPIError', 'KrakenConnectTimeout', 'KrakenConnectionError', 'KrakenError',
+    'KrakenHTTPError', 'KrakenResponseError', 'KrakenTimeout', 'KrakenUsageError', 'NotSentError',
+    'OutcomeUnknownConnectionError', 'OutcomeUnknownError', 'OutcomeUnknownHTTPError',
+    'OutcomeUnknownResponseError', 'OutcomeUnknownTimeout', 'RateLimitError',
+    'ServiceUnavailableError', 'UnknownAssetError',
 ]
+
+#: The names :mod:`krakenex.api` provides; every other lazy name is in :mod:`krakenex.errors`.
+_FROM_API = ('API', 'DEFAULT_TIMEOUT', 'DEFAULT_URI')
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name from its module the first time it is asked for."""
+    if name not in __all__:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    module = 'api' if name in _FROM_API else 'errors'
+    value = getattr(importlib.import_module(f'{__name__}.{module}'), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

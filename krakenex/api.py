@@ -487,6 +487,10 @@ class API:
                 prepared, timeout=self.timeout if timeout is None else timeout,
                 proxies=proxies, verify=verify, cert=self.session.cert,
                 stream=False, allow_redirects=False)
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                requests.exceptions.MissingSchema) as exc:
+            raise KrakenUsageError(f'API.uri {self.uri!r} is not a server address such as '
+                                   f'{DEFAULT_URI}', method=method) from exc
         except requests.ConnectTimeout as exc:
             raise KrakenConnectTimeout(f'could not connect to {self.uri} within the timeout '
                                        f'for {method}; nothing was sent', method=method) from exc

@@ -9,14 +9,12 @@ Parameters marked ``*`` are required.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ['Method', 'METHODS', 'GROUPS', 'lookup', 'is_public', 'changes_state', 'cost']
 
 
-@dataclass(frozen=True)
-class Method:
+class Method(NamedTuple):
     """One of Kraken's REST methods."""
 
     #: Kraken's name, as in the path ``/0/private/<name>``.

@@ -1,0 +1,519 @@
+"""The ``krakenex`` command, run for real in a subprocess against a sandbox on 127.0.0.1."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+import krakenex
+from krakenex import API
+from krakenex.sandbox import Sandbox
+
+Run = Callable[..., 'subprocess.CompletedProcess[str]']
+PACKAGE = Path(krakenex.__file__).parent
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """The environment with no Kraken credentials and an empty home, so no key file is found."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('KRAKEN_API_KEY', 'KRAKEN_API_SECRET', 'XDG_CONFIG_HOME')}
+    home = tmp_path / 'home'
+    home.mkdir()
+    env['HOME'] = str(home)
+    return env
+
+
+def krakenex_cmd(*args: str, env: dict[str, str],
+                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, '-m', 'krakenex', *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def account_env(sandbox: Sandbox, clean_env: dict[str, str]) -> dict[str, str]:
+    """The sandbox's funded account in KRAKEN_API_KEY and KRAKEN_API_SECRET."""
+    return {**clean_env, 'KRAKEN_API_KEY': sandbox.key, 'KRAKEN_API_SECRET': sandbox.secret}
+
+
+@pytest.fixture
+def run(sandbox: Sandbox, account_env: dict[str, str]) -> Run:
+    """``krakenex --uri SANDBOX ARGS...`` with the sandbox's account in the environment."""
+    def run(*args: str, **options: Any) -> subprocess.CompletedProcess[str]:
+        return krakenex_cmd('--uri', sandbox.url, *args, env=account_env, **options)
+    return run
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The only line on stderr, which must start with ``krakenex:``."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith('krakenex: ')
+    return lines[0]
+
+
+def run_on_terminal(args: list[str], env: dict[str, str], stream: str) -> tuple[int, str, str]:
+    """Run the command with ``stream`` ('stdout' or 'stderr') on a pseudo-terminal.
+
+    :returns: the exit code, what the terminal showed, and the other stream
+    """
+    pty = pytest.importorskip('pty')
+    controller, terminal = pty.openpty()
+    other = subprocess.PIPE
+    proc = subprocess.Popen([sys.executable, '-m', 'krakenex', *args], env=env,
+                            stdout=terminal if stream == 'stdout' else other,
+                            stderr=terminal if stream == 'stderr' else other)
+    os.close(terminal)
+    shown: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                return
+            if not chunk:
+                return
+            shown.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    out, err = proc.communicate(timeout=30)
+    reader.join(timeout=10)
+    os.close(controller)
+    piped = out if stream == 'stderr' else err
+    text = b''.join(shown).decode().replace('\r\n', '\n')
+    return proc.returncode, text, piped.decode()
+
+
+def ledger_ids(sandbox: Sandbox) -> list[str]:
+    """Every ledger id of the sandbox's account, paged here with the API class."""
+    ids: list[str] = []
+    with API(sandbox.key, sandbox.secret, uri=sandbox.url) as api:
+        while True:
+            page = api.query_private('Ledgers', {'ofs': len(ids)})['result']
+            ids += page['ledger']
+            if not page['ledger'] or len(ids) >= page['count']:
+                return ids
+
+
+# ------------------------------------------------------------- calls, output
+
+def test_public_call_prints_the_result_as_compact_json_when_piped(run: Run) -> None:
+    result = run('Ticker', 'pair=XBTUSD')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('\n') == 1 and result.stdout.endswith('\n')
+    ticker = json.loads(result.stdout)
+    assert list(ticker) == ['XXBTZUSD'] and {'a', 'b', 'c'} <= set(ticker['XXBTZUSD'])
+    assert result.stderr == ''
+
+
+def test_json_is_indented_when_stdout_is_a_terminal(sandbox: Sandbox,
+                                                    clean_env: dict[str, str]) -> None:
+    code, shown, _ = run_on_terminal(['--uri', sandbox.url, 'Time'], clean_env, 'stdout')
+    assert code == 0
+    assert shown.startswith('{\n  "unixtime": ') and shown.endswith('\n}\n')
+    assert set(json.loads(shown)) == {'unixtime', 'rfc1123'}
+
+
+def test_private_call_uses_credentials_from_the_environment(run: Run) -> None:
+    result = run('Balance')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)['ZUSD'] == '100000.0000'
+
+
+def test_raw_prints_the_whole_envelope(run: Run) -> None:
+    result = run('--raw', 'Time')
+    assert result.returncode == 0
+    envelope = json.loads(result.stdout)
+    assert envelope['error'] == [] and set(envelope['result']) == {'unixtime', 'rfc1123'}
+
+
+def test_numbers_are_printed_exactly_as_kraken_sent_them(run: Run, sandbox: Sandbox) -> None:
+    sent = requests.get(f'{sandbox.url}/0/public/AssetPairs?pair=XBTUSD', timeout=5)
+    result = run('--raw', 'AssetPairs', 'pair=XBTUSD')
+    # parse_float=str keeps each number's text: equal texts, not just equal values.
+    assert json.loads(result.stdout, parse_float=str) == json.loads(sent.text, parse_float=str)
+    assert '[10000000,0.0]' in result.stdout  # a float would print 0.0, a Decimal 0 or 0E+1
+
+
+def test_addorder_with_validate_true_places_nothing(run: Run, sandbox: Sandbox) -> None:
+    result = run('AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=limit', 'price=37500',
+                 'volume=0.01', 'validate=true')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)['descr']['order'].startswith('buy 0.01000000 XBTUSD')
+    assert sandbox.orders() == []
+
+
+def test_json_parameter_sends_the_orders_of_addorderbatch(run: Run, sandbox: Sandbox) -> None:
+    orders = [{'ordertype': 'limit', 'type': 'buy', 'volume': '0.01', 'price': '37500'},
+              {'ordertype': 'limit', 'type': 'buy', 'volume': '0.02', 'price': '37000'}]
+    result = run('AddOrderBatch', 'pair=XBTUSD', f'orders:={json.dumps(orders)}')
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)['orders']) == 2
+    assert [o['vol'] for o in sandbox.orders()] == ['0.01000000', '0.02000000']
+
+
+def test_private_flag_sends_a_method_krakenex_does_not_know(run: Run) -> None:
+    result = run('--private', 'NoSuchMethod')
+    assert result.returncode == 1  # Kraken's answer, so the call was made
+    assert one_line_error(result) == 'krakenex: EGeneral:Unknown method'
+
+
+def test_retrieve_export_zip_goes_to_the_output_file_or_a_pipe(
+        run: Run, sandbox: Sandbox, account_env: dict[str, str], tmp_path: Path) -> None:
+    export = json.loads(run('AddExport', 'report=ledgers', 'description=cli').stdout)['id']
+    target = tmp_path / 'ledgers.zip'
+    assert run('RetrieveExport', f'id={export}', '--output', str(target)).returncode == 0
+    assert zipfile.is_zipfile(target)
+    piped = subprocess.run([sys.executable, '-m', 'krakenex', '--uri', sandbox.url,
+                            'RetrieveExport', f'id={export}'], env=account_env,
+                           capture_output=True, timeout=30)
+    assert piped.returncode == 0
+    assert piped.stdout == target.read_bytes()
+
+
+# ---------------------------------------------------------------- exit codes
+
+def test_kraken_error_exits_1_with_the_error_string_on_one_line(run: Run) -> None:
+    result = run('AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=market', 'volume=1000')
+    assert result.returncode == 1
+    assert one_line_error(result) == 'krakenex: EOrder:Insufficient funds'
+    assert result.stdout == ''
+
+
+def test_raw_still_exits_1_on_a_kraken_error(run: Run) -> None:
+    result = run('--raw', 'AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=market',
+                 'volume=1000')
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {'error': ['EOrder:Insufficient funds']}
+
+
+def test_closed_port_exits_3(clean_env: dict[str, str]) -> None:
+    with Sandbox() as stopped:
+        url = stopped.url
+    result = krakenex_cmd('--uri', url, '--retries', '0', 'Time', env=clean_env)
+    assert result.returncode == 3
+    assert 'could not connect' in one_line_error(result)
+
+
+def test_cloudflare_520_exits_3_after_retrying(run: Run, sandbox: Sandbox) -> None:
+    sandbox.inject('html520', times=10)
+    result = run('--retries', '1', 'Time')
+    assert result.returncode == 3
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and 'retry 1' in lines[0]  # the retry, then the error
+    assert lines[1].startswith('krakenex: Kraken Time answered HTTP 520 from Cloudflare')
+
+
+def test_lost_addorder_reply_exits_4_with_nonce_and_userref(run: Run, sandbox: Sandbox) -> None:
+    sandbox.inject('reply_lost', method='AddOrder')
+    result = run('AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=market', 'volume=0.01',
+                 'userref=42')
+    assert result.returncode == 4
+    line = one_line_error(result)
+    nonce = next(n for m, n in sandbox.requests_log if m == 'AddOrder')
+    assert f'AddOrder was sent (nonce {nonce}, userref=42)' in line
+    assert 'may or may not have taken effect' in line
+    assert 'krakenex OpenOrders userref=42' in line
+    assert [o['userref'] for o in sandbox.orders()] == [42]  # placed once, never re-sent
+
+
+@pytest.mark.parametrize(('args', 'message'), [
+    (['Balanse'], "'Balanse' is not one of Kraken's methods (did you mean Balance, "),
+    (['Ticker', 'pair'], "expected name=value (or name:=JSON), not 'pair'"),
+    (['AddOrderBatch', 'pair=XBTUSD', 'orders:=[{"type": buy}]'],
+     'parameter orders: \'[{"type": buy}]\' is not valid JSON'),
+    (['Ticker', 'pair=XBTUSD', 'pair=ETHUSD'], "parameter 'pair' is given twice"),
+    (['--key-file', '/nonexistent/kraken.key', 'Balance'],
+     'cannot read key file /nonexistent/kraken.key: No such file or directory'),
+    (['--timeout', 'soon', 'Time'], "argument --timeout: 'soon' is not a number"),
+    (['--all', 'Balance'], 'Balance has no pages; --all works with ClosedOrders'),
+    (['--csv', 'Balance'], 'Balance does not answer with a table; --csv works with OHLC'),
+    (['--uri', 'api.kraken.com', 'Time'], "--uri 'api.kraken.com' is not a server address"),
+])
+def test_bad_input_exits_2_with_one_line_and_sends_nothing(
+        run: Run, sandbox: Sandbox, args: list[str], message: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in one_line_error(result)
+    assert result.stdout == ''
+    assert sandbox.requests_log == []
+
+
+def test_malformed_key_file_exits_2(run: Run, tmp_path: Path) -> None:
+    key_file = tmp_path / 'kraken.key'
+    key_file.write_text('only-a-key\n')
+    key_file.chmod(0o600)
+    result = run('--key-file', str(key_file), 'Balance')
+    assert result.returncode == 2
+    assert 'needs the API key on its first line and the secret on its second' in \
+        one_line_error(result)
+
+
+def test_private_call_without_credentials_exits_2_naming_where_it_looked(
+        sandbox: Sandbox, clean_env: dict[str, str]) -> None:
+    result = krakenex_cmd('--uri', sandbox.url, 'Balance', env=clean_env)
+    assert result.returncode == 2
+    line = one_line_error(result)
+    default = Path(clean_env['HOME'], '.config', 'krakenex', 'kraken.key')
+    assert all(place in line for place in
+               ('--key-file', 'KRAKEN_API_KEY', 'KRAKEN_API_SECRET', str(default)))
+    assert sandbox.requests_log == []
+
+
+def test_timeout_option_bounds_the_wait_for_a_reply_and_exits_3(run: Run,
+                                                                 sandbox: Sandbox) -> None:
+    sandbox.inject('delay', seconds=5)
+    started = time.monotonic()
+    result = run('--timeout', '0.5', '--retries', '0', 'Time')
+    assert result.returncode == 3
+    assert 'no reply' in one_line_error(result) and 'within the timeout' in result.stderr
+    assert time.monotonic() - started < 4
+
+
+# --------------------------------------------------------------- credentials
+
+def test_key_file_option_wins_over_the_environment(sandbox: Sandbox,
+                                                   clean_env: dict[str, str],
+                                                   tmp_path: Path) -> None:
+    key_file = tmp_path / 'kraken.key'
+    key_file.write_text(f'{sandbox.key}\n{sandbox.secret}\n')
+    key_file.chmod(0o600)
+    env = {**clean_env, 'KRAKEN_API_KEY': 'wrong', 'KRAKEN_API_SECRET': 'd3Jvbmc='}
+    result = krakenex_cmd('--uri', sandbox.url, '--key-file', str(key_file), 'Balance', env=env)
+    assert result.returncode == 0, result.stderr
+    assert 'ZUSD' in json.loads(result.stdout)
+
+
+def test_default_key_file_in_xdg_config_home_is_read(sandbox: Sandbox,
+                                                     clean_env: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    config = tmp_path / 'config'
+    (config / 'krakenex').mkdir(parents=True)
+    key_file = config / 'krakenex' / 'kraken.key'
+    key_file.write_text(f'{sandbox.key}\n{sandbox.secret}\n')
+    key_file.chmod(0o600)
+    env = {**clean_env, 'XDG_CONFIG_HOME': str(config)}
+    result = krakenex_cmd('--uri', sandbox.url, 'Balance', env=env)
+    assert result.returncode == 0, result.stderr
+    assert 'ZUSD' in json.loads(result.stdout)
+
+
+def test_otp_option_sends_the_one_time_password(clean_env: dict[str, str]) -> None:
+    with Sandbox(otp='424242') as guarded:
+        env = {**clean_env, 'KRAKEN_API_KEY': guarded.key, 'KRAKEN_API_SECRET': guarded.secret}
+        without = krakenex_cmd('--uri', guarded.url, 'Balance', env=env)
+        with_otp = krakenex_cmd('--uri', guarded.url, '--otp', '424242', 'Balance', env=env)
+    assert without.returncode == 1
+    assert one_line_error(without) == 'krakenex: EGeneral:Permission denied'
+    assert with_otp.returncode == 0, with_otp.stderr
+
+
+def test_verbose_logs_the_call_to_stderr_but_never_the_secret(run: Run,
+                                                              sandbox: Sandbox) -> None:
+    result = run('--verbose', 'Balance', 'asset=ZUSD')
+    assert result.returncode == 0
+    assert 'Balance private call' in result.stderr and 'POST Balance -> 200' in result.stderr
+    assert sandbox.secret not in result.stderr + result.stdout
+    assert 'ZUSD' not in result.stderr  # parameter names are logged, never their values
+
+
+# ---------------------------------------------------------------- --sandbox
+
+def test_sandbox_flag_runs_balance_with_no_credentials_anywhere(
+        clean_env: dict[str, str]) -> None:
+    result = krakenex_cmd('--sandbox', 'Balance', env=clean_env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)['ZUSD'] == '100000.0000'
+
+
+def test_sandbox_flag_places_a_paper_order(clean_env: dict[str, str]) -> None:
+    result = krakenex_cmd('--sandbox', 'AddOrder', 'pair=XBTUSD', 'type=buy',
+                          'ordertype=market', 'volume=0.01', env=clean_env)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)['txid']) == 1
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='sends SIGINT')
+def test_sandbox_command_prints_url_key_secret_and_serves_until_interrupted(
+        clean_env: dict[str, str]) -> None:
+    proc = subprocess.Popen([sys.executable, '-m', 'krakenex', 'sandbox', '--seed', '3'],
+                            env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        shown = dict(proc.stdout.readline().rstrip('\n').split(': ', 1) for _ in range(3))
+        assert set(shown) == {'url', 'key', 'secret'}
+        with API(shown['key'], shown['secret'], uri=shown['url']) as api:
+            assert 'ZUSD' in api.query_private('Balance')['result']
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+# ------------------------------------------------------------- --all, --csv
+
+def test_all_fetches_every_ledgers_page_with_each_entry_exactly_once(
+        run: Run, sandbox: Sandbox) -> None:
+    expected = ledger_ids(sandbox)
+    sandbox.requests_log.clear()
+    result = run('--all', 'Ledgers')
+    assert result.returncode == 0, result.stderr
+    # object_pairs_hook=list keeps every key, so a repeated ledger id would show.
+    top = dict(json.loads(result.stdout, object_pairs_hook=list))
+    ids = [ledger_id for ledger_id, _ in top['ledger']]
+    assert len(ids) == len(set(ids)) == top['count'] == len(expected) > 150
+    assert set(ids) == set(expected)
+    assert [m for m, _ in sandbox.requests_log].count('Ledgers') > 3
+
+
+def test_all_pages_trades_with_since_and_last_keeping_each_trade_once(
+        run: Run, sandbox: Sandbox) -> None:
+    since = str(int(time.time()) - 3 * 3600)
+    with API(uri=sandbox.url) as api:
+        expected = api.query_public('Trades', {'pair': 'XBTUSD', 'since': since})['result']
+    sandbox.requests_log.clear()
+    result = run('--all', '--tier', 'none', 'Trades', 'pair=XBTUSD', f'since={since}',
+                 'count=200')
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)['XXBTZUSD']
+    trade_ids = [row[6] for row in rows]
+    assert len(trade_ids) == len(set(trade_ids))
+    assert trade_ids[:len(expected['XXBTZUSD'])] == [row[6] for row in expected['XXBTZUSD']]
+    assert [m for m, _ in sandbox.requests_log].count('Trades') > 3
+
+
+def test_all_is_paced_under_the_tier_so_kraken_never_refuses(
+        account_env: dict[str, str]) -> None:
+    with Sandbox(tier=(2, 10)) as strict:
+        env = {**account_env, 'KRAKEN_API_KEY': strict.key, 'KRAKEN_API_SECRET': strict.secret}
+        unpaced = krakenex_cmd('--uri', strict.url, '--tier', 'none', '--retries', '0',
+                               '--all', 'Ledgers', env=env)
+        time.sleep(0.3)  # let the sandbox's counter decay
+        paced = krakenex_cmd('--uri', strict.url, '--tier', '2,10', '--retries', '0',
+                             '--all', 'Ledgers', env=env)
+    assert unpaced.returncode == 1
+    assert one_line_error(unpaced) == 'krakenex: EAPI:Rate limit exceeded'
+    assert paced.returncode == 0, paced.stderr
+    assert paced.stderr == ''
+
+
+def test_csv_ledgers_parse_back_with_one_row_per_entry(run: Run, sandbox: Sandbox) -> None:
+    count = len(ledger_ids(sandbox))
+    result = run('--all', '--csv', 'Ledgers')
+    assert result.returncode == 0, result.stderr
+    reader = csv.DictReader(io.StringIO(result.stdout))
+    rows = list(reader)
+    assert reader.fieldnames is not None and reader.fieldnames[0] == 'id'
+    assert {'refid', 'time', 'type', 'asset', 'amount', 'fee', 'balance'} <= set(reader.fieldnames)
+    assert len(rows) == len({row['id'] for row in rows}) == count
+
+
+def test_csv_closed_orders_flatten_descr_into_columns(run: Run) -> None:
+    count = json.loads(run('ClosedOrders').stdout)['count']
+    result = run('--all', '--csv', 'ClosedOrders')
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == count
+    assert all(row['descr.order'].startswith(row['descr.type']) for row in rows)
+
+
+def test_csv_ohlc_has_one_row_per_candle(run: Run) -> None:
+    result = run('--csv', 'OHLC', 'pair=XBTUSD', 'interval=1440')
+    reader = csv.DictReader(io.StringIO(result.stdout))
+    rows = list(reader)
+    assert reader.fieldnames == ['time', 'open', 'high', 'low', 'close', 'vwap', 'volume',
+                                 'count']
+    assert len(rows) == 720  # Kraken serves at most 720 candles, and the sandbox all of them
+    times = [int(row['time']) for row in rows]
+    assert {b - a for a, b in zip(times[:-1], times[1:], strict=True)} == {86400}
+
+
+def test_progress_bar_is_drawn_when_stderr_is_a_terminal(sandbox: Sandbox,
+                                                         account_env: dict[str, str]) -> None:
+    code, shown, stdout = run_on_terminal(['--uri', sandbox.url, '--all', 'Ledgers'],
+                                          account_env, 'stderr')
+    count = json.loads(stdout)['count']
+    assert code == 0
+    assert '\r' in shown and f'Ledgers: [{"#" * 30}] {count}/{count} rows' in shown
+    assert shown.endswith(' pages\x1b[K\n')
+
+
+def test_no_progress_bar_when_stderr_is_piped(run: Run) -> None:
+    result = run('--all', 'Ledgers')
+    assert result.returncode == 0
+    assert result.stderr == ''
+
+
+# --------------------------------------------------------------- help, start
+
+def test_help_lists_the_methods_by_group(clean_env: dict[str, str]) -> None:
+    result = krakenex_cmd('--help', env=clean_env)
+    assert result.returncode == 0
+    groups = ['Market data (public):', 'Account data:', 'Trading:', 'Funding:', 'Earn:']
+    where = [result.stdout.index(group) for group in groups]
+    assert where == sorted(where)
+    assert 'Ticker' in result.stdout and 'best prices, last trade, volume' in result.stdout
+    assert 'exit codes:' in result.stdout and '.config/krakenex/kraken.key' in result.stdout
+
+
+def test_help_method_shows_its_parameters(clean_env: dict[str, str]) -> None:
+    result = krakenex_cmd('help', 'AddOrder', env=clean_env)
+    assert result.returncode == 0
+    assert 'group:          Trading' in result.stdout
+    assert 'changes state:  yes' in result.stdout
+    assert 'pair*  type*  ordertype*  volume*  price' in result.stdout
+
+
+def test_version_prints_the_version(clean_env: dict[str, str]) -> None:
+    result = krakenex_cmd('--version', env=clean_env)
+    assert result.stdout == f'krakenex {krakenex.__version__}\n'
+
+
+def test_help_imports_neither_requests_nor_the_api_nor_the_sandbox(
+        clean_env: dict[str, str]) -> None:
+    # The package's __init__ is bypassed: this checks what the command itself imports.
+    probe = f'''
+import contextlib, io, sys, types
+package = types.ModuleType('krakenex')
+package.__path__ = [{str(PACKAGE)!r}]
+sys.modules['krakenex'] = package
+from krakenex.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main(['--help'])
+print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('requests', 'urllib3')
+                   or m in ('krakenex.api', 'krakenex.errors', 'krakenex.sandbox')))
+'''
+    result = subprocess.run([sys.executable, '-c', probe], env=clean_env, capture_output=True,
+                            text=True, timeout=30)
+    assert result.stdout == '0 []\n', result.stderr
+
+
+def test_krakenex_help_through_the_package_does_not_import_requests(
+        clean_env: dict[str, str]) -> None:
+    eager = subprocess.run([sys.executable, '-c',
+                            'import sys, krakenex; print("requests" in sys.modules)'],
+                           env=clean_env, capture_output=True, text=True, timeout=30)
+    if eager.stdout.strip() == 'True':
+        pytest.skip('krakenex/__init__.py imports the API eagerly; make it lazy (PEP 562)')
+    result = subprocess.run([sys.executable, '-X', 'importtime', '-m', 'krakenex', '--help'],
+                            env=clean_env, capture_output=True, text=True, timeout=30)
+    imported = {line.rsplit('|', 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert result.returncode == 0
+    assert not {'requests', 'krakenex.api', 'krakenex.sandbox'} & imported
