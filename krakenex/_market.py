@@ -1,0 +1,442 @@
+"""Synthetic, seeded market data for :mod:`krakenex.sandbox`.
+
+Everything here is a pure function of the seed and the sandbox's start time:
+two sandboxes built with the same seed serve the same prices, volumes and ids
+(times are shifted by the difference of their start times). Standard library
+only. :class:`Market` is not thread-safe; the sandbox calls it under its lock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+from typing import NamedTuple
+
+D = Decimal
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    """One row of Kraken's public ``Assets`` table."""
+
+    name: str
+    altname: str
+    decimals: int
+    display_decimals: int
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """One row of Kraken's public ``AssetPairs`` table, plus how the sandbox animates it."""
+
+    name: str
+    altname: str
+    wsname: str
+    base: str
+    quote: str
+    pair_decimals: int
+    cost_decimals: int
+    ordermin: Decimal
+    costmin: Decimal
+    tick_size: Decimal
+    start_price: Decimal  # the mid price when the sandbox starts
+    book_step: int  # ticks between two levels of the synthetic book
+    lot: Decimal  # a typical trade size, in base units
+
+
+# Asset names, altnames and precisions as Kraken's Assets endpoint lists them
+# (the old assets carry X/Z prefixes; newer ones like SOL do not).
+ASSETS: dict[str, AssetSpec] = {a.name: a for a in (
+    AssetSpec('XXBT', 'XBT', 10, 5),
+    AssetSpec('XETH', 'ETH', 10, 5),
+    AssetSpec('SOL', 'SOL', 10, 5),
+    AssetSpec('ZUSD', 'USD', 4, 2),
+)}
+
+# Pair names, precisions, minimums and tick sizes as Kraken's AssetPairs endpoint
+# lists them (ordermin/costmin/tick_size values of the real pairs, rounded).
+PAIRS: dict[str, PairSpec] = {p.name: p for p in (
+    PairSpec('XXBTZUSD', 'XBTUSD', 'XBT/USD', 'XXBT', 'ZUSD', 1, 5,
+             D('0.00005'), D('0.5'), D('0.1'), D('60000.0'), 10, D('0.5')),
+    PairSpec('XETHZUSD', 'ETHUSD', 'ETH/USD', 'XETH', 'ZUSD', 2, 5,
+             D('0.002'), D('0.5'), D('0.01'), D('3000.00'), 10, D('5')),
+    PairSpec('XETHXXBT', 'ETHXBT', 'ETH/XBT', 'XETH', 'XXBT', 5, 10,
+             D('0.002'), D('0.00002'), D('0.00001'), D('0.05000'), 1, D('5')),
+    PairSpec('SOLUSD', 'SOLUSD', 'SOL/USD', 'SOL', 'ZUSD', 2, 5,
+             D('0.02'), D('0.5'), D('0.01'), D('150.00'), 1, D('50')),
+)}
+
+LOT_DECIMALS = 8  # every Kraken spot pair quotes volumes with 8 decimals
+
+# Kraken's spot fee schedule (percent by 30-day USD volume), as AssetPairs reports it.
+FEES_TAKER: list[list[float]] = [
+    [0, 0.26], [50000, 0.24], [100000, 0.22], [250000, 0.2], [500000, 0.18],
+    [1000000, 0.16], [2500000, 0.14], [5000000, 0.12], [10000000, 0.1]]
+FEES_MAKER: list[list[float]] = [
+    [0, 0.16], [50000, 0.14], [100000, 0.12], [250000, 0.1], [500000, 0.08],
+    [1000000, 0.06], [2500000, 0.04], [5000000, 0.02], [10000000, 0.0]]
+
+# OHLC intervals in minutes that Kraken accepts; it never serves more than 720 rows.
+OHLC_INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
+OHLC_ROWS = 720
+SPREAD_ROWS = 200  # Kraken keeps "the last ~200" spreads
+
+HISTORY_TRADES = 5000  # public trades per pair before the start
+HISTORY_SECONDS = 12 * 3600  # ... spread over the last 12 hours
+VOLATILITY = 1e-4  # price noise per square-root second (about 60 % a year)
+BOOK_LEVELS = 1000  # distinct level sizes; deeper levels repeat them
+
+
+def places(d: Decimal, n: int) -> str:
+    """``d`` as a fixed-point string with exactly ``n`` decimals (Kraken's number format)."""
+    return f'{d.quantize(D(1).scaleb(-n), ROUND_HALF_UP):f}'
+
+
+def find_pair(text: str) -> PairSpec | None:
+    """The pair named by its Kraken name, altname or wsname (any case; BTC means XBT)."""
+    wanted = text.strip().upper().replace('BTC', 'XBT')
+    for spec in PAIRS.values():
+        if wanted in (spec.name, spec.altname, spec.wsname):
+            return spec
+    return None
+
+
+def find_asset(text: str) -> AssetSpec | None:
+    """The asset named by its Kraken name or altname (any case; BTC means XBT)."""
+    wanted = text.strip().upper().replace('BTC', 'XBT')
+    for spec in ASSETS.values():
+        if wanted in (spec.name, spec.altname):
+            return spec
+    return None
+
+
+class Trade(NamedTuple):
+    """A public trade: what the ``Trades`` endpoint lists."""
+
+    time_ns: int
+    price: Decimal
+    volume: Decimal
+    side: str  # 'b' or 's'
+    ordertype: str  # 'm' or 'l'
+    trade_id: int
+
+
+class Candle(NamedTuple):
+    """One OHLC row before formatting."""
+
+    time: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    vwap: Decimal
+    volume: Decimal
+    trades: int
+
+
+def _ticks(spec: PairSpec, price: float) -> Decimal:
+    """``price`` rounded to the pair's tick size (at least one tick)."""
+    return spec.tick_size * max(1, round(price / float(spec.tick_size)))
+
+
+def _lots(amount: float) -> Decimal:
+    """``amount`` truncated to Kraken's 8 volume decimals (at least 1e-8)."""
+    return D(max(1, int(amount * 1e8))).scaleb(-LOT_DECIMALS)
+
+
+@lru_cache(maxsize=32)
+def _trade_history(seed: int, pair: str) -> tuple[tuple[int, Decimal, Decimal, str, str], ...]:
+    """Seeded trades before the start: (ns before start, price, volume, side, type), oldest first.
+
+    The newest trade is at the pair's start price; a random walk goes backwards from it.
+    """
+    spec = PAIRS[pair]
+    rng = random.Random(f'{seed}/{pair}/trades')
+    gaps = [rng.expovariate(1.0) for _ in range(HISTORY_TRADES)]
+    scale = HISTORY_SECONDS * 1e9 / sum(gaps)
+    rows = []
+    offset, log_price = 0, math.log(float(spec.start_price))
+    for gap in gaps:
+        offset += max(1, int(gap * scale))
+        price = _ticks(spec, math.exp(log_price))
+        volume = _lots(float(spec.lot) * rng.lognormvariate(-1.0, 1.0))
+        rows.append((offset, price, volume, rng.choice('bs'), rng.choice('lmll')))
+        log_price -= VOLATILITY * math.sqrt(gap * scale / 1e9) * rng.gauss(0.0, 1.0)
+    rows.reverse()
+    return tuple(rows)
+
+
+@lru_cache(maxsize=64)
+def _old_candles(seed: int, pair: str, interval: int) -> tuple[Candle, ...]:
+    """720 seeded candles that end where the trade history begins (times are indexes)."""
+    spec = PAIRS[pair]
+    rng = random.Random(f'{seed}/{pair}/ohlc/{interval}')
+    close = float(_trade_history(seed, pair)[0][1])
+    step = VOLATILITY * math.sqrt(interval * 60)
+    candles = []
+    for index in range(OHLC_ROWS - 1, -1, -1):
+        open_ = close * math.exp(step * rng.gauss(0.0, 1.0))
+        high = max(open_, close) * (1 + abs(rng.gauss(0.0, step / 2)))
+        low = min(open_, close) * (1 - abs(rng.gauss(0.0, step / 2)))
+        count = 1 + int(rng.expovariate(1.0) * interval * 6)
+        volume = _lots(float(spec.lot) * count * 0.4 * rng.uniform(0.5, 1.5))
+        o, h, lo, c = (_ticks(spec, v) for v in (open_, high, low, close))
+        vwap = _ticks(spec, (float(o) + float(c) + float(h) + float(lo)) / 4)
+        candles.append(Candle(index, o, h, lo, c, vwap, volume, count))
+        close = open_
+    candles.reverse()
+    return tuple(candles)
+
+
+@lru_cache(maxsize=32)
+def _level_sizes(seed: int, pair: str) -> tuple[tuple[Decimal, ...], tuple[Decimal, ...]]:
+    """Seeded volumes of the synthetic book's ask and bid levels."""
+    spec = PAIRS[pair]
+    rng = random.Random(f'{seed}/{pair}/book')
+    asks = tuple(_lots(float(spec.lot) * rng.uniform(0.2, 2.0)) for _ in range(BOOK_LEVELS))
+    bids = tuple(_lots(float(spec.lot) * rng.uniform(0.2, 2.0)) for _ in range(BOOK_LEVELS))
+    return asks, bids
+
+
+class _PairState:
+    """Mid price and public trade tape of one pair."""
+
+    def __init__(self, spec: PairSpec, seed: int, start: float) -> None:
+        self.spec = spec
+        self.mid = spec.start_price
+        self.mid_time = int(start)
+        start_ns = int(start * 1e9)
+        first_id = random.Random(f'{seed}/{spec.name}/ids').randrange(10**7, 10**8)
+        self.trades = [Trade(start_ns - offset, price, volume, side, kind, first_id + i)
+                       for i, (offset, price, volume, side, kind)
+                       in enumerate(_trade_history(seed, spec.name))]
+        self.times = [t.time_ns for t in self.trades]
+        tick = spec.tick_size
+        self.spreads = [(t.time_ns // 10**9, t.price - tick, t.price + tick)
+                        for t in self.trades[-SPREAD_ROWS:]]
+        self.version = 0  # bumped on every change; part of every cache key
+        self.cache: dict[tuple[object, ...], object] = {}
+
+    def remember(self, key: tuple[object, ...], value: object) -> None:
+        """Cache ``value`` under ``key`` (a small cache: old entries are dropped)."""
+        if len(self.cache) > 32:
+            self.cache.clear()
+        self.cache[key] = value
+
+
+class Market:
+    """The synthetic spot market: a seeded history, a mid price per pair, a ladder book."""
+
+    def __init__(self, seed: int, start: float) -> None:
+        self.seed = seed
+        self.start = start
+        self._pairs: dict[str, _PairState] = {}
+
+    def pair(self, spec: PairSpec) -> _PairState:
+        """The state of ``spec``'s market, generated on first use."""
+        state = self._pairs.get(spec.name)
+        if state is None:
+            state = self._pairs[spec.name] = _PairState(spec, self.seed, self.start)
+        return state
+
+    def mid(self, spec: PairSpec) -> Decimal:
+        """The current mid price."""
+        return self.pair(spec).mid
+
+    # -- the book -----------------------------------------------------------------
+
+    def levels(self, spec: PairSpec, side: str) -> Iterator[tuple[Decimal, Decimal]]:
+        """Endless (price, volume) levels of the asks (``side='a'``) or bids (``'b'``), best first.
+
+        The book is a fixed ladder around the mid: it does not deplete, so a market
+        order walks it from the top every time.
+        """
+        state = self.pair(spec)
+        sizes = _level_sizes(self.seed, spec.name)[0 if side == 'a' else 1]
+        sign = 1 if side == 'a' else -1
+        for i in itertools.count():
+            price = state.mid + sign * spec.tick_size * (1 + i * spec.book_step)
+            if price <= 0:
+                return
+            yield price, sizes[i % BOOK_LEVELS]
+
+    def best(self, spec: PairSpec, side: str) -> Decimal:
+        """The best ask (``'a'``) or bid (``'b'``) price."""
+        return next(self.levels(spec, side))[0]
+
+    # -- changes ----------------------------------------------------------------
+
+    def record_trade(self, spec: PairSpec, price: Decimal, volume: Decimal, side: str,
+                     ordertype: str) -> None:
+        """Append a public trade (a paper fill or a price move) to the tape."""
+        state = self.pair(spec)
+        last = state.trades[-1]
+        now_ns = max(time.time_ns(), last.time_ns + 1)
+        state.trades.append(Trade(now_ns, price, volume, side, ordertype, last.trade_id + 1))
+        state.times.append(now_ns)
+        state.version += 1
+
+    def set_price(self, spec: PairSpec, price: Decimal) -> Decimal:
+        """Move the mid to ``price`` (rounded to the tick size) and print a trade there."""
+        state = self.pair(spec)
+        tick = spec.tick_size
+        state.mid = max(tick, (price / tick).to_integral_value() * tick)
+        state.mid_time = int(time.time())
+        side = 'b' if state.mid >= state.trades[-1].price else 's'
+        self.record_trade(spec, state.mid, spec.ordermin, side, 'l')
+        state.spreads.append((state.mid_time, state.mid - tick, state.mid + tick))
+        del state.spreads[:-SPREAD_ROWS]
+        return state.mid
+
+    # -- public endpoints' data -------------------------------------------------------
+
+    def depth(self, spec: PairSpec, count: int) -> dict[str, list[list[object]]]:
+        """The ``Depth`` result for one pair: ``count`` asks (ascending) and bids (descending)."""
+        state = self.pair(spec)
+        book: dict[str, list[list[object]]] = {}
+        for side, key in (('a', 'asks'), ('b', 'bids')):
+            rows: list[list[object]] = []
+            for price, volume in self.levels(spec, side):
+                if len(rows) == count:
+                    break
+                rows.append([places(price, spec.pair_decimals), places(volume, LOT_DECIMALS),
+                             state.mid_time])
+            book[key] = rows
+        return book
+
+    def trades(self, spec: PairSpec, since: str | None,
+               count: int) -> tuple[list[list[object]], str]:
+        """``Trades`` rows after ``since`` (oldest first, at most ``count``) and the next cursor.
+
+        ``since`` is a Unix time in seconds (may have decimals) or a previous ``last``
+        (nanoseconds). Without it the newest ``count`` trades are returned.
+        """
+        state = self.pair(spec)
+        if since is None:
+            chosen = state.trades[-count:]
+        else:
+            start = bisect.bisect_right(state.times, since_ns(since))
+            chosen = state.trades[start:start + count]
+        rows: list[list[object]] = [
+            [places(t.price, spec.pair_decimals), places(t.volume, LOT_DECIMALS),
+             round(t.time_ns / 1e9, 4), t.side, t.ordertype, '', t.trade_id] for t in chosen]
+        if chosen:
+            last = str(chosen[-1].time_ns)
+        else:
+            last = str(state.times[-1] if since is None else since_ns(since))
+        return rows, last
+
+    def spread(self, spec: PairSpec, since: int | None) -> tuple[list[list[object]], int]:
+        """``Spread`` rows newer than ``since`` (seconds) and the next cursor."""
+        rows = [[t, places(bid, spec.pair_decimals), places(ask, spec.pair_decimals)]
+                for t, bid, ask in self.pair(spec).spreads if since is None or t > since]
+        last = self.pair(spec).spreads[-1][0]
+        return rows, last
+
+    def ohlc(self, spec: PairSpec, interval: int,
+             since: int | None) -> tuple[list[list[object]], int]:
+        """``OHLC`` rows (at most 720) and ``last``, the time of the last committed candle.
+
+        With ``since``, rows from the candle that contains ``since`` on are returned,
+        so polling with ``since=last`` gets the last committed candle and the current one.
+        """
+        candles = self._candles(spec, interval)
+        last = candles[-2].time
+        if since is not None:
+            candles = [c for c in candles if c.time + interval * 60 > since]
+        d = spec.pair_decimals
+        rows: list[list[object]] = [
+            [c.time, places(c.open, d), places(c.high, d), places(c.low, d), places(c.close, d),
+             places(c.vwap, d), places(c.volume, LOT_DECIMALS), c.trades] for c in candles]
+        return rows, last
+
+    def _candles(self, spec: PairSpec, interval: int) -> list[Candle]:
+        """The 720 candles ending now: seeded before the tape starts, built from trades after."""
+        state = self.pair(spec)
+        seconds = interval * 60
+        current = int(time.time()) // seconds * seconds
+        key = ('ohlc', interval, current, state.version)
+        cached = state.cache.get(key)
+        if isinstance(cached, list):
+            return cached
+        first = current - (OHLC_ROWS - 1) * seconds
+        tape_start = state.times[0] // 10**9 // seconds * seconds
+        old = _old_candles(self.seed, spec.name, interval)
+        candles: list[Candle] = []
+        index = bisect.bisect_left(state.times, first * 10**9)
+        close = state.trades[index - 1].price if index else old[-1].close
+        for opened in range(first, current + 1, seconds):
+            if opened < tape_start:
+                candles.append(old[(opened - tape_start) // seconds]._replace(time=opened))
+                continue
+            end = bisect.bisect_left(state.times, (opened + seconds) * 10**9, lo=index)
+            chunk, index = state.trades[index:end], end
+            if not chunk:
+                candles.append(Candle(opened, close, close, close, close, close, D(0), 0))
+                continue
+            volume = sum((t.volume for t in chunk), D(0))
+            vwap = sum((t.price * t.volume for t in chunk), D(0)) / volume
+            prices = [t.price for t in chunk]
+            close = prices[-1]
+            candles.append(Candle(opened, prices[0], max(prices), min(prices), close,
+                                  vwap, volume, len(chunk)))
+        state.remember(key, candles)
+        return candles
+
+    def ticker(self, spec: PairSpec) -> dict[str, object]:
+        """The ``Ticker`` entry of one pair, in Kraken's string formats."""
+        state = self.pair(spec)
+        now = time.time()
+        key = ('ticker', int(now), state.version)
+        cached = state.cache.get(key)
+        if isinstance(cached, dict):
+            return cached
+        midnight = int(now) // 86400 * 86400
+        last = state.trades[-1]
+        windows = []
+        for since in (midnight, now - 86400):
+            chunk = state.trades[bisect.bisect_left(state.times, int(since * 1e9)):]
+            volume = sum((t.volume for t in chunk), D(0))
+            turnover = sum((t.price * t.volume for t in chunk), D(0))
+            vwap = turnover / volume if chunk else last.price
+            prices = [t.price for t in chunk] or [last.price]
+            windows.append((volume, vwap, len(chunk), min(prices), max(prices)))
+        # today's opening price: the last trade before midnight (UTC)
+        opening = state.trades[max(0, bisect.bisect_left(state.times, midnight * 10**9) - 1)].price
+        d = spec.pair_decimals
+
+        def level(side: str) -> list[str]:
+            price, volume = next(self.levels(spec, side))
+            return [places(price, d), str(max(1, int(volume))), places(volume, 3)]
+
+        result: dict[str, object] = {
+            'a': level('a'),
+            'b': level('b'),
+            'c': [places(last.price, d), places(last.volume, LOT_DECIMALS)],
+            'v': [places(w[0], LOT_DECIMALS) for w in windows],
+            'p': [places(w[1], d) for w in windows],
+            't': [w[2] for w in windows],
+            'l': [places(w[3], d) for w in windows],
+            'h': [places(w[4], d) for w in windows],
+            'o': places(opening, d),
+        }
+        state.remember(key, result)
+        return result
+
+
+def since_ns(since: str) -> int:
+    """A ``since`` cursor in nanoseconds: Unix seconds (maybe with decimals) or a ns id.
+
+    Raises :class:`ValueError` for anything else.
+    """
+    value = D(since)
+    if not value.is_finite() or value < 0:
+        raise ValueError(since)
+    return int(value) if value >= 10**15 else int(value * 10**9)
