@@ -325,6 +325,11 @@ class API:
     def reconcile(self, error: OutcomeUnknownError) -> dict[str, Any]:
         """Look up the order behind an :class:`OutcomeUnknownError` by its userref or cl_ord_id.
 
+        The lookup's own nonce is above the lost call's. With the key's nonce
+        window at 0 (Kraken's default), once the lookup is answered Kraken can
+        no longer accept the lost call if it is still on its way: an empty
+        answer then means the order was not placed and will not be.
+
         :param error: the exception a state-changing call raised
         :returns: the matching orders by txid, empty if none was found
         :raises KrakenUsageError: if the call carried neither identifier

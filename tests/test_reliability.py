@@ -125,6 +125,16 @@ def test_addorder_with_cl_ord_id_carries_it_and_reconciles(api: API, sandbox: Sa
     assert len(found) == 1 and next(iter(found.values()))['cl_ord_id'] == 'my-order-1'
 
 
+def test_an_empty_reconcile_is_final_because_its_nonce_fences_off_the_lost_call(
+        api: API, sandbox: Sandbox) -> None:
+    sandbox.inject('delay', method='AddOrder', seconds=SLOW)
+    with pytest.raises(OutcomeUnknownTimeout) as caught:
+        api.query_private('AddOrder', limit_buy(77))
+    assert api.reconcile(caught.value) == {}
+    settle('delay')
+    assert orders_with(sandbox, 77) == []
+
+
 def test_many_addorder_intents_under_mixed_faults_never_make_more_orders(
         api: API, sandbox: Sandbox) -> None:
     for kind, _, _ in FAULTS:
