@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ['sandbox']:
         from .sandbox import main as serve
 
-        return serve(argv[1:])
+        return serve(argv[1:], prog='krakenex sandbox')
     verbose = False
     try:
         try:

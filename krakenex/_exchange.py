@@ -1,0 +1,641 @@
+"""The sandbox's exchange: accounts and their records, Kraken's checks, matching.
+
+:class:`Exchange` keeps the accounts of a sandbox (balances, orders, trades,
+ledgers, funding records, exports), checks a private request's key, signature,
+nonce and 2FA password in Kraken's order, keeps Kraken's call counter, and fills
+orders against the synthetic book of :mod:`krakenex._market`. Kraken's methods
+themselves are in :mod:`krakenex._endpoints`; HTTP, faults and the public
+:class:`~krakenex.sandbox.Sandbox` are in :mod:`krakenex.sandbox`. Standard
+library only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import random
+import re
+import string
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qs
+
+from . import methods
+from ._market import (
+    ASSETS,
+    LOT_DECIMALS,
+    PAIRS,
+    AssetSpec,
+    Market,
+    PairSpec,
+    find_asset,
+    places,
+)
+
+log = logging.getLogger('krakenex.sandbox')
+D = Decimal
+
+TAKER_FEE = D('0.0026')  # first tier of Kraken's spot fee schedule, charged in the quote asset
+MAKER_FEE = D('0.0016')
+DEFAULT_BALANCES = {'ZUSD': '100000', 'XXBT': '10', 'XETH': '100'}
+HISTORY_ROUND_TRIPS = 60  # seeded buy+sell pairs of a default-funded account
+
+_ID_ALPHABET = string.ascii_uppercase + '234567'
+
+Params = dict[str, Any]
+
+
+class ApiError(Exception):
+    """A Kraken error string, sent back as ``{"error": [message]}`` with HTTP 200."""
+
+
+@dataclass
+class Reply:
+    """An HTTP reply: status, body and the headers that go with it."""
+
+    status: int
+    body: bytes
+    content_type: str = 'application/json; charset=utf-8'
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json(envelope: object) -> Reply:
+    return Reply(200, json.dumps(envelope, separators=(',', ':')).encode())
+
+
+def _error(message: str) -> Reply:
+    return _json({'error': [message]})
+
+
+def _html(status: int, title: str, extra: dict[str, str] | None = None) -> Reply:
+    page = f'<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>\n'
+    return Reply(status, page.encode(), 'text/html; charset=UTF-8', extra or {})
+
+
+def _iso(when: float) -> str:
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(when))
+
+
+def _asset_places(asset: str, amount: Decimal) -> str:
+    return places(amount, ASSETS[asset].decimals)
+
+
+def _quantize(amount: Decimal, asset: str, rounding: str = ROUND_HALF_UP) -> Decimal:
+    return amount.quantize(D(1).scaleb(-ASSETS[asset].decimals), rounding)
+
+# -- reading parameters ---------------------------------------------------------------
+
+def _invalid(name: str = '') -> ApiError:
+    return ApiError('EGeneral:Invalid arguments' + (f':{name}' if name else ''))
+
+
+def _text(params: Params, name: str, default: str | None = None) -> str | None:
+    """A parameter as text (JSON numbers arrive as their literal text)."""
+    value = params.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, str):
+        return value
+    raise _invalid(name)
+
+
+def _required(params: Params, name: str) -> str:
+    value = _text(params, name)
+    if not value:
+        raise _invalid(name)
+    return value
+
+
+def _amount(params: Params, name: str) -> Decimal:
+    """A required positive decimal parameter."""
+    try:
+        value = D(_required(params, name))
+    except InvalidOperation:
+        raise _invalid(name) from None
+    if not value.is_finite() or value <= 0:
+        raise _invalid(name)
+    return value
+
+
+def _optional_amount(params: Params, name: str) -> Decimal | None:
+    return None if params.get(name) is None else _amount(params, name)
+
+
+def _integer(params: Params, name: str, default: int, low: int, high: int) -> int:
+    text = _text(params, name)
+    if text is None or text == '':
+        return default
+    if not re.fullmatch(r'-?\d+', text) or not low <= int(text) <= high:
+        raise _invalid(name)
+    return int(text)
+
+
+def _truthy(value: object) -> bool:
+    return value is True or str(value).lower() in ('true', '1', 'yes')
+
+
+def _id_list(value: object, name: str) -> list[str]:
+    """A comma-separated or JSON list of ids."""
+    if value is None or value == '':
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(',') if part.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise _invalid(name)
+
+
+def _indexed(params: Params, name: str) -> object:
+    """``name`` as a list: a JSON list, or form keys ``name[0][field]`` / ``name[0]``."""
+    if name in params:
+        return params[name]
+    pattern = re.compile(re.escape(name) + r'\[(\d+)\](?:\[(\w+)\])?')
+    rows: dict[int, Any] = {}
+    for key, value in params.items():
+        match = pattern.fullmatch(key)
+        if match:
+            index, sub = int(match.group(1)), match.group(2)
+            if sub is None:
+                rows[index] = value
+            else:
+                rows.setdefault(index, {})[sub] = value
+    return [rows[i] for i in sorted(rows)] if rows else None
+
+
+def _parse_body(content_type: str, body: bytes) -> Params:
+    """Form or JSON body into a dict; JSON numbers keep their literal text."""
+    try:
+        text = body.decode('utf-8')
+        if content_type.split(';')[0].strip().lower() == 'application/json':
+            params = json.loads(text, parse_int=str, parse_float=str) if text.strip() else {}
+        else:
+            params = {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
+    except (UnicodeDecodeError, ValueError):
+        raise _invalid() from None
+    if not isinstance(params, dict):
+        raise _invalid()
+    return params
+
+
+# -- accounts and their records ---------------------------------------------------------
+
+@dataclass(eq=False)
+class Order:
+    """An order as the sandbox keeps it; :meth:`to_kraken` is what the API shows."""
+
+    txid: str
+    pair: PairSpec
+    side: str
+    ordertype: str
+    volume: Decimal
+    price: Decimal | None
+    opentm: float
+    userref: int | None = None
+    cl_ord_id: str | None = None
+    oflags: set[str] = field(default_factory=set)
+    timeinforce: str = 'GTC'
+    status: str = 'pending'
+    vol_exec: Decimal = D(0)
+    cost: Decimal = D(0)
+    fee: Decimal = D(0)
+    closetm: float | None = None
+    reason: str | None = None
+    trades: list[str] = field(default_factory=list)
+    seeded: bool = False  # made-up account history, not placed over the API
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.volume - self.vol_exec
+
+    def description(self) -> str:
+        """Kraken's ``descr.order`` text, e.g. ``buy 1.25000000 XBTUSD @ limit 37500.0``."""
+        volume = places(self.volume, LOT_DECIMALS)
+        text = f'{self.side} {volume} {self.pair.altname} @ {self.ordertype}'
+        if self.price is not None:
+            text += f' {places(self.price, self.pair.pair_decimals)}'
+        return text
+
+    def to_kraken(self, with_trades: bool = False) -> dict[str, Any]:
+        """The order as OpenOrders, ClosedOrders and QueryOrders show it."""
+        d, c = self.pair.pair_decimals, self.pair.cost_decimals
+        average = self.cost / self.vol_exec if self.vol_exec else D(0)
+        info: dict[str, Any] = {
+            'refid': None, 'userref': self.userref, 'status': self.status,
+            'opentm': round(self.opentm, 4), 'starttm': 0, 'expiretm': 0,
+            'descr': {'pair': self.pair.altname, 'type': self.side, 'ordertype': self.ordertype,
+                      'price': places(self.price or D(0), d), 'price2': '0', 'leverage': 'none',
+                      'order': self.description(), 'close': ''},
+            'vol': places(self.volume, LOT_DECIMALS),
+            'vol_exec': places(self.vol_exec, LOT_DECIMALS),
+            'cost': places(self.cost, c), 'fee': places(self.fee, c), 'price': places(average, d),
+            'stopprice': places(D(0), d), 'limitprice': places(D(0), d), 'misc': '',
+            'oflags': ','.join(sorted(self.oflags)) or 'fciq', 'timeinforce': self.timeinforce,
+        }
+        if self.cl_ord_id is not None:
+            info['cl_ord_id'] = self.cl_ord_id
+        if self.closetm is not None:
+            info['closetm'] = round(self.closetm, 4)
+            info['reason'] = self.reason
+        if with_trades and self.trades:
+            info['trades'] = list(self.trades)
+        return info
+
+
+@dataclass(eq=False)
+class Fill:
+    """One of the account's trades (TradesHistory)."""
+
+    txid: str
+    order: Order
+    postxid: str
+    time: float
+    price: Decimal
+    volume: Decimal
+    cost: Decimal
+    fee: Decimal
+    maker: bool
+    ledgers: list[str]
+
+    def to_kraken(self, with_ledgers: bool = False) -> dict[str, Any]:
+        pair, c = self.order.pair, self.order.pair.cost_decimals
+        info: dict[str, Any] = {
+            'ordertxid': self.order.txid, 'postxid': self.postxid, 'pair': pair.name,
+            'time': round(self.time, 4), 'type': self.order.side,
+            'ordertype': self.order.ordertype, 'price': places(self.price, pair.pair_decimals),
+            'cost': places(self.cost, c), 'fee': places(self.fee, c),
+            'vol': places(self.volume, LOT_DECIMALS), 'margin': places(D(0), c),
+            'leverage': '0', 'misc': '', 'maker': self.maker,
+        }
+        if with_ledgers:
+            info['ledgers'] = list(self.ledgers)
+        return info
+
+
+@dataclass(eq=False)
+class LedgerEntry:
+    """One ledger row: ``balance`` is the asset's balance after ``amount - fee``."""
+
+    id: str
+    refid: str
+    time: float
+    type: str
+    subtype: str
+    asset: str
+    amount: Decimal
+    fee: Decimal
+    balance: Decimal
+
+    def to_kraken(self) -> dict[str, Any]:
+        return {'refid': self.refid, 'time': round(self.time, 4), 'type': self.type,
+                'subtype': self.subtype, 'aclass': 'currency', 'asset': self.asset,
+                'amount': _asset_places(self.asset, self.amount),
+                'fee': _asset_places(self.asset, self.fee),
+                'balance': _asset_places(self.asset, self.balance)}
+
+
+@dataclass(eq=False)
+class Export:
+    """A report made by AddExport: the zip is built at once, in memory."""
+
+    id: str
+    report: str
+    format: str
+    description: str
+    created: float
+    data: bytes
+
+
+@dataclass(eq=False, repr=False)
+class Account:
+    """One API key: its secret, balances, orders, trades, ledger, nonce and rate counter."""
+
+    key: str
+    secret: str
+    otp: str | None = None
+    nonce_window: int = 0
+    balances: dict[str, Decimal] = field(default_factory=dict)
+    orders: dict[str, Order] = field(default_factory=dict)
+    fills: dict[str, Fill] = field(default_factory=dict)
+    ledger: dict[str, LedgerEntry] = field(default_factory=dict)
+    funding: list[dict[str, Any]] = field(default_factory=list)
+    exports: dict[str, Export] = field(default_factory=dict)
+    last_nonce: int = 0
+    recent_nonces: set[int] = field(default_factory=set)
+    counter: float = 0.0
+    counter_time: float = field(default_factory=time.monotonic)
+    cancel_at: float | None = None  # CancelAllOrdersAfter's deadline (Unix time)
+
+    def __repr__(self) -> str:  # never the secret
+        return f'<Account {self.key[:8]}...>'
+
+    def open_orders(self) -> list[Order]:
+        return [o for o in self.orders.values() if o.status == 'open']
+
+    def held(self) -> dict[str, Decimal]:
+        """What open orders hold: a buy its quote at the limit price plus the taker fee."""
+        held: dict[str, Decimal] = {}
+        for order in self.open_orders():
+            asset, amount = _needs(order, [])
+            held[asset] = held.get(asset, D(0)) + amount
+        return held
+
+    def available(self, asset: str) -> Decimal:
+        return self.balances.get(asset, D(0)) - self.held().get(asset, D(0))
+
+
+def _costs(pair: PairSpec, price: Decimal, volume: Decimal, maker: bool) -> tuple[Decimal, Decimal]:
+    """The cost and fee of a fill, in the quote asset's precision."""
+    cost = _quantize(price * volume, pair.quote)
+    return cost, _quantize(cost * (MAKER_FEE if maker else TAKER_FEE), pair.quote)
+
+
+def _needs(order: Order, plan: list[tuple[Decimal, Decimal]]) -> tuple[str, Decimal]:
+    """The asset and amount ``order`` needs: its immediate ``plan`` at the taker fee,
+    plus (for a buy limit) the rest held at the limit price plus the taker fee."""
+    pair = order.pair
+    if order.side == 'sell':
+        return pair.base, order.remaining
+    need = sum((sum(_costs(pair, p, v, False), D(0)) for p, v in plan), D(0))
+    if order.ordertype == 'limit' and order.price is not None:
+        rest = order.remaining - sum((v for _, v in plan), D(0))
+        need += _quantize(rest * order.price * (1 + TAKER_FEE), pair.quote, ROUND_UP)
+    return pair.quote, need
+
+
+# -- the exchange: accounts, request checks, call counter, matching -----------------------
+
+class Exchange:
+    """In-memory accounts over the synthetic market, with Kraken's checks (no HTTP).
+
+    Kraken's methods are added by :class:`krakenex._endpoints.Endpoints`; this
+    class keeps the state they share, under :attr:`lock`.
+    """
+
+    def __init__(self, *, seed: int, start: float, tier: tuple[float, float] | None,
+                 costs: dict[str, float] | None, public_rate: float | None) -> None:
+        self.lock = threading.RLock()
+        self.seed = seed
+        self.market = Market(seed, start)
+        self.tier = tier
+        self.costs = dict(costs or {})  # overrides of krakenex.methods' costs, by method
+        self.public_rate = public_rate
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.accounts: dict[str, Account] = {}
+        self.requests_log: list[tuple[str, str | None]] = []
+        self._rng = random.Random(f'{seed}/ids')
+        self._ids: set[str] = set()
+
+    # -- request checks ----------------------------------------------------------------
+
+    def _authenticate(self, path: str, headers: dict[str, str],
+                      body: bytes) -> tuple[Account, Params, str]:
+        """Kraken's checks, in Kraken's order: key, signature, nonce, then 2FA password."""
+        account = self.accounts.get(headers.get('api-key', ''))
+        if account is None:
+            raise ApiError('EAPI:Invalid key')
+        params = _parse_body(headers.get('content-type', ''), body)
+        nonce = params.get('nonce')
+        nonce_text = nonce if isinstance(nonce, str) else ''
+        digest = hashlib.sha256(nonce_text.encode() + body).digest()
+        expected = hmac.new(base64.b64decode(account.secret), path.encode() + digest,
+                            hashlib.sha512).digest()
+        try:
+            given = base64.b64decode(headers.get('api-sign', ''), validate=True)
+        except (binascii.Error, ValueError):
+            given = b''
+        if not hmac.compare_digest(expected, given):
+            raise ApiError('EAPI:Invalid signature')
+        if nonce is None:
+            raise _invalid('nonce')  # Kraken's text for a missing nonce is not documented
+        if not re.fullmatch(r'\d{1,20}', nonce_text) or int(nonce_text) >= 2**64:
+            raise ApiError('EAPI:Invalid nonce')
+        self._use_nonce(account, int(nonce_text))
+        # A key with 2FA and a missing or wrong otp: users report EGeneral:Permission denied.
+        if account.otp is not None and params.get('otp') != account.otp:
+            raise ApiError('EGeneral:Permission denied')
+        return account, params, nonce_text
+
+    @staticmethod
+    def _use_nonce(account: Account, nonce: int) -> None:
+        """Accept a nonce above the last one, or (with a window) an unused one within it."""
+        window = max(account.nonce_window, 0)
+        if nonce <= account.last_nonce - window or nonce in account.recent_nonces:
+            raise ApiError('EAPI:Invalid nonce')
+        account.last_nonce = max(account.last_nonce, nonce)
+        if window:
+            floor = account.last_nonce - window
+            account.recent_nonces = {n for n in account.recent_nonces if n > floor} | {nonce}
+
+    def _charge(self, account: Account, method: str) -> None:
+        """Kraken's call counter: decays per second; a call over the maximum adds nothing."""
+        if self.tier is None:
+            return
+        maximum, decay = self.tier
+        now = time.monotonic()
+        account.counter = max(0.0, account.counter - decay * (now - account.counter_time))
+        account.counter_time = now
+        cost = self.costs.get(method, methods.cost(method))
+        if account.counter + cost > maximum:
+            raise ApiError('EAPI:Rate limit exceeded')
+        account.counter += cost
+
+    def _throttle(self, client: str) -> None:
+        """Public calls per client address: a token bucket refilled at ``public_rate``/s."""
+        if self.public_rate is None:
+            return
+        capacity, now = max(1.0, self.public_rate), time.monotonic()
+        tokens, then = self.buckets.get(client, (capacity, now))
+        tokens = min(capacity, tokens + (now - then) * self.public_rate)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now)
+            raise ApiError('EGeneral:Too many requests')
+        self.buckets[client] = (tokens - 1, now)
+
+    def expire_timers(self) -> None:
+        """Fire CancelAllOrdersAfter deadlines that have passed."""
+        now = time.time()
+        for account in self.accounts.values():
+            if account.cancel_at is not None and account.cancel_at <= now:
+                account.cancel_at = None
+                for order in account.open_orders():
+                    self._close(order, 'canceled', 'Cancel all orders after timeout', now)
+
+    # -- accounts ------------------------------------------------------------------------
+
+    def add_account(self, balances: dict[str, str] | None, *, otp: str | None,
+                    nonce_window: int) -> Account:
+        """A new key; ``balances=None`` funds it with a seeded trading history."""
+        with self.lock:
+            rng = random.Random(f'{self.seed}/account/{len(self.accounts)}')
+            key = base64.b64encode(rng.randbytes(42)).decode()
+            secret = base64.b64encode(rng.randbytes(64)).decode()
+            account = Account(key, secret, otp, nonce_window)
+            if balances is None:
+                self._seed_history(account, rng, DEFAULT_BALANCES)
+            else:
+                when = self.market.start - 86400
+                for name, amount in balances.items():
+                    asset = find_asset(name)
+                    if asset is None:
+                        raise ValueError(f'unknown asset {name!r}; known: {", ".join(ASSETS)}')
+                    if D(amount) > 0:
+                        self._deposit(account, asset, D(amount), when)
+            self.accounts[key] = account
+            return account
+
+    def _seed_history(self, account: Account, rng: random.Random,
+                      targets: dict[str, str]) -> None:
+        """Deposits and past round trips that end exactly at ``targets``.
+
+        The deposits are sized so that the ledger replays to the target balances:
+        every balance is the sum of its ledger's ``amount - fee``.
+        """
+        start = self.market.start - 60 * 86400
+        pairs = [PAIRS['XXBTZUSD'], PAIRS['XETHZUSD'], PAIRS['XETHXXBT']]
+        fills = []
+        for _ in range(HISTORY_ROUND_TRIPS):
+            pair = rng.choice(pairs)
+            volume = (pair.lot * D(rng.uniform(0.02, 0.2))).quantize(D('1e-4'))
+            for side in ('buy', 'sell'):
+                price = pair.start_price * D(1 + rng.gauss(0, 0.03))
+                price = (price / pair.tick_size).to_integral_value() * pair.tick_size
+                fills.append((pair, side, volume, price, rng.random() < 0.5))
+        net: dict[str, Decimal] = {}
+        for pair, side, volume, price, maker in fills:
+            cost, fee = _costs(pair, price, volume, maker)
+            sign = 1 if side == 'buy' else -1
+            net[pair.base] = net.get(pair.base, D(0)) + sign * volume
+            net[pair.quote] = net.get(pair.quote, D(0)) - sign * cost - fee
+        for index, (name, target) in enumerate(targets.items()):
+            amount = D(target) - net.get(name, D(0))
+            self._deposit(account, ASSETS[name], amount, start + index * 3600)
+        step = 58 * 86400 / len(fills)
+        for index, (pair, side, volume, price, maker) in enumerate(fills):
+            when = start + 86400 + index * step + rng.uniform(0, step / 2)
+            order = Order(self._new_id('O'), pair, side, 'limit' if maker else 'market', volume,
+                          price if maker else None, when, status='open', seeded=True)
+            account.orders[order.txid] = order
+            self._fill(account, order, price, volume, maker, when)
+
+    def _deposit(self, account: Account, asset: AssetSpec, amount: Decimal, when: float) -> None:
+        refid = self._new_id('F')
+        self._book(account, asset.name, amount, D(0), 'deposit', refid, when)
+        account.funding.append({
+            'kind': 'deposit', 'method': f'{asset.altname} (sandbox)', 'aclass': 'currency',
+            'asset': asset.name, 'refid': refid, 'txid': hashlib.sha256(refid.encode()).hexdigest(),
+            'info': 'sandbox', 'amount': _asset_places(asset.name, amount),
+            'fee': _asset_places(asset.name, D(0)), 'time': int(when), 'status': 'Success'})
+
+    def _new_id(self, prefix: str) -> str:
+        """A fresh id in Kraken's 6-5-6 format, e.g. ``OQCLML-BW3P3-BUCMWZ``."""
+        while True:
+            raw = ''.join(self._rng.choice(_ID_ALPHABET) for _ in range(16))
+            new = f'{prefix}{raw[:5]}-{raw[5:10]}-{raw[10:]}'
+            if new not in self._ids:
+                self._ids.add(new)
+                return new
+
+    def _book(self, account: Account, asset: str, amount: Decimal, fee: Decimal, kind: str,
+              refid: str, when: float, subtype: str = '') -> LedgerEntry:
+        """Change a balance by ``amount - fee`` and write the ledger row that says so."""
+        balance = account.balances.get(asset, D(0)) + amount - fee
+        account.balances[asset] = balance
+        entry = LedgerEntry(self._new_id('L'), refid, when, kind, subtype, asset, amount, fee,
+                            balance)
+        account.ledger[entry.id] = entry
+        return entry
+
+    # -- matching ------------------------------------------------------------------------
+
+    def _plan(self, order: Order) -> list[tuple[Decimal, Decimal]]:
+        """The (price, volume) fills ``order`` gets at once by walking the synthetic book."""
+        plan: list[tuple[Decimal, Decimal]] = []
+        left = order.remaining
+        for price, size in self.market.levels(order.pair, 'a' if order.side == 'buy' else 'b'):
+            if left <= 0 or order.price is not None and (
+                    price > order.price if order.side == 'buy' else price < order.price):
+                break
+            plan.append((price, min(left, size)))
+            left -= plan[-1][1]
+        return plan
+
+    def _check_funds(self, account: Account,
+                     orders: Iterable[tuple[Order, list[tuple[Decimal, Decimal]]]],
+                     released: Order | None = None) -> None:
+        """``EOrder:Insufficient funds`` unless the account can pay for all ``orders``."""
+        needs: dict[str, Decimal] = {}
+        for order, plan in orders:
+            asset, amount = _needs(order, plan)
+            needs[asset] = needs.get(asset, D(0)) + amount
+        if released is not None:
+            asset, amount = _needs(released, [])
+            needs[asset] = needs.get(asset, D(0)) - amount
+        if any(amount > account.available(asset) for asset, amount in needs.items()):
+            raise ApiError('EOrder:Insufficient funds')
+
+    def _execute(self, account: Account, order: Order) -> None:
+        """Fill what crosses now (taker); then rest, or cancel as the flags say."""
+        plan = self._plan(order)
+        if plan and 'post' in order.oflags:
+            self._close(order, 'canceled', 'Post only order')
+            return
+        if order.timeinforce == 'FOK' and sum(v for _, v in plan) < order.remaining:
+            self._close(order, 'canceled', 'Fill or kill')
+            return
+        for price, volume in plan:
+            self._fill(account, order, price, volume, False)
+        if order.status == 'open' and (order.ordertype == 'market' or order.timeinforce == 'IOC'):
+            self._close(order, 'canceled', 'Immediate or cancel')
+
+    def _fill(self, account: Account, order: Order, price: Decimal, volume: Decimal,
+              maker: bool, when: float | None = None) -> None:
+        """Trade ``volume`` of ``order`` at ``price``: balances, ledger, trade, order, tape."""
+        when = time.time() if when is None else when
+        pair = order.pair
+        cost, fee = _costs(pair, price, volume, maker)
+        txid = self._new_id('T')
+        sign = 1 if order.side == 'buy' else -1
+        base = self._book(account, pair.base, sign * volume, D(0), 'trade', txid, when, 'tradespot')
+        quote = self._book(account, pair.quote, -sign * cost, fee, 'trade', txid, when, 'tradespot')
+        account.fills[txid] = Fill(txid, order, self._new_id('P'), when, price, volume, cost, fee,
+                                   maker, [base.id, quote.id])
+        order.vol_exec += volume
+        order.cost += cost
+        order.fee += fee
+        order.trades.append(txid)
+        if order.remaining <= 0:
+            self._close(order, 'closed', None, when)
+        if not order.seeded:
+            self.market.record_trade(pair, price, volume, 'b' if order.side == 'buy' else 's',
+                                     'l' if maker else 'm')
+
+    @staticmethod
+    def _close(order: Order, status: str, reason: str | None, when: float | None = None) -> None:
+        order.status, order.reason = status, reason
+        order.closetm = time.time() if when is None else when
+
+    def set_price(self, pair: PairSpec, price: Decimal) -> None:
+        """The market trades at ``price``: resting limit orders at or through it fill (maker)."""
+        with self.lock:
+            mid = self.market.set_price(pair, price)
+            for account in self.accounts.values():
+                for order in account.open_orders():
+                    if order.pair is pair and order.price is not None and (
+                            order.price >= mid if order.side == 'buy' else order.price <= mid):
+                        self._fill(account, order, order.price, order.remaining, True)
+
+    def usd_price(self, asset: str) -> Decimal:
+        if asset == 'ZUSD':
+            return D(1)
+        pair = next(p for p in PAIRS.values() if p.base == asset and p.quote == 'ZUSD')
+        return self.market.mid(pair)
