@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -21,3 +23,33 @@ def market_sandbox() -> Iterator[Sandbox]:
     """One sandbox shared by tests that only read public market data."""
     with Sandbox(seed=1) as running:
         yield running
+
+
+InThreads = Callable[[int, int, Callable[[int], Any]], list[Any]]
+
+
+@pytest.fixture
+def in_threads() -> InThreads:
+    """Run ``call(i)`` for i in range(times) in each of ``count`` threads at once.
+
+    Returns every reply; a call that raised leaves its reply out, so a test that
+    counts the replies sees it.
+    """
+    def run(count: int, times: int, call: Callable[[int], Any]) -> list[Any]:
+        replies: list[Any] = []
+        lock = threading.Lock()
+
+        def worker() -> None:
+            for i in range(times):
+                reply = call(i)
+                with lock:
+                    replies.append(reply)
+
+        threads = [threading.Thread(target=worker) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return replies
+
+    return run

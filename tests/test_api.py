@@ -8,10 +8,9 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -167,27 +166,10 @@ def test_booleans_are_sent_as_kraken_spells_them(api: API) -> None:
 # ------------------------------------------------------------------- nonces
 
 def test_eight_threads_sharing_one_api_object_get_no_invalid_nonce(
-        api: API, sandbox: Sandbox) -> None:
-    errors: list[list[str]] = []
-    calls = 0
-    lock = threading.Lock()
-
-    def worker() -> None:
-        nonlocal calls
-        for _ in range(200):
-            reply = api.query_private('Balance')
-            with lock:
-                calls += 1
-                if reply['error']:
-                    errors.append(reply['error'])
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert calls == 1600
-    assert errors == []
+        api: API, sandbox: Sandbox, in_threads: Callable[..., list[Any]]) -> None:
+    replies = in_threads(8, 200, lambda _: api.query_private('Balance'))
+    assert len(replies) == 1600
+    assert [r['error'] for r in replies if r['error']] == []
     arrived = [int(n) for method, n in sandbox.requests_log if method == 'Balance' and n]
     assert len(arrived) == 1600
     assert all(a < b for a, b in itertools.pairwise(arrived)), 'nonces arrived out of order'

@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -294,24 +294,14 @@ def test_sixty_ledgers_calls_under_a_tier_never_hit_the_limit_and_lose_little_ti
     assert minimum <= elapsed <= minimum * 1.10, f'{elapsed:.2f} s against {minimum:.2f} s'
 
 
-def test_eight_threads_sharing_a_paced_api_get_no_rate_limit_or_nonce_errors() -> None:
+def test_eight_threads_sharing_a_paced_api_get_no_rate_limit_or_nonce_errors(
+        in_threads: Callable[..., list[Any]]) -> None:
     tier = (5.0, 40.0)
     with Sandbox(tier=tier) as sandbox:
         api = API(sandbox.key, sandbox.secret, uri=sandbox.url, tier=tier, retries=0)
-        errors: list[list[str]] = []
-
-        def worker() -> None:
-            for i in range(12):
-                reply = api.query_private('Ledgers' if i % 2 else 'Balance')
-                if reply['error']:
-                    errors.append(reply['error'])
-
-        threads = [threading.Thread(target=worker) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        replies = in_threads(8, 12, lambda i: api.query_private('Ledgers' if i % 2 else 'Balance'))
+        assert len(replies) == 96
+        assert [r['error'] for r in replies if r['error']] == []
         assert len([m for m, _ in sandbox.requests_log if m in ('Ledgers', 'Balance')]) == 96
 
 

@@ -1,0 +1,94 @@
+"""The benchmark script keeps working: its quick mode runs and prints every row of its table.
+
+The figures themselves are not checked here (speed targets are benchmark results,
+not timed tests); only that ``python benchmarks/bench.py --quick`` still measures
+everything it reports, in well under a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import krakenex
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / 'benchmarks' / 'bench.py'
+
+OURS = f'krakenex {krakenex.__version__} (this checkout)'
+FLOORS = ['requests.Session floor (default)', 'requests.Session floor (trust_env=False)']
+
+#: Every row the quick run prints, by its first cell.
+ROWS = [
+    OURS, *FLOORS,
+    'import krakenex', 'import requests',
+    'python -c pass', 'krakenex --help', 'krakenex --sandbox Time',
+    'Client CPU per Balance ≤ 0.65× the default requests.Session floor',
+    'Client CPU per Balance lower than every peer',
+    'import krakenex ≤ 1.1× import requests (wall)',
+    'import krakenex ≤ 2 MiB above import requests (peak)',
+    '0 invalid nonces with 8 threads',
+    'Pacing ≥ 95% of the theoretical maximum, 0 rate-limit errors',
+]
+
+
+def run_quick(output: Path) -> subprocess.CompletedProcess[str]:
+    """Run the quick benchmark in its own process group, so that a hang leaves nothing behind."""
+    proc = subprocess.Popen([sys.executable, str(BENCH), '--quick', '--output', str(output)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        message = f'bench.py --quick did not finish in 150 s:\n{stderr[-3000:]}'
+        raise AssertionError(message) from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def tables(text: str) -> dict[str, dict[str, list[str]]]:
+    """The markdown tables in ``text``: by the header's second cell, the rows by their first."""
+    found: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if not line.startswith('|'):
+            current = {}
+            continue
+        cells = [cell.strip() for cell in line.strip().strip('|').split('|')]
+        if not current and cells[1] not in found:
+            current = found[cells[1]] = {'header': cells}
+        elif not line.startswith('|---'):
+            current[cells[0]] = cells
+    return found
+
+
+def number(cell: str) -> float:
+    return float(cell.split()[0])
+
+
+def test_quick_benchmark_prints_every_row_with_figures(tmp_path: Path) -> None:
+    output = tmp_path / 'RESULTS.md'
+    done = run_quick(output)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = tables(done.stdout)
+    rows = {name for table in found.values() for name in table}
+    missing = [name for name in ROWS if name not in rows]
+    assert not missing, f'rows missing from the tables: {missing}\n{done.stdout}'
+    assert 'failed' not in done.stdout, done.stdout
+
+    cpu = found['Ticker CPU ms']
+    for client in (OURS, *FLOORS):
+        ticker_cpu, ticker_wall, balance_cpu, balance_wall = map(number, cpu[client][1:5])
+        assert min(ticker_cpu, ticker_wall, balance_cpu, balance_wall) > 0, cpu[client]
+        assert cpu[client][-1] == '0', f'{client} had errors: {cpu[client]}'
+    imports = found['wall ms (minus bare python)']
+    assert number(imports['import krakenex'][1]) > 0, imports
+    assert number(found['wall ms (median)']['krakenex --sandbox Time'][1]) > 0
+    threads = found['calls/s'][OURS]
+    assert number(threads[1]) > 0 and threads[-1] == '0', threads
+
+    assert output.read_text(encoding='utf-8').strip() == done.stdout.strip()
