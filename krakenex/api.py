@@ -48,6 +48,7 @@ from .errors import (
     OutcomeUnknownResponseError,
     OutcomeUnknownTimeout,
     api_error,
+    fatal,
     unwrap,
 )
 from .pacing import RateCounter
@@ -303,8 +304,8 @@ class API:
         """Find orders by ``userref`` or ``cl_ord_id`` among open and recent closed orders.
 
         Use it after an :class:`OutcomeUnknownError` to learn whether an order
-        exists before placing it again. Only the newest 50 closed orders are
-        searched.
+        exists before placing it again. Among closed orders, only the newest 50
+        that match are searched.
 
         :param userref: the ``userref`` the order was placed with
         :param cl_ord_id: the ``cl_ord_id`` the order was placed with
@@ -401,7 +402,7 @@ class API:
         """Return a reply, raising or warning about Kraken's errors as configured."""
         if isinstance(reply, dict) and reply.get('error'):
             errors = reply['error']
-            if any(not e.startswith('W') for e in errors):
+            if fatal(errors):
                 error = api_error(errors, method, self.response)
                 if self.raise_errors:
                     raise error
@@ -432,7 +433,7 @@ class API:
                        'API-Sign': self._signature(urlpath, str(nonce), body)}
             try:
                 return self._query(urlpath, body, headers, timeout)
-            except NotSentError:
+            except (NotSentError, KrakenUsageError):
                 raise
             except KrakenError as exc:
                 if once:
@@ -507,6 +508,9 @@ class API:
                 raise NotSentError(f'could not connect to {self.uri} for {method}: '
                                    f'{_reason(exc)}; nothing was sent', method=method) from exc
             raise KrakenConnectionError(f'the connection to {self.uri} failed during {method}: '
+                                        f'{_reason(exc)}', method=method) from exc
+        except requests.RequestException as exc:  # such as a body cut off mid-way
+            raise KrakenConnectionError(f'the reply from {self.uri} to {method} broke off: '
                                         f'{_reason(exc)}', method=method) from exc
         self.response = response
         status = response.status_code
@@ -642,8 +646,8 @@ def _transient_reply(reply: Any) -> bool:
     errors = reply.get('error') if isinstance(reply, dict) else None
     if not errors:
         return False
-    fatal = [e for e in errors if not e.startswith('W')]
-    return bool(fatal) and all(e.startswith(TRANSIENT_ERRORS) for e in fatal)
+    failures = fatal(errors)
+    return bool(failures) and all(e.startswith(TRANSIENT_ERRORS) for e in failures)
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:

@@ -21,7 +21,8 @@ __all__ = [
     'ServiceUnavailableError',
     'OutcomeUnknownError', 'OutcomeUnknownHTTPError', 'OutcomeUnknownResponseError',
     'OutcomeUnknownConnectionError', 'OutcomeUnknownTimeout',
-    'error_class', 'unwrap',
+    'error_class',
+    'fatal', 'unwrap',
 ]
 
 #: How much of a reply body an exception keeps, in characters.
@@ -193,6 +194,11 @@ _NONCE_ADVICE = (
 )
 
 
+def fatal(errors: Sequence[str]) -> list[str]:
+    """Kraken's error strings without the warnings (those starting with ``W``)."""
+    return [e for e in errors if not e.startswith('W')]
+
+
 def error_class(error: str) -> type[KrakenAPIError]:
     """Return the exception class for one of Kraken's error strings."""
     for prefix, cls in ERROR_PREFIXES:
@@ -204,7 +210,7 @@ def error_class(error: str) -> type[KrakenAPIError]:
 def api_error(errors: Sequence[str], method: str | None = None,
               response: requests.Response | None = None) -> KrakenAPIError:
     """Build the typed exception for the error strings of one envelope."""
-    first = next(e for e in errors if not e.startswith('W'))
+    first = fatal(errors)[0]
     cls = error_class(first)
     where = f'Kraken {method}' if method else 'Kraken'
     message = f"{where} answered {', '.join(errors)}"
@@ -229,6 +235,6 @@ def unwrap(envelope: Any, method: str | None = None) -> Any:
         raise KrakenResponseError(f'not a Kraken reply: {str(envelope)[:BODY_EXCERPT]!r}',
                                   method=method)
     errors = envelope.get('error') or []
-    if any(not e.startswith('W') for e in errors):
+    if fatal(errors):
         raise api_error(errors, method)
     return envelope.get('result')
