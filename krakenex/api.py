@@ -165,6 +165,8 @@ class API:
         self.session.headers['User-Agent'] = f'krakenex/{__version__} (+{__url__})'
         #: The last :class:`requests.Response`, overwritten by every call.
         self.response: requests.Response | None = None
+        # This thread's last response: the one an error belongs to, when threads share the object.
+        self._own = threading.local()
         #: The default timeout: seconds, or a ``(connect, read)`` pair.
         self.timeout = timeout
         #: The one-time password, or a function that returns a fresh one.
@@ -403,7 +405,7 @@ class API:
         if isinstance(reply, dict) and reply.get('error'):
             errors = reply['error']
             if fatal(errors):
-                error = api_error(errors, method, self.response)
+                error = api_error(errors, method, getattr(self._own, 'response', None))
                 if self.raise_errors:
                     raise error
                 if 'EAPI:Invalid nonce' in errors:
@@ -512,7 +514,7 @@ class API:
         except requests.RequestException as exc:  # such as a body cut off mid-way
             raise KrakenConnectionError(f'the reply from {self.uri} to {method} broke off: '
                                         f'{_reason(exc)}', method=method) from exc
-        self.response = response
+        self.response = self._own.response = response
         status = response.status_code
         if log.isEnabledFor(logging.DEBUG):
             log.debug('%s %s -> %d in %.1f ms', prepared.method, method, status,
