@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from . import methods
 from ._paging import PAGED, TABLES, Progress, fetch_all, table
+from .pacing import TIERS
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -231,13 +232,13 @@ def _positive(kind: type[float] | type[int], zero: bool = False) -> Any:
 
 def _tier(text: str) -> str | tuple[float, float]:
     """An argparse type: a tier name, ``none``, or ``MAX,DECAY``."""
-    if text in ('starter', 'intermediate', 'pro', 'none'):
+    if text in TIERS or text == 'none':
         return text
     try:
         maximum, decay = (float(part) for part in text.split(','))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f'{text!r} is not a tier: use starter, intermediate, pro, none or MAX,DECAY '
+            f'{text!r} is not a tier: use {", ".join(TIERS)}, none or MAX,DECAY '
             f'such as 15,0.33') from None
     if maximum <= 0 or decay <= 0:
         raise argparse.ArgumentTypeError(f'{text!r}: MAX and DECAY must be above 0')
@@ -597,10 +598,8 @@ def _report(exc: Exception) -> int:
         return _fail(str(exc), EXIT_KRAKEN)
     if isinstance(exc, errors.KrakenAPIError):
         return _fail(', '.join(exc.errors) or str(exc), EXIT_KRAKEN)
-    if isinstance(exc, (errors.KrakenHTTPError, errors.KrakenConnectionError,
-                        errors.KrakenTimeout, errors.KrakenResponseError,
-                        requests.RequestException)):
-        return _fail(str(exc), EXIT_NETWORK)
+    if isinstance(exc, (errors.KrakenError, requests.RequestException)):
+        return _fail(str(exc), EXIT_NETWORK)  # what is left: HTTP, connection, timeout, body
     raise exc
 
 
