@@ -9,7 +9,6 @@ send. Nonces, retry timing and unknown outcomes come from
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -174,12 +173,22 @@ class FuturesCore:
     def _unknown(error: KrakenError, request: Request, *, once: bool) -> KrakenError:
         """The error to raise once ``request`` may have left: an unknown outcome for a change.
 
-        It carries the nonce and the call's ``cliOrdId`` (several, comma-separated,
+        The class comes from :func:`krakenex.protocol.after_sending`; the error
+        carries the nonce and the call's ``cliOrdId`` (several, comma-separated,
         for a batch), which :meth:`FuturesAPI.reconcile` looks up.
         """
-        ids = protocol.client_order_ids(request.method, request.data)
-        evidence = dataclasses.replace(request, data={'cl_ord_id': ','.join(ids) or None})
-        return spot.after_sending(error, evidence, once=once)
+        unknown = spot.after_sending(error, request, once=once)
+        if unknown is error:
+            return error
+        ids = ','.join(protocol.client_order_ids(request.method, request.data)) or None
+        lookup = (f'look it up by cliOrdId {ids} (FuturesAPI.reconcile)' if ids else
+                  'look in openorders and fills (next time give it a cliOrdId)')
+        return type(unknown)(
+            f'{request.method} was sent (nonce {request.nonce}) but {error}. It may or may not '
+            f'have taken effect at Kraken Futures, and krakenex did not send it again: {lookup} '
+            f'before you resubmit it.', nonce=request.nonce, cl_ord_id=ids,
+            method=request.method, status=error.status, errors=error.errors, body=error.body,
+            response=error.response)
 
     @staticmethod
     def _lookup(error: OutcomeUnknownError) -> list[str]:
