@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import time
-from decimal import Decimal
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from .. import protocol as spot
 from ..errors import KrakenError, KrakenUsageError, OutcomeUnknownError
@@ -181,9 +181,10 @@ class FuturesCore:
         if unknown is error:
             return error
         ids = ','.join(protocol.client_order_ids(request.method, request.data)) or None
+        cls = cast('type[OutcomeUnknownError]', type(unknown))
         lookup = (f'look it up by cliOrdId {ids} (FuturesAPI.reconcile)' if ids else
                   'look in openorders and fills (next time give it a cliOrdId)')
-        return type(unknown)(
+        return cls(
             f'{request.method} was sent (nonce {request.nonce}) but {error}. It may or may not '
             f'have taken effect at Kraken Futures, and krakenex did not send it again: {lookup} '
             f'before you resubmit it.', nonce=request.nonce, cl_ord_id=ids,
