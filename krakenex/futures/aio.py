@@ -70,7 +70,7 @@ class AsyncFuturesAPI(FuturesCore):
     async def query_public(self, endpoint: str, data: Mapping[str, Any] | None = None, *,
                            verb: str | None = None, timeout: Timeout | None = None) -> Any:
         """Call a public endpoint; see :meth:`krakenex.futures.FuturesAPI.query_public`."""
-        found, chosen = self._endpoint(endpoint, 'derivatives', verb)
+        found, chosen = self._endpoint(endpoint, 'derivatives', verb, private=False)
         return await self._call(found, chosen, dict(data or {}), timeout, private=False)
 
     async def query_private(self, endpoint: str, data: Mapping[str, Any] | None = None, *,

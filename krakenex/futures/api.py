@@ -114,7 +114,7 @@ class FuturesAPI(FuturesCore):
         :raises KrakenTimeout: when no reply came within the timeout
         :raises KrakenAPIError: for ``"result": "error"`` when :attr:`raise_errors` is set
         """
-        found, chosen = self._endpoint(endpoint, 'derivatives', verb)
+        found, chosen = self._endpoint(endpoint, 'derivatives', verb, private=False)
         return self._call(found, chosen, dict(data or {}), timeout, private=False)
 
     def query_private(self, endpoint: str, data: Mapping[str, Any] | None = None, *,

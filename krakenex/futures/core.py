@@ -115,7 +115,8 @@ class FuturesCore:
         self._secret_bytes()
 
     @staticmethod
-    def _endpoint(name: str, surface: str, verb: str | None) -> tuple[Endpoint, str]:
+    def _endpoint(name: str, surface: str, verb: str | None, *,
+                  private: bool = True) -> tuple[Endpoint, str]:
         """The endpoint called ``name`` and the verb to send it with.
 
         :raises KrakenUsageError: for a name that is not a path below the surface
@@ -124,7 +125,7 @@ class FuturesCore:
                 or '?' in name or '#' in name or not name.isascii():
             raise KrakenUsageError(f'{name!r} is not a Kraken Futures endpoint name such as '
                                    f"'tickers', 'sendorder' or 'orders/status'")
-        endpoint = protocol.lookup(name, surface)
+        endpoint = protocol.lookup(name, surface, private=private)
         chosen = (verb or endpoint.verb).upper()
         if chosen not in ('GET', 'POST', 'PUT', 'DELETE'):
             raise KrakenUsageError(f'verb must be GET, POST, PUT or DELETE, not {verb!r}')

@@ -110,19 +110,21 @@ ENDPOINTS: Mapping[str, Endpoint] = {e.name: e for e in (
 _PUT_COST = 10
 
 
-def lookup(name: str, surface: str = 'derivatives') -> Endpoint:
-    """Return the endpoint called ``name``; an unknown private one is assumed to change state.
+def lookup(name: str, surface: str = 'derivatives', *, private: bool = True) -> Endpoint:
+    """Return the endpoint called ``name``, or a safe guess for one not in the table.
 
-    Unknown names get GET if public, else POST, changes state, cost 10: the
-    safe guesses for a call that may place or move something.
+    An unknown public name (``tickers/PF_XBTUSD``) is a GET; an unknown private
+    one is assumed to change state: POST, never re-sent, cost 10 (1 on
+    ``/history``, which only reads).
     """
     endpoint = ENDPOINTS.get(name)
     if endpoint is not None and endpoint.surface == surface:
         return endpoint
-    if surface == 'charts':
-        return _public(name, 'charts')
-    return Endpoint(name, 'GET' if surface == 'history' else 'POST', True,
-                    surface != 'history', 1 if surface == 'history' else 10, surface)
+    if surface == 'charts' or not private:
+        return _public(name, surface)
+    if surface == 'history':
+        return _read(name, 1, 'history')
+    return _write(name, 10)
 
 
 def urlpath(endpoint: Endpoint) -> str:
