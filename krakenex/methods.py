@@ -12,7 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ['Method', 'METHODS', 'GROUPS', 'PAGE_SIZE', 'valid_name', 'lookup', 'changes_state', 'cost']
+__all__ = ['Method', 'METHODS', 'GROUPS', 'PAGE_SIZE', 'valid_name', 'lookup', 'changes_state',
+           'cost']
 
 #: Rows in one page of ClosedOrders, TradesHistory and Ledgers (Kraken's docs: "50 results
 #: at a time, the most recent by default").

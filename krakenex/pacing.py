@@ -93,16 +93,28 @@ class RateCounter:
         :returns: the time the call was counted, to pass to :meth:`settle`
         :raises ValueError: for a cost above the maximum (it could never fit) or not a number
         """
+        while (wait := self.try_acquire(cost)) > 0:
+            self._sleep(wait)
+        return self._stamp
+
+    def try_acquire(self, cost: float) -> float:
+        """Add ``cost`` if it fits now and return 0, or return the seconds until it will fit.
+
+        For callers that wait in their own way (``await asyncio.sleep``).
+
+        :raises ValueError: for a cost above the maximum (it could never fit) or not a number
+        """
         if not cost <= self.maximum:
             raise ValueError(f'a call costing {cost!r} can never fit under a rate counter whose '
                              f'maximum is {self.maximum!r}: lower its cost or raise the tier')
         if cost <= 0:
-            return self._clock()
+            return 0.0
         with self._lock:
-            while (over := self._decayed() + cost - self.maximum) > 0:
-                self._sleep(over / self.decay)
+            over = self._decayed() + cost - self.maximum
+            if over > 0:
+                return over / self.decay
             self._level += cost
-            return self._stamp
+            return 0.0
 
     def settle(self, cost: float, counted_at: float) -> None:
         """Move a call's cost to the moment its reply arrived.
