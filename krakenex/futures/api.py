@@ -15,7 +15,7 @@ import requests
 from ..api import API
 from ..errors import KrakenError, OutcomeUnknownError
 from ..pacing import RateCounter
-from ..protocol import DEFAULT_TIMEOUT, Timeout
+from ..protocol import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .core import FuturesCore
 from .protocol import DEFAULT_URI, Endpoint
 
@@ -186,7 +186,7 @@ class FuturesAPI(FuturesCore):
     def _call(self, endpoint: Endpoint, verb: str, data: dict[str, Any],
               timeout: Timeout | None, *, private: bool) -> Any:
         """Send a call, and again after a transient fault where it may be sent again."""
-        timeout = self.timeout if timeout is None else timeout
+        timeout = self.timeout if timeout is None else check_timeout(timeout)
         retry = self._retry(endpoint)
         while True:
             try:
