@@ -1,10 +1,7 @@
-"""The Kraken Futures REST client on aiohttp: :class:`AsyncFuturesAPI` (extra ``async``)."""
+"""The Kraken Futures REST client for asyncio: :class:`AsyncFuturesAPI` (extra ``async``)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -14,16 +11,13 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError("AsyncFuturesAPI needs aiohttp: pip install 'krakenex[async]'") from None
 
-from .. import protocol as spot
-from ..errors import KrakenError, OutcomeUnknownError
-from ..pacing import RateCounter
-from ..protocol import DEFAULT_TIMEOUT, Reply, Request, Timeout
+from ..aio import AsyncAPI
+from ..errors import OutcomeUnknownError
+from ..protocol import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .core import FuturesCore
 from .protocol import DEFAULT_URI, Endpoint
 
 __all__ = ['AsyncFuturesAPI']
-
-log = logging.getLogger('krakenex')
 
 
 class AsyncFuturesAPI(FuturesCore):
@@ -32,40 +26,57 @@ class AsyncFuturesAPI(FuturesCore):
     Private calls on one object are sent one at a time, each with a ``Nonce``
     above the one before, so nonces reach Kraken in order even when many tasks
     share the object. Use it as ``async with AsyncFuturesAPI(...) as futures``
-    or call :meth:`close`. The parameters are those of
-    :class:`~krakenex.futures.FuturesAPI`, plus ``session``: an
-    :class:`aiohttp.ClientSession` of your own, which :meth:`close` leaves open.
+    or call :meth:`aclose`. The parameters are those of
+    :class:`~krakenex.futures.FuturesAPI`. It sends through a
+    :class:`krakenex.AsyncAPI`, whose :attr:`session` it shares: assign an
+    :class:`aiohttp.ClientSession` of your own before the first call to set
+    headers, a proxy or TLS settings.
     """
 
     def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
                  timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
                  raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
                  retry_time: float = 30.0, pace: bool = False,
-                 costs: Mapping[str, float] | None = None,
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 costs: Mapping[str, float] | None = None) -> None:
         super().__init__(key, secret, uri=uri, timeout=timeout, nonce_unit=nonce_unit,
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
                          retry_time=retry_time, pace=pace, costs=costs)
-        #: The server's address, without a trailing slash.
-        self.uri = uri
-        #: The last response, overwritten by every call.
-        self.response: aiohttp.ClientResponse | None = None
-        self._session = session
-        self._own_session = session is None
-        self._private_lock = asyncio.Lock()
+        # The spot driver sends: session, lock, retries and transport failures are its.
+        self._driver = AsyncAPI(uri=uri, timeout=self.timeout)
+
+    @property
+    def uri(self) -> str:
+        """The server's address, without a trailing slash."""
+        return self._driver.uri
+
+    @uri.setter
+    def uri(self, value: str) -> None:
+        self._driver.uri = self._uri = value
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The :class:`aiohttp.ClientSession` calls go through; opened on the first call."""
+        return self._driver.session
+
+    @session.setter
+    def session(self, value: aiohttp.ClientSession | None) -> None:
+        self._driver.session = value
+
+    @property
+    def response(self) -> aiohttp.ClientResponse | None:
+        """The last response, overwritten by every call."""
+        return self._driver.response
 
     async def __aenter__(self) -> AsyncFuturesAPI:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        await self.close()
+        await self.aclose()
 
-    async def close(self) -> None:
-        """Close the session this object opened (not one passed in)."""
-        if self._session is not None and self._own_session:
-            await self._session.close()
-            self._session = None
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        await self._driver.aclose()
 
     async def query_public(self, endpoint: str, data: Mapping[str, Any] | None = None, *,
                            verb: str | None = None, timeout: Timeout | None = None) -> Any:
@@ -100,86 +111,9 @@ class AsyncFuturesAPI(FuturesCore):
         fills = await self.query_private('fills')
         return self._matches(ids, statuses, fills)
 
-    # ------------------------------------------------------------ sending
-
     async def _call(self, endpoint: Endpoint, verb: str, data: dict[str, Any],
                     timeout: Timeout | None, *, private: bool) -> Any:
-        timeout = self.timeout if timeout is None else spot.check_timeout(timeout)
-        retry = self._retry(endpoint)
-        while True:
-            try:
-                reply = await self._send(endpoint, verb, data, timeout, private=private,
-                                         once=retry.once)
-            except KrakenError as exc:
-                if (wait := retry.after_error(exc)) is None:
-                    raise
-                log.warning('%s failed (%s); retry %d in %.2f s', endpoint.name, exc,
-                            retry.attempt, wait)
-            else:
-                if (wait := retry.after_reply(reply)) is None:
-                    return self._checked(endpoint.name, reply)
-                log.warning('%s answered %s; retry %d in %.2f s', endpoint.name,
-                            reply.get('error'), retry.attempt, wait)
-            await asyncio.sleep(wait)
-
-    async def _send(self, endpoint: Endpoint, verb: str, data: dict[str, Any],
-                    timeout: Timeout, *, private: bool, once: bool) -> Any:
-        if not private:
-            return await self._transmit(self._request(endpoint, verb, data, private=False),
-                                        timeout)
-        counter, cost = self._counter(endpoint), self._cost(endpoint, verb, data)
-        async with self._private_lock:
-            counted_at = await _acquire(counter, cost)
-            try:
-                request = self._request(endpoint, verb, data, private=True)
-                try:
-                    return await self._transmit(request, timeout)
-                except KrakenError as exc:
-                    unknown = self._unknown(exc, request, once=once)
-                    if unknown is exc:
-                        raise
-                    raise unknown from exc.__cause__
-            finally:
-                if counter is not None:
-                    counter.settle(cost, counted_at)
-
-    async def _transmit(self, request: Request, timeout: Timeout) -> Any:
-        """Send ``request`` and read the reply, or raise what went wrong."""
-        name = request.method
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-        url = self.uri + request.path + ('?' + request.query if request.query else '')
-        try:
-            async with self._session.request(
-                    request.verb, url, data=request.body, headers=dict(request.headers),
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(sock_connect=connect, sock_read=read)
-            ) as response:
-                content = await response.read()
-        except (aiohttp.InvalidURL, ValueError) as exc:
-            raise spot.transport_error('bad_uri', self.uri, name) from exc
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise spot.transport_error('connect_timeout', self.uri, name) from exc
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise spot.transport_error('timeout', self.uri, name) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise spot.transport_error('not_sent', self.uri, name, str(exc.os_error)) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise spot.transport_error('broken', self.uri, name, str(exc)) from exc
-        except aiohttp.ClientError as exc:
-            raise spot.transport_error('dropped', self.uri, name,
-                                       str(exc) or type(exc).__name__) from exc
-        self.response = response
-        reply = Reply(response.status, response.reason or '', response.headers, content,
-                      response)
-        return spot.read_reply(name, reply, self._json_options)
-
-
-async def _acquire(counter: RateCounter | None, cost: float) -> float:
-    """Wait without blocking the loop until ``cost`` fits on ``counter``, then count it."""
-    if counter is None:
-        return 0.0
-    while (wait := counter.try_acquire(cost)) > 0:
-        await asyncio.sleep(wait)
-    return time.monotonic()
+        """Run one call on the spot driver: retries, lock, pacing and unknown outcomes are its."""
+        timeout = self.timeout if timeout is None else check_timeout(timeout)
+        return await self._driver._run(
+            self._futures_call(endpoint, verb, data, private=private), timeout)

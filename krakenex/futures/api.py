@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
 import requests
 
 from ..api import API
-from ..errors import KrakenError, OutcomeUnknownError
-from ..pacing import RateCounter
+from ..errors import OutcomeUnknownError
 from ..protocol import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .core import FuturesCore
 from .protocol import DEFAULT_URI, Endpoint
 
 __all__ = ['FuturesAPI']
-
-log = logging.getLogger('krakenex')
 
 
 class FuturesAPI(FuturesCore):
@@ -70,7 +63,6 @@ class FuturesAPI(FuturesCore):
         self._driver = API(uri=uri, timeout=self.timeout)
         #: The :class:`requests.Session` every call goes through.
         self.session: requests.Session = self._driver.session
-        self._private_lock = threading.Lock()
 
     @property
     def uri(self) -> str:
@@ -181,52 +173,9 @@ class FuturesAPI(FuturesCore):
         fills = self.query_private('fills')
         return self._matches(ids, statuses, fills)
 
-    # ------------------------------------------------------------ sending
-
     def _call(self, endpoint: Endpoint, verb: str, data: dict[str, Any],
               timeout: Timeout | None, *, private: bool) -> Any:
-        """Send a call, and again after a transient fault where it may be sent again."""
+        """Run one call on the spot driver: retries, lock, pacing and unknown outcomes are its."""
         timeout = self.timeout if timeout is None else check_timeout(timeout)
-        retry = self._retry(endpoint)
-        while True:
-            try:
-                reply = self._send(endpoint, verb, data, timeout, private=private,
-                                   once=retry.once)
-            except KrakenError as exc:
-                if (wait := retry.after_error(exc)) is None:
-                    raise
-                log.warning('%s failed (%s); retry %d in %.2f s', endpoint.name, exc,
-                            retry.attempt, wait)
-            else:
-                if (wait := retry.after_reply(reply)) is None:
-                    return self._checked(endpoint.name, reply)
-                log.warning('%s answered %s; retry %d in %.2f s', endpoint.name,
-                            reply.get('error'), retry.attempt, wait)
-            time.sleep(wait)
-
-    def _send(self, endpoint: Endpoint, verb: str, data: dict[str, Any], timeout: Timeout, *,
-              private: bool, once: bool) -> Any:
-        """Send one request; a private one signed with a nonce issued in send order."""
-        counter = self._counter(endpoint)
-        if not private:
-            return self._driver._transmit(self._request(endpoint, verb, data, private=False),
-                                          timeout)
-        with self._private_lock, _paced(counter, self._cost(endpoint, verb, data)):
-            request = self._request(endpoint, verb, data, private=True)
-            try:
-                return self._driver._transmit(request, timeout)
-            except KrakenError as exc:
-                unknown = self._unknown(exc, request, once=once)
-                if unknown is exc:
-                    raise
-                raise unknown from exc.__cause__
-
-
-@contextmanager
-def _paced(counter: RateCounter | None, cost: float) -> Iterator[None]:
-    """Count a call on ``counter``, waiting for room first; nothing without a counter."""
-    if counter is None:
-        yield
-        return
-    with counter.counting(cost):
-        yield
+        return self._driver._run(
+            self._futures_call(endpoint, verb, data, private=private), timeout)

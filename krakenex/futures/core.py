@@ -16,7 +16,7 @@ from typing import Any, cast
 from .. import protocol as spot
 from ..errors import KrakenError, KrakenUsageError, OutcomeUnknownError
 from ..pacing import RateCounter
-from ..protocol import DEFAULT_TIMEOUT, Request, Timeout
+from ..protocol import DEFAULT_TIMEOUT, Call, Request, Timeout
 from . import protocol
 from .protocol import DEFAULT_URI, Endpoint
 
@@ -150,10 +150,28 @@ class FuturesCore:
                 self._secret_bytes(), post_data, str(nonce), path))
         return Request(endpoint.name, verb, path, query, body, headers, nonce, data)
 
-    def _retry(self, endpoint: Endpoint) -> FuturesRetry:
-        """The retry rule of one call: a state-changing call is sent at most once."""
-        return FuturesRetry(self.retries, self.backoff, self.retry_time,
-                            once=endpoint.changes_state)
+    def _futures_call(self, endpoint: Endpoint, verb: str, data: Mapping[str, Any], *,
+                      private: bool) -> Call:
+        """How a driver runs one futures call (:class:`krakenex.protocol.Call`).
+
+        A private call is serial (its nonce leaves in the order issued), paced
+        on its surface's budget, and sent at most once if it changes state.
+        """
+        retry = FuturesRetry(self.retries, self.backoff, self.retry_time,
+                             once=endpoint.changes_state)
+
+        def build() -> Request:
+            return self._request(endpoint, verb, data, private=private)
+
+        def check(reply: Any, response: Any) -> Any:
+            return self._checked(endpoint.name, reply)
+
+        if not private:
+            return Call(endpoint.name, build, retry, check)
+        return Call(endpoint.name, build, retry, check, self._counter(endpoint),
+                    self._cost(endpoint, verb, data), serial=True,
+                    unknown=lambda error, request: self._unknown(error, request,
+                                                                 once=retry.once))
 
     def _counter(self, endpoint: Endpoint) -> RateCounter | None:
         return self.history_pool if endpoint.surface == 'history' else \
