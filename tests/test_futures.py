@@ -271,15 +271,19 @@ def test_a_batch_unknown_outcome_carries_every_cli_ord_id(
     assert sorted(o['order']['cliOrdId'] for o in found['orders']) == ['b-1', 'b-2']
 
 
-def test_reconcile_finds_a_filled_order_among_fills(sandbox: Sandbox, futures: FuturesAPI) -> None:
+def test_reconcile_finds_a_finished_order_in_the_history(
+        sandbox: Sandbox, futures: FuturesAPI) -> None:
+    sandbox.futures.status_window = 0.0  # orders/status forgets finished orders at once
     sandbox.inject('reply_lost', method='sendorder')
     market = {'orderType': 'mkt', 'symbol': 'PF_XBTUSD', 'side': 'buy', 'size': 0.01,
               'cliOrdId': 'filled-1'}
     with pytest.raises(OutcomeUnknownConnectionError) as caught:
         futures.query_private('sendorder', market)
-    time.sleep(5.2)  # orders/status forgets a finished order after 5 s; fills do not
     found = futures.reconcile(caught.value)
-    assert found['orders'] == [] and [f['cliOrdId'] for f in found['fills']] == ['filled-1']
+    assert found['orders'] == []
+    events = [(next(iter(e['event'])), e['event'][next(iter(e['event']))].get('reason'))
+              for e in found['history']]
+    assert events == [('OrderUpdated', 'full_fill'), ('OrderPlaced', 'new_placed_order_by_user')]
 
 
 def test_reconcile_needs_a_cli_ord_id(sandbox: Sandbox, futures: FuturesAPI) -> None:
@@ -320,17 +324,17 @@ def test_reads_retry_rate_limit_replies_and_give_up_after_retries(sandbox: Sandb
 
 def test_pacing_keeps_a_burst_under_the_futures_budget(sandbox: Sandbox) -> None:
     orders = [limit_buy(f'p-{i}', price=40000 + i) for i in range(55)]  # 550 of 500
-    with FuturesAPI(sandbox.futures.key, sandbox.futures.secret, uri=sandbox.futures_url,
-                    retries=0) as unpaced:
+    other = sandbox.futures.add_account()
+    with FuturesAPI(other.key, other.secret, uri=sandbox.futures_url, retries=0) as unpaced:
         statuses = [unpaced.query_private('sendorder', o).get('error') for o in orders]
     assert 'apiLimitExceeded' in statuses
-    sandbox.futures.accounts[sandbox.futures.key].budget = Decimal(0)
     with FuturesAPI(sandbox.futures.key, sandbox.futures.secret, uri=sandbox.futures_url,
                     retries=0, pace=True, raise_errors=True) as paced:
         started = time.monotonic()
         for order in orders:
-            paced.query_private('sendorder', {**order, 'cliOrdId': 'q' + order['cliOrdId']})
+            paced.query_private('sendorder', order)
         assert time.monotonic() - started > 0.5  # it waited for the budget to refill
+    assert len(sandbox.futures.orders(sandbox.futures.key)) == 55
 
 
 def test_usage_errors_come_before_anything_is_sent(sandbox: Sandbox, futures: FuturesAPI) -> None:

@@ -284,3 +284,42 @@ def test_faults_apply_to_futures_endpoints(sandbox: Sandbox, futures: FuturesAPI
     futures.retries = 0
     with pytest.raises(requests.HTTPError, match='520'):
         futures.query_public('tickers')
+
+
+def test_order_history_records_every_order_event(sandbox: Sandbox, futures: FuturesAPI) -> None:
+    placed = send(futures, limitPrice=50000, cliOrdId='h-1')
+    futures.query_private('editorder', {'orderId': placed['order_id'], 'limitPrice': 49000})
+    futures.query_private('cancelorder', {'order_id': placed['order_id']})
+    send(futures, orderType='post', limitPrice=70000, cliOrdId='h-2')
+    send(futures, orderType='mkt', cliOrdId='h-3')
+    history = futures.query_history('orders', {'sort': 'asc'})
+    assert 'result' not in history and history['len'] == 6
+    kinds = [(next(iter(e['event'])), _client(e)) for e in history['elements']]
+    assert kinds == [('OrderPlaced', 'h-1'), ('OrderUpdated', 'h-1'), ('OrderCancelled', 'h-1'),
+                     ('OrderRejected', 'h-2'), ('OrderPlaced', 'h-3'), ('OrderUpdated', 'h-3')]
+    stamps = [e['timestamp'] for e in history['elements']]
+    assert stamps == sorted(stamps)
+    opened = futures.query_history('orders', {'closed': False})['elements']
+    assert [_client(e) for e in opened] == ['h-3', 'h-1']  # newest first by default
+
+
+def test_order_history_pages_with_a_continuation_token(futures: FuturesAPI) -> None:
+    for i in range(5):
+        send(futures, limitPrice=50000 + i, cliOrdId=f'p-{i}')
+    first = futures.query_history('orders', {'count': 3})
+    second = futures.query_history('orders', {'count': 3,
+                                              'continuation_token': first['continuationToken']})
+    assert [_client(e) for e in first['elements'] + second['elements']] == [
+        'p-4', 'p-3', 'p-2', 'p-1', 'p-0']
+    assert 'continuationToken' not in second
+
+
+def test_the_history_pool_allows_100_calls(futures: FuturesAPI) -> None:
+    replies = [futures.query_history('orders', {'count': 1}) for _ in range(101)]
+    assert all('elements' in r for r in replies[:100])
+    assert replies[100]['error'] == 'apiLimitExceeded'
+
+
+def _client(element: dict[str, Any]) -> str:
+    event = next(iter(element['event'].values()))
+    return str((event.get('order') or event['newOrder'])['clientId'])

@@ -108,8 +108,8 @@ class AsyncFuturesAPI(FuturesCore):
         """Look up the orders of an unknown outcome; see :meth:`FuturesAPI.reconcile`."""
         ids = self._lookup(error)
         statuses = await self.query_private('orders/status', {'cliOrdIds': ids})
-        fills = await self.query_private('fills')
-        return self._matches(ids, statuses, fills)
+        history = await self.query_history('orders', {'count': self.RECONCILE_EVENTS})
+        return self._matches(ids, statuses, history)
 
     async def _call(self, endpoint: Endpoint, verb: str, data: dict[str, Any],
                     timeout: Timeout | None, *, private: bool) -> Any:

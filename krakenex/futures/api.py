@@ -160,18 +160,19 @@ class FuturesAPI(FuturesCore):
         """Look up the orders behind an :class:`OutcomeUnknownError` by their ``cliOrdId``.
 
         Asks ``orders/status`` (orders open, or changed in the last seconds)
-        and ``fills`` (the last 100). The lookup's nonce is above the lost
-        call's, so once it is answered Kraken can no longer accept the lost
-        call: an empty answer means the order was not placed and will not be
-        (or it was cancelled meanwhile and has no fills).
+        and the order history (``/api/history/v3/orders``, the newest
+        :attr:`RECONCILE_EVENTS` events). The lookups' nonces are above the
+        lost call's, so once they are answered Kraken can no longer accept the
+        lost call: an empty answer means the order was not placed and will not be.
 
-        :returns: ``{"orders": [...], "fills": [...]}`` that carry those ids
+        :returns: ``{"orders": [...], "history": [...]}``: the ``orders/status``
+            entries and the order events that carry those ids
         :raises KrakenUsageError: if the call carried no ``cliOrdId``
         """
         ids = self._lookup(error)
         statuses = self.query_private('orders/status', {'cliOrdIds': ids})
-        fills = self.query_private('fills')
-        return self._matches(ids, statuses, fills)
+        history = self.query_history('orders', {'count': self.RECONCILE_EVENTS})
+        return self._matches(ids, statuses, history)
 
     def _call(self, endpoint: Endpoint, verb: str, data: dict[str, Any],
               timeout: Timeout | None, *, private: bool) -> Any:

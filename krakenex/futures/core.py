@@ -221,10 +221,22 @@ class FuturesCore:
                                    f'openorders and fills by hand, and give orders a cliOrdId')
         return error.cl_ord_id.split(',')
 
+    #: How many recent order events :meth:`FuturesAPI.reconcile` reads from the history.
+    RECONCILE_EVENTS = 1000
+
     @staticmethod
-    def _matches(ids: list[str], statuses: Any, fills: Any) -> dict[str, Any]:
-        """What ``orders/status`` and ``fills`` say about the orders with these ``cliOrdId``."""
+    def _matches(ids: list[str], statuses: Any, history: Any) -> dict[str, Any]:
+        """What ``orders/status`` and the order history say about orders with these ``cliOrdId``.
+
+        :returns: ``{"orders": [...], "history": [...]}``: the status entries,
+            and the order events (placed, updated, cancelled, rejected)
+        """
         orders = [o for o in (statuses.get('orders') or [])
                   if str((o.get('order') or {}).get('cliOrdId')) in ids]
-        filled = [f for f in (fills.get('fills') or []) if str(f.get('cliOrdId')) in ids]
-        return {'orders': orders, 'fills': filled}
+        events = []
+        for element in history.get('elements') or []:
+            event = next(iter((element.get('event') or {}).values()), {})
+            order = event.get('order') or event.get('newOrder') or {}
+            if str(order.get('clientId')) in ids:
+                events.append(element)
+        return {'orders': orders, 'history': events}

@@ -47,8 +47,9 @@ D = Decimal
 FUTURES_PATHS = ('/derivatives/api/v3/', '/api/charts/v1/', '/api/history/v3/')
 
 #: The ``/derivatives`` budget per key (maximum, refill per second) and what calls take
-#: from it, from Kraken's "Futures Rate Limits" page.
+#: from it, and the ``/history`` token pool, from Kraken's "Futures Rate Limits" page.
 BUDGET = (D(500), D(50))
+HISTORY_POOL = (D(100), D(100) / D(600))
 COSTS = {'sendorder': 10, 'editorder': 10, 'cancelorder': 10, 'accounts': 2,
          'openpositions': 2, 'openorders': 2, 'fills': 2, 'cancelallorders': 25,
          'cancelallordersafter': 25, 'orders/status': 1, 'leveragepreferences': 2}
@@ -199,6 +200,11 @@ class FuturesAccount:
     deadline: float | None = None  # cancelallordersafter
     budget: Decimal = D(0)
     budget_time: float = 0.0
+    pool: Decimal = D(0)  # the /history token pool
+    pool_time: float = 0.0
+    uid: str = ''
+    #: Order events as ``/api/history/v3/orders`` lists them, oldest first.
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def __repr__(self) -> str:  # never the secret
         return f'<FuturesAccount key={self.key[:4]}...>'
@@ -274,6 +280,8 @@ class FuturesExchange:
         self.accounts: dict[str, FuturesAccount] = {}
         self.marks = {i.symbol: i.price for i in INSTRUMENTS}
         self.suspended: set[str] = set()
+        #: Seconds ``orders/status`` keeps reporting a finished order (Kraken: 5).
+        self.status_window = STATUS_WINDOW
         #: ``(endpoint, nonce)`` of every request handled, in order; None for public ones.
         self.requests_log: list[tuple[str, str | None]] = []
         self.trades: dict[str, list[dict[str, Any]]] = {s: [] for s in _BY_SYMBOL}
@@ -298,7 +306,8 @@ class FuturesExchange:
             key = base64.b64encode(self.rng.randbytes(42)).decode()
             secret = base64.b64encode(self.rng.randbytes(64)).decode()
             funds = {c.upper(): D(v) for c, v in (balances or DEFAULT_BALANCES).items()}
-            account = FuturesAccount(key, secret, funds, budget_time=self.clock())
+            account = FuturesAccount(key, secret, funds, budget_time=self.clock(),
+                                     pool_time=self.clock(), uid=self._uid())
             self.accounts[key] = account
             return account
 
@@ -367,6 +376,9 @@ class FuturesExchange:
                 payload = self._route(verb, path, query, headers, body)
                 if path.startswith('/api/charts/'):  # charts replies have no envelope
                     return 200, 'application/json', json.dumps(payload).encode()
+                if path.startswith('/api/history/'):
+                    payload['serverTime'] = _iso(self.clock())
+                    return 200, 'application/json', json.dumps(payload, default=_plain).encode()
                 envelope = {'result': 'success', **payload, 'serverTime': _iso(self.clock())}
                 status = 200
             except Refusal as refusal:
@@ -382,6 +394,8 @@ class FuturesExchange:
                 raise Refusal('invalidArgument', 405)
             self.requests_log.append(('charts', None))
             return self._charts(path.removeprefix('/api/charts/v1/'), _params(query, b''))
+        if path.startswith('/api/history/v3/'):
+            return self._history(verb, path, query, headers, body)
         name = path.removeprefix('/derivatives/api/v3/')
         if name == path:
             raise Refusal('notFound', 404)
@@ -455,22 +469,82 @@ class FuturesExchange:
         return account, nonce
 
     def _charge(self, account: FuturesAccount, cost: int) -> None:
-        if self.budget is None:
-            return
-        maximum, refill = self.budget
+        if self.budget is not None:
+            account.budget, account.budget_time = self._take(
+                account.budget, account.budget_time, cost, self.budget)
+
+    def _take(self, level: Decimal, since: float, cost: int,
+              limits: tuple[Decimal, Decimal]) -> tuple[Decimal, float]:
+        """A leaky budget after a call of ``cost``; apiLimitExceeded if it does not fit."""
+        maximum, refill = limits
         now = self.clock()
-        level = max(D(0), account.budget - D(str(now - account.budget_time)) * refill)
-        account.budget_time = now
+        level = max(D(0), level - D(str(now - since)) * refill)
         if level + cost > maximum:
-            account.budget = level
             raise Refusal('apiLimitExceeded')
-        account.budget = level + cost
+        return level + cost, now
+
+    def _history(self, verb: str, path: str, query: str, headers: dict[str, str],
+                 body: bytes) -> dict[str, Any]:
+        """``/api/history/v3/orders``: the account's order events, paged."""
+        name = path.removeprefix('/api/history/v3/')
+        if name != 'orders':
+            raise Refusal('notFound', 404)
+        if verb != 'GET':
+            raise Refusal('invalidArgument', 405)
+        account, nonce = self._authenticate(path, query, headers, body)
+        account.pool, account.pool_time = self._take(account.pool, account.pool_time, 1,
+                                                     HISTORY_POOL)
+        self.requests_log.append(('history/orders', nonce))
+        params = _params(query, body)
+        _only(params, {'since', 'before', 'sort', 'continuation_token', 'count', 'tradeable',
+                       'opened', 'closed'})
+        sort = params.get('sort', 'desc')
+        if sort not in ('asc', 'desc'):
+            raise Refusal('invalidArgument')
+        try:
+            since, before = int(params.get('since', 0)), int(params.get('before', 1 << 62))
+            count = int(params.get('count', 500))
+            start = int(base64.b64decode(params.get('continuation_token', 'MA==')))
+        except ValueError:
+            raise Refusal('invalidArgument') from None
+        kinds = set()
+        if _boolean({'opened': params.get('opened', 'true')}, 'opened'):
+            kinds.add('OrderPlaced')
+        if _boolean({'closed': params.get('closed', 'true')}, 'closed'):
+            kinds |= {'OrderUpdated', 'OrderCancelled', 'OrderRejected'}
+        found = [e for e in account.events if since <= e['timestamp'] < before
+                 and next(iter(e['event'])) in kinds
+                 and params.get('tradeable') in (None, _order_of(e)['tradeable'])]
+        if sort == 'desc':
+            found.reverse()
+        page = found[start:start + max(1, count)]
+        reply: dict[str, Any] = {'accountUid': account.uid, 'len': len(page), 'elements': page}
+        if start + len(page) < len(found):
+            reply['continuationToken'] = base64.b64encode(
+                str(start + len(page)).encode()).decode()
+        return reply
+
+    def _record(self, account: FuturesAccount, kind: str, **event: Any) -> None:
+        """Keep an order event for ``/api/history/v3/orders``."""
+        account.events.append({'uid': self._uid(), 'timestamp': int(self.clock() * 1000),
+                               'event': {kind: event}})
+
+    def _historical(self, account: FuturesAccount, order: FuturesOrder) -> dict[str, Any]:
+        """An order as the history endpoints show it."""
+        kinds = {'lmt': 'Limit', 'ioc': 'IoC', 'post': 'Post', 'mkt': 'Market'}
+        return {'uid': order.order_id, 'accountUid': account.uid, 'tradeable': order.symbol,
+                'direction': order.side.capitalize(), 'quantity': str(order.size),
+                'filled': str(order.filled), 'timestamp': int(order.received * 1000),
+                'limitPrice': str(order.limit_price or 0),
+                'orderType': kinds.get(order.kind, order.kind),
+                'clientId': order.cli_ord_id or '', 'reduceOnly': order.reduce_only,
+                'lastUpdateTimestamp': int(order.updated * 1000), 'spotData': None}
 
     def _expire(self, account: FuturesAccount) -> None:
         if account.deadline is not None and self.clock() >= account.deadline:
             account.deadline = None
             for order in account.open_orders():
-                self._cancel(order, 'DEAD_MAN_SWITCH')
+                self._cancel(account, order, 'DEAD_MAN_SWITCH')
 
     def expire_timers(self) -> None:
         """Run every dead man's switch that is due."""
@@ -732,6 +806,11 @@ class FuturesExchange:
             return {**reply, 'status': 'insufficientAvailableFunds', 'orderEvents': []}
         bid, ask = self._quote(instrument)
         crosses = limit is not None and (limit >= ask if side == 'buy' else limit <= bid)
+        if (kind == 'post' and crosses) or (kind == 'ioc' and not crosses):
+            order.state = 'rejected'
+            error = 'POST_WOULD_EXECUTE' if kind == 'post' else 'IOC_WOULD_NOT_EXECUTE'
+            self._record(account, 'OrderRejected', order=self._historical(account, order),
+                         orderError=error, reason=error.lower())
         if kind == 'post' and crosses:
             return {**reply, 'status': 'postWouldExecute', 'orderEvents': [
                 {'type': 'REJECT', 'uid': order.order_id, 'order': order.to_kraken(),
@@ -741,6 +820,9 @@ class FuturesExchange:
                 {'type': 'REJECT', 'uid': order.order_id, 'order': order.to_kraken(),
                  'reason': 'IOC_WOULD_NOT_EXECUTE'}]}
         account.orders[order.order_id] = order
+        if not order.is_trigger:
+            self._record(account, 'OrderPlaced', order=self._historical(account, order),
+                         reason='new_placed_order_by_user', reducedQuantity='')
         if order.is_trigger:
             return {**reply, 'status': 'placed', 'orderEvents': [
                 {'type': 'PLACE', 'orderTrigger': order.trigger_json()}]}
@@ -766,8 +848,11 @@ class FuturesExchange:
         """Execute the rest of an order at ``price``: position, fees, fill record."""
         now = self.clock()
         size = order.open_size
+        old = self._historical(account, order)
         order.filled += size
         order.state, order.updated, order.reason = 'filled', now, 'FULL_FILL'
+        self._record(account, 'OrderUpdated', oldOrder=old,
+                     newOrder=self._historical(account, order), reason='full_fill')
         signed = size if order.side == 'buy' else -size
         position = account.positions.get(order.symbol)
         if position is None:
@@ -857,6 +942,7 @@ class FuturesExchange:
             if price is not None and (price <= 0 or price % instrument.tick):
                 return {**base, 'status': 'invalidPrice', 'orderEvents': []}
         old = order.to_kraken()
+        before = self._historical(account, order)
         bid, ask = self._quote(instrument)
         new_limit = order.limit_price if limit is None else limit
         if order.kind == 'post' and new_limit is not None and \
@@ -866,6 +952,8 @@ class FuturesExchange:
             order.size = size if mode == 'ABSOLUTE' else size + order.filled
         order.limit_price, order.stop_price = new_limit, stop or order.stop_price
         order.updated, order.reason = now, 'EDITED_BY_USER'
+        self._record(account, 'OrderUpdated', oldOrder=before,
+                     newOrder=self._historical(account, order), reason='edited_by_user')
         events: list[dict[str, Any]] = [{'type': 'EDIT', 'old': old, 'new': order.to_kraken(),
                                          'reducedQuantity': None}]
         if not order.is_trigger and new_limit is not None and \
@@ -873,16 +961,20 @@ class FuturesExchange:
             self._fill(account, order, ask if order.side == 'buy' else bid, taker=True)
         return {**base, 'status': 'edited', 'orderEvents': events}
 
-    def _cancel(self, order: FuturesOrder, reason: str) -> dict[str, Any]:
+    def _cancel(self, account: FuturesAccount, order: FuturesOrder,
+                reason: str) -> dict[str, Any]:
         order.state, order.updated, order.reason = 'cancelled', self.clock(), reason
+        self._record(account, 'OrderCancelled', order=self._historical(account, order),
+                     reason=reason.lower())
         return {'type': 'CANCEL', 'uid': order.order_id, 'order': order.to_kraken()}
 
     def cancel_order(self, account: FuturesAccount, params: dict[str, str]) -> dict[str, Any]:
         _only(params, {'order_id', 'cliOrdId', 'processBefore'})
         order = self._find(account, params, 'order_id')
-        return {'cancelStatus': self._cancel_one(order, params)}
+        return {'cancelStatus': self._cancel_one(account, order, params)}
 
-    def _cancel_one(self, order: FuturesOrder | None, params: dict[str, str]) -> dict[str, Any]:
+    def _cancel_one(self, account: FuturesAccount, order: FuturesOrder | None,
+                    params: dict[str, str]) -> dict[str, Any]:
         status: dict[str, Any] = {'receivedTime': _iso(self.clock())}
         if order is None or order.state not in ('open', 'filled'):
             return {**status, 'status': 'notFound', 'orderEvents': [],
@@ -893,7 +985,7 @@ class FuturesExchange:
         if order.state == 'filled':
             return {**status, 'status': 'filled', 'orderEvents': []}
         return {**status, 'status': 'cancelled',
-                'orderEvents': [self._cancel(order, 'CANCELLED_BY_USER')]}
+                'orderEvents': [self._cancel(account, order, 'CANCELLED_BY_USER')]}
 
     def cancel_all(self, account: FuturesAccount, params: dict[str, str]) -> dict[str, Any]:
         _only(params, {'symbol'})
@@ -901,7 +993,7 @@ class FuturesExchange:
         if symbol is not None:
             symbol = self._instrument(symbol).symbol
         orders = [o for o in account.open_orders() if symbol in (None, o.symbol)]
-        events = [self._cancel(o, 'CANCELLED_BY_USER') for o in orders]
+        events = [self._cancel(account, o, 'CANCELLED_BY_USER') for o in orders]
         return {'cancelStatus': {
             'receivedTime': _iso(self.clock()), 'cancelOnly': symbol or 'all',
             'status': 'cancelled' if orders else 'noOrdersToCancel',
@@ -951,7 +1043,7 @@ class FuturesExchange:
                                 'orderEvents': edit['orderEvents']})
             else:
                 _only(fields, {'order_id', 'cliOrdId'})
-                cancel = self._cancel_one(self._find(account, fields, 'order_id'), fields)
+                cancel = self._cancel_one(account, self._find(account, fields, 'order_id'), fields)
                 results.append({'status': cancel['status'], 'order_id': cancel.get('order_id'),
                                 'orderEvents': cancel['orderEvents']})
         return {'batchStatus': results}
@@ -965,7 +1057,7 @@ class FuturesExchange:
         for order in account.orders.values():
             if order.order_id not in ids and order.cli_ord_id not in clis:
                 continue
-            if order.state != 'open' and now - order.updated > STATUS_WINDOW:
+            if order.state != 'open' and now - order.updated > self.status_window:
                 continue
             status = ('TRIGGER_PLACED' if order.is_trigger and order.state == 'open' else
                       'ENTERED_BOOK' if order.state == 'open' else
@@ -994,6 +1086,12 @@ def attach(sandbox: Sandbox, *, seed: int = 0) -> FuturesExchange:
     for prefix in FUTURES_PATHS:
         sandbox.add_route(prefix, exchange.route)
     return exchange
+
+
+def _order_of(element: dict[str, Any]) -> dict[str, Any]:
+    """The order an order-history element is about (the new one of an update)."""
+    event = next(iter(element['event'].values()))
+    return event.get('order') or event['newOrder']  # type: ignore[no-any-return]
 
 
 def _params(query: str, body: bytes) -> dict[str, str]:
