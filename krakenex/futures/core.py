@@ -235,7 +235,7 @@ class FuturesCore:
                   if str((o.get('order') or {}).get('cliOrdId')) in ids]
         events = []
         for element in history.get('elements') or []:
-            event: Any = next(iter((element.get("event") or {}).values()), {})
+            event: Any = next(iter((element.get('event') or {}).values()), {})
             order = event.get('order') or event.get('newOrder') or {}
             if str(order.get('clientId')) in ids:
                 events.append(element)
