@@ -29,8 +29,9 @@ from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from . import methods
-from ._paging import PAGED, TABLES, Progress, fetch_all, table
+from ._tables import TABLES, table
 from .pacing import TIERS
+from .paging import PAGED, Progress, fetch_all
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
                   'private' if private else 'public', api.uri, ', '.join(data) or 'none')
         if args.all:
             progress = Progress(method, sys.stderr if sys.stderr.isatty() else None)
-            result = fetch_all(lambda m, d: _result(m, query(m, d)), method, data, progress)
+            result = fetch_all(api, method, data, pace=False, progress=progress)
             envelope: Any = {'error': [], 'result': result}
         else:
             envelope = query(method, data)
