@@ -269,12 +269,12 @@ class _Pager:
             if pair == 'last' or not isinstance(page, list):
                 continue
             size = max(size, len(page))
-            for row in page:
-                key = (pair, _row_key(self.method, row))
-                if key not in self.seen:
-                    self.seen.add(key)
-                    new.append((pair, row))
-                newest = max(newest, float(row[time_column]))
+            keys = [(pair, _row_key(self.method, row)) for row in page]
+            # Only rows of earlier pages are dropped: a page may repeat a row (two equal spreads).
+            new += [(pair, row) for key, row in zip(keys, page, strict=True)
+                    if key not in self.seen]
+            self.seen.update(keys)
+            newest = max([newest, *(float(row[time_column]) for row in page)])
         last = result.get('last')
         self.extra = {'last': last}
         asked = int(self.data.get('count') or TRADES_PAGE)
