@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +110,50 @@ def test_paced_loop_stays_under_a_strict_tier_without_a_refusal(tmp_path: Path,
         calls = [m for m, _ in strict.requests_log].count('OpenOrders')
     assert calls == 10
     assert '10 calls in' in done.stdout and 'none refused' in done.stdout
+
+
+# ------------------------------------------------------------------ notebooks
+
+NOTEBOOKS = {'market.ipynb': ['ohlc-candles', 'depth', 'spread'],
+             'account.ipynb': ['balances', 'ledger', 'pnl']}
+
+
+def doc_charts() -> Any:
+    """doc/charts.py, which runs the notebooks for the docs, loaded as a module."""
+    path = EXAMPLES.parent / 'doc' / 'charts.py'
+    spec = importlib.util.spec_from_file_location('doc_charts', path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_notebooks_are_committed_without_outputs() -> None:
+    nbformat = pytest.importorskip('nbformat')
+    assert sorted(p.name for p in (EXAMPLES / 'notebooks').glob('*.ipynb')) == sorted(NOTEBOOKS)
+    for name in NOTEBOOKS:
+        notebook = nbformat.read(EXAMPLES / 'notebooks' / name, as_version=4)
+        nbformat.validate(notebook)
+        assert all(not cell.get('outputs') and cell.get('execution_count') is None
+                   for cell in notebook.cells if cell.cell_type == 'code'), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(NOTEBOOKS))
+def test_each_notebook_runs_every_cell_against_the_sandbox_and_draws_its_charts(
+        name: str) -> None:
+    pytest.importorskip('nbclient')
+    charts = doc_charts()
+    notebook = charts.execute(EXAMPLES / 'notebooks' / name)  # a failing cell raises here
+    drawn = charts.charts(notebook)
+    assert sorted(drawn) == sorted(NOTEBOOKS[name])
+    for chart, images in drawn.items():
+        assert len(images) == 1 and images[0].startswith(b'\x89PNG'), chart
+        assert (EXAMPLES.parent / 'doc' / '_static' / 'charts' / f'{chart}.png').is_file()
+    stderr = ''.join(output.get('text', '') for cell in notebook.cells
+                     for output in cell.get('outputs', []) if output.get('name') == 'stderr')
+    assert 'Warning' not in stderr, stderr
+    if name == 'account.ipynb':  # the ledger's pages show a progress bar in the notebook
+        ledger = next(cell for cell in notebook.cells if 'frames.ledgers(' in cell.source)
+        shown = ''.join(o.get('text', '') for o in ledger.outputs if o.get('name') == 'stderr')
+        assert 'Ledgers' in shown and '243/243' in shown, shown
