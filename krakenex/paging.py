@@ -257,7 +257,8 @@ class _Pager:
         self.total = None if count is None else int(count) - self.start
         self.ofs += len(page)
         # An entry booked meanwhile shifts the pages: its overlap was dropped above.
-        self.done = not new or (count is not None and self.ofs >= int(count))
+        self.done = (not new or len(page) < methods.PAGE_SIZE
+                     or (count is not None and self.ofs >= int(count)))
         return new
 
     def _take_since(self, result: dict[str, Any]) -> list[Row]:
