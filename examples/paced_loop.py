@@ -16,19 +16,12 @@ import contextlib
 import time
 
 from krakenex import API, unwrap
-
-
-def tier_of(text: str) -> str | tuple[float, float]:
-    """'starter', 'intermediate', 'pro', or MAX,DECAY such as 15,0.33."""
-    if ',' in text:
-        maximum, decay = (float(part) for part in text.split(','))
-        return maximum, decay
-    return text
+from krakenex.pacing import parse_tier
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--tier', type=tier_of, default='starter',
+    parser.add_argument('--tier', type=parse_tier, default='starter',
                         help='starter, intermediate, pro, or MAX,DECAY (default starter)')
     parser.add_argument('--calls', type=int, default=25)
     parser.add_argument('--key-file', default='kraken.key')

@@ -174,3 +174,11 @@ def test_no_progress_is_shown_when_nobody_can_see_it(
         api: API, capsys: pytest.CaptureFixture[str]) -> None:
     list(paging.rows(api, 'Ledgers'))
     assert capsys.readouterr() == ('', '')
+
+
+def test_without_count_the_first_short_page_is_the_last(api: API, sandbox: Sandbox) -> None:
+    expected = every_ledger_id(api)
+    sandbox.requests_log.clear()
+    ids = [i for i, _ in paging.rows(api, 'Ledgers', {'without_count': True})]
+    assert sorted(ids) == sorted(expected) and len(expected) % 50
+    assert [m for m, _ in sandbox.requests_log].count('Ledgers') == -(-len(expected) // 50)
