@@ -20,7 +20,6 @@ import requests
 
 from krakenex import API, KrakenAPIError, KrakenConnectionError, KrakenHTTPError, NotSentError
 
-
 #: Order lists as a server that ignores the userref filter would send them.
 ORDERS = {
     'OpenOrders': {'open': {'O-MINE': {'userref': 7, 'status': 'open'},
