@@ -62,6 +62,7 @@ from ..pacing import TIERS
 from .endpoints import PRIVATE_PREFIX, PUBLIC_PREFIX, Endpoints
 from .exchange import Account, Exchange
 from .market import PAIRS, find_pair
+from .params import arithmetic
 from .replies import Reply, envelope
 from .server import FAULT_KINDS, MAX_CONNECTIONS, READ_TIMEOUT, Faults, Request, Route, Server
 
@@ -255,7 +256,7 @@ class Sandbox:
         Each dict is the order as QueryOrders shows it, plus ``txid``, ``userref`` and
         ``cl_ord_id``. The made-up history of a default-funded account is left out.
         """
-        with self.exchange.lock:
+        with self.exchange.lock, arithmetic():
             self.exchange.expire_timers()
             account = self.exchange.accounts.get(key or self.key)
             if account is None:
