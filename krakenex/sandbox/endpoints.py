@@ -14,7 +14,6 @@ import csv
 import hashlib
 import io
 import logging
-import re
 import time
 import zipfile
 from collections.abc import Callable, Iterable
@@ -22,6 +21,7 @@ from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..methods import PAGE_SIZE, valid_name
 from .exchange import Account, Exchange, Export, Order, asset_places, quantize
 from .market import (
     ASSETS,
@@ -66,11 +66,9 @@ WITHDRAW_FEES = {'XXBT': D('0.00015'), 'XETH': D('0.0025'), 'SOL': D('0.01'), 'Z
 WITHDRAW_KEY = 'sandbox'  # the one withdrawal key (address book entry) of every asset
 ORDER_FLAGS = {'post', 'fcib', 'fciq', 'nompp'}
 TIME_IN_FORCE = {'GTC', 'IOC', 'GTD', 'FOK'}
-PAGE_SIZE = 50  # ClosedOrders, TradesHistory and Ledgers pages
 
 PUBLIC_PREFIX = '/0/public/'
 PRIVATE_PREFIX = '/0/private/'
-_METHOD_NAME = re.compile(r'[A-Za-z0-9_]+(?:/[A-Za-z0-9_]+)?')
 
 PublicHandler = Callable[[Params], object]
 PrivateHandler = Callable[[Account, Params], object]
@@ -117,7 +115,7 @@ class Endpoints:
 
     def route(self, request: Request) -> Reply:
         """The server's route for ``/0/public/`` and ``/0/private/``."""
-        if not _METHOD_NAME.fullmatch(request.method):
+        if not valid_name(request.method):
             return text_reply(404, 'Not Found\n')
         return self.serve(request.verb, request.prefix == PRIVATE_PREFIX, request.method,
                           request.path, request.query, request.headers, request.body,
