@@ -167,8 +167,10 @@ def _run(args: argparse.Namespace, call: _Call) -> int:
                 return EXIT_OK
             result = None if args.raw else _result(method, envelope)
         if args.raw:
-            _write(out, to_json(envelope, _indent(out)) + '\n')
-            _result(method, envelope)  # Kraken's errors still go to stderr and set the exit code
+            try:
+                _write(out, to_json(envelope, _indent(out)) + '\n')
+            finally:  # Kraken's errors still go to stderr and set the exit code
+                _result(method, envelope)
         elif args.csv:
             _write(out, _csv(method, result))
         else:
@@ -711,6 +713,8 @@ def _report(exc: BaseException, call: _Call) -> int:
     if isinstance(exc, errors.KrakenAPIError):  # Kraken answered, so nothing is in doubt
         message = str(exc) if isinstance(exc, errors.InvalidNonceError) else \
             ', '.join(exc.errors) or str(exc)
+        if isinstance(exc.__context__, _OutputError):  # --raw could not write the reply
+            message += f' (and {exc.__context__})'
         return _fail(message, EXIT_KRAKEN)
     if isinstance(exc, errors.OutcomeUnknownError):
         return _fail(_outcome_message(exc), EXIT_UNKNOWN)

@@ -245,6 +245,20 @@ def test_lost_addorder_reply_exits_4_with_nonce_and_userref(run: Run, sandbox: S
     (['--all', 'Balance'], 'Balance has no pages; --all works with ClosedOrders'),
     (['--csv', 'Balance'], 'Balance does not answer with a table; --csv works with OHLC'),
     (['--uri', 'api.kraken.com', 'Time'], "--uri 'api.kraken.com' is not a server address"),
+    (['--uri', 'http://[x', 'Time'], "--uri 'http://[x' is not a server address"),
+    (['--uri', 'http://127.0.0.1:99999', 'Time'], 'is not a server address'),
+    (['--uri', 'http://127.0.0.1:8080/\n', 'Time'], 'is not a server address'),
+    (['--timeout', 'nan', 'Time'], "argument --timeout: 'nan' is not a finite number"),
+    (['--timeout', 'inf', 'Time'], "argument --timeout: 'inf' is not a finite number"),
+    (['--timeout', '0', 'Time'], "argument --timeout: '0' must be above 0"),
+    (['--timeout', '-1', 'Time'], "argument --timeout: '-1' must be above 0"),
+    (['--timeout', '1e308', 'Time'], "argument --timeout: '1e308' must be at most 86400"),
+    (['--retries', '-1', 'Time'], "argument --retries: '-1' must be at least 0"),
+    (['--tier', 'nan,1', 'Balance'], "argument --tier: 'nan,1'"),
+    (['--tier', '15,inf', 'Balance'], "argument --tier: '15,inf'"),
+    (['--all', 'Ledgers', 'ofs=abc'], 'abc'),
+    (['AddOrderBatch', 'pair=XBTUSD', 'orders:=' + '[' * 100_000],
+     'parameter orders: its JSON is nested too deeply'),
 ])
 def test_bad_input_exits_2_with_one_line_and_sends_nothing(
         run: Run, sandbox: Sandbox, args: list[str], message: str) -> None:
@@ -510,10 +524,192 @@ def test_krakenex_help_through_the_package_does_not_import_requests(
     eager = subprocess.run([sys.executable, '-c',
                             'import sys, krakenex; print("requests" in sys.modules)'],
                            env=clean_env, capture_output=True, text=True, timeout=30)
-    if eager.stdout.strip() == 'True':
-        pytest.skip('krakenex/__init__.py imports the API eagerly; make it lazy (PEP 562)')
+    assert eager.stdout == 'False\n', 'import krakenex loads requests: ' + eager.stderr
     result = subprocess.run([sys.executable, '-X', 'importtime', '-m', 'krakenex', '--help'],
                             env=clean_env, capture_output=True, text=True, timeout=30)
     imported = {line.rsplit('|', 1)[-1].strip() for line in result.stderr.splitlines()}
     assert result.returncode == 0
     assert not {'requests', 'krakenex.api', 'krakenex.sandbox'} & imported
+
+
+# ------------------------------------------------------------------ --output
+
+def test_output_option_writes_a_json_result_to_the_file(run: Run, tmp_path: Path) -> None:
+    target = tmp_path / 'ticker.json'
+    result = run('Ticker', 'pair=XBTUSD', '-o', str(target))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == result.stderr == ''
+    assert list(json.loads(target.read_text())) == ['XXBTZUSD']
+
+
+def test_output_option_writes_a_csv_result_to_the_file(run: Run, tmp_path: Path) -> None:
+    target = tmp_path / 'ohlc.csv'
+    result = run('--csv', 'OHLC', 'pair=XBTUSD', 'interval=1440', '--output', str(target))
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert len(rows) == 720 and rows[0]['open']
+
+
+def test_output_file_replaces_what_it_held_when_the_call_succeeds(run: Run,
+                                                                  tmp_path: Path) -> None:
+    target = tmp_path / 'time.json'
+    target.write_text('x' * 1000)
+    assert run('Time', '-o', str(target)).returncode == 0
+    assert set(json.loads(target.read_text())) == {'unixtime', 'rfc1123'}
+
+
+def test_output_file_is_left_as_it_was_when_kraken_refuses_the_call(run: Run,
+                                                                    tmp_path: Path) -> None:
+    target = tmp_path / 'placed.json'
+    target.write_text('yesterday\n')
+    result = run('AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=market', 'volume=1000',
+                 '-o', str(target))
+    assert result.returncode == 1
+    assert one_line_error(result) == 'krakenex: EOrder:Insufficient funds'
+    assert target.read_text() == 'yesterday\n'
+
+
+def test_output_file_that_cannot_be_opened_exits_2_and_sends_nothing(
+        run: Run, sandbox: Sandbox, tmp_path: Path) -> None:
+    result = run('AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=market', 'volume=0.01',
+                 '-o', str(tmp_path / 'no-such-directory' / 'placed.json'))
+    assert result.returncode == 2
+    assert 'No such file or directory' in one_line_error(result)
+    assert sandbox.requests_log == [] and sandbox.orders() == []
+
+
+# ----------------------------------------------- after sending: exit code 4
+
+ADD_ORDER = ('AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=market', 'volume=0.01',
+             'userref=42')
+needs_dev_full = pytest.mark.skipif(not os.path.exists('/dev/full'),
+                                    reason='needs /dev/full, a device that is always full')
+
+
+def accepted_once(sandbox: Sandbox, line: str) -> None:
+    """The order was placed exactly once, and the error line names its txid."""
+    orders = sandbox.orders()
+    assert [o['userref'] for o in orders] == [42]
+    assert orders[0]['txid'] in line
+    assert [m for m, _ in sandbox.requests_log].count('AddOrder') == 1
+
+
+@needs_dev_full
+def test_addorder_whose_output_file_cannot_be_written_exits_4_with_its_txid(
+        run: Run, sandbox: Sandbox) -> None:
+    result = run(*ADD_ORDER, '--output', '/dev/full')
+    assert result.returncode == 4
+    line = one_line_error(result)
+    assert 'AddOrder was sent and Kraken accepted it' in line
+    assert 'cannot write the result to /dev/full: No space left on device' in line
+    assert 'do not resubmit' in line
+    accepted_once(sandbox, line)
+
+
+@needs_dev_full
+def test_addorder_whose_stdout_is_full_exits_4_with_its_txid(
+        sandbox: Sandbox, account_env: dict[str, str]) -> None:
+    with open('/dev/full', 'w') as full:
+        result = subprocess.run([sys.executable, '-m', 'krakenex', '--uri', sandbox.url,
+                                 *ADD_ORDER], env=account_env, stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=30)
+    assert result.returncode == 4
+    line = one_line_error(result)
+    assert 'cannot write the result to stdout: No space left on device' in line
+    accepted_once(sandbox, line)
+
+
+def run_with_stdout_closed_by_its_reader(args: list[str], env: dict[str, str]
+                                         ) -> subprocess.CompletedProcess[str]:
+    """Run the command with stdout a pipe whose reader is already gone (as ``| head -c0``)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        return subprocess.run([sys.executable, '-m', 'krakenex', *args], env=env,
+                              stdout=writer, stderr=subprocess.PIPE, text=True, timeout=30)
+    finally:
+        os.close(writer)
+
+
+def test_addorder_whose_stdout_reader_went_away_exits_4_with_its_txid(
+        sandbox: Sandbox, account_env: dict[str, str]) -> None:
+    result = run_with_stdout_closed_by_its_reader(['--uri', sandbox.url, *ADD_ORDER],
+                                                  account_env)
+    assert result.returncode == 4
+    line = one_line_error(result)
+    assert 'cannot write the result to stdout: Broken pipe' in line
+    accepted_once(sandbox, line)
+
+
+def test_read_only_call_whose_stdout_reader_went_away_exits_quietly(
+        sandbox: Sandbox, account_env: dict[str, str]) -> None:
+    result = run_with_stdout_closed_by_its_reader(['--uri', sandbox.url, 'Time'], account_env)
+    assert result.returncode == 141  # what a shell reports for a reader that went away
+    assert result.stderr == ''
+
+
+def test_addorder_with_stdout_closed_from_the_start_exits_2_and_sends_nothing(
+        sandbox: Sandbox, account_env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, '-m', 'krakenex', '--uri', sandbox.url,
+                             *ADD_ORDER], env=account_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, timeout=30,
+                            preexec_fn=lambda: os.close(1))  # krakenex ... >&-
+    assert result.returncode == 2
+    assert 'stdout is closed' in one_line_error(result)
+    assert sandbox.requests_log == [] and sandbox.orders() == []
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='sends SIGINT')
+def test_addorder_interrupted_while_in_flight_exits_4_and_names_its_userref(
+        sandbox: Sandbox, account_env: dict[str, str]) -> None:
+    sandbox.inject('reply_delayed', method='AddOrder', seconds=5)  # placed, then no reply
+    proc = subprocess.Popen([sys.executable, '-m', 'krakenex', '--uri', sandbox.url,
+                             *ADD_ORDER], env=account_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not sandbox.orders() and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the order is placed and the command waits for the reply
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 4
+    line = one_line_error(subprocess.CompletedProcess([], 4, out, err))
+    assert 'outcome unknown: AddOrder may have reached Kraken (userref=42)' in line
+    assert 'krakenex OpenOrders userref=42' in line
+
+
+@pytest.mark.parametrize(('fault', 'code'), [
+    ('reply_lost', 4), ('reply_delayed', 4), ('delay', 4), ('not_json', 4), ('reset', 4),
+    ('html520', 4), ('html502', 4), ('html504', 4), ('unavailable', 1),
+])
+def test_addorder_under_each_sandbox_fault_exits_4_unless_kraken_answered(
+        run: Run, sandbox: Sandbox, fault: str, code: int) -> None:
+    sandbox.inject(fault, method='AddOrder', seconds=2)
+    result = run('--timeout', '0.5', *ADD_ORDER)
+    assert result.returncode == code
+    line = one_line_error(result)
+    if code == 4:
+        assert 'may or may not have taken effect' in line and 'userref=42' in line
+    else:
+        assert line == 'krakenex: EService:Unavailable'
+    assert len(sandbox.orders()) <= 1  # never sent again (a resend would have succeeded)
+
+
+@needs_dev_full
+def test_raw_addorder_refused_by_kraken_exits_1_even_if_the_output_cannot_be_written(
+        run: Run, sandbox: Sandbox) -> None:
+    result = run('--raw', 'AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=market',
+                 'volume=1000', '-o', '/dev/full')
+    assert result.returncode == 1  # Kraken refused it: nothing is in doubt
+    assert one_line_error(result) == ('krakenex: EOrder:Insufficient funds (and cannot write '
+                                      'the result to /dev/full: No space left on device)')
+    assert sandbox.orders() == []
+
+
+def test_addorder_that_could_not_connect_exits_3_as_nothing_was_sent(
+        account_env: dict[str, str]) -> None:
+    with Sandbox() as stopped:
+        url = stopped.url
+    result = krakenex_cmd('--uri', url, '--retries', '0', *ADD_ORDER, env=account_env)
+    assert result.returncode == 3
+    line = one_line_error(result)
+    assert 'could not connect' in line and 'nothing was sent' in line
