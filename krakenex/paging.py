@@ -392,10 +392,9 @@ async def _async_rows(api: Any, pager: _Pager, counter: RateCounter | None,
     try:
         while (params := pager.params()) is not None:
             if counter is not None:
-                # Wait here with asyncio, so that acquire() below finds room at once.
-                while (over := counter.level() + cost - counter.maximum) > 0:
-                    await asyncio.sleep(over / counter.decay)
-                counted_at = counter.acquire(cost)
+                while (wait := counter.try_acquire(cost)) > 0:
+                    await asyncio.sleep(wait)  # never block the event loop
+                counted_at = time.monotonic()
             try:
                 envelope = await query(pager.method, params)
             finally:
