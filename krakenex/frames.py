@@ -19,8 +19,8 @@ Every function takes an :class:`~krakenex.API` first and returns a
 ``ledgers``, ``closed_orders``, ``trades_history``, ``trades`` and
 ``spread`` fetch every page through :func:`krakenex.paging.rows`, paced and
 with a progress bar in notebooks. Given an :class:`~krakenex.AsyncAPI`
-(any client whose ``query_public`` is a coroutine function), each function
-returns an awaitable instead: ``df = await frames.balance(api)``.
+(or any client whose ``query_public`` is a coroutine function), each
+function returns an awaitable instead: ``df = await frames.balance(api)``.
 
 pandas is imported when a function is called, not when this module is.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -241,3 +242,29 @@ def test_importing_frames_does_not_import_pandas() -> None:
     done = run_python('import sys; from krakenex import frames, paging; '
                       'print("pandas" in sys.modules, "tqdm" in sys.modules)')
     assert done.stdout.split() == ['False', 'False'], done.stderr
+
+
+# ------------------------------------------------------------------ AsyncAPI
+
+STABLE = ['asset_pairs', 'balance', 'ledgers', 'closed_orders', 'trades_history', 'ohlc']
+
+
+def test_with_an_async_api_every_function_is_awaitable_and_gives_the_same_frame(
+        api: API, shared: Sandbox) -> None:
+    aio = pytest.importorskip('krakenex.aio')
+
+    async def fetch_all() -> dict[str, Any]:
+        async with aio.AsyncAPI(shared.key, shared.secret, uri=shared.url) as async_api:
+            return {name: await call(async_api) for name, call in CALLS.items()}
+
+    frames_async = asyncio.run(fetch_all())
+    for name, df in frames_async.items():
+        expected = CALLS[name](api)
+        assert isinstance(df, pd.DataFrame), name
+        assert list(df.columns) == list(expected.columns), name
+        assert df.dtypes.equals(expected.dtypes) and df.index.dtype == expected.index.dtype
+        if name in STABLE:  # the market moves on between the two fetches
+            compared = [df, expected]
+            if name == 'ohlc':  # ... and so does the current candle
+                compared = [df.iloc[:-1], expected.iloc[:-1]]
+            pd.testing.assert_frame_equal(*compared)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -182,3 +184,48 @@ def test_without_count_the_first_short_page_is_the_last(api: API, sandbox: Sandb
     ids = [i for i, _ in paging.rows(api, 'Ledgers', {'without_count': True})]
     assert sorted(ids) == sorted(expected) and len(expected) % 50
     assert [m for m, _ in sandbox.requests_log].count('Ledgers') == -(-len(expected) // 50)
+
+
+# ------------------------------------------------------------------ AsyncAPI
+
+def test_with_an_async_api_rows_is_an_async_iterator_giving_every_row_once(
+        api: API, sandbox: Sandbox) -> None:
+    aio = pytest.importorskip('krakenex.aio')
+    expected = every_ledger_id(api)
+
+    async def collect() -> tuple[list[str], dict[str, Any]]:
+        async with aio.AsyncAPI(sandbox.key, sandbox.secret, uri=sandbox.url) as async_api:
+            ids = [ledger_id async for ledger_id, _ in paging.rows(async_api, 'Ledgers')]
+            merged = await paging.fetch_all(async_api, 'Trades', {'pair': 'XBTUSD'}, pace=False)
+            return ids, merged
+
+    ids, merged = asyncio.run(collect())
+    assert len(ids) == len(set(ids)) == len(expected) and set(ids) == set(expected)
+    assert set(merged) == {'XXBTZUSD', 'last'} and len(merged['XXBTZUSD']) == 1000
+
+
+def test_async_pages_are_paced_without_blocking_the_event_loop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    aio = pytest.importorskip('krakenex.aio')
+    monkeypatch.setattr(paging, 'DEFAULT_TIER', (2.0, 10.0))  # a page costs 2: 0.2 s a page
+
+    async def page_while_ticking() -> tuple[int, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        with Sandbox(tier=(2, 10)) as strict:
+            async with aio.AsyncAPI(strict.key, strict.secret, uri=strict.url,
+                                    retries=0) as async_api:
+                ticker = asyncio.create_task(tick())
+                rows = [row async for row in paging.rows(async_api, 'Ledgers')]
+                ticker.cancel()
+        return len(rows), ticks
+
+    count, ticks = asyncio.run(page_while_ticking())
+    assert count > 150  # five pages, none refused by the strict tier
+    assert ticks > 20  # the loop went on while paging waited about 0.8 s
