@@ -10,6 +10,7 @@ failures and sleeps between retries.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -345,9 +346,24 @@ def _alone(exc: BaseException) -> BaseException:
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:
-    """Whether a connection error happened before any byte of the request left."""
-    reason = getattr(exc.args[0], 'reason', None) if exc.args else None
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    """Whether a connection error happened before any byte of the request left.
+
+    That is so when the connection (to the server or its proxy) could not be
+    opened, or the server's certificate was refused during the handshake.
+    """
+    stack: list[object] = [exc]
+    seen: set[int] = set()
+    while stack:
+        inner = stack.pop()
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            continue
+        seen.add(id(inner))
+        if isinstance(inner, (urllib3.exceptions.NewConnectionError,
+                              ssl.SSLCertVerificationError)):
+            return True
+        stack.extend((getattr(inner, 'reason', None), inner.__cause__, inner.__context__,
+                      *inner.args))
+    return False
 
 
 def _reason(exc: requests.RequestException) -> str:

@@ -313,7 +313,7 @@ def test_requests_log_lists_authenticated_requests_in_order(sandbox: Sandbox,
 
 def test_tier_names_map_to_krakens_counters() -> None:
     assert TIERS == {'starter': (15, 0.33), 'intermediate': (20, 0.5), 'pro': (20, 1.0)}
-    with pytest.raises(ValueError, match='unknown tier'):
+    with pytest.raises(ValueError, match='is not a rate tier'):
         Sandbox(tier='platinum')
 
 

@@ -14,14 +14,14 @@ import csv
 import hashlib
 import io
 import logging
-import re
 import time
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..methods import PAGE_SIZE, valid_name
 from .exchange import Account, Exchange, Export, Order, asset_places, quantize
 from .market import (
     ASSETS,
@@ -41,6 +41,7 @@ from .params import (
     ApiError,
     Params,
     amount,
+    arithmetic,
     flag,
     id_list,
     indexed,
@@ -65,11 +66,9 @@ WITHDRAW_FEES = {'XXBT': D('0.00015'), 'XETH': D('0.0025'), 'SOL': D('0.01'), 'Z
 WITHDRAW_KEY = 'sandbox'  # the one withdrawal key (address book entry) of every asset
 ORDER_FLAGS = {'post', 'fcib', 'fciq', 'nompp'}
 TIME_IN_FORCE = {'GTC', 'IOC', 'GTD', 'FOK'}
-PAGE_SIZE = 50  # ClosedOrders, TradesHistory and Ledgers pages
 
 PUBLIC_PREFIX = '/0/public/'
 PRIVATE_PREFIX = '/0/private/'
-_METHOD_NAME = re.compile(r'[A-Za-z0-9_]+(?:/[A-Za-z0-9_]+)?')
 
 PublicHandler = Callable[[Params], object]
 PrivateHandler = Callable[[Account, Params], object]
@@ -116,7 +115,7 @@ class Endpoints:
 
     def route(self, request: Request) -> Reply:
         """The server's route for ``/0/public/`` and ``/0/private/``."""
-        if not _METHOD_NAME.fullmatch(request.method):
+        if not valid_name(request.method):
             return text_reply(404, 'Not Found\n')
         return self.serve(request.verb, request.prefix == PRIVATE_PREFIX, request.method,
                           request.path, request.query, request.headers, request.body,
@@ -126,8 +125,7 @@ class Endpoints:
               headers: dict[str, str], body: bytes, client: str) -> Reply:
         """Answer one request to ``/0/public/<method>`` or ``/0/private/<method>``."""
         try:
-            with localcontext() as context:
-                context.prec = 60  # room for any product of two accepted numbers
+            with arithmetic():
                 if not private:
                     if verb != 'GET':
                         return html(405, '405 Not Allowed', {'Allow': 'GET'})
@@ -436,6 +434,54 @@ class Endpoints:
 
     # -- trading ---------------------------------------------------------------------------
 
+    def _price(self, raw: str, name: str, pair: PairSpec, side: str, ordertype: str) -> Decimal:
+        """A price as Kraken reads it: absolute, or relative to the last trade.
+
+        ``+X`` and ``-X`` add X to or take it from the last traded price; ``#X``
+        does whichever puts the order on its passive side (below the market for a
+        buy limit or take-profit, above it for a buy stop). A ``%`` suffix makes X
+        a percentage of the last price. Relative prices are rounded to the tick.
+        """
+        sign = raw[:1] if raw[:1] in ('+', '-', '#') else ''
+        body = raw[len(sign):]
+        percent = body.endswith('%')
+        if percent:
+            body = body[:-1]
+        if (percent and not sign) or body[:1] in ('+', '-'):
+            raise invalid(name)
+        value = number(body, name)
+        if not sign:
+            if value <= 0:
+                raise invalid(name)
+            return value
+        last = self.exchange.market.last_price(pair)
+        offset = last * value / 100 if percent else value
+        if sign == '#':
+            passive_below = (side == 'buy') == (ordertype in ('limit', 'take-profit',
+                                                              'take-profit-limit'))
+            sign = '-' if passive_below else '+'
+        price = last + offset if sign == '+' else last - offset
+        price = (price / pair.tick_size).to_integral_value(ROUND_HALF_UP) * pair.tick_size
+        if price <= 0:
+            raise invalid(name)
+        return price
+
+    @staticmethod
+    def _check_size(pair: PairSpec, volume: Decimal, price: Decimal | None,
+                    volume_name: str, market_price: Decimal) -> None:
+        """Kraken's checks of an order's size: lot decimals, minimums, tick size.
+
+        The cost minimum is checked at ``price``, or at ``market_price`` without one.
+        """
+        if volume != volume.quantize(D(1).scaleb(-LOT_DECIMALS), ROUND_HALF_UP):
+            raise invalid(volume_name)
+        if volume < pair.ordermin:
+            raise ApiError('EOrder:Order minimum not met')
+        if volume * (price or market_price) < pair.costmin:
+            raise ApiError('EOrder:Cost minimum not met')
+        if price is not None and price % pair.tick_size:
+            raise ApiError('EOrder:Tick size check failed')
+
     def _new_order(self, account: Account, params: Params, pair: PairSpec | None = None,
                    ignore: Order | None = None) -> Order:
         """An order from AddOrder's parameters, checked as Kraken checks it (funds aside)."""
@@ -447,17 +493,14 @@ class Endpoints:
         if ordertype not in ('market', 'limit'):
             raise invalid('ordertype')
         volume = amount(params, 'volume')
-        if volume != volume.quantize(D(1).scaleb(-LOT_DECIMALS), ROUND_HALF_UP):
-            raise invalid('volume')
-        price = amount(params, 'price') if ordertype == 'limit' else None
+        price = (self._price(required(params, 'price'), 'price', pair, side, ordertype)
+                 if ordertype == 'limit' else None)
         userref_text, cl_ord_id = text(params, 'userref'), text(params, 'cl_ord_id')
         if userref_text is not None and cl_ord_id is not None:
             raise invalid()
         userref = None
         if userref_text is not None:
-            if not re.fullmatch(r'-?\d+', userref_text) or not -2**31 <= int(userref_text) < 2**31:
-                raise invalid('userref')
-            userref = int(userref_text)
+            userref = integer(params, 'userref', 0, -2**31, 2**31 - 1)
         flags = {f.strip() for f in (text(params, 'oflags') or '').split(',') if f.strip()}
         if 'viqc' in flags:
             raise invalid('viqc')  # volume in quote currency is not simulated
@@ -466,12 +509,7 @@ class Endpoints:
         tif = (text(params, 'timeinforce') or 'GTC').upper()
         if tif not in TIME_IN_FORCE:
             raise invalid('timeinforce')
-        if volume < pair.ordermin:
-            raise ApiError('EOrder:Order minimum not met')
-        if volume * (price or self.exchange.market.mid(pair)) < pair.costmin:
-            raise ApiError('EOrder:Cost minimum not met')
-        if price is not None and price % pair.tick_size:
-            raise ApiError('EOrder:Tick size check failed')
+        self._check_size(pair, volume, price, 'volume', self.exchange.market.mid(pair))
         # Kraken enforces cl_ord_id uniqueness across a client's open orders; the
         # text of its error is not documented.
         if cl_ord_id is not None and any(o.cl_ord_id == cl_ord_id and o is not ignore
@@ -520,8 +558,8 @@ class Endpoints:
         amended = replace(order, volume=qty or order.volume, price=price or order.price)
         if amended.volume <= order.vol_exec:
             raise invalid('order_qty')
-        if amended.price is not None and amended.price % order.pair.tick_size:
-            raise ApiError('EOrder:Tick size check failed')
+        self._check_size(order.pair, amended.volume, amended.price, 'order_qty',
+                         self.exchange.market.mid(order.pair))
         self.exchange.check_funds(account, [(amended, self.exchange.plan(amended))], released=order)
         order.volume, order.price = amended.volume, amended.price
         self.exchange.execute(account, order)
@@ -573,11 +611,10 @@ class Endpoints:
         return {'count': len(orders)}
 
     def cancel_all_after(self, account: Account, params: Params) -> object:
-        text = required(params, 'timeout')
-        if not text.isdigit() or int(text) >= 86400:
-            raise invalid('timeout')
+        required(params, 'timeout')
+        timeout = integer(params, 'timeout', 0, 0, 86399)
         now = time.time()
-        account.cancel_at = now + int(text) if int(text) else None
+        account.cancel_at = now + timeout if timeout else None
         trigger = iso(account.cancel_at) if account.cancel_at else '0'
         return {'currentTime': iso(now), 'triggerTime': trigger}
 
@@ -650,7 +687,7 @@ class Endpoints:
     def withdraw(self, account: Account, params: Params) -> object:
         asset, amount, fee = self._withdrawal(account, params)
         max_fee = text(params, 'max_fee')
-        if max_fee is not None and D(max_fee) < fee:
+        if max_fee is not None and number(max_fee, 'max_fee') < fee:
             raise ApiError('EFunding:Max fee exceeded')
         return {'refid': self.exchange.debit(account, asset, amount, fee, 'withdrawal')}
 

@@ -37,7 +37,7 @@ from .market import (
     find_asset,
     places,
 )
-from .params import ApiError, Params, invalid, parse_body
+from .params import ApiError, Params, arithmetic, invalid, parse_body
 
 log = logging.getLogger('krakenex.sandbox')
 D = Decimal
@@ -527,7 +527,7 @@ class Exchange:
 
     def set_price(self, pair: PairSpec, price: Decimal) -> None:
         """The market trades at ``price``: resting limit orders at or through it fill (maker)."""
-        with self.lock:
+        with self.lock, arithmetic():
             mid = self.market.set_price(pair, price)
             for account in self.accounts.values():
                 for order in account.open_orders():
