@@ -24,12 +24,18 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from ..cli import EXIT_CODES, parse_params, to_json
+from ..cli import (
+    EXIT_KRAKEN,
+    EXIT_NETWORK,
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    EXIT_USAGE,
+    parse_params,
+    to_json,
+)
 from . import protocol
 
 __all__ = ['main']
-
-EXIT_OK, EXIT_KRAKEN, EXIT_USAGE, EXIT_NETWORK, EXIT_UNKNOWN = sorted(EXIT_CODES)
 
 
 class _UsageError(Exception):
