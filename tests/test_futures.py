@@ -155,6 +155,7 @@ def test_error_replies_are_returned_or_raised_as_typed_errors(
     with pytest.raises(InvalidOrderError, match='invalidArgument') as caught:
         futures.query_private('sendorder', bad)
     assert caught.value.errors == ['invalidArgument'] and caught.value.method == 'sendorder'
+    assert caught.value.status == 200 and caught.value.response is futures.response
 
 
 def test_a_nonce_below_the_last_one_is_an_invalid_nonce_error(sandbox: Sandbox) -> None:
@@ -256,6 +257,17 @@ def test_state_changing_endpoints_are_never_resent(
         futures.query_private(name, {'cliOrdId': 'x'} if name == 'cancelorder' else {})
     assert sandbox.futures.requests_log == []  # the 520 stopped the only attempt
     sandbox.clear_faults()
+
+
+def test_setting_a_preference_is_never_resent_but_reading_it_is(
+        sandbox: Sandbox, futures: FuturesAPI) -> None:
+    sandbox.inject('reply_lost', method='leveragepreferences', times=2)
+    with pytest.raises(OutcomeUnknownConnectionError):
+        futures.query_private('leveragepreferences', {'symbol': 'PF_XBTUSD', 'maxLeverage': 5},
+                              verb='PUT')
+    assert futures.query_private('leveragepreferences')['leveragePreferences'] == [
+        {'symbol': 'PF_XBTUSD', 'maxLeverage': 5}]  # the PUT had landed; the GET was retried
+    assert len(sent(sandbox, 'leveragepreferences')) == 3
 
 
 def test_a_batch_unknown_outcome_carries_every_cli_ord_id(

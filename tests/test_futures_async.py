@@ -12,6 +12,7 @@ from krakenex import (
     InsufficientFundsError,
     NotSentError,
     OutcomeUnknownConnectionError,
+    OutcomeUnknownError,
     OutcomeUnknownHTTPError,
     OutcomeUnknownTimeout,
 )
@@ -82,6 +83,23 @@ def test_sendorder_under_a_fault_is_sent_once_and_reconciles(
     placed = [o for o in sandbox.futures.orders(sandbox.futures.key) if o.cli_ord_id == 'u-1']
     assert len(placed) == (1 if processed else 0)
     assert len(found['orders']) == (1 if processed else 0)
+
+
+def test_a_task_cancelled_during_sendorder_gets_an_unknown_outcome(sandbox: Sandbox) -> None:
+    sandbox.inject('delay', method='sendorder', seconds=0.5)
+
+    async def body(client: AsyncFuturesAPI) -> Any:
+        task = asyncio.create_task(client.query_private('sendorder', order('c-1')))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(OutcomeUnknownError) as caught:
+            await task
+        await asyncio.sleep(0.5)
+        return caught.value, await client.reconcile(caught.value)
+
+    error, found = run(sandbox, body)
+    assert error.cl_ord_id == 'c-1'
+    assert [o['order']['cliOrdId'] for o in found['orders']] == ['c-1']
 
 
 def test_reads_retry_transient_faults(sandbox: Sandbox) -> None:

@@ -164,7 +164,7 @@ class FuturesCore:
             return self._request(endpoint, verb, data, private=private)
 
         def check(reply: Any, response: Any) -> Any:
-            return self._checked(endpoint.name, reply)
+            return self._checked(endpoint.name, reply, response)
 
         if not private:
             return Call(endpoint.name, build, retry, check)
@@ -180,11 +180,16 @@ class FuturesCore:
     def _cost(self, endpoint: Endpoint, verb: str, data: Mapping[str, Any]) -> float:
         return self.costs.get(endpoint.name, protocol.cost(endpoint, verb, data))
 
-    def _checked(self, name: str, reply: Any) -> Any:
-        """Return a reply, raising its typed error if it holds one and :attr:`raise_errors`."""
+    def _checked(self, name: str, reply: Any, response: Any = None) -> Any:
+        """Return a reply, raising its typed error if it holds one and :attr:`raise_errors`.
+
+        The error carries the transport's ``response`` (and its request) as evidence.
+        """
         if self.raise_errors and isinstance(reply, dict):
             error = protocol.reply_error(reply, name) or protocol.refusal(reply, name)
             if error is not None:
+                error.response, error.request = response, getattr(response, 'request', None)
+                error.status = getattr(response, 'status_code', getattr(response, 'status', None))
                 raise error
         return reply
 
