@@ -323,3 +323,31 @@ def test_the_history_pool_allows_100_calls(futures: FuturesAPI) -> None:
 def _client(element: dict[str, Any]) -> str:
     event = next(iter(element['event'].values()))
     return str((event.get('order') or event['newOrder'])['clientId'])
+
+
+def test_malformed_parameters_are_refused_not_crashed_on(sandbox: Sandbox) -> None:
+    hypothesis = pytest.importorskip('hypothesis')
+    from hypothesis import strategies as st
+
+    values = st.one_of(st.text(max_size=12), st.sampled_from(
+        ['NaN', 'Infinity', '-1', '1e999999', '0.' + '0' * 40 + '1', '9' * 400, '', ' ']))
+    names = st.sampled_from(['orderType', 'symbol', 'side', 'size', 'limitPrice', 'stopPrice',
+                             'reduceOnly', 'cliOrdId', 'processBefore', 'triggerSignal'])
+
+    @hypothesis.settings(max_examples=150, deadline=None, database=None)
+    @hypothesis.given(st.dictionaries(names, values, max_size=6))
+    def check(params: dict[str, str]) -> None:
+        base = {'orderType': 'lmt', 'symbol': 'PF_XBTUSD', 'side': 'buy', 'size': '0.01',
+                'limitPrice': '50000'}
+        reply = signed(sandbox, 'POST', 'sendorder', encode({**base, **params}),
+                       str(time.time_ns()))
+        assert reply['result'] in ('success', 'error')
+        if reply['result'] == 'success':
+            assert isinstance(reply['sendStatus']['status'], str)
+
+    check()
+    url = sandbox.futures_url + '/api/charts/v1/trade/PF_XBTUSD/1h'
+    for bad in ({'count': 'x'}, {'to': 'NaN'}, {'from': '1e999'}, {'count': '-5'}):
+        reply = requests.get(url, params=bad, timeout=5)
+        assert reply.status_code in (200, 400)
+        assert reply.json().get('error') == 'invalidArgument' or 'candles' in reply.json()

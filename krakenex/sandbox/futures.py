@@ -385,6 +385,10 @@ class FuturesExchange:
                 envelope = {'result': 'error', 'serverTime': _iso(self.clock()),
                             'error': refusal.code}
                 status = refusal.status
+            except (ValueError, ArithmeticError, OverflowError):  # a number no check foresaw
+                envelope = {'result': 'error', 'serverTime': _iso(self.clock()),
+                            'error': 'invalidArgument'}
+                status = 200
             return status, 'application/json', json.dumps(envelope, default=_plain).encode()
 
     def _route(self, verb: str, path: str, query: str, headers: dict[str, str],
