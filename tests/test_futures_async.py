@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -130,3 +132,15 @@ def test_a_closed_port_is_not_sent() -> None:
                 await client.query_private('sendorder', order('x'))
 
     asyncio.run(main())
+
+
+def test_without_aiohttp_the_error_names_the_extra() -> None:
+    code = ('import sys; sys.modules["aiohttp"] = None\n'
+            'from krakenex.futures import FuturesAPI\n'
+            'try:\n'
+            '    from krakenex.futures import AsyncFuturesAPI\n'
+            'except ImportError as exc:\n'
+            '    print(exc)\n')
+    run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=60)
+    assert run.stdout.strip() == "AsyncFuturesAPI needs aiohttp: pip install 'krakenex[async]'"
