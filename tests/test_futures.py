@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import time
+import urllib.parse
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -82,6 +83,11 @@ def test_post_data_is_url_encoded_as_sent_with_plain_numbers() -> None:
     assert fp.encode({'json': {'batchOrder': [{'order': 'cancel', 'order_id': 'x'}]}}) == \
         'json=%7B%22batchOrder%22%3A%5B%7B%22order%22%3A%22cancel%22%2C%22order_id%22%3A%22x%22%7D%5D%7D'
     assert fp.encode({'orderIds': ['a', 'b']}) == 'orderIds=a&orderIds=b'
+    batch = {'batchOrder': [{'size': 1e-8, 'limitPrice': Decimal('1E+3'), 'reduceOnly': True,
+                             'cliOrdId': 'ü', 'stopPrice': None}]}
+    assert urllib.parse.unquote(fp.encode({'json': batch})) == \
+        'json={"batchOrder":[{"size":0.00000001,"limitPrice":1000,"reduceOnly":true,' \
+        '"cliOrdId":"\\u00fc"}]}'
 
 
 def test_endpoint_table_gives_verbs_and_costs() -> None:

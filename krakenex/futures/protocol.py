@@ -140,14 +140,20 @@ def signing_path(path: str) -> str:
 def _text(value: Any) -> str:
     """A parameter value as Kraken reads it: plain decimals, ``true``/``false``, compact JSON."""
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, separators=(',', ':'), default=_json_default)
+        return _json(value)
     return str(render(value))
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value) if value != value.to_integral_value() else int(value)
-    raise TypeError(f'{type(value).__name__} is not JSON')
+def _json(value: Any) -> str:
+    """Compact JSON whose numbers are plain decimals (``0.00000001``, never ``1e-08``)."""
+    if isinstance(value, dict):
+        return '{' + ','.join(json.dumps(str(k)) + ':' + _json(v)
+                              for k, v in value.items() if v is not None) + '}'
+    if isinstance(value, (list, tuple)):
+        return '[' + ','.join(_json(v) for v in value) + ']'
+    if isinstance(value, (float, Decimal)) and not isinstance(value, bool):
+        return str(render(value))
+    return json.dumps(value, separators=(',', ':'))
 
 
 def encode(data: Mapping[str, Any]) -> str:
