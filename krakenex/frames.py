@@ -28,6 +28,7 @@ pandas is imported when a function is called, not when this module is.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
@@ -43,6 +44,9 @@ __all__ = ['ohlc', 'trades', 'spread', 'depth', 'ticker', 'asset_pairs', 'balanc
 
 #: The one-line error when pandas is missing.
 NEEDS_PANDAS = "krakenex.frames needs pandas: pip install 'krakenex[pandas]'"
+
+#: Kraken's ids of ledger entries, orders and trades, such as ``LBOIXS-ELNGL-XW6T6Y``.
+KRAKEN_ID = re.compile(r'[A-Z0-9]{6}-[A-Z0-9]{5}-[A-Z0-9]{6}\Z')
 
 #: A time: Unix seconds, a datetime or pandas Timestamp (naive means UTC), or ISO text.
 TimeLike = Any
@@ -402,11 +406,8 @@ def _window(pd: Any, params: dict[str, Any], since: TimeLike, start: TimeLike,
 
 def _bound(pd: Any, value: TimeLike) -> str:
     """Unix seconds as Kraken shows times (4 decimals), or an id (ledger id, txid) as it is."""
-    if isinstance(value, str) and not _is_number(value):
-        try:
-            pd.Timestamp(value)
-        except ValueError:
-            return value
+    if isinstance(value, str) and KRAKEN_ID.match(value):
+        return value
     return f'{_seconds(pd, value):.4f}'
 
 
