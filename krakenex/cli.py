@@ -59,7 +59,8 @@ EXIT_CODES = {
 EXIT_OK, EXIT_KRAKEN, EXIT_USAGE, EXIT_NETWORK, EXIT_UNKNOWN = range(5)
 EXIT_CLOSED = 141
 
-#: Kraken's public endpoints allow about one call a second per IP (kraken-protocol.md §5.2).
+#: Kraken's public endpoints allow about one call a second per IP
+#: (https://support.kraken.com/hc/en-us/articles/206548367).
 PUBLIC_RATE = 1.0
 
 #: Parameters that Kraken takes as a JSON list, shown as ``name:=JSON`` in help.
@@ -185,14 +186,14 @@ def _run(args: argparse.Namespace, call: _Call) -> int:
 
 def _answered(call: _Call, envelope: Any) -> None:
     """Note Kraken's answer to a state-changing call: accepted (with its result) or refused."""
-    from .errors import fatal
+    from .errors import failures
 
     if call.method is None:
         return
     call.answered = True
     if isinstance(envelope, dict):
         errors = envelope.get('error')
-        call.refused = fatal(errors) if isinstance(errors, list) else []
+        call.refused = failures(errors) if isinstance(errors, list) else []
         call.result = envelope.get('result')
 
 
