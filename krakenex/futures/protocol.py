@@ -7,8 +7,10 @@ the endpoint table (verb, public or private, state-changing, cost), the
 Kraken's error codes, and the order statuses that mean an order was refused
 although the reply says ``"result": "success"``.
 
-Facts from Kraken's Futures REST guide, rate-limit page and OpenAPI files
-(kraken-protocol.md §7, §10.3).
+Kraken's documentation: https://docs.kraken.com/api/docs/guides/futures-rest
+(signing, envelope), https://docs.kraken.com/api/docs/guides/futures-rate-limits
+(budgets and costs), https://docs.kraken.com/api/docs/futures-api/trading/send-order
+(order statuses).
 """
 
 from __future__ import annotations
