@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .protocol import DEFAULT_URI
+from .endpoints import DEFAULT_URI
 
 if TYPE_CHECKING:
     from .aio import AsyncFuturesAPI

@@ -15,7 +15,7 @@ from ..aio import AsyncAPI
 from ..errors import OutcomeUnknownError
 from ..protocol import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .core import FuturesCore
-from .protocol import DEFAULT_URI, Endpoint
+from .endpoints import DEFAULT_URI, Endpoint
 
 __all__ = ['AsyncFuturesAPI']
 

@@ -12,7 +12,7 @@ from ..api import API
 from ..errors import OutcomeUnknownError
 from ..protocol import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .core import FuturesCore
-from .protocol import DEFAULT_URI, Endpoint
+from .endpoints import DEFAULT_URI, Endpoint
 
 __all__ = ['FuturesAPI']
 
@@ -22,7 +22,7 @@ class FuturesAPI(FuturesCore):
 
     Calls are named by Kraken's endpoint names under ``/derivatives/api/v3``
     (``'tickers'``, ``'sendorder'``, ``'orders/status'``); the HTTP verb comes
-    from Kraken's table (:data:`krakenex.futures.protocol.ENDPOINTS`) unless
+    from Kraken's table (:data:`krakenex.futures.endpoints.ENDPOINTS`) unless
     ``verb=`` says otherwise. Both query methods return Kraken's decoded JSON
     as sent, ``{"result": "success", ...}`` or ``{"result": "error", ...}``.
 

@@ -7,7 +7,7 @@ It reads like the request it sends::
         size=1 limitPrice=1000
 
 An endpoint name from Kraken's table (public or private, and the verb, come
-from :data:`krakenex.futures.protocol.ENDPOINTS`), then its parameters as
+from :data:`krakenex.futures.endpoints.ENDPOINTS`), then its parameters as
 ``name=value`` or ``name:=JSON``. The reply goes to stdout as JSON without
 ``result`` and ``serverTime`` (or CSV with ``--csv``); an error goes to stderr
 as one line, with the exit codes of ``krakenex`` (:data:`krakenex.cli.EXIT_CODES`).

@@ -18,7 +18,7 @@ from ..errors import KrakenError, KrakenUsageError, OutcomeUnknownError
 from ..pacing import RateCounter
 from ..protocol import DEFAULT_TIMEOUT, Call, Request, Timeout
 from . import protocol
-from .protocol import DEFAULT_URI, Endpoint
+from .endpoints import DEFAULT_URI, Endpoint
 
 __all__ = ['FuturesCore', 'FuturesRetry']
 

@@ -1,15 +1,17 @@
 """Kraken Futures on the sandbox: perpetual and fixed-maturity contracts, paper trading.
 
 :class:`FuturesExchange` answers Kraken Futures' REST paths
-(``/derivatives/api/v3/...``, ``/api/charts/v1/...``) as Kraken does: it
-checks ``APIKey``, ``Authent`` and ``Nonce`` exactly, keeps the 500-per-10-s
-budget with Kraken's costs, serves instruments, tickers, order books, trades
-and candles, keeps a multi-collateral (flex) account per key, and fills paper
-orders against a synthetic book around each contract's mark price. Refusals
+(``/derivatives/api/v3/...``, ``/api/history/v3/orders``, ``/api/charts/v1/...``)
+as Kraken does: it checks ``APIKey``, ``Authent`` and ``Nonce`` exactly (with
+a check of its own, not the client's), keeps the 500-per-10-s budget and the
+history pool with the costs of :mod:`krakenex.futures.endpoints`, serves
+instruments, tickers, order books, trades and candles, keeps a
+multi-collateral (flex) account per key, and fills paper orders against a
+synthetic book around each contract's mark price. Refusals
 carry Kraken's codes and order statuses; a parameter it does not know is
 refused, never ignored. The sandbox's HTTP server routes those paths here, so
 one :class:`~krakenex.sandbox.Sandbox` serves spot and futures. Standard
-library only.
+library only, besides krakenex's endpoint table.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from ..futures import endpoints as kraken
 from .replies import Reply
 
 if TYPE_CHECKING:
@@ -46,13 +49,10 @@ D = Decimal
 #: The path prefixes Kraken Futures answers on; the sandbox routes them to this module.
 FUTURES_PATHS = ('/derivatives/api/v3/', '/api/charts/v1/', '/api/history/v3/')
 
-#: The ``/derivatives`` budget per key (maximum, refill per second) and what calls take
-#: from it, and the ``/history`` token pool, from Kraken's "Futures Rate Limits" page.
-BUDGET = (D(500), D(50))
-HISTORY_POOL = (D(100), D(100) / D(600))
-COSTS = {'sendorder': 10, 'editorder': 10, 'cancelorder': 10, 'accounts': 2,
-         'openpositions': 2, 'openorders': 2, 'fills': 2, 'cancelallorders': 25,
-         'cancelallordersafter': 25, 'orders/status': 1, 'leveragepreferences': 2}
+#: The ``/derivatives`` budget per key and the ``/history`` token pool, as (maximum,
+#: refill per second); what each call takes comes from :mod:`krakenex.futures.endpoints`.
+BUDGET = (D(str(kraken.BUDGET[0])), D(str(kraken.BUDGET[1])))
+HISTORY_POOL = (D(str(kraken.HISTORY_POOL[0])), D(str(kraken.HISTORY_POOL[1])))
 TAKER_FEE = D('0.0005')  # Kraken Futures' first fee tier, charged in USD on the notional
 MAKER_FEE = D('0.0002')
 DEFAULT_BALANCES = {'USD': '50000', 'XBT': '0.5'}
@@ -432,15 +432,8 @@ class FuturesExchange:
             raise Refusal('invalidArgument' if known else 'notFound', 405 if known else 404)
         account, nonce = self._authenticate(path, query, headers, body)
         self._expire(account)
-        cost = COSTS.get(name, 1)
         params = _params(query, body)
-        if name == 'fills' and 'lastFillTime' in params:
-            cost = 25
-        if name == 'leveragepreferences' and verb == 'PUT':
-            cost = 10
-        if name == 'batchorder':
-            cost = 9 + len(_batch(params))
-        self._charge(account, cost)
+        self._charge(account, kraken.cost(kraken.lookup(name), verb, params))
         self.requests_log.append((name, nonce))
         return private[(verb, name)](account, params)
 
@@ -472,20 +465,20 @@ class FuturesExchange:
             account.last_nonce = int(nonce)
         return account, nonce
 
-    def _charge(self, account: FuturesAccount, cost: int) -> None:
+    def _charge(self, account: FuturesAccount, cost: float) -> None:
         if self.budget is not None:
             account.budget, account.budget_time = self._take(
                 account.budget, account.budget_time, cost, self.budget)
 
-    def _take(self, level: Decimal, since: float, cost: int,
+    def _take(self, level: Decimal, since: float, cost: float,
               limits: tuple[Decimal, Decimal]) -> tuple[Decimal, float]:
         """A leaky budget after a call of ``cost``; apiLimitExceeded if it does not fit."""
         maximum, refill = limits
         now = self.clock()
         level = max(D(0), level - D(str(now - since)) * refill)
-        if level + cost > maximum:
+        if level + D(str(cost)) > maximum:
             raise Refusal('apiLimitExceeded')
-        return level + cost, now
+        return level + D(str(cost)), now
 
     def _history(self, verb: str, path: str, query: str, headers: dict[str, str],
                  body: bytes) -> dict[str, Any]:
@@ -1020,7 +1013,7 @@ class FuturesExchange:
         _only(params, {'json', 'processBefore'})
         if 'json' not in params:
             raise Refusal('requiredArgumentMissing')
-        instructions = _batch(params)
+        instructions = kraken.batch(params)
         if not instructions:
             raise Refusal('Json Parse Error')
         results = []
@@ -1142,12 +1135,3 @@ def _wire(value: Any) -> str:
     if isinstance(value, bool):
         return 'true' if value else 'false'
     return format(D(repr(value)), 'f') if isinstance(value, float) else str(value)
-
-
-def _batch(params: dict[str, str]) -> list[Any]:
-    try:
-        value = json.loads(params.get('json') or 'null')
-    except ValueError:
-        return []
-    orders = value.get('batchOrder') if isinstance(value, dict) else None
-    return orders if isinstance(orders, list) else []
