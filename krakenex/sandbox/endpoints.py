@@ -10,15 +10,18 @@ under its lock. Standard library only.
 
 from __future__ import annotations
 
+import base64
+import calendar
 import csv
 import hashlib
 import io
 import logging
+import re
 import time
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..methods import PAGE_SIZE, valid_name
@@ -84,6 +87,8 @@ class Endpoints:
             'Time': self.server_time, 'SystemStatus': self.system_status, 'Assets': self.assets,
             'AssetPairs': self.asset_pairs, 'Ticker': self.ticker, 'OHLC': self.ohlc,
             'Depth': self.depth, 'Trades': self.trades, 'Spread': self.spread,
+            'GroupedBook': self.grouped_book, 'PreTrade': self.pre_trade,
+            'PostTrade': self.post_trade, 'MaintenanceSchedule': self.maintenance_schedule,
         }
         #: Private handlers by Kraken method name; another module may add its own.
         self.private: dict[str, PrivateHandler] = {
@@ -109,6 +114,17 @@ class Endpoints:
             'WithdrawStatus': lambda account, params: self._funding(account, params, 'withdrawal'),
             'WithdrawCancel': self.withdraw_cancel, 'WalletTransfer': self.wallet_transfer,
             'Earn/Strategies': self.earn_strategies, 'Earn/Allocations': self.earn_allocations,
+            'Earn/Allocate': lambda account, params: self._earn_move(account, params, 'allocate'),
+            'Earn/Deallocate':
+                lambda account, params: self._earn_move(account, params, 'deallocate'),
+            'Earn/AllocateStatus':
+                lambda account, params: self._earn_status(account, params, 'allocate'),
+            'Earn/DeallocateStatus':
+                lambda account, params: self._earn_status(account, params, 'deallocate'),
+            'CreditLines': self.credit_lines, 'OrderAmends': self.order_amends,
+            'GetApiKeyInfo': self.api_key_info, 'ListWalletAccounts': self.wallet_accounts,
+            'Level3': self.level3, 'CreateSubaccount': self.create_subaccount,
+            'AccountTransfer': self.account_transfer,
         }
 
     # -- requests ----------------------------------------------------------------------
@@ -562,8 +578,9 @@ class Endpoints:
                          self.exchange.market.mid(order.pair))
         self.exchange.check_funds(account, [(amended, self.exchange.plan(amended))], released=order)
         order.volume, order.price = amended.volume, amended.price
+        amend_id = self.exchange.record_amend(order, 'user')
         self.exchange.execute(account, order)
-        return {'amend_id': self.exchange.new_id('T')}
+        return {'amend_id': amend_id}
 
     def edit_order(self, account: Account, params: Params) -> object:
         old = self._find_open(account, params)
@@ -705,21 +722,299 @@ class Endpoints:
         return {'refid': self.exchange.debit(account, asset, value, D(0), 'transfer',
                                              'spottofutures')}
 
+    # -- earn ------------------------------------------------------------------------------
+
+    def _strategy(self, params: Params) -> AssetSpec:
+        """The asset of the strategy named by ``strategy_id``."""
+        wanted = required(params, 'strategy_id')
+        for asset in ASSETS.values():
+            if asset.name != 'ZUSD' and wanted == _strategy_id(asset):
+                return asset
+        raise ApiError('EGeneral:Invalid arguments:Invalid strategy ID')
+
     def earn_strategies(self, account: Account, params: Params) -> object:
-        items = [{'id': f'ESSB{a.altname}-SANDBOX', 'asset': a.name,
+        wanted = find_asset(text(params, 'asset') or '') if params.get('asset') else None
+        if params.get('asset') and wanted is None:
+            raise invalid('asset')
+        items = [{'id': _strategy_id(a), 'asset': a.name,
                   'lock_type': {'type': 'instant', 'payout_frequency': 604800},
                   'apr_estimate': {'low': '0.0100', 'high': '0.0300'},
-                  'user_min_allocation': '0.01', 'allocation_fee': '0.0000',
+                  'user_min_allocation': EARN_MINIMUM, 'allocation_fee': '0.0000',
                   'deallocation_fee': '0.0000', 'auto_compound': {'type': 'enabled'},
-                  'yield_source': {'type': 'staking'}, 'can_allocate': False,
-                  'can_deallocate': False, 'allocation_restriction_info': ['tier']}
-                 for a in ASSETS.values() if a.name != 'ZUSD']
+                  'yield_source': {'type': 'staking'}, 'can_allocate': True,
+                  'can_deallocate': True, 'allocation_restriction_info': []}
+                 for a in ASSETS.values() if a.name != 'ZUSD' and wanted in (None, a)]
         return {'items': items, 'next_cursor': None}
 
     def earn_allocations(self, account: Account, params: Params) -> object:
-        return {'converted_asset': text(params, 'converted_asset', 'USD'),
-                'total_allocated': '0.0000', 'total_rewarded': '0.0000', 'next_cursor': None,
-                'items': []}
+        converted = text(params, 'converted_asset', 'USD') or 'USD'
+        target = find_asset(converted)
+        if target is None:
+            raise invalid('converted_asset')
+        rate = self.exchange.usd_price(target.name)
+        items, total = [], D(0)
+        for asset in ASSETS.values():
+            earn = f'{asset.altname}.B'
+            if asset.name == 'ZUSD' or earn not in account.balances:
+                continue  # never allocated to
+            amount = account.balances[earn]
+            if not amount and flag(params, 'hide_zero_allocations'):
+                continue
+            value = amount * self.exchange.usd_price(asset.name) / rate
+            total += value
+            native, conv = asset_places(earn, amount), asset_places(target.name, value)
+            items.append({'strategy_id': _strategy_id(asset), 'native_asset': asset.name,
+                          'amount_allocated': {'total': {'native': native, 'converted': conv}},
+                          'total_rewarded': {'native': asset_places(earn, D(0)),
+                                             'converted': asset_places(target.name, D(0))},
+                          'payout': None, 'pending': False})
+        return {'converted_asset': converted, 'total_allocated': asset_places(target.name, total),
+                'total_rewarded': asset_places(target.name, D(0)), 'next_cursor': None,
+                'items': items}
+
+    def _earn_move(self, account: Account, params: Params, kind: str) -> object:
+        """Earn/Allocate and Earn/Deallocate: move funds between spot and earn at once.
+
+        The minimum is checked when asked, as Kraken's preflight checks are; a
+        shortage of funds is reported by the status method, as Kraken does.
+        """
+        asset = self._strategy(params)
+        value = number(required(params, 'amount'), 'amount')
+        if value < D(EARN_MINIMUM):
+            raise ApiError('EEarnings:Below min:(De)allocation operation amount less than minimum')
+        earn = f'{asset.altname}.B'
+        value = quantize(value, asset.name)
+        source, target = (asset.name, earn) if kind == 'allocate' else (earn, asset.name)
+        key = (kind, _strategy_id(asset))
+        if value > account.available(source) if source == asset.name else \
+                value > account.balances.get(source, D(0)):
+            account.earn_status[key] = ('EEarnings:Insufficient funds:Insufficient funds to '
+                                        'complete the (de)allocation request')
+            return True
+        refid, now = self.exchange.new_id('E'), time.time()
+        subtype = 'allocation' if kind == 'allocate' else 'deallocation'
+        self.exchange.book(account, source, -value, D(0), 'earn', refid, now, subtype)
+        self.exchange.book(account, target, value, D(0), 'earn', refid, now, subtype)
+        account.earn_status[key] = None
+        return True
+
+    def _earn_status(self, account: Account, params: Params, kind: str) -> object:
+        asset = self._strategy(params)
+        failure = account.earn_status.get((kind, _strategy_id(asset)))
+        if failure is not None:
+            raise ApiError(failure)
+        return {'pending': False}
+
+    # -- account extras, subaccounts ---------------------------------------------------------
+
+    def api_key_info(self, account: Account, params: Params) -> object:
+        return {'apiKeyName': 'sandbox', 'apiKey': account.key, 'nonce': str(account.last_nonce),
+                'nonceWindow': account.nonce_window,
+                'permissions': ['query-funds', 'deposit-funds', 'withdraw-funds',
+                                'query-open-trades', 'query-closed-trades', 'modify-trades',
+                                'close-trades', 'query-ledger', 'export-data', 'earn-funds',
+                                'websocket-access'],
+                'iban': account.iiban, 'validUntil': '0', 'queryFrom': '0', 'queryTo': '0',
+                'createdTime': str(int(account.created)),
+                'modifiedTime': str(int(account.created)), 'ipAllowlist': [],
+                'lastUsed': str(int(time.time()))}
+
+    def wallet_accounts(self, account: Account, params: Params) -> object:
+        return {'accounts': [{'account_id': account.iiban, 'type': 'spot', 'name': 'Spot Wallet',
+                              'default': True}]}
+
+    def credit_lines(self, account: Account, params: Params) -> object:
+        zero = '0.0000'
+        return {'asset_details': {},
+                'limits_monitor': {'total_credit_usd': zero, 'total_credit_used_usd': zero,
+                                   'total_collateral_value_usd': zero, 'equity_usd': zero,
+                                   'ongoing_balance': zero, 'debt_to_equity': zero}}
+
+    def order_amends(self, account: Account, params: Params) -> object:
+        order = account.orders.get(required(params, 'order_id'))
+        if order is None or order.seeded:
+            raise ApiError('EOrder:Unknown order')
+        return {'amends': [dict(row) for row in order.amends], 'count': len(order.amends)}
+
+    def create_subaccount(self, account: Account, params: Params) -> object:
+        username, email = required(params, 'username'), required(params, 'email')
+        if not re.fullmatch(r'[^@\s]+@[^@\s]+\.[^@\s]+', email):
+            raise invalid('email')
+        if account.parent is not None:
+            raise ApiError('EGeneral:Permission denied')
+        if username in account.usernames:
+            raise invalid('username')
+        sub = self.exchange.add_account({}, otp=None, nonce_window=0)
+        sub.parent = account
+        account.usernames.add(username)
+        return True
+
+    def account_transfer(self, account: Account, params: Params) -> object:
+        asset = find_asset(required(params, 'asset'))
+        if asset is None:
+            raise ApiError('EFunding:Unknown asset')
+        value = quantize(amount(params, 'amount'), asset.name)
+        ends = []
+        for name in ('from', 'to'):
+            iiban = required(params, name)
+            found = next((a for a in self.exchange.accounts.values() if a.iiban == iiban
+                          and (a is account or a.parent is account)), None)
+            if found is None:
+                raise invalid(name)
+            ends.append(found)
+        source, target = ends
+        if source is target:
+            raise invalid('to')
+        refid = self.exchange.debit(source, asset, value, D(0), 'transfer', 'spottospot')
+        self.exchange.book(target, asset.name, value, D(0), 'transfer', refid, time.time(),
+                           'spottospot')
+        return {'transfer_id': refid, 'status': 'complete'}
+
+    # -- more market data ----------------------------------------------------------------
+
+    def grouped_book(self, params: Params) -> object:
+        pair = self._pair(params)
+        depth = integer(params, 'depth', 10, 0, 1000)
+        grouping = integer(params, 'grouping', 1, 0, 1000)
+        if depth not in (10, 25, 100, 250, 1000):
+            raise invalid('depth')
+        if grouping not in (1, 5, 10, 25, 50, 100, 250, 500, 1000):
+            raise invalid('grouping')
+        step = pair.tick_size * grouping
+        book: dict[str, Any] = {'pair': pair.wsname, 'grouping': grouping}
+        for side, key in (('b', 'bids'), ('a', 'asks')):
+            levels: dict[Decimal, Decimal] = {}
+            for price, volume in self.exchange.market.levels(pair, side):
+                rounding = ROUND_CEILING if side == 'a' else ROUND_FLOOR
+                level = (price / step).to_integral_value(rounding) * step
+                if level not in levels and len(levels) == depth:
+                    break
+                levels[level] = levels.get(level, D(0)) + volume
+            book[key] = [{'price': places(p, pair.pair_decimals), 'qty': places(v, LOT_DECIMALS)}
+                         for p, v in levels.items()]
+        return book
+
+    def level3(self, account: Account, params: Params) -> object:
+        pair = self._pair(params)
+        depth = integer(params, 'depth', 100, 0, 1000)
+        if depth not in (0, 10, 25, 100, 250, 1000):
+            raise invalid('depth')
+        result: dict[str, Any] = {'pair': pair.wsname}
+        stamp = int(self.exchange.market.start * 1e9)
+        for side, key in (('b', 'bids'), ('a', 'asks')):
+            rows = []
+            for index, (price, volume) in enumerate(self.exchange.market.levels(pair, side)):
+                if depth and index == depth:
+                    break
+                seed = f'{pair.name}/{side}/{index}'.encode()
+                raw = base64.b32encode(hashlib.sha256(seed).digest()).decode()[:16]
+                rows.append({'price': places(price, pair.pair_decimals),
+                             'qty': places(volume, LOT_DECIMALS),
+                             'order_id': f'O{raw[:5]}-{raw[5:10]}-{raw[10:16]}',
+                             'timestamp': stamp + index})
+            result[key] = rows
+        return result
+
+    def _symbol(self, params: Params, name: str, *, needed: bool) -> PairSpec | None:
+        value = text(params, name)
+        if not value:
+            if needed:
+                raise invalid(name)
+            return None
+        found = find_pair(value)
+        if found is None:
+            raise ApiError('EQuery:Unknown asset pair')
+        return found
+
+    def pre_trade(self, params: Params) -> object:
+        pair = self._symbol(params, 'symbol', needed=True)
+        assert pair is not None
+        now = _iso_ns(time.time_ns())
+        result: dict[str, Any] = _transparency(pair)
+        for side, key, word in (('b', 'bids', 'BUY'), ('a', 'asks', 'SELL')):
+            levels: list[dict[str, Any]] = []
+            for price, volume in self.exchange.market.levels(pair, side):
+                if len(levels) == 10:
+                    break
+                levels.append({'side': word, 'price': places(price, pair.pair_decimals),
+                               'qty': places(volume, LOT_DECIMALS), 'count': 1,
+                               'submission_ts': now, 'publication_ts': now})
+            result[key] = levels
+        return result
+
+    def post_trade(self, params: Params) -> object:
+        pair = self._symbol(params, 'symbol', needed=False)
+        start, end = _iso_param(params, 'from_ts'), _iso_param(params, 'to_ts')
+        count = integer(params, 'count', 1000, 1, 1000)
+        pairs = [pair] if pair else list(PAIRS.values())
+        trades = []
+        for spec in pairs:
+            for trade in self.exchange.market.pair(spec).trades[-count:]:
+                if (start is None or trade.time_ns > start) and (end is None
+                                                                  or trade.time_ns <= end):
+                    trades.append((trade.time_ns, spec, trade))
+        trades.sort(key=lambda row: row[0])
+        trades = trades[-count:]
+        rows = [{'trade_id': _public_trade_id(spec, trade.trade_id),
+                 'price': places(trade.price, spec.pair_decimals),
+                 'quantity': places(trade.volume, LOT_DECIMALS), **_transparency(spec),
+                 'trade_venue': 'PGSL', 'trade_ts': _iso_ns(ns), 'publication_venue': 'PGSL',
+                 'publication_ts': _iso_ns(ns)} for ns, spec, trade in trades]
+        for row in rows:
+            row.pop('venue'), row.pop('system')
+        last = _iso_ns(trades[-1][0]) if trades else None
+        return {'last_ts': last, 'count': len(rows), 'trades': rows}
+
+    def maintenance_schedule(self, params: Params) -> object:
+        return {'maintenances': []}  # the sandbox plans none
+
+
+EARN_MINIMUM = '0.0001'
+
+
+def _strategy_id(asset: AssetSpec) -> str:
+    """The sandbox's earn strategy of an asset, in Kraken's id format."""
+    raw = base64.b32encode(hashlib.sha256(asset.name.encode()).digest()).decode()
+    return f'ES{raw[:5]}-{raw[5:10]}-{raw[10:16]}'
+
+
+def _public_name(asset: str) -> str:
+    return 'BTC' if asset == 'XBT' else asset
+
+
+def _transparency(pair: PairSpec) -> dict[str, Any]:
+    """The instrument fields of Kraken's PreTrade and PostTrade rows."""
+    base, quote = (_public_name(ASSETS[a].altname) for a in (pair.base, pair.quote))
+    return {'symbol': f'{base}/{quote}', 'description': f'{base} / {quote}',
+            'base_asset': base, 'base_notation': 'UNIT', 'quote_asset': quote,
+            'quote_notation': 'MONE', 'venue': 'PGSL', 'system': 'CLOB'}
+
+
+def _iso_ns(ns: int) -> str:
+    """Nanoseconds since the epoch as ISO 8601 with nine decimals, such as PostTrade's."""
+    seconds, rest = divmod(ns, 10**9)
+    return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds)) + f'.{rest:09d}Z'
+
+
+def _iso_param(params: Params, name: str) -> int | None:
+    """An ISO 8601 UTC time parameter (``2024-05-30T12:34:56.123Z``) in nanoseconds."""
+    value = text(params, name)
+    if not value:
+        return None
+    match = re.fullmatch(r'([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})'
+                         r'(?:\.([0-9]{1,9}))?Z', value)
+    if match is None:
+        raise invalid(name)
+    try:
+        seconds = calendar.timegm(time.strptime(match.group(1), '%Y-%m-%dT%H:%M:%S'))
+    except ValueError:
+        raise invalid(name) from None
+    return seconds * 10**9 + int((match.group(2) or '0').ljust(9, '0'))
+
+
+def _public_trade_id(pair: PairSpec, trade_id: int) -> str:
+    raw = base64.b32encode(hashlib.sha256(f'{pair.name}/{trade_id}'.encode()).digest()).decode()
+    return f'T{raw[:5]}-{raw[5:10]}-{raw[10:16]}'
 
 
 def _zip_report(account: Account, report: str, fmt: str) -> bytes:

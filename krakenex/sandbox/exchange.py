@@ -34,6 +34,7 @@ from .market import (
     AssetSpec,
     Market,
     PairSpec,
+    asset_decimals,
     find_asset,
     places,
 )
@@ -52,12 +53,12 @@ _ID_ALPHABET = string.ascii_uppercase + '234567'
 
 def asset_places(asset: str, amount: Decimal) -> str:
     """``amount`` of ``asset`` as Kraken prints it, with the asset's decimals."""
-    return places(amount, ASSETS[asset].decimals)
+    return places(amount, asset_decimals(asset))
 
 
 def quantize(amount: Decimal, asset: str, rounding: str = ROUND_HALF_UP) -> Decimal:
     """``amount`` rounded to ``asset``'s decimals."""
-    return amount.quantize(D(1).scaleb(-ASSETS[asset].decimals), rounding)
+    return amount.quantize(D(1).scaleb(-asset_decimals(asset)), rounding)
 
 
 # -- accounts and their records ---------------------------------------------------------
@@ -85,6 +86,12 @@ class Order:
     reason: str | None = None
     trades: list[str] = field(default_factory=list)
     seeded: bool = False  # made-up account history, not placed over the API
+    #: OrderAmends' rows: the original order first, then each amend.
+    amends: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def amended(self) -> bool:
+        return any(a['amend_type'] == 'user' for a in self.amends)
 
     @property
     def remaining(self) -> Decimal:
@@ -111,7 +118,8 @@ class Order:
             'vol': places(self.volume, LOT_DECIMALS),
             'vol_exec': places(self.vol_exec, LOT_DECIMALS),
             'cost': places(self.cost, c), 'fee': places(self.fee, c), 'price': places(average, d),
-            'stopprice': places(D(0), d), 'limitprice': places(D(0), d), 'misc': '',
+            'stopprice': places(D(0), d), 'limitprice': places(D(0), d),
+            'misc': 'amended' if self.amended else '',
             'oflags': ','.join(sorted(self.oflags)) or 'fciq', 'timeinforce': self.timeinforce,
         }
         if self.cl_ord_id is not None:
@@ -138,6 +146,7 @@ class Fill:
     fee: Decimal
     maker: bool
     ledgers: list[str]
+    trade_id: int = 0  # the public trade's id on the pair's tape
 
     def to_kraken(self, with_ledgers: bool = False) -> dict[str, Any]:
         pair, c = self.order.pair, self.order.pair.cost_decimals
@@ -147,7 +156,7 @@ class Fill:
             'ordertype': self.order.ordertype, 'price': places(self.price, pair.pair_decimals),
             'cost': places(self.cost, c), 'fee': places(self.fee, c),
             'vol': places(self.volume, LOT_DECIMALS), 'margin': places(D(0), c),
-            'leverage': '0', 'misc': '', 'maker': self.maker,
+            'leverage': '0', 'misc': '', 'trade_id': self.trade_id, 'maker': self.maker,
         }
         if with_ledgers:
             info['ledgers'] = list(self.ledgers)
@@ -207,6 +216,13 @@ class Account:
     counter: float = 0.0
     counter_time: float = field(default_factory=time.monotonic)
     cancel_at: float | None = None  # CancelAllOrdersAfter's deadline (Unix time)
+    iiban: str = ''  # the account's Kraken IIBAN, e.g. 'AA88 N84G WOAK NMOI'
+    created: float = 0.0
+    last_used: float = 0.0
+    parent: Account | None = None  # the master account of a subaccount
+    usernames: set[str] = field(default_factory=set)  # subaccounts made by CreateSubaccount
+    #: The outcome of the last Earn (de)allocation by (kind, strategy id): None or an error.
+    earn_status: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never the secret
         return f'<Account {self.key[:8]}...>'
@@ -354,6 +370,9 @@ class Exchange:
             key = base64.b64encode(rng.randbytes(42)).decode()
             secret = base64.b64encode(rng.randbytes(64)).decode()
             account = Account(key, secret, otp, nonce_window)
+            iban = ''.join(rng.choice(_ID_ALPHABET) for _ in range(12))
+            account.iiban = f'AA{len(self.accounts) % 90 + 10} {iban[:4]} {iban[4:8]} {iban[8:]}'
+            account.created = self.market.start - 86400
             if balances is None:
                 self._seed_history(account, rng, DEFAULT_BALANCES)
             else:
@@ -485,24 +504,40 @@ class Exchange:
         sign = 1 if order.side == 'buy' else -1
         base = self.book(account, pair.base, sign * volume, D(0), 'trade', txid, when, 'tradespot')
         quote = self.book(account, pair.quote, -sign * cost, fee, 'trade', txid, when, 'tradespot')
+        trade_id = (self.market.record_trade(pair, price, volume, 'b' if order.side == 'buy'
+                                             else 's', 'l' if maker else 'm')
+                    if not order.seeded else self._rng.randrange(10**6, 10**7))
         account.fills[txid] = Fill(txid, order, self.new_id('P'), when, price, volume, cost, fee,
-                                   maker, [base.id, quote.id])
+                                   maker, [base.id, quote.id], trade_id)
         order.vol_exec += volume
         order.cost += cost
         order.fee += fee
         order.trades.append(txid)
         if order.remaining <= 0:
             self.close(order, 'closed', None, when)
-        if not order.seeded:
-            self.market.record_trade(pair, price, volume, 'b' if order.side == 'buy' else 's',
-                                     'l' if maker else 'm')
 
     def place(self, account: Account, order: Order) -> Order:
         """Give a checked ``order`` its txid, open it and fill what crosses now."""
         order.txid, order.status, order.opentm = self.new_id('O'), 'open', time.time()
         account.orders[order.txid] = order
+        self.record_amend(order, 'original')
         self.execute(account, order)
         return order
+
+    def record_amend(self, order: Order, kind: str, reason: str | None = None) -> str:
+        """Add a row to the order's OrderAmends history; its amend id."""
+        amend_id = self.new_id('T')
+        row: dict[str, Any] = {
+            'amend_id': amend_id, 'amend_type': kind,
+            'order_qty': places(order.volume, LOT_DECIMALS),
+            'remaining_qty': places(order.remaining, LOT_DECIMALS),
+            'post_only': 'post' in order.oflags, 'timestamp': time.time_ns()}
+        if order.price is not None:
+            row['limit_price'] = places(order.price, order.pair.pair_decimals)
+        if reason:
+            row['reason'] = reason
+        order.amends.append(row)
+        return amend_id
 
     def debit(self, account: Account, asset: AssetSpec, amount: Decimal, fee: Decimal,
               kind: str, subtype: str = '') -> str:
