@@ -228,10 +228,11 @@ def test_hostile_numbers_are_invalid_arguments_naming_the_parameter(
         params: dict[str, str], name: str) -> None:
     client = Kraken(sandbox.url, sandbox.key, sandbox.secret)
     txid = client.order(price='50000', volume='0.01')
-    order = {'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit', 'volume': '0.01',
-             'price': '50000', 'txid': txid}
+    base = {'AddOrder': {'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit',
+                         'volume': '0.01', 'price': '50000'},
+            'AmendOrder': {'txid': txid}}.get(method, {})
     with caplog.at_level(logging.ERROR, logger='krakenex.sandbox'):
-        reply = client.private(method, {**order, **params} if 'Order' in method else params)
+        reply = client.private(method, {**base, **params})
     assert error(reply) == f'EGeneral:Invalid arguments:{name}'
     assert caplog.records == []
 

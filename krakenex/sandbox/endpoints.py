@@ -58,6 +58,7 @@ from .params import (
 )
 from .replies import Reply, envelope, error, html, iso
 from .replies import text as text_reply
+from .scope import check
 
 if TYPE_CHECKING:
     from .server import Request
@@ -96,7 +97,7 @@ class Endpoints:
             'TradeBalance': self.trade_balance, 'OpenOrders': self.open_orders,
             'ClosedOrders': self.closed_orders, 'QueryOrders': self.query_orders,
             'TradesHistory': self.trades_history, 'QueryTrades': self.query_trades,
-            'OpenPositions': lambda account, params: {},
+            'OpenPositions': self.open_positions,
             'Ledgers': self.ledgers, 'QueryLedgers': self.query_ledgers,
             'TradeVolume': self.trade_volume, 'GetWebSocketsToken': self.websockets_token,
             'AddExport': self.add_export, 'ExportStatus': self.export_status,
@@ -160,6 +161,7 @@ class Endpoints:
         if handler is None:
             raise ApiError('EGeneral:Unknown method')
         params = parse_query(query)
+        check(method, params)
         exchange = self.exchange
         with exchange.lock:
             exchange.requests_log.append((method, None))
@@ -176,6 +178,7 @@ class Endpoints:
             account, params, nonce = exchange.authenticate(path, headers, body)
             exchange.requests_log.append((method, nonce))
             exchange.charge(account, method)
+            check(method, params)
             exchange.expire_timers()
             result = handler(account, params)
         return result if isinstance(result, Reply) else envelope({'error': [], 'result': result})
@@ -308,10 +311,28 @@ class Endpoints:
         done = [o for o in account.orders.values() if o.closetm is not None]
         done.sort(key=lambda o: o.closetm or 0, reverse=True)
         done = self._orders_matching(account, params, done)
-        field_ = 'opentm' if text(params, 'closetime') == 'open' else 'closetm'
-        done = self._window(account, params, done, lambda o: getattr(o, field_) or 0)
+        closetime = text(params, 'closetime', 'both') or 'both'
+        if closetime not in ('open', 'close', 'both'):
+            raise invalid('closetime')
+        if closetime == 'both':  # either time in the window
+            chosen = {id(o) for o in self._window(account, params, done, _opened)}
+            chosen |= {id(o) for o in self._window(account, params, done, _closed)}
+            done = [o for o in done if id(o) in chosen]
+        else:
+            field_ = 'opentm' if closetime == 'open' else 'closetm'
+            done = self._window(account, params, done, lambda o: getattr(o, field_) or 0)
         page = self._page(params, done)
-        return {'closed': {o.txid: o.to_kraken(trades) for o in page}, 'count': len(done)}
+        result: dict[str, Any] = {'closed': {o.txid: o.to_kraken(trades) for o in page}}
+        if not flag(params, 'without_count'):
+            result['count'] = len(done)
+        return result
+
+    def open_positions(self, account: Account, params: Params) -> object:
+        """No margin positions: an empty dict, or an empty list with consolidation=market."""
+        consolidation = text(params, 'consolidation')
+        if consolidation not in (None, 'market'):
+            raise invalid('consolidation')
+        return [] if consolidation == 'market' else {}
 
     def query_orders(self, account: Account, params: Params) -> object:
         txids = id_list(params.get('txid'), 'txid')
@@ -535,6 +556,7 @@ class Endpoints:
                      flags, tif)
 
     def add_order(self, account: Account, params: Params) -> object:
+        _deadline(params)
         order = self._new_order(account, params)
         self.exchange.check_funds(account, [(order, self.exchange.plan(order))])
         if flag(params, 'validate'):
@@ -543,20 +565,34 @@ class Endpoints:
         return {'descr': {'order': order.description()}, 'txid': [order.txid]}
 
     def add_order_batch(self, account: Account, params: Params) -> object:
+        _deadline(params)
         pair = self._pair(params)
         raw = indexed(params, 'orders')
         if not isinstance(raw, list) or not 2 <= len(raw) <= 15 or not all(
                 isinstance(r, dict) for r in raw):
             raise invalid('orders')
-        orders = [self._new_order(account, r, pair) for r in raw]
-        ids = [o.cl_ord_id for o in orders if o.cl_ord_id is not None]
-        if len(ids) != len(set(ids)):
-            raise ApiError('EOrder:Duplicate order')
-        self.exchange.check_funds(account, [(o, self.exchange.plan(o)) for o in orders])
-        if flag(params, 'validate'):
-            return {'orders': [{'descr': {'order': o.description()}} for o in orders]}
-        return {'orders': [{'txid': self.exchange.place(account, o).txid,
-                            'descr': {'order': o.description()}} for o in orders]}
+        rows: list[dict[str, Any]] = []
+        accepted: list[tuple[Order, list[tuple[Decimal, Decimal]]]] = []
+        for row in raw:  # each order on its own: a refused one is dropped, the rest go on
+            try:
+                check('AddOrder', row, skip={'nonce', 'otp'})
+                order = self._new_order(account, row, pair)
+                if order.cl_ord_id is not None and any(
+                        order.cl_ord_id == o.cl_ord_id for o, _ in accepted):
+                    raise ApiError('EOrder:Duplicate order')
+                plan = self.exchange.plan(order)
+                self.exchange.check_funds(account, [*accepted, (order, plan)])
+            except ApiError as refused:
+                rows.append({'error': str(refused)})
+                continue
+            accepted.append((order, plan))
+            rows.append({'descr': {'order': order.description()}, 'order': order})
+        validate = flag(params, 'validate')
+        for row in rows:
+            order = row.pop('order', None)
+            if order is not None and not validate:
+                row['txid'] = self.exchange.place(account, order).txid
+        return {'orders': rows}
 
     def _find_open(self, account: Account, params: Params) -> Order:
         txid, cl_ord_id = text(params, 'txid'), text(params, 'cl_ord_id')
@@ -566,6 +602,7 @@ class Endpoints:
         raise ApiError('EOrder:Unknown order')
 
     def amend_order(self, account: Account, params: Params) -> object:
+        _deadline(params)
         order = self._find_open(account, params)
         qty = optional_amount(params, 'order_qty')
         price = optional_amount(params, 'limit_price')
@@ -583,6 +620,7 @@ class Endpoints:
         return {'amend_id': amend_id}
 
     def edit_order(self, account: Account, params: Params) -> object:
+        _deadline(params)
         old = self._find_open(account, params)
         pair = self._pair(params)
         if pair is not old.pair:
@@ -665,14 +703,26 @@ class Endpoints:
 
     def deposit_addresses(self, account: Account, params: Params) -> object:
         asset = self._asset(params)
+        if required(params, 'method') != f'{asset.altname} (sandbox)':
+            raise ApiError('EFunding:Unknown method')
         seed = f'{account.key}/{asset.name}'.encode()
         return [{'address': 'sandbox-' + hashlib.sha256(seed).hexdigest()[:34],
                  'expiretm': '0', 'new': flag(params, 'new')}]
 
     def _funding(self, account: Account, params: Params, kind: str) -> object:
         asset = find_asset(text(params, 'asset') or 'all')
+        method = text(params, 'method')
+        start, end = (self._time(params, name) for name in ('start', 'end'))
         return [{k: v for k, v in record.items() if k != 'kind'} for record in account.funding
-                if record['kind'] == kind and (asset is None or record['asset'] == asset.name)]
+                if record['kind'] == kind and (asset is None or record['asset'] == asset.name)
+                and method in (None, record['method'])
+                and (start is None or record['time'] > start)
+                and (end is None or record['time'] <= end)]
+
+    @staticmethod
+    def _time(params: Params, name: str) -> float | None:
+        value = text(params, name)
+        return None if not value else float(number(value, name))
 
     def withdraw_methods(self, account: Account, params: Params) -> object:
         assets = [self._asset(params)] if params.get('asset') else list(ASSETS.values())
@@ -681,9 +731,13 @@ class Endpoints:
 
     def withdraw_addresses(self, account: Account, params: Params) -> object:
         assets = [self._asset(params)] if params.get('asset') else list(ASSETS.values())
-        return [{'address': f'sandbox-{a.altname.lower()}-address', 'asset': a.name,
+        rows = [{'address': _withdraw_address(a), 'asset': a.name,
                  'method': f'{a.altname} (sandbox)', 'key': WITHDRAW_KEY, 'verified': True}
                 for a in assets]
+        verified = text(params, 'verified')
+        return [r for r in rows if text(params, 'method') in (None, r['method'])
+                and text(params, 'key') in (None, r['key'])
+                and (verified is None or flag(params, 'verified') == r['verified'])]
 
     def _withdrawal(self, account: Account, params: Params) -> tuple[AssetSpec, Decimal, Decimal]:
         asset = self._asset(params)
@@ -703,14 +757,17 @@ class Endpoints:
 
     def withdraw(self, account: Account, params: Params) -> object:
         asset, amount, fee = self._withdrawal(account, params)
+        if text(params, 'address') not in (None, _withdraw_address(asset)):
+            raise ApiError('EFunding:Invalid address')
         max_fee = text(params, 'max_fee')
         if max_fee is not None and number(max_fee, 'max_fee') < fee:
             raise ApiError('EFunding:Max fee exceeded')
         return {'refid': self.exchange.debit(account, asset, amount, fee, 'withdrawal')}
 
     def withdraw_cancel(self, account: Account, params: Params) -> object:
-        refid = required(params, 'refid')
-        if not any(r['refid'] == refid and r['kind'] == 'withdrawal' for r in account.funding):
+        refid, asset = required(params, 'refid'), self._asset(params)
+        if not any(r['refid'] == refid and r['kind'] == 'withdrawal' and r['asset'] == asset.name
+                   for r in account.funding):
             raise ApiError('EFunding:Unknown reference id')
         return False  # sandbox withdrawals complete at once, too late to cancel
 
@@ -744,7 +801,10 @@ class Endpoints:
                   'yield_source': {'type': 'staking'}, 'can_allocate': True,
                   'can_deallocate': True, 'allocation_restriction_info': []}
                  for a in ASSETS.values() if a.name != 'ZUSD' and wanted in (None, a)]
-        return {'items': items, 'next_cursor': None}
+        if not flag(params, 'ascending') and params.get('ascending') is not None:
+            items.reverse()
+        limit = integer(params, 'limit', len(items), 1, 2**31)
+        return {'items': items[:limit], 'next_cursor': None}
 
     def earn_allocations(self, account: Account, params: Params) -> object:
         converted = text(params, 'converted_asset', 'USD') or 'USD'
@@ -768,6 +828,8 @@ class Endpoints:
                           'total_rewarded': {'native': asset_places(earn, D(0)),
                                              'converted': asset_places(target.name, D(0))},
                           'payout': None, 'pending': False})
+        if params.get('ascending') is not None and not flag(params, 'ascending'):
+            items.reverse()
         return {'converted_asset': converted, 'total_allocated': asset_places(target.name, total),
                 'total_rewarded': asset_places(target.name, D(0)), 'next_cursor': None,
                 'items': items}
@@ -972,6 +1034,19 @@ class Endpoints:
 EARN_MINIMUM = '0.0001'
 
 
+def _opened(order: Order) -> float:
+    return order.opentm
+
+
+def _closed(order: Order) -> float:
+    return order.closetm or 0.0
+
+
+def _withdraw_address(asset: AssetSpec) -> str:
+    """The address of the one withdrawal key of ``asset``."""
+    return f'sandbox-{asset.altname.lower()}-address'
+
+
 def _strategy_id(asset: AssetSpec) -> str:
     """The sandbox's earn strategy of an asset, in Kraken's id format."""
     raw = base64.b32encode(hashlib.sha256(asset.name.encode()).digest()).decode()
@@ -1010,6 +1085,24 @@ def _iso_param(params: Params, name: str) -> int | None:
     except ValueError:
         raise invalid(name) from None
     return seconds * 10**9 + int((match.group(2) or '0').ljust(9, '0'))
+
+
+def _deadline(params: Params) -> None:
+    """Refuse a request whose ``deadline`` (RFC 3339) has passed or is over 60 s away."""
+    value = text(params, 'deadline')
+    if value is None:
+        return
+    match = re.fullmatch(r'([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})'
+                         r'(\.[0-9]{1,9})?(?:Z|\+00:00)', value)
+    if match is None:
+        raise invalid('deadline')
+    try:
+        seconds = calendar.timegm(time.strptime(match.group(1), '%Y-%m-%dT%H:%M:%S'))
+    except ValueError:
+        raise invalid('deadline') from None
+    when = seconds + float('0' + (match.group(2) or ''))
+    if not time.time() < when <= time.time() + 60:
+        raise invalid('deadline')
 
 
 def _public_trade_id(pair: PairSpec, trade_id: int) -> str:
