@@ -91,6 +91,7 @@ class Kraken:
         """Place an order (XBTUSD unless said otherwise); its txid."""
         params = {'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit', 'volume': '0.1',
                   'price': '59000', **params}
+        params = {k: v for k, v in params.items() if v is not None}  # price=None: no price
         return str(self.ok('AddOrder', params)['txid'][0])
 
 
@@ -549,13 +550,14 @@ def test_validate_false_as_text_still_places(sandbox: Sandbox, kraken: Kraken) -
     ({'price': '59000.05'}, 'EOrder:Tick size check failed'),
     ({'volume': '2', 'price': '59000'}, 'EOrder:Insufficient funds'),
     ({'type': 'sell', 'volume': '11', 'price': '70000'}, 'EOrder:Insufficient funds'),
-    ({'ordertype': 'stop-loss'}, 'EGeneral:Invalid arguments:ordertype'),
+    ({'ordertype': 'settle-position'}, 'EGeneral:Invalid arguments:ordertype'),
+    ({'ordertype': 'market'}, 'EGeneral:Invalid arguments:price'),
     ({'type': 'hold'}, 'EGeneral:Invalid arguments:type'),
     ({'volume': 'lots'}, 'EGeneral:Invalid arguments:volume'),
     ({'price': ''}, 'EGeneral:Invalid arguments:price'),
     ({'userref': '1', 'cl_ord_id': 'a'}, 'EGeneral:Invalid arguments'),
     ({'userref': str(2**31)}, 'EGeneral:Invalid arguments:userref'),
-    ({'oflags': 'viqc'}, 'EGeneral:Invalid arguments:viqc'),
+    ({'oflags': 'viqc'}, 'EGeneral:Invalid arguments:oflags'),
     ({'pair': 'XBTEUR'}, 'EQuery:Unknown asset pair'),
 ])
 def test_addorder_rejects_what_kraken_rejects(sandbox: Sandbox, params: dict[str, str],

@@ -29,8 +29,10 @@ def test_every_documented_spot_method_answers(kraken: Kraken, method: str) -> No
     ('AddOrder', {**LIMIT, 'reduce_only': 'true'}, 'reduce_only'),
     ('AddOrder', {**LIMIT, 'trigger': 'index'}, 'trigger'),
     ('AddOrder', {**LIMIT, 'displayvol': '0.001'}, 'displayvol'),
-    ('AddOrder', {**LIMIT, 'close[ordertype]': 'limit', 'close[price]': '70000'},
+    ('AddOrder', {**LIMIT, 'close[ordertype]': 'trailing-stop', 'close[price]': '+5'},
      'close[ordertype]'),
+    ('AddOrder', {**LIMIT, 'ordertype': 'settle-position'}, 'ordertype'),
+    ('AddOrder', {**LIMIT, 'oflags': 'viqc'}, 'oflags'),
     ('AddOrder', {**LIMIT, 'stptype': 'cancel-both'}, 'stptype'),
     ('AddOrder', {**LIMIT, 'prize': '50000'}, 'prize'),
     ('AmendOrder', {'txid': 'X', 'trigger_price': '1'}, 'trigger_price'),
@@ -56,7 +58,7 @@ def test_unmodelled_public_parameters_are_refused(kraken: Kraken) -> None:
 def test_the_default_value_of_an_unmodelled_parameter_is_accepted(kraken: Kraken) -> None:
     placed = kraken.ok('AddOrder', {**LIMIT, 'leverage': 'none', 'reduce_only': 'false',
                                     'trigger': 'last', 'stptype': 'cancel-newest',
-                                    'starttm': '0', 'expiretm': '0', 'validate': 'true'})
+                                    'validate': 'true'})
     assert placed['descr']['order'] == 'buy 0.01000000 XBTUSD @ limit 50000.0'
     assert kraken.ok('Balance', {'rebase_multiplier': 'rebased'})
 

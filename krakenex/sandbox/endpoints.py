@@ -25,7 +25,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..methods import PAGE_SIZE, valid_name
-from .exchange import Account, Exchange, Export, Order, asset_places, quantize
+from .exchange import TRIGGER_TYPES, Account, Exchange, Export, Order, asset_places, quantize
 from .market import (
     ASSETS,
     FEES_MAKER,
@@ -68,8 +68,10 @@ D = Decimal
 
 WITHDRAW_FEES = {'XXBT': D('0.00015'), 'XETH': D('0.0025'), 'SOL': D('0.01'), 'ZUSD': D('5')}
 WITHDRAW_KEY = 'sandbox'  # the one withdrawal key (address book entry) of every asset
-ORDER_FLAGS = {'post', 'fcib', 'fciq', 'nompp'}
+ORDER_FLAGS = {'post', 'fciq', 'nompp'}  # fees are charged in the quote currency only
 TIME_IN_FORCE = {'GTC', 'IOC', 'GTD', 'FOK'}
+ORDER_TYPES = {'market', 'limit', 'iceberg', *TRIGGER_TYPES}
+CLOSE_TYPES = {'limit', 'stop-loss', 'take-profit', 'stop-loss-limit', 'take-profit-limit'}
 
 PUBLIC_PREFIX = '/0/public/'
 PRIVATE_PREFIX = '/0/private/'
@@ -494,7 +496,7 @@ class Endpoints:
         last = self.exchange.market.last_price(pair)
         offset = last * value / 100 if percent else value
         if sign == '#':
-            passive_below = (side == 'buy') == (ordertype in ('limit', 'take-profit',
+            passive_below = (side == 'buy') == (ordertype in ('limit', 'iceberg', 'take-profit',
                                                               'take-profit-limit'))
             sign = '-' if passive_below else '+'
         price = last + offset if sign == '+' else last - offset
@@ -526,34 +528,101 @@ class Endpoints:
         side = text(params, 'type')
         if side not in ('buy', 'sell'):
             raise invalid('type')
-        ordertype = text(params, 'ordertype')
-        if ordertype not in ('market', 'limit'):
-            raise invalid('ordertype')
+        ordertype = text(params, 'ordertype') or ''
+        if ordertype not in ORDER_TYPES:
+            raise invalid('ordertype')  # settle-position needs margin, not modelled
         volume = amount(params, 'volume')
-        price = (self._price(required(params, 'price'), 'price', pair, side, ordertype)
-                 if ordertype == 'limit' else None)
+        order = Order('', pair, side, ordertype, volume, None, time.time())
+        self._order_prices(order, params)
         userref_text, cl_ord_id = text(params, 'userref'), text(params, 'cl_ord_id')
         if userref_text is not None and cl_ord_id is not None:
             raise invalid()
-        userref = None
         if userref_text is not None:
-            userref = integer(params, 'userref', 0, -2**31, 2**31 - 1)
+            order.userref = integer(params, 'userref', 0, -2**31, 2**31 - 1)
+        order.cl_ord_id = cl_ord_id
         flags = {f.strip() for f in (text(params, 'oflags') or '').split(',') if f.strip()}
-        if 'viqc' in flags:
-            raise invalid('viqc')  # volume in quote currency is not simulated
         if not flags <= ORDER_FLAGS:
+            raise invalid('oflags')  # fcib (fee in base) and viqc (volume in quote): not modelled
+        if 'post' in flags and ordertype not in ('limit', 'iceberg'):
             raise invalid('oflags')
-        tif = (text(params, 'timeinforce') or 'GTC').upper()
-        if tif not in TIME_IN_FORCE:
+        order.oflags = flags
+        order.timeinforce = (text(params, 'timeinforce') or 'GTC').upper()
+        if order.timeinforce not in TIME_IN_FORCE:
             raise invalid('timeinforce')
-        self._check_size(pair, volume, price, 'volume', self.exchange.market.mid(pair))
+        now = time.time()
+        order.starttm = _order_time(params, 'starttm', now)
+        order.expiretm = _order_time(params, 'expiretm', now)
+        if (order.timeinforce == 'GTD') != bool(order.expiretm):
+            raise invalid('expiretm' if order.expiretm else 'timeinforce')
+        if order.expiretm and order.expiretm <= max(now, order.starttm):
+            raise invalid('expiretm')
+        if ordertype == 'iceberg':
+            order.displayvol = shown = amount(params, 'displayvol')
+            if shown != shown.quantize(D(1).scaleb(-LOT_DECIMALS), ROUND_HALF_UP) or not (
+                    volume / 15 <= shown <= volume):
+                raise invalid('displayvol')
+        elif params.get('displayvol') is not None:
+            raise invalid('displayvol')
+        order.close_order = self._close_params(order, params)
+        reference = order.price2 or order.price or self.exchange.market.mid(pair)
+        if order.trailing is not None:
+            reference = self.exchange.market.mid(pair)
+        self._check_size(pair, volume, reference, 'volume', reference)
+        for value in (order.price if order.trailing is None else None, order.price2):
+            if value is not None and value % pair.tick_size:
+                raise ApiError('EOrder:Tick size check failed')
         # Kraken enforces cl_ord_id uniqueness across a client's open orders; the
         # text of its error is not documented.
         if cl_ord_id is not None and any(o.cl_ord_id == cl_ord_id and o is not ignore
                                          for o in account.open_orders()):
             raise ApiError('EOrder:Duplicate order')
-        return Order('', pair, side, ordertype, volume, price, time.time(), userref, cl_ord_id,
-                     flags, tif)
+        return order
+
+    def _order_prices(self, order: Order, params: Params) -> None:
+        """``price`` and ``price2`` as the order type reads them."""
+        pair, side, kind = order.pair, order.side, order.ordertype
+        raw, raw2 = text(params, 'price'), text(params, 'price2')
+        if kind == 'market':
+            if raw not in (None, ''):
+                raise invalid('price')  # a market order has no price
+        elif kind.startswith('trailing-stop'):
+            order.trailing, order.trailing_percent = _trailing_offset(required(params, 'price'))
+        else:
+            order.price = self._price(required(params, 'price'), 'price', pair, side, kind)
+        if kind in ('stop-loss-limit', 'take-profit-limit'):
+            order.price2 = self._price(required(params, 'price2'), 'price2', pair, side, 'limit')
+        elif kind == 'trailing-stop-limit':
+            value = required(params, 'price2')
+            if value[:1] not in ('+', '-') or value.endswith('%'):
+                raise invalid('price2')
+            offset = number(value[1:], 'price2')
+            order.limit_offset = offset if value[0] == '+' else -offset
+        elif raw2 not in (None, ''):
+            raise invalid('price2')
+
+    def _close_params(self, parent: Order,
+                      params: Params) -> tuple[str, Decimal | None, Decimal | None] | None:
+        """Conditional close: ``close[ordertype]``, ``close[price]``, ``close[price2]``."""
+        nested = params.get('close')
+        close = dict(nested) if isinstance(nested, dict) else {
+            key[6:-1]: value for key, value in params.items()
+            if key.startswith('close[') and key.endswith(']')}
+        if nested is not None and not isinstance(nested, dict):
+            raise invalid('close')
+        if not close:
+            return None
+        kind = close.get('ordertype')
+        if kind not in CLOSE_TYPES or not set(close) <= {'ordertype', 'price', 'price2'}:
+            raise invalid('close[ordertype]')
+        side = 'sell' if parent.side == 'buy' else 'buy'
+        probe = Order('', parent.pair, side, kind, parent.volume, None, time.time())
+        try:
+            self._order_prices(probe, close)
+        except ApiError:
+            raise invalid('close[price]') from None
+        if probe.trailing is not None or probe.limit_offset is not None:
+            raise invalid('close[ordertype]')  # trailing closes are not modelled
+        return kind, probe.price, probe.price2
 
     def add_order(self, account: Account, params: Params) -> object:
         _deadline(params)
@@ -608,13 +677,18 @@ class Endpoints:
         price = optional_amount(params, 'limit_price')
         if qty is None and price is None:
             raise invalid()
-        amended = replace(order, volume=qty or order.volume, price=price or order.price)
+        if order.is_trigger and price is not None:
+            if order.ordertype not in ('stop-loss-limit', 'take-profit-limit'):
+                raise invalid('limit_price')
+            amended = replace(order, volume=qty or order.volume, price2=price)
+        else:
+            amended = replace(order, volume=qty or order.volume, price=price or order.price)
         if amended.volume <= order.vol_exec:
             raise invalid('order_qty')
         self._check_size(order.pair, amended.volume, amended.price, 'order_qty',
                          self.exchange.market.mid(order.pair))
         self.exchange.check_funds(account, [(amended, self.exchange.plan(amended))], released=order)
-        order.volume, order.price = amended.volume, amended.price
+        order.volume, order.price, order.price2 = amended.volume, amended.price, amended.price2
         amend_id = self.exchange.record_amend(order, 'user')
         self.exchange.execute(account, order)
         return {'amend_id': amend_id}
@@ -1085,6 +1159,28 @@ def _iso_param(params: Params, name: str) -> int | None:
     except ValueError:
         raise invalid(name) from None
     return seconds * 10**9 + int((match.group(2) or '0').ljust(9, '0'))
+
+
+def _order_time(params: Params, name: str, now: float) -> float:
+    """``starttm``/``expiretm``: 0 (none), ``+N`` seconds from now, or a Unix time."""
+    value = text(params, name)
+    if value in (None, '', '0'):
+        return 0.0
+    assert value is not None
+    if value.startswith('+'):
+        return now + integer({name: value[1:]}, name, 0, 0, 10**9)
+    return float(integer(params, name, 0, 1, 10**11))
+
+
+def _trailing_offset(value: str) -> tuple[Decimal, bool]:
+    """A trailing stop's ``price``: ``+X`` or ``+X%`` (Kraken: always relative, with ``+``)."""
+    if not value.startswith('+'):
+        raise invalid('price')
+    percent = value.endswith('%')
+    offset = number(value[1:-1] if percent else value[1:], 'price')
+    if offset <= 0 or (percent and offset >= 100):
+        raise invalid('price')
+    return offset, percent
 
 
 def _deadline(params: Params) -> None:

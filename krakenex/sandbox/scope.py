@@ -35,11 +35,8 @@ NOT_MODELLED: dict[str, dict[str, frozenset[str]]] = {
        for name in ('ClosedOrders', 'QueryOrders', 'TradesHistory')},
     'Ledgers': {'aclass': frozenset({'currency'})},
     'AddOrder': {
-        'price2': _NEVER, 'starttm': frozenset({'0'}), 'expiretm': frozenset({'0'}),
         'leverage': frozenset({'none'}), 'reduce_only': frozenset({'false', '0'}),
-        'stptype': frozenset({'cancel-newest'}), 'displayvol': _NEVER,
-        'trigger': frozenset({'last'}), 'close[ordertype]': _NEVER, 'close[price]': _NEVER,
-        'close[price2]': _NEVER},
+        'stptype': frozenset({'cancel-newest'}), 'trigger': frozenset({'last'})},
     'AmendOrder': {'display_qty': _NEVER, 'trigger_price': _NEVER,
                    'post_only': frozenset({'false', '0'})},
     'EditOrder': {'displayvol': _NEVER, 'price2': _NEVER,
@@ -57,7 +54,7 @@ NOT_MODELLED: dict[str, dict[str, frozenset[str]]] = {
 
 #: Parameters a method takes beyond those :data:`krakenex.methods.METHODS` lists.
 _EXTRA: dict[str, set[str]] = {
-    'AddOrder': {'close[ordertype]', 'close[price]', 'close[price2]'},
+    'AddOrder': {'close[ordertype]', 'close[price]', 'close[price2]', 'close'},
     'EditOrder': {'cl_ord_id'},
 }
 
