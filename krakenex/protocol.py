@@ -306,6 +306,36 @@ def private_request(apiversion: str, method: str, data: Mapping[str, Any], *, ke
     return Request(method, 'POST', path, body=body, headers=headers, nonce=nonce, data=data)
 
 
+@dataclass(frozen=True)
+class Call:
+    """One call as a driver runs it: how to build each attempt, and what its outcomes mean.
+
+    A driver (:class:`~krakenex.API`, :class:`~krakenex.AsyncAPI`) runs every
+    call the same way: wait for room on :attr:`counter`, :attr:`build` the
+    request (inside the driver's lock when :attr:`serial`, so nonces leave in
+    the order issued), send it, turn a failure into what :attr:`unknown`
+    says, and ask :attr:`retry` whether to try again.
+    """
+
+    #: The method or endpoint, for log lines.
+    name: str
+    #: Builds the request of one attempt (a fresh nonce each time).
+    build: Callable[[], Request]
+    #: Whether and when to try again.
+    retry: Retry
+    #: Checks the final reply: ``check(reply, response)`` returns the result or raises.
+    check: Callable[[Any, Any], Any]
+    #: The rate counter to wait on, if the call is paced.
+    counter: RateCounter | None = None
+    #: What the call adds to :attr:`counter`.
+    cost: float = 1.0
+    #: Sent one at a time with the driver's other serial calls (private calls, for nonces).
+    serial: bool = False
+    #: The error to raise for a failure once a request may have left.
+    unknown: Callable[[KrakenError, Request], KrakenError] = field(
+        default=lambda error, request: error)
+
+
 # --------------------------------------------------------------- replies
 
 @dataclass(frozen=True)
@@ -651,10 +681,20 @@ class SpotCore:
                                    'copy it exactly as Kraken showed it')
         self._secret_bytes()
 
-    def _retry(self, method: str, data: Mapping[str, Any], private: bool) -> Retry:
-        """The retry rule of one call: a state-changing call is sent at most once."""
+    def _spot_call(self, method: str, data: Mapping[str, Any], *, private: bool) -> Call:
+        """How a driver runs one spot call: built, paced, retried and judged by Kraken's rules."""
         once = private and methods.changes_state(method, data)
-        return Retry(self.retries, self.backoff, self.retry_time, once=once)
+        retry = Retry(self.retries, self.backoff, self.retry_time, once=once)
+
+        def check(reply: Any, last: Any) -> Any:
+            return checked(method, reply, raise_errors=self.raise_errors, response=last)
+
+        if not private:
+            return Call(method, lambda: public_request(self.apiversion, method, data), retry,
+                        check, self.public_counter)
+        return Call(method, lambda: self._private_request(method, data), retry, check,
+                    self.counter, self._cost(method), serial=True,
+                    unknown=lambda error, request: after_sending(error, request, once=once))
 
     def _cost(self, method: str) -> float:
         """What ``method`` adds to the rate counter.
