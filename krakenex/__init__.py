@@ -14,15 +14,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .version import __url__, __version__
+from .version import __version__
 
 if TYPE_CHECKING:
+    from .aio import AsyncAPI
     from .api import API, DEFAULT_TIMEOUT, DEFAULT_URI
     from .errors import (
         AuthenticationError,
         InsufficientFundsError,
         InvalidNonceError,
         InvalidOrderError,
+        KeyFileError,
         KrakenAPIError,
         KrakenConnectionError,
         KrakenConnectTimeout,
@@ -44,24 +46,25 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    'API', 'DEFAULT_TIMEOUT', 'DEFAULT_URI', '__url__', '__version__', 'unwrap',
+    'API', 'AsyncAPI', 'DEFAULT_TIMEOUT', 'DEFAULT_URI', '__version__', 'unwrap',
     'AuthenticationError', 'InsufficientFundsError', 'InvalidNonceError', 'InvalidOrderError',
-    'KrakenAPIError', 'KrakenConnectTimeout', 'KrakenConnectionError', 'KrakenError',
+    'KeyFileError', 'KrakenAPIError', 'KrakenConnectTimeout', 'KrakenConnectionError',
+    'KrakenError',
     'KrakenHTTPError', 'KrakenResponseError', 'KrakenTimeout', 'KrakenUsageError', 'NotSentError',
     'OutcomeUnknownConnectionError', 'OutcomeUnknownError', 'OutcomeUnknownHTTPError',
     'OutcomeUnknownResponseError', 'OutcomeUnknownTimeout', 'RateLimitError',
     'ServiceUnavailableError', 'UnknownAssetError',
 ]
 
-#: The names :mod:`krakenex.api` provides; every other lazy name is in :mod:`krakenex.errors`.
-_FROM_API = ('API', 'DEFAULT_TIMEOUT', 'DEFAULT_URI')
+#: The module of each lazy name that is not in :mod:`krakenex.errors`.
+_MODULES = {'API': 'api', 'DEFAULT_TIMEOUT': 'api', 'DEFAULT_URI': 'api', 'AsyncAPI': 'aio'}
 
 
 def __getattr__(name: str) -> Any:
     """Import an exported name from its module the first time it is asked for."""
     if name not in __all__:
         raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    module = 'api' if name in _FROM_API else 'errors'
+    module = _MODULES.get(name, 'errors')
     value = getattr(importlib.import_module(f'{__name__}.{module}'), name)
     globals()[name] = value
     return value

@@ -9,9 +9,9 @@ only. :class:`Market` is not thread-safe; the sandbox calls it under its lock.
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 import random
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,7 +91,7 @@ SPREAD_ROWS = 200  # Kraken keeps "the last ~200" spreads
 HISTORY_TRADES = 5000  # public trades per pair before the start
 HISTORY_SECONDS = 12 * 3600  # ... spread over the last 12 hours
 VOLATILITY = 1e-4  # price noise per square-root second (about 60 % a year)
-BOOK_LEVELS = 1000  # distinct level sizes; deeper levels repeat them
+BOOK_LEVELS = 1000  # levels on each side of the synthetic book
 
 
 def places(d: Decimal, n: int) -> str:
@@ -250,26 +250,27 @@ class Market:
         """The current mid price."""
         return self.pair(spec).mid
 
+    def last_price(self, spec: PairSpec) -> Decimal:
+        """The price of the last trade on the tape."""
+        return self.pair(spec).trades[-1].price
+
     # -- the book -----------------------------------------------------------------
 
     def levels(self, spec: PairSpec, side: str) -> Iterator[tuple[Decimal, Decimal]]:
-        """Endless (price, volume) levels of the asks (``side='a'``) or bids (``'b'``), best first.
+        """The (price, volume) levels of the asks (``side='a'``) or bids (``'b'``), best first.
 
-        The book is a fixed ladder around the mid: it does not deplete, so a market
-        order walks it from the top every time.
+        The book is a fixed ladder of :data:`BOOK_LEVELS` levels a side around the
+        mid: it does not deplete, so a market order walks it from the top every
+        time, and no order walks more than its depth.
         """
         state = self.pair(spec)
         sizes = _level_sizes(self.seed, spec.name)[0 if side == 'a' else 1]
         sign = 1 if side == 'a' else -1
-        for i in itertools.count():
+        for i in range(BOOK_LEVELS):
             price = state.mid + sign * spec.tick_size * (1 + i * spec.book_step)
             if price <= 0:
                 return
-            yield price, sizes[i % BOOK_LEVELS]
-
-    def best(self, spec: PairSpec, side: str) -> Decimal:
-        """The best ask (``'a'``) or bid (``'b'``) price."""
-        return next(self.levels(spec, side))[0]
+            yield price, sizes[i]
 
     # -- changes ----------------------------------------------------------------
 
@@ -436,7 +437,7 @@ def since_ns(since: str) -> int:
 
     Raises :class:`ValueError` for anything else.
     """
-    value = D(since)
-    if not value.is_finite() or value < 0:
+    if not re.fullmatch(r'[0-9]{1,20}(?:\.[0-9]{0,9})?', since):
         raise ValueError(since)
+    value = D(since)
     return int(value) if value >= 10**15 else int(value * 10**9)
