@@ -147,9 +147,8 @@ def _run(args: argparse.Namespace, call: _Call) -> int:
     method, private = _resolve_method(args)
     data = parse_params(args.params)
     _check_options(args, method)
-    log = _configure_logging(args.verbose)
-    with _Output(args.output) as out, _endpoint(args) as sandbox, \
-            _api(args, sandbox, method if private else None) as api:
+    with _logging_to_stderr(args.verbose) as log, _Output(args.output) as out, \
+            _endpoint(args) as sandbox, _api(args, sandbox, method if private else None) as api:
         query = api.query_private if private else api.query_public
         log.debug('%s %s call to %s with parameters: %s', method,
                   'private' if private else 'public', api.uri, ', '.join(data) or 'none')
@@ -662,25 +661,29 @@ def _container(start: str, items: list[str], end: str, indent: int | None, level
 
 # ----------------------------------------------------------------- errors
 
-def _configure_logging(verbose: bool) -> logging.Logger:
-    """Log the client's messages to stderr: warnings (retries), or everything with --verbose.
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: bool) -> Iterator[logging.Logger]:
+    """Log the client's messages to stderr while the command runs, then restore the logger.
 
-    logging is imported here, not up front, to keep ``krakenex --help`` fast.
+    Warnings (retries) only, or everything with --verbose. logging is imported here, not up front, to keep ``krakenex --help`` fast.
     """
     import logging
 
     log = logging.getLogger('krakenex')
-    for previous in [h for h in log.handlers if h.get_name() == 'krakenex-cli']:
-        log.removeHandler(previous)
+    saved = log.level, log.propagate
     handler = logging.StreamHandler(sys.stderr)
-    handler.set_name('krakenex-cli')
     fmt = '%(relativeCreated)6.0f ms %(name)s %(levelname)s: %(message)s' if verbose else \
         'krakenex: %(message)s'
     handler.setFormatter(logging.Formatter(fmt))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.WARNING)
     log.propagate = False
-    return log
+    try:
+        yield log
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
 
 
 def _report(exc: BaseException, call: _Call) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 import krakenex
@@ -41,10 +41,42 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def krakenex_cmd(*args: str, env: dict[str, str],
-                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def in_process(argv: list[str]) -> tuple[int, str, str]:
+    """``krakenex.cli.main(argv)`` here, with stdout and stderr captured as pipes would be.
+
+    :returns: the exit code, stdout and stderr
+    """
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding='utf-8') for _ in range(2))
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        code = cli.main(argv)
+    finally:
+        sys.stdout, sys.stderr = saved
+    out.flush()
+    err.flush()
+    return code, out.buffer.getvalue().decode(), err.buffer.getvalue().decode()  # type: ignore[attr-defined]
+
+
+def krakenex_cmd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``krakenex ARGS...`` with ``env`` as its environment, run in this process.
+
+    The tests that need a process of its own (a terminal, a closed or full
+    stdout, a signal, what is imported) start one with :func:`krakenex_process`.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for name in set(os.environ) - set(env):
+            patch.delenv(name)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        code, out, err = in_process(list(args))
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
+def krakenex_process(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m krakenex ARGS...`` in a process of its own."""
     return subprocess.run([sys.executable, '-m', 'krakenex', *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -56,8 +88,8 @@ def account_env(sandbox: Sandbox, clean_env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def run(sandbox: Sandbox, account_env: dict[str, str]) -> Run:
     """``krakenex --uri SANDBOX ARGS...`` with the sandbox's account in the environment."""
-    def run(*args: str, **options: Any) -> subprocess.CompletedProcess[str]:
-        return krakenex_cmd('--uri', sandbox.url, *args, env=account_env, **options)
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return krakenex_cmd('--uri', sandbox.url, *args, env=account_env)
     return run
 
 
@@ -116,8 +148,9 @@ def ledger_ids(sandbox: Sandbox) -> list[str]:
 
 # ------------------------------------------------------------- calls, output
 
-def test_public_call_prints_the_result_as_compact_json_when_piped(run: Run) -> None:
-    result = run('Ticker', 'pair=XBTUSD')
+def test_public_call_prints_the_result_as_compact_json_when_piped(
+        sandbox: Sandbox, clean_env: dict[str, str]) -> None:
+    result = krakenex_process('--uri', sandbox.url, 'Ticker', 'pair=XBTUSD', env=clean_env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('\n') == 1 and result.stdout.endswith('\n')
     ticker = json.loads(result.stdout)
@@ -914,19 +947,6 @@ def check_outcome(argv: list[str], code: int, stderr: str) -> None:
     assert 'krakenex: unexpected' not in stderr, stderr
 
 
-def run_in_process(argv: list[str]) -> tuple[int, str]:
-    """``krakenex.cli.main(argv)`` with stdout and stderr captured as a pipe would be."""
-    out, err = (io.TextIOWrapper(io.BytesIO(), encoding='utf-8') for _ in range(2))
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        code = cli.main(argv)
-    finally:
-        sys.stdout, sys.stderr = saved
-    err.seek(0)
-    return code, err.read()
-
-
 @pytest.fixture(scope='module')
 def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """One sandbox for the whole module, its account in the environment, no key file at home."""
@@ -944,7 +964,8 @@ def test_fuzz_command_line_in_process_gives_a_known_exit_code_and_one_line_error
         fuzz_target: tuple[str, Path], data: st.DataObject) -> None:
     url, scratch = fuzz_target
     argv = data.draw(command_lines(url, scratch))
-    check_outcome(argv, *run_in_process(argv))
+    code, _, stderr = in_process(argv)
+    check_outcome(argv, code, stderr)
 
 
 @settings(fuzz_settings, max_examples=max(FUZZ_EXAMPLES // 20, 8))
@@ -953,6 +974,6 @@ def test_fuzz_command_line_in_a_subprocess_gives_a_known_exit_code_and_one_line_
         fuzz_target: tuple[str, Path], data: st.DataObject) -> None:
     url, scratch = fuzz_target
     argv = data.draw(command_lines(url, scratch))
-    result = subprocess.run([sys.executable, '-m', 'krakenex', *argv], capture_output=True,
-                            timeout=60, env={**os.environ, 'PYTHONIOENCODING': 'utf-8'})
-    check_outcome(argv, result.returncode, result.stderr.decode('utf-8', 'replace'))
+    assume(not any('\x00' in arg for arg in argv))  # no process can be given a NUL
+    result = krakenex_process(*argv, env={**os.environ, 'PYTHONIOENCODING': 'utf-8'})
+    check_outcome(argv, result.returncode, result.stderr)
