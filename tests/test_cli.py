@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import http.server
 import io
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 import krakenex
 from krakenex import API, cli, methods
-from krakenex.sandbox import Sandbox
+from krakenex.sandbox import FAULT_KINDS, Sandbox
 
 Run = Callable[..., 'subprocess.CompletedProcess[str]']
 PACKAGE = Path(krakenex.__file__).parent
@@ -863,10 +864,11 @@ def test_addorder_that_could_not_connect_exits_3_as_nothing_was_sent(
 #: KRAKENEX_FUZZ_EXAMPLES=5000 pytest tests/test_cli.py -k fuzz (then drawn at random).
 FUZZ_EXAMPLES = int(os.environ.get('KRAKENEX_FUZZ_EXAMPLES', '0'))
 fuzz_settings = settings(
-    max_examples=FUZZ_EXAMPLES or 100, derandomize=not FUZZ_EXAMPLES, deadline=None,
+    max_examples=FUZZ_EXAMPLES or 60, derandomize=not FUZZ_EXAMPLES, deadline=None,
     database=None, suppress_health_check=[HealthCheck.too_slow])
 
 READ_ONLY = sorted(name for name, m in methods.METHODS.items() if not m.changes_state)
+ORDERS = ['AddOrder', 'CancelOrder', 'EditOrder', 'AmendOrder', 'CancelAll']
 #: Text without a leading '-', so that no generated word is taken for an option.
 word = st.text(min_size=1, max_size=20).filter(lambda t: not t.startswith('-'))
 json_value = st.recursive(
@@ -919,7 +921,7 @@ def command_lines(draw: st.DrawFn, url: str, scratch: Path) -> list[str]:
             argv += [option, str(key_file)]
         else:
             argv.append(option)
-    method = pick(READ_ONLY, word)
+    method = pick(READ_ONLY + ORDERS, word)
     known = methods.METHODS.get(method)
     names = [p.rstrip('*') for p in known.params.split()] if known else []
     valid = st.builds('{}={}'.format, st.sampled_from(names), st.sampled_from(
@@ -945,35 +947,51 @@ def check_outcome(argv: list[str], code: int, stderr: str) -> None:
         assert 'Traceback' not in stderr
         assert all(line.startswith('krakenex: ') for line in lines), stderr
     assert 'krakenex: unexpected' not in stderr, stderr
+    if code == 4:
+        assert 'outcome unknown' in lines[-1] or 'Kraken accepted it' in lines[-1], stderr
 
 
 @pytest.fixture(scope='module')
-def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path]]:
     """One sandbox for the whole module, its account in the environment, no key file at home."""
     scratch = tmp_path_factory.mktemp('fuzz')
     with Sandbox() as target, pytest.MonkeyPatch.context() as env:
         env.setenv('KRAKEN_API_KEY', target.key)
         env.setenv('KRAKEN_API_SECRET', target.secret)
         env.setenv('XDG_CONFIG_HOME', str(scratch / 'config'))
-        yield target.url, scratch
+        yield target, scratch
+
+
+@contextlib.contextmanager
+def with_fault(target: Sandbox, data: st.DataObject) -> Iterator[None]:
+    """Maybe give the next request one of the sandbox's faults; forget it afterwards."""
+    fault = data.draw(st.none() | st.sampled_from(sorted(FAULT_KINDS)))
+    if fault is not None:
+        target.inject(fault, seconds=0.2)
+    try:
+        yield
+    finally:
+        target.clear_faults()
 
 
 @fuzz_settings
 @given(data=st.data())
 def test_fuzz_command_line_in_process_gives_a_known_exit_code_and_one_line_errors(
-        fuzz_target: tuple[str, Path], data: st.DataObject) -> None:
-    url, scratch = fuzz_target
-    argv = data.draw(command_lines(url, scratch))
-    code, _, stderr = in_process(argv)
+        fuzz_target: tuple[Sandbox, Path], data: st.DataObject) -> None:
+    target, scratch = fuzz_target
+    argv = data.draw(command_lines(target.url, scratch))
+    with with_fault(target, data):
+        code, _, stderr = in_process(argv)
     check_outcome(argv, code, stderr)
 
 
 @settings(fuzz_settings, max_examples=max(FUZZ_EXAMPLES // 20, 8))
 @given(data=st.data())
 def test_fuzz_command_line_in_a_subprocess_gives_a_known_exit_code_and_one_line_errors(
-        fuzz_target: tuple[str, Path], data: st.DataObject) -> None:
-    url, scratch = fuzz_target
-    argv = data.draw(command_lines(url, scratch))
+        fuzz_target: tuple[Sandbox, Path], data: st.DataObject) -> None:
+    target, scratch = fuzz_target
+    argv = data.draw(command_lines(target.url, scratch))
     assume(not any('\x00' in arg for arg in argv))  # no process can be given a NUL
-    result = krakenex_process(*argv, env={**os.environ, 'PYTHONIOENCODING': 'utf-8'})
+    with with_fault(target, data):
+        result = krakenex_process(*argv, env={**os.environ, 'PYTHONIOENCODING': 'utf-8'})
     check_outcome(argv, result.returncode, result.stderr)
