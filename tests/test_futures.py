@@ -333,6 +333,7 @@ def test_reads_retry_rate_limit_replies_and_give_up_after_retries(sandbox: Sandb
         started = time.monotonic()
         assert client.query_private('openorders')['result'] == 'success'  # after a wait
         assert time.monotonic() - started > 0.1
+        sandbox.futures.budget = (Decimal(4), Decimal('0.001'))  # now it hardly refills
         client.retries, client.raise_errors = 0, True
         with pytest.raises(RateLimitError, match='apiLimitExceeded'):
             client.query_private('openorders')
@@ -343,9 +344,11 @@ def test_reads_retry_rate_limit_replies_and_give_up_after_retries(sandbox: Sandb
 def test_pacing_keeps_a_burst_under_the_futures_budget(sandbox: Sandbox) -> None:
     orders = [limit_buy(f'p-{i}', price=40000 + i) for i in range(55)]  # 550 of 500
     other = sandbox.futures.add_account()
+    sandbox.futures.budget = (Decimal(500), Decimal(1))  # however slow the machine
     with FuturesAPI(other.key, other.secret, uri=sandbox.futures_url, retries=0) as unpaced:
         statuses = [unpaced.query_private('sendorder', o).get('error') for o in orders]
     assert 'apiLimitExceeded' in statuses
+    sandbox.futures.budget = (Decimal(500), Decimal(50))  # Kraken's, as the client paces
     with FuturesAPI(sandbox.futures.key, sandbox.futures.secret, uri=sandbox.futures_url,
                     retries=0, pace=True, raise_errors=True) as paced:
         started = time.monotonic()
