@@ -424,22 +424,23 @@ class Retry:
     Read-only calls are retried after transient faults (connection failures,
     timeouts, 429 and 5xx replies, replies that are not JSON, and Kraken's
     "try again" errors), with exponential backoff and jitter, until
-    ``retries`` or ``retry_time`` runs out. A state-changing call (``once``)
+    ``retries`` or ``retry_time`` runs out. A state-changing call (``at_most_once``)
     is retried only after :class:`~krakenex.NotSentError`.
 
-    :param once: the call changes state, so it may be sent at most once
+    :param at_most_once: the call changes state, so it may be sent at most once
     """
 
-    def __init__(self, retries: int, backoff: float, retry_time: float, *, once: bool) -> None:
+    def __init__(self, retries: int, backoff: float, retry_time: float, *,
+                 at_most_once: bool) -> None:
         self.retries = retries
         self.backoff = backoff
-        self.once = once
+        self.at_most_once = at_most_once
         self.attempt = 0
         self._give_up_at = time.monotonic() + retry_time
 
     def after_error(self, error: KrakenError) -> float | None:
         """Seconds to wait before trying again after ``error``, or ``None`` to raise it."""
-        if self.once and not isinstance(error, NotSentError):
+        if self.at_most_once and not isinstance(error, NotSentError):
             return None
         transient = isinstance(error, (KrakenConnectionError, KrakenTimeout,
                                        KrakenResponseError)) or (
@@ -449,7 +450,7 @@ class Retry:
     def after_reply(self, reply: Any) -> float | None:
         """Seconds to wait before trying again after a decoded ``reply``, or ``None`` to keep it."""
         errors = reply.get('error') if isinstance(reply, dict) else None
-        if self.once or not isinstance(errors, list):
+        if self.at_most_once or not isinstance(errors, list):
             return None
         refused = failures(errors)
         if not refused or not all(isinstance(e, str) and e.startswith(TRANSIENT_ERRORS)
@@ -478,15 +479,16 @@ _OUTCOME_UNKNOWN: tuple[tuple[type[KrakenError], type[OutcomeUnknownError]], ...
 )
 
 
-def after_sending(error: KrakenError, request: Request, *, once: bool) -> KrakenError:
+def after_sending(error: KrakenError, request: Request, *,
+                  at_most_once: bool) -> KrakenError:
     """The error to raise for a failure once ``request`` may have left.
 
-    For a state-changing call (``once``) any failure other than "never sent"
+    For a state-changing call (``at_most_once``) any failure other than "never sent"
     or bad input means the outcome is unknown: the call may have taken
     effect. The error then carries the nonce and the identifiers to look the
     order up with.
     """
-    if not once or isinstance(error, (NotSentError, KrakenUsageError, OutcomeUnknownError)):
+    if not at_most_once or isinstance(error, (NotSentError, KrakenUsageError, OutcomeUnknownError)):
         return error
     cls = next((unknown for known, unknown in _OUTCOME_UNKNOWN if isinstance(error, known)),
                OutcomeUnknownConnectionError)
@@ -688,8 +690,8 @@ class SpotCore:
 
     def _spot_call(self, method: str, data: Mapping[str, Any], *, private: bool) -> Call:
         """How a driver runs one spot call: built, paced, retried and judged by Kraken's rules."""
-        once = private and methods.changes_state(method, data)
-        retry = Retry(self.retries, self.backoff, self.retry_time, once=once)
+        at_most_once = private and methods.changes_state(method, data)
+        retry = Retry(self.retries, self.backoff, self.retry_time, at_most_once=at_most_once)
 
         def check(reply: Any, last: Any) -> Any:
             return checked(method, reply, raise_errors=self.raise_errors, response=last)
@@ -699,7 +701,8 @@ class SpotCore:
                         check, self.public_counter)
         return Call(method, lambda: self._private_request(method, data), retry, check,
                     self.counter, self._cost(method), serial=True,
-                    unknown=lambda error, request: after_sending(error, request, once=once))
+                    unknown=lambda error, request: after_sending(
+                        error, request, at_most_once=at_most_once))
 
     def _cost(self, method: str) -> float:
         """What ``method`` adds to the rate counter.

@@ -28,7 +28,7 @@ class FuturesRetry(spot.Retry):
 
     def after_reply(self, reply: Any) -> float | None:
         """Seconds to wait before trying a read again after ``reply``, or ``None`` to keep it."""
-        if self.once or not protocol.transient_reply(reply):
+        if self.at_most_once or not protocol.transient_reply(reply):
             return None
         return self._wait()
 
@@ -158,7 +158,7 @@ class FuturesCore:
         on its surface's budget, and sent at most once if it changes state.
         """
         retry = FuturesRetry(self.retries, self.backoff, self.retry_time,
-                             once=endpoint.changes_state)
+                             at_most_once=endpoint.changes_state)
 
         def build() -> Request:
             return self._request(endpoint, verb, data, private=private)
@@ -171,7 +171,7 @@ class FuturesCore:
         return Call(endpoint.name, build, retry, check, self._counter(endpoint),
                     self._cost(endpoint, verb, data), serial=True,
                     unknown=lambda error, request: self._unknown(error, request,
-                                                                 once=retry.once))
+                                                                 at_most_once=retry.at_most_once))
 
     def _counter(self, endpoint: Endpoint) -> RateCounter | None:
         return self.history_pool if endpoint.surface == 'history' else \
@@ -194,14 +194,14 @@ class FuturesCore:
         return reply
 
     @staticmethod
-    def _unknown(error: KrakenError, request: Request, *, once: bool) -> KrakenError:
+    def _unknown(error: KrakenError, request: Request, *, at_most_once: bool) -> KrakenError:
         """The error to raise once ``request`` may have left: an unknown outcome for a change.
 
         The class comes from :func:`krakenex.protocol.after_sending`; the error
         carries the nonce and the call's ``cliOrdId`` (several, comma-separated,
         for a batch), which :meth:`FuturesAPI.reconcile` looks up.
         """
-        unknown = spot.after_sending(error, request, once=once)
+        unknown = spot.after_sending(error, request, at_most_once=at_most_once)
         if unknown is error:
             return error
         ids = ','.join(protocol.client_order_ids(request.method, request.data)) or None
