@@ -28,6 +28,7 @@ pandas is imported when a function is called, not when this module is.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
@@ -38,11 +39,16 @@ from . import methods, paging
 if TYPE_CHECKING:
     import pandas
 
+    from .paging import Client
+
 __all__ = ['ohlc', 'trades', 'spread', 'depth', 'ticker', 'asset_pairs', 'balance',
            'ledgers', 'closed_orders', 'trades_history', 'COLUMNS']
 
 #: The one-line error when pandas is missing.
 NEEDS_PANDAS = "krakenex.frames needs pandas: pip install 'krakenex[pandas]'"
+
+#: Kraken's ids of ledger entries, orders and trades, such as ``LBOIXS-ELNGL-XW6T6Y``.
+KRAKEN_ID = re.compile(r'[A-Z0-9]{6}-[A-Z0-9]{5}-[A-Z0-9]{6}\Z')
 
 #: A time: Unix seconds, a datetime or pandas Timestamp (naive means UTC), or ISO text.
 TimeLike = Any
@@ -109,7 +115,7 @@ TICKER_FIELDS = {
 
 # ------------------------------------------------------------------ market data
 
-def ohlc(api: Any, pair: str, interval: int | str = 1, since: TimeLike = None, *,
+def ohlc(api: Client, pair: str, interval: int | str = 1, since: TimeLike = None, *,
          exact: bool = False) -> pandas.DataFrame:
     """Candles of one pair: open, high, low, close, vwap, volume and count.
 
@@ -130,7 +136,7 @@ def ohlc(api: Any, pair: str, interval: int | str = 1, since: TimeLike = None, *
                   lambda found: _lists(pd, 'ohlc', found, exact))
 
 
-def trades(api: Any, pair: str, since: TimeLike = None, *, exact: bool = False,
+def trades(api: Client, pair: str, since: TimeLike = None, *, exact: bool = False,
            pace: bool = True, progress: bool | None = None) -> pandas.DataFrame:
     """Public trades of one pair: every page from ``since`` to now, or Kraken's last 1000.
 
@@ -147,7 +153,7 @@ def trades(api: Any, pair: str, since: TimeLike = None, *, exact: bool = False,
                   lambda found: _lists(pd, 'trades', found, exact))
 
 
-def spread(api: Any, pair: str, since: TimeLike = None, *, exact: bool = False,
+def spread(api: Client, pair: str, since: TimeLike = None, *, exact: bool = False,
            pace: bool = True) -> pandas.DataFrame:
     """Best bid and ask of one pair over time (Kraken keeps about the last 200).
 
@@ -162,7 +168,7 @@ def spread(api: Any, pair: str, since: TimeLike = None, *, exact: bool = False,
                   lambda found: _lists(pd, 'spread', found, exact))
 
 
-def depth(api: Any, pair: str, count: int = 100, *, exact: bool = False) -> pandas.DataFrame:
+def depth(api: Client, pair: str, count: int = 100, *, exact: bool = False) -> pandas.DataFrame:
     """The order book of one pair: asks from the best up, then bids from the best down.
 
     :param count: levels per side (Kraken allows 1 to 500)
@@ -180,7 +186,7 @@ def depth(api: Any, pair: str, count: int = 100, *, exact: bool = False) -> pand
     return _single(api, 'Depth', {'pair': pair, 'count': count}, build)
 
 
-def ticker(api: Any, pair: str | Iterable[str] | None = None, *,
+def ticker(api: Client, pair: str | Iterable[str] | None = None, *,
            exact: bool = False) -> pandas.DataFrame:
     """Best prices, last trade, volumes and ranges: one row per pair (all pairs by default).
 
@@ -207,7 +213,7 @@ def ticker(api: Any, pair: str | Iterable[str] | None = None, *,
     return _single(api, 'Ticker', _pairs(pair), build)
 
 
-def asset_pairs(api: Any, pair: str | Iterable[str] | None = None, *,
+def asset_pairs(api: Client, pair: str | Iterable[str] | None = None, *,
                 exact: bool = False) -> pandas.DataFrame:
     """Tradable pairs: names, base and quote assets, decimals, minimums and fees.
 
@@ -224,7 +230,7 @@ def asset_pairs(api: Any, pair: str | Iterable[str] | None = None, *,
 
 # ------------------------------------------------------------------ account data
 
-def balance(api: Any, *, exact: bool = False) -> pandas.DataFrame:
+def balance(api: Client, *, exact: bool = False) -> pandas.DataFrame:
     """The account's balance of every asset it holds.
 
     :returns: one row per asset, indexed by Kraken's asset name, column ``balance``
@@ -237,7 +243,7 @@ def balance(api: Any, *, exact: bool = False) -> pandas.DataFrame:
     return _single(api, 'Balance', {}, build)
 
 
-def ledgers(api: Any, asset: str | Iterable[str] | None = None, type: str | None = None, *,
+def ledgers(api: Client, asset: str | Iterable[str] | None = None, type: str | None = None, *,
             since: TimeLike = None, start: TimeLike = None, end: TimeLike = None,
             exact: bool = False, pace: bool = True, progress: bool | None = None,
             **params: Any) -> pandas.DataFrame:
@@ -264,7 +270,7 @@ def ledgers(api: Any, asset: str | Iterable[str] | None = None, type: str | None
                   lambda found: _by_id(pd, 'ledgers', 'id', found, exact))
 
 
-def trades_history(api: Any, *, since: TimeLike = None, start: TimeLike = None,
+def trades_history(api: Client, *, since: TimeLike = None, start: TimeLike = None,
                    end: TimeLike = None, exact: bool = False, pace: bool = True,
                    progress: bool | None = None, **params: Any) -> pandas.DataFrame:
     """The account's own trades (every page), or those in a window.
@@ -281,7 +287,7 @@ def trades_history(api: Any, *, since: TimeLike = None, start: TimeLike = None,
                   lambda found: _by_id(pd, 'trades_history', 'txid', found, exact))
 
 
-def closed_orders(api: Any, *, since: TimeLike = None, start: TimeLike = None,
+def closed_orders(api: Client, *, since: TimeLike = None, start: TimeLike = None,
                   end: TimeLike = None, exact: bool = False, pace: bool = True,
                   progress: bool | None = None, **params: Any) -> pandas.DataFrame:
     """The account's closed and canceled orders (every page), or those in a window.
@@ -310,26 +316,22 @@ def _pandas() -> Any:
     return pandas
 
 
-def _is_async(api: Any) -> bool:
-    return paging._is_async(api)
-
-
 def _single(api: Any, method: str, params: dict[str, Any],
             build: Callable[[Any], pandas.DataFrame]) -> Any:
     """One call, its result made into a frame (awaitable for an async client)."""
     query = api.query_private if methods.METHODS[method].private else api.query_public
-    if _is_async(api):
+    if paging.is_async(api):
         async def fetch() -> pandas.DataFrame:
-            return build(paging._result(method, await query(method, params)))
+            return build(paging.checked_result(method, await query(method, params)))
         return fetch()
-    return build(paging._result(method, query(method, params)))
+    return build(paging.checked_result(method, query(method, params)))
 
 
 def _paged(api: Any, method: str, params: dict[str, Any], pace: bool, progress: bool | None,
            build: Callable[[list[paging.Row]], pandas.DataFrame]) -> Any:
     """Every page's rows, made into a frame (awaitable for an async client)."""
     found = paging.rows(api, method, params, pace=pace, progress=progress)
-    if _is_async(api):
+    if paging.is_async(api):
         async def fetch() -> pandas.DataFrame:
             return build([row async for row in found])
         return fetch()
@@ -402,11 +404,8 @@ def _window(pd: Any, params: dict[str, Any], since: TimeLike, start: TimeLike,
 
 def _bound(pd: Any, value: TimeLike) -> str:
     """Unix seconds as Kraken shows times (4 decimals), or an id (ledger id, txid) as it is."""
-    if isinstance(value, str) and not _is_number(value):
-        try:
-            pd.Timestamp(value)
-        except ValueError:
-            return value
+    if isinstance(value, str) and KRAKEN_ID.match(value):
+        return value
     return f'{_seconds(pd, value):.4f}'
 
 

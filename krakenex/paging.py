@@ -34,12 +34,20 @@ import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from . import methods
 from .pacing import RateCounter
 
-__all__ = ['PAGED', 'OFS_PAGED', 'SINCE_PAGED', 'Progress', 'rows', 'fetch_all']
+if TYPE_CHECKING:
+    from .aio import AsyncAPI
+    from .api import API
+
+    #: What the functions here and in :mod:`krakenex.frames` call Kraken with.
+    Client = API | AsyncAPI
+
+__all__ = ['PAGED', 'OFS_PAGED', 'SINCE_PAGED', 'Progress', 'rows', 'fetch_all', 'is_async',
+           'checked_result']
 
 log = logging.getLogger('krakenex')
 
@@ -299,7 +307,8 @@ def _row_key(method: str, row: list[Any]) -> Hashable:
 
 # ------------------------------------------------------------------ the drivers
 
-def _is_async(api: Any) -> bool:
+def is_async(api: Any) -> bool:
+    """Whether ``api`` is an asyncio client (:class:`~krakenex.AsyncAPI`): its calls are awaited."""
     return inspect.iscoroutinefunction(getattr(api, 'query_public', None))
 
 
@@ -318,8 +327,11 @@ def _cost(method: str) -> float:
     return methods.cost(method) if methods.METHODS[method].private else 1.0
 
 
-def _result(method: str, envelope: Any) -> Any:
-    """A page's result; Kraken's warnings are logged, its errors raise."""
+def checked_result(method: str, envelope: Any) -> Any:
+    """The ``result`` of a reply: Kraken's errors raise, its warnings are logged.
+
+    :raises KrakenAPIError: when the reply holds one of Kraken's errors
+    """
     from .errors import unwrap
 
     result = unwrap(envelope, method)
@@ -328,7 +340,7 @@ def _result(method: str, envelope: Any) -> Any:
     return result
 
 
-def rows(api: Any, method: str, data: Mapping[str, Any] | None = None, *, pace: bool = True,
+def rows(api: Client, method: str, data: Mapping[str, Any] | None = None, *, pace: bool = True,
          progress: bool | ProgressDisplay | None = None) -> Any:
     """Yield every row of a paged method, each exactly once, fetching page after page.
 
@@ -363,7 +375,7 @@ def rows(api: Any, method: str, data: Mapping[str, Any] | None = None, *, pace: 
     pager = _Pager(method, data)
     counter = _counter(api, method, pace)
     display = _progress(method, progress)
-    if _is_async(api):
+    if is_async(api):
         return _async_rows(api, pager, counter, display)
     return _sync_rows(api, pager, counter, display)
 
@@ -378,7 +390,7 @@ def _sync_rows(api: Any, pager: _Pager, counter: RateCounter | None,
                 counter.counting(cost) if counter else nullcontext())
             with paced:
                 envelope = query(pager.method, params)
-            new = pager.take(_result(pager.method, envelope))
+            new = pager.take(checked_result(pager.method, envelope))
             display.update(pager.pages, pager.rows, pager.total)
             yield from new
     finally:
@@ -400,7 +412,7 @@ async def _async_rows(api: Any, pager: _Pager, counter: RateCounter | None,
             finally:
                 if counter is not None:
                     counter.settle(cost, counted_at)
-            new = pager.take(_result(pager.method, envelope))
+            new = pager.take(checked_result(pager.method, envelope))
             display.update(pager.pages, pager.rows, pager.total)
             for row in new:
                 yield row
@@ -418,7 +430,7 @@ def _merged(pager: _Pager, found: list[Row]) -> dict[str, Any]:
     return {**by_pair, **pager.extra}
 
 
-def fetch_all(api: Any, method: str, data: Mapping[str, Any] | None = None, *,
+def fetch_all(api: Client, method: str, data: Mapping[str, Any] | None = None, *,
               pace: bool = True, progress: bool | ProgressDisplay | None = None) -> Any:
     """Fetch every page of ``method`` and return one result holding all the rows.
 
@@ -430,7 +442,7 @@ def fetch_all(api: Any, method: str, data: Mapping[str, Any] | None = None, *,
     pager = _Pager(method, data)
     counter = _counter(api, method, pace)
     display = _progress(method, progress)
-    if _is_async(api):
+    if is_async(api):
         async def collect() -> dict[str, Any]:
             found = [row async for row in _async_rows(api, pager, counter, display)]
             return _merged(pager, found)

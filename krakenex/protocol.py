@@ -63,7 +63,7 @@ from .errors import (
     OutcomeUnknownResponseError,
     OutcomeUnknownTimeout,
     api_error,
-    fatal,
+    failures,
 )
 from .pacing import RateCounter
 
@@ -81,6 +81,9 @@ DEFAULT_URI = 'https://api.kraken.com'
 
 #: Seconds to wait for a connection and then for a reply, unless told otherwise.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
+
+#: The longest timeout a call accepts, in seconds (about eleven days).
+MAX_TIMEOUT = 1_000_000
 
 #: Nonce units and what :func:`time.time_ns` is divided by to get them. Kraken
 #: remembers the largest nonce a key used, so a key stays with one unit.
@@ -206,14 +209,16 @@ def check_method(method: object) -> str:
 def check_timeout(timeout: Any) -> Timeout:
     """Return ``timeout`` if it is seconds above zero, or a ``(connect, read)`` pair of them.
 
-    :raises KrakenUsageError: for zero, a negative number, NaN or an infinity
+    :raises KrakenUsageError: for zero, a negative number, NaN, an infinity, or
+        more than :data:`MAX_TIMEOUT` seconds (which the operating system cannot wait)
     """
     parts = timeout if isinstance(timeout, tuple) else (timeout,)
     if len(parts) not in (1, 2) or not all(
-            isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p > 0
+            isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= MAX_TIMEOUT
             for p in parts):
-        raise KrakenUsageError(f'timeout must be a finite number of seconds above 0, or a '
-                               f'(connect, read) pair of them, not {timeout!r}')
+        raise KrakenUsageError(f'timeout must be a number of seconds above 0 and at most '
+                               f'{MAX_TIMEOUT:,}, or a (connect, read) pair of them, '
+                               f'not {timeout!r}')
     return timeout  # type: ignore[no-any-return]
 
 
@@ -382,7 +387,7 @@ def checked(method: str, reply: Any, *, raise_errors: bool, response: Any = None
     is returned rather than raised is logged with its likely causes.
     """
     errors = reply.get('error') if isinstance(reply, dict) else None
-    if isinstance(errors, list) and fatal(errors):
+    if isinstance(errors, list) and failures(errors):
         error = api_error(errors, method, response)
         if raise_errors:
             raise error
@@ -446,11 +451,11 @@ class Retry:
         errors = reply.get('error') if isinstance(reply, dict) else None
         if self.once or not isinstance(errors, list):
             return None
-        failures = fatal(errors)
-        if not failures or not all(isinstance(e, str) and e.startswith(TRANSIENT_ERRORS)
-                                   for e in failures):
+        refused = failures(errors)
+        if not refused or not all(isinstance(e, str) and e.startswith(TRANSIENT_ERRORS)
+                                  for e in refused):
             return None
-        throttled = [int(m.group(1)) for e in failures if (m := _THROTTLED_UNTIL.match(e))]
+        throttled = [int(m.group(1)) for e in refused if (m := _THROTTLED_UNTIL.match(e))]
         return self._wait(max(throttled, default=0) - time.time())
 
     def _wait(self, at_least: float = 0.0) -> float | None:

@@ -126,6 +126,10 @@ def test_ledgers_of_one_asset_and_a_window(api: API) -> None:
     assert window['id'].tolist() == everything[everything.index > middle]['id'].tolist()
     naive = frames.ledgers(api, start=middle.tz_localize(None))  # naive means UTC
     assert naive['id'].tolist() == window['id'].tolist()
+    by_id = frames.ledgers(api, start=everything['id'].iloc[len(everything) // 2])
+    assert by_id['id'].tolist() == window['id'].tolist()
+    iso = frames.ledgers(api, end=middle.isoformat())
+    assert iso['id'].tolist() == everything[everything.index <= middle]['id'].tolist()
 
 
 def test_trades_since_a_duration_reach_from_then_to_now(api: API) -> None:
