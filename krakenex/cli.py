@@ -30,8 +30,9 @@ from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from . import methods
-from ._paging import PAGED, TABLES, Progress, fetch_all, table
+from ._tables import TABLES, table
 from .pacing import parse_tier
+from .paging import PAGED, Progress, fetch_all
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ EXIT_CODES = {
 EXIT_OK, EXIT_KRAKEN, EXIT_USAGE, EXIT_NETWORK, EXIT_UNKNOWN = range(5)
 EXIT_CLOSED = 141
 
-#: Kraken's public endpoints allow about one call a second per IP (kraken-protocol.md §5.2).
+#: Kraken's public endpoints allow about one call a second per IP
+#: (https://support.kraken.com/hc/en-us/articles/206548367).
 PUBLIC_RATE = 1.0
 
 #: Parameters that Kraken takes as a JSON list, shown as ``name:=JSON`` in help.
@@ -154,7 +156,7 @@ def _run(args: argparse.Namespace, call: _Call) -> int:
                   'private' if private else 'public', api.uri, ', '.join(data) or 'none')
         if args.all:
             progress = Progress(method, sys.stderr if sys.stderr.isatty() else None)
-            result = fetch_all(lambda m, d: _result(m, query(m, d)), method, data, progress)
+            result = fetch_all(api, method, data, pace=False, progress=progress)
             envelope: Any = {'error': [], 'result': result}
         else:
             if private and methods.changes_state(method, data):
@@ -179,14 +181,14 @@ def _run(args: argparse.Namespace, call: _Call) -> int:
 
 def _answered(call: _Call, envelope: Any) -> None:
     """Note Kraken's answer to a state-changing call: accepted (with its result) or refused."""
-    from .errors import fatal
+    from .errors import failures
 
     if call.method is None:
         return
     call.answered = True
     if isinstance(envelope, dict):
         errors = envelope.get('error')
-        call.refused = fatal(errors) if isinstance(errors, list) else []
+        call.refused = failures(errors) if isinstance(errors, list) else []
         call.result = envelope.get('result')
 
 
@@ -472,11 +474,13 @@ def _load_credentials(api: API, key_file: str | None, private_method: str | None
 
 def _load_key_file(api: API, path: str) -> None:
     """``api.load_key(path)``, with any failure as one line naming the file."""
+    from .errors import KrakenUsageError
+
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
             api.load_key(path)
-    except OSError as exc:  # a KeyFileError says what was wrong with the file
+    except (KrakenUsageError, OSError) as exc:  # a KeyFileError says what was wrong
         raise UsageError(str(exc)) from None
     for warning in caught:
         _warn(str(warning.message))
@@ -665,7 +669,8 @@ def _container(start: str, items: list[str], end: str, indent: int | None, level
 def _logging_to_stderr(verbose: bool) -> Iterator[logging.Logger]:
     """Log the client's messages to stderr while the command runs, then restore the logger.
 
-    Warnings (retries) only, or everything with --verbose. logging is imported here, not up front, to keep ``krakenex --help`` fast.
+    Warnings (retries) only, or everything with --verbose. logging is imported
+    here, not up front, to keep ``krakenex --help`` fast.
     """
     import logging
 

@@ -63,7 +63,7 @@ from .errors import (
     OutcomeUnknownResponseError,
     OutcomeUnknownTimeout,
     api_error,
-    fatal,
+    failures,
 )
 from .pacing import RateCounter
 
@@ -382,7 +382,7 @@ def checked(method: str, reply: Any, *, raise_errors: bool, response: Any = None
     is returned rather than raised is logged with its likely causes.
     """
     errors = reply.get('error') if isinstance(reply, dict) else None
-    if isinstance(errors, list) and fatal(errors):
+    if isinstance(errors, list) and failures(errors):
         error = api_error(errors, method, response)
         if raise_errors:
             raise error
@@ -446,11 +446,11 @@ class Retry:
         errors = reply.get('error') if isinstance(reply, dict) else None
         if self.once or not isinstance(errors, list):
             return None
-        failures = fatal(errors)
-        if not failures or not all(isinstance(e, str) and e.startswith(TRANSIENT_ERRORS)
-                                   for e in failures):
+        refused = failures(errors)
+        if not refused or not all(isinstance(e, str) and e.startswith(TRANSIENT_ERRORS)
+                                  for e in refused):
             return None
-        throttled = [int(m.group(1)) for e in failures if (m := _THROTTLED_UNTIL.match(e))]
+        throttled = [int(m.group(1)) for e in refused if (m := _THROTTLED_UNTIL.match(e))]
         return self._wait(max(throttled, default=0) - time.time())
 
     def _wait(self, at_least: float = 0.0) -> float | None:
