@@ -363,7 +363,7 @@ def redirecting() -> Iterator[Callable[[int], str]]:
                 pass
 
         server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Redirect)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
         return f'http://127.0.0.1:{server.server_address[1]}'
 
@@ -865,7 +865,7 @@ def test_addorder_that_could_not_connect_exits_3_as_nothing_was_sent(
 #: KRAKENEX_FUZZ_EXAMPLES=5000 pytest tests/test_cli.py -k fuzz (then drawn at random).
 FUZZ_EXAMPLES = int(os.environ.get('KRAKENEX_FUZZ_EXAMPLES', '0'))
 fuzz_settings = settings(
-    max_examples=FUZZ_EXAMPLES or 60, derandomize=not FUZZ_EXAMPLES, deadline=None,
+    max_examples=FUZZ_EXAMPLES or 50, derandomize=not FUZZ_EXAMPLES, deadline=None,
     database=None, suppress_health_check=[HealthCheck.too_slow])
 
 READ_ONLY = sorted(name for name, m in methods.METHODS.items() if not m.changes_state)
@@ -986,7 +986,7 @@ def test_fuzz_command_line_in_process_gives_a_known_exit_code_and_one_line_error
     check_outcome(argv, code, stderr)
 
 
-@settings(fuzz_settings, max_examples=max(FUZZ_EXAMPLES // 20, 8))
+@settings(fuzz_settings, max_examples=max(FUZZ_EXAMPLES // 20, 6))
 @given(data=st.data())
 def test_fuzz_command_line_in_a_subprocess_gives_a_known_exit_code_and_one_line_errors(
         fuzz_target: tuple[Sandbox, Path], data: st.DataObject) -> None:
