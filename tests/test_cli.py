@@ -849,6 +849,23 @@ def test_raw_addorder_refused_by_kraken_exits_1_even_if_the_output_cannot_be_wri
     assert sandbox.orders() == []
 
 
+@needs_dev_full
+def test_read_only_call_whose_output_file_cannot_be_written_exits_2(run: Run) -> None:
+    result = run('Balance', '-o', '/dev/full')
+    assert result.returncode == 2
+    assert one_line_error(result) == ('krakenex: cannot write the result to /dev/full: '
+                                      'No space left on device')
+
+
+@pytest.mark.parametrize('fault', ['reply_lost', 'not_json', 'reset', 'html502', 'delay'])
+def test_read_only_call_under_each_sandbox_fault_exits_3_with_one_line(
+        run: Run, sandbox: Sandbox, fault: str) -> None:
+    sandbox.inject(fault, seconds=2)
+    result = run('--retries', '0', '--timeout', '0.5', 'Balance')
+    assert result.returncode == 3
+    assert 'Balance' in one_line_error(result)
+
+
 def test_addorder_that_could_not_connect_exits_3_as_nothing_was_sent(
         account_env: dict[str, str]) -> None:
     with Sandbox() as stopped:
