@@ -889,11 +889,16 @@ READ_ONLY = sorted(name for name, m in methods.METHODS.items() if not m.changes_
 ORDERS = ['AddOrder', 'CancelOrder', 'EditOrder', 'AmendOrder', 'CancelAll']
 #: Text without a leading '-', so that no generated word is taken for an option.
 word = st.text(min_size=1, max_size=20).filter(lambda t: not t.startswith('-'))
+
+
+def json_containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Lists and objects of ``inner``: how JSON nests."""
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+
+
 json_value = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                 max_size=3),
-    max_leaves=10)
+    json_containers, max_leaves=10)
 param = (
     st.builds('{}={}'.format, word.filter(lambda t: '=' not in t), st.text(max_size=30))
     | st.builds('{}:={}'.format, word.filter(lambda t: '=' not in t),
