@@ -474,13 +474,11 @@ def _load_credentials(api: API, key_file: str | None, private_method: str | None
 
 def _load_key_file(api: API, path: str) -> None:
     """``api.load_key(path)``, with any failure as one line naming the file."""
-    from .errors import KrakenUsageError
-
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
             api.load_key(path)
-    except (KrakenUsageError, OSError) as exc:  # a KeyFileError says what was wrong
+    except OSError as exc:  # a KeyFileError says what was wrong with the file
         raise UsageError(str(exc)) from None
     for warning in caught:
         _warn(str(warning.message))
