@@ -94,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .sandbox import main as serve
 
         return serve(argv[1:], prog='krakenex sandbox')
+    if '--futures' in argv:
+        from .futures.cli import main as futures
+
+        return futures([arg for arg in argv if arg != '--futures'])
     call = _Call()
     try:
         try:
