@@ -166,6 +166,7 @@ def test_booleans_are_sent_as_kraken_spells_them(api: API) -> None:
 
 # ------------------------------------------------------------------- nonces
 
+@pytest.mark.unlimited  # 1600 calls at once: about the nonces, not the rate limits
 def test_eight_threads_sharing_one_api_object_get_no_invalid_nonce(
         api: API, sandbox: Sandbox, in_threads: Callable[..., list[Any]]) -> None:
     replies = in_threads(8, 200, lambda _: api.query_private('Balance'))

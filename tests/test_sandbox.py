@@ -199,6 +199,7 @@ def test_replies_keep_the_connection_alive_with_content_length(market: Kraken) -
         connection.close()
 
 
+@pytest.mark.unlimited  # 50 private calls at once
 def test_loopback_requests_take_milliseconds_not_nagle_stalls(kraken: Kraken) -> None:
     public, private = [], []
     for _ in range(50):

@@ -25,7 +25,19 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..methods import PAGE_SIZE, valid_name
-from .exchange import TRIGGER_TYPES, Account, Exchange, Export, Order, asset_places, quantize
+from .exchange import (
+    AMEND_PENALTY,
+    CANCEL_PENALTY,
+    EDIT_PENALTY,
+    TRIGGER_TYPES,
+    Account,
+    Exchange,
+    Export,
+    Order,
+    asset_places,
+    penalty,
+    quantize,
+)
 from .market import (
     ASSETS,
     FEES_MAKER,
@@ -177,7 +189,13 @@ class Endpoints:
             raise ApiError('EGeneral:Unknown method')
         exchange = self.exchange
         with exchange.lock:
-            account, params, nonce = exchange.authenticate(path, headers, body)
+            try:
+                account, params, nonce = exchange.authenticate(path, headers, body)
+            except ApiError:
+                known = exchange.accounts.get(headers.get('api-key', ''))
+                if known is not None:  # refused calls of a known key still count
+                    exchange.charge(known, method, refused=True)
+                raise
             exchange.requests_log.append((method, nonce))
             exchange.charge(account, method)
             check(method, params)
@@ -626,7 +644,10 @@ class Endpoints:
 
     def add_order(self, account: Account, params: Params) -> object:
         _deadline(params)
-        order = self._new_order(account, params)
+        pair = self._pair(params)
+        self.exchange.engine_charge(account, pair, 1)  # charged even if the order is refused
+        order = self._new_order(account, params, pair)
+        self.exchange.check_open_orders(account, pair)
         self.exchange.check_funds(account, [(order, self.exchange.plan(order))])
         if flag(params, 'validate'):
             return {'descr': {'order': order.description()}}
@@ -640,12 +661,14 @@ class Endpoints:
         if not isinstance(raw, list) or not 2 <= len(raw) <= 15 or not all(
                 isinstance(r, dict) for r in raw):
             raise invalid('orders')
+        self.exchange.engine_charge(account, pair, len(raw) / 2)
         rows: list[dict[str, Any]] = []
         accepted: list[tuple[Order, list[tuple[Decimal, Decimal]]]] = []
         for row in raw:  # each order on its own: a refused one is dropped, the rest go on
             try:
                 check('AddOrder', row, skip={'nonce', 'otp'})
                 order = self._new_order(account, row, pair)
+                self.exchange.check_open_orders(account, pair, len(accepted) + 1)
                 if order.cl_ord_id is not None and any(
                         order.cl_ord_id == o.cl_ord_id for o, _ in accepted):
                     raise ApiError('EOrder:Duplicate order')
@@ -673,6 +696,8 @@ class Endpoints:
     def amend_order(self, account: Account, params: Params) -> object:
         _deadline(params)
         order = self._find_open(account, params)
+        self.exchange.engine_charge(account, order.pair,
+                                    1 + penalty(order, AMEND_PENALTY, time.time()))
         qty = optional_amount(params, 'order_qty')
         price = optional_amount(params, 'limit_price')
         if qty is None and price is None:
@@ -696,6 +721,7 @@ class Endpoints:
     def edit_order(self, account: Account, params: Params) -> object:
         _deadline(params)
         old = self._find_open(account, params)
+        self.exchange.engine_charge(account, old.pair, 1 + penalty(old, EDIT_PENALTY, time.time()))
         pair = self._pair(params)
         if pair is not old.pair:
             raise invalid('pair')
@@ -729,12 +755,26 @@ class Endpoints:
         orders = self._targets(account, ident)
         if not orders:
             raise ApiError('EOrder:Unknown order')
+        self._charge_cancels(account, orders)
         for order in orders:
             self.exchange.close(order, 'canceled', 'User requested')
         return {'count': len(orders)}
 
+    def _charge_cancels(self, account: Account, orders: list[Order], *,
+                        batch: bool = False) -> None:
+        """The engine's age-weighted cost of cancelling ``orders``, pair by pair; a batch
+        cancel is accepted even past the threshold, as Kraken documents."""
+        now = time.time()
+        by_pair: dict[str, tuple[PairSpec, int]] = {}
+        for order in orders:
+            pair, cost = by_pair.get(order.pair.name, (order.pair, 0))
+            by_pair[order.pair.name] = (pair, cost + penalty(order, CANCEL_PENALTY, now))
+        for pair, cost in by_pair.values():
+            self.exchange.engine_charge(account, pair, cost, always=batch)
+
     def cancel_all(self, account: Account, params: Params) -> object:
         orders = account.open_orders()
+        self._charge_cancels(account, orders, batch=True)  # Kraken: not documented; as a batch
         for order in orders:
             self.exchange.close(order, 'canceled', 'User requested')
         return {'count': len(orders)}
@@ -757,6 +797,7 @@ class Endpoints:
         if not names or len(names) > 50 or len(names) != len(idents):
             raise invalid('orders')
         orders = {o.txid: o for name in names for o in self._targets(account, name)}
+        self._charge_cancels(account, list(orders.values()), batch=True)
         for order in orders.values():
             self.exchange.close(order, 'canceled', 'User requested')
         return {'count': len(orders)}
