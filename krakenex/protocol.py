@@ -573,42 +573,30 @@ def read_key_file(path: str | os.PathLike[str]) -> tuple[str, str]:
 
 # ------------------------------------------------------- the client's core
 
-class SpotCore:
-    """What a spot client holds apart from its transport: the key, nonces, options.
+class KeyedCore:
+    """The key, nonces and call options every Kraken client holds, whatever it talks to.
 
-    :class:`~krakenex.API` and :class:`~krakenex.AsyncAPI` are this plus a way
-    to send; the parameters are documented on :class:`~krakenex.API`.
+    :class:`SpotCore` and :class:`krakenex.futures.core.FuturesCore` build on it.
     """
 
-    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
-                 timeout: Timeout = DEFAULT_TIMEOUT,
-                 nonce_unit: str = 'ms', otp: Otp | None = None, raise_errors: bool = False,
-                 retries: int = 3, backoff: float = 0.5, retry_time: float = 30.0,
-                 tier: str | tuple[float, float] | None = None,
-                 costs: Mapping[str, float] | None = None,
-                 public_rate: float | None = None) -> None:
+    #: The environment variables a key and secret are read from when neither is given.
+    KEY_VARIABLES = ('KRAKEN_API_KEY', 'KRAKEN_API_SECRET')
+    #: What the client calls what it calls, for messages: ``'method'`` or ``'endpoint'``.
+    CALLS = 'method'
+
+    def __init__(self, key: str, secret: str, *, timeout: Timeout, nonce_unit: str,
+                 raise_errors: bool, retries: int, backoff: float, retry_time: float,
+                 costs: Mapping[str, float] | None) -> None:
         self._nonces = Nonces(nonce_unit)
-        try:
-            self.counter = RateCounter.for_tier(tier) if tier is not None else None
-            self.public_counter = RateCounter(1.0, public_rate) if public_rate is not None else None
-        except (TypeError, ValueError) as exc:
-            raise KrakenUsageError(str(exc)) from None
         if not key and not secret:
-            key = os.environ.get('KRAKEN_API_KEY', '')
-            secret = os.environ.get('KRAKEN_API_SECRET', '')
-        #: The API key, sent in the ``API-Key`` header.
+            key, secret = (os.environ.get(name, '') for name in self.KEY_VARIABLES)
+        #: The API key, sent with every private call.
         self.key = key
         #: The API secret; never sent, logged or shown.
         self.secret = secret
-        #: The server's address, without a trailing slash.
-        self.uri = uri
-        #: Kraken's API version, part of every path.
-        self.apiversion = '0'
         #: The default timeout: seconds, or a ``(connect, read)`` pair.
         self.timeout = check_timeout(timeout)
-        #: The one-time password, or a function that returns a fresh one.
-        self.otp = otp
-        #: Whether Kraken's error strings raise :class:`~krakenex.KrakenAPIError`.
+        #: Whether Kraken's errors raise :class:`~krakenex.KrakenAPIError`.
         self.raise_errors = raise_errors
         #: How many times a read-only call is retried after a transient fault.
         self.retries = retries
@@ -616,7 +604,7 @@ class SpotCore:
         self.backoff = backoff
         #: Seconds from a call's start after which it is no longer retried.
         self.retry_time = retry_time
-        #: Rate-counter costs by method, where they differ from Kraken's table.
+        #: Rate-counter costs by name, where they differ from Kraken's table.
         self.costs = dict(costs or {})
         #: The unit of nonces, fixed when the object is made: ``'ms'``, ``'us'`` or ``'ns'``.
         self.nonce_unit = nonce_unit
@@ -625,7 +613,9 @@ class SpotCore:
 
     def __repr__(self) -> str:
         shown = self.key[:4] + '...' if self.key else ''
-        return f'<krakenex.{type(self).__name__} key={shown!r} uri={self.uri!r}>'
+        uri = getattr(self, 'uri', '')
+        package = type(self).__module__.rsplit('.', 1)[0]
+        return f'<{package}.{type(self).__name__} key={shown!r} uri={uri!r}>'
 
     def json_options(self, **kwargs: Any) -> Self:
         """Set keyword arguments for decoding replies, such as ``parse_float=Decimal``.
@@ -643,7 +633,7 @@ class SpotCore:
         ignored. A file that others may read gets a warning.
 
         :param path: the key file
-        :raises KrakenUsageError: if the file cannot be read, is not a key file,
+        :raises KeyFileError: if the file cannot be read, is not a key file,
             or its secret is not base64
         """
         self.key, self.secret = read_key_file(path)
@@ -651,6 +641,57 @@ class SpotCore:
     def _nonce(self) -> int:
         """Return a nonce above every nonce this object issued before (thread-safe)."""
         return self._nonces()
+
+    def _secret_bytes(self) -> bytes:
+        """The decoded secret, decoded again only when :attr:`secret` changes."""
+        text, raw = self._secret_cache
+        if text != self.secret or not raw:
+            raw = decode_secret(self.secret)
+            self._secret_cache = (self.secret, raw)
+        return raw
+
+    def _check_private(self, name: str) -> None:
+        """Refuse a private call that cannot be signed, before anything is sent."""
+        if not self.key or not self.secret:
+            key, secret = self.KEY_VARIABLES
+            raise KrakenUsageError(
+                f'{name} is a private {self.CALLS} and needs an API key and secret: pass them '
+                f'to {type(self).__name__}(key, secret), call load_key(path), or set {key} and '
+                f'{secret}')
+        if not self.key.isascii() or not self.key.isprintable():
+            raise KrakenUsageError('the API key holds characters an HTTP header cannot carry; '
+                                   'copy it exactly as Kraken showed it')
+        self._secret_bytes()
+
+
+class SpotCore(KeyedCore):
+    """What a spot client holds apart from its transport: the key, nonces, options.
+
+    :class:`~krakenex.API` and :class:`~krakenex.AsyncAPI` are this plus a way
+    to send; the parameters are documented on :class:`~krakenex.API`.
+    """
+
+    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
+                 timeout: Timeout = DEFAULT_TIMEOUT,
+                 nonce_unit: str = 'ms', otp: Otp | None = None, raise_errors: bool = False,
+                 retries: int = 3, backoff: float = 0.5, retry_time: float = 30.0,
+                 tier: str | tuple[float, float] | None = None,
+                 costs: Mapping[str, float] | None = None,
+                 public_rate: float | None = None) -> None:
+        super().__init__(key, secret, timeout=timeout, nonce_unit=nonce_unit,
+                         raise_errors=raise_errors, retries=retries, backoff=backoff,
+                         retry_time=retry_time, costs=costs)
+        try:
+            self.counter = RateCounter.for_tier(tier) if tier is not None else None
+            self.public_counter = RateCounter(1.0, public_rate) if public_rate is not None else None
+        except (TypeError, ValueError) as exc:
+            raise KrakenUsageError(str(exc)) from None
+        #: The server's address, without a trailing slash.
+        self.uri = uri
+        #: Kraken's API version, part of every path.
+        self.apiversion = '0'
+        #: The one-time password, or a function that returns a fresh one.
+        self.otp = otp
 
     def _sign(self, data: Mapping[str, Any] | str | bytes, urlpath: str) -> str:
         """Sign a request as Kraken checks it, for a hand-made :meth:`_query`.
@@ -667,26 +708,6 @@ class SpotCore:
         if 'nonce' not in data:
             raise KrakenUsageError('the data to sign has no nonce')
         return sign(self._secret_bytes(), urlpath, data['nonce'], encode(data)[0])
-
-    def _secret_bytes(self) -> bytes:
-        """The decoded secret, decoded again only when :attr:`secret` changes."""
-        text, raw = self._secret_cache
-        if text != self.secret or not raw:
-            raw = decode_secret(self.secret)
-            self._secret_cache = (self.secret, raw)
-        return raw
-
-    def _check_private(self, method: str) -> None:
-        """Refuse a private call that cannot be signed, before anything is sent."""
-        if not self.key or not self.secret:
-            raise KrakenUsageError(
-                f'{method} is a private method and needs an API key and secret: pass them to '
-                f'API(key, secret), call load_key(path), or set KRAKEN_API_KEY and '
-                f'KRAKEN_API_SECRET')
-        if not self.key.isascii() or not self.key.isprintable():
-            raise KrakenUsageError('the API key holds characters an HTTP header cannot carry; '
-                                   'copy it exactly as Kraken showed it')
-        self._secret_bytes()
 
     def _spot_call(self, method: str, data: Mapping[str, Any], *, private: bool) -> Call:
         """How a driver runs one spot call: built, paced, retried and judged by Kraken's rules."""
