@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - depends on what is installed
 from . import protocol
 from .errors import KrakenConnectionError, KrakenError, OutcomeUnknownError, unwrap
 from .pacing import RateCounter
-from .protocol import DEFAULT_TIMEOUT, DEFAULT_URI, Reply, Request, Timeout
+from .protocol import Reply, Request, Timeout
 from .version import __version__
 
 __all__ = ['AsyncAPI']
@@ -52,16 +52,7 @@ class AsyncAPI(protocol.SpotCore):
     since the call may have reached Kraken; it is never sent again.
     """
 
-    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
-                 timeout: Timeout = DEFAULT_TIMEOUT,
-                 nonce_unit: str = 'ms', otp: protocol.Otp | None = None,
-                 raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
-                 retry_time: float = 30.0, tier: str | tuple[float, float] | None = None,
-                 costs: Mapping[str, float] | None = None,
-                 public_rate: float | None = None) -> None:
-        super().__init__(key, secret, uri=uri, timeout=timeout, nonce_unit=nonce_unit, otp=otp,
-                         raise_errors=raise_errors, retries=retries, backoff=backoff,
-                         retry_time=retry_time, tier=tier, costs=costs, public_rate=public_rate)
+    def _open(self) -> None:
         #: The :class:`aiohttp.ClientSession` every call goes through; opened on first use.
         self.session: aiohttp.ClientSession | None = None
         #: The last :class:`aiohttp.ClientResponse`, overwritten by every call.

@@ -80,16 +80,7 @@ class API(protocol.SpotCore):
         that is not a finite number of seconds above zero
     """
 
-    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
-                 timeout: Timeout = DEFAULT_TIMEOUT,
-                 nonce_unit: str = 'ms', otp: protocol.Otp | None = None,
-                 raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
-                 retry_time: float = 30.0, tier: str | tuple[float, float] | None = None,
-                 costs: Mapping[str, float] | None = None,
-                 public_rate: float | None = None) -> None:
-        super().__init__(key, secret, uri=uri, timeout=timeout, nonce_unit=nonce_unit, otp=otp,
-                         raise_errors=raise_errors, retries=retries, backoff=backoff,
-                         retry_time=retry_time, tier=tier, costs=costs, public_rate=public_rate)
+    def _open(self) -> None:
         #: The :class:`requests.Session` every call goes through.
         self.session = requests.Session()
         self.session.headers['User-Agent'] = f'krakenex/{__version__}'

@@ -692,6 +692,10 @@ class SpotCore(KeyedCore):
         self.apiversion = '0'
         #: The one-time password, or a function that returns a fresh one.
         self.otp = otp
+        self._open()
+
+    def _open(self) -> None:
+        """Set up what the driver needs to send (its session, its lock)."""
 
     def _sign(self, data: Mapping[str, Any] | str | bytes, urlpath: str) -> str:
         """Sign a request as Kraken checks it, for a hand-made :meth:`_query`.
