@@ -23,7 +23,7 @@ try:
 except ImportError:  # pragma: no cover - depends on what is installed
     raise ImportError("AsyncAPI needs aiohttp: pip install 'krakenex[async]'") from None
 
-from . import protocol
+from . import core, protocol
 from .errors import KrakenConnectionError, KrakenError, OutcomeUnknownError, unwrap
 from .pacing import RateCounter
 from .protocol import Reply, Request, Timeout
@@ -34,7 +34,7 @@ __all__ = ['AsyncAPI']
 log = logging.getLogger('krakenex')
 
 
-class AsyncAPI(protocol.SpotCore):
+class AsyncAPI(core.SpotCore):
     """:class:`krakenex.API` for asyncio: ``await api.query_private('Balance')``.
 
     The parameters are those of :class:`~krakenex.API`. Use it as
@@ -91,16 +91,16 @@ class AsyncAPI(protocol.SpotCore):
     async def find_order(self, *, userref: int | str | None = None,
                          cl_ord_id: str | None = None) -> dict[str, Any]:
         """Find orders by ``userref`` or ``cl_ord_id``; see :meth:`krakenex.API.find_order`."""
-        field, value = protocol.order_filter(userref, cl_ord_id)
+        field, value = core.order_filter(userref, cl_ord_id)
         found: dict[str, Any] = {}
-        for method, member in protocol.ORDER_LISTS:
+        for method, member in core.ORDER_LISTS:
             orders = unwrap(await self.query_private(method, {field: value}), method)[member]
-            found.update(protocol.matching_orders(orders, field, value))
+            found.update(core.matching_orders(orders, field, value))
         return found
 
     async def reconcile(self, error: OutcomeUnknownError) -> dict[str, Any]:
         """Look up the order of an unknown outcome; see :meth:`krakenex.API.reconcile`."""
-        field, value = protocol.reconcile_filter(error)
+        field, value = core.reconcile_filter(error)
         return await self.find_order(**{field: value})
 
     # ---------------------------------------------------------------- sending

@@ -21,7 +21,7 @@ from typing import Any
 import requests
 import urllib3
 
-from . import protocol
+from . import core, protocol
 from .errors import KrakenError, KrakenUsageError, OutcomeUnknownError, unwrap
 from .pacing import RateCounter
 from .protocol import DEFAULT_TIMEOUT, DEFAULT_URI, NONCE_UNITS, Reply, Request, Timeout
@@ -36,7 +36,7 @@ _BAD_URI = (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
             requests.exceptions.MissingSchema, requests.exceptions.InvalidProxyURL)
 
 
-class API(protocol.SpotCore):
+class API(core.SpotCore):
     """Maintains a session with Kraken for one API key.
 
     A key and secret are optional; without them only public calls work. When
@@ -175,11 +175,11 @@ class API(protocol.SpotCore):
         :raises KrakenUsageError: unless exactly one of the two is given
         :raises KrakenAPIError: if Kraken refuses the lookup
         """
-        field, value = protocol.order_filter(userref, cl_ord_id)
+        field, value = core.order_filter(userref, cl_ord_id)
         found: dict[str, Any] = {}
-        for method, member in protocol.ORDER_LISTS:
+        for method, member in core.ORDER_LISTS:
             orders = unwrap(self.query_private(method, {field: value}), method)[member]
-            found.update(protocol.matching_orders(orders, field, value))
+            found.update(core.matching_orders(orders, field, value))
         return found
 
     def reconcile(self, error: OutcomeUnknownError) -> dict[str, Any]:
@@ -195,7 +195,7 @@ class API(protocol.SpotCore):
         :raises KrakenUsageError: if the call carried neither identifier
         :raises KrakenAPIError: if Kraken refuses the lookup
         """
-        field, value = protocol.reconcile_filter(error)
+        field, value = core.reconcile_filter(error)
         return self.find_order(**{field: value})
 
     def _call(self, method: str, data: dict[str, Any], timeout: Timeout | None, *,

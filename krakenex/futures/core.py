@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from .. import protocol as spot
+from ..core import KeyedCore
 from ..errors import KrakenError, KrakenUsageError, OutcomeUnknownError
 from ..pacing import RateCounter
 from ..protocol import DEFAULT_TIMEOUT, Call, Request, Timeout
@@ -32,7 +33,7 @@ class FuturesRetry(spot.Retry):
         return self._wait()
 
 
-class FuturesCore(spot.KeyedCore):
+class FuturesCore(KeyedCore):
     """The key, nonces and options of a futures client; documented on :class:`FuturesAPI`."""
 
     KEY_VARIABLES = ('KRAKEN_FUTURES_KEY', 'KRAKEN_FUTURES_SECRET')
