@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from krakenex import protocol
+from krakenex import core, protocol
 from krakenex.errors import (
     InsufficientFundsError,
     KeyFileError,
@@ -295,7 +295,7 @@ def key_file(tmp_path: Path, content: bytes) -> Path:
 
 def test_a_key_file_with_a_byte_order_mark_reads_as_notepad_meant_it(tmp_path: Path) -> None:
     path = key_file(tmp_path, '\ufeffmy-key\r\nb2xk\r\n'.encode())
-    assert protocol.read_key_file(path) == ('my-key', 'b2xk')
+    assert core.read_key_file(path) == ('my-key', 'b2xk')
 
 
 @pytest.mark.parametrize(('content', 'message'), [
@@ -307,7 +307,7 @@ def test_a_key_file_with_a_byte_order_mark_reads_as_notepad_meant_it(tmp_path: P
 def test_a_key_file_that_is_not_one_is_a_clear_error(tmp_path: Path, content: bytes,
                                                      message: str) -> None:
     with pytest.raises(KeyFileError, match=message):
-        protocol.read_key_file(key_file(tmp_path, content))
+        core.read_key_file(key_file(tmp_path, content))
 
 
 def test_a_huge_key_file_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
@@ -316,4 +316,4 @@ def test_a_huge_key_file_is_refused_without_reading_it_whole(tmp_path: Path) -> 
         f.truncate(2 * 1024 ** 3)  # 2 GB, sparse: no disk used
     path.chmod(0o600)
     with pytest.raises(KeyFileError, match='too large'):
-        protocol.read_key_file(path)
+        core.read_key_file(path)
