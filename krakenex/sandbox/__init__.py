@@ -17,9 +17,13 @@ The package, one responsibility per module:
 
 - :mod:`~krakenex.sandbox.server`: HTTP, connections, routes, injected faults;
 - :mod:`~krakenex.sandbox.exchange`: accounts, Kraken's request checks, the call
-  counter, matching (the state, behind one lock);
-- :mod:`~krakenex.sandbox.endpoints`: Kraken's spot REST methods, which use the
-  exchange through its public methods;
+  counter and the trading engine's limits, matching (the state, behind one lock);
+- :mod:`~krakenex.sandbox.endpoints`: one request in, one reply out: verb,
+  authentication, call counter, parameter scope, then the method's handler;
+- :mod:`~krakenex.sandbox.market_data`, :mod:`~krakenex.sandbox.account_data`,
+  :mod:`~krakenex.sandbox.trading` and :mod:`~krakenex.sandbox.funding` (with earn,
+  exports and subaccounts): Kraken's spot methods, each module over the exchange
+  it is given, through the exchange's public methods;
 - :mod:`~krakenex.sandbox.params`: reading parameters as Kraken reads them;
 - :mod:`~krakenex.sandbox.replies`: the replies and Kraken's formats;
 - :mod:`~krakenex.sandbox.market`: the seeded market data and book.
