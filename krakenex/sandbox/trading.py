@@ -11,7 +11,7 @@ import calendar
 import re
 import time
 from dataclasses import replace
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from .exchange import (
@@ -53,7 +53,7 @@ D = Decimal
 
 __all__ = ['Trading']
 
-ORDER_FLAGS = {'post', 'fciq', 'nompp'}  # fees are charged in the quote currency only
+ORDER_FLAGS = {'post', 'fciq', 'nompp', 'viqc'}  # fees are charged in the quote currency only
 TIME_IN_FORCE = {'GTC', 'IOC', 'GTD', 'FOK'}
 ORDER_TYPES = {'market', 'limit', 'iceberg', *TRIGGER_TYPES}
 CLOSE_TYPES = {'limit', 'stop-loss', 'take-profit', 'stop-loss-limit', 'take-profit-limit'}
@@ -126,6 +126,17 @@ class Trading:
         if price is not None and price % pair.tick_size:
             raise ApiError('EOrder:Tick size check failed')
 
+    def _base_for_quote(self, pair: PairSpec, quote: Decimal) -> Decimal:
+        """The base volume that ``quote`` buys walking the asks (``viqc``), rounded down
+        to the lot decimals; the fee comes on top, in the quote currency."""
+        left, base = quote, D(0)
+        for price, size in self.exchange.market.levels(pair, 'a'):
+            take = min(size, left / price)
+            base, left = base + take, left - take * price
+            if left <= 0:
+                break
+        return base.quantize(D(1).scaleb(-LOT_DECIMALS), ROUND_FLOOR)
+
     def _new_order(self, account: Account, params: Params, pair: PairSpec | None = None,
                    ignore: Order | None = None) -> Order:
         """An order from AddOrder's parameters, checked as Kraken checks it (funds aside)."""
@@ -147,7 +158,11 @@ class Trading:
         order.cl_ord_id = cl_ord_id
         flags = {f.strip() for f in (text(params, 'oflags') or '').split(',') if f.strip()}
         if not flags <= ORDER_FLAGS:
-            raise invalid('oflags')  # fcib (fee in base) and viqc (volume in quote): not modelled
+            raise invalid('oflags')  # fcib (fee in base): not modelled
+        if 'viqc' in flags:  # volume in quote currency: market buys only
+            if ordertype != 'market' or side != 'buy':
+                raise invalid('oflags')
+            order.volume = volume = self._base_for_quote(pair, volume)
         if 'post' in flags and ordertype not in ('limit', 'iceberg'):
             raise invalid('oflags')
         order.oflags = flags
