@@ -173,3 +173,26 @@ def test_the_engine_counter_decays_at_the_tiers_rate(starter: tuple[Sandbox, Kra
     before = engine_counter(sandbox, 'XBTUSD')
     time.sleep(1.0)
     assert before - engine_counter(sandbox, 'XBTUSD') == pytest.approx(1.0, abs=0.2)
+
+
+@pytest.mark.parametrize(('options', 'refused'), [([], True), (['--tier', 'none'], False)])
+def test_the_sandbox_command_keeps_the_starter_limits_unless_told_none(options: list[str],
+                                                                       refused: bool) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, '-m', 'krakenex.sandbox', '--port', '0', *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        shown = dict(proc.stdout.readline().rstrip('\n').split(': ', 1) for _ in range(3))
+        client = Kraken(shown['url'], shown['key'], shown['secret'])
+        replies = [client.private('Balance') for _ in range(16)]
+        assert all(r['error'] == [] for r in replies[:15])
+        assert replies[15]['error'] == (['EAPI:Rate limit exceeded'] if refused else [])
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.communicate()
