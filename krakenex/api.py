@@ -323,11 +323,14 @@ class API(protocol.SpotCore):
             url = blank.url or ''
             netrc = requests.utils.get_netrc_auth(url) if session.trust_env else None
             blank.prepare_headers({k: v for k, v in state[2] if v is not None})
+            own = list(blank.headers.items())
+            blank.headers = requests.structures.CaseInsensitiveDict()  # each request's own below
             blank.prepare_cookies({})  # an empty jar, as requests gives every request
             # An address with a query or fragment is rebuilt around each path by requests.
-            self._blank: tuple[tuple[Any, ...], str | None, Any, requests.PreparedRequest] = (
-                state, url[:-1] if url.endswith('/') else None, netrc, blank)
-        _, prefix, netrc, blank = self._blank
+            self._blank: tuple[tuple[Any, ...], str | None, Any, list[tuple[str, Any]],
+                               requests.PreparedRequest] = (
+                state, url[:-1] if url.endswith('/') else None, netrc, own, blank)
+        _, prefix, netrc, own, blank = self._blank
         prepared = blank.copy()
         prepared.method = request.verb
         tail = request.path + ('?' + request.query if request.query else '')
@@ -338,7 +341,7 @@ class API(protocol.SpotCore):
             prepared.url = prefix + requests.utils.requote_uri(tail)
         for header in request.headers.items():
             requests.utils.check_header_validity(header)
-            prepared.headers[header[0]] = header[1]
+        prepared.headers = requests.structures.CaseInsensitiveDict([*own, *request.headers.items()])
         if session.cookies:
             prepared.prepare_cookies(requests.cookies.merge_cookies(  # type: ignore[no-untyped-call]
                 requests.cookies.RequestsCookieJar(), session.cookies))
@@ -350,7 +353,10 @@ class API(protocol.SpotCore):
         auth = session.auth or netrc
         if auth:
             prepared.prepare_auth(auth, prepared.url)
-        prepared.prepare_hooks(session.hooks)
+        if any(session.hooks.values()):
+            prepared.prepare_hooks(session.hooks)
+        else:
+            prepared.hooks = requests.hooks.default_hooks()
         return prepared
 
     def _send_settings(self) -> dict[str, Any]:
