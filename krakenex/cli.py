@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from . import methods
 from ._tables import TABLES, table
-from .pacing import TIERS
+from .pacing import parse_tier
 from .paging import PAGED, Progress, fetch_all
 from .version import __version__
 
@@ -94,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .sandbox import main as serve
 
         return serve(argv[1:], prog='krakenex sandbox')
+    if '--futures' in argv:
+        from .futures.cli import main as futures
+
+        return futures([arg for arg in argv if arg != '--futures'])
     call = _Call()
     try:
         try:
@@ -149,9 +153,8 @@ def _run(args: argparse.Namespace, call: _Call) -> int:
     method, private = _resolve_method(args)
     data = parse_params(args.params)
     _check_options(args, method)
-    log = _configure_logging(args.verbose)
-    with _Output(args.output) as out, _endpoint(args) as sandbox, \
-            _api(args, sandbox, method if private else None) as api:
+    with _logging_to_stderr(args.verbose) as log, _Output(args.output) as out, \
+            _endpoint(args) as sandbox, _api(args, sandbox, method if private else None) as api:
         query = api.query_private if private else api.query_public
         log.debug('%s %s call to %s with parameters: %s', method,
                   'private' if private else 'public', api.uri, ', '.join(data) or 'none')
@@ -287,18 +290,13 @@ def _positive(kind: type[float] | type[int], zero: bool = False,
 
 
 def _tier(text: str) -> str | tuple[float, float]:
-    """An argparse type: a tier name, ``none``, or ``MAX,DECAY``."""
-    if text in TIERS or text == 'none':
+    """An argparse type: ``none``, or a tier as :func:`krakenex.pacing.parse_tier` reads it."""
+    if text == 'none':
         return text
     try:
-        maximum, decay = (float(part) for part in text.split(','))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f'{text!r} is not a tier: use {", ".join(TIERS)}, none or MAX,DECAY '
-            f'such as 15,0.33') from None
-    if not (0 < maximum < math.inf and 0 < decay < math.inf):
-        raise argparse.ArgumentTypeError(f'{text!r}: MAX and DECAY must be finite and above 0')
-    return maximum, decay
+        return parse_tier(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f'{exc} (or none for no pacing)') from None
 
 
 def parse_params(tokens: Sequence[str]) -> dict[str, Any]:
@@ -480,13 +478,11 @@ def _load_credentials(api: API, key_file: str | None, private_method: str | None
 
 def _load_key_file(api: API, path: str) -> None:
     """``api.load_key(path)``, with any failure as one line naming the file."""
-    from .errors import KrakenUsageError
-
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
             api.load_key(path)
-    except (KrakenUsageError, OSError) as exc:  # a KeyFileError says what was wrong
+    except OSError as exc:  # a KeyFileError says what was wrong with the file
         raise UsageError(str(exc)) from None
     for warning in caught:
         _warn(str(warning.message))
@@ -671,25 +667,30 @@ def _container(start: str, items: list[str], end: str, indent: int | None, level
 
 # ----------------------------------------------------------------- errors
 
-def _configure_logging(verbose: bool) -> logging.Logger:
-    """Log the client's messages to stderr: warnings (retries), or everything with --verbose.
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: bool) -> Iterator[logging.Logger]:
+    """Log the client's messages to stderr while the command runs, then restore the logger.
 
-    logging is imported here, not up front, to keep ``krakenex --help`` fast.
+    Warnings (retries) only, or everything with --verbose. logging is imported
+    here, not up front, to keep ``krakenex --help`` fast.
     """
     import logging
 
     log = logging.getLogger('krakenex')
-    for previous in [h for h in log.handlers if h.get_name() == 'krakenex-cli']:
-        log.removeHandler(previous)
+    saved = log.level, log.propagate
     handler = logging.StreamHandler(sys.stderr)
-    handler.set_name('krakenex-cli')
     fmt = '%(relativeCreated)6.0f ms %(name)s %(levelname)s: %(message)s' if verbose else \
         'krakenex: %(message)s'
     handler.setFormatter(logging.Formatter(fmt))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.WARNING)
     log.propagate = False
-    return log
+    try:
+        yield log
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
 
 
 def _report(exc: BaseException, call: _Call) -> int:
@@ -740,39 +741,30 @@ def _stdout_gone() -> int:
 
 
 def _outcome_message(exc: Any) -> str:
-    """What a user needs after an unknown outcome: what was sent, and how to look it up."""
-    ids = [f'{name}={value}' for name, value in
-           (('cl_ord_id', exc.cl_ord_id), ('userref', exc.userref)) if value is not None]
-    sent = ', '.join([f'nonce {exc.nonce}', *ids])
-    return (f'outcome unknown: {exc.method} was sent ({sent}) but {exc.__cause__ or exc}. It '
-            f'may or may not have taken effect at Kraken, and it was not sent again; before '
-            f'you resubmit, {_lookup_advice(exc.method, ids)}')
+    """The library's account of an unknown outcome, and the commands that look the call up."""
+    how = _lookup_commands(exc.userref, exc.cl_ord_id)
+    return f'outcome unknown: {exc}' + (f' From the shell: {how}' if how else '')
 
 
 def _after_sending(call: _Call, exc: BaseException) -> str:
     """What a user needs after a failure here once a state-changing call may have reached Kraken."""
+    from .errors import lookup_advice
+
     what = 'it was interrupted' if isinstance(exc, KeyboardInterrupt) else \
         str(exc) or type(exc).__name__
     if call.answered:
         return (f'{call.method} was sent and Kraken accepted it, with the result '
                 f'{to_json(call.result)}; but {what}. It was not sent again: do not resubmit it')
-    ids = [f'{name}={call.data[name]}' for name in ('cl_ord_id', 'userref') if name in call.data]
-    sent = f' ({", ".join(ids)})' if ids else ''
-    return (f'outcome unknown: {call.method} may have reached Kraken{sent} but {what}. It '
-            f'may or may not have taken effect, and it was not sent again; before you '
-            f'resubmit, {_lookup_advice(call.method, ids)}')
+    userref, cl_ord_id = call.data.get('userref'), call.data.get('cl_ord_id')
+    return (f'outcome unknown: {call.method} may have reached Kraken but {what}. '
+            + lookup_advice(call.method, userref, cl_ord_id, _lookup_commands(userref, cl_ord_id)))
 
 
-def _lookup_advice(method: str | None, ids: Sequence[str]) -> str:
-    """How to find out whether a state-changing call took effect."""
-    known = methods.METHODS.get(method or '')
-    if ids:
-        return (f'look it up first: krakenex OpenOrders {ids[0]} and '
-                f'krakenex ClosedOrders {ids[0]}')
-    if known is not None and known.group == 'trading':
-        return ('check OpenOrders and ClosedOrders first (give an order userref= or '
-                'cl_ord_id= to look it up by next time)')
-    return 'check the account first'
+def _lookup_commands(userref: object, cl_ord_id: object) -> str:
+    """The shell commands that find an order by its ``cl_ord_id`` or ``userref``."""
+    found = next((f'{name}={value}' for name, value in
+                  (('cl_ord_id', cl_ord_id), ('userref', userref)) if value is not None), '')
+    return found and f'krakenex OpenOrders {found} and krakenex ClosedOrders {found}'
 
 
 def _warn(message: str) -> None:

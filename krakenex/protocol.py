@@ -82,6 +82,9 @@ DEFAULT_URI = 'https://api.kraken.com'
 #: Seconds to wait for a connection and then for a reply, unless told otherwise.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
 
+#: The longest timeout a call accepts, in seconds (about eleven days).
+MAX_TIMEOUT = 1_000_000
+
 #: Nonce units and what :func:`time.time_ns` is divided by to get them. Kraken
 #: remembers the largest nonce a key used, so a key stays with one unit.
 NONCE_UNITS = {'ms': 1_000_000, 'us': 1_000, 'ns': 1}
@@ -206,14 +209,16 @@ def check_method(method: object) -> str:
 def check_timeout(timeout: Any) -> Timeout:
     """Return ``timeout`` if it is seconds above zero, or a ``(connect, read)`` pair of them.
 
-    :raises KrakenUsageError: for zero, a negative number, NaN or an infinity
+    :raises KrakenUsageError: for zero, a negative number, NaN, an infinity, or
+        more than :data:`MAX_TIMEOUT` seconds (which the operating system cannot wait)
     """
     parts = timeout if isinstance(timeout, tuple) else (timeout,)
     if len(parts) not in (1, 2) or not all(
-            isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p > 0
+            isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= MAX_TIMEOUT
             for p in parts):
-        raise KrakenUsageError(f'timeout must be a finite number of seconds above 0, or a '
-                               f'(connect, read) pair of them, not {timeout!r}')
+        raise KrakenUsageError(f'timeout must be a number of seconds above 0 and at most '
+                               f'{MAX_TIMEOUT:,}, or a (connect, read) pair of them, '
+                               f'not {timeout!r}')
     return timeout  # type: ignore[no-any-return]
 
 

@@ -588,3 +588,31 @@ def test_the_built_package_ships_every_module_and_the_type_hints(tmp_path: Any) 
     modules = {str(p.relative_to(root)) for p in (root / 'krakenex').rglob('*.py')}
     assert modules <= shipped, sorted(modules - shipped)
     assert 'krakenex/py.typed' in shipped
+
+
+@pytest.mark.parametrize('fault', ['refused', 'reply_lost'])
+def test_a_failing_script_shows_the_krakenex_error_and_its_direct_cause_only(
+        sandbox: Sandbox, fault: str) -> None:
+    import subprocess
+    import sys
+
+    if fault == 'refused':
+        probe = socket.socket()
+        probe.bind(('127.0.0.1', 0))
+        uri = f'http://127.0.0.1:{probe.getsockname()[1]}'
+        probe.close()
+        call = "api.query_public('Time')"
+    else:
+        sandbox.inject('reply_lost', method='AddOrder')
+        uri = sandbox.url
+        call = "api.query_private('AddOrder', {'pair': 'XBTUSD', 'type': 'buy', " \
+               "'ordertype': 'market', 'volume': '0.01', 'userref': 5})"
+    script = (f'from krakenex import API\n'
+              f'api = API({sandbox.key!r}, {sandbox.secret!r}, uri={uri!r}, retries=0)\n{call}\n')
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=60)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.stderr.count('Traceback (most recent call last)') == 2, result.stderr
+    assert last.startswith('krakenex.errors.' + ('NotSentError' if fault == 'refused' else
+                                                  'OutcomeUnknownConnectionError')), last
+    assert len(result.stderr.splitlines()) < 50

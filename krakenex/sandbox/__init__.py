@@ -59,6 +59,7 @@ from types import TracebackType
 from typing import Any
 
 from ..pacing import TIERS, parse_tier
+from . import futures
 from .endpoints import PRIVATE_PREFIX, PUBLIC_PREFIX, Endpoints
 from .exchange import Account, Exchange
 from .market import PAIRS, find_pair
@@ -137,11 +138,18 @@ class Sandbox:
                                           PRIVATE_PREFIX: self.endpoints.route}
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
+        #: Kraken Futures on the same server, with its own accounts (:mod:`.futures`).
+        self.futures = futures.attach(self, seed=seed)
 
     def __repr__(self) -> str:
         if not self.url:
             return '<Sandbox not started>'
         return f'<Sandbox {self.url}{"" if self.running else " stopped"}>'
+
+    @property
+    def futures_url(self) -> str:
+        """Where Kraken Futures is served: pass it to ``FuturesAPI`` as ``uri``."""
+        return self.url
 
     @property
     def running(self) -> bool:

@@ -73,6 +73,13 @@ PAIRS: dict[str, PairSpec] = {p.name: p for p in (
              D('0.02'), D('0.5'), D('0.01'), D('150.00'), 1, D('50')),
 )}
 
+#: Earn balances: ``<altname>.B`` is an asset's balance in yield-bearing products,
+#: as Kraken's Balance shows it.
+EARN_ASSETS: dict[str, AssetSpec] = {
+    f'{a.altname}.B': AssetSpec(f'{a.altname}.B', f'{a.altname}.B', a.decimals,
+                                a.display_decimals)
+    for a in ASSETS.values() if a.name != 'ZUSD'}
+
 LOT_DECIMALS = 8  # every Kraken spot pair quotes volumes with 8 decimals
 
 # Kraken's spot fee schedule (percent by 30-day USD volume), as AssetPairs reports it.
@@ -97,6 +104,12 @@ BOOK_LEVELS = 1000  # levels on each side of the synthetic book
 def places(d: Decimal, n: int) -> str:
     """``d`` as a fixed-point string with exactly ``n`` decimals (Kraken's number format)."""
     return f'{d.quantize(D(1).scaleb(-n), ROUND_HALF_UP):f}'
+
+
+def asset_decimals(name: str) -> int:
+    """The decimals of a spot or earn asset, by its Kraken name."""
+    spec = ASSETS.get(name) or EARN_ASSETS[name]
+    return spec.decimals
 
 
 def find_pair(text: str) -> PairSpec | None:
@@ -275,14 +288,15 @@ class Market:
     # -- changes ----------------------------------------------------------------
 
     def record_trade(self, spec: PairSpec, price: Decimal, volume: Decimal, side: str,
-                     ordertype: str) -> None:
-        """Append a public trade (a paper fill or a price move) to the tape."""
+                     ordertype: str) -> int:
+        """Append a public trade (a paper fill or a price move) to the tape; its trade id."""
         state = self.pair(spec)
         last = state.trades[-1]
         now_ns = max(time.time_ns(), last.time_ns + 1)
         state.trades.append(Trade(now_ns, price, volume, side, ordertype, last.trade_id + 1))
         state.times.append(now_ns)
         state.version += 1
+        return last.trade_id + 1
 
     def set_price(self, spec: PairSpec, price: Decimal) -> Decimal:
         """Move the mid to ``price`` (rounded to the tick size) and print a trade there."""
