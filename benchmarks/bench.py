@@ -426,8 +426,11 @@ def worker_main() -> None:
     client: Client | None = None
     aclient: AsyncClient | None = None
     # One loop for the worker's life: an asyncio client's connections belong to it.
+    # It keeps running while the worker waits for the driver, as in a program that
+    # lives in its loop, so a connection the server closes meanwhile is seen closed
+    # (a stopped loop would hand it to the next call, which then fails).
     loop = asyncio.new_event_loop()
-    for line in sys.stdin:
+    while line := loop.run_until_complete(loop.run_in_executor(None, sys.stdin.readline)):
         request = json.loads(line)
         try:
             op = request['op']
@@ -1006,9 +1009,13 @@ def cpu_table(cpu: dict[str, Any], labels: dict[str, str]) -> str:
             f'{errors}' + (f' ({b["invalid_nonce"] + t["invalid_nonce"]} invalid nonce)'
                            if b['invalid_nonce'] + t['invalid_nonce'] else ''),
         ])
+    notes = [f'- {label}: the first error was "{first}"'
+             for key, label in labels.items()
+             if (first := cpu.get(key, {}).get('ticker_summary', {}).get('first_error')
+                 or cpu.get(key, {}).get('balance_summary', {}).get('first_error'))]
     return table(['Client', 'Ticker CPU ms', 'Ticker wall ms', 'Balance CPU ms (min–max)',
                   'Balance wall ms', 'Balance CPU ÷ floor', '÷ floor trust_env=False',
-                  'errors'], rows)
+                  'errors'], rows) + ('\n\n' + '\n'.join(notes) if notes else '')
 
 
 def import_table(imports: dict[str, Any]) -> str:
