@@ -1145,7 +1145,9 @@ def report(results: dict[str, Any]) -> str:
         '# krakenex benchmarks',
         '',
         f'Run `{meta["command"]}` on {meta["date"]}. '
-        f'{meta["cpus"]} CPUs, Python {meta["python"]} ({meta["platform"]}).',
+        f'{meta["cpus"]} CPUs, Python {meta["python"]} ({meta["platform"]}), '
+        f'{meta["environ"]} environment variables (the default floor reads them all on every '
+        'call; see benchmarks/README.md).',
         '',
         'Versions: ' + '; '.join(f'{label}: {v}' for label, v in meta['versions'].items()) + '.',
         '',
@@ -1345,6 +1347,7 @@ def run(args: argparse.Namespace) -> int:
                                                    if sys.argv[1:] else ''),
         'date': datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z'),
         'cpus': os.cpu_count(), 'python': platform.python_version(),
+        'environ': len(ours.environ()),
         'platform': f'{platform.system()} {platform.machine()}', 'versions': versions,
         'calls': calls, 'repeats': repeats, 'thread_seconds': thread_seconds,
         'import_runs': import_runs, 'pacing_seconds': pacing_seconds,
