@@ -90,6 +90,11 @@ class API(core.SpotCore):
         self._thread = threading.local()
         self._private_lock = threading.Lock()
         self._settings: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
+        # What _prepare keeps between calls: the state it was made for, the checked address,
+        # the .netrc auth, the session's checked headers, and a blank request to copy.
+        self._blank: tuple[tuple[Any, ...], str | None, Any, list[tuple[str, Any]],
+                           requests.PreparedRequest] = ((), None, None, [],
+                                                        requests.PreparedRequest())
         self._send_settings()
 
     def __enter__(self) -> API:
@@ -308,7 +313,7 @@ class API(core.SpotCore):
         """
         session = self.session
         state = (self.uri, session.trust_env, tuple(session.headers.items()))
-        if getattr(self, '_blank', (None,))[0] != state:
+        if self._blank[0] != state:
             blank = requests.PreparedRequest()
             blank.prepare_url(self.uri + '/', None)
             url = blank.url or ''
@@ -318,9 +323,7 @@ class API(core.SpotCore):
             blank.headers = requests.structures.CaseInsensitiveDict()  # each request's own below
             blank.prepare_cookies({})  # an empty jar, as requests gives every request
             # An address with a query or fragment is rebuilt around each path by requests.
-            self._blank: tuple[tuple[Any, ...], str | None, Any, list[tuple[str, Any]],
-                               requests.PreparedRequest] = (
-                state, url[:-1] if url.endswith('/') else None, netrc, own, blank)
+            self._blank = (state, url[:-1] if url.endswith('/') else None, netrc, own, blank)
         _, prefix, netrc, own, blank = self._blank
         prepared = blank.copy()
         prepared.method = request.verb
