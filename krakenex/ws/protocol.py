@@ -149,7 +149,7 @@ def _without(params: Mapping[str, Any], *names: str) -> dict[str, Any]:
 
 
 class SequenceCheck:
-    """Finds skipped ``sequence`` numbers in a private channel (Kraken numbers them per connection)."""
+    """Finds skipped ``sequence`` numbers in private channels (numbered per connection)."""
 
     def __init__(self) -> None:
         self._last: dict[str, int] = {}
