@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .version import __url__, __version__
+from .version import __version__
 
 if TYPE_CHECKING:
     from .api import API, DEFAULT_TIMEOUT, DEFAULT_URI
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         InsufficientFundsError,
         InvalidNonceError,
         InvalidOrderError,
+        KeyFileError,
         KrakenAPIError,
         KrakenConnectionError,
         KrakenConnectTimeout,
@@ -44,9 +45,10 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    'API', 'DEFAULT_TIMEOUT', 'DEFAULT_URI', '__url__', '__version__', 'unwrap',
+    'API', 'DEFAULT_TIMEOUT', 'DEFAULT_URI', '__version__', 'unwrap',
     'AuthenticationError', 'InsufficientFundsError', 'InvalidNonceError', 'InvalidOrderError',
-    'KrakenAPIError', 'KrakenConnectTimeout', 'KrakenConnectionError', 'KrakenError',
+    'KeyFileError', 'KrakenAPIError', 'KrakenConnectTimeout', 'KrakenConnectionError',
+    'KrakenError',
     'KrakenHTTPError', 'KrakenResponseError', 'KrakenTimeout', 'KrakenUsageError', 'NotSentError',
     'OutcomeUnknownConnectionError', 'OutcomeUnknownError', 'OutcomeUnknownHTTPError',
     'OutcomeUnknownResponseError', 'OutcomeUnknownTimeout', 'RateLimitError',

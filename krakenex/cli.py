@@ -417,8 +417,8 @@ def _load_key_file(api: API, path: str) -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
             api.load_key(path)
-    except OSError as exc:
-        raise UsageError(f'cannot read key file {path}: {exc.strerror or exc}') from None
+    except OSError as exc:  # a KeyFileError says what was wrong with the file
+        raise UsageError(str(exc)) from None
     for warning in caught:
         _warn(str(warning.message))
 

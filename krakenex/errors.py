@@ -14,14 +14,14 @@ from typing import Any
 import requests
 
 __all__ = [
-    'KrakenError', 'KrakenUsageError', 'KrakenHTTPError', 'KrakenResponseError',
+    'KrakenError', 'KrakenUsageError', 'KeyFileError', 'KrakenHTTPError', 'KrakenResponseError',
     'KrakenConnectionError', 'NotSentError', 'KrakenTimeout', 'KrakenConnectTimeout',
     'KrakenAPIError', 'InvalidNonceError', 'AuthenticationError', 'RateLimitError',
     'InsufficientFundsError', 'InvalidOrderError', 'UnknownAssetError',
     'ServiceUnavailableError',
     'OutcomeUnknownError', 'OutcomeUnknownHTTPError', 'OutcomeUnknownResponseError',
     'OutcomeUnknownConnectionError', 'OutcomeUnknownTimeout',
-    'error_class',
+    'error_class', 'lookup_advice',
     'fatal', 'unwrap',
 ]
 
@@ -42,19 +42,27 @@ class KrakenError(Exception):
 
     def __init__(self, message: str = '', *, method: str | None = None,
                  status: int | None = None, errors: Sequence[str] = (),
-                 body: str | None = None, response: requests.Response | None = None) -> None:
+                 body: str | None = None, response: Any = None) -> None:
         super().__init__(message)
         self.method = method
         self.status = status
         self.errors = list(errors)
         self.body = body
+        #: The transport's response: a :class:`requests.Response` from :class:`~krakenex.API`,
+        #: an :class:`aiohttp.ClientResponse` from :class:`~krakenex.AsyncAPI`.
         self.response = response
-        self.request: requests.Request | requests.PreparedRequest | None = (
-            response.request if response is not None else None)
+        self.request: Any = getattr(response, 'request', None)
 
 
 class KrakenUsageError(KrakenError, ValueError):
     """Bad input caught before anything was sent: a method name, a key, a nonce."""
+
+
+class KeyFileError(KrakenUsageError, OSError):
+    """A key file could not be read, or does not hold a key and a secret.
+
+    Also an :class:`OSError`, as the missing or unreadable file was in krakenex 2.x.
+    """
 
 
 class KrakenHTTPError(KrakenError, requests.HTTPError):
@@ -128,9 +136,35 @@ class OutcomeUnknownError(KrakenError):
     :ivar cl_ord_id: the ``cl_ord_id`` the call carried, if any
     """
 
-    nonce: int | None = None
-    userref: str | None = None
-    cl_ord_id: str | None = None
+    def __init__(self, message: str = '', *, nonce: int | None = None,
+                 userref: object = None, cl_ord_id: object = None, **evidence: Any) -> None:
+        super().__init__(message, **evidence)
+        self.nonce = nonce
+        self.userref = None if userref is None else str(userref)
+        self.cl_ord_id = None if cl_ord_id is None else str(cl_ord_id)
+
+    @classmethod
+    def sent(cls, cause: KrakenError, *, method: str, nonce: int | None, userref: object = None,
+             cl_ord_id: object = None) -> OutcomeUnknownError:
+        """The unknown outcome of ``method``, sent with ``nonce``, that failed with ``cause``."""
+        message = (f'{method} was sent (nonce {nonce}) but {cause}. '
+                   + lookup_advice(method, userref, cl_ord_id, 'API.reconcile'))
+        return cls(message, nonce=nonce, userref=userref, cl_ord_id=cl_ord_id, method=method,
+                   status=cause.status, errors=cause.errors, body=cause.body,
+                   response=cause.response)
+
+
+def lookup_advice(method: str | None, userref: object, cl_ord_id: object, how: str) -> str:
+    """What to do after an unknown outcome: look the order up before sending it again.
+
+    :param how: how to look it up, such as ``'API.reconcile'`` or a shell command
+    """
+    ids = ', '.join(f'{name} {value}' for name, value in
+                    (('cl_ord_id', cl_ord_id), ('userref', userref)) if value is not None)
+    lookup = (f'look it up by {ids} ({how})' if ids else
+              'look in OpenOrders and ClosedOrders (next time give it a userref or cl_ord_id)')
+    return (f'It may or may not have taken effect at Kraken, and krakenex did not send it '
+            f'again: {lookup} before you resubmit {method or "it"}.')
 
 
 class OutcomeUnknownHTTPError(OutcomeUnknownError, KrakenHTTPError):
@@ -208,7 +242,7 @@ def error_class(error: str) -> type[KrakenAPIError]:
 
 
 def api_error(errors: Sequence[str], method: str | None = None,
-              response: requests.Response | None = None) -> KrakenAPIError:
+              response: Any = None) -> KrakenAPIError:
     """Build the typed exception for the error strings of one envelope."""
     first = fatal(errors)[0]
     cls = error_class(first)
@@ -216,7 +250,7 @@ def api_error(errors: Sequence[str], method: str | None = None,
     message = f"{where} answered {', '.join(errors)}"
     if cls is InvalidNonceError:
         message += '. ' + _NONCE_ADVICE
-    status = response.status_code if response is not None else None
+    status = getattr(response, 'status_code', getattr(response, 'status', None))
     return cls(message, method=method, status=status, errors=errors, response=response)
 
 

@@ -8,10 +8,19 @@ Parameters marked ``*`` are required.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ['Method', 'METHODS', 'GROUPS', 'lookup', 'is_public', 'changes_state', 'cost']
+__all__ = ['Method', 'METHODS', 'GROUPS', 'PAGE_SIZE', 'valid_name', 'lookup', 'changes_state',
+           'cost']
+
+#: Rows in one page of ClosedOrders, TradesHistory and Ledgers (Kraken's docs: "50 results
+#: at a time, the most recent by default").
+PAGE_SIZE = 50
+
+#: Kraken's method names: letters and digits, with one ``/`` for the ``Earn/...`` family.
+_NAME = re.compile(r'[A-Za-z][A-Za-z0-9]*(?:/[A-Za-z][A-Za-z0-9]*)?')
 
 
 class Method(NamedTuple):
@@ -165,10 +174,13 @@ def lookup(name: str) -> Method | None:
     return METHODS.get(name)
 
 
-def is_public(name: str) -> bool:
-    """Whether ``name`` is one of Kraken's public (market data) methods."""
-    method = METHODS.get(name)
-    return method is not None and not method.private
+def valid_name(name: object) -> bool:
+    """Whether ``name`` has the shape of a Kraken method name (``Ticker``, ``Earn/Allocate``).
+
+    The rule is the same in the client, which refuses other names before
+    sending, and in the sandbox, which answers them ``EGeneral:Unknown method``.
+    """
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
 
 def changes_state(name: str, data: Mapping[str, Any] | None = None) -> bool:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-__all__ = ['TIERS', 'RateCounter']
+__all__ = ['TIERS', 'RateCounter', 'parse_tier']
 
 #: Kraken's REST call counter per verification tier: (maximum, decay per second).
 #: Source: Kraken's "Spot REST Rate Limits" page (kraken-protocol.md §5.1).
@@ -16,6 +17,31 @@ TIERS: dict[str, tuple[float, float]] = {
     'intermediate': (20.0, 0.5),
     'pro': (20.0, 1.0),
 }
+
+
+def parse_tier(tier: str | Sequence[float | str]) -> tuple[float, float]:
+    """Read a tier as ``(maximum, decay per second)``: the one parser for every caller.
+
+    :param tier: a tier name (``'starter'``, ``'intermediate'``, ``'pro'``), a
+        ``'MAX,DECAY'`` string such as ``'15,0.33'``, or a ``(maximum, decay)`` pair
+    :raises ValueError: for an unknown name, or a maximum or decay that is not a
+        finite number above zero
+    """
+    if isinstance(tier, str):
+        if tier in TIERS:
+            return TIERS[tier]
+        parts: Sequence[float | str] = tier.split(',')
+    else:
+        parts = tier
+    try:
+        maximum, decay = (float(part) for part in parts)
+    except (TypeError, ValueError):
+        raise ValueError(f'{tier!r} is not a rate tier: use {", ".join(TIERS)} or a '
+                         f'(maximum, decay) pair such as 15,0.33') from None
+    if not all(math.isfinite(v) and v > 0 for v in (maximum, decay)):
+        raise ValueError(f'a rate tier needs a finite maximum and decay above 0, '
+                         f'not {maximum!r} and {decay!r}')
+    return maximum, decay
 
 
 class RateCounter:
@@ -31,8 +57,8 @@ class RateCounter:
     def __init__(self, maximum: float, decay: float, *,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        if maximum <= 0 or decay <= 0:
-            raise ValueError(f'a rate tier needs a positive maximum and decay, '
+        if not (math.isfinite(maximum) and math.isfinite(decay) and maximum > 0 and decay > 0):
+            raise ValueError(f'a rate tier needs a finite maximum and decay above 0, '
                              f'not {maximum!r} and {decay!r}')
         self.maximum = maximum
         self.decay = decay
@@ -43,18 +69,12 @@ class RateCounter:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_tier(cls, tier: str | tuple[float, float]) -> RateCounter:
-        """Build the counter of a named tier, or of a ``(maximum, decay)`` pair.
+    def for_tier(cls, tier: str | Sequence[float | str]) -> RateCounter:
+        """Build the counter of a tier as :func:`parse_tier` reads it.
 
-        :raises ValueError: for an unknown tier name or a non-positive value
+        :raises ValueError: for an unknown tier name or a value that is not finite and positive
         """
-        if isinstance(tier, str):
-            if tier not in TIERS:
-                raise ValueError(f'unknown rate tier {tier!r}: use one of '
-                                 f'{", ".join(TIERS)} or a (maximum, decay) pair')
-            return cls(*TIERS[tier])
-        maximum, decay = tier
-        return cls(float(maximum), float(decay))
+        return cls(*parse_tier(tier))
 
     def level(self) -> float:
         """The counter's value now."""
@@ -71,14 +91,30 @@ class RateCounter:
         """Wait until ``cost`` fits under the maximum, then add it.
 
         :returns: the time the call was counted, to pass to :meth:`settle`
+        :raises ValueError: for a cost above the maximum (it could never fit) or not a number
         """
+        while (wait := self.try_acquire(cost)) > 0:
+            self._sleep(wait)
+        return self._stamp
+
+    def try_acquire(self, cost: float) -> float:
+        """Add ``cost`` if it fits now and return 0, or return the seconds until it will fit.
+
+        For callers that wait in their own way (``await asyncio.sleep``).
+
+        :raises ValueError: for a cost above the maximum (it could never fit) or not a number
+        """
+        if not cost <= self.maximum:
+            raise ValueError(f'a call costing {cost!r} can never fit under a rate counter whose '
+                             f'maximum is {self.maximum!r}: lower its cost or raise the tier')
         if cost <= 0:
-            return self._clock()
+            return 0.0
         with self._lock:
-            while (over := self._decayed() + cost - self.maximum) > 0:
-                self._sleep(over / self.decay)
+            over = self._decayed() + cost - self.maximum
+            if over > 0:
+                return over / self.decay
             self._level += cost
-            return self._stamp
+            return 0.0
 
     def settle(self, cost: float, counted_at: float) -> None:
         """Move a call's cost to the moment its reply arrived.

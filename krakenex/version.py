@@ -1,4 +1,3 @@
-"""The version of krakenex, and where it lives."""
+"""The version of krakenex."""
 
 __version__ = '3.0.0'
-__url__ = 'https://github.com/veox/python3-krakenex'

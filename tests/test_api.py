@@ -404,8 +404,9 @@ def test_load_key_does_not_warn_about_a_private_file(key_file: Any) -> None:
 
 
 def test_load_key_errors_are_clear(tmp_path: Any) -> None:
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(krakenex.KeyFileError, match='missing.key') as missing:
         API().load_key(tmp_path / 'missing.key')
+    assert isinstance(missing.value, KrakenError) and isinstance(missing.value, OSError)
     one_line = tmp_path / 'one.key'
     one_line.write_text('just-a-key\n')
     one_line.chmod(0o600)
@@ -533,14 +534,14 @@ def test_the_environment_is_read_once_not_on_every_call(
     monkeypatch.setattr(requests.utils, 'get_environ_proxies',
                         lambda url, no_proxy=None: reads.append(url) or original(url, no_proxy))
 
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError('merge_environment_settings was called')
-
-    monkeypatch.setattr(api.session, 'merge_environment_settings', refuse)
+    merges: list[str] = []
+    merge = api.session.merge_environment_settings
+    monkeypatch.setattr(api.session, 'merge_environment_settings',
+                        lambda url, *rest: merges.append(url) or merge(url, *rest))
     for _ in range(5):
         assert api.query_public('Time')['error'] == []
         assert api.query_private('Balance')['error'] == []
-    assert len(reads) <= 1
+    assert len(reads) <= 1 and merges == []
 
 
 def test_proxies_from_the_environment_still_apply(

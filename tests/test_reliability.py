@@ -246,15 +246,6 @@ def test_a_kraken_error_that_is_not_transient_is_not_retried(api: API, sandbox: 
     assert len(sandbox.requests_log) - before == 1
 
 
-def test_throttled_waits_until_the_time_kraken_names(api: API) -> None:
-    until = int(time.time()) + 2
-    wait = api._retry_wait({'error': [f'EService: Throttled: {until}']}, 0, time.monotonic() + 30,
-                           once=False)
-    assert wait is not None and 1 < wait <= 2.01
-    assert api._retry_wait({'error': [f'EService: Throttled: {until}']}, 0,
-                           time.monotonic() + 0.5, once=False) is None
-
-
 # ------------------------------------------------- provably never sent
 
 def free_port() -> int:

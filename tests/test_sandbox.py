@@ -239,7 +239,7 @@ def test_signature_covers_the_exact_body_bytes(sandbox: Sandbox, kraken: Kraken)
 
 
 def test_krakens_published_addorder_vector_is_accepted(sandbox: Sandbox, kraken: Kraken) -> None:
-    sandbox._exchange.accounts[sandbox.key].secret = DOC_SECRET
+    sandbox.exchange.accounts[sandbox.key].secret = DOC_SECRET
     body = b'nonce=1616492376594&ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25'
     headers = {'API-Key': sandbox.key, 'Content-Type': 'application/x-www-form-urlencoded',
                'API-Sign': '4/dpxb3iT4tp/ZCVEwSnEsLxx0bqyhLpdfOpc6fn7OR8+UClSV5n9E6aSS8MPtnRfp32b'
@@ -917,15 +917,66 @@ def test_stop_interrupts_a_delay_fault() -> None:
     sandbox = Sandbox().start()
     sandbox.inject('delay', seconds=60)
     client = Kraken(sandbox.url, sandbox.key, sandbox.secret)
-    caller = threading.Thread(target=lambda: pytest.raises(requests.RequestException,
-                                                           client.public, 'Time'))
+    outcome: queue.Queue[BaseException | object] = queue.Queue()
+
+    def call() -> None:
+        try:
+            outcome.put(client.public('Time'))
+        except BaseException as exc:  # handed to the main thread to assert on
+            outcome.put(exc)
+
+    caller = threading.Thread(target=call)
     caller.start()
     time.sleep(0.2)
     started = time.monotonic()
     sandbox.stop()
     caller.join(5)
     assert time.monotonic() - started < 2
+    assert isinstance(outcome.get(timeout=1), requests.ConnectionError)
     assert set(threading.enumerate()) - before == set()
+
+
+def test_a_stopped_sandbox_says_so_and_restarts_on_its_url_with_its_state() -> None:
+    sandbox = Sandbox(balances={'ZUSD': '1000'})
+    assert repr(sandbox) == '<Sandbox not started>'
+    with sandbox:
+        url = sandbox.url
+        assert repr(sandbox) == f'<Sandbox {url}>'
+        client = Kraken(url, sandbox.key, sandbox.secret)
+        txid = client.order(volume='0.0001', price='50000')
+    assert repr(sandbox) == f'<Sandbox {url} stopped>'
+    assert not sandbox.running
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url + '/0/public/Time', timeout=2)
+    with sandbox:
+        assert sandbox.url == url
+        client = Kraken(url, sandbox.key, sandbox.secret)
+        client.nonce = 10
+        assert txid in client.ok('OpenOrders')['open']
+    with pytest.raises(RuntimeError, match='running already'), sandbox:
+        sandbox.start()
+
+
+def test_routes_added_by_another_module_share_the_state_and_take_faults() -> None:
+    from krakenex.sandbox import Request, envelope
+
+    seen: list[str] = []
+    with Sandbox(balances={'ZUSD': '1000'}) as sandbox:
+        def route(request: Request) -> Any:
+            seen.append(request.method)
+            with sandbox.exchange.lock:
+                usd = sandbox.exchange.accounts[sandbox.key].balances['ZUSD']
+            return envelope({'result': {'usd': str(usd)}, 'path': request.path})
+
+        sandbox.add_route('/derivatives/api/v3/', route)
+        reply = requests.get(sandbox.url + '/derivatives/api/v3/accounts', timeout=5)
+        assert reply.json() == {'result': {'usd': '1000'},
+                                'path': '/derivatives/api/v3/accounts'}
+        sandbox.inject('html502', method='accounts')
+        assert requests.get(sandbox.url + '/derivatives/api/v3/accounts',
+                            timeout=5).status_code == 502
+        assert seen == ['accounts']
+        assert requests.get(sandbox.url + '/0/public/Time', timeout=5).json()['error'] == []
 
 
 def test_command_line_serves_until_sigint_and_exits_zero() -> None:
@@ -953,3 +1004,39 @@ def test_command_line_serves_until_sigint_and_exits_zero() -> None:
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=10)
+
+
+def sandbox_command(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', '')}
+    return subprocess.run([sys.executable, '-m', 'krakenex', 'sandbox', *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+
+
+@pytest.mark.parametrize('port', ['70000', '-1', 'abc', '²'])
+def test_command_line_port_out_of_range_is_one_line_and_exit_2(port: str) -> None:
+    done = sandbox_command('--port', port)
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert 'Traceback' not in done.stderr and 'port' in done.stderr
+
+
+def test_command_line_busy_port_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        done = sandbox_command('--port', str(taken.getsockname()[1]))
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert 'cannot listen on 127.0.0.1' in done.stderr
+
+
+def test_command_line_takes_a_tier_as_max_and_decay_like_the_client() -> None:
+    from krakenex.sandbox import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(['--tier', 'nan,1'], prog='krakenex sandbox')
+    assert refused.value.code == 2
+    sandbox = Sandbox(tier='10,1')
+    assert sandbox.exchange.tier == (10.0, 1.0)
+    done = sandbox_command('--tier', '10,1', '--port', '70000')  # parsed, then refused port
+    assert 'tier' not in done.stderr and 'port' in done.stderr

@@ -1,12 +1,12 @@
-"""The sandbox's exchange: accounts and their records, Kraken's checks, matching.
+"""The sandbox's exchange state: accounts and their records, Kraken's checks, matching.
 
 :class:`Exchange` keeps the accounts of a sandbox (balances, orders, trades,
 ledgers, funding records, exports), checks a private request's key, signature,
 nonce and 2FA password in Kraken's order, keeps Kraken's call counter, and fills
-orders against the synthetic book of :mod:`krakenex._market`. Kraken's methods
-themselves are in :mod:`krakenex._endpoints`; HTTP, faults and the public
-:class:`~krakenex.sandbox.Sandbox` are in :mod:`krakenex.sandbox`. Standard
-library only.
+orders against the synthetic book of :mod:`krakenex.sandbox.market`. It knows
+nothing of HTTP or of Kraken's method names: :mod:`krakenex.sandbox.endpoints`
+uses it through its public methods, always under :attr:`Exchange.lock`.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import random
 import re
@@ -24,12 +23,11 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, ROUND_UP, Decimal
 from typing import Any
-from urllib.parse import parse_qs
 
-from . import methods
-from ._market import (
+from .. import methods
+from .market import (
     ASSETS,
     LOT_DECIMALS,
     PAIRS,
@@ -39,6 +37,7 @@ from ._market import (
     find_asset,
     places,
 )
+from .params import ApiError, Params, invalid, parse_body
 
 log = logging.getLogger('krakenex.sandbox')
 D = Decimal
@@ -50,141 +49,15 @@ HISTORY_ROUND_TRIPS = 60  # seeded buy+sell pairs of a default-funded account
 
 _ID_ALPHABET = string.ascii_uppercase + '234567'
 
-Params = dict[str, Any]
 
-
-class ApiError(Exception):
-    """A Kraken error string, sent back as ``{"error": [message]}`` with HTTP 200."""
-
-
-@dataclass
-class Reply:
-    """An HTTP reply: status, body and the headers that go with it."""
-
-    status: int
-    body: bytes
-    content_type: str = 'application/json; charset=utf-8'
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _json(envelope: object) -> Reply:
-    return Reply(200, json.dumps(envelope, separators=(',', ':')).encode())
-
-
-def _error(message: str) -> Reply:
-    return _json({'error': [message]})
-
-
-def _html(status: int, title: str, extra: dict[str, str] | None = None) -> Reply:
-    page = f'<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>\n'
-    return Reply(status, page.encode(), 'text/html; charset=UTF-8', extra or {})
-
-
-def _iso(when: float) -> str:
-    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(when))
-
-
-def _asset_places(asset: str, amount: Decimal) -> str:
+def asset_places(asset: str, amount: Decimal) -> str:
+    """``amount`` of ``asset`` as Kraken prints it, with the asset's decimals."""
     return places(amount, ASSETS[asset].decimals)
 
 
-def _quantize(amount: Decimal, asset: str, rounding: str = ROUND_HALF_UP) -> Decimal:
+def quantize(amount: Decimal, asset: str, rounding: str = ROUND_HALF_UP) -> Decimal:
+    """``amount`` rounded to ``asset``'s decimals."""
     return amount.quantize(D(1).scaleb(-ASSETS[asset].decimals), rounding)
-
-# -- reading parameters ---------------------------------------------------------------
-
-def _invalid(name: str = '') -> ApiError:
-    return ApiError('EGeneral:Invalid arguments' + (f':{name}' if name else ''))
-
-
-def _text(params: Params, name: str, default: str | None = None) -> str | None:
-    """A parameter as text (JSON numbers arrive as their literal text)."""
-    value = params.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return 'true' if value else 'false'
-    if isinstance(value, str):
-        return value
-    raise _invalid(name)
-
-
-def _required(params: Params, name: str) -> str:
-    value = _text(params, name)
-    if not value:
-        raise _invalid(name)
-    return value
-
-
-def _amount(params: Params, name: str) -> Decimal:
-    """A required positive decimal parameter."""
-    try:
-        value = D(_required(params, name))
-    except InvalidOperation:
-        raise _invalid(name) from None
-    if not value.is_finite() or value <= 0:
-        raise _invalid(name)
-    return value
-
-
-def _optional_amount(params: Params, name: str) -> Decimal | None:
-    return None if params.get(name) is None else _amount(params, name)
-
-
-def _integer(params: Params, name: str, default: int, low: int, high: int) -> int:
-    text = _text(params, name)
-    if text is None or text == '':
-        return default
-    if not re.fullmatch(r'-?\d+', text) or not low <= int(text) <= high:
-        raise _invalid(name)
-    return int(text)
-
-
-def _truthy(value: object) -> bool:
-    return value is True or str(value).lower() in ('true', '1', 'yes')
-
-
-def _id_list(value: object, name: str) -> list[str]:
-    """A comma-separated or JSON list of ids."""
-    if value is None or value == '':
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(',') if part.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise _invalid(name)
-
-
-def _indexed(params: Params, name: str) -> object:
-    """``name`` as a list: a JSON list, or form keys ``name[0][field]`` / ``name[0]``."""
-    if name in params:
-        return params[name]
-    pattern = re.compile(re.escape(name) + r'\[(\d+)\](?:\[(\w+)\])?')
-    rows: dict[int, Any] = {}
-    for key, value in params.items():
-        match = pattern.fullmatch(key)
-        if match:
-            index, sub = int(match.group(1)), match.group(2)
-            if sub is None:
-                rows[index] = value
-            else:
-                rows.setdefault(index, {})[sub] = value
-    return [rows[i] for i in sorted(rows)] if rows else None
-
-
-def _parse_body(content_type: str, body: bytes) -> Params:
-    """Form or JSON body into a dict; JSON numbers keep their literal text."""
-    try:
-        text = body.decode('utf-8')
-        if content_type.split(';')[0].strip().lower() == 'application/json':
-            params = json.loads(text, parse_int=str, parse_float=str) if text.strip() else {}
-        else:
-            params = {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
-    except (UnicodeDecodeError, ValueError):
-        raise _invalid() from None
-    if not isinstance(params, dict):
-        raise _invalid()
-    return params
 
 
 # -- accounts and their records ---------------------------------------------------------
@@ -298,9 +171,9 @@ class LedgerEntry:
     def to_kraken(self) -> dict[str, Any]:
         return {'refid': self.refid, 'time': round(self.time, 4), 'type': self.type,
                 'subtype': self.subtype, 'aclass': 'currency', 'asset': self.asset,
-                'amount': _asset_places(self.asset, self.amount),
-                'fee': _asset_places(self.asset, self.fee),
-                'balance': _asset_places(self.asset, self.balance)}
+                'amount': asset_places(self.asset, self.amount),
+                'fee': asset_places(self.asset, self.fee),
+                'balance': asset_places(self.asset, self.balance)}
 
 
 @dataclass(eq=False)
@@ -355,8 +228,8 @@ class Account:
 
 def _costs(pair: PairSpec, price: Decimal, volume: Decimal, maker: bool) -> tuple[Decimal, Decimal]:
     """The cost and fee of a fill, in the quote asset's precision."""
-    cost = _quantize(price * volume, pair.quote)
-    return cost, _quantize(cost * (MAKER_FEE if maker else TAKER_FEE), pair.quote)
+    cost = quantize(price * volume, pair.quote)
+    return cost, quantize(cost * (MAKER_FEE if maker else TAKER_FEE), pair.quote)
 
 
 def _needs(order: Order, plan: list[tuple[Decimal, Decimal]]) -> tuple[str, Decimal]:
@@ -368,7 +241,7 @@ def _needs(order: Order, plan: list[tuple[Decimal, Decimal]]) -> tuple[str, Deci
     need = sum((sum(_costs(pair, p, v, False), D(0)) for p, v in plan), D(0))
     if order.ordertype == 'limit' and order.price is not None:
         rest = order.remaining - sum((v for _, v in plan), D(0))
-        need += _quantize(rest * order.price * (1 + TAKER_FEE), pair.quote, ROUND_UP)
+        need += quantize(rest * order.price * (1 + TAKER_FEE), pair.quote, ROUND_UP)
     return pair.quote, need
 
 
@@ -377,8 +250,9 @@ def _needs(order: Order, plan: list[tuple[Decimal, Decimal]]) -> tuple[str, Deci
 class Exchange:
     """In-memory accounts over the synthetic market, with Kraken's checks (no HTTP).
 
-    Kraken's methods are added by :class:`krakenex._endpoints.Endpoints`; this
-    class keeps the state they share, under :attr:`lock`.
+    Callers hold :attr:`lock` around every use, so that one request's changes
+    are seen whole by the next. Each method does work bounded by the size of
+    the book and of the account, never by the numbers in a request.
     """
 
     def __init__(self, *, seed: int, start: float, tier: tuple[float, float] | None,
@@ -397,13 +271,13 @@ class Exchange:
 
     # -- request checks ----------------------------------------------------------------
 
-    def _authenticate(self, path: str, headers: dict[str, str],
+    def authenticate(self, path: str, headers: dict[str, str],
                       body: bytes) -> tuple[Account, Params, str]:
         """Kraken's checks, in Kraken's order: key, signature, nonce, then 2FA password."""
         account = self.accounts.get(headers.get('api-key', ''))
         if account is None:
             raise ApiError('EAPI:Invalid key')
-        params = _parse_body(headers.get('content-type', ''), body)
+        params = parse_body(headers.get('content-type', ''), body)
         nonce = params.get('nonce')
         nonce_text = nonce if isinstance(nonce, str) else ''
         digest = hashlib.sha256(nonce_text.encode() + body).digest()
@@ -416,7 +290,7 @@ class Exchange:
         if not hmac.compare_digest(expected, given):
             raise ApiError('EAPI:Invalid signature')
         if nonce is None:
-            raise _invalid('nonce')  # Kraken's text for a missing nonce is not documented
+            raise invalid('nonce')  # Kraken's text for a missing nonce is not documented
         if not re.fullmatch(r'\d{1,20}', nonce_text) or int(nonce_text) >= 2**64:
             raise ApiError('EAPI:Invalid nonce')
         self._use_nonce(account, int(nonce_text))
@@ -436,7 +310,7 @@ class Exchange:
             floor = account.last_nonce - window
             account.recent_nonces = {n for n in account.recent_nonces if n > floor} | {nonce}
 
-    def _charge(self, account: Account, method: str) -> None:
+    def charge(self, account: Account, method: str) -> None:
         """Kraken's call counter: decays per second; a call over the maximum adds nothing."""
         if self.tier is None:
             return
@@ -449,7 +323,7 @@ class Exchange:
             raise ApiError('EAPI:Rate limit exceeded')
         account.counter += cost
 
-    def _throttle(self, client: str) -> None:
+    def throttle(self, client: str) -> None:
         """Public calls per client address: a token bucket refilled at ``public_rate``/s."""
         if self.public_rate is None:
             return
@@ -468,7 +342,7 @@ class Exchange:
             if account.cancel_at is not None and account.cancel_at <= now:
                 account.cancel_at = None
                 for order in account.open_orders():
-                    self._close(order, 'canceled', 'Cancel all orders after timeout', now)
+                    self.close(order, 'canceled', 'Cancel all orders after timeout', now)
 
     # -- accounts ------------------------------------------------------------------------
 
@@ -489,7 +363,7 @@ class Exchange:
                     if asset is None:
                         raise ValueError(f'unknown asset {name!r}; known: {", ".join(ASSETS)}')
                     if D(amount) > 0:
-                        self._deposit(account, asset, D(amount), when)
+                        self.deposit(account, asset, D(amount), when)
             self.accounts[key] = account
             return account
 
@@ -518,25 +392,29 @@ class Exchange:
             net[pair.quote] = net.get(pair.quote, D(0)) - sign * cost - fee
         for index, (name, target) in enumerate(targets.items()):
             amount = D(target) - net.get(name, D(0))
-            self._deposit(account, ASSETS[name], amount, start + index * 3600)
+            self.deposit(account, ASSETS[name], amount, start + index * 3600)
         step = 58 * 86400 / len(fills)
         for index, (pair, side, volume, price, maker) in enumerate(fills):
             when = start + 86400 + index * step + rng.uniform(0, step / 2)
-            order = Order(self._new_id('O'), pair, side, 'limit' if maker else 'market', volume,
+            order = Order(self.new_id('O'), pair, side, 'limit' if maker else 'market', volume,
                           price if maker else None, when, status='open', seeded=True)
             account.orders[order.txid] = order
-            self._fill(account, order, price, volume, maker, when)
+            self.fill(account, order, price, volume, maker, when)
 
-    def _deposit(self, account: Account, asset: AssetSpec, amount: Decimal, when: float) -> None:
-        refid = self._new_id('F')
-        self._book(account, asset.name, amount, D(0), 'deposit', refid, when)
+    def deposit(self, account: Account, asset: AssetSpec, amount: Decimal, when: float) -> None:
+        refid = self.new_id('F')
+        self.book(account, asset.name, amount, D(0), 'deposit', refid, when)
         account.funding.append({
             'kind': 'deposit', 'method': f'{asset.altname} (sandbox)', 'aclass': 'currency',
             'asset': asset.name, 'refid': refid, 'txid': hashlib.sha256(refid.encode()).hexdigest(),
-            'info': 'sandbox', 'amount': _asset_places(asset.name, amount),
-            'fee': _asset_places(asset.name, D(0)), 'time': int(when), 'status': 'Success'})
+            'info': 'sandbox', 'amount': asset_places(asset.name, amount),
+            'fee': asset_places(asset.name, D(0)), 'time': int(when), 'status': 'Success'})
 
-    def _new_id(self, prefix: str) -> str:
+    def token(self) -> str:
+        """A fresh random token, such as GetWebSocketsToken's."""
+        return base64.b64encode(self._rng.randbytes(24)).decode()
+
+    def new_id(self, prefix: str) -> str:
         """A fresh id in Kraken's 6-5-6 format, e.g. ``OQCLML-BW3P3-BUCMWZ``."""
         while True:
             raw = ''.join(self._rng.choice(_ID_ALPHABET) for _ in range(16))
@@ -545,19 +423,19 @@ class Exchange:
                 self._ids.add(new)
                 return new
 
-    def _book(self, account: Account, asset: str, amount: Decimal, fee: Decimal, kind: str,
+    def book(self, account: Account, asset: str, amount: Decimal, fee: Decimal, kind: str,
               refid: str, when: float, subtype: str = '') -> LedgerEntry:
         """Change a balance by ``amount - fee`` and write the ledger row that says so."""
         balance = account.balances.get(asset, D(0)) + amount - fee
         account.balances[asset] = balance
-        entry = LedgerEntry(self._new_id('L'), refid, when, kind, subtype, asset, amount, fee,
+        entry = LedgerEntry(self.new_id('L'), refid, when, kind, subtype, asset, amount, fee,
                             balance)
         account.ledger[entry.id] = entry
         return entry
 
     # -- matching ------------------------------------------------------------------------
 
-    def _plan(self, order: Order) -> list[tuple[Decimal, Decimal]]:
+    def plan(self, order: Order) -> list[tuple[Decimal, Decimal]]:
         """The (price, volume) fills ``order`` gets at once by walking the synthetic book."""
         plan: list[tuple[Decimal, Decimal]] = []
         left = order.remaining
@@ -569,7 +447,7 @@ class Exchange:
             left -= plan[-1][1]
         return plan
 
-    def _check_funds(self, account: Account,
+    def check_funds(self, account: Account,
                      orders: Iterable[tuple[Order, list[tuple[Decimal, Decimal]]]],
                      released: Order | None = None) -> None:
         """``EOrder:Insufficient funds`` unless the account can pay for all ``orders``."""
@@ -583,44 +461,67 @@ class Exchange:
         if any(amount > account.available(asset) for asset, amount in needs.items()):
             raise ApiError('EOrder:Insufficient funds')
 
-    def _execute(self, account: Account, order: Order) -> None:
+    def execute(self, account: Account, order: Order) -> None:
         """Fill what crosses now (taker); then rest, or cancel as the flags say."""
-        plan = self._plan(order)
+        plan = self.plan(order)
         if plan and 'post' in order.oflags:
-            self._close(order, 'canceled', 'Post only order')
+            self.close(order, 'canceled', 'Post only order')
             return
         if order.timeinforce == 'FOK' and sum(v for _, v in plan) < order.remaining:
-            self._close(order, 'canceled', 'Fill or kill')
+            self.close(order, 'canceled', 'Fill or kill')
             return
         for price, volume in plan:
-            self._fill(account, order, price, volume, False)
+            self.fill(account, order, price, volume, False)
         if order.status == 'open' and (order.ordertype == 'market' or order.timeinforce == 'IOC'):
-            self._close(order, 'canceled', 'Immediate or cancel')
+            self.close(order, 'canceled', 'Immediate or cancel')
 
-    def _fill(self, account: Account, order: Order, price: Decimal, volume: Decimal,
+    def fill(self, account: Account, order: Order, price: Decimal, volume: Decimal,
               maker: bool, when: float | None = None) -> None:
         """Trade ``volume`` of ``order`` at ``price``: balances, ledger, trade, order, tape."""
         when = time.time() if when is None else when
         pair = order.pair
         cost, fee = _costs(pair, price, volume, maker)
-        txid = self._new_id('T')
+        txid = self.new_id('T')
         sign = 1 if order.side == 'buy' else -1
-        base = self._book(account, pair.base, sign * volume, D(0), 'trade', txid, when, 'tradespot')
-        quote = self._book(account, pair.quote, -sign * cost, fee, 'trade', txid, when, 'tradespot')
-        account.fills[txid] = Fill(txid, order, self._new_id('P'), when, price, volume, cost, fee,
+        base = self.book(account, pair.base, sign * volume, D(0), 'trade', txid, when, 'tradespot')
+        quote = self.book(account, pair.quote, -sign * cost, fee, 'trade', txid, when, 'tradespot')
+        account.fills[txid] = Fill(txid, order, self.new_id('P'), when, price, volume, cost, fee,
                                    maker, [base.id, quote.id])
         order.vol_exec += volume
         order.cost += cost
         order.fee += fee
         order.trades.append(txid)
         if order.remaining <= 0:
-            self._close(order, 'closed', None, when)
+            self.close(order, 'closed', None, when)
         if not order.seeded:
             self.market.record_trade(pair, price, volume, 'b' if order.side == 'buy' else 's',
                                      'l' if maker else 'm')
 
+    def place(self, account: Account, order: Order) -> Order:
+        """Give a checked ``order`` its txid, open it and fill what crosses now."""
+        order.txid, order.status, order.opentm = self.new_id('O'), 'open', time.time()
+        account.orders[order.txid] = order
+        self.execute(account, order)
+        return order
+
+    def debit(self, account: Account, asset: AssetSpec, amount: Decimal, fee: Decimal,
+              kind: str, subtype: str = '') -> str:
+        """Take ``amount`` plus ``fee`` out (a withdrawal or transfer); its refid."""
+        if amount + fee > account.available(asset.name):
+            raise ApiError('EFunding:Insufficient funds')
+        refid = self.new_id('F')
+        now = time.time()
+        self.book(account, asset.name, -amount, fee, kind, refid, now, subtype)
+        account.funding.append({
+            'kind': kind, 'method': f'{asset.altname} (sandbox)', 'network': 'sandbox',
+            'aclass': 'currency', 'asset': asset.name, 'refid': refid,
+            'txid': hashlib.sha256(refid.encode()).hexdigest(), 'info': 'sandbox',
+            'amount': asset_places(asset.name, amount), 'fee': asset_places(asset.name, fee),
+            'time': int(now), 'status': 'Success'})
+        return refid
+
     @staticmethod
-    def _close(order: Order, status: str, reason: str | None, when: float | None = None) -> None:
+    def close(order: Order, status: str, reason: str | None, when: float | None = None) -> None:
         order.status, order.reason = status, reason
         order.closetm = time.time() if when is None else when
 
@@ -632,7 +533,7 @@ class Exchange:
                 for order in account.open_orders():
                     if order.pair is pair and order.price is not None and (
                             order.price >= mid if order.side == 'buy' else order.price <= mid):
-                        self._fill(account, order, order.price, order.remaining, True)
+                        self.fill(account, order, order.price, order.remaining, True)
 
     def usd_price(self, asset: str) -> Decimal:
         if asset == 'ZUSD':

@@ -1,53 +1,29 @@
 """Kraken's spot REST methods, as the sandbox answers them.
 
-:class:`Endpoints` adds to the :class:`~krakenex._exchange.Exchange` one handler
-per method (market data, account data, exports, trading, funding and earn) and
-:meth:`Endpoints.serve`, which routes one request to its handler. Standard
-library only.
+:class:`Endpoints` holds one handler per Kraken method (market data, account
+data, exports, trading, funding and earn) and :meth:`Endpoints.serve`, which
+answers one request to ``/0/public/<method>`` or ``/0/private/<method>``. The
+handlers read parameters with :mod:`krakenex.sandbox.params` and change the
+:class:`~krakenex.sandbox.exchange.Exchange` only through its public methods,
+under its lock. Standard library only.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
 import io
+import logging
 import re
-import string
 import time
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
-from urllib.parse import parse_qs
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from typing import TYPE_CHECKING, Any
 
-from ._exchange import (
-    Account,
-    ApiError,
-    Exchange,
-    Export,
-    Order,
-    Params,
-    Reply,
-    _amount,
-    _asset_places,
-    _error,
-    _html,
-    _id_list,
-    _indexed,
-    _integer,
-    _invalid,
-    _iso,
-    _json,
-    _optional_amount,
-    _quantize,
-    _required,
-    _text,
-    _truthy,
-    log,
-)
-from ._market import (
+from .exchange import Account, Exchange, Export, Order, asset_places, quantize
+from .market import (
     ASSETS,
     FEES_MAKER,
     FEES_TAKER,
@@ -61,29 +37,57 @@ from ._market import (
     places,
     since_ns,
 )
+from .params import (
+    ApiError,
+    Params,
+    amount,
+    flag,
+    id_list,
+    indexed,
+    integer,
+    invalid,
+    number,
+    optional_amount,
+    parse_query,
+    required,
+    text,
+)
+from .replies import Reply, envelope, error, html, iso
+from .replies import text as text_reply
 
+if TYPE_CHECKING:
+    from .server import Request
+
+log = logging.getLogger('krakenex.sandbox')
 D = Decimal
 
 WITHDRAW_FEES = {'XXBT': D('0.00015'), 'XETH': D('0.0025'), 'SOL': D('0.01'), 'ZUSD': D('5')}
 WITHDRAW_KEY = 'sandbox'  # the one withdrawal key (address book entry) of every asset
 ORDER_FLAGS = {'post', 'fcib', 'fciq', 'nompp'}
 TIME_IN_FORCE = {'GTC', 'IOC', 'GTD', 'FOK'}
-PAGE = 50  # ClosedOrders, TradesHistory and Ledgers pages
+PAGE_SIZE = 50  # ClosedOrders, TradesHistory and Ledgers pages
+
+PUBLIC_PREFIX = '/0/public/'
+PRIVATE_PREFIX = '/0/private/'
+_METHOD_NAME = re.compile(r'[A-Za-z0-9_]+(?:/[A-Za-z0-9_]+)?')
+
+PublicHandler = Callable[[Params], object]
+PrivateHandler = Callable[[Account, Params], object]
 
 
-class Endpoints(Exchange):
-    """The :class:`Exchange` with Kraken's REST methods; :meth:`serve` answers a request."""
+class Endpoints:
+    """Kraken's REST methods over an :class:`Exchange`; :meth:`serve` answers a request."""
 
-    def __init__(self, *, seed: int, start: float, tier: tuple[float, float] | None,
-                 costs: dict[str, float] | None, public_rate: float | None) -> None:
-        super().__init__(seed=seed, start=start, tier=tier, costs=costs,
-                         public_rate=public_rate)
-        self.public: dict[str, Callable[[Params], object]] = {
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        #: Public handlers by Kraken method name; another module may add its own.
+        self.public: dict[str, PublicHandler] = {
             'Time': self.server_time, 'SystemStatus': self.system_status, 'Assets': self.assets,
             'AssetPairs': self.asset_pairs, 'Ticker': self.ticker, 'OHLC': self.ohlc,
             'Depth': self.depth, 'Trades': self.trades, 'Spread': self.spread,
         }
-        self.private: dict[str, Callable[[Account, Params], object]] = {
+        #: Private handlers by Kraken method name; another module may add its own.
+        self.private: dict[str, PrivateHandler] = {
             'Balance': self.balance, 'BalanceEx': self.balance_ex,
             'TradeBalance': self.trade_balance, 'OpenOrders': self.open_orders,
             'ClosedOrders': self.closed_orders, 'QueryOrders': self.query_orders,
@@ -110,53 +114,65 @@ class Endpoints(Exchange):
 
     # -- requests ----------------------------------------------------------------------
 
-    def serve(self, verb: str, api: str, method: str, path: str, query: str,
+    def route(self, request: Request) -> Reply:
+        """The server's route for ``/0/public/`` and ``/0/private/``."""
+        if not _METHOD_NAME.fullmatch(request.method):
+            return text_reply(404, 'Not Found\n')
+        return self.serve(request.verb, request.prefix == PRIVATE_PREFIX, request.method,
+                          request.path, request.query, request.headers, request.body,
+                          request.client)
+
+    def serve(self, verb: str, private: bool, method: str, path: str, query: str,
               headers: dict[str, str], body: bytes, client: str) -> Reply:
-        """Answer one request to ``/0/<api>/<method>`` as Kraken would."""
+        """Answer one request to ``/0/public/<method>`` or ``/0/private/<method>``."""
         try:
-            if api == 'public':
-                if verb != 'GET':
-                    return _html(405, '405 Not Allowed', {'Allow': 'GET'})
-                return self._public(method, query, client)
-            if verb != 'POST':
-                return _html(405, '405 Not Allowed', {'Allow': 'POST'})
-            return self._private(method, path, headers, body)
+            with localcontext() as context:
+                context.prec = 60  # room for any product of two accepted numbers
+                if not private:
+                    if verb != 'GET':
+                        return html(405, '405 Not Allowed', {'Allow': 'GET'})
+                    return self._public(method, query, client)
+                if verb != 'POST':
+                    return html(405, '405 Not Allowed', {'Allow': 'POST'})
+                return self._private(method, path, headers, body)
         except ApiError as exc:
-            return _error(str(exc))
+            return error(str(exc))
         except Exception:
             log.exception('sandbox failed on %s', method)
-            return _error('EGeneral:Internal error')
+            return error('EGeneral:Internal error')
 
     def _public(self, method: str, query: str, client: str) -> Reply:
         handler = self.public.get(method)
         if handler is None:
             raise ApiError('EGeneral:Unknown method')
-        params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
-        with self.lock:
-            self.requests_log.append((method, None))
-            self._throttle(client)
-            self.expire_timers()
-            return _json({'error': [], 'result': handler(params)})
+        params = parse_query(query)
+        exchange = self.exchange
+        with exchange.lock:
+            exchange.requests_log.append((method, None))
+            exchange.throttle(client)
+            exchange.expire_timers()
+            return envelope({'error': [], 'result': handler(params)})
 
     def _private(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         handler = self.private.get(method)
         if handler is None:
             raise ApiError('EGeneral:Unknown method')
-        with self.lock:
-            account, params, nonce = self._authenticate(path, headers, body)
-            self.requests_log.append((method, nonce))
-            self._charge(account, method)
-            self.expire_timers()
+        exchange = self.exchange
+        with exchange.lock:
+            account, params, nonce = exchange.authenticate(path, headers, body)
+            exchange.requests_log.append((method, nonce))
+            exchange.charge(account, method)
+            exchange.expire_timers()
             result = handler(account, params)
-        return result if isinstance(result, Reply) else _json({'error': [], 'result': result})
+        return result if isinstance(result, Reply) else envelope({'error': [], 'result': result})
 
     # -- public methods ----------------------------------------------------------------------
 
     def _pairs(self, params: Params, *, required: bool) -> list[PairSpec]:
-        names = _id_list(params.get('pair'), 'pair')
+        names = id_list(params.get('pair'), 'pair')
         if not names:
             if required:
-                raise _invalid('pair')
+                raise invalid('pair')
             return list(PAIRS.values())
         found = [find_pair(name) for name in names]
         if any(spec is None for spec in found):
@@ -166,7 +182,7 @@ class Endpoints(Exchange):
     def _pair(self, params: Params) -> PairSpec:
         pairs = self._pairs(params, required=True)
         if len(pairs) != 1:
-            raise _invalid('pair')
+            raise invalid('pair')
         return pairs[0]
 
     def server_time(self, params: Params) -> object:
@@ -175,10 +191,10 @@ class Endpoints(Exchange):
                 'rfc1123': time.strftime('%a, %d %b %y %H:%M:%S +0000', time.gmtime(now))}
 
     def system_status(self, params: Params) -> object:
-        return {'status': 'online', 'timestamp': _iso(time.time())}
+        return {'status': 'online', 'timestamp': iso(time.time())}
 
     def assets(self, params: Params) -> object:
-        names = _id_list(params.get('asset'), 'asset') or list(ASSETS)
+        names = id_list(params.get('asset'), 'asset') or list(ASSETS)
         found = [find_asset(name) for name in names]
         if any(spec is None for spec in found):
             raise ApiError('EQuery:Unknown asset')
@@ -187,9 +203,9 @@ class Endpoints(Exchange):
                 for a in found if a is not None}
 
     def asset_pairs(self, params: Params) -> object:
-        info = _text(params, 'info', 'info')
+        info = text(params, 'info', 'info')
         if info not in ('info', 'leverage', 'fees', 'margin'):
-            raise _invalid('info')
+            raise invalid('info')
         result = {}
         for p in self._pairs(params, required=False):
             full: dict[str, Any] = {
@@ -208,108 +224,109 @@ class Endpoints(Exchange):
         return result
 
     def ticker(self, params: Params) -> object:
-        return {p.name: self.market.ticker(p) for p in self._pairs(params, required=False)}
+        return {p.name: self.exchange.market.ticker(p) for p in self._pairs(params, required=False)}
 
     def ohlc(self, params: Params) -> object:
         pair = self._pair(params)
-        interval = _integer(params, 'interval', 1, -2**31, 2**31)
+        interval = integer(params, 'interval', 1, -2**31, 2**31)
         if interval not in OHLC_INTERVALS:
-            raise _invalid()
-        since = _integer(params, 'since', -1, 0, 2**63)
-        rows, last = self.market.ohlc(pair, interval, None if since < 0 else since)
+            raise invalid()
+        since = integer(params, 'since', -1, 0, 2**63)
+        rows, last = self.exchange.market.ohlc(pair, interval, None if since < 0 else since)
         return {pair.name: rows, 'last': last}
 
     def depth(self, params: Params) -> object:
         pair = self._pair(params)
-        return {pair.name: self.market.depth(pair, _integer(params, 'count', 100, 1, 500))}
+        return {pair.name: self.exchange.market.depth(pair, integer(params, 'count', 100, 1, 500))}
 
     def trades(self, params: Params) -> object:
         pair = self._pair(params)
-        since = _text(params, 'since') or None
+        since = text(params, 'since') or None
         try:
             since_ns(since or '0')
         except (ArithmeticError, ValueError):
-            raise _invalid('since') from None
-        rows, last = self.market.trades(pair, since, _integer(params, 'count', 1000, 1, 1000))
+            raise invalid('since') from None
+        count = integer(params, 'count', 1000, 1, 1000)
+        rows, last = self.exchange.market.trades(pair, since, count)
         return {pair.name: rows, 'last': last}
 
     def spread(self, params: Params) -> object:
         pair = self._pair(params)
-        since = _integer(params, 'since', -1, 0, 2**63)
-        rows, last = self.market.spread(pair, None if since < 0 else since)
+        since = integer(params, 'since', -1, 0, 2**63)
+        rows, last = self.exchange.market.spread(pair, None if since < 0 else since)
         return {pair.name: rows, 'last': last}
 
     # -- account data --------------------------------------------------------------------
 
     def balance(self, account: Account, params: Params) -> object:
-        return {a: _asset_places(a, b) for a, b in account.balances.items()}
+        return {a: asset_places(a, b) for a, b in account.balances.items()}
 
     def balance_ex(self, account: Account, params: Params) -> object:
         held = account.held()
-        return {a: {'balance': _asset_places(a, b),
-                    'hold_trade': _asset_places(a, held.get(a, D(0)))}
+        return {a: {'balance': asset_places(a, b),
+                    'hold_trade': asset_places(a, held.get(a, D(0)))}
                 for a, b in account.balances.items()}
 
     def trade_balance(self, account: Account, params: Params) -> object:
-        asset = find_asset(_text(params, 'asset', 'ZUSD') or 'ZUSD')
+        asset = find_asset(text(params, 'asset', 'ZUSD') or 'ZUSD')
         if asset is None:
             raise ApiError('EQuery:Unknown asset')
-        usd = sum((b * self.usd_price(a) for a, b in account.balances.items()), D(0))
-        value = _asset_places(asset.name, usd / self.usd_price(asset.name))
-        zero = _asset_places(asset.name, D(0))
+        usd = sum((b * self.exchange.usd_price(a) for a, b in account.balances.items()), D(0))
+        value = asset_places(asset.name, usd / self.exchange.usd_price(asset.name))
+        zero = asset_places(asset.name, D(0))
         return {'eb': value, 'tb': value, 'm': zero, 'n': zero, 'c': zero, 'v': zero,
                 'e': value, 'mf': value, 'uv': zero}
 
     def _orders_matching(self, account: Account, params: Params,
                          orders: Iterable[Order]) -> list[Order]:
-        userref, cl_ord_id = _text(params, 'userref'), _text(params, 'cl_ord_id')
+        userref, cl_ord_id = text(params, 'userref'), text(params, 'cl_ord_id')
         return [o for o in orders
                 if (userref is None or str(o.userref) == userref)
                 and (cl_ord_id is None or o.cl_ord_id == cl_ord_id)]
 
     def open_orders(self, account: Account, params: Params) -> object:
-        trades = _truthy(params.get('trades'))
+        trades = flag(params, 'trades')
         orders = self._orders_matching(account, params, account.open_orders())
         return {'open': {o.txid: o.to_kraken(trades) for o in reversed(orders)}}
 
     def closed_orders(self, account: Account, params: Params) -> object:
-        trades = _truthy(params.get('trades'))
+        trades = flag(params, 'trades')
         done = [o for o in account.orders.values() if o.closetm is not None]
         done.sort(key=lambda o: o.closetm or 0, reverse=True)
         done = self._orders_matching(account, params, done)
-        field_ = 'opentm' if _text(params, 'closetime') == 'open' else 'closetm'
+        field_ = 'opentm' if text(params, 'closetime') == 'open' else 'closetm'
         done = self._window(account, params, done, lambda o: getattr(o, field_) or 0)
         page = self._page(params, done)
         return {'closed': {o.txid: o.to_kraken(trades) for o in page}, 'count': len(done)}
 
     def query_orders(self, account: Account, params: Params) -> object:
-        txids = _id_list(params.get('txid'), 'txid')
+        txids = id_list(params.get('txid'), 'txid')
         if not txids or len(txids) > 50:
-            raise _invalid('txid')
-        trades = _truthy(params.get('trades'))
+            raise invalid('txid')
+        trades = flag(params, 'trades')
         found = self._orders_matching(
             account, params, [account.orders[t] for t in txids if t in account.orders])
         return {o.txid: o.to_kraken(trades) for o in found}
 
     def trades_history(self, account: Account, params: Params) -> object:
-        kind = _text(params, 'type', 'all')
+        kind = text(params, 'type', 'all')
         if kind not in ('all', 'any position', 'closed position', 'closing position',
                         'no position'):
-            raise _invalid('type')
+            raise invalid('type')
         fills = list(reversed(account.fills.values())) if kind in ('all', 'no position') else []
         fills = self._window(account, params, fills, lambda f: f.time)
-        ledgers = _truthy(params.get('ledgers'))
+        ledgers = flag(params, 'ledgers')
         return {'trades': {f.txid: f.to_kraken(ledgers) for f in self._page(params, fills)},
                 'count': len(fills)}
 
     def query_trades(self, account: Account, params: Params) -> object:
-        txids = _id_list(params.get('txid'), 'txid')
+        txids = id_list(params.get('txid'), 'txid')
         if not txids or len(txids) > 20:
-            raise _invalid('txid')
+            raise invalid('txid')
         return {t: account.fills[t].to_kraken() for t in txids if t in account.fills}
 
     def ledgers(self, account: Account, params: Params) -> object:
-        assets = _id_list(params.get('asset'), 'asset')
+        assets = id_list(params.get('asset'), 'asset')
         names = set()
         for name in assets:
             if name != 'all':
@@ -317,38 +334,35 @@ class Endpoints(Exchange):
                 if spec is None:
                     raise ApiError('EQuery:Unknown asset')
                 names.add(spec.name)
-        kind = _text(params, 'type', 'all')
+        kind = text(params, 'type', 'all')
         entries = [e for e in reversed(account.ledger.values())
                    if (not names or e.asset in names) and kind in ('all', e.type)]
         entries = self._window(account, params, entries, lambda e: e.time)
         page = self._page(params, entries)
         result: dict[str, Any] = {'ledger': {e.id: e.to_kraken() for e in page}}
-        if not _truthy(params.get('without_count')):
+        if not flag(params, 'without_count'):
             result['count'] = len(entries)
         return result
 
     def query_ledgers(self, account: Account, params: Params) -> object:
-        ids = _id_list(params.get('id'), 'id')
+        ids = id_list(params.get('id'), 'id')
         if not ids or len(ids) > 20:
-            raise _invalid('id')
+            raise invalid('id')
         return {i: account.ledger[i].to_kraken() for i in ids if i in account.ledger}
 
     def _window(self, account: Account, params: Params, rows: list[Any],
                 when: Callable[[Any], float]) -> list[Any]:
         """Rows after ``start`` (exclusive) and up to ``end`` (inclusive): Unix times or ids."""
         def bound(name: str) -> float | None:
-            text = _text(params, name)
-            if not text:
+            value = text(params, name)
+            if not value:
                 return None
-            if text in account.orders:
-                return account.orders[text].opentm
+            if value in account.orders:
+                return account.orders[value].opentm
             for records in (account.fills, account.ledger):
-                if text in records:
-                    return records[text].time
-            try:
-                return float(D(text))
-            except InvalidOperation:
-                raise _invalid(name) from None
+                if value in records:
+                    return records[value].time
+            return float(number(value, name))
 
         start, end = bound('start'), bound('end')
         # compare times as the API shows them, rounded to 4 decimals
@@ -357,12 +371,12 @@ class Endpoints(Exchange):
 
     @staticmethod
     def _page(params: Params, rows: list[Any]) -> list[Any]:
-        offset = _integer(params, 'ofs', 0, 0, 2**31)
-        return rows[offset:offset + PAGE]
+        offset = integer(params, 'ofs', 0, 0, 2**31)
+        return rows[offset:offset + PAGE_SIZE]
 
     def trade_volume(self, account: Account, params: Params) -> object:
         since = time.time() - 30 * 86400
-        volume = sum((f.cost * self.usd_price(f.order.pair.quote)
+        volume = sum((f.cost * self.exchange.usd_price(f.order.pair.quote)
                       for f in account.fills.values() if f.time >= since), D(0))
         result: dict[str, Any] = {'currency': 'ZUSD', 'volume': places(volume, 4)}
         pairs = self._pairs(params, required=False) if params.get('pair') else []
@@ -375,27 +389,26 @@ class Endpoints(Exchange):
         return result
 
     def websockets_token(self, account: Account, params: Params) -> object:
-        token = base64.b64encode(self._rng.randbytes(24)).decode()
-        return {'token': token, 'expires': 900}
+        return {'token': self.exchange.token(), 'expires': 900}
 
     # -- exports ---------------------------------------------------------------------------
 
     def add_export(self, account: Account, params: Params) -> object:
-        report = _required(params, 'report')
+        report = required(params, 'report')
         if report not in ('trades', 'ledgers'):
-            raise _invalid('report')
-        fmt = (_text(params, 'format', 'CSV') or 'CSV').upper()
+            raise invalid('report')
+        fmt = (text(params, 'format', 'CSV') or 'CSV').upper()
         if fmt not in ('CSV', 'TSV'):
-            raise _invalid('format')
-        description = _required(params, 'description')
-        export_id = ''.join(self._rng.choice(string.ascii_uppercase) for _ in range(4))
+            raise invalid('format')
+        description = required(params, 'description')
+        export_id = self.exchange.new_id('')[:4]
         export = Export(export_id, report, fmt, description, time.time(),
                         _zip_report(account, report, fmt))
         account.exports[export_id] = export
         return {'id': export_id}
 
     def export_status(self, account: Account, params: Params) -> object:
-        report = _required(params, 'report')
+        report = required(params, 'report')
         created = [e for e in account.exports.values() if e.report == report]
         return [{'id': e.id, 'descr': e.description, 'format': e.format, 'report': e.report,
                  'subtype': 'all', 'status': 'Processed', 'flags': '0', 'fields': 'all',
@@ -405,9 +418,9 @@ class Endpoints(Exchange):
                  'asset': 'all'} for e in created]
 
     def _export(self, account: Account, params: Params) -> Export:
-        export = account.exports.get(_required(params, 'id'))
+        export = account.exports.get(required(params, 'id'))
         if export is None:
-            raise _invalid('id')
+            raise invalid('id')
         return export
 
     def retrieve_export(self, account: Account, params: Params) -> object:
@@ -415,9 +428,9 @@ class Endpoints(Exchange):
 
     def remove_export(self, account: Account, params: Params) -> object:
         export = self._export(account, params)
-        kind = _required(params, 'type')
+        kind = required(params, 'type')
         if kind not in ('cancel', 'delete'):
-            raise _invalid('type')
+            raise invalid('type')
         del account.exports[export.id]
         return {kind: True}
 
@@ -427,35 +440,35 @@ class Endpoints(Exchange):
                    ignore: Order | None = None) -> Order:
         """An order from AddOrder's parameters, checked as Kraken checks it (funds aside)."""
         pair = pair or self._pair(params)
-        side = _text(params, 'type')
+        side = text(params, 'type')
         if side not in ('buy', 'sell'):
-            raise _invalid('type')
-        ordertype = _text(params, 'ordertype')
+            raise invalid('type')
+        ordertype = text(params, 'ordertype')
         if ordertype not in ('market', 'limit'):
-            raise _invalid('ordertype')
-        volume = _amount(params, 'volume')
+            raise invalid('ordertype')
+        volume = amount(params, 'volume')
         if volume != volume.quantize(D(1).scaleb(-LOT_DECIMALS), ROUND_HALF_UP):
-            raise _invalid('volume')
-        price = _amount(params, 'price') if ordertype == 'limit' else None
-        userref_text, cl_ord_id = _text(params, 'userref'), _text(params, 'cl_ord_id')
+            raise invalid('volume')
+        price = amount(params, 'price') if ordertype == 'limit' else None
+        userref_text, cl_ord_id = text(params, 'userref'), text(params, 'cl_ord_id')
         if userref_text is not None and cl_ord_id is not None:
-            raise _invalid()
+            raise invalid()
         userref = None
         if userref_text is not None:
             if not re.fullmatch(r'-?\d+', userref_text) or not -2**31 <= int(userref_text) < 2**31:
-                raise _invalid('userref')
+                raise invalid('userref')
             userref = int(userref_text)
-        flags = {f.strip() for f in (_text(params, 'oflags') or '').split(',') if f.strip()}
+        flags = {f.strip() for f in (text(params, 'oflags') or '').split(',') if f.strip()}
         if 'viqc' in flags:
-            raise _invalid('viqc')  # volume in quote currency is not simulated
+            raise invalid('viqc')  # volume in quote currency is not simulated
         if not flags <= ORDER_FLAGS:
-            raise _invalid('oflags')
-        tif = (_text(params, 'timeinforce') or 'GTC').upper()
+            raise invalid('oflags')
+        tif = (text(params, 'timeinforce') or 'GTC').upper()
         if tif not in TIME_IN_FORCE:
-            raise _invalid('timeinforce')
+            raise invalid('timeinforce')
         if volume < pair.ordermin:
             raise ApiError('EOrder:Order minimum not met')
-        if volume * (price or self.market.mid(pair)) < pair.costmin:
+        if volume * (price or self.exchange.market.mid(pair)) < pair.costmin:
             raise ApiError('EOrder:Cost minimum not met')
         if price is not None and price % pair.tick_size:
             raise ApiError('EOrder:Tick size check failed')
@@ -467,38 +480,32 @@ class Endpoints(Exchange):
         return Order('', pair, side, ordertype, volume, price, time.time(), userref, cl_ord_id,
                      flags, tif)
 
-    def _place(self, account: Account, order: Order) -> Order:
-        order.txid, order.status, order.opentm = self._new_id('O'), 'open', time.time()
-        account.orders[order.txid] = order
-        self._execute(account, order)
-        return order
-
     def add_order(self, account: Account, params: Params) -> object:
         order = self._new_order(account, params)
-        self._check_funds(account, [(order, self._plan(order))])
-        if _truthy(params.get('validate')):
+        self.exchange.check_funds(account, [(order, self.exchange.plan(order))])
+        if flag(params, 'validate'):
             return {'descr': {'order': order.description()}}
-        self._place(account, order)
+        self.exchange.place(account, order)
         return {'descr': {'order': order.description()}, 'txid': [order.txid]}
 
     def add_order_batch(self, account: Account, params: Params) -> object:
         pair = self._pair(params)
-        raw = _indexed(params, 'orders')
+        raw = indexed(params, 'orders')
         if not isinstance(raw, list) or not 2 <= len(raw) <= 15 or not all(
                 isinstance(r, dict) for r in raw):
-            raise _invalid('orders')
+            raise invalid('orders')
         orders = [self._new_order(account, r, pair) for r in raw]
         ids = [o.cl_ord_id for o in orders if o.cl_ord_id is not None]
         if len(ids) != len(set(ids)):
             raise ApiError('EOrder:Duplicate order')
-        self._check_funds(account, [(o, self._plan(o)) for o in orders])
-        if _truthy(params.get('validate')):
+        self.exchange.check_funds(account, [(o, self.exchange.plan(o)) for o in orders])
+        if flag(params, 'validate'):
             return {'orders': [{'descr': {'order': o.description()}} for o in orders]}
-        return {'orders': [{'txid': self._place(account, o).txid,
+        return {'orders': [{'txid': self.exchange.place(account, o).txid,
                             'descr': {'order': o.description()}} for o in orders]}
 
     def _find_open(self, account: Account, params: Params) -> Order:
-        txid, cl_ord_id = _text(params, 'txid'), _text(params, 'cl_ord_id')
+        txid, cl_ord_id = text(params, 'txid'), text(params, 'cl_ord_id')
         for order in account.open_orders():
             if (txid and order.txid == txid) or (cl_ord_id and order.cl_ord_id == cl_ord_id):
                 return order
@@ -506,25 +513,25 @@ class Endpoints(Exchange):
 
     def amend_order(self, account: Account, params: Params) -> object:
         order = self._find_open(account, params)
-        qty = _optional_amount(params, 'order_qty')
-        price = _optional_amount(params, 'limit_price')
+        qty = optional_amount(params, 'order_qty')
+        price = optional_amount(params, 'limit_price')
         if qty is None and price is None:
-            raise _invalid()
+            raise invalid()
         amended = replace(order, volume=qty or order.volume, price=price or order.price)
         if amended.volume <= order.vol_exec:
-            raise _invalid('order_qty')
+            raise invalid('order_qty')
         if amended.price is not None and amended.price % order.pair.tick_size:
             raise ApiError('EOrder:Tick size check failed')
-        self._check_funds(account, [(amended, self._plan(amended))], released=order)
+        self.exchange.check_funds(account, [(amended, self.exchange.plan(amended))], released=order)
         order.volume, order.price = amended.volume, amended.price
-        self._execute(account, order)
-        return {'amend_id': self._new_id('T')}
+        self.exchange.execute(account, order)
+        return {'amend_id': self.exchange.new_id('T')}
 
     def edit_order(self, account: Account, params: Params) -> object:
         old = self._find_open(account, params)
         pair = self._pair(params)
         if pair is not old.pair:
-            raise _invalid('pair')
+            raise invalid('pair')
         merged = {'type': old.side, 'ordertype': old.ordertype,
                   'volume': str(old.volume), 'price': str(old.price or ''),
                   'oflags': ','.join(sorted(old.oflags)), **params}
@@ -532,15 +539,15 @@ class Endpoints(Exchange):
         new = self._new_order(account, merged, pair, ignore=old)
         if new.userref is None:
             new.userref = old.userref
-        self._check_funds(account, [(new, self._plan(new))], released=old)
+        self.exchange.check_funds(account, [(new, self.exchange.plan(new))], released=old)
         result = {'descr': {'order': new.description()}, 'status': 'ok',
                   'volume': places(new.volume, LOT_DECIMALS),
                   'price': places(new.price or D(0), pair.pair_decimals), 'price2': '0'}
-        if _truthy(params.get('validate')):
+        if flag(params, 'validate'):
             return result
-        self._close(old, 'canceled', 'Order replaced')
+        self.exchange.close(old, 'canceled', 'Order replaced')
         new.cl_ord_id = old.cl_ord_id
-        self._place(account, new)
+        self.exchange.place(account, new)
         return {**result, 'txid': new.txid, 'originaltxid': old.txid, 'orders_cancelled': 1}
 
     def _targets(self, account: Account, ident: str) -> list[Order]:
@@ -549,49 +556,49 @@ class Endpoints(Exchange):
                 if ident in (o.txid, o.cl_ord_id) or ident == str(o.userref)]
 
     def cancel_order(self, account: Account, params: Params) -> object:
-        ident = _text(params, 'txid') or _text(params, 'cl_ord_id')
+        ident = text(params, 'txid') or text(params, 'cl_ord_id')
         if not ident:
-            raise _invalid('txid')
+            raise invalid('txid')
         orders = self._targets(account, ident)
         if not orders:
             raise ApiError('EOrder:Unknown order')
         for order in orders:
-            self._close(order, 'canceled', 'User requested')
+            self.exchange.close(order, 'canceled', 'User requested')
         return {'count': len(orders)}
 
     def cancel_all(self, account: Account, params: Params) -> object:
         orders = account.open_orders()
         for order in orders:
-            self._close(order, 'canceled', 'User requested')
+            self.exchange.close(order, 'canceled', 'User requested')
         return {'count': len(orders)}
 
     def cancel_all_after(self, account: Account, params: Params) -> object:
-        text = _required(params, 'timeout')
+        text = required(params, 'timeout')
         if not text.isdigit() or int(text) >= 86400:
-            raise _invalid('timeout')
+            raise invalid('timeout')
         now = time.time()
         account.cancel_at = now + int(text) if int(text) else None
-        trigger = _iso(account.cancel_at) if account.cancel_at else '0'
-        return {'currentTime': _iso(now), 'triggerTime': trigger}
+        trigger = iso(account.cancel_at) if account.cancel_at else '0'
+        return {'currentTime': iso(now), 'triggerTime': trigger}
 
     def cancel_order_batch(self, account: Account, params: Params) -> object:
-        raw = _indexed(params, 'orders') or []
+        raw = indexed(params, 'orders') or []
         if not isinstance(raw, list):
-            raise _invalid('orders')
+            raise invalid('orders')
         idents = [r.get('txid') if isinstance(r, dict) else r for r in raw]
-        idents += _id_list(_indexed(params, 'cl_ord_ids') or [], 'cl_ord_ids')
+        idents += id_list(indexed(params, 'cl_ord_ids') or [], 'cl_ord_ids')
         names = [i for i in idents if isinstance(i, str)]
         if not names or len(names) > 50 or len(names) != len(idents):
-            raise _invalid('orders')
+            raise invalid('orders')
         orders = {o.txid: o for name in names for o in self._targets(account, name)}
         for order in orders.values():
-            self._close(order, 'canceled', 'User requested')
+            self.exchange.close(order, 'canceled', 'User requested')
         return {'count': len(orders)}
 
     # -- funding and earn ------------------------------------------------------------------
 
     def _asset(self, params: Params) -> AssetSpec:
-        asset = find_asset(_required(params, 'asset'))
+        asset = find_asset(required(params, 'asset'))
         if asset is None:
             raise ApiError('EFunding:Unknown asset')
         return asset
@@ -599,24 +606,24 @@ class Endpoints(Exchange):
     def deposit_methods(self, account: Account, params: Params) -> object:
         asset = self._asset(params)
         return [{'method': f'{asset.altname} (sandbox)', 'limit': False,
-                 'fee': _asset_places(asset.name, D(0)), 'gen-address': asset.name != 'ZUSD',
-                 'minimum': _asset_places(asset.name, D('0.0001'))}]
+                 'fee': asset_places(asset.name, D(0)), 'gen-address': asset.name != 'ZUSD',
+                 'minimum': asset_places(asset.name, D('0.0001'))}]
 
     def deposit_addresses(self, account: Account, params: Params) -> object:
         asset = self._asset(params)
         seed = f'{account.key}/{asset.name}'.encode()
         return [{'address': 'sandbox-' + hashlib.sha256(seed).hexdigest()[:34],
-                 'expiretm': '0', 'new': _truthy(params.get('new'))}]
+                 'expiretm': '0', 'new': flag(params, 'new')}]
 
     def _funding(self, account: Account, params: Params, kind: str) -> object:
-        asset = find_asset(_text(params, 'asset') or 'all')
+        asset = find_asset(text(params, 'asset') or 'all')
         return [{k: v for k, v in record.items() if k != 'kind'} for record in account.funding
                 if record['kind'] == kind and (asset is None or record['asset'] == asset.name)]
 
     def withdraw_methods(self, account: Account, params: Params) -> object:
         assets = [self._asset(params)] if params.get('asset') else list(ASSETS.values())
         return [{'asset': a.name, 'method': f'{a.altname} (sandbox)', 'network': 'sandbox',
-                 'minimum': _asset_places(a.name, WITHDRAW_FEES[a.name] * 2)} for a in assets]
+                 'minimum': asset_places(a.name, WITHDRAW_FEES[a.name] * 2)} for a in assets]
 
     def withdraw_addresses(self, account: Account, params: Params) -> object:
         assets = [self._asset(params)] if params.get('asset') else list(ASSETS.values())
@@ -626,55 +633,40 @@ class Endpoints(Exchange):
 
     def _withdrawal(self, account: Account, params: Params) -> tuple[AssetSpec, Decimal, Decimal]:
         asset = self._asset(params)
-        if _text(params, 'key') != WITHDRAW_KEY:
+        if text(params, 'key') != WITHDRAW_KEY:
             raise ApiError('EFunding:Unknown withdraw key')
         try:
-            amount = _amount(params, 'amount')
+            value = amount(params, 'amount')
         except ApiError:
             raise ApiError('EFunding:Invalid amount') from None
-        return asset, _quantize(amount, asset.name), WITHDRAW_FEES[asset.name]
+        return asset, quantize(value, asset.name), WITHDRAW_FEES[asset.name]
 
     def withdraw_info(self, account: Account, params: Params) -> object:
         asset, amount, fee = self._withdrawal(account, params)
         return {'method': f'{asset.altname} (sandbox)',
-                'limit': _asset_places(asset.name, max(D(0), account.available(asset.name) - fee)),
-                'amount': _asset_places(asset.name, amount), 'fee': _asset_places(asset.name, fee)}
-
-    def _debit(self, account: Account, asset: AssetSpec, amount: Decimal, fee: Decimal,
-               kind: str, subtype: str = '') -> str:
-        if amount + fee > account.available(asset.name):
-            raise ApiError('EFunding:Insufficient funds')
-        refid = self._new_id('F')
-        now = time.time()
-        self._book(account, asset.name, -amount, fee, kind, refid, now, subtype)
-        account.funding.append({
-            'kind': kind, 'method': f'{asset.altname} (sandbox)', 'network': 'sandbox',
-            'aclass': 'currency', 'asset': asset.name, 'refid': refid,
-            'txid': hashlib.sha256(refid.encode()).hexdigest(), 'info': WITHDRAW_KEY,
-            'amount': _asset_places(asset.name, amount), 'fee': _asset_places(asset.name, fee),
-            'time': int(now), 'status': 'Success'})
-        return refid
+                'limit': asset_places(asset.name, max(D(0), account.available(asset.name) - fee)),
+                'amount': asset_places(asset.name, amount), 'fee': asset_places(asset.name, fee)}
 
     def withdraw(self, account: Account, params: Params) -> object:
         asset, amount, fee = self._withdrawal(account, params)
-        max_fee = _text(params, 'max_fee')
+        max_fee = text(params, 'max_fee')
         if max_fee is not None and D(max_fee) < fee:
             raise ApiError('EFunding:Max fee exceeded')
-        return {'refid': self._debit(account, asset, amount, fee, 'withdrawal')}
+        return {'refid': self.exchange.debit(account, asset, amount, fee, 'withdrawal')}
 
     def withdraw_cancel(self, account: Account, params: Params) -> object:
-        refid = _required(params, 'refid')
+        refid = required(params, 'refid')
         if not any(r['refid'] == refid and r['kind'] == 'withdrawal' for r in account.funding):
             raise ApiError('EFunding:Unknown reference id')
         return False  # sandbox withdrawals complete at once, too late to cancel
 
     def wallet_transfer(self, account: Account, params: Params) -> object:
         asset = self._asset(params)
-        if (_text(params, 'from'), _text(params, 'to')) != ('Spot Wallet', 'Futures Wallet'):
-            raise _invalid('from')
-        amount = _amount(params, 'amount')
-        return {'refid': self._debit(account, asset, _quantize(amount, asset.name), D(0),
-                                     'transfer', 'spottofutures')}
+        if (text(params, 'from'), text(params, 'to')) != ('Spot Wallet', 'Futures Wallet'):
+            raise invalid('from')
+        value = quantize(amount(params, 'amount'), asset.name)
+        return {'refid': self.exchange.debit(account, asset, value, D(0), 'transfer',
+                                             'spottofutures')}
 
     def earn_strategies(self, account: Account, params: Params) -> object:
         items = [{'id': f'ESSB{a.altname}-SANDBOX', 'asset': a.name,
@@ -688,7 +680,7 @@ class Endpoints(Exchange):
         return {'items': items, 'next_cursor': None}
 
     def earn_allocations(self, account: Account, params: Params) -> object:
-        return {'converted_asset': _text(params, 'converted_asset', 'USD'),
+        return {'converted_asset': text(params, 'converted_asset', 'USD'),
                 'total_allocated': '0.0000', 'total_rewarded': '0.0000', 'next_cursor': None,
                 'items': []}
 

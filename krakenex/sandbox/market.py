@@ -267,10 +267,6 @@ class Market:
                 return
             yield price, sizes[i % BOOK_LEVELS]
 
-    def best(self, spec: PairSpec, side: str) -> Decimal:
-        """The best ask (``'a'``) or bid (``'b'``) price."""
-        return next(self.levels(spec, side))[0]
-
     # -- changes ----------------------------------------------------------------
 
     def record_trade(self, spec: PairSpec, price: Decimal, volume: Decimal, side: str,

@@ -1,0 +1,707 @@
+"""Kraken's spot REST protocol, with no I/O: what to send, and what a reply means.
+
+Every driver (:class:`krakenex.API` on requests, :class:`krakenex.AsyncAPI`
+on aiohttp) builds its requests and reads its replies here, so Kraken's rules
+are written once:
+
+- :class:`Nonces`: strictly increasing nonces, safe to share between threads;
+- :func:`render`, :func:`query_string`, :func:`encode`: parameters as text,
+  numbers in plain positional notation (``0.00000001``, never ``1e-08``);
+- :func:`sign`: Kraken's ``API-Sign``;
+- :func:`public_request`, :func:`private_request`: a :class:`Request` to send;
+- :func:`read_reply`: a transport's :class:`Reply` -> decoded JSON, bytes, or
+  the typed exception; :func:`checked` applies ``raise_errors``;
+- :class:`Retry`: whether and when a call is tried again;
+- :func:`after_sending`: a failure after a state-changing call left is an
+  :class:`~krakenex.OutcomeUnknownError`;
+- :func:`transport_error`: the exception for a failure below HTTP.
+
+Kraken's documentation: https://docs.kraken.com/api/docs/guides/spot-rest-auth
+(signing), https://docs.kraken.com/api/docs/guides/spot-errors (error strings).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import random
+import re
+import stat
+import threading
+import time
+import urllib.parse
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+from . import methods
+from .errors import (
+    BODY_EXCERPT,
+    KeyFileError,
+    KrakenConnectionError,
+    KrakenConnectTimeout,
+    KrakenError,
+    KrakenHTTPError,
+    KrakenResponseError,
+    KrakenTimeout,
+    KrakenUsageError,
+    NotSentError,
+    OutcomeUnknownConnectionError,
+    OutcomeUnknownError,
+    OutcomeUnknownHTTPError,
+    OutcomeUnknownResponseError,
+    OutcomeUnknownTimeout,
+    api_error,
+    fatal,
+)
+from .pacing import RateCounter
+
+__all__ = [
+    'DEFAULT_URI', 'DEFAULT_TIMEOUT', 'NONCE_UNITS', 'Nonces', 'Request', 'Reply', 'Retry',
+    'render', 'query_string', 'encode', 'sign', 'decode_secret', 'nonce_in', 'check_method',
+    'check_timeout', 'public_request', 'private_request', 'read_reply', 'checked',
+    'after_sending', 'transport_error',
+]
+
+log = logging.getLogger('krakenex')
+
+#: Kraken's spot REST API.
+DEFAULT_URI = 'https://api.kraken.com'
+
+#: Seconds to wait for a connection and then for a reply, unless told otherwise.
+DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
+
+#: Nonce units and what :func:`time.time_ns` is divided by to get them. Kraken
+#: remembers the largest nonce a key used, so a key stays with one unit.
+NONCE_UNITS = {'ms': 1_000_000, 'us': 1_000, 'ns': 1}
+
+#: Kraken error strings that mean "try again later"; a read-only call is retried on them.
+TRANSIENT_ERRORS = (
+    'EService:Unavailable', 'EService:Busy', 'EGeneral:Internal error',
+    'EGeneral:Too many requests', 'EAPI:Rate limit exceeded',
+    'EService:Throttled', 'EService: Throttled',
+)
+
+#: HTTP statuses after which a read-only call is retried: too many requests, server errors
+#: and Cloudflare's 52x pages.
+RETRY_STATUS = frozenset({429, *range(500, 600)})
+
+#: ``EService: Throttled: <unix time>`` names the time to retry after.
+_THROTTLED_UNTIL = re.compile(r'EService: ?Throttled: ?(\d+)')
+
+#: Replies that are files, not JSON (RetrieveExport's zip archive).
+BINARY_TYPES = ('application/zip', 'application/octet-stream')
+
+_TITLE = re.compile(rb'<title>\s*(.*?)\s*</title>', re.I | re.S)
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+Timeout = float | tuple[float, float]
+Otp = str | Callable[[], str]
+
+
+# ------------------------------------------------------------------ nonces
+
+class Nonces:
+    """Strictly increasing nonces in one unit: the time, raised past the last one issued.
+
+    Safe to call from many threads. The clock standing still or going back
+    never repeats a nonce.
+
+    :param unit: ``'ms'``, ``'us'`` or ``'ns'``
+    :raises KrakenUsageError: for another unit
+    """
+
+    def __init__(self, unit: str = 'ms') -> None:
+        if unit not in NONCE_UNITS:
+            raise KrakenUsageError(f'nonce_unit must be one of {", ".join(NONCE_UNITS)}, '
+                                   f'not {unit!r}')
+        self.unit = unit
+        self._divisor = NONCE_UNITS[unit]
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            self._last = max(time.time_ns() // self._divisor, self._last + 1)
+            return self._last
+
+
+# ------------------------------------------------------------ parameters
+
+def render(value: Any) -> Any:
+    """A parameter's value as Kraken reads it.
+
+    Booleans are ``true``/``false``; ``float`` and :class:`~decimal.Decimal`
+    are written in plain positional notation, the number the user meant
+    (``1e-08`` -> ``0.00000001``, ``0.1 + 0.2`` -> ``0.3``); strings and
+    integers go as they are.
+
+    :raises KrakenUsageError: for NaN or an infinity, which no Kraken parameter accepts
+    """
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise KrakenUsageError(f'{value!r} is not a number Kraken accepts')
+        # Fifteen significant digits is what a float reliably holds.
+        value = Decimal(f'{value:.15g}')
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise KrakenUsageError(f'{value!r} is not a number Kraken accepts')
+        text = format(value, 'f')
+        return text.rstrip('0').rstrip('.') if '.' in text else text
+    return value
+
+
+def _rendered_tree(value: Any) -> Any:
+    """A JSON body's values rendered; containers walked, integers kept as numbers."""
+    if isinstance(value, Mapping):
+        return {k: _rendered_tree(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_rendered_tree(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    return render(value)
+
+
+def query_string(data: Mapping[str, Any]) -> str:
+    """A public call's query string: values rendered, lists comma-separated."""
+    return urllib.parse.urlencode([
+        (k, ','.join(str(render(item)) for item in v) if isinstance(v, (list, tuple))
+         else render(v)) for k, v in data.items() if v is not None])
+
+
+def encode(data: Mapping[str, Any]) -> tuple[bytes, str]:
+    """A private call's body and its content type: JSON if any value is nested, else a form."""
+    if any(isinstance(v, (list, tuple, dict)) for v in data.values()):
+        text = json.dumps(_rendered_tree(data), separators=(',', ':'), default=str)
+        return text.encode(), 'application/json'
+    pairs = [(k, render(v)) for k, v in data.items() if v is not None]
+    return urllib.parse.urlencode(pairs).encode(), 'application/x-www-form-urlencoded'
+
+
+def check_method(method: object) -> str:
+    """Return ``method`` if it has the shape of a Kraken method name.
+
+    :raises KrakenUsageError: otherwise, before anything is sent
+    """
+    if not methods.valid_name(method):
+        raise KrakenUsageError(f'{method!r} is not a Kraken method name: expected letters '
+                               f'and digits such as Ticker, AddOrder or Earn/Allocate')
+    return str(method)
+
+
+def check_timeout(timeout: Any) -> Timeout:
+    """Return ``timeout`` if it is seconds above zero, or a ``(connect, read)`` pair of them.
+
+    :raises KrakenUsageError: for zero, a negative number, NaN or an infinity
+    """
+    parts = timeout if isinstance(timeout, tuple) else (timeout,)
+    if len(parts) not in (1, 2) or not all(
+            isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p > 0
+            for p in parts):
+        raise KrakenUsageError(f'timeout must be a finite number of seconds above 0, or a '
+                               f'(connect, read) pair of them, not {timeout!r}')
+    return timeout  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------- signing
+
+def decode_secret(secret: str, what: str = 'the API secret') -> bytes:
+    """Decode a base64 secret, with an error that never shows it.
+
+    :raises KrakenUsageError: if it is not base64
+    """
+    try:
+        raw = base64.b64decode(secret, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b''
+    if not raw:
+        raise KrakenUsageError(f'{what} is not valid base64 ({len(secret)} characters); copy the '
+                               f'private key exactly as Kraken showed it')
+    return raw
+
+
+def sign(secret: bytes, urlpath: str, nonce: str | int, body: bytes) -> str:
+    """Kraken's ``API-Sign``: ``base64(HMAC-SHA512(secret, path + SHA256(nonce + body)))``."""
+    message = urlpath.encode() + hashlib.sha256(str(nonce).encode() + body).digest()
+    return base64.b64encode(hmac.new(secret, message, hashlib.sha512).digest()).decode()
+
+
+def nonce_in(body: bytes) -> str:
+    """The nonce inside an encoded body, JSON or form.
+
+    :raises KrakenUsageError: if it has none
+    """
+    try:
+        if body.lstrip().startswith(b'{'):
+            nonce = json.loads(body)['nonce']
+        else:
+            nonce = urllib.parse.parse_qs(body.decode())['nonce'][0]
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise KrakenUsageError('the body to sign has no nonce') from None
+    return str(nonce)
+
+
+# -------------------------------------------------------------- requests
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request to send, as a driver needs it."""
+
+    #: Kraken's method name, for messages.
+    method: str
+    #: ``'GET'`` or ``'POST'``.
+    verb: str
+    #: The path, such as ``/0/private/AddOrder``.
+    path: str
+    #: The query string, without ``?``.
+    query: str = ''
+    #: The body, for a POST.
+    body: bytes | None = None
+    #: Headers of this request (``API-Key``, ``API-Sign``, ``Content-Type``).
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: The nonce a private call carries.
+    nonce: int | None = None
+    #: The caller's parameters, for the evidence of an unknown outcome.
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def public_request(apiversion: str, method: str, data: Mapping[str, Any]) -> Request:
+    """A public call: a GET with the parameters in the query string."""
+    return Request(method, 'GET', f'/{apiversion}/public/{method}', query_string(data), data=data)
+
+
+def private_request(apiversion: str, method: str, data: Mapping[str, Any], *, key: str,
+                    secret: bytes, nonce: int, otp: Otp | None = None) -> Request:
+    """A private call: a POST whose exact body is signed with the secret.
+
+    ``data`` is not modified; ``nonce`` (and ``otp``, unless given) go first.
+
+    :raises KrakenUsageError: if ``nonce`` is not a non-negative integer
+    """
+    if isinstance(nonce, bool) or not str(nonce).isdigit():
+        raise KrakenUsageError(f'_nonce() returned {nonce!r}; a nonce must be a '
+                               f'non-negative integer')
+    params: dict[str, Any] = {'nonce': nonce}
+    params.update((k, v) for k, v in data.items() if k != 'nonce')
+    if otp is not None and 'otp' not in data:
+        params['otp'] = otp() if callable(otp) else otp
+    body, content_type = encode(params)
+    path = f'/{apiversion}/private/{method}'
+    headers = {'API-Key': key, 'Content-Type': content_type,
+               'API-Sign': sign(secret, path, nonce, body)}
+    return Request(method, 'POST', path, body=body, headers=headers, nonce=nonce, data=data)
+
+
+# --------------------------------------------------------------- replies
+
+@dataclass(frozen=True)
+class Reply:
+    """What a transport received: enough to judge it, and the transport's own object."""
+
+    status: int
+    #: The status line's text, such as ``Bad Gateway``.
+    reason: str
+    #: The headers; looked up without regard to case.
+    headers: Mapping[str, str]
+    content: bytes
+    #: The transport's response object, kept as the exception's evidence.
+    response: Any = None
+
+
+def read_reply(method: str, reply: Reply, json_options: Mapping[str, Any]) -> Any:
+    """Decode a reply: JSON, or ``bytes`` for a file.
+
+    :raises KrakenHTTPError: for a status other than 2xx, naming Cloudflare's
+        page or the redirect's target
+    :raises KrakenResponseError: for a 2xx body that is not JSON
+    """
+    if not 200 <= reply.status < 300:
+        raise KrakenHTTPError(_http_message(method, reply), method=method, status=reply.status,
+                              body=_excerpt(reply.content), response=reply.response)
+    content_type = reply.headers.get('Content-Type') or ''
+    if content_type.startswith(BINARY_TYPES):
+        return reply.content
+    try:
+        return json.loads(reply.content, **json_options)
+    except (ValueError, RecursionError):
+        raise KrakenResponseError(
+            f'Kraken {method} answered HTTP {reply.status} with a body that is not JSON '
+            f'({content_type or "no content type"}): {_excerpt(reply.content)!r}',
+            method=method, status=reply.status, body=_excerpt(reply.content),
+            response=reply.response) from None
+
+
+def checked(method: str, reply: Any, *, raise_errors: bool, response: Any = None) -> Any:
+    """Return a decoded reply, raising its typed error if it holds one and ``raise_errors``.
+
+    Warnings (strings starting with ``W``) never raise. An invalid nonce that
+    is returned rather than raised is logged with its likely causes.
+    """
+    errors = reply.get('error') if isinstance(reply, dict) else None
+    if isinstance(errors, list) and fatal(errors):
+        error = api_error(errors, method, response)
+        if raise_errors:
+            raise error
+        if 'EAPI:Invalid nonce' in errors:
+            log.warning('%s', error)
+    return reply
+
+
+def _excerpt(content: bytes) -> str:
+    return content[:BODY_EXCERPT].decode('utf-8', 'replace')
+
+
+def _http_message(method: str, reply: Reply) -> str:
+    """Say what a non-2xx reply was, naming Cloudflare's pages and redirects."""
+    message = f'Kraken {method} answered HTTP {reply.status}'
+    if reply.reason:
+        message += f' {reply.reason}'
+    headers = reply.headers
+    if (headers.get('Server') or '').lower() == 'cloudflare' or headers.get('CF-RAY'):
+        title = _TITLE.search(reply.content[:4096])
+        detail = title.group(1).decode('utf-8', 'replace') if title else 'an HTML error page'
+        message += f' from Cloudflare ({detail}), an error in front of Kraken'
+    elif reply.status in _REDIRECTS:
+        message += (f'; it redirects to {headers.get("Location") or "another address"}, and '
+                    f'krakenex does not follow redirects: check API.uri')
+    return message
+
+
+# ----------------------------------------------------------------- retry
+
+class Retry:
+    """Whether a call is tried again after each outcome, and after how long.
+
+    Read-only calls are retried after transient faults (connection failures,
+    timeouts, 429 and 5xx replies, replies that are not JSON, and Kraken's
+    "try again" errors), with exponential backoff and jitter, until
+    ``retries`` or ``retry_time`` runs out. A state-changing call (``once``)
+    is retried only after :class:`~krakenex.NotSentError`.
+
+    :param once: the call changes state, so it may be sent at most once
+    """
+
+    def __init__(self, retries: int, backoff: float, retry_time: float, *, once: bool) -> None:
+        self.retries = retries
+        self.backoff = backoff
+        self.once = once
+        self.attempt = 0
+        self._give_up_at = time.monotonic() + retry_time
+
+    def after_error(self, error: KrakenError) -> float | None:
+        """Seconds to wait before trying again after ``error``, or ``None`` to raise it."""
+        if self.once and not isinstance(error, NotSentError):
+            return None
+        transient = isinstance(error, (KrakenConnectionError, KrakenTimeout,
+                                       KrakenResponseError)) or (
+            isinstance(error, KrakenHTTPError) and (error.status or 0) in RETRY_STATUS)
+        return self._wait() if transient else None
+
+    def after_reply(self, reply: Any) -> float | None:
+        """Seconds to wait before trying again after a decoded ``reply``, or ``None`` to keep it."""
+        errors = reply.get('error') if isinstance(reply, dict) else None
+        if self.once or not isinstance(errors, list):
+            return None
+        failures = fatal(errors)
+        if not failures or not all(isinstance(e, str) and e.startswith(TRANSIENT_ERRORS)
+                                   for e in failures):
+            return None
+        throttled = [int(m.group(1)) for e in failures if (m := _THROTTLED_UNTIL.match(e))]
+        return self._wait(max(throttled, default=0) - time.time())
+
+    def _wait(self, at_least: float = 0.0) -> float | None:
+        if self.attempt >= self.retries:
+            return None
+        wait = max(at_least, self.backoff * 2.0 ** self.attempt * random.uniform(0.5, 1.0))
+        if time.monotonic() + wait > self._give_up_at:
+            return None
+        self.attempt += 1
+        return wait
+
+
+# ------------------------------------------------------- unknown outcomes
+
+_OUTCOME_UNKNOWN: tuple[tuple[type[KrakenError], type[OutcomeUnknownError]], ...] = (
+    (KrakenHTTPError, OutcomeUnknownHTTPError),
+    (KrakenResponseError, OutcomeUnknownResponseError),
+    (KrakenTimeout, OutcomeUnknownTimeout),
+    (KrakenConnectionError, OutcomeUnknownConnectionError),
+)
+
+
+def after_sending(error: KrakenError, request: Request, *, once: bool) -> KrakenError:
+    """The error to raise for a failure once ``request`` may have left.
+
+    For a state-changing call (``once``) any failure other than "never sent"
+    or bad input means the outcome is unknown: the call may have taken
+    effect. The error then carries the nonce and the identifiers to look the
+    order up with.
+    """
+    if not once or isinstance(error, (NotSentError, KrakenUsageError, OutcomeUnknownError)):
+        return error
+    cls = next((unknown for known, unknown in _OUTCOME_UNKNOWN if isinstance(error, known)),
+               OutcomeUnknownConnectionError)
+    return cls.sent(error, method=request.method, nonce=request.nonce,
+                    userref=request.data.get('userref'), cl_ord_id=request.data.get('cl_ord_id'))
+
+
+# ------------------------------------------------------ transport failures
+
+def transport_error(kind: str, uri: str, method: str, reason: str = '') -> KrakenError:
+    """The exception for a failure below HTTP, worded the same for every driver.
+
+    :param kind: ``'bad_uri'``, ``'not_sent'``, ``'connect_timeout'``,
+        ``'timeout'``, ``'dropped'`` or ``'broken'`` (a reply cut off)
+    :param reason: the transport's innermost cause, in a few words
+    """
+    if kind == 'bad_uri':
+        return KrakenUsageError(f'API.uri {uri!r} is not a server address such as '
+                                f'{DEFAULT_URI}', method=method)
+    if kind == 'not_sent':
+        return NotSentError(f'could not connect to {uri} for {method}: {reason}; '
+                            f'nothing was sent', method=method)
+    if kind == 'connect_timeout':
+        return KrakenConnectTimeout(f'could not connect to {uri} within the timeout for '
+                                    f'{method}; nothing was sent', method=method)
+    if kind == 'timeout':
+        return KrakenTimeout(f'no reply from {uri} to {method} within the timeout', method=method)
+    if kind == 'dropped':
+        return KrakenConnectionError(f'the connection to {uri} failed during {method}: '
+                                     f'{reason}', method=method)
+    return KrakenConnectionError(f'the reply from {uri} to {method} broke off: {reason}',
+                                 method=method)
+
+
+# ------------------------------------------------------------- key files
+
+#: A key file holds two short lines; anything longer is not a key file.
+KEY_FILE_LIMIT = 4096
+
+
+def read_key_file(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """Read the key (first line) and secret (second line) of a key file.
+
+    Surrounding whitespace, Windows line ends and a UTF-8 byte-order mark are
+    ignored. A file that others may read gets a warning.
+
+    :raises KrakenUsageError: if the file cannot be read, is not text, is far
+        too large to be a key file, lacks a line, or its secret is not base64
+    """
+    name = os.fspath(path)
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read(KEY_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise KeyFileError(f'cannot read key file {name}: {exc.strerror or exc}') from None
+    if len(raw) > KEY_FILE_LIMIT:
+        raise KeyFileError(f'{name!r} is over {KEY_FILE_LIMIT} bytes, too large to be a '
+                               f'key file (the API key on line 1, the secret on line 2)')
+    try:
+        text = raw.decode('utf-8-sig')
+    except UnicodeDecodeError:
+        raise KeyFileError(f'key file {name!r} is not text: it should hold the API key on '
+                               f'line 1 and the secret on line 2') from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        raise KeyFileError(
+            f'key file {name!r} needs the API key on its first line and the secret on its '
+            f'second; it has {len(lines)} non-empty line(s)')
+    key, secret = lines[0], lines[1]
+    if not (key.isascii() and key.isprintable()):
+        raise KeyFileError(f'the API key in key file {name!r} holds characters that are '
+                               f'not plain ASCII text; copy it exactly as Kraken showed it')
+    try:
+        decode_secret(secret, f'the secret in key file {name!r}')
+    except KrakenUsageError as exc:
+        raise KeyFileError(str(exc)) from None
+    if os.name == 'posix' and os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warnings.warn(f'key file {name!r} can be read by other users; make it private with: '
+                      f'chmod 600 {name}', stacklevel=3)
+    return key, secret
+
+
+# ------------------------------------------------------- the client's core
+
+class SpotCore:
+    """What a spot client holds apart from its transport: the key, nonces, options.
+
+    :class:`~krakenex.API` and :class:`~krakenex.AsyncAPI` are this plus a way
+    to send; the parameters are documented on :class:`~krakenex.API`.
+    """
+
+    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
+                 timeout: Timeout = DEFAULT_TIMEOUT,
+                 nonce_unit: str = 'ms', otp: Otp | None = None, raise_errors: bool = False,
+                 retries: int = 3, backoff: float = 0.5, retry_time: float = 30.0,
+                 tier: str | tuple[float, float] | None = None,
+                 costs: Mapping[str, float] | None = None,
+                 public_rate: float | None = None) -> None:
+        self._nonces = Nonces(nonce_unit)
+        try:
+            self.counter = RateCounter.for_tier(tier) if tier is not None else None
+            self.public_counter = RateCounter(1.0, public_rate) if public_rate is not None else None
+        except (TypeError, ValueError) as exc:
+            raise KrakenUsageError(str(exc)) from None
+        if not key and not secret:
+            key = os.environ.get('KRAKEN_API_KEY', '')
+            secret = os.environ.get('KRAKEN_API_SECRET', '')
+        #: The API key, sent in the ``API-Key`` header.
+        self.key = key
+        #: The API secret; never sent, logged or shown.
+        self.secret = secret
+        #: The server's address, without a trailing slash.
+        self.uri = uri
+        #: Kraken's API version, part of every path.
+        self.apiversion = '0'
+        #: The default timeout: seconds, or a ``(connect, read)`` pair.
+        self.timeout = check_timeout(timeout)
+        #: The one-time password, or a function that returns a fresh one.
+        self.otp = otp
+        #: Whether Kraken's error strings raise :class:`~krakenex.KrakenAPIError`.
+        self.raise_errors = raise_errors
+        #: How many times a read-only call is retried after a transient fault.
+        self.retries = retries
+        #: The first retry's wait in seconds, doubled for each retry after it.
+        self.backoff = backoff
+        #: Seconds from a call's start after which it is no longer retried.
+        self.retry_time = retry_time
+        #: Rate-counter costs by method, where they differ from Kraken's table.
+        self.costs = dict(costs or {})
+        #: The unit of nonces, fixed when the object is made: ``'ms'``, ``'us'`` or ``'ns'``.
+        self.nonce_unit = nonce_unit
+        self._json_options: dict[str, Any] = {}
+        self._secret_cache: tuple[str, bytes] = ('', b'')
+
+    def __repr__(self) -> str:
+        shown = self.key[:4] + '...' if self.key else ''
+        return f'<krakenex.{type(self).__name__} key={shown!r} uri={self.uri!r}>'
+
+    def json_options(self, **kwargs: Any) -> Self:
+        """Set keyword arguments for decoding replies, such as ``parse_float=Decimal``.
+
+        :param kwargs: passed to :func:`json.loads`
+        :returns: this object, for chaining
+        """
+        self._json_options = kwargs
+        return self
+
+    def load_key(self, path: str | os.PathLike[str]) -> None:
+        """Load the key (first line) and secret (second line) from a file.
+
+        Surrounding whitespace, Windows line ends and a byte-order mark are
+        ignored. A file that others may read gets a warning.
+
+        :param path: the key file
+        :raises KrakenUsageError: if the file cannot be read, is not a key file,
+            or its secret is not base64
+        """
+        self.key, self.secret = read_key_file(path)
+
+    def _nonce(self) -> int:
+        """Return a nonce above every nonce this object issued before (thread-safe)."""
+        return self._nonces()
+
+    def _sign(self, data: Mapping[str, Any] | str | bytes, urlpath: str) -> str:
+        """Sign a request as Kraken checks it, for a hand-made :meth:`_query`.
+
+        :param data: the parameters, with ``nonce``, encoded here exactly as
+            :meth:`query_private` sends them; or the exact body
+        :param urlpath: the path, such as ``/0/private/AddOrder``
+        :returns: the value of the ``API-Sign`` header
+        :raises KrakenUsageError: if there is no nonce, or the secret is not base64
+        """
+        if isinstance(data, (str, bytes)):
+            body = data.encode() if isinstance(data, str) else data
+            return sign(self._secret_bytes(), urlpath, nonce_in(body), body)
+        if 'nonce' not in data:
+            raise KrakenUsageError('the data to sign has no nonce')
+        return sign(self._secret_bytes(), urlpath, data['nonce'], encode(data)[0])
+
+    def _secret_bytes(self) -> bytes:
+        """The decoded secret, decoded again only when :attr:`secret` changes."""
+        text, raw = self._secret_cache
+        if text != self.secret or not raw:
+            raw = decode_secret(self.secret)
+            self._secret_cache = (self.secret, raw)
+        return raw
+
+    def _check_private(self, method: str) -> None:
+        """Refuse a private call that cannot be signed, before anything is sent."""
+        if not self.key or not self.secret:
+            raise KrakenUsageError(
+                f'{method} is a private method and needs an API key and secret: pass them to '
+                f'API(key, secret), call load_key(path), or set KRAKEN_API_KEY and '
+                f'KRAKEN_API_SECRET')
+        if not self.key.isascii() or not self.key.isprintable():
+            raise KrakenUsageError('the API key holds characters an HTTP header cannot carry; '
+                                   'copy it exactly as Kraken showed it')
+        self._secret_bytes()
+
+    def _retry(self, method: str, data: Mapping[str, Any], private: bool) -> Retry:
+        """The retry rule of one call: a state-changing call is sent at most once."""
+        once = private and methods.changes_state(method, data)
+        return Retry(self.retries, self.backoff, self.retry_time, once=once)
+
+    def _cost(self, method: str) -> float:
+        """What ``method`` adds to the rate counter.
+
+        :raises KrakenUsageError: if that could never fit under the tier's maximum
+        """
+        cost = self.costs.get(method, methods.cost(method))
+        if self.counter is not None and not cost <= self.counter.maximum:
+            raise KrakenUsageError(f'{method} costs {cost!r}, which can never fit under the '
+                                   f'rate tier\'s maximum of {self.counter.maximum:g}: lower '
+                                   f'its cost or choose a larger tier', method=method)
+        return cost
+
+    def _private_request(self, method: str, data: Mapping[str, Any]) -> Request:
+        """Sign ``data`` as ``method`` with a fresh nonce; call it in send order."""
+        return private_request(self.apiversion, method, data, key=self.key,
+                               secret=self._secret_bytes(), nonce=self._nonce(), otp=self.otp)
+
+
+def order_filter(userref: int | str | None, cl_ord_id: str | None) -> tuple[str, str]:
+    """The field and value :meth:`~krakenex.API.find_order` looks orders up by.
+
+    :raises KrakenUsageError: unless exactly one of the two is given
+    """
+    if (userref is None) == (cl_ord_id is None):
+        raise KrakenUsageError('find_order needs exactly one of userref or cl_ord_id')
+    return ('userref', str(userref)) if userref is not None else ('cl_ord_id', str(cl_ord_id))
+
+
+def matching_orders(orders: Mapping[str, Any], field: str, value: str) -> dict[str, Any]:
+    """The orders whose ``field`` is ``value``: Kraken's own filter is not trusted alone."""
+    return {txid: order for txid, order in orders.items()
+            if isinstance(order, Mapping) and str(order.get(field)) == value}
+
+
+def reconcile_filter(error: OutcomeUnknownError) -> tuple[str, str]:
+    """What to look the order of an unknown outcome up by.
+
+    :raises KrakenUsageError: if the call carried neither identifier
+    """
+    if error.cl_ord_id is not None:
+        return 'cl_ord_id', error.cl_ord_id
+    if error.userref is not None:
+        return 'userref', error.userref
+    raise KrakenUsageError(f'{error.method} carried no userref or cl_ord_id to look up; '
+                           f'check OpenOrders and ClosedOrders by hand')
+
+
+#: Where :meth:`~krakenex.API.find_order` looks, and the member of each reply holding orders.
+ORDER_LISTS = (('OpenOrders', 'open'), ('ClosedOrders', 'closed'))

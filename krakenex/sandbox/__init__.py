@@ -1,0 +1,327 @@
+"""A local Kraken-compatible spot exchange, for tests, examples and notebooks.
+
+>>> from krakenex import API
+>>> from krakenex.sandbox import Sandbox
+>>> with Sandbox() as sandbox:                       # doctest: +SKIP
+...     with API(sandbox.key, sandbox.secret, uri=sandbox.url) as api:
+...         print(api.query_private('Balance')['result']['ZUSD'])
+100000.0000
+
+It listens on 127.0.0.1 only, checks API-Key, API-Sign, nonces and the call
+counter as Kraken does, serves seeded market data, fills paper orders against
+a synthetic book, keeps ledgers, and can inject the faults Kraken's users meet
+(Cloudflare HTML pages, resets, lost replies). Standard library only; it
+writes no files. ``python -m krakenex.sandbox`` runs one from the shell.
+
+The package, one responsibility per module:
+
+- :mod:`~krakenex.sandbox.server`: HTTP, connections, routes, injected faults;
+- :mod:`~krakenex.sandbox.exchange`: accounts, Kraken's request checks, the call
+  counter, matching (the state, behind one lock);
+- :mod:`~krakenex.sandbox.endpoints`: Kraken's spot REST methods, which use the
+  exchange through its public methods;
+- :mod:`~krakenex.sandbox.params`: reading parameters as Kraken reads them;
+- :mod:`~krakenex.sandbox.replies`: the replies and Kraken's formats;
+- :mod:`~krakenex.sandbox.market`: the seeded market data and book.
+
+Extending it: another module (a WebSocket feed, a futures API) serves more of
+Kraken from the same sandbox and the same state by registering a route:
+
+.. code-block:: python
+
+    def attach(sandbox: Sandbox) -> None:
+        def route(request: Request) -> Reply | None:
+            with sandbox.exchange.lock:
+                ...                     # read or change sandbox.exchange
+            return envelope({'result': 'ok'})
+        sandbox.add_route('/derivatives/api/v3/', route)
+
+A route gets every request whose path starts with its prefix (the longest
+prefix wins; ``/0/public/`` and ``/0/private/`` are Kraken's spot routes),
+as a :class:`~krakenex.sandbox.server.Request`, and returns a
+:class:`~krakenex.sandbox.replies.Reply`, or None once it has taken the
+connection over through ``request.handler`` (a WebSocket upgrade). Routes
+survive a restart, injected faults apply to them (matched by the path after
+the prefix), and :attr:`Sandbox.endpoints` takes more spot methods in its
+``public`` and ``private`` tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import threading
+import time
+from decimal import Decimal
+from types import TracebackType
+from typing import Any
+
+from ..pacing import TIERS
+from .endpoints import PRIVATE_PREFIX, PUBLIC_PREFIX, Endpoints
+from .exchange import Account, Exchange
+from .market import PAIRS, find_pair
+from .replies import Reply, envelope
+from .server import FAULT_KINDS, MAX_CONNECTIONS, READ_TIMEOUT, Faults, Request, Route, Server
+
+__all__ = ['Sandbox', 'Account', 'Request', 'Reply', 'Route', 'envelope', 'TIERS',
+           'FAULT_KINDS', 'READ_TIMEOUT', 'MAX_CONNECTIONS', 'main']
+
+
+def _tier(value: str | tuple[float, float]) -> tuple[float, float]:
+    """A tier name, ``'MAX,DECAY'`` or a ``(maximum, decay)`` pair, checked."""
+    if isinstance(value, str):
+        if value in TIERS:
+            return TIERS[value]
+        parts = value.split(',')
+        if len(parts) != 2:
+            raise ValueError(f'unknown tier {value!r}; choose one of {", ".join(TIERS)} '
+                             f'or MAX,DECAY')
+        value = (float(parts[0]), float(parts[1]))
+    maximum, decay = (float(v) for v in value)
+    if not (math.isfinite(maximum) and math.isfinite(decay) and maximum > 0 and decay > 0):
+        raise ValueError(f'a tier needs a positive maximum and decay, not {value!r}')
+    return maximum, decay
+
+
+class Sandbox:
+    """A Kraken-compatible spot exchange on 127.0.0.1, started and stopped by you.
+
+    :param port: TCP port (0: any free port; read :attr:`url` after :meth:`start`).
+    :param seed: makes market data, keys and history reproducible.
+    :param tier: ``'starter'``, ``'intermediate'``, ``'pro'``, ``'MAX,DECAY'`` or
+        ``(max_counter, decay_per_second)`` to keep Kraken's call counter; None
+        (default) keeps none.
+    :param balances: the default account's funds, e.g. ``{'ZUSD': '1000'}`` (then it
+        has no trading history); None funds it with a seeded history.
+    :param nonce_window: the default key's nonce window, in nonce units.
+    :param otp: the default key's 2FA password; every private call must send it.
+    :param costs: per-method counter costs that override Kraken's (those of
+        :func:`krakenex.methods.cost`).
+    :param public_rate: public calls per second per client address (None: no limit).
+    :param read_timeout: seconds one read from a client may wait before its
+        connection is dropped (an idle keep-alive connection, or a body that never
+        arrives).
+    :param max_connections: open connections at most; beyond it the connection
+        idle the longest is closed to make room (HTTP 503 if none is idle).
+
+    A stopped sandbox keeps its accounts, orders and market; :meth:`start` serves
+    them again on the same port, so :attr:`url` stays valid. Until then its port
+    refuses connections, and its :func:`repr` says it is stopped.
+    """
+
+    #: Where the sandbox listens, such as ``http://127.0.0.1:52173``; empty until it
+    #: is started. Pass it to :class:`krakenex.API` as ``uri``.
+    url: str
+    #: The API key of the sandbox's default account.
+    key: str
+    #: The API secret of the default account.
+    secret: str
+    #: A ``(method, nonce)`` tuple for each request the exchange handled, in order; the
+    #: nonce is ``None`` for public calls. Requests stopped by an injected fault before
+    #: they were carried out are not in it.
+    requests_log: list[tuple[str, str | None]]
+    #: The exchange state (accounts, market, matching); hold ``exchange.lock`` to use it.
+    exchange: Exchange
+    #: Kraken's spot methods over :attr:`exchange`, by name in ``public`` and ``private``.
+    endpoints: Endpoints
+
+    def __init__(self, port: int = 0, *, seed: int = 0,
+                 tier: str | tuple[float, float] | None = None,
+                 balances: dict[str, str] | None = None, nonce_window: int = 0,
+                 otp: str | None = None, costs: dict[str, float] | None = None,
+                 public_rate: float | None = None, read_timeout: float = READ_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(f'port must be between 0 and 65535, not {port}')
+        if not (math.isfinite(read_timeout) and read_timeout > 0) or max_connections < 1:
+            raise ValueError('read_timeout and max_connections must be positive')
+        self.port = port
+        self.url = ''
+        self.exchange = Exchange(seed=seed, start=time.time(),
+                                 tier=None if tier is None else _tier(tier), costs=costs,
+                                 public_rate=public_rate)
+        self.endpoints = Endpoints(self.exchange)
+        self.requests_log = self.exchange.requests_log
+        account = self.add_account(balances, otp=otp, nonce_window=nonce_window)
+        self.key, self.secret = account.key, account.secret
+        self._read_timeout, self._max_connections = read_timeout, max_connections
+        self._faults = Faults()
+        self._routes: dict[str, Route] = {PUBLIC_PREFIX: self.endpoints.route,
+                                          PRIVATE_PREFIX: self.endpoints.route}
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        if not self.url:
+            return '<Sandbox not started>'
+        return f'<Sandbox {self.url}{"" if self.running else " stopped"}>'
+
+    @property
+    def running(self) -> bool:
+        """Whether the sandbox is serving now."""
+        return self._server is not None
+
+    def start(self) -> Sandbox:
+        """Listen and serve in background threads; returns self.
+
+        A stopped sandbox starts again on the port it had, with its state.
+
+        :raises RuntimeError: if it is running already
+        :raises OSError: if the port is taken
+        """
+        if self._server is not None:
+            raise RuntimeError(f'this Sandbox is running already at {self.url}')
+        port = int(self.url.rsplit(':', 1)[1]) if self.url else self.port
+        server = Server(('127.0.0.1', port), self._faults, read_timeout=self._read_timeout,
+                        max_connections=self._max_connections)
+        for prefix, route in self._routes.items():
+            server.add_route(prefix, route)
+        self._faults.stopping.clear()
+        self._server = server
+        self.url = f'http://127.0.0.1:{server.server_address[1]}'
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,),
+                                        name='krakenex-sandbox', daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every connection and join every thread (safe to repeat)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._faults.stopping.set()
+        server.shutdown()
+        server.server_close()
+        for worker in server.close_connections():
+            worker.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+    def add_route(self, prefix: str, route: Route) -> None:
+        """Serve requests whose path starts with ``prefix`` by ``route`` (see the module doc)."""
+        if not prefix.startswith('/'):
+            raise ValueError(f'a route prefix starts with /, not {prefix!r}')
+        self._routes[prefix] = route
+        if self._server is not None:
+            self._server.add_route(prefix, route)
+
+    def open_connections(self) -> int:
+        """How many client connections are open now (0 when stopped)."""
+        return 0 if self._server is None else self._server.open_connections()
+
+    def add_account(self, balances: dict[str, str] | None = None, *, otp: str | None = None,
+                    nonce_window: int = 0) -> Account:
+        """Another API key with its own funds, nonces and rate counter."""
+        return self.exchange.add_account(balances, otp=otp, nonce_window=nonce_window)
+
+    def inject(self, kind: str, *, times: int = 1, method: str | None = None,
+               seconds: float = 1.0) -> None:
+        """Give the next ``times`` requests for ``method`` (any if None) the fault ``kind``.
+
+        Kinds: ``html520``/``html502``/``html504`` (Cloudflare page, not processed),
+        ``reset`` (TCP RST, not processed), ``unavailable`` (EService:Unavailable, not
+        processed), ``delay`` (wait ``seconds``, then process), ``reply_lost`` (process,
+        then RST), ``reply_delayed`` (process, wait, reply), ``not_json`` (process, reply
+        with plain text). Faults are used in the order they were injected.
+        """
+        self._faults.add(kind, method, seconds, times)
+
+    def clear_faults(self) -> None:
+        """Forget every fault not yet used."""
+        self._faults.clear()
+
+    def set_price(self, pair: str, price: str | float) -> None:
+        """Trade the market of ``pair`` at ``price``; resting limit orders it reaches fill."""
+        spec = find_pair(pair)
+        if spec is None:
+            raise ValueError(f'unknown pair {pair!r}; known: {", ".join(PAIRS)}')
+        value = Decimal(str(price))
+        if not value.is_finite() or value <= 0:
+            raise ValueError(f'a price must be positive, not {price!r}')
+        self.exchange.set_price(spec, value)
+
+    def orders(self, key: str | None = None) -> list[dict[str, Any]]:
+        """Every order accepted over the API for ``key`` (default account), oldest first.
+
+        Each dict is the order as QueryOrders shows it, plus ``txid``, ``userref`` and
+        ``cl_ord_id``. The made-up history of a default-funded account is left out.
+        """
+        with self.exchange.lock:
+            self.exchange.expire_timers()
+            account = self.exchange.accounts.get(key or self.key)
+            if account is None:
+                raise ValueError('no account has that key')
+            return [{**o.to_kraken(True), 'txid': o.txid, 'cl_ord_id': o.cl_ord_id}
+                    for o in account.orders.values() if not o.seeded]
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a TCP port (0 to 65535)')
+    return int(text)
+
+
+def _tier_option(text: str) -> tuple[float, float]:
+    try:
+        return _tier(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, not the usage too
+        self.exit(2, f'{self.prog}: error: {message}\n')
+
+
+def main(argv: list[str] | None = None, *, prog: str = 'python -m krakenex.sandbox') -> int:
+    """Run a sandbox until Ctrl-C or SIGTERM; print its url, key and secret first.
+
+    A port that is taken, or any other usage error, is one line on stderr and
+    exit status 2.
+
+    :param argv: the arguments, without the program name; ``sys.argv[1:]`` by default
+    :param prog: the program name its usage and errors show
+    :returns: 0 once the sandbox has stopped; 2 if it could not start
+    """
+    parser = _Parser(prog=prog, description='A local Kraken-compatible spot exchange.')
+    parser.add_argument('--port', type=_port, default=0,
+                        help='TCP port (default: any free one)')
+    parser.add_argument('--tier', type=_tier_option, metavar='TIER',
+                        help="keep Kraken's call counter: " + ', '.join(TIERS)
+                        + ' or MAX,DECAY (default: none)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the market and keys')
+    args = parser.parse_args(argv)
+    sandbox = Sandbox(args.port, seed=args.seed, tier=args.tier)
+    try:
+        sandbox.start()
+    except OSError as exc:
+        print(f'{prog}: error: cannot listen on 127.0.0.1:{args.port}: '
+              f'{exc.strerror or exc}', file=sys.stderr)
+        return 2
+    done = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: done.set())
+    try:
+        print(f'url: {sandbox.url}', f'key: {sandbox.key}', f'secret: {sandbox.secret}',
+              sep='\n', flush=True)
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    print('sandbox stopped', file=sys.stderr)
+    return 0

@@ -1,0 +1,304 @@
+"""The sandbox's HTTP server: connections, routes and injected faults.
+
+:class:`Server` serves each connection in a thread of its own and routes each
+request by the longest path prefix registered with :meth:`Server.add_route`.
+A route is a callable that takes a :class:`Request` and returns a
+:class:`~krakenex.sandbox.replies.Reply`, or None after taking the connection
+over (a WebSocket upgrade, for instance). Faults queued in :class:`Faults`
+apply to every route, matched by the request's method name.
+
+Connections are bounded so that slow or idle clients cannot lock others out:
+every read waits at most ``read_timeout`` seconds (a request whose body never
+arrives is dropped), and beyond ``max_connections`` open connections the one
+idle the longest is closed to make room; when none is idle the newcomer gets
+HTTP 503. Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .replies import Reply, cloudflare, error, text
+
+__all__ = ['Request', 'Route', 'Faults', 'Server', 'FAULT_KINDS', 'MAX_BODY',
+           'READ_TIMEOUT', 'MAX_CONNECTIONS']
+
+log = logging.getLogger('krakenex.sandbox')
+
+#: The fault kinds :meth:`krakenex.sandbox.Sandbox.inject` accepts.
+FAULT_KINDS = frozenset({'html520', 'html502', 'html504', 'reset', 'delay', 'reply_lost',
+                         'reply_delayed', 'not_json', 'unavailable'})
+MAX_BODY = 1 << 20  # bytes; a longer request body is refused with HTTP 413
+READ_TIMEOUT = 10.0  # seconds a read from a client may wait, by default
+MAX_CONNECTIONS = 2000  # open connections, by default
+
+
+@dataclass
+class Request:
+    """One HTTP request, as a route sees it."""
+
+    #: The HTTP verb: GET, POST, ...
+    verb: str
+    #: The path and query as sent, such as ``/0/public/Ticker?pair=XBTUSD``.
+    target: str
+    #: The path without the query.
+    path: str
+    #: The query string, without ``?``.
+    query: str
+    #: The route prefix that matched, such as ``/0/private/``.
+    prefix: str
+    #: The path after the prefix: the name faults match, such as ``AddOrder``.
+    method: str
+    #: Headers with lower-case names.
+    headers: dict[str, str]
+    #: The body's bytes.
+    body: bytes
+    #: The client's IP address.
+    client: str
+    #: The connection's handler: a route that takes the connection over reads
+    #: ``handler.rfile``, writes ``handler.wfile`` and returns None.
+    handler: BaseHTTPRequestHandler
+
+
+#: A route: answers a request, or returns None once it has taken the connection over.
+Route = Callable[[Request], 'Reply | None']
+
+
+@dataclass
+class _Fault:
+    kind: str
+    method: str | None
+    seconds: float
+    remaining: int
+
+
+class Faults:
+    """Faults waiting for requests, used in the order they were queued."""
+
+    def __init__(self) -> None:
+        self._queue: list[_Fault] = []
+        self._lock = threading.Lock()
+        #: Set when the sandbox stops, to cut waits short.
+        self.stopping = threading.Event()
+
+    def add(self, kind: str, method: str | None, seconds: float, times: int) -> None:
+        if kind not in FAULT_KINDS:
+            known = ', '.join(sorted(FAULT_KINDS))
+            raise ValueError(f'unknown fault {kind!r}; choose one of {known}')
+        if times < 1:
+            raise ValueError('times must be at least 1')
+        with self._lock:
+            self._queue.append(_Fault(kind, method, seconds, times))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
+    def take(self, method: str) -> _Fault | None:
+        """The first fault for ``method`` (or for any method), used once."""
+        with self._lock:
+            for fault in self._queue:
+                if fault.method in (None, method):
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._queue.remove(fault)
+                    return fault
+        return None
+
+    def pause(self, fault: _Fault) -> bool:
+        """Wait for the fault's seconds; True if the sandbox began stopping meanwhile."""
+        return self.stopping.wait(fault.seconds)
+
+
+class Server(ThreadingHTTPServer):
+    """A thread per connection, each tracked so that :meth:`close_connections` can end it."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], faults: Faults, *,
+                 read_timeout: float = READ_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        self.faults = faults
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
+        self.routes: dict[str, Route] = {}
+        self.idle_since: dict[socket.socket, float | None] = {}  # None: busy with a request
+        self.workers: list[threading.Thread] = []
+        self.guard = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def add_route(self, prefix: str, route: Route) -> None:
+        """Send requests whose path starts with ``prefix`` to ``route`` (longest prefix wins)."""
+        if not prefix.startswith('/'):
+            raise ValueError(f'a route prefix starts with /, not {prefix!r}')
+        self.routes[prefix] = route
+
+    def find_route(self, path: str) -> tuple[str, Route] | None:
+        matches = [prefix for prefix in self.routes if path.startswith(prefix)]
+        if not matches:
+            return None
+        prefix = max(matches, key=len)
+        return prefix, self.routes[prefix]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.guard:
+            if len(self.idle_since) >= self.max_connections and not self._evict_idle():
+                refuse = True
+            else:
+                refuse = False
+                self.idle_since[request] = time.monotonic()
+                worker = threading.Thread(target=self.process_request_thread, daemon=True,
+                                          args=(request, client_address),
+                                          name='krakenex-sandbox-conn')
+                self.workers = [w for w in self.workers if w.is_alive()] + [worker]
+        if refuse:
+            with contextlib.suppress(OSError):
+                request.sendall(b'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n'
+                                b'Connection: close\r\n\r\n')
+            self.shutdown_request(request)
+            return
+        worker.start()
+
+    def _evict_idle(self) -> bool:
+        """Close the connection idle the longest (under the guard); False if none is idle."""
+        idle = [(since, sock) for sock, since in self.idle_since.items() if since is not None]
+        if not idle:
+            return False
+        _, oldest = min(idle, key=lambda pair: pair[0])
+        del self.idle_since[oldest]
+        with contextlib.suppress(OSError):
+            oldest.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def mark(self, connection: socket.socket, idle: bool) -> None:
+        with self.guard:
+            if connection in self.idle_since:
+                self.idle_since[connection] = time.monotonic() if idle else None
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.guard:
+            self.idle_since.pop(request, None)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug('connection from %s failed', client_address, exc_info=True)
+
+    def open_connections(self) -> int:
+        """How many client connections are open now."""
+        with self.guard:
+            return len(self.idle_since)
+
+    def close_connections(self) -> list[threading.Thread]:
+        """Shut every open connection (idle keep-alive ones too); the workers to join."""
+        with self.guard:
+            live, workers = list(self.idle_since), list(self.workers)
+        for connection in live:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        return workers
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Reads a request, applies the first matching fault, and asks its route for a reply."""
+
+    protocol_version = 'HTTP/1.1'
+    server: Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.read_timeout)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle_one_request(self) -> None:
+        self.server.mark(self.connection, True)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        self.server.mark(self.connection, False)
+        return super().parse_request()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug('%s ' + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def _serve(self) -> None:
+        length_text = self.headers.get('Content-Length') or '0'
+        length = int(length_text) if length_text.isascii() and length_text.isdigit() else -1
+        if not 0 <= length <= MAX_BODY:
+            self.close_connection = True
+            self._send(text(413, 'Request Entity Too Large\n'))
+            return
+        body = self.rfile.read(length)
+        if len(body) < length:  # the client went away mid-body
+            self.close_connection = True
+            return
+        path, _, query = self.path.partition('?')
+        found = self.server.find_route(path)
+        if found is None:
+            self._send(text(404, 'Not Found\n'))
+            return
+        prefix, route = found
+        request = Request(self.command, self.path, path, query, prefix, path[len(prefix):],
+                          {k.lower(): v for k, v in self.headers.items()}, body,
+                          self.client_address[0], self)
+        faults = self.server.faults
+        fault = faults.take(request.method)
+        kind = fault.kind if fault else ''
+        if kind.startswith('html'):
+            self._send(cloudflare(int(kind[4:])))
+        elif kind == 'reset':
+            self._reset()
+        elif kind == 'unavailable':
+            self._send(error('EService:Unavailable'))
+        elif fault is not None and kind == 'delay' and faults.pause(fault):
+            self._reset()
+        else:
+            reply = route(request)
+            if reply is None:  # the route took the connection over
+                self.close_connection = True
+                return
+            if kind == 'reply_lost' or (
+                    fault is not None and kind == 'reply_delayed' and faults.pause(fault)):
+                self._reset()
+                return
+            if kind == 'not_json':
+                reply = Reply(200, b'upstream connect error or disconnect/reset before headers. '
+                                   b'reset reason: connection termination', 'text/plain')
+            self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
+        self.send_response_only(reply.status)
+        self.send_header('Server', reply.headers.get('Server', 'krakenex-sandbox'))
+        self.send_header('Date', self.date_time_string())
+        self.send_header('Content-Type', reply.content_type)
+        self.send_header('Content-Length', str(len(reply.body)))
+        for name, value in reply.headers.items():
+            if name != 'Server':
+                self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def _reset(self) -> None:
+        """Close the connection with a TCP RST (SO_LINGER 0), sending no reply."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack('ii', 1, 0))
+            self.rfile.close()  # drop the reader's reference, so close() really closes
+            self.connection.close()
+        except OSError:
+            pass
