@@ -73,8 +73,10 @@ def test_kraken_v2_matic_vectors_reproduce_only_at_the_pairs_precision():
 
 def test_kraken_v1_vector_reproduces_974947235_with_the_same_rule():
     asks = [(D('0.05005') + D('0.00005') * i, D('0.00000500')) for i in range(10)]
-    bids = [(D(p), D('0.00000500')) for p in ('0.05000 0.04995 0.04990 0.04980 0.04975 0.04970 '
-                                              '0.04965 0.04960 0.04955 0.04950').split()]
+    # the published bids skip 0.04985
+    bids = [(D(p), D('0.00000500')) for p in ['0.05000', '0.04995', '0.04990', '0.04980',
+                                              '0.04975', '0.04970', '0.04965', '0.04960',
+                                              '0.04955', '0.04950']]
     assert checksum(asks, bids, price_precision=5, qty_precision=8) == 974947235
 
 

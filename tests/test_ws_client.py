@@ -18,15 +18,11 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
-pytest.importorskip('websockets')
-
-from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
-
-from krakenex import API, OutcomeUnknownError  # noqa: E402
-from krakenex.sandbox import Sandbox  # noqa: E402
-from krakenex.ws import AsyncWS, Backoff, BookUnavailableError, SocketOutcomeUnknownError  # noqa: E402
-from krakenex.ws import WS  # noqa: E402
+from krakenex import API, OutcomeUnknownError
+from krakenex.sandbox import Sandbox
+from krakenex.ws import WS, AsyncWS, Backoff, BookUnavailableError, SocketOutcomeUnknownError
 
 WAIT = 5.0  # seconds any single expectation may take before the test fails
 
@@ -50,8 +46,8 @@ class ServedBook:
         return format(value, f'.{precision}f')
 
     def levels(self, side: dict[Decimal, Decimal], items: list[Decimal]) -> str:
-        return ','.join(f'{{"price":{self.text(p, self.pp)},"qty":{self.text(side.get(p, 0), self.qp)}}}'
-                        for p in items)
+        return ','.join(f'{{"price":{self.text(p, self.pp)},'
+                        f'"qty":{self.text(side.get(p, Decimal(0)), self.qp)}}}' for p in items)
 
     def checksum(self) -> int:
         def part(side: dict[Decimal, Decimal], prices: list[Decimal]) -> str:
@@ -237,8 +233,9 @@ class FakeKraken:
         symbols = params.get('symbol') or [None]
         for symbol in symbols:
             if symbol == 'XBT/USD':
+                refused = f'Currency pair not supported {symbol}'
                 await connection.send(json.dumps({**base, 'success': False, 'symbol': symbol,
-                                                  'error': f'Currency pair not supported {symbol}'}))
+                                                  'error': refused}))
                 continue
             result = {'channel': channel, **({'symbol': symbol} if symbol else {})}
             await connection.send(json.dumps({**base, 'success': True, 'result': result}))

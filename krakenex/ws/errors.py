@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import KrakenError, OutcomeUnknownConnectionError, OutcomeUnknownTimeout
+from ..errors import (
+    KrakenError,
+    OutcomeUnknownConnectionError,
+    OutcomeUnknownTimeout,
+    lookup_advice,
+)
 
 __all__ = ['BookUnavailableError', 'SocketOutcomeUnknownError', 'SocketOutcomeUnknownTimeout',
            'outcome_unknown']
@@ -47,19 +52,13 @@ def outcome_unknown(
     params = {k: v for k, v in params.items() if k != 'token'}
     ids = _identifiers(params)
     userref, cl_ord_id = ids.get('order_userref'), ids.get('cl_ord_id')
-    named = ', '.join(f'{k} {v}' for k, v in ids.items())
-    lookup = (f'look it up by {named} (API.reconcile)' if named else
-              'look in OpenOrders and ClosedOrders (next time give it a cl_ord_id or '
-              'order_userref)')
-    message = (f'{method} was sent over the WebSocket (req_id {req_id}) but {what}. It may or '
-               f'may not have taken effect at Kraken, and krakenex did not send it again: '
-               f'{lookup} before you resubmit.')
+    message = (f'{method} was sent over the WebSocket (req_id {req_id}) but {what}. '
+               + lookup_advice(method, userref, cl_ord_id, 'API.reconcile'))
     cls = SocketOutcomeUnknownTimeout if timeout else SocketOutcomeUnknownError
-    error = cls(message, method=method)
+    error = cls(message, userref=userref, cl_ord_id=cl_ord_id, method=method)
     error.req_id = req_id
     error.params = params
-    error.cl_ord_id = cl_ord_id
-    error.order_userref = error.userref = userref
+    error.order_userref = userref
     return error
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from ..protocol import render
+
 __all__ = [
     'URL', 'AUTH_URL', 'PRIVATE_CHANNELS', 'ORDER_METHODS', 'PRIVATE_METHODS',
     'decode', 'encode', 'notice', 'is_private', 'token_refused', 'split_subscription',
@@ -49,8 +51,8 @@ def decode(text: str | bytes) -> Any:
 
 
 def _marked(value: Any, numbers: list[str]) -> Any:
-    if isinstance(value, Decimal):
-        numbers.append(format(value, 'f'))
+    if isinstance(value, (Decimal, float)) and not isinstance(value, bool):
+        numbers.append(render(value))
         return f'\0{len(numbers) - 1}\0'
     if isinstance(value, Mapping):
         return {k: _marked(v, numbers) for k, v in value.items()}
@@ -63,9 +65,10 @@ _MARK = re.compile(r'"\\u0000(\d+)\\u0000"')
 
 
 def encode(message: Mapping[str, Any]) -> str:
-    """Encode a request; a :class:`~decimal.Decimal` goes out as a plain JSON number.
+    """Encode a request; a :class:`~decimal.Decimal` or float goes out as a plain JSON number.
 
-    ``Decimal('1E-8')`` is written ``0.00000001``, with exactly its own digits.
+    Numbers are written as :func:`krakenex.protocol.render` writes them for REST:
+    ``Decimal('1E-8')`` and ``1e-08`` both as ``0.00000001``.
     """
     numbers: list[str] = []
     text = json.dumps(_marked(message, numbers), separators=(',', ':'))
