@@ -56,7 +56,7 @@ import threading
 import time
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..pacing import TIERS
 from .endpoints import PRIVATE_PREFIX, PUBLIC_PREFIX, Endpoints
@@ -64,6 +64,9 @@ from .exchange import Account, Exchange
 from .market import PAIRS, find_pair
 from .replies import Reply, envelope
 from .server import FAULT_KINDS, MAX_CONNECTIONS, READ_TIMEOUT, Faults, Request, Route, Server
+
+if TYPE_CHECKING:
+    from .feed import Feed
 
 __all__ = ['Sandbox', 'Account', 'Request', 'Reply', 'Route', 'envelope', 'TIERS',
            'FAULT_KINDS', 'READ_TIMEOUT', 'MAX_CONNECTIONS', 'main']
@@ -152,11 +155,29 @@ class Sandbox:
                                           PRIVATE_PREFIX: self.endpoints.route}
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
+        #: The WebSocket v2 feed (:mod:`krakenex.sandbox.feed`); None without ``krakenex[ws]``.
+        self.feed = _feed(self)
 
     def __repr__(self) -> str:
         if not self.url:
             return '<Sandbox not started>'
         return f'<Sandbox {self.url}{"" if self.running else " stopped"}>'
+
+    @property
+    def ws_url(self) -> str:
+        """The public WebSocket v2 endpoint, such as ``ws://127.0.0.1:52173/v2``."""
+        return self._ws_url('/v2')
+
+    @property
+    def ws_auth_url(self) -> str:
+        """The authenticated WebSocket v2 endpoint, such as ``ws://127.0.0.1:52173/auth/v2``."""
+        return self._ws_url('/auth/v2')
+
+    def _ws_url(self, path: str) -> str:
+        if self.feed is None:
+            raise RuntimeError("the sandbox serves WebSocket v2 with the 'websockets' package: "
+                               "pip install 'krakenex[ws]'")
+        return self.url.replace('http://', 'ws://', 1) + path if self.url else ''
 
     @property
     def running(self) -> bool:
@@ -262,6 +283,14 @@ class Sandbox:
                 raise ValueError('no account has that key')
             return [{**o.to_kraken(True), 'txid': o.txid, 'cl_ord_id': o.cl_ord_id}
                     for o in account.orders.values() if not o.seeded]
+
+
+def _feed(sandbox: Sandbox) -> Feed | None:
+    try:
+        from .feed import attach
+    except ImportError:  # no websockets: the sandbox serves REST only
+        return None
+    return attach(sandbox)
 
 
 def _port(text: str) -> int:
