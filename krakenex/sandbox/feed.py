@@ -445,7 +445,7 @@ class _Session:
             balances = self.feed.private_call(self.key, 'Balance', {})
             self.balances = dict(balances)
             self.send({'channel': 'balances', 'type': 'snapshot', 'sequence': self.next(),
-                       'data': [{'asset': a, 'balance': b} for a, b in balances.items()]})
+                       'data': [{'asset': a, 'balance': _Raw(b)} for a, b in balances.items()]})
             return
         self.executions = dict(params)
         orders = self.feed.sandbox.orders(self.key)
@@ -501,7 +501,7 @@ class _Session:
             self.look_executions()
         if self.key is not None and self.balances is not None:
             balances = dict(self.feed.private_call(self.key, 'Balance', {}))
-            changed = [{'asset': a, 'balance': b} for a, b in balances.items()
+            changed = [{'asset': a, 'balance': _Raw(b)} for a, b in balances.items()
                        if self.balances.get(a) != b]
             if changed:
                 self.balances = balances

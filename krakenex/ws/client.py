@@ -271,6 +271,20 @@ class _Connection:
         self._token = await self.fetch_token()
         self.client.emit(notice('token_refreshed', url=self.url, reason=why))
 
+    async def shutdown(self) -> None:
+        """Close the socket (its reader then ends and so does :meth:`run`); stop it if not."""
+        ws, task = self.ws, self.task
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 1)
+            ws.transport.abort()
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=1)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=1)
+
     def give_up(self, reason: str) -> None:
         self.gave_up = KrakenConnectionError(
             f'krakenex gave up connecting to {self.url} after {self.backoff.failures} failed '
@@ -624,10 +638,7 @@ class AsyncWS:
             return
         self.closed = True
         for connection in list(self._connections.values()):
-            if connection.task is not None:
-                connection.task.cancel()
-                with contextlib.suppress(BaseException):
-                    await connection.task
+            await connection.shutdown()
             connection.fail_pending(KrakenConnectionError('the WebSocket client was closed'))
         self._stream.close()
 

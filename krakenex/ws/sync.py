@@ -108,12 +108,12 @@ class WS:
             return
         self._stopped = True
         try:
-            self._run(self._ws.close())
+            self._run(self._ws.close(), timeout=10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
             if not self._thread.is_alive():
                 self._loop.close()
 
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+    def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
