@@ -69,8 +69,8 @@ PEERS = (
     ('ccxt', 'ccxt', 'ccxt==4.5.90', 'ccxt', 'ccxt.kraken'),
 )
 
-#: Kraken's starter tier (kraken-protocol.md §5.1): counter maximum, decay per
-#: second, and what one Ledgers call adds.
+#: Kraken's starter tier (https://docs.kraken.com/api/docs/guides/spot-rest-ratelimits):
+#: counter maximum, decay per second, and what one Ledgers call adds.
 STARTER_MAX, STARTER_DECAY, LEDGERS_COST = 15.0, 0.33, 2.0
 
 #: The targets from the benchmark issue.

@@ -17,6 +17,7 @@ from sphinx.util.docutils import SphinxDirective
 # Document the checkout this file belongs to, installed or not.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 
+from krakenex.frames import COLUMNS
 from krakenex.methods import METHODS
 from krakenex.version import __version__
 
@@ -81,6 +82,36 @@ class KrakenMethods(SphinxDirective):
         return list(holder.children)
 
 
+#: How each kind of krakenex.frames column shows in the docs.
+FRAME_DTYPES = {
+    'number': '``float64`` (``Decimal`` with ``exact=True``)',
+    'integer': '``int64`` (``Int64`` where one is missing)',
+    'time': '``datetime64[ns, UTC]``',
+    'text': 'text (``object`` on pandas 2, ``str`` on pandas 3)',
+    'flag': '``bool``',
+    'other': 'as Kraken sent it (lists)',
+}
+
+
+class FrameColumns(SphinxDirective):
+    """``.. frame-columns::`` renders krakenex.frames.COLUMNS: each function's index and columns."""
+
+    def run(self) -> list[nodes.Node]:
+        lines = ['.. list-table::', '   :header-rows: 1', '   :widths: auto', '',
+                 '   * - Function', '     - Index', '     - Columns and dtypes']
+        for name, ((index, _), *columns) in COLUMNS.items():
+            listed = '; '.join(
+                ', '.join(f'``{c}``' for c, k in columns if k == kind) + ': ' + shown
+                for kind, shown in FRAME_DTYPES.items() if any(k == kind for _, k in columns))
+            lines += [f'   * - :func:`~krakenex.frames.{name}`', f'     - ``{index}``',
+                      f'     - {listed}']
+        holder = nodes.container()
+        self.state.nested_parse(StringList(lines, source='krakenex.frames'),
+                                self.content_offset, holder)
+        return list(holder.children)
+
+
 def setup(app: Sphinx) -> dict[str, bool]:
     app.add_directive('kraken-methods', KrakenMethods)
+    app.add_directive('frame-columns', FrameColumns)
     return {'parallel_read_safe': True, 'parallel_write_safe': True}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .version import __version__
 
 if TYPE_CHECKING:
+    from .aio import AsyncAPI
     from .api import API, DEFAULT_TIMEOUT, DEFAULT_URI
     from .errors import (
         AuthenticationError,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    'API', 'DEFAULT_TIMEOUT', 'DEFAULT_URI', '__version__', 'unwrap',
+    'API', 'AsyncAPI', 'DEFAULT_TIMEOUT', 'DEFAULT_URI', '__version__', 'unwrap',
     'AuthenticationError', 'InsufficientFundsError', 'InvalidNonceError', 'InvalidOrderError',
     'KeyFileError', 'KrakenAPIError', 'KrakenConnectTimeout', 'KrakenConnectionError',
     'KrakenError',
@@ -55,15 +56,15 @@ __all__ = [
     'ServiceUnavailableError', 'UnknownAssetError',
 ]
 
-#: The names :mod:`krakenex.api` provides; every other lazy name is in :mod:`krakenex.errors`.
-_FROM_API = ('API', 'DEFAULT_TIMEOUT', 'DEFAULT_URI')
+#: The module of each lazy name that is not in :mod:`krakenex.errors`.
+_MODULES = {'API': 'api', 'DEFAULT_TIMEOUT': 'api', 'DEFAULT_URI': 'api', 'AsyncAPI': 'aio'}
 
 
 def __getattr__(name: str) -> Any:
     """Import an exported name from its module the first time it is asked for."""
     if name not in __all__:
         raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    module = 'api' if name in _FROM_API else 'errors'
+    module = _MODULES.get(name, 'errors')
     value = getattr(importlib.import_module(f'{__name__}.{module}'), name)
     globals()[name] = value
     return value

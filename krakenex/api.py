@@ -10,10 +10,11 @@ failures and sleeps between retries.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from types import TracebackType
 from typing import Any
 
@@ -208,42 +209,40 @@ class API(protocol.SpotCore):
 
     def _call(self, method: str, data: dict[str, Any], timeout: Timeout | None, *,
               private: bool) -> Any:
-        """Send a call, and again after a transient fault where it may be sent again."""
+        return self._run(self._spot_call(method, data, private=private), timeout)
+
+    def _run(self, call: protocol.Call, timeout: Timeout | None) -> Any:
+        """Run a call: send it, and again after a transient fault where it may be sent again."""
         timeout = self.timeout if timeout is None else protocol.check_timeout(timeout)
-        retry = self._retry(method, data, private)
         while True:
             try:
-                reply = self._send(method, data, timeout, private=private, once=retry.once)
+                reply = self._attempt(call, timeout)
             except KrakenError as exc:
-                if (wait := retry.after_error(exc)) is None:
+                if (wait := call.retry.after_error(exc)) is None:
                     raise
-                log.warning('%s failed (%s); retry %d in %.2f s', method, exc, retry.attempt, wait)
+                log.warning('%s failed (%s); retry %d in %.2f s',
+                            call.name, exc, call.retry.attempt, wait)
             else:
-                if (wait := retry.after_reply(reply)) is None:
-                    return protocol.checked(method, reply, raise_errors=self.raise_errors,
-                                            response=getattr(self._thread, 'response', None))
+                if (wait := call.retry.after_reply(reply)) is None:
+                    return call.check(reply, getattr(self._thread, 'response', None))
                 log.warning('%s answered %s; retry %d in %.2f s',
-                            method, reply['error'], retry.attempt, wait)
+                            call.name, reply['error'], call.retry.attempt, wait)
             time.sleep(wait)
 
-    def _send(self, method: str, data: dict[str, Any], timeout: Timeout, *, private: bool,
-              once: bool) -> Any:
-        """Send one request; a private one signed with a nonce issued in send order.
+    def _attempt(self, call: protocol.Call, timeout: Timeout) -> Any:
+        """Send one attempt; a serial one alone, with its nonce issued in send order.
 
         The lock keeps one private call in flight, so nonces arrive in the order
         issued; the rate counter is consulted inside it, where its clock agrees
         best with the moment Kraken counts the call.
         """
-        if not private:
-            with _paced(self.public_counter, 1):
-                return self._transmit(protocol.public_request(self.apiversion, method, data),
-                                      timeout)
-        with self._private_lock, _paced(self.counter, self._cost(method)):
-            request = self._private_request(method, data)
+        with self._private_lock if call.serial else nullcontext(), \
+                _paced(call.counter, call.cost):
+            request = call.build()
             try:
                 return self._transmit(request, timeout)
             except KrakenError as exc:
-                unknown = protocol.after_sending(exc, request, once=once)
+                unknown = call.unknown(exc, request)
                 if unknown is exc:
                     raise
                 raise unknown from exc.__cause__
@@ -347,9 +346,24 @@ def _alone(exc: BaseException) -> BaseException:
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:
-    """Whether a connection error happened before any byte of the request left."""
-    reason = getattr(exc.args[0], 'reason', None) if exc.args else None
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    """Whether a connection error happened before any byte of the request left.
+
+    That is so when the connection (to the server or its proxy) could not be
+    opened, or the server's certificate was refused during the handshake.
+    """
+    stack: list[object] = [exc]
+    seen: set[int] = set()
+    while stack:
+        inner = stack.pop()
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            continue
+        seen.add(id(inner))
+        if isinstance(inner, (urllib3.exceptions.NewConnectionError,
+                              ssl.SSLCertVerificationError)):
+            return True
+        stack.extend((getattr(inner, 'reason', None), inner.__cause__, inner.__context__,
+                      *inner.args))
+    return False
 
 
 def _reason(exc: requests.RequestException) -> str:

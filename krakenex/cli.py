@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import textwrap
@@ -29,8 +30,9 @@ from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from . import methods
-from ._paging import PAGED, TABLES, Progress, fetch_all, table
-from .pacing import TIERS
+from ._tables import TABLES, table
+from .pacing import parse_tier
+from .paging import PAGED, Progress, fetch_all
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -45,14 +47,20 @@ __all__ = ['main', 'EXIT_CODES', 'default_key_file', 'parse_params', 'to_json']
 EXIT_CODES = {
     0: 'success',
     1: "Kraken answered with an error (Kraken's error strings are printed on stderr)",
-    2: 'usage or bad input (an unknown method, a malformed parameter, no API key, ...)',
+    2: 'usage, bad input or a local failure (an unknown method, a malformed parameter, no '
+       'API key, an output file that cannot be written); nothing that changes state was sent',
     3: 'network or HTTP failure: no usable reply (after retrying read-only calls)',
-    4: 'outcome unknown: a state-changing call was sent and its reply lost; it may or may '
-       'not have taken effect',
+    4: 'outcome unknown: a state-changing call may have reached Kraken and the command '
+       'cannot say how it ended (the reply was lost, or the result could not be written); '
+       'stderr says how to look it up. Never resend on 4 without looking',
+    130: 'interrupted (Ctrl-C) before anything that changes state was sent',
+    141: 'stdout was closed by its reader (krakenex ... | head) after a read-only call',
 }
 EXIT_OK, EXIT_KRAKEN, EXIT_USAGE, EXIT_NETWORK, EXIT_UNKNOWN = range(5)
+EXIT_CLOSED = 141
 
-#: Kraken's public endpoints allow about one call a second per IP (kraken-protocol.md §5.2).
+#: Kraken's public endpoints allow about one call a second per IP
+#: (https://support.kraken.com/hc/en-us/articles/206548367).
 PUBLIC_RATE = 1.0
 
 #: Parameters that Kraken takes as a JSON list, shown as ``name:=JSON`` in help.
@@ -73,6 +81,11 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``krakenex`` command.
 
+    Every failure is reported as one line on stderr; the exit code says what
+    kind it was. Any failure after a state-changing call may have reached
+    Kraken, including one here (the output cannot be written, stdout was
+    closed, Ctrl-C), exits 4 with what is needed to look the call up.
+
     :param argv: the arguments, without the program name; ``sys.argv[1:]`` by default
     :returns: the exit code, one of :data:`EXIT_CODES`
     """
@@ -85,31 +98,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .ws.cli import main as ws
 
         return ws(argv[1:])
-    verbose = False
+    call = _Call()
     try:
         try:
             args = _parser().parse_intermixed_args(argv)
         except SystemExit as done:  # --help and --version
             return done.code if isinstance(done.code, int) else EXIT_OK
-        verbose = args.verbose
-        return _run(args)
-    except UsageError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return _fail('interrupted', 130)
-    except BrokenPipeError:
-        # The reader of stdout went away (krakenex ... | head): stay quiet, as a shell would.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
-    except Exception as exc:
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
-        return _report(exc)
+        call.verbose = args.verbose
+        return _run(args, call)
+    except BaseException as exc:  # every failure becomes one line and an exit code
+        if isinstance(exc, SystemExit):
+            raise
+        return _report(exc, call)
 
 
-def _run(args: argparse.Namespace) -> int:
+class _Call:
+    """What the command has sent so far: enough to say what a failure means for the account."""
+
+    def __init__(self) -> None:
+        self.verbose = False
+        #: The state-changing method sent (or being sent), and its parameters.
+        self.method: str | None = None
+        self.data: dict[str, Any] = {}
+        #: Kraken's answer to it, once one arrived: its result, or its error strings.
+        self.result: Any = None
+        self.answered = False
+        self.refused: list[str] = []
+
+    @property
+    def in_doubt(self) -> bool:
+        """Whether a state-changing call may have reached Kraken (and was not refused)."""
+        return self.method is not None and not self.refused
+
+
+class _OutputError(Exception):
+    """The result could not be written; the call itself went through."""
+
+    def __init__(self, target: str, error: OSError) -> None:
+        reason = error.strerror or str(error) or type(error).__name__
+        super().__init__(f'cannot write the result to {target}: {reason}')
+        self.closed_pipe = isinstance(error, BrokenPipeError)
+
+
+def _run(args: argparse.Namespace, call: _Call) -> int:
     """Check the input, make the call (or fetch every page) and write the result."""
     if args.method is None:
         raise UsageError('no method given: try krakenex Time, krakenex --sandbox Balance, '
@@ -122,29 +153,47 @@ def _run(args: argparse.Namespace) -> int:
     method, private = _resolve_method(args)
     data = parse_params(args.params)
     _check_options(args, method)
-    log = _configure_logging(args.verbose)
-    with _output_file(args.output) as out, _endpoint(args) as sandbox, \
-            _api(args, sandbox, method if private else None) as api:
+    with _logging_to_stderr(args.verbose) as log, _Output(args.output) as out, \
+            _endpoint(args) as sandbox, _api(args, sandbox, method if private else None) as api:
         query = api.query_private if private else api.query_public
         log.debug('%s %s call to %s with parameters: %s', method,
                   'private' if private else 'public', api.uri, ', '.join(data) or 'none')
         if args.all:
             progress = Progress(method, sys.stderr if sys.stderr.isatty() else None)
-            result = fetch_all(lambda m, d: _result(m, query(m, d)), method, data, progress)
+            result = fetch_all(api, method, data, pace=False, progress=progress)
             envelope: Any = {'error': [], 'result': result}
         else:
+            if private and methods.changes_state(method, data):
+                call.method, call.data = method, data
             envelope = query(method, data)
+            _answered(call, envelope)
             if isinstance(envelope, bytes):
-                return _write_file(out, method, envelope)
+                _write_file(out, method, envelope)
+                return EXIT_OK
             result = None if args.raw else _result(method, envelope)
-    if args.raw:
-        _write(out, to_json(envelope, _indent(out)) + '\n')
-        _result(method, envelope)  # Kraken's errors still go to stderr and set the exit code
-    elif args.csv:
-        _write(out, _csv(method, result))
-    else:
-        _write(out, to_json(result, _indent(out)) + '\n')
+        if args.raw:
+            try:
+                _write(out, to_json(envelope, _indent(out)) + '\n')
+            finally:  # Kraken's errors still go to stderr and set the exit code
+                _result(method, envelope)
+        elif args.csv:
+            _write(out, _csv(method, result))
+        else:
+            _write(out, to_json(result, _indent(out)) + '\n')
     return EXIT_OK
+
+
+def _answered(call: _Call, envelope: Any) -> None:
+    """Note Kraken's answer to a state-changing call: accepted (with its result) or refused."""
+    from .errors import failures
+
+    if call.method is None:
+        return
+    call.answered = True
+    if isinstance(envelope, dict):
+        errors = envelope.get('error')
+        call.refused = failures(errors) if isinstance(errors, list) else []
+        call.result = envelope.get('result')
 
 
 # ------------------------------------------------------------------- input
@@ -187,8 +236,9 @@ def _parser() -> _Parser:
         help='start the embedded sandbox for this one command and use its funded account: '
              'offline, no key needed')
     add('--timeout', metavar='SECONDS', type=_positive(float),
-        help='seconds to wait for a connection and for a reply (default 5 and 30)')
-    add('--retries', metavar='N', type=_positive(int, zero=True),
+        help='seconds to wait for a connection and for a reply, up to a day '
+             '(default 5 and 30)')
+    add('--retries', metavar='N', type=_positive(int, zero=True, maximum=100),
         help='retries of a read-only call after a transient fault (default 3)')
     add('--tier', metavar='TIER', type=_tier,
         help='pace calls under Kraken\'s rate limit of this tier: starter, intermediate, '
@@ -220,33 +270,33 @@ def _epilog() -> str:
     return '\n'.join(lines)
 
 
-def _positive(kind: type[float] | type[int], zero: bool = False) -> Any:
-    """An argparse type: a number above zero (or at least zero)."""
+def _positive(kind: type[float] | type[int], zero: bool = False,
+              maximum: float = 86400) -> Any:
+    """An argparse type: a finite number above zero (or at least zero), at most ``maximum``."""
     def convert(text: str) -> float | int:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f'{text!r} is not a finite number')
         if value < 0 or (value == 0 and not zero):
             bound = 'at least 0' if zero else 'above 0'
             raise argparse.ArgumentTypeError(f'{text!r} must be {bound}')
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f'{text!r} must be at most {maximum:g}')
         return value
     return convert
 
 
 def _tier(text: str) -> str | tuple[float, float]:
-    """An argparse type: a tier name, ``none``, or ``MAX,DECAY``."""
-    if text in TIERS or text == 'none':
+    """An argparse type: ``none``, or a tier as :func:`krakenex.pacing.parse_tier` reads it."""
+    if text == 'none':
         return text
     try:
-        maximum, decay = (float(part) for part in text.split(','))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f'{text!r} is not a tier: use {", ".join(TIERS)}, none or MAX,DECAY '
-            f'such as 15,0.33') from None
-    if maximum <= 0 or decay <= 0:
-        raise argparse.ArgumentTypeError(f'{text!r}: MAX and DECAY must be above 0')
-    return maximum, decay
+        return parse_tier(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f'{exc} (or none for no pacing)') from None
 
 
 def parse_params(tokens: Sequence[str]) -> dict[str, Any]:
@@ -270,6 +320,8 @@ def parse_params(tokens: Sequence[str]) -> dict[str, Any]:
                 data[name] = json.loads(value)
             except ValueError as exc:
                 raise UsageError(f'parameter {name}: {value!r} is not valid JSON ({exc})') from None
+            except RecursionError:
+                raise UsageError(f'parameter {name}: its JSON is nested too deeply') from None
         else:
             data[name] = value
     return data
@@ -282,7 +334,7 @@ def _resolve_method(args: argparse.Namespace) -> tuple[str, bool]:
         raise UsageError('give --private or --public, not both')
     if args.private or args.public:
         return name, bool(args.private)
-    known = methods.lookup(name)
+    known = methods.METHODS.get(name)
     if known is None:
         raise UsageError(_unknown(name) + '; to call a method krakenex does not know, '
                                           'add --private (or --public)')
@@ -310,8 +362,13 @@ def _check_options(args: argparse.Namespace, method: str) -> None:
     if args.uri:
         import urllib.parse
 
-        parts = urllib.parse.urlsplit(args.uri)
-        if parts.scheme not in ('http', 'https') or not parts.hostname:
+        try:
+            parts = urllib.parse.urlsplit(args.uri)
+            usable = parts.scheme in ('http', 'https') and bool(parts.hostname)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            usable = False
+        if not usable or any(c.isspace() or not c.isprintable() for c in args.uri):
             raise UsageError(f'--uri {args.uri!r} is not a server address: give one such as '
                              f'https://api.kraken.com or http://127.0.0.1:8080')
     if args.all and method not in PAGED:
@@ -330,7 +387,7 @@ def _print_help(names: Sequence[str]) -> int:
         return EXIT_OK
     if len(names) > 1:
         raise UsageError('help takes one method name, such as: krakenex help AddOrder')
-    method = methods.lookup(names[0])
+    method = methods.METHODS.get(names[0])
     if method is None:
         raise UsageError(_unknown(names[0]))
     print(method_help(method))
@@ -388,35 +445,39 @@ def _default_key_file_text() -> str:
     return f'the key file {shown} ($XDG_CONFIG_HOME/krakenex/kraken.key)'
 
 
-def _load_credentials(api: API, key_file: str | None, method: str | None) -> None:
-    """Give ``api`` the key and secret from the first place that has them.
+def _load_credentials(api: API, key_file: str | None, private_method: str | None) -> None:
+    """Give ``api`` its key and secret from the first place that has them.
 
-    :param method: the private method to be called, or ``None`` for a public one
-        (which reads only a ``--key-file`` given outright)
+    The one place that decides where the command's credentials come from, in
+    this order: ``--key-file``; the environment (``KRAKEN_API_KEY`` and
+    ``KRAKEN_API_SECRET``, which :class:`~krakenex.API` has already read);
+    the :func:`default_key_file`. A public call reads only a ``--key-file``
+    given outright.
+
+    :param private_method: the private method to be called, or ``None`` for a public one
+    :raises UsageError: for a key file that cannot be used, only one of the two
+        environment variables, or a private call with no credentials anywhere
     """
     if key_file:
         _load_key_file(api, key_file)
         return
-    if method is None:
+    if private_method is None or (api.key and api.secret):
         return
-    key, secret = os.environ.get('KRAKEN_API_KEY', ''), os.environ.get('KRAKEN_API_SECRET', '')
-    if key and secret:
-        api.key, api.secret = key, secret
-        return
-    if key or secret:
-        have, lack = (('KRAKEN_API_KEY', 'KRAKEN_API_SECRET') if key else
+    if api.key or api.secret:
+        have, lack = (('KRAKEN_API_KEY', 'KRAKEN_API_SECRET') if api.key else
                       ('KRAKEN_API_SECRET', 'KRAKEN_API_KEY'))
         raise UsageError(f'{have} is set but {lack} is not: set both, or neither')
     path = default_key_file()
     if os.path.exists(path):
         _load_key_file(api, path)
         return
-    raise UsageError(f'{method} is a private method and needs an API key; none found in '
-                     f'--key-file, KRAKEN_API_KEY and KRAKEN_API_SECRET, or {path} '
+    raise UsageError(f'{private_method} is a private method and needs an API key; none found '
+                     f'in --key-file, KRAKEN_API_KEY and KRAKEN_API_SECRET, or {path} '
                      f'(or try it offline with --sandbox)')
 
 
 def _load_key_file(api: API, path: str) -> None:
+    """``api.load_key(path)``, with any failure as one line naming the file."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
@@ -462,9 +523,11 @@ def _api(args: argparse.Namespace, sandbox: Sandbox | None, private_method: str 
         api = API(sandbox.key, sandbox.secret, uri=sandbox.url, **options)
     else:
         api = API(uri=args.uri or DEFAULT_URI, **options)
-        # API() reads KRAKEN_API_KEY itself; the command's own order decides instead.
-        api.key = api.secret = ''
-        _load_credentials(api, args.key_file, private_method)
+        try:
+            _load_credentials(api, args.key_file, private_method)
+        except BaseException:
+            api.close()
+            raise
     return api.json_options(parse_float=Decimal)
 
 
@@ -480,45 +543,82 @@ def _result(method: str, envelope: Any) -> Any:
 
 # ----------------------------------------------------------------- output
 
-@contextlib.contextmanager
-def _output_file(path: str | None) -> Iterator[IO[bytes] | None]:
-    """The ``--output`` file, opened before the call so that a bad path sends nothing."""
-    if path in (None, '-'):
-        yield None
-        return
-    try:
-        f = open(path, 'wb')  # noqa: SIM115 - closed below, after the call
-    except OSError as exc:
-        raise UsageError(f'cannot write {path}: {exc.strerror or exc}') from None
-    with f:
-        yield f
+class _Output:
+    """Where the result goes: the ``--output`` file, or stdout.
+
+    The file is opened before the call, so that a path that cannot be written
+    sends nothing, and it is emptied only when the result is written, so that
+    a failed call leaves an existing file as it was. Every failure to write is
+    an :class:`_OutputError`.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.file: IO[bytes] | None = None
+        self.name = 'stdout'
+        if path in (None, '-'):
+            if sys.stdout is None:
+                raise UsageError('stdout is closed: give --output FILE, or run the command '
+                                 'with somewhere to write to')
+            return
+        self.name = str(path)
+        try:
+            self.file = open(self.name, 'ab')  # noqa: SIM115 - closed by close()
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, 'strerror', None) or exc
+            raise UsageError(f'cannot write {self.name}: {reason}') from None
+
+    def __enter__(self) -> _Output:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: Any) -> None:
+        if self.file is None:
+            return
+        try:
+            self.file.close()
+        except OSError as exc:
+            if exc_type is None:
+                raise _OutputError(self.name, exc) from exc
+
+    def is_terminal(self) -> bool:
+        return self.file is None and sys.stdout is not None and sys.stdout.isatty()
+
+    def write(self, content: bytes) -> None:
+        """Write the whole result, replacing what the file held."""
+        try:
+            if self.file is not None:
+                if self.file.tell():
+                    self.file.truncate(0)
+                self.file.write(content)
+                self.file.flush()
+                return
+            stdout = sys.stdout
+            stdout.flush()
+            buffer = getattr(stdout, 'buffer', None)
+            if buffer is None:  # a text-only stream put in place of stdout
+                stdout.write(content.decode('utf-8', 'replace'))
+                stdout.flush()
+            else:
+                buffer.write(content)
+                buffer.flush()
+        except OSError as exc:
+            raise _OutputError(self.name, exc) from exc
 
 
-def _indent(out: IO[bytes] | None) -> int | None:
+def _indent(out: _Output) -> int | None:
     """Indent JSON for a person at a terminal, not for a pipe or a file."""
-    return 2 if out is None and sys.stdout.isatty() else None
+    return 2 if out.is_terminal() else None
 
 
-def _write(out: IO[bytes] | None, text: str) -> None:
-    if out is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        out.write(text.encode('utf-8'))
+def _write(out: _Output, text: str) -> None:
+    out.write(text.encode('utf-8'))
 
 
-def _write_file(out: IO[bytes] | None, method: str, content: bytes) -> int:
+def _write_file(out: _Output, method: str, content: bytes) -> None:
     """Write a binary reply (RetrieveExport's zip) as it came, never to a terminal."""
-    if out is not None:
-        out.write(content)
-    elif sys.stdout.isatty():
+    if out.is_terminal():
         raise UsageError(f'{method} answered with a file ({len(content)} bytes), not shown on '
                          f'a terminal: save it with --output FILE or redirect stdout')
-    else:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(content)
-        sys.stdout.buffer.flush()
-    return EXIT_OK
+    out.write(content)
 
 
 def _csv(method: str, result: Any) -> str:
@@ -567,68 +667,112 @@ def _container(start: str, items: list[str], end: str, indent: int | None, level
 
 # ----------------------------------------------------------------- errors
 
-def _configure_logging(verbose: bool) -> logging.Logger:
-    """Log the client's messages to stderr: warnings (retries), or everything with --verbose.
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: bool) -> Iterator[logging.Logger]:
+    """Log the client's messages to stderr while the command runs, then restore the logger.
 
-    logging is imported here, not up front, to keep ``krakenex --help`` fast.
+    Warnings (retries) only, or everything with --verbose. logging is imported
+    here, not up front, to keep ``krakenex --help`` fast.
     """
     import logging
 
     log = logging.getLogger('krakenex')
-    for previous in [h for h in log.handlers if h.get_name() == 'krakenex-cli']:
-        log.removeHandler(previous)
+    saved = log.level, log.propagate
     handler = logging.StreamHandler(sys.stderr)
-    handler.set_name('krakenex-cli')
     fmt = '%(relativeCreated)6.0f ms %(name)s %(levelname)s: %(message)s' if verbose else \
         'krakenex: %(message)s'
     handler.setFormatter(logging.Formatter(fmt))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.WARNING)
     log.propagate = False
-    return log
+    try:
+        yield log
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
 
 
-def _report(exc: Exception) -> int:
-    """Print a failure as one line and return its exit code; re-raise what is not Kraken's."""
+def _report(exc: BaseException, call: _Call) -> int:
+    """Print a failure as one line and return its exit code (:data:`EXIT_CODES`)."""
+    if call.verbose and not isinstance(exc, (UsageError, KeyboardInterrupt)):
+        import traceback
+
+        traceback.print_exception(exc)
+    if isinstance(exc, UsageError) and not call.in_doubt:
+        return _fail(str(exc), EXIT_USAGE)
     import requests
 
     from . import errors
 
+    if isinstance(exc, errors.KrakenAPIError):  # Kraken answered, so nothing is in doubt
+        message = str(exc) if isinstance(exc, errors.InvalidNonceError) else \
+            ', '.join(exc.errors) or str(exc)
+        if isinstance(exc.__context__, _OutputError):  # --raw could not write the reply
+            message += f' (and {exc.__context__})'
+        return _fail(message, EXIT_KRAKEN)
     if isinstance(exc, errors.OutcomeUnknownError):
         return _fail(_outcome_message(exc), EXIT_UNKNOWN)
+    if call.in_doubt and not isinstance(exc, (errors.NotSentError, errors.KrakenUsageError)):
+        return _fail(_after_sending(call, exc), EXIT_UNKNOWN)
+    if isinstance(exc, _OutputError):
+        if exc.closed_pipe:
+            return _stdout_gone()
+        return _fail(str(exc), EXIT_USAGE)
+    if isinstance(exc, BrokenPipeError):
+        return _stdout_gone()
+    if isinstance(exc, KeyboardInterrupt):
+        return _fail('interrupted', 130)
     if isinstance(exc, errors.KrakenUsageError):
         return _fail(str(exc), EXIT_USAGE)
-    if isinstance(exc, errors.InvalidNonceError):
-        return _fail(str(exc), EXIT_KRAKEN)
-    if isinstance(exc, errors.KrakenAPIError):
-        return _fail(', '.join(exc.errors) or str(exc), EXIT_KRAKEN)
     if isinstance(exc, (errors.KrakenError, requests.RequestException)):
-        return _fail(str(exc), EXIT_NETWORK)  # what is left: HTTP, connection, timeout, body
-    raise exc
+        return _fail(str(exc) or type(exc).__name__, EXIT_NETWORK)  # HTTP, connection, timeout
+    # Not an error krakenex knows: a bug, or input it should have refused with a clear message.
+    return _fail(f'unexpected {type(exc).__name__}: {exc} (nothing that changes state was '
+                 f'sent; krakenex --verbose shows where it happened)', EXIT_USAGE)
+
+
+def _stdout_gone() -> int:
+    """The reader of stdout went away (krakenex ... | head): stay quiet, as a shell would."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        # Point stdout at /dev/null so that Python's own flush at exit has nothing to complain of.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_CLOSED
 
 
 def _outcome_message(exc: Any) -> str:
-    """What a user needs after an unknown outcome: what was sent, and how to look it up."""
-    ids = [f'{name}={value}' for name, value in
-           (('cl_ord_id', exc.cl_ord_id), ('userref', exc.userref)) if value is not None]
-    known = methods.lookup(exc.method or '')
-    if ids:
-        check = (f'look it up first: krakenex OpenOrders {ids[0]} and '
-                 f'krakenex ClosedOrders {ids[0]}')
-    elif known is not None and known.group == 'trading':
-        check = ('check OpenOrders and ClosedOrders first (give an order userref= or '
-                 'cl_ord_id= to look it up by next time)')
-    else:
-        check = 'check the account first'
-    sent = ', '.join([f'nonce {exc.nonce}', *ids])
-    return (f'outcome unknown: {exc.method} was sent ({sent}) but {exc.__cause__ or exc}. It '
-            f'may or may not have taken effect at Kraken, and it was not sent again; before '
-            f'you resubmit, {check}')
+    """The library's account of an unknown outcome, and the commands that look the call up."""
+    how = _lookup_commands(exc.userref, exc.cl_ord_id)
+    return f'outcome unknown: {exc}' + (f' From the shell: {how}' if how else '')
+
+
+def _after_sending(call: _Call, exc: BaseException) -> str:
+    """What a user needs after a failure here once a state-changing call may have reached Kraken."""
+    from .errors import lookup_advice
+
+    what = 'it was interrupted' if isinstance(exc, KeyboardInterrupt) else \
+        str(exc) or type(exc).__name__
+    if call.answered:
+        return (f'{call.method} was sent and Kraken accepted it, with the result '
+                f'{to_json(call.result)}; but {what}. It was not sent again: do not resubmit it')
+    userref, cl_ord_id = call.data.get('userref'), call.data.get('cl_ord_id')
+    return (f'outcome unknown: {call.method} may have reached Kraken but {what}. '
+            + lookup_advice(call.method, userref, cl_ord_id, _lookup_commands(userref, cl_ord_id)))
+
+
+def _lookup_commands(userref: object, cl_ord_id: object) -> str:
+    """The shell commands that find an order by its ``cl_ord_id`` or ``userref``."""
+    found = next((f'{name}={value}' for name, value in
+                  (('cl_ord_id', cl_ord_id), ('userref', userref)) if value is not None), '')
+    return found and f'krakenex OpenOrders {found} and krakenex ClosedOrders {found}'
 
 
 def _warn(message: str) -> None:
     """Print one line on stderr, whatever line breaks the message had."""
-    print(f'krakenex: {" ".join(message.split())}', file=sys.stderr)
+    if sys.stderr is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        print(f'krakenex: {" ".join(message.split())}', file=sys.stderr, flush=True)
 
 
 def _fail(message: str, code: int) -> int:

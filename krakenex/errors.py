@@ -22,7 +22,7 @@ __all__ = [
     'OutcomeUnknownError', 'OutcomeUnknownHTTPError', 'OutcomeUnknownResponseError',
     'OutcomeUnknownConnectionError', 'OutcomeUnknownTimeout',
     'error_class', 'lookup_advice',
-    'fatal', 'unwrap',
+    'failures', 'unwrap',
 ]
 
 #: How much of a reply body an exception keeps, in characters.
@@ -184,7 +184,8 @@ class OutcomeUnknownTimeout(OutcomeUnknownError, KrakenTimeout):
 
 
 #: Kraken's error strings (by prefix) and the class each raises; the first match wins.
-#: Sources: Kraken's Spot error page and rate-limit pages (kraken-protocol.md §4, §5).
+#: Sources: https://docs.kraken.com/api/docs/guides/spot-errors and
+#: https://docs.kraken.com/api/docs/guides/spot-rest-ratelimits.
 ERROR_PREFIXES: tuple[tuple[str, type[KrakenAPIError]], ...] = (
     ('EAPI:Invalid nonce', InvalidNonceError),
     ('EAPI:Invalid key', AuthenticationError),
@@ -228,7 +229,7 @@ _NONCE_ADVICE = (
 )
 
 
-def fatal(errors: Sequence[str]) -> list[str]:
+def failures(errors: Sequence[str]) -> list[str]:
     """Kraken's error strings without the warnings (those starting with ``W``)."""
     return [e for e in errors if not e.startswith('W')]
 
@@ -244,7 +245,7 @@ def error_class(error: str) -> type[KrakenAPIError]:
 def api_error(errors: Sequence[str], method: str | None = None,
               response: Any = None) -> KrakenAPIError:
     """Build the typed exception for the error strings of one envelope."""
-    first = fatal(errors)[0]
+    first = failures(errors)[0]
     cls = error_class(first)
     where = f'Kraken {method}' if method else 'Kraken'
     message = f"{where} answered {', '.join(errors)}"
@@ -269,6 +270,6 @@ def unwrap(envelope: Any, method: str | None = None) -> Any:
         raise KrakenResponseError(f'not a Kraken reply: {str(envelope)[:BODY_EXCERPT]!r}',
                                   method=method)
     errors = envelope.get('error') or []
-    if fatal(errors):
+    if failures(errors):
         raise api_error(errors, method)
     return envelope.get('result')

@@ -1,6 +1,7 @@
 """Kraken's spot REST methods: public or private, read-only or state-changing, cost.
 
-One table, from Kraken's OpenAPI spec and docs (kraken-protocol.md §5-§6). The
+One table, from Kraken's REST reference (https://docs.kraken.com/api/docs/rest-api/) and
+rate-limit guide (https://docs.kraken.com/api/docs/guides/spot-rest-ratelimits). The
 client uses it to decide what may be retried and what a call costs on Kraken's
 rate counter; the command line uses it for help and to pick public or private.
 Parameters marked ``*`` are required.

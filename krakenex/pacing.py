@@ -11,7 +11,7 @@ from contextlib import contextmanager
 __all__ = ['TIERS', 'RateCounter', 'parse_tier']
 
 #: Kraken's REST call counter per verification tier: (maximum, decay per second).
-#: Source: Kraken's "Spot REST Rate Limits" page (kraken-protocol.md §5.1).
+#: Source: https://docs.kraken.com/api/docs/guides/spot-rest-ratelimits
 TIERS: dict[str, tuple[float, float]] = {
     'starter': (15.0, 0.33),
     'intermediate': (20.0, 0.5),

@@ -63,7 +63,7 @@ from .errors import (
     OutcomeUnknownResponseError,
     OutcomeUnknownTimeout,
     api_error,
-    fatal,
+    failures,
 )
 from .pacing import RateCounter
 
@@ -81,6 +81,9 @@ DEFAULT_URI = 'https://api.kraken.com'
 
 #: Seconds to wait for a connection and then for a reply, unless told otherwise.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
+
+#: The longest timeout a call accepts, in seconds (about eleven days).
+MAX_TIMEOUT = 1_000_000
 
 #: Nonce units and what :func:`time.time_ns` is divided by to get them. Kraken
 #: remembers the largest nonce a key used, so a key stays with one unit.
@@ -206,14 +209,16 @@ def check_method(method: object) -> str:
 def check_timeout(timeout: Any) -> Timeout:
     """Return ``timeout`` if it is seconds above zero, or a ``(connect, read)`` pair of them.
 
-    :raises KrakenUsageError: for zero, a negative number, NaN or an infinity
+    :raises KrakenUsageError: for zero, a negative number, NaN, an infinity, or
+        more than :data:`MAX_TIMEOUT` seconds (which the operating system cannot wait)
     """
     parts = timeout if isinstance(timeout, tuple) else (timeout,)
     if len(parts) not in (1, 2) or not all(
-            isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p > 0
+            isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= MAX_TIMEOUT
             for p in parts):
-        raise KrakenUsageError(f'timeout must be a finite number of seconds above 0, or a '
-                               f'(connect, read) pair of them, not {timeout!r}')
+        raise KrakenUsageError(f'timeout must be a number of seconds above 0 and at most '
+                               f'{MAX_TIMEOUT:,}, or a (connect, read) pair of them, '
+                               f'not {timeout!r}')
     return timeout  # type: ignore[no-any-return]
 
 
@@ -306,6 +311,36 @@ def private_request(apiversion: str, method: str, data: Mapping[str, Any], *, ke
     return Request(method, 'POST', path, body=body, headers=headers, nonce=nonce, data=data)
 
 
+@dataclass(frozen=True)
+class Call:
+    """One call as a driver runs it: how to build each attempt, and what its outcomes mean.
+
+    A driver (:class:`~krakenex.API`, :class:`~krakenex.AsyncAPI`) runs every
+    call the same way: wait for room on :attr:`counter`, :attr:`build` the
+    request (inside the driver's lock when :attr:`serial`, so nonces leave in
+    the order issued), send it, turn a failure into what :attr:`unknown`
+    says, and ask :attr:`retry` whether to try again.
+    """
+
+    #: The method or endpoint, for log lines.
+    name: str
+    #: Builds the request of one attempt (a fresh nonce each time).
+    build: Callable[[], Request]
+    #: Whether and when to try again.
+    retry: Retry
+    #: Checks the final reply: ``check(reply, response)`` returns the result or raises.
+    check: Callable[[Any, Any], Any]
+    #: The rate counter to wait on, if the call is paced.
+    counter: RateCounter | None = None
+    #: What the call adds to :attr:`counter`.
+    cost: float = 1.0
+    #: Sent one at a time with the driver's other serial calls (private calls, for nonces).
+    serial: bool = False
+    #: The error to raise for a failure once a request may have left.
+    unknown: Callable[[KrakenError, Request], KrakenError] = field(
+        default=lambda error, request: error)
+
+
 # --------------------------------------------------------------- replies
 
 @dataclass(frozen=True)
@@ -352,7 +387,7 @@ def checked(method: str, reply: Any, *, raise_errors: bool, response: Any = None
     is returned rather than raised is logged with its likely causes.
     """
     errors = reply.get('error') if isinstance(reply, dict) else None
-    if isinstance(errors, list) and fatal(errors):
+    if isinstance(errors, list) and failures(errors):
         error = api_error(errors, method, response)
         if raise_errors:
             raise error
@@ -416,11 +451,11 @@ class Retry:
         errors = reply.get('error') if isinstance(reply, dict) else None
         if self.once or not isinstance(errors, list):
             return None
-        failures = fatal(errors)
-        if not failures or not all(isinstance(e, str) and e.startswith(TRANSIENT_ERRORS)
-                                   for e in failures):
+        refused = failures(errors)
+        if not refused or not all(isinstance(e, str) and e.startswith(TRANSIENT_ERRORS)
+                                  for e in refused):
             return None
-        throttled = [int(m.group(1)) for e in failures if (m := _THROTTLED_UNTIL.match(e))]
+        throttled = [int(m.group(1)) for e in refused if (m := _THROTTLED_UNTIL.match(e))]
         return self._wait(max(throttled, default=0) - time.time())
 
     def _wait(self, at_least: float = 0.0) -> float | None:
@@ -651,10 +686,20 @@ class SpotCore:
                                    'copy it exactly as Kraken showed it')
         self._secret_bytes()
 
-    def _retry(self, method: str, data: Mapping[str, Any], private: bool) -> Retry:
-        """The retry rule of one call: a state-changing call is sent at most once."""
+    def _spot_call(self, method: str, data: Mapping[str, Any], *, private: bool) -> Call:
+        """How a driver runs one spot call: built, paced, retried and judged by Kraken's rules."""
         once = private and methods.changes_state(method, data)
-        return Retry(self.retries, self.backoff, self.retry_time, once=once)
+        retry = Retry(self.retries, self.backoff, self.retry_time, once=once)
+
+        def check(reply: Any, last: Any) -> Any:
+            return checked(method, reply, raise_errors=self.raise_errors, response=last)
+
+        if not private:
+            return Call(method, lambda: public_request(self.apiversion, method, data), retry,
+                        check, self.public_counter)
+        return Call(method, lambda: self._private_request(method, data), retry, check,
+                    self.counter, self._cost(method), serial=True,
+                    unknown=lambda error, request: after_sending(error, request, once=once))
 
     def _cost(self, method: str) -> float:
         """What ``method`` adds to the rate counter.

@@ -11,6 +11,13 @@ import pytest
 from krakenex.sandbox import Sandbox
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The peers' tests install about 150 MB of other clients: they are slow too."""
+    for item in items:
+        if item.get_closest_marker('peers'):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     """A fresh sandbox (default seed, default funded account) for one test."""

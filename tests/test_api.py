@@ -6,7 +6,6 @@ import io
 import itertools
 import json
 import logging
-import os
 import socket
 import time
 import zipfile
@@ -36,7 +35,8 @@ from krakenex import (
 from krakenex.errors import error_class
 from krakenex.sandbox import Sandbox
 
-# Kraken's own signing examples (kraken-protocol.md §0.1, §0.2).
+# Kraken's own signing examples: https://docs.kraken.com/api/docs/guides/spot-rest-auth and
+# https://docs.kraken.com/api/docs/guides/custody-rest-auth
 OFFICIAL_SECRET = ('kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99H'
                    'AZtuZuj6F1huXg==')
 
@@ -92,8 +92,9 @@ def test_default_uri_and_timeout_are_kraken_and_finite() -> None:
 def test_json_options_decode_numbers_as_decimal(api: API) -> None:
     from decimal import Decimal
 
-    reply = api.json_options(parse_float=Decimal).query_public('Time')
-    assert reply['error'] == []
+    reply = api.json_options(parse_float=Decimal).query_public('Trades', {'pair': 'XBTUSD'})
+    trade_time = reply['result']['XXBTZUSD'][0][2]  # Kraken sends trade times as JSON floats
+    assert isinstance(trade_time, Decimal) and trade_time == Decimal(str(trade_time))
     api.json_options(parse_int=Decimal)
     assert isinstance(api.query_public('Time')['result']['unixtime'], Decimal)
 
@@ -569,5 +570,49 @@ def test_session_customisation_applies(api: API) -> None:
     assert api.response.request.headers['User-Agent'].startswith('krakenex/')
 
 
-def test_the_package_ships_type_hints() -> None:
-    assert os.path.exists(os.path.join(os.path.dirname(krakenex.__file__), 'py.typed'))
+@pytest.mark.slow
+def test_the_built_package_ships_every_module_and_the_type_hints(tmp_path: Any) -> None:
+    import pathlib
+    import shutil
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    source = tmp_path / 'source'  # a clean copy: setuptools would reuse an old build/ folder
+    shutil.copytree(root, source, ignore=shutil.ignore_patterns(
+        '.*', 'build', 'dist', '*.egg-info', '__pycache__', 'doc', 'examples', 'benchmarks'))
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w',
+                    str(tmp_path), str(source)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob('krakenex-*.whl')
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    modules = {str(p.relative_to(root)) for p in (root / 'krakenex').rglob('*.py')}
+    assert modules <= shipped, sorted(modules - shipped)
+    assert 'krakenex/py.typed' in shipped
+
+
+@pytest.mark.parametrize('fault', ['refused', 'reply_lost'])
+def test_a_failing_script_shows_the_krakenex_error_and_its_direct_cause_only(
+        sandbox: Sandbox, fault: str) -> None:
+    import subprocess
+    import sys
+
+    if fault == 'refused':
+        probe = socket.socket()
+        probe.bind(('127.0.0.1', 0))
+        uri = f'http://127.0.0.1:{probe.getsockname()[1]}'
+        probe.close()
+        call = "api.query_public('Time')"
+    else:
+        sandbox.inject('reply_lost', method='AddOrder')
+        uri = sandbox.url
+        call = "api.query_private('AddOrder', {'pair': 'XBTUSD', 'type': 'buy', " \
+               "'ordertype': 'market', 'volume': '0.01', 'userref': 5})"
+    script = (f'from krakenex import API\n'
+              f'api = API({sandbox.key!r}, {sandbox.secret!r}, uri={uri!r}, retries=0)\n{call}\n')
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=60)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.stderr.count('Traceback (most recent call last)') == 2, result.stderr
+    assert last.startswith('krakenex.errors.' + ('NotSentError' if fault == 'refused' else
+                                                  'OutcomeUnknownConnectionError')), last
+    assert len(result.stderr.splitlines()) < 50

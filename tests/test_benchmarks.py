@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import krakenex
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +72,7 @@ def number(cell: str) -> float:
     return float(cell.split()[0])
 
 
+@pytest.mark.slow
 def test_quick_benchmark_prints_every_row_with_figures(tmp_path: Path) -> None:
     output = tmp_path / 'RESULTS.md'
     done = run_quick(output)

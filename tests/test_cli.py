@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import http.server
 import io
 import json
 import os
@@ -12,16 +14,18 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
 
 import krakenex
-from krakenex import API
-from krakenex.sandbox import Sandbox
+from krakenex import API, cli, methods
+from krakenex.sandbox import FAULT_KINDS, Sandbox
 
 Run = Callable[..., 'subprocess.CompletedProcess[str]']
 PACKAGE = Path(krakenex.__file__).parent
@@ -38,10 +42,42 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def krakenex_cmd(*args: str, env: dict[str, str],
-                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def in_process(argv: list[str]) -> tuple[int, str, str]:
+    """``krakenex.cli.main(argv)`` here, with stdout and stderr captured as pipes would be.
+
+    :returns: the exit code, stdout and stderr
+    """
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding='utf-8') for _ in range(2))
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        code = cli.main(argv)
+    finally:
+        sys.stdout, sys.stderr = saved
+    out.flush()
+    err.flush()
+    return code, out.buffer.getvalue().decode(), err.buffer.getvalue().decode()  # type: ignore[attr-defined]
+
+
+def krakenex_cmd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``krakenex ARGS...`` with ``env`` as its environment, run in this process.
+
+    The tests that need a process of its own (a terminal, a closed or full
+    stdout, a signal, what is imported) start one with :func:`krakenex_process`.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for name in set(os.environ) - set(env):
+            patch.delenv(name)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        code, out, err = in_process(list(args))
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
+def krakenex_process(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m krakenex ARGS...`` in a process of its own."""
     return subprocess.run([sys.executable, '-m', 'krakenex', *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -53,8 +89,8 @@ def account_env(sandbox: Sandbox, clean_env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def run(sandbox: Sandbox, account_env: dict[str, str]) -> Run:
     """``krakenex --uri SANDBOX ARGS...`` with the sandbox's account in the environment."""
-    def run(*args: str, **options: Any) -> subprocess.CompletedProcess[str]:
-        return krakenex_cmd('--uri', sandbox.url, *args, env=account_env, **options)
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return krakenex_cmd('--uri', sandbox.url, *args, env=account_env)
     return run
 
 
@@ -113,8 +149,9 @@ def ledger_ids(sandbox: Sandbox) -> list[str]:
 
 # ------------------------------------------------------------- calls, output
 
-def test_public_call_prints_the_result_as_compact_json_when_piped(run: Run) -> None:
-    result = run('Ticker', 'pair=XBTUSD')
+def test_public_call_prints_the_result_as_compact_json_when_piped(
+        sandbox: Sandbox, clean_env: dict[str, str]) -> None:
+    result = krakenex_process('--uri', sandbox.url, 'Ticker', 'pair=XBTUSD', env=clean_env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('\n') == 1 and result.stdout.endswith('\n')
     ticker = json.loads(result.stdout)
@@ -227,9 +264,9 @@ def test_lost_addorder_reply_exits_4_with_nonce_and_userref(run: Run, sandbox: S
     assert result.returncode == 4
     line = one_line_error(result)
     nonce = next(n for m, n in sandbox.requests_log if m == 'AddOrder')
-    assert f'AddOrder was sent (nonce {nonce}, userref=42)' in line
-    assert 'may or may not have taken effect' in line
-    assert 'krakenex OpenOrders userref=42' in line
+    assert f'outcome unknown: AddOrder was sent (nonce {nonce})' in line
+    assert 'may or may not have taken effect' in line and 'userref 42' in line
+    assert 'krakenex OpenOrders userref=42 and krakenex ClosedOrders userref=42' in line
     assert [o['userref'] for o in sandbox.orders()] == [42]  # placed once, never re-sent
 
 
@@ -245,6 +282,22 @@ def test_lost_addorder_reply_exits_4_with_nonce_and_userref(run: Run, sandbox: S
     (['--all', 'Balance'], 'Balance has no pages; --all works with ClosedOrders'),
     (['--csv', 'Balance'], 'Balance does not answer with a table; --csv works with OHLC'),
     (['--uri', 'api.kraken.com', 'Time'], "--uri 'api.kraken.com' is not a server address"),
+    (['--uri', 'http://[x', 'Time'], "--uri 'http://[x' is not a server address"),
+    (['--uri', 'http://127.0.0.1:99999', 'Time'], 'is not a server address'),
+    (['--uri', 'http://127.0.0.1:8080/\n', 'Time'], 'is not a server address'),
+    (['--timeout', 'nan', 'Time'], "argument --timeout: 'nan' is not a finite number"),
+    (['--timeout', 'inf', 'Time'], "argument --timeout: 'inf' is not a finite number"),
+    (['--timeout', '0', 'Time'], "argument --timeout: '0' must be above 0"),
+    (['--timeout', '-1', 'Time'], "argument --timeout: '-1' must be above 0"),
+    (['--timeout', '1e308', 'Time'], "argument --timeout: '1e308' must be at most 86400"),
+    (['--retries', '-1', 'Time'], "argument --retries: '-1' must be at least 0"),
+    (['--tier', 'nan,1', 'Balance'], 'argument --tier: a rate tier needs a finite maximum'),
+    (['--tier', '15,inf', 'Balance'], 'argument --tier: a rate tier needs a finite maximum'),
+    (['--tier', 'fast', 'Balance'], "argument --tier: 'fast' is not a rate tier"),
+    (['--all', 'Ledgers', 'ofs=abc'], 'abc'),
+    (['--private', 'Bad/Name/'], "'Bad/Name/' is not a Kraken method name"),
+    (['AddOrderBatch', 'pair=XBTUSD', 'orders:=' + '[' * 100_000],
+     'parameter orders: its JSON is nested too deeply'),
 ])
 def test_bad_input_exits_2_with_one_line_and_sends_nothing(
         run: Run, sandbox: Sandbox, args: list[str], message: str) -> None:
@@ -286,7 +339,111 @@ def test_timeout_option_bounds_the_wait_for_a_reply_and_exits_3(run: Run,
     assert time.monotonic() - started < 4
 
 
+@pytest.fixture
+def redirecting() -> Iterator[Callable[[int], str]]:
+    """Start a server on 127.0.0.1 that answers every request with a redirect of a given status.
+
+    :returns: a function of the status giving the server's URL
+    """
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def start(status: int) -> str:
+        class Redirect(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.rfile.read(int(self.headers.get('Content-Length') or 0))
+                self.send_response(status)
+                self.send_header('Location', 'https://api.kraken.example' + self.path)
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+
+            do_POST = do_GET
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Redirect)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f'http://127.0.0.1:{server.server_address[1]}'
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize('status', [301, 302, 307, 308])
+def test_redirect_exits_3_with_one_line_naming_where_it_points(
+        redirecting: Callable[[int], str], clean_env: dict[str, str], status: int) -> None:
+    result = krakenex_cmd('--uri', redirecting(status), '--retries', '0', 'Time', env=clean_env)
+    assert result.returncode == 3
+    line = one_line_error(result)
+    assert str(status) in line and 'https://api.kraken.example/0/public/Time' in line
+
+
+def test_redirect_answering_addorder_exits_4(redirecting: Callable[[int], str],
+                                             clean_env: dict[str, str]) -> None:
+    env = {**clean_env, 'KRAKEN_API_KEY': 'key', 'KRAKEN_API_SECRET': 'c2VjcmV0'}
+    result = krakenex_cmd('--uri', redirecting(301), *ADD_ORDER, env=env)
+    assert result.returncode == 4
+    assert 'userref=42' in one_line_error(result)
+
+
 # --------------------------------------------------------------- credentials
+
+@pytest.mark.parametrize(('name', 'content'), [
+    ('binary', bytes(range(256)) * 4),
+    ('one long line', b'k' * 20_000_000),
+    ('a secret that is not base64', b'key\nnot base64 at all!\n'),
+    ('latin-1', 'cl\xe9\nc2VjcmV0\n'.encode('latin-1')),
+])
+def test_unusable_key_file_exits_2_with_one_line_naming_it(
+        run: Run, sandbox: Sandbox, tmp_path: Path, name: str, content: bytes) -> None:
+    key_file = tmp_path / 'kraken.key'
+    key_file.write_bytes(content)
+    key_file.chmod(0o600)
+    result = run('--key-file', str(key_file), 'AddOrder', 'pair=XBTUSD', 'type=buy',
+                 'ordertype=market', 'volume=0.01')
+    assert result.returncode == 2
+    assert str(key_file) in one_line_error(result)
+    assert sandbox.requests_log == []
+
+
+def test_key_file_saved_with_a_byte_order_mark_works(
+        run: Run, sandbox: Sandbox, tmp_path: Path) -> None:
+    key_file = tmp_path / 'kraken.key'
+    key_file.write_text(f'{sandbox.key}\r\n{sandbox.secret}\r\n', encoding='utf-8-sig')
+    key_file.chmod(0o600)
+    result = run('--key-file', str(key_file), 'Balance')
+    assert result.returncode == 0, result.stderr  # the mark is read as what it is, and dropped
+    assert 'ZUSD' in json.loads(result.stdout)
+
+
+def test_environment_wins_over_the_default_key_file(sandbox: Sandbox,
+                                                    clean_env: dict[str, str],
+                                                    tmp_path: Path) -> None:
+    config = tmp_path / 'config'
+    (config / 'krakenex').mkdir(parents=True)
+    stale = config / 'krakenex' / 'kraken.key'
+    stale.write_text('stale-key\nc3RhbGU=\n')
+    stale.chmod(0o600)
+    env = {**clean_env, 'XDG_CONFIG_HOME': str(config), 'KRAKEN_API_KEY': sandbox.key,
+           'KRAKEN_API_SECRET': sandbox.secret}
+    result = krakenex_cmd('--uri', sandbox.url, 'Balance', env=env)
+    assert result.returncode == 0, result.stderr
+    assert 'ZUSD' in json.loads(result.stdout)
+
+
+@pytest.mark.parametrize('present', ['KRAKEN_API_KEY', 'KRAKEN_API_SECRET'])
+def test_only_one_credential_in_the_environment_exits_2_naming_the_other(
+        sandbox: Sandbox, clean_env: dict[str, str], present: str) -> None:
+    result = krakenex_cmd('--uri', sandbox.url, 'Balance', env={**clean_env, present: 'x'})
+    assert result.returncode == 2
+    missing = ({'KRAKEN_API_KEY', 'KRAKEN_API_SECRET'} - {present}).pop()
+    assert f'{present} is set but {missing} is not' in one_line_error(result)
+    assert sandbox.requests_log == []
+
+
 
 def test_key_file_option_wins_over_the_environment(sandbox: Sandbox,
                                                    clean_env: dict[str, str],
@@ -510,10 +667,331 @@ def test_krakenex_help_through_the_package_does_not_import_requests(
     eager = subprocess.run([sys.executable, '-c',
                             'import sys, krakenex; print("requests" in sys.modules)'],
                            env=clean_env, capture_output=True, text=True, timeout=30)
-    if eager.stdout.strip() == 'True':
-        pytest.skip('krakenex/__init__.py imports the API eagerly; make it lazy (PEP 562)')
+    assert eager.stdout == 'False\n', 'import krakenex loads requests: ' + eager.stderr
     result = subprocess.run([sys.executable, '-X', 'importtime', '-m', 'krakenex', '--help'],
                             env=clean_env, capture_output=True, text=True, timeout=30)
     imported = {line.rsplit('|', 1)[-1].strip() for line in result.stderr.splitlines()}
     assert result.returncode == 0
     assert not {'requests', 'krakenex.api', 'krakenex.sandbox'} & imported
+
+
+# ------------------------------------------------------------------ --output
+
+def test_output_option_writes_a_json_result_to_the_file(run: Run, tmp_path: Path) -> None:
+    target = tmp_path / 'ticker.json'
+    result = run('Ticker', 'pair=XBTUSD', '-o', str(target))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == result.stderr == ''
+    assert list(json.loads(target.read_text())) == ['XXBTZUSD']
+
+
+def test_output_option_writes_a_csv_result_to_the_file(run: Run, tmp_path: Path) -> None:
+    target = tmp_path / 'ohlc.csv'
+    result = run('--csv', 'OHLC', 'pair=XBTUSD', 'interval=1440', '--output', str(target))
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert len(rows) == 720 and rows[0]['open']
+
+
+def test_output_file_replaces_what_it_held_when_the_call_succeeds(run: Run,
+                                                                  tmp_path: Path) -> None:
+    target = tmp_path / 'time.json'
+    target.write_text('x' * 1000)
+    assert run('Time', '-o', str(target)).returncode == 0
+    assert set(json.loads(target.read_text())) == {'unixtime', 'rfc1123'}
+
+
+def test_output_file_is_left_as_it_was_when_kraken_refuses_the_call(run: Run,
+                                                                    tmp_path: Path) -> None:
+    target = tmp_path / 'placed.json'
+    target.write_text('yesterday\n')
+    result = run('AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=market', 'volume=1000',
+                 '-o', str(target))
+    assert result.returncode == 1
+    assert one_line_error(result) == 'krakenex: EOrder:Insufficient funds'
+    assert target.read_text() == 'yesterday\n'
+
+
+def test_output_file_that_cannot_be_opened_exits_2_and_sends_nothing(
+        run: Run, sandbox: Sandbox, tmp_path: Path) -> None:
+    result = run('AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=market', 'volume=0.01',
+                 '-o', str(tmp_path / 'no-such-directory' / 'placed.json'))
+    assert result.returncode == 2
+    assert 'No such file or directory' in one_line_error(result)
+    assert sandbox.requests_log == [] and sandbox.orders() == []
+
+
+# ----------------------------------------------- after sending: exit code 4
+
+ADD_ORDER = ('AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=market', 'volume=0.01',
+             'userref=42')
+needs_dev_full = pytest.mark.skipif(not os.path.exists('/dev/full'),
+                                    reason='needs /dev/full, a device that is always full')
+
+
+def accepted_once(sandbox: Sandbox, line: str) -> None:
+    """The order was placed exactly once, and the error line names its txid."""
+    orders = sandbox.orders()
+    assert [o['userref'] for o in orders] == [42]
+    assert orders[0]['txid'] in line
+    assert [m for m, _ in sandbox.requests_log].count('AddOrder') == 1
+
+
+@needs_dev_full
+def test_addorder_whose_output_file_cannot_be_written_exits_4_with_its_txid(
+        run: Run, sandbox: Sandbox) -> None:
+    result = run(*ADD_ORDER, '--output', '/dev/full')
+    assert result.returncode == 4
+    line = one_line_error(result)
+    assert 'AddOrder was sent and Kraken accepted it' in line
+    assert 'cannot write the result to /dev/full: No space left on device' in line
+    assert 'do not resubmit' in line
+    accepted_once(sandbox, line)
+
+
+@needs_dev_full
+def test_addorder_whose_stdout_is_full_exits_4_with_its_txid(
+        sandbox: Sandbox, account_env: dict[str, str]) -> None:
+    with open('/dev/full', 'w') as full:
+        result = subprocess.run([sys.executable, '-m', 'krakenex', '--uri', sandbox.url,
+                                 *ADD_ORDER], env=account_env, stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=30)
+    assert result.returncode == 4
+    line = one_line_error(result)
+    assert 'cannot write the result to stdout: No space left on device' in line
+    accepted_once(sandbox, line)
+
+
+def run_with_stdout_closed_by_its_reader(args: list[str], env: dict[str, str]
+                                         ) -> subprocess.CompletedProcess[str]:
+    """Run the command with stdout a pipe whose reader is already gone (as ``| head -c0``)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        return subprocess.run([sys.executable, '-m', 'krakenex', *args], env=env,
+                              stdout=writer, stderr=subprocess.PIPE, text=True, timeout=30)
+    finally:
+        os.close(writer)
+
+
+def test_addorder_whose_stdout_reader_went_away_exits_4_with_its_txid(
+        sandbox: Sandbox, account_env: dict[str, str]) -> None:
+    result = run_with_stdout_closed_by_its_reader(['--uri', sandbox.url, *ADD_ORDER],
+                                                  account_env)
+    assert result.returncode == 4
+    line = one_line_error(result)
+    assert 'cannot write the result to stdout: Broken pipe' in line
+    accepted_once(sandbox, line)
+
+
+def test_read_only_call_whose_stdout_reader_went_away_exits_quietly(
+        sandbox: Sandbox, account_env: dict[str, str]) -> None:
+    result = run_with_stdout_closed_by_its_reader(['--uri', sandbox.url, 'Time'], account_env)
+    assert result.returncode == 141  # what a shell reports for a reader that went away
+    assert result.stderr == ''
+
+
+def test_addorder_with_stdout_closed_from_the_start_exits_2_and_sends_nothing(
+        sandbox: Sandbox, account_env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, '-m', 'krakenex', '--uri', sandbox.url,
+                             *ADD_ORDER], env=account_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, timeout=30,
+                            preexec_fn=lambda: os.close(1))  # krakenex ... >&-
+    assert result.returncode == 2
+    assert 'stdout is closed' in one_line_error(result)
+    assert sandbox.requests_log == [] and sandbox.orders() == []
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='sends SIGINT')
+def test_addorder_interrupted_while_in_flight_exits_4_and_names_its_userref(
+        sandbox: Sandbox, account_env: dict[str, str]) -> None:
+    sandbox.inject('reply_delayed', method='AddOrder', seconds=5)  # placed, then no reply
+    proc = subprocess.Popen([sys.executable, '-m', 'krakenex', '--uri', sandbox.url,
+                             *ADD_ORDER], env=account_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not sandbox.orders() and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the order is placed and the command waits for the reply
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 4
+    line = one_line_error(subprocess.CompletedProcess([], 4, out, err))
+    assert 'outcome unknown: AddOrder may have reached Kraken but it was interrupted' in line
+    assert 'krakenex OpenOrders userref=42 and krakenex ClosedOrders userref=42' in line
+
+
+@pytest.mark.parametrize(('fault', 'code'), [
+    ('reply_lost', 4), ('reply_delayed', 4), ('delay', 4), ('not_json', 4), ('reset', 4),
+    ('html520', 4), ('html502', 4), ('html504', 4), ('unavailable', 1),
+])
+def test_addorder_under_each_sandbox_fault_exits_4_unless_kraken_answered(
+        run: Run, sandbox: Sandbox, fault: str, code: int) -> None:
+    sandbox.inject(fault, method='AddOrder', seconds=2)
+    result = run('--timeout', '0.5', *ADD_ORDER)
+    assert result.returncode == code
+    line = one_line_error(result)
+    if code == 4:
+        assert 'may or may not have taken effect' in line and 'userref=42' in line
+    else:
+        assert line == 'krakenex: EService:Unavailable'
+    assert len(sandbox.orders()) <= 1  # never sent again (a resend would have succeeded)
+
+
+@needs_dev_full
+def test_raw_addorder_refused_by_kraken_exits_1_even_if_the_output_cannot_be_written(
+        run: Run, sandbox: Sandbox) -> None:
+    result = run('--raw', 'AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=market',
+                 'volume=1000', '-o', '/dev/full')
+    assert result.returncode == 1  # Kraken refused it: nothing is in doubt
+    assert one_line_error(result) == ('krakenex: EOrder:Insufficient funds (and cannot write '
+                                      'the result to /dev/full: No space left on device)')
+    assert sandbox.orders() == []
+
+
+def test_addorder_that_could_not_connect_exits_3_as_nothing_was_sent(
+        account_env: dict[str, str]) -> None:
+    with Sandbox() as stopped:
+        url = stopped.url
+    result = krakenex_cmd('--uri', url, '--retries', '0', *ADD_ORDER, env=account_env)
+    assert result.returncode == 3
+    line = one_line_error(result)
+    assert 'could not connect' in line and 'nothing was sent' in line
+
+
+# ------------------------------------------------------------------ fuzzing
+
+#: Examples per property: a small fixed budget in the suite, more on demand with
+#: KRAKENEX_FUZZ_EXAMPLES=5000 pytest tests/test_cli.py -k fuzz (then drawn at random).
+FUZZ_EXAMPLES = int(os.environ.get('KRAKENEX_FUZZ_EXAMPLES', '0'))
+fuzz_settings = settings(
+    max_examples=FUZZ_EXAMPLES or 60, derandomize=not FUZZ_EXAMPLES, deadline=None,
+    database=None, suppress_health_check=[HealthCheck.too_slow])
+
+READ_ONLY = sorted(name for name, m in methods.METHODS.items() if not m.changes_state)
+ORDERS = ['AddOrder', 'CancelOrder', 'EditOrder', 'AmendOrder', 'CancelAll']
+#: Text without a leading '-', so that no generated word is taken for an option.
+word = st.text(min_size=1, max_size=20).filter(lambda t: not t.startswith('-'))
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=3),
+    max_leaves=10)
+param = (
+    st.builds('{}={}'.format, word.filter(lambda t: '=' not in t), st.text(max_size=30))
+    | st.builds('{}:={}'.format, word.filter(lambda t: '=' not in t),
+                json_value.map(json.dumps) | st.text(max_size=30))
+    | word)
+number_text = st.one_of(st.text(max_size=12), st.floats().map(repr),
+                        st.integers().map(str),
+                        st.sampled_from(['nan', '-inf', 'inf', '1e400', '0', '-0', '1e-400']))
+
+
+@st.composite
+def command_lines(draw: st.DrawFn, url: str, scratch: Path) -> list[str]:
+    """A command line aimed at the sandbox at ``url``: options, a method, its parameters.
+
+    Half are tidy (a known read-only method, its own parameter names, sane
+    option values) so that calls reach the sandbox; the rest are anything.
+    Every value that names a place stays on 127.0.0.1 or in ``scratch``.
+    """
+    tidy = draw(st.booleans())
+    def pick(good: list[str], anything: st.SearchStrategy[str]) -> str:
+        return draw(st.sampled_from(good) if tidy else st.sampled_from(good) | anything)
+
+    argv = ['--uri', pick([url], st.sampled_from([url + '/', url + '/0'])
+                          | st.builds('http://127.0.0.1:{}'.format, st.text(max_size=6))
+                          | st.builds('x{}'.format, st.text(max_size=20)))]
+    optional = ['--timeout', '--retries', '--tier', '--output', '--raw', '--csv', '--verbose']
+    if not tidy:
+        optional += ['--otp', '--key-file', '--private', '--public']
+    for option in draw(st.lists(st.sampled_from(optional), max_size=2, unique=True)):
+        if option in ('--timeout', '--retries'):
+            argv += [option, pick(['1', '3', '10'], st.just('0.001') | number_text.filter(
+                lambda t: not t.startswith('-')))]
+        elif option == '--tier':
+            argv += [option, pick(['starter', 'pro', 'none', '20,1'],
+                                  st.builds('{},{}'.format, number_text, number_text))]
+        elif option == '--otp':
+            argv += [option, draw(word)]
+        elif option == '--output':
+            argv += [option, str(scratch / pick(['out'], st.just('no/such/dir/out')))]
+        elif option == '--key-file':
+            key_file = scratch / 'fuzz.key'
+            key_file.write_bytes(draw(st.binary(max_size=80)))
+            argv += [option, str(key_file)]
+        else:
+            argv.append(option)
+    method = pick(READ_ONLY + ORDERS, word)
+    known = methods.METHODS.get(method)
+    names = [p.rstrip('*') for p in known.params.split()] if known else []
+    valid = st.builds('{}={}'.format, st.sampled_from(names), st.sampled_from(
+        ['XBTUSD', 'XXBTZUSD', 'ZUSD', 'XXBT', '0', '1', 'true']) | st.text(max_size=12)
+                      ) if names else st.nothing()
+    return [*argv, method, *draw(st.lists(valid if tidy else valid | param,
+                                          max_size=4 if names or not tidy else 0,
+                                          unique_by=lambda t: t.partition('=')[0]))]
+
+
+def check_outcome(argv: list[str], code: int, stderr: str) -> None:
+    """What every run must give: a documented exit code, and errors as krakenex: lines.
+
+    With --verbose, stderr is a log (and a traceback is asked for), so only its last line counts.
+    """
+    event(f'exit code {code}')
+    assert code in (0, 1, 2, 3, 4), (code, stderr)
+    lines = stderr.splitlines()
+    if code:
+        assert lines, 'a failure with nothing on stderr'
+        assert lines[-1].startswith('krakenex: '), stderr
+    if '--verbose' not in argv:
+        assert 'Traceback' not in stderr
+        assert all(line.startswith('krakenex: ') for line in lines), stderr
+    assert 'krakenex: unexpected' not in stderr, stderr
+    if code == 4:
+        assert 'outcome unknown' in lines[-1] or 'Kraken accepted it' in lines[-1], stderr
+
+
+@pytest.fixture(scope='module')
+def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path]]:
+    """One sandbox for the whole module, its account in the environment, no key file at home."""
+    scratch = tmp_path_factory.mktemp('fuzz')
+    with Sandbox() as target, pytest.MonkeyPatch.context() as env:
+        env.setenv('KRAKEN_API_KEY', target.key)
+        env.setenv('KRAKEN_API_SECRET', target.secret)
+        env.setenv('XDG_CONFIG_HOME', str(scratch / 'config'))
+        yield target, scratch
+
+
+@contextlib.contextmanager
+def with_fault(target: Sandbox, data: st.DataObject) -> Iterator[None]:
+    """Maybe give the next request one of the sandbox's faults; forget it afterwards."""
+    fault = data.draw(st.none() | st.sampled_from(sorted(FAULT_KINDS)))
+    if fault is not None:
+        target.inject(fault, seconds=0.2)
+    try:
+        yield
+    finally:
+        target.clear_faults()
+
+
+@fuzz_settings
+@given(data=st.data())
+def test_fuzz_command_line_in_process_gives_a_known_exit_code_and_one_line_errors(
+        fuzz_target: tuple[Sandbox, Path], data: st.DataObject) -> None:
+    target, scratch = fuzz_target
+    argv = data.draw(command_lines(target.url, scratch))
+    with with_fault(target, data):
+        code, _, stderr = in_process(argv)
+    check_outcome(argv, code, stderr)
+
+
+@settings(fuzz_settings, max_examples=max(FUZZ_EXAMPLES // 20, 8))
+@given(data=st.data())
+def test_fuzz_command_line_in_a_subprocess_gives_a_known_exit_code_and_one_line_errors(
+        fuzz_target: tuple[Sandbox, Path], data: st.DataObject) -> None:
+    target, scratch = fuzz_target
+    argv = data.draw(command_lines(target.url, scratch))
+    assume(not any('\x00' in arg for arg in argv))  # no process can be given a NUL
+    with with_fault(target, data):
+        result = krakenex_process(*argv, env={**os.environ, 'PYTHONIOENCODING': 'utf-8'})
+    check_outcome(argv, result.returncode, result.stderr)

@@ -31,7 +31,8 @@ from krakenex.errors import (
 )
 from krakenex.protocol import Reply, Retry
 
-# Kraken's own signing examples (kraken-protocol.md §0.1, §0.2).
+# Kraken's own signing examples: https://docs.kraken.com/api/docs/guides/spot-rest-auth and
+# https://docs.kraken.com/api/docs/guides/custody-rest-auth
 SECRET = protocol.decode_secret(
     'kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==')
 

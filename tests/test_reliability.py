@@ -332,6 +332,7 @@ def test_a_refused_connection_says_nothing_was_sent() -> None:
 
 # ------------------------------------------------------------------ pacing
 
+@pytest.mark.slow
 def test_sixty_ledgers_calls_under_a_tier_never_hit_the_limit_and_lose_little_time() -> None:
     tier = (10.0, 10.0)  # a fast tier, so CI stays short: max 10, decay 10 a second
     with Sandbox(tier=tier) as sandbox:

@@ -91,6 +91,7 @@ class Kraken:
         """Place an order (XBTUSD unless said otherwise); its txid."""
         params = {'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit', 'volume': '0.1',
                   'price': '59000', **params}
+        params = {k: v for k, v in params.items() if v is not None}  # price=None: no price
         return str(self.ok('AddOrder', params)['txid'][0])
 
 
@@ -313,7 +314,7 @@ def test_requests_log_lists_authenticated_requests_in_order(sandbox: Sandbox,
 
 def test_tier_names_map_to_krakens_counters() -> None:
     assert TIERS == {'starter': (15, 0.33), 'intermediate': (20, 0.5), 'pro': (20, 1.0)}
-    with pytest.raises(ValueError, match='unknown tier'):
+    with pytest.raises(ValueError, match='is not a rate tier'):
         Sandbox(tier='platinum')
 
 
@@ -549,13 +550,14 @@ def test_validate_false_as_text_still_places(sandbox: Sandbox, kraken: Kraken) -
     ({'price': '59000.05'}, 'EOrder:Tick size check failed'),
     ({'volume': '2', 'price': '59000'}, 'EOrder:Insufficient funds'),
     ({'type': 'sell', 'volume': '11', 'price': '70000'}, 'EOrder:Insufficient funds'),
-    ({'ordertype': 'stop-loss'}, 'EGeneral:Invalid arguments:ordertype'),
+    ({'ordertype': 'settle-position'}, 'EGeneral:Invalid arguments:ordertype'),
+    ({'ordertype': 'market'}, 'EGeneral:Invalid arguments:price'),
     ({'type': 'hold'}, 'EGeneral:Invalid arguments:type'),
     ({'volume': 'lots'}, 'EGeneral:Invalid arguments:volume'),
     ({'price': ''}, 'EGeneral:Invalid arguments:price'),
     ({'userref': '1', 'cl_ord_id': 'a'}, 'EGeneral:Invalid arguments'),
     ({'userref': str(2**31)}, 'EGeneral:Invalid arguments:userref'),
-    ({'oflags': 'viqc'}, 'EGeneral:Invalid arguments:viqc'),
+    ({'oflags': 'viqc'}, 'EGeneral:Invalid arguments:oflags'),
     ({'pair': 'XBTEUR'}, 'EQuery:Unknown asset pair'),
 ])
 def test_addorder_rejects_what_kraken_rejects(sandbox: Sandbox, params: dict[str, str],
@@ -634,22 +636,28 @@ def test_cancel_all_orders_after_fires_when_the_timeout_passes(kraken: Kraken) -
     assert kraken.ok('CancelAllOrdersAfter', {'timeout': '0'})['triggerTime'] == '0'
 
 
-def test_add_order_batch_places_all_or_nothing(sandbox: Sandbox, kraken: Kraken) -> None:
+def test_add_order_batch_drops_refused_orders_and_places_the_rest(sandbox: Sandbox,
+                                                                  kraken: Kraken) -> None:
     orders = [{'ordertype': 'limit', 'type': 'buy', 'volume': '0.1', 'price': '58000'},
               {'ordertype': 'limit', 'type': 'sell', 'volume': 0.1, 'price': 62000,
                'cl_ord_id': 'b-2'}]
     placed = kraken.ok('AddOrderBatch', {'pair': 'XBTUSD', 'orders': orders}, as_json=True)
     assert [o['descr']['order'] for o in placed['orders']] == [
         'buy 0.10000000 XBTUSD @ limit 58000.0', 'sell 0.10000000 XBTUSD @ limit 62000.0']
-    bad = orders + [{'ordertype': 'limit', 'type': 'buy', 'volume': '0.1', 'price': '1.05'}]
-    rejected = kraken.private('AddOrderBatch', {'pair': 'XBTUSD', 'orders': bad}, as_json=True)
-    assert error(rejected).startswith('EOrder:')
+    bad = [{'ordertype': 'limit', 'type': 'buy', 'volume': '0.1', 'price': '56000.05'},
+           {'ordertype': 'limit', 'type': 'buy', 'volume': '0.1', 'price': '56000'},
+           {'ordertype': 'limit', 'type': 'buy', 'volume': '1000', 'price': '56000'}]
+    mixed = kraken.ok('AddOrderBatch', {'pair': 'XBTUSD', 'orders': bad}, as_json=True)
+    assert mixed['orders'][0] == {'error': 'EOrder:Tick size check failed'}
+    assert mixed['orders'][1]['descr']['order'] == 'buy 0.10000000 XBTUSD @ limit 56000.0'
+    assert mixed['orders'][2] == {'error': 'EOrder:Insufficient funds'}
+    assert len(sandbox.orders()) == 3
     form = {'pair': 'XBTUSD', 'orders[0][ordertype]': 'limit', 'orders[0][type]': 'buy',
             'orders[0][volume]': '0.1', 'orders[0][price]': '57000',
             'orders[1][ordertype]': 'limit', 'orders[1][type]': 'buy',
             'orders[1][volume]': '0.1', 'orders[1][price]': '57100'}
     assert len(kraken.ok('AddOrderBatch', form)['orders']) == 2
-    assert len(sandbox.orders()) == 4
+    assert len(sandbox.orders()) == 5
     assert error(kraken.private('AddOrderBatch', {'pair': 'XBTUSD', 'orders': orders[:1]},
                                 as_json=True)) == 'EGeneral:Invalid arguments:orders'
 
@@ -785,7 +793,10 @@ def test_withdraw_debits_the_balance_and_writes_a_ledger_row(kraken: Kraken) -> 
 
 def test_funding_and_account_helpers_answer_plausibly(kraken: Kraken) -> None:
     assert kraken.ok('DepositMethods', {'asset': 'XBT'})[0]['gen-address'] is True
-    assert kraken.ok('DepositAddresses', {'asset': 'XBT', 'method': 'x'})[0]['address']
+    method = kraken.ok('DepositMethods', {'asset': 'XBT'})[0]['method']
+    assert kraken.ok('DepositAddresses', {'asset': 'XBT', 'method': method})[0]['address']
+    assert error(kraken.private('DepositAddresses', {'asset': 'XBT', 'method': 'x'})) == \
+        'EFunding:Unknown method'
     assert len(kraken.ok('DepositStatus')) == 3
     assert kraken.ok('GetWebSocketsToken')['expires'] == 900
     assert kraken.ok('OpenPositions') == {}

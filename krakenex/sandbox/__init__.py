@@ -58,10 +58,11 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..pacing import TIERS
+from ..pacing import TIERS, parse_tier
 from .endpoints import PRIVATE_PREFIX, PUBLIC_PREFIX, Endpoints
 from .exchange import Account, Exchange
 from .market import PAIRS, find_pair
+from .params import arithmetic
 from .replies import Reply, envelope
 from .server import FAULT_KINDS, MAX_CONNECTIONS, READ_TIMEOUT, Faults, Request, Route, Server
 
@@ -70,22 +71,6 @@ if TYPE_CHECKING:
 
 __all__ = ['Sandbox', 'Account', 'Request', 'Reply', 'Route', 'envelope', 'TIERS',
            'FAULT_KINDS', 'READ_TIMEOUT', 'MAX_CONNECTIONS', 'main']
-
-
-def _tier(value: str | tuple[float, float]) -> tuple[float, float]:
-    """A tier name, ``'MAX,DECAY'`` or a ``(maximum, decay)`` pair, checked."""
-    if isinstance(value, str):
-        if value in TIERS:
-            return TIERS[value]
-        parts = value.split(',')
-        if len(parts) != 2:
-            raise ValueError(f'unknown tier {value!r}; choose one of {", ".join(TIERS)} '
-                             f'or MAX,DECAY')
-        value = (float(parts[0]), float(parts[1]))
-    maximum, decay = (float(v) for v in value)
-    if not (math.isfinite(maximum) and math.isfinite(decay) and maximum > 0 and decay > 0):
-        raise ValueError(f'a tier needs a positive maximum and decay, not {value!r}')
-    return maximum, decay
 
 
 class Sandbox:
@@ -143,7 +128,7 @@ class Sandbox:
         self.port = port
         self.url = ''
         self.exchange = Exchange(seed=seed, start=time.time(),
-                                 tier=None if tier is None else _tier(tier), costs=costs,
+                                 tier=None if tier is None else parse_tier(tier), costs=costs,
                                  public_rate=public_rate)
         self.endpoints = Endpoints(self.exchange)
         self.requests_log = self.exchange.requests_log
@@ -276,7 +261,7 @@ class Sandbox:
         Each dict is the order as QueryOrders shows it, plus ``txid``, ``userref`` and
         ``cl_ord_id``. The made-up history of a default-funded account is left out.
         """
-        with self.exchange.lock:
+        with self.exchange.lock, arithmetic():
             self.exchange.expire_timers()
             account = self.exchange.accounts.get(key or self.key)
             if account is None:
@@ -301,7 +286,7 @@ def _port(text: str) -> int:
 
 def _tier_option(text: str) -> tuple[float, float]:
     try:
-        return _tier(text)
+        return parse_tier(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

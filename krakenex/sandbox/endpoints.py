@@ -10,6 +10,8 @@ under its lock. Standard library only.
 
 from __future__ import annotations
 
+import base64
+import calendar
 import csv
 import hashlib
 import io
@@ -19,10 +21,11 @@ import time
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from .exchange import Account, Exchange, Export, Order, asset_places, quantize
+from ..methods import PAGE_SIZE, valid_name
+from .exchange import TRIGGER_TYPES, Account, Exchange, Export, Order, asset_places, quantize
 from .market import (
     ASSETS,
     FEES_MAKER,
@@ -41,6 +44,7 @@ from .params import (
     ApiError,
     Params,
     amount,
+    arithmetic,
     flag,
     id_list,
     indexed,
@@ -54,6 +58,7 @@ from .params import (
 )
 from .replies import Reply, envelope, error, html, iso
 from .replies import text as text_reply
+from .scope import check
 
 if TYPE_CHECKING:
     from .server import Request
@@ -63,13 +68,13 @@ D = Decimal
 
 WITHDRAW_FEES = {'XXBT': D('0.00015'), 'XETH': D('0.0025'), 'SOL': D('0.01'), 'ZUSD': D('5')}
 WITHDRAW_KEY = 'sandbox'  # the one withdrawal key (address book entry) of every asset
-ORDER_FLAGS = {'post', 'fcib', 'fciq', 'nompp'}
+ORDER_FLAGS = {'post', 'fciq', 'nompp'}  # fees are charged in the quote currency only
 TIME_IN_FORCE = {'GTC', 'IOC', 'GTD', 'FOK'}
-PAGE_SIZE = 50  # ClosedOrders, TradesHistory and Ledgers pages
+ORDER_TYPES = {'market', 'limit', 'iceberg', *TRIGGER_TYPES}
+CLOSE_TYPES = {'limit', 'stop-loss', 'take-profit', 'stop-loss-limit', 'take-profit-limit'}
 
 PUBLIC_PREFIX = '/0/public/'
 PRIVATE_PREFIX = '/0/private/'
-_METHOD_NAME = re.compile(r'[A-Za-z0-9_]+(?:/[A-Za-z0-9_]+)?')
 
 PublicHandler = Callable[[Params], object]
 PrivateHandler = Callable[[Account, Params], object]
@@ -85,6 +90,8 @@ class Endpoints:
             'Time': self.server_time, 'SystemStatus': self.system_status, 'Assets': self.assets,
             'AssetPairs': self.asset_pairs, 'Ticker': self.ticker, 'OHLC': self.ohlc,
             'Depth': self.depth, 'Trades': self.trades, 'Spread': self.spread,
+            'GroupedBook': self.grouped_book, 'PreTrade': self.pre_trade,
+            'PostTrade': self.post_trade, 'MaintenanceSchedule': self.maintenance_schedule,
         }
         #: Private handlers by Kraken method name; another module may add its own.
         self.private: dict[str, PrivateHandler] = {
@@ -92,7 +99,7 @@ class Endpoints:
             'TradeBalance': self.trade_balance, 'OpenOrders': self.open_orders,
             'ClosedOrders': self.closed_orders, 'QueryOrders': self.query_orders,
             'TradesHistory': self.trades_history, 'QueryTrades': self.query_trades,
-            'OpenPositions': lambda account, params: {},
+            'OpenPositions': self.open_positions,
             'Ledgers': self.ledgers, 'QueryLedgers': self.query_ledgers,
             'TradeVolume': self.trade_volume, 'GetWebSocketsToken': self.websockets_token,
             'AddExport': self.add_export, 'ExportStatus': self.export_status,
@@ -110,13 +117,24 @@ class Endpoints:
             'WithdrawStatus': lambda account, params: self._funding(account, params, 'withdrawal'),
             'WithdrawCancel': self.withdraw_cancel, 'WalletTransfer': self.wallet_transfer,
             'Earn/Strategies': self.earn_strategies, 'Earn/Allocations': self.earn_allocations,
+            'Earn/Allocate': lambda account, params: self._earn_move(account, params, 'allocate'),
+            'Earn/Deallocate':
+                lambda account, params: self._earn_move(account, params, 'deallocate'),
+            'Earn/AllocateStatus':
+                lambda account, params: self._earn_status(account, params, 'allocate'),
+            'Earn/DeallocateStatus':
+                lambda account, params: self._earn_status(account, params, 'deallocate'),
+            'CreditLines': self.credit_lines, 'OrderAmends': self.order_amends,
+            'GetApiKeyInfo': self.api_key_info, 'ListWalletAccounts': self.wallet_accounts,
+            'Level3': self.level3, 'CreateSubaccount': self.create_subaccount,
+            'AccountTransfer': self.account_transfer,
         }
 
     # -- requests ----------------------------------------------------------------------
 
     def route(self, request: Request) -> Reply:
         """The server's route for ``/0/public/`` and ``/0/private/``."""
-        if not _METHOD_NAME.fullmatch(request.method):
+        if not valid_name(request.method):
             return text_reply(404, 'Not Found\n')
         return self.serve(request.verb, request.prefix == PRIVATE_PREFIX, request.method,
                           request.path, request.query, request.headers, request.body,
@@ -126,8 +144,7 @@ class Endpoints:
               headers: dict[str, str], body: bytes, client: str) -> Reply:
         """Answer one request to ``/0/public/<method>`` or ``/0/private/<method>``."""
         try:
-            with localcontext() as context:
-                context.prec = 60  # room for any product of two accepted numbers
+            with arithmetic():
                 if not private:
                     if verb != 'GET':
                         return html(405, '405 Not Allowed', {'Allow': 'GET'})
@@ -146,6 +163,7 @@ class Endpoints:
         if handler is None:
             raise ApiError('EGeneral:Unknown method')
         params = parse_query(query)
+        check(method, params)
         exchange = self.exchange
         with exchange.lock:
             exchange.requests_log.append((method, None))
@@ -162,6 +180,7 @@ class Endpoints:
             account, params, nonce = exchange.authenticate(path, headers, body)
             exchange.requests_log.append((method, nonce))
             exchange.charge(account, method)
+            check(method, params)
             exchange.expire_timers()
             result = handler(account, params)
         return result if isinstance(result, Reply) else envelope({'error': [], 'result': result})
@@ -294,10 +313,28 @@ class Endpoints:
         done = [o for o in account.orders.values() if o.closetm is not None]
         done.sort(key=lambda o: o.closetm or 0, reverse=True)
         done = self._orders_matching(account, params, done)
-        field_ = 'opentm' if text(params, 'closetime') == 'open' else 'closetm'
-        done = self._window(account, params, done, lambda o: getattr(o, field_) or 0)
+        closetime = text(params, 'closetime', 'both') or 'both'
+        if closetime not in ('open', 'close', 'both'):
+            raise invalid('closetime')
+        if closetime == 'both':  # either time in the window
+            chosen = {id(o) for o in self._window(account, params, done, _opened)}
+            chosen |= {id(o) for o in self._window(account, params, done, _closed)}
+            done = [o for o in done if id(o) in chosen]
+        else:
+            field_ = 'opentm' if closetime == 'open' else 'closetm'
+            done = self._window(account, params, done, lambda o: getattr(o, field_) or 0)
         page = self._page(params, done)
-        return {'closed': {o.txid: o.to_kraken(trades) for o in page}, 'count': len(done)}
+        result: dict[str, Any] = {'closed': {o.txid: o.to_kraken(trades) for o in page}}
+        if not flag(params, 'without_count'):
+            result['count'] = len(done)
+        return result
+
+    def open_positions(self, account: Account, params: Params) -> object:
+        """No margin positions: an empty dict, or an empty list with consolidation=market."""
+        consolidation = text(params, 'consolidation')
+        if consolidation not in (None, 'market'):
+            raise invalid('consolidation')
+        return [] if consolidation == 'market' else {}
 
     def query_orders(self, account: Account, params: Params) -> object:
         txids = id_list(params.get('txid'), 'txid')
@@ -436,6 +473,54 @@ class Endpoints:
 
     # -- trading ---------------------------------------------------------------------------
 
+    def _price(self, raw: str, name: str, pair: PairSpec, side: str, ordertype: str) -> Decimal:
+        """A price as Kraken reads it: absolute, or relative to the last trade.
+
+        ``+X`` and ``-X`` add X to or take it from the last traded price; ``#X``
+        does whichever puts the order on its passive side (below the market for a
+        buy limit or take-profit, above it for a buy stop). A ``%`` suffix makes X
+        a percentage of the last price. Relative prices are rounded to the tick.
+        """
+        sign = raw[:1] if raw[:1] in ('+', '-', '#') else ''
+        body = raw[len(sign):]
+        percent = body.endswith('%')
+        if percent:
+            body = body[:-1]
+        if (percent and not sign) or body[:1] in ('+', '-'):
+            raise invalid(name)
+        value = number(body, name)
+        if not sign:
+            if value <= 0:
+                raise invalid(name)
+            return value
+        last = self.exchange.market.last_price(pair)
+        offset = last * value / 100 if percent else value
+        if sign == '#':
+            passive_below = (side == 'buy') == (ordertype in ('limit', 'iceberg', 'take-profit',
+                                                              'take-profit-limit'))
+            sign = '-' if passive_below else '+'
+        price = last + offset if sign == '+' else last - offset
+        price = (price / pair.tick_size).to_integral_value(ROUND_HALF_UP) * pair.tick_size
+        if price <= 0:
+            raise invalid(name)
+        return price
+
+    @staticmethod
+    def _check_size(pair: PairSpec, volume: Decimal, price: Decimal | None,
+                    volume_name: str, market_price: Decimal) -> None:
+        """Kraken's checks of an order's size: lot decimals, minimums, tick size.
+
+        The cost minimum is checked at ``price``, or at ``market_price`` without one.
+        """
+        if volume != volume.quantize(D(1).scaleb(-LOT_DECIMALS), ROUND_HALF_UP):
+            raise invalid(volume_name)
+        if volume < pair.ordermin:
+            raise ApiError('EOrder:Order minimum not met')
+        if volume * (price or market_price) < pair.costmin:
+            raise ApiError('EOrder:Cost minimum not met')
+        if price is not None and price % pair.tick_size:
+            raise ApiError('EOrder:Tick size check failed')
+
     def _new_order(self, account: Account, params: Params, pair: PairSpec | None = None,
                    ignore: Order | None = None) -> Order:
         """An order from AddOrder's parameters, checked as Kraken checks it (funds aside)."""
@@ -443,44 +528,104 @@ class Endpoints:
         side = text(params, 'type')
         if side not in ('buy', 'sell'):
             raise invalid('type')
-        ordertype = text(params, 'ordertype')
-        if ordertype not in ('market', 'limit'):
-            raise invalid('ordertype')
+        ordertype = text(params, 'ordertype') or ''
+        if ordertype not in ORDER_TYPES:
+            raise invalid('ordertype')  # settle-position needs margin, not modelled
         volume = amount(params, 'volume')
-        if volume != volume.quantize(D(1).scaleb(-LOT_DECIMALS), ROUND_HALF_UP):
-            raise invalid('volume')
-        price = amount(params, 'price') if ordertype == 'limit' else None
+        order = Order('', pair, side, ordertype, volume, None, time.time())
+        self._order_prices(order, params)
         userref_text, cl_ord_id = text(params, 'userref'), text(params, 'cl_ord_id')
         if userref_text is not None and cl_ord_id is not None:
             raise invalid()
-        userref = None
         if userref_text is not None:
-            if not re.fullmatch(r'-?\d+', userref_text) or not -2**31 <= int(userref_text) < 2**31:
-                raise invalid('userref')
-            userref = int(userref_text)
+            order.userref = integer(params, 'userref', 0, -2**31, 2**31 - 1)
+        order.cl_ord_id = cl_ord_id
         flags = {f.strip() for f in (text(params, 'oflags') or '').split(',') if f.strip()}
-        if 'viqc' in flags:
-            raise invalid('viqc')  # volume in quote currency is not simulated
         if not flags <= ORDER_FLAGS:
+            raise invalid('oflags')  # fcib (fee in base) and viqc (volume in quote): not modelled
+        if 'post' in flags and ordertype not in ('limit', 'iceberg'):
             raise invalid('oflags')
-        tif = (text(params, 'timeinforce') or 'GTC').upper()
-        if tif not in TIME_IN_FORCE:
+        order.oflags = flags
+        order.timeinforce = (text(params, 'timeinforce') or 'GTC').upper()
+        if order.timeinforce not in TIME_IN_FORCE:
             raise invalid('timeinforce')
-        if volume < pair.ordermin:
-            raise ApiError('EOrder:Order minimum not met')
-        if volume * (price or self.exchange.market.mid(pair)) < pair.costmin:
-            raise ApiError('EOrder:Cost minimum not met')
-        if price is not None and price % pair.tick_size:
-            raise ApiError('EOrder:Tick size check failed')
+        now = time.time()
+        order.starttm = _order_time(params, 'starttm', now)
+        order.expiretm = _order_time(params, 'expiretm', now)
+        if (order.timeinforce == 'GTD') != bool(order.expiretm):
+            raise invalid('expiretm' if order.expiretm else 'timeinforce')
+        if order.expiretm and order.expiretm <= max(now, order.starttm):
+            raise invalid('expiretm')
+        if ordertype == 'iceberg':
+            order.displayvol = shown = amount(params, 'displayvol')
+            if shown != shown.quantize(D(1).scaleb(-LOT_DECIMALS), ROUND_HALF_UP) or not (
+                    volume / 15 <= shown <= volume):
+                raise invalid('displayvol')
+        elif params.get('displayvol') is not None:
+            raise invalid('displayvol')
+        order.close_order = self._close_params(order, params)
+        reference = order.price2 or order.price or self.exchange.market.mid(pair)
+        if order.trailing is not None:
+            reference = self.exchange.market.mid(pair)
+        self._check_size(pair, volume, reference, 'volume', reference)
+        for value in (order.price if order.trailing is None else None, order.price2):
+            if value is not None and value % pair.tick_size:
+                raise ApiError('EOrder:Tick size check failed')
         # Kraken enforces cl_ord_id uniqueness across a client's open orders; the
         # text of its error is not documented.
         if cl_ord_id is not None and any(o.cl_ord_id == cl_ord_id and o is not ignore
                                          for o in account.open_orders()):
             raise ApiError('EOrder:Duplicate order')
-        return Order('', pair, side, ordertype, volume, price, time.time(), userref, cl_ord_id,
-                     flags, tif)
+        return order
+
+    def _order_prices(self, order: Order, params: Params) -> None:
+        """``price`` and ``price2`` as the order type reads them."""
+        pair, side, kind = order.pair, order.side, order.ordertype
+        raw, raw2 = text(params, 'price'), text(params, 'price2')
+        if kind == 'market':
+            if raw not in (None, ''):
+                raise invalid('price')  # a market order has no price
+        elif kind.startswith('trailing-stop'):
+            order.trailing, order.trailing_percent = _trailing_offset(required(params, 'price'))
+        else:
+            order.price = self._price(required(params, 'price'), 'price', pair, side, kind)
+        if kind in ('stop-loss-limit', 'take-profit-limit'):
+            order.price2 = self._price(required(params, 'price2'), 'price2', pair, side, 'limit')
+        elif kind == 'trailing-stop-limit':
+            value = required(params, 'price2')
+            if value[:1] not in ('+', '-') or value.endswith('%'):
+                raise invalid('price2')
+            offset = number(value[1:], 'price2')
+            order.limit_offset = offset if value[0] == '+' else -offset
+        elif raw2 not in (None, ''):
+            raise invalid('price2')
+
+    def _close_params(self, parent: Order,
+                      params: Params) -> tuple[str, Decimal | None, Decimal | None] | None:
+        """Conditional close: ``close[ordertype]``, ``close[price]``, ``close[price2]``."""
+        nested = params.get('close')
+        close = dict(nested) if isinstance(nested, dict) else {
+            key[6:-1]: value for key, value in params.items()
+            if key.startswith('close[') and key.endswith(']')}
+        if nested is not None and not isinstance(nested, dict):
+            raise invalid('close')
+        if not close:
+            return None
+        kind = close.get('ordertype')
+        if kind not in CLOSE_TYPES or not set(close) <= {'ordertype', 'price', 'price2'}:
+            raise invalid('close[ordertype]')
+        side = 'sell' if parent.side == 'buy' else 'buy'
+        probe = Order('', parent.pair, side, kind, parent.volume, None, time.time())
+        try:
+            self._order_prices(probe, close)
+        except ApiError:
+            raise invalid('close[price]') from None
+        if probe.trailing is not None or probe.limit_offset is not None:
+            raise invalid('close[ordertype]')  # trailing closes are not modelled
+        return kind, probe.price, probe.price2
 
     def add_order(self, account: Account, params: Params) -> object:
+        _deadline(params)
         order = self._new_order(account, params)
         self.exchange.check_funds(account, [(order, self.exchange.plan(order))])
         if flag(params, 'validate'):
@@ -489,20 +634,34 @@ class Endpoints:
         return {'descr': {'order': order.description()}, 'txid': [order.txid]}
 
     def add_order_batch(self, account: Account, params: Params) -> object:
+        _deadline(params)
         pair = self._pair(params)
         raw = indexed(params, 'orders')
         if not isinstance(raw, list) or not 2 <= len(raw) <= 15 or not all(
                 isinstance(r, dict) for r in raw):
             raise invalid('orders')
-        orders = [self._new_order(account, r, pair) for r in raw]
-        ids = [o.cl_ord_id for o in orders if o.cl_ord_id is not None]
-        if len(ids) != len(set(ids)):
-            raise ApiError('EOrder:Duplicate order')
-        self.exchange.check_funds(account, [(o, self.exchange.plan(o)) for o in orders])
-        if flag(params, 'validate'):
-            return {'orders': [{'descr': {'order': o.description()}} for o in orders]}
-        return {'orders': [{'txid': self.exchange.place(account, o).txid,
-                            'descr': {'order': o.description()}} for o in orders]}
+        rows: list[dict[str, Any]] = []
+        accepted: list[tuple[Order, list[tuple[Decimal, Decimal]]]] = []
+        for row in raw:  # each order on its own: a refused one is dropped, the rest go on
+            try:
+                check('AddOrder', row, skip={'nonce', 'otp'})
+                order = self._new_order(account, row, pair)
+                if order.cl_ord_id is not None and any(
+                        order.cl_ord_id == o.cl_ord_id for o, _ in accepted):
+                    raise ApiError('EOrder:Duplicate order')
+                plan = self.exchange.plan(order)
+                self.exchange.check_funds(account, [*accepted, (order, plan)])
+            except ApiError as refused:
+                rows.append({'error': str(refused)})
+                continue
+            accepted.append((order, plan))
+            rows.append({'descr': {'order': order.description()}, 'order': order})
+        validate = flag(params, 'validate')
+        for row in rows:
+            order = row.pop('order', None)
+            if order is not None and not validate:
+                row['txid'] = self.exchange.place(account, order).txid
+        return {'orders': rows}
 
     def _find_open(self, account: Account, params: Params) -> Order:
         txid, cl_ord_id = text(params, 'txid'), text(params, 'cl_ord_id')
@@ -512,22 +671,30 @@ class Endpoints:
         raise ApiError('EOrder:Unknown order')
 
     def amend_order(self, account: Account, params: Params) -> object:
+        _deadline(params)
         order = self._find_open(account, params)
         qty = optional_amount(params, 'order_qty')
         price = optional_amount(params, 'limit_price')
         if qty is None and price is None:
             raise invalid()
-        amended = replace(order, volume=qty or order.volume, price=price or order.price)
+        if order.is_trigger and price is not None:
+            if order.ordertype not in ('stop-loss-limit', 'take-profit-limit'):
+                raise invalid('limit_price')
+            amended = replace(order, volume=qty or order.volume, price2=price)
+        else:
+            amended = replace(order, volume=qty or order.volume, price=price or order.price)
         if amended.volume <= order.vol_exec:
             raise invalid('order_qty')
-        if amended.price is not None and amended.price % order.pair.tick_size:
-            raise ApiError('EOrder:Tick size check failed')
+        self._check_size(order.pair, amended.volume, amended.price, 'order_qty',
+                         self.exchange.market.mid(order.pair))
         self.exchange.check_funds(account, [(amended, self.exchange.plan(amended))], released=order)
-        order.volume, order.price = amended.volume, amended.price
+        order.volume, order.price, order.price2 = amended.volume, amended.price, amended.price2
+        amend_id = self.exchange.record_amend(order, 'user')
         self.exchange.execute(account, order)
-        return {'amend_id': self.exchange.new_id('T')}
+        return {'amend_id': amend_id}
 
     def edit_order(self, account: Account, params: Params) -> object:
+        _deadline(params)
         old = self._find_open(account, params)
         pair = self._pair(params)
         if pair is not old.pair:
@@ -573,11 +740,10 @@ class Endpoints:
         return {'count': len(orders)}
 
     def cancel_all_after(self, account: Account, params: Params) -> object:
-        text = required(params, 'timeout')
-        if not text.isdigit() or int(text) >= 86400:
-            raise invalid('timeout')
+        required(params, 'timeout')
+        timeout = integer(params, 'timeout', 0, 0, 86399)
         now = time.time()
-        account.cancel_at = now + int(text) if int(text) else None
+        account.cancel_at = now + timeout if timeout else None
         trigger = iso(account.cancel_at) if account.cancel_at else '0'
         return {'currentTime': iso(now), 'triggerTime': trigger}
 
@@ -611,14 +777,26 @@ class Endpoints:
 
     def deposit_addresses(self, account: Account, params: Params) -> object:
         asset = self._asset(params)
+        if required(params, 'method') != f'{asset.altname} (sandbox)':
+            raise ApiError('EFunding:Unknown method')
         seed = f'{account.key}/{asset.name}'.encode()
         return [{'address': 'sandbox-' + hashlib.sha256(seed).hexdigest()[:34],
                  'expiretm': '0', 'new': flag(params, 'new')}]
 
     def _funding(self, account: Account, params: Params, kind: str) -> object:
         asset = find_asset(text(params, 'asset') or 'all')
+        method = text(params, 'method')
+        start, end = (self._time(params, name) for name in ('start', 'end'))
         return [{k: v for k, v in record.items() if k != 'kind'} for record in account.funding
-                if record['kind'] == kind and (asset is None or record['asset'] == asset.name)]
+                if record['kind'] == kind and (asset is None or record['asset'] == asset.name)
+                and method in (None, record['method'])
+                and (start is None or record['time'] > start)
+                and (end is None or record['time'] <= end)]
+
+    @staticmethod
+    def _time(params: Params, name: str) -> float | None:
+        value = text(params, name)
+        return None if not value else float(number(value, name))
 
     def withdraw_methods(self, account: Account, params: Params) -> object:
         assets = [self._asset(params)] if params.get('asset') else list(ASSETS.values())
@@ -627,9 +805,13 @@ class Endpoints:
 
     def withdraw_addresses(self, account: Account, params: Params) -> object:
         assets = [self._asset(params)] if params.get('asset') else list(ASSETS.values())
-        return [{'address': f'sandbox-{a.altname.lower()}-address', 'asset': a.name,
+        rows = [{'address': _withdraw_address(a), 'asset': a.name,
                  'method': f'{a.altname} (sandbox)', 'key': WITHDRAW_KEY, 'verified': True}
                 for a in assets]
+        verified = text(params, 'verified')
+        return [r for r in rows if text(params, 'method') in (None, r['method'])
+                and text(params, 'key') in (None, r['key'])
+                and (verified is None or flag(params, 'verified') == r['verified'])]
 
     def _withdrawal(self, account: Account, params: Params) -> tuple[AssetSpec, Decimal, Decimal]:
         asset = self._asset(params)
@@ -649,14 +831,17 @@ class Endpoints:
 
     def withdraw(self, account: Account, params: Params) -> object:
         asset, amount, fee = self._withdrawal(account, params)
+        if text(params, 'address') not in (None, _withdraw_address(asset)):
+            raise ApiError('EFunding:Invalid address')
         max_fee = text(params, 'max_fee')
-        if max_fee is not None and D(max_fee) < fee:
+        if max_fee is not None and number(max_fee, 'max_fee') < fee:
             raise ApiError('EFunding:Max fee exceeded')
         return {'refid': self.exchange.debit(account, asset, amount, fee, 'withdrawal')}
 
     def withdraw_cancel(self, account: Account, params: Params) -> object:
-        refid = required(params, 'refid')
-        if not any(r['refid'] == refid and r['kind'] == 'withdrawal' for r in account.funding):
+        refid, asset = required(params, 'refid'), self._asset(params)
+        if not any(r['refid'] == refid and r['kind'] == 'withdrawal' and r['asset'] == asset.name
+                   for r in account.funding):
             raise ApiError('EFunding:Unknown reference id')
         return False  # sandbox withdrawals complete at once, too late to cancel
 
@@ -668,21 +853,357 @@ class Endpoints:
         return {'refid': self.exchange.debit(account, asset, value, D(0), 'transfer',
                                              'spottofutures')}
 
+    # -- earn ------------------------------------------------------------------------------
+
+    def _strategy(self, params: Params) -> AssetSpec:
+        """The asset of the strategy named by ``strategy_id``."""
+        wanted = required(params, 'strategy_id')
+        for asset in ASSETS.values():
+            if asset.name != 'ZUSD' and wanted == _strategy_id(asset):
+                return asset
+        raise ApiError('EGeneral:Invalid arguments:Invalid strategy ID')
+
     def earn_strategies(self, account: Account, params: Params) -> object:
-        items = [{'id': f'ESSB{a.altname}-SANDBOX', 'asset': a.name,
+        wanted = find_asset(text(params, 'asset') or '') if params.get('asset') else None
+        if params.get('asset') and wanted is None:
+            raise invalid('asset')
+        items = [{'id': _strategy_id(a), 'asset': a.name,
                   'lock_type': {'type': 'instant', 'payout_frequency': 604800},
                   'apr_estimate': {'low': '0.0100', 'high': '0.0300'},
-                  'user_min_allocation': '0.01', 'allocation_fee': '0.0000',
+                  'user_min_allocation': EARN_MINIMUM, 'allocation_fee': '0.0000',
                   'deallocation_fee': '0.0000', 'auto_compound': {'type': 'enabled'},
-                  'yield_source': {'type': 'staking'}, 'can_allocate': False,
-                  'can_deallocate': False, 'allocation_restriction_info': ['tier']}
-                 for a in ASSETS.values() if a.name != 'ZUSD']
-        return {'items': items, 'next_cursor': None}
+                  'yield_source': {'type': 'staking'}, 'can_allocate': True,
+                  'can_deallocate': True, 'allocation_restriction_info': []}
+                 for a in ASSETS.values() if a.name != 'ZUSD' and wanted in (None, a)]
+        if not flag(params, 'ascending') and params.get('ascending') is not None:
+            items.reverse()
+        limit = integer(params, 'limit', len(items), 1, 2**31)
+        return {'items': items[:limit], 'next_cursor': None}
 
     def earn_allocations(self, account: Account, params: Params) -> object:
-        return {'converted_asset': text(params, 'converted_asset', 'USD'),
-                'total_allocated': '0.0000', 'total_rewarded': '0.0000', 'next_cursor': None,
-                'items': []}
+        converted = text(params, 'converted_asset', 'USD') or 'USD'
+        target = find_asset(converted)
+        if target is None:
+            raise invalid('converted_asset')
+        rate = self.exchange.usd_price(target.name)
+        items, total = [], D(0)
+        for asset in ASSETS.values():
+            earn = f'{asset.altname}.B'
+            if asset.name == 'ZUSD' or earn not in account.balances:
+                continue  # never allocated to
+            amount = account.balances[earn]
+            if not amount and flag(params, 'hide_zero_allocations'):
+                continue
+            value = amount * self.exchange.usd_price(asset.name) / rate
+            total += value
+            native, conv = asset_places(earn, amount), asset_places(target.name, value)
+            items.append({'strategy_id': _strategy_id(asset), 'native_asset': asset.name,
+                          'amount_allocated': {'total': {'native': native, 'converted': conv}},
+                          'total_rewarded': {'native': asset_places(earn, D(0)),
+                                             'converted': asset_places(target.name, D(0))},
+                          'payout': None, 'pending': False})
+        if params.get('ascending') is not None and not flag(params, 'ascending'):
+            items.reverse()
+        return {'converted_asset': converted, 'total_allocated': asset_places(target.name, total),
+                'total_rewarded': asset_places(target.name, D(0)), 'next_cursor': None,
+                'items': items}
+
+    def _earn_move(self, account: Account, params: Params, kind: str) -> object:
+        """Earn/Allocate and Earn/Deallocate: move funds between spot and earn at once.
+
+        The minimum is checked when asked, as Kraken's preflight checks are; a
+        shortage of funds is reported by the status method, as Kraken does.
+        """
+        asset = self._strategy(params)
+        value = number(required(params, 'amount'), 'amount')
+        if value < D(EARN_MINIMUM):
+            raise ApiError('EEarnings:Below min:(De)allocation operation amount less than minimum')
+        earn = f'{asset.altname}.B'
+        value = quantize(value, asset.name)
+        source, target = (asset.name, earn) if kind == 'allocate' else (earn, asset.name)
+        key = (kind, _strategy_id(asset))
+        if value > account.available(source) if source == asset.name else \
+                value > account.balances.get(source, D(0)):
+            account.earn_status[key] = ('EEarnings:Insufficient funds:Insufficient funds to '
+                                        'complete the (de)allocation request')
+            return True
+        refid, now = self.exchange.new_id('E'), time.time()
+        subtype = 'allocation' if kind == 'allocate' else 'deallocation'
+        self.exchange.book(account, source, -value, D(0), 'earn', refid, now, subtype)
+        self.exchange.book(account, target, value, D(0), 'earn', refid, now, subtype)
+        account.earn_status[key] = None
+        return True
+
+    def _earn_status(self, account: Account, params: Params, kind: str) -> object:
+        asset = self._strategy(params)
+        failure = account.earn_status.get((kind, _strategy_id(asset)))
+        if failure is not None:
+            raise ApiError(failure)
+        return {'pending': False}
+
+    # -- account extras, subaccounts ---------------------------------------------------------
+
+    def api_key_info(self, account: Account, params: Params) -> object:
+        return {'apiKeyName': 'sandbox', 'apiKey': account.key, 'nonce': str(account.last_nonce),
+                'nonceWindow': account.nonce_window,
+                'permissions': ['query-funds', 'deposit-funds', 'withdraw-funds',
+                                'query-open-trades', 'query-closed-trades', 'modify-trades',
+                                'close-trades', 'query-ledger', 'export-data', 'earn-funds',
+                                'websocket-access'],
+                'iban': account.iiban, 'validUntil': '0', 'queryFrom': '0', 'queryTo': '0',
+                'createdTime': str(int(account.created)),
+                'modifiedTime': str(int(account.created)), 'ipAllowlist': [],
+                'lastUsed': str(int(time.time()))}
+
+    def wallet_accounts(self, account: Account, params: Params) -> object:
+        return {'accounts': [{'account_id': account.iiban, 'type': 'spot', 'name': 'Spot Wallet',
+                              'default': True}]}
+
+    def credit_lines(self, account: Account, params: Params) -> object:
+        zero = '0.0000'
+        return {'asset_details': {},
+                'limits_monitor': {'total_credit_usd': zero, 'total_credit_used_usd': zero,
+                                   'total_collateral_value_usd': zero, 'equity_usd': zero,
+                                   'ongoing_balance': zero, 'debt_to_equity': zero}}
+
+    def order_amends(self, account: Account, params: Params) -> object:
+        order = account.orders.get(required(params, 'order_id'))
+        if order is None or order.seeded:
+            raise ApiError('EOrder:Unknown order')
+        return {'amends': [dict(row) for row in order.amends], 'count': len(order.amends)}
+
+    def create_subaccount(self, account: Account, params: Params) -> object:
+        username, email = required(params, 'username'), required(params, 'email')
+        if not re.fullmatch(r'[^@\s]+@[^@\s]+\.[^@\s]+', email):
+            raise invalid('email')
+        if account.parent is not None:
+            raise ApiError('EGeneral:Permission denied')
+        if username in account.usernames:
+            raise invalid('username')
+        sub = self.exchange.add_account({}, otp=None, nonce_window=0)
+        sub.parent = account
+        account.usernames.add(username)
+        return True
+
+    def account_transfer(self, account: Account, params: Params) -> object:
+        asset = find_asset(required(params, 'asset'))
+        if asset is None:
+            raise ApiError('EFunding:Unknown asset')
+        value = quantize(amount(params, 'amount'), asset.name)
+        ends = []
+        for name in ('from', 'to'):
+            iiban = required(params, name)
+            found = next((a for a in self.exchange.accounts.values() if a.iiban == iiban
+                          and (a is account or a.parent is account)), None)
+            if found is None:
+                raise invalid(name)
+            ends.append(found)
+        source, target = ends
+        if source is target:
+            raise invalid('to')
+        refid = self.exchange.debit(source, asset, value, D(0), 'transfer', 'spottospot')
+        self.exchange.book(target, asset.name, value, D(0), 'transfer', refid, time.time(),
+                           'spottospot')
+        return {'transfer_id': refid, 'status': 'complete'}
+
+    # -- more market data ----------------------------------------------------------------
+
+    def grouped_book(self, params: Params) -> object:
+        pair = self._pair(params)
+        depth = integer(params, 'depth', 10, 0, 1000)
+        grouping = integer(params, 'grouping', 1, 0, 1000)
+        if depth not in (10, 25, 100, 250, 1000):
+            raise invalid('depth')
+        if grouping not in (1, 5, 10, 25, 50, 100, 250, 500, 1000):
+            raise invalid('grouping')
+        step = pair.tick_size * grouping
+        book: dict[str, Any] = {'pair': pair.wsname, 'grouping': grouping}
+        for side, key in (('b', 'bids'), ('a', 'asks')):
+            levels: dict[Decimal, Decimal] = {}
+            for price, volume in self.exchange.market.levels(pair, side):
+                rounding = ROUND_CEILING if side == 'a' else ROUND_FLOOR
+                level = (price / step).to_integral_value(rounding) * step
+                if level not in levels and len(levels) == depth:
+                    break
+                levels[level] = levels.get(level, D(0)) + volume
+            book[key] = [{'price': places(p, pair.pair_decimals), 'qty': places(v, LOT_DECIMALS)}
+                         for p, v in levels.items()]
+        return book
+
+    def level3(self, account: Account, params: Params) -> object:
+        pair = self._pair(params)
+        depth = integer(params, 'depth', 100, 0, 1000)
+        if depth not in (0, 10, 25, 100, 250, 1000):
+            raise invalid('depth')
+        result: dict[str, Any] = {'pair': pair.wsname}
+        stamp = int(self.exchange.market.start * 1e9)
+        for side, key in (('b', 'bids'), ('a', 'asks')):
+            rows = []
+            for index, (price, volume) in enumerate(self.exchange.market.levels(pair, side)):
+                if depth and index == depth:
+                    break
+                seed = f'{pair.name}/{side}/{index}'.encode()
+                raw = base64.b32encode(hashlib.sha256(seed).digest()).decode()[:16]
+                rows.append({'price': places(price, pair.pair_decimals),
+                             'qty': places(volume, LOT_DECIMALS),
+                             'order_id': f'O{raw[:5]}-{raw[5:10]}-{raw[10:16]}',
+                             'timestamp': stamp + index})
+            result[key] = rows
+        return result
+
+    def _symbol(self, params: Params, name: str, *, needed: bool) -> PairSpec | None:
+        value = text(params, name)
+        if not value:
+            if needed:
+                raise invalid(name)
+            return None
+        found = find_pair(value)
+        if found is None:
+            raise ApiError('EQuery:Unknown asset pair')
+        return found
+
+    def pre_trade(self, params: Params) -> object:
+        pair = self._symbol(params, 'symbol', needed=True)
+        assert pair is not None
+        now = _iso_ns(time.time_ns())
+        result: dict[str, Any] = _transparency(pair)
+        for side, key, word in (('b', 'bids', 'BUY'), ('a', 'asks', 'SELL')):
+            levels: list[dict[str, Any]] = []
+            for price, volume in self.exchange.market.levels(pair, side):
+                if len(levels) == 10:
+                    break
+                levels.append({'side': word, 'price': places(price, pair.pair_decimals),
+                               'qty': places(volume, LOT_DECIMALS), 'count': 1,
+                               'submission_ts': now, 'publication_ts': now})
+            result[key] = levels
+        return result
+
+    def post_trade(self, params: Params) -> object:
+        pair = self._symbol(params, 'symbol', needed=False)
+        start, end = _iso_param(params, 'from_ts'), _iso_param(params, 'to_ts')
+        count = integer(params, 'count', 1000, 1, 1000)
+        pairs = [pair] if pair else list(PAIRS.values())
+        trades = []
+        for spec in pairs:
+            for trade in self.exchange.market.pair(spec).trades[-count:]:
+                if (start is None or trade.time_ns > start) and (end is None
+                                                                  or trade.time_ns <= end):
+                    trades.append((trade.time_ns, spec, trade))
+        trades.sort(key=lambda row: row[0])
+        trades = trades[-count:]
+        rows = [{'trade_id': _public_trade_id(spec, trade.trade_id),
+                 'price': places(trade.price, spec.pair_decimals),
+                 'quantity': places(trade.volume, LOT_DECIMALS), **_transparency(spec),
+                 'trade_venue': 'PGSL', 'trade_ts': _iso_ns(ns), 'publication_venue': 'PGSL',
+                 'publication_ts': _iso_ns(ns)} for ns, spec, trade in trades]
+        for row in rows:
+            row.pop('venue'), row.pop('system')
+        last = _iso_ns(trades[-1][0]) if trades else None
+        return {'last_ts': last, 'count': len(rows), 'trades': rows}
+
+    def maintenance_schedule(self, params: Params) -> object:
+        return {'maintenances': []}  # the sandbox plans none
+
+
+EARN_MINIMUM = '0.0001'
+
+
+def _opened(order: Order) -> float:
+    return order.opentm
+
+
+def _closed(order: Order) -> float:
+    return order.closetm or 0.0
+
+
+def _withdraw_address(asset: AssetSpec) -> str:
+    """The address of the one withdrawal key of ``asset``."""
+    return f'sandbox-{asset.altname.lower()}-address'
+
+
+def _strategy_id(asset: AssetSpec) -> str:
+    """The sandbox's earn strategy of an asset, in Kraken's id format."""
+    raw = base64.b32encode(hashlib.sha256(asset.name.encode()).digest()).decode()
+    return f'ES{raw[:5]}-{raw[5:10]}-{raw[10:16]}'
+
+
+def _public_name(asset: str) -> str:
+    return 'BTC' if asset == 'XBT' else asset
+
+
+def _transparency(pair: PairSpec) -> dict[str, Any]:
+    """The instrument fields of Kraken's PreTrade and PostTrade rows."""
+    base, quote = (_public_name(ASSETS[a].altname) for a in (pair.base, pair.quote))
+    return {'symbol': f'{base}/{quote}', 'description': f'{base} / {quote}',
+            'base_asset': base, 'base_notation': 'UNIT', 'quote_asset': quote,
+            'quote_notation': 'MONE', 'venue': 'PGSL', 'system': 'CLOB'}
+
+
+def _iso_ns(ns: int) -> str:
+    """Nanoseconds since the epoch as ISO 8601 with nine decimals, such as PostTrade's."""
+    seconds, rest = divmod(ns, 10**9)
+    return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds)) + f'.{rest:09d}Z'
+
+
+def _iso_param(params: Params, name: str) -> int | None:
+    """An ISO 8601 UTC time parameter (``2024-05-30T12:34:56.123Z``) in nanoseconds."""
+    value = text(params, name)
+    if not value:
+        return None
+    match = re.fullmatch(r'([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})'
+                         r'(?:\.([0-9]{1,9}))?Z', value)
+    if match is None:
+        raise invalid(name)
+    try:
+        seconds = calendar.timegm(time.strptime(match.group(1), '%Y-%m-%dT%H:%M:%S'))
+    except ValueError:
+        raise invalid(name) from None
+    return seconds * 10**9 + int((match.group(2) or '0').ljust(9, '0'))
+
+
+def _order_time(params: Params, name: str, now: float) -> float:
+    """``starttm``/``expiretm``: 0 (none), ``+N`` seconds from now, or a Unix time."""
+    value = text(params, name)
+    if value in (None, '', '0'):
+        return 0.0
+    assert value is not None
+    if value.startswith('+'):
+        return now + integer({name: value[1:]}, name, 0, 0, 10**9)
+    return float(integer(params, name, 0, 1, 10**11))
+
+
+def _trailing_offset(value: str) -> tuple[Decimal, bool]:
+    """A trailing stop's ``price``: ``+X`` or ``+X%`` (Kraken: always relative, with ``+``)."""
+    if not value.startswith('+'):
+        raise invalid('price')
+    percent = value.endswith('%')
+    offset = number(value[1:-1] if percent else value[1:], 'price')
+    if offset <= 0 or (percent and offset >= 100):
+        raise invalid('price')
+    return offset, percent
+
+
+def _deadline(params: Params) -> None:
+    """Refuse a request whose ``deadline`` (RFC 3339) has passed or is over 60 s away."""
+    value = text(params, 'deadline')
+    if value is None:
+        return
+    match = re.fullmatch(r'([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})'
+                         r'(\.[0-9]{1,9})?(?:Z|\+00:00)', value)
+    if match is None:
+        raise invalid('deadline')
+    try:
+        seconds = calendar.timegm(time.strptime(match.group(1), '%Y-%m-%dT%H:%M:%S'))
+    except ValueError:
+        raise invalid('deadline') from None
+    when = seconds + float('0' + (match.group(2) or ''))
+    if not time.time() < when <= time.time() + 60:
+        raise invalid('deadline')
+
+
+def _public_trade_id(pair: PairSpec, trade_id: int) -> str:
+    raw = base64.b32encode(hashlib.sha256(f'{pair.name}/{trade_id}'.encode()).digest()).decode()
+    return f'T{raw[:5]}-{raw[5:10]}-{raw[10:16]}'
 
 
 def _zip_report(account: Account, report: str, fmt: str) -> bytes:

@@ -34,16 +34,20 @@ from .market import (
     AssetSpec,
     Market,
     PairSpec,
+    asset_decimals,
     find_asset,
     places,
 )
-from .params import ApiError, Params, invalid, parse_body
+from .params import ApiError, Params, arithmetic, invalid, parse_body
 
 log = logging.getLogger('krakenex.sandbox')
 D = Decimal
 
 TAKER_FEE = D('0.0026')  # first tier of Kraken's spot fee schedule, charged in the quote asset
 MAKER_FEE = D('0.0016')
+#: Order types that wait for the market to reach a trigger price.
+TRIGGER_TYPES = frozenset({'stop-loss', 'take-profit', 'stop-loss-limit', 'take-profit-limit',
+                           'trailing-stop', 'trailing-stop-limit'})
 DEFAULT_BALANCES = {'ZUSD': '100000', 'XXBT': '10', 'XETH': '100'}
 HISTORY_ROUND_TRIPS = 60  # seeded buy+sell pairs of a default-funded account
 
@@ -52,12 +56,12 @@ _ID_ALPHABET = string.ascii_uppercase + '234567'
 
 def asset_places(asset: str, amount: Decimal) -> str:
     """``amount`` of ``asset`` as Kraken prints it, with the asset's decimals."""
-    return places(amount, ASSETS[asset].decimals)
+    return places(amount, asset_decimals(asset))
 
 
 def quantize(amount: Decimal, asset: str, rounding: str = ROUND_HALF_UP) -> Decimal:
     """``amount`` rounded to ``asset``'s decimals."""
-    return amount.quantize(D(1).scaleb(-ASSETS[asset].decimals), rounding)
+    return amount.quantize(D(1).scaleb(-asset_decimals(asset)), rounding)
 
 
 # -- accounts and their records ---------------------------------------------------------
@@ -85,17 +89,99 @@ class Order:
     reason: str | None = None
     trades: list[str] = field(default_factory=list)
     seeded: bool = False  # made-up account history, not placed over the API
+    #: OrderAmends' rows: the original order first, then each amend.
+    amends: list[dict[str, Any]] = field(default_factory=list)
+    #: The limit price of a stop-loss-limit or take-profit-limit order (for a
+    #: trailing-stop-limit, set when it triggers).
+    price2: Decimal | None = None
+    #: A trailing stop's distance from the best price since it was placed.
+    trailing: Decimal | None = None
+    trailing_percent: bool = False
+    #: A trailing-stop-limit's limit, as a signed offset from its trigger price.
+    limit_offset: Decimal | None = None
+    extreme: Decimal | None = None  # the best price a trailing stop has seen
+    triggered: bool = False
+    stopprice: Decimal | None = None  # the price it triggered at
+    starttm: float = 0.0
+    expiretm: float = 0.0
+    displayvol: Decimal | None = None  # an iceberg order's visible volume
+    #: Conditional close: (ordertype, price, price2) of the order placed once this fills.
+    close_order: tuple[str, Decimal | None, Decimal | None] | None = None
+
+    @property
+    def amended(self) -> bool:
+        return any(a['amend_type'] == 'user' for a in self.amends)
+
+    @property
+    def is_trigger(self) -> bool:
+        return self.ordertype in TRIGGER_TYPES
+
+    @property
+    def limit(self) -> Decimal | None:
+        """The limit price it matches at now: None for a market order (or a triggered
+        stop without a limit); an untriggered stop does not match at all."""
+        if self.ordertype in ('limit', 'iceberg'):
+            return self.price
+        if self.is_trigger:
+            return self.price2 if self.triggered and self.ordertype.endswith('-limit') else None
+        return None
+
+    @property
+    def matches(self) -> bool:
+        """Whether it may trade now (an untriggered stop or a scheduled order may not)."""
+        return self.status == 'open' and (not self.is_trigger or self.triggered)
+
+    def trigger_price(self) -> Decimal | None:
+        """The price that triggers it (a trailing stop's moves with the market)."""
+        if not self.is_trigger:
+            return None
+        if self.trailing is None or self.extreme is None:
+            return self.price
+        offset = self.extreme * self.trailing / 100 if self.trailing_percent else self.trailing
+        raw = self.extreme - offset if self.side == 'sell' else self.extreme + offset
+        tick = self.pair.tick_size
+        return (raw / tick).to_integral_value(ROUND_HALF_UP) * tick
+
+    def hold_price(self) -> Decimal | None:
+        """The price a buy holds its quote funds at while it rests."""
+        if not self.is_trigger or self.triggered:
+            return self.limit
+        return self.price2 if self.price2 is not None else self.trigger_price()
 
     @property
     def remaining(self) -> Decimal:
         return self.volume - self.vol_exec
 
+    def _price_text(self) -> str:
+        d = self.pair.pair_decimals
+        if self.trailing is not None:
+            return f'+{self.trailing.normalize():f}' + ('%' if self.trailing_percent else '')
+        return places(self.price, d) if self.price is not None else ''
+
     def description(self) -> str:
         """Kraken's ``descr.order`` text, e.g. ``buy 1.25000000 XBTUSD @ limit 37500.0``."""
         volume = places(self.volume, LOT_DECIMALS)
-        text = f'{self.side} {volume} {self.pair.altname} @ {self.ordertype}'
-        if self.price is not None:
-            text += f' {places(self.price, self.pair.pair_decimals)}'
+        kind = self.ordertype.removesuffix('-limit') if self.is_trigger else self.ordertype
+        text = f'{self.side} {volume} {self.pair.altname} @ {kind.replace("-", " ")}'
+        if self.price is not None or self.trailing is not None:
+            text += f' {self._price_text()}'
+        if self.ordertype.endswith('-limit') and self.is_trigger:
+            if self.price2 is not None:
+                text += f' -> limit {places(self.price2, self.pair.pair_decimals)}'
+            elif self.limit_offset is not None:
+                text += f' -> limit {self.limit_offset:+f}'
+        return text
+
+    def close_description(self) -> str:
+        if self.close_order is None:
+            return ''
+        kind, price, price2 = self.close_order
+        d = self.pair.pair_decimals
+        text = f'close position @ {kind.replace("-", " ")}'
+        if price is not None:
+            text += f' {places(price, d)}'
+        if price2 is not None:
+            text += f' -> limit {places(price2, d)}'
         return text
 
     def to_kraken(self, with_trades: bool = False) -> dict[str, Any]:
@@ -104,18 +190,25 @@ class Order:
         average = self.cost / self.vol_exec if self.vol_exec else D(0)
         info: dict[str, Any] = {
             'refid': None, 'userref': self.userref, 'status': self.status,
-            'opentm': round(self.opentm, 4), 'starttm': 0, 'expiretm': 0,
+            'opentm': round(self.opentm, 4), 'starttm': round(self.starttm, 4) or 0,
+            'expiretm': round(self.expiretm, 4) or 0,
             'descr': {'pair': self.pair.altname, 'type': self.side, 'ordertype': self.ordertype,
-                      'price': places(self.price or D(0), d), 'price2': '0', 'leverage': 'none',
-                      'order': self.description(), 'close': ''},
+                      'price': self._price_text() or places(D(0), d),
+                      'price2': places(self.price2, d) if self.price2 is not None else '0',
+                      'leverage': 'none', 'order': self.description(),
+                      'close': self.close_description()},
             'vol': places(self.volume, LOT_DECIMALS),
             'vol_exec': places(self.vol_exec, LOT_DECIMALS),
             'cost': places(self.cost, c), 'fee': places(self.fee, c), 'price': places(average, d),
-            'stopprice': places(D(0), d), 'limitprice': places(D(0), d), 'misc': '',
+            'stopprice': places(self.stopprice or D(0), d),
+            'limitprice': places((self.limit if self.triggered else None) or D(0), d),
+            'misc': 'amended' if self.amended else '',
             'oflags': ','.join(sorted(self.oflags)) or 'fciq', 'timeinforce': self.timeinforce,
         }
         if self.cl_ord_id is not None:
             info['cl_ord_id'] = self.cl_ord_id
+        if self.displayvol is not None:
+            info['display_volume'] = places(self.displayvol, LOT_DECIMALS)
         if self.closetm is not None:
             info['closetm'] = round(self.closetm, 4)
             info['reason'] = self.reason
@@ -138,6 +231,7 @@ class Fill:
     fee: Decimal
     maker: bool
     ledgers: list[str]
+    trade_id: int = 0  # the public trade's id on the pair's tape
 
     def to_kraken(self, with_ledgers: bool = False) -> dict[str, Any]:
         pair, c = self.order.pair, self.order.pair.cost_decimals
@@ -147,7 +241,7 @@ class Fill:
             'ordertype': self.order.ordertype, 'price': places(self.price, pair.pair_decimals),
             'cost': places(self.cost, c), 'fee': places(self.fee, c),
             'vol': places(self.volume, LOT_DECIMALS), 'margin': places(D(0), c),
-            'leverage': '0', 'misc': '', 'maker': self.maker,
+            'leverage': '0', 'misc': '', 'trade_id': self.trade_id, 'maker': self.maker,
         }
         if with_ledgers:
             info['ledgers'] = list(self.ledgers)
@@ -207,12 +301,20 @@ class Account:
     counter: float = 0.0
     counter_time: float = field(default_factory=time.monotonic)
     cancel_at: float | None = None  # CancelAllOrdersAfter's deadline (Unix time)
+    iiban: str = ''  # the account's Kraken IIBAN, e.g. 'AA88 N84G WOAK NMOI'
+    created: float = 0.0
+    last_used: float = 0.0
+    parent: Account | None = None  # the master account of a subaccount
+    usernames: set[str] = field(default_factory=set)  # subaccounts made by CreateSubaccount
+    #: The outcome of the last Earn (de)allocation by (kind, strategy id): None or an error.
+    earn_status: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never the secret
         return f'<Account {self.key[:8]}...>'
 
     def open_orders(self) -> list[Order]:
-        return [o for o in self.orders.values() if o.status == 'open']
+        """Orders not yet closed: open ones and scheduled (``pending``) ones."""
+        return [o for o in self.orders.values() if o.status in ('open', 'pending')]
 
     def held(self) -> dict[str, Decimal]:
         """What open orders hold: a buy its quote at the limit price plus the taker fee."""
@@ -239,9 +341,10 @@ def _needs(order: Order, plan: list[tuple[Decimal, Decimal]]) -> tuple[str, Deci
     if order.side == 'sell':
         return pair.base, order.remaining
     need = sum((sum(_costs(pair, p, v, False), D(0)) for p, v in plan), D(0))
-    if order.ordertype == 'limit' and order.price is not None:
+    hold = order.hold_price()
+    if hold is not None:
         rest = order.remaining - sum((v for _, v in plan), D(0))
-        need += quantize(rest * order.price * (1 + TAKER_FEE), pair.quote, ROUND_UP)
+        need += quantize(rest * hold * (1 + TAKER_FEE), pair.quote, ROUND_UP)
     return pair.quote, need
 
 
@@ -336,13 +439,19 @@ class Exchange:
         self.buckets[client] = (tokens - 1, now)
 
     def expire_timers(self) -> None:
-        """Fire CancelAllOrdersAfter deadlines that have passed."""
+        """Fire what time brings: CancelAllOrdersAfter deadlines, order start and expiry times."""
         now = time.time()
         for account in self.accounts.values():
             if account.cancel_at is not None and account.cancel_at <= now:
                 account.cancel_at = None
                 for order in account.open_orders():
                     self.close(order, 'canceled', 'Cancel all orders after timeout', now)
+            for order in account.open_orders():
+                if order.expiretm and order.expiretm <= now:
+                    self.close(order, 'expired', None, order.expiretm)
+                elif order.status == 'pending' and order.starttm <= now:
+                    order.status = 'open'
+                    self.execute(account, order)
 
     # -- accounts ------------------------------------------------------------------------
 
@@ -354,6 +463,9 @@ class Exchange:
             key = base64.b64encode(rng.randbytes(42)).decode()
             secret = base64.b64encode(rng.randbytes(64)).decode()
             account = Account(key, secret, otp, nonce_window)
+            iban = ''.join(rng.choice(_ID_ALPHABET) for _ in range(12))
+            account.iiban = f'AA{len(self.accounts) % 90 + 10} {iban[:4]} {iban[4:8]} {iban[8:]}'
+            account.created = self.market.start - 86400
             if balances is None:
                 self._seed_history(account, rng, DEFAULT_BALANCES)
             else:
@@ -438,10 +550,12 @@ class Exchange:
     def plan(self, order: Order) -> list[tuple[Decimal, Decimal]]:
         """The (price, volume) fills ``order`` gets at once by walking the synthetic book."""
         plan: list[tuple[Decimal, Decimal]] = []
-        left = order.remaining
+        if order.is_trigger and not order.triggered:
+            return plan
+        left, limit = order.remaining, order.limit
         for price, size in self.market.levels(order.pair, 'a' if order.side == 'buy' else 'b'):
-            if left <= 0 or order.price is not None and (
-                    price > order.price if order.side == 'buy' else price < order.price):
+            if left <= 0 or limit is not None and (
+                    price > limit if order.side == 'buy' else price < limit):
                 break
             plan.append((price, min(left, size)))
             left -= plan[-1][1]
@@ -461,8 +575,42 @@ class Exchange:
         if any(amount > account.available(asset) for asset, amount in needs.items()):
             raise ApiError('EOrder:Insufficient funds')
 
+    def fires(self, order: Order) -> bool:
+        """Whether an untriggered stop's trigger is reached by the last trade (and track
+        a trailing stop's best price)."""
+        last = self.market.last_price(order.pair)
+        if order.trailing is not None:
+            best = max if order.side == 'sell' else min
+            order.extreme = last if order.extreme is None else best(order.extreme, last)
+        trigger = order.trigger_price()
+        if trigger is None:
+            return False
+        rising = (order.side == 'buy') == order.ordertype.startswith(('stop-loss', 'trailing'))
+        return last >= trigger if rising else last <= trigger
+
+    def _trigger(self, account: Account, order: Order) -> bool:
+        """Turn a stop whose trigger is reached into its market or limit order."""
+        trigger = order.trigger_price()
+        order.triggered, order.stopprice = True, trigger
+        if order.limit_offset is not None and trigger is not None:
+            order.price2 = max(order.pair.tick_size, trigger + order.limit_offset)
+        try:
+            self.check_funds(account, [(order, self.plan(order))], released=order)
+        except ApiError:
+            self.close(order, 'canceled', 'Insufficient funds')
+            return False
+        return True
+
     def execute(self, account: Account, order: Order) -> None:
-        """Fill what crosses now (taker); then rest, or cancel as the flags say."""
+        """Fill what crosses now (taker); then rest, or cancel as the flags say.
+
+        An untriggered stop rests until the last trade reaches its trigger.
+        """
+        if order.status != 'open':
+            return
+        if order.is_trigger and not order.triggered and (
+                not self.fires(order) or not self._trigger(account, order)):
+            return
         plan = self.plan(order)
         if plan and 'post' in order.oflags:
             self.close(order, 'canceled', 'Post only order')
@@ -472,7 +620,7 @@ class Exchange:
             return
         for price, volume in plan:
             self.fill(account, order, price, volume, False)
-        if order.status == 'open' and (order.ordertype == 'market' or order.timeinforce == 'IOC'):
+        if order.status == 'open' and (order.limit is None or order.timeinforce == 'IOC'):
             self.close(order, 'canceled', 'Immediate or cancel')
 
     def fill(self, account: Account, order: Order, price: Decimal, volume: Decimal,
@@ -485,24 +633,57 @@ class Exchange:
         sign = 1 if order.side == 'buy' else -1
         base = self.book(account, pair.base, sign * volume, D(0), 'trade', txid, when, 'tradespot')
         quote = self.book(account, pair.quote, -sign * cost, fee, 'trade', txid, when, 'tradespot')
+        trade_id = (self.market.record_trade(pair, price, volume, 'b' if order.side == 'buy'
+                                             else 's', 'l' if maker else 'm')
+                    if not order.seeded else self._rng.randrange(10**6, 10**7))
         account.fills[txid] = Fill(txid, order, self.new_id('P'), when, price, volume, cost, fee,
-                                   maker, [base.id, quote.id])
+                                   maker, [base.id, quote.id], trade_id)
         order.vol_exec += volume
         order.cost += cost
         order.fee += fee
         order.trades.append(txid)
         if order.remaining <= 0:
             self.close(order, 'closed', None, when)
-        if not order.seeded:
-            self.market.record_trade(pair, price, volume, 'b' if order.side == 'buy' else 's',
-                                     'l' if maker else 'm')
+            if order.close_order is not None and not order.seeded:
+                self._place_close(account, order)
 
     def place(self, account: Account, order: Order) -> Order:
-        """Give a checked ``order`` its txid, open it and fill what crosses now."""
-        order.txid, order.status, order.opentm = self.new_id('O'), 'open', time.time()
+        """Give a checked ``order`` its txid, open it (or schedule it) and fill what crosses."""
+        now = time.time()
+        order.txid, order.opentm = self.new_id('O'), now
+        order.status = 'pending' if order.starttm > now else 'open'
         account.orders[order.txid] = order
+        self.record_amend(order, 'original')
         self.execute(account, order)
         return order
+
+    def _place_close(self, account: Account, parent: Order) -> None:
+        """Conditional close: once ``parent`` has filled, place its closing order."""
+        assert parent.close_order is not None
+        kind, price, price2 = parent.close_order
+        side = 'sell' if parent.side == 'buy' else 'buy'
+        order = Order('', parent.pair, side, kind, parent.vol_exec, price, time.time(),
+                      parent.userref, price2=price2)
+        try:
+            self.check_funds(account, [(order, self.plan(order))])
+        except ApiError:
+            return  # the proceeds were spent meanwhile: there is nothing to close
+        self.place(account, order)
+
+    def record_amend(self, order: Order, kind: str, reason: str | None = None) -> str:
+        """Add a row to the order's OrderAmends history; its amend id."""
+        amend_id = self.new_id('T')
+        row: dict[str, Any] = {
+            'amend_id': amend_id, 'amend_type': kind,
+            'order_qty': places(order.volume, LOT_DECIMALS),
+            'remaining_qty': places(order.remaining, LOT_DECIMALS),
+            'post_only': 'post' in order.oflags, 'timestamp': time.time_ns()}
+        if order.price is not None:
+            row['limit_price'] = places(order.price, order.pair.pair_decimals)
+        if reason:
+            row['reason'] = reason
+        order.amends.append(row)
+        return amend_id
 
     def debit(self, account: Account, asset: AssetSpec, amount: Decimal, fee: Decimal,
               kind: str, subtype: str = '') -> str:
@@ -527,13 +708,19 @@ class Exchange:
 
     def set_price(self, pair: PairSpec, price: Decimal) -> None:
         """The market trades at ``price``: resting limit orders at or through it fill (maker)."""
-        with self.lock:
+        with self.lock, arithmetic():
             mid = self.market.set_price(pair, price)
             for account in self.accounts.values():
                 for order in account.open_orders():
-                    if order.pair is pair and order.price is not None and (
-                            order.price >= mid if order.side == 'buy' else order.price <= mid):
-                        self.fill(account, order, order.price, order.remaining, True)
+                    if order.pair is not pair or order.status != 'open':
+                        continue
+                    if order.is_trigger and not order.triggered:
+                        self.execute(account, order)  # triggers if the price reached it
+                        continue
+                    limit = order.limit
+                    if limit is not None and order.status == 'open' and (
+                            limit >= mid if order.side == 'buy' else limit <= mid):
+                        self.fill(account, order, limit, order.remaining, True)
 
     def usd_price(self, asset: str) -> Decimal:
         if asset == 'ZUSD':

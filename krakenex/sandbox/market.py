@@ -9,9 +9,9 @@ only. :class:`Market` is not thread-safe; the sandbox calls it under its lock.
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 import random
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,6 +73,13 @@ PAIRS: dict[str, PairSpec] = {p.name: p for p in (
              D('0.02'), D('0.5'), D('0.01'), D('150.00'), 1, D('50')),
 )}
 
+#: Earn balances: ``<altname>.B`` is an asset's balance in yield-bearing products,
+#: as Kraken's Balance shows it.
+EARN_ASSETS: dict[str, AssetSpec] = {
+    f'{a.altname}.B': AssetSpec(f'{a.altname}.B', f'{a.altname}.B', a.decimals,
+                                a.display_decimals)
+    for a in ASSETS.values() if a.name != 'ZUSD'}
+
 LOT_DECIMALS = 8  # every Kraken spot pair quotes volumes with 8 decimals
 
 # Kraken's spot fee schedule (percent by 30-day USD volume), as AssetPairs reports it.
@@ -91,12 +98,18 @@ SPREAD_ROWS = 200  # Kraken keeps "the last ~200" spreads
 HISTORY_TRADES = 5000  # public trades per pair before the start
 HISTORY_SECONDS = 12 * 3600  # ... spread over the last 12 hours
 VOLATILITY = 1e-4  # price noise per square-root second (about 60 % a year)
-BOOK_LEVELS = 1000  # distinct level sizes; deeper levels repeat them
+BOOK_LEVELS = 1000  # levels on each side of the synthetic book
 
 
 def places(d: Decimal, n: int) -> str:
     """``d`` as a fixed-point string with exactly ``n`` decimals (Kraken's number format)."""
     return f'{d.quantize(D(1).scaleb(-n), ROUND_HALF_UP):f}'
+
+
+def asset_decimals(name: str) -> int:
+    """The decimals of a spot or earn asset, by its Kraken name."""
+    spec = ASSETS.get(name) or EARN_ASSETS[name]
+    return spec.decimals
 
 
 def find_pair(text: str) -> PairSpec | None:
@@ -250,34 +263,40 @@ class Market:
         """The current mid price."""
         return self.pair(spec).mid
 
+    def last_price(self, spec: PairSpec) -> Decimal:
+        """The price of the last trade on the tape."""
+        return self.pair(spec).trades[-1].price
+
     # -- the book -----------------------------------------------------------------
 
     def levels(self, spec: PairSpec, side: str) -> Iterator[tuple[Decimal, Decimal]]:
-        """Endless (price, volume) levels of the asks (``side='a'``) or bids (``'b'``), best first.
+        """The (price, volume) levels of the asks (``side='a'``) or bids (``'b'``), best first.
 
-        The book is a fixed ladder around the mid: it does not deplete, so a market
-        order walks it from the top every time.
+        The book is a fixed ladder of :data:`BOOK_LEVELS` levels a side around the
+        mid: it does not deplete, so a market order walks it from the top every
+        time, and no order walks more than its depth.
         """
         state = self.pair(spec)
         sizes = _level_sizes(self.seed, spec.name)[0 if side == 'a' else 1]
         sign = 1 if side == 'a' else -1
-        for i in itertools.count():
+        for i in range(BOOK_LEVELS):
             price = state.mid + sign * spec.tick_size * (1 + i * spec.book_step)
             if price <= 0:
                 return
-            yield price, sizes[i % BOOK_LEVELS]
+            yield price, sizes[i]
 
     # -- changes ----------------------------------------------------------------
 
     def record_trade(self, spec: PairSpec, price: Decimal, volume: Decimal, side: str,
-                     ordertype: str) -> None:
-        """Append a public trade (a paper fill or a price move) to the tape."""
+                     ordertype: str) -> int:
+        """Append a public trade (a paper fill or a price move) to the tape; its trade id."""
         state = self.pair(spec)
         last = state.trades[-1]
         now_ns = max(time.time_ns(), last.time_ns + 1)
         state.trades.append(Trade(now_ns, price, volume, side, ordertype, last.trade_id + 1))
         state.times.append(now_ns)
         state.version += 1
+        return last.trade_id + 1
 
     def set_price(self, spec: PairSpec, price: Decimal) -> Decimal:
         """Move the mid to ``price`` (rounded to the tick size) and print a trade there."""
@@ -432,7 +451,7 @@ def since_ns(since: str) -> int:
 
     Raises :class:`ValueError` for anything else.
     """
-    value = D(since)
-    if not value.is_finite() or value < 0:
+    if not re.fullmatch(r'[0-9]{1,20}(?:\.[0-9]{0,9})?', since):
         raise ValueError(since)
+    value = D(since)
     return int(value) if value >= 10**15 else int(value * 10**9)

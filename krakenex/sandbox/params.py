@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal, InvalidOperation
+from contextlib import AbstractContextManager
+from decimal import Context, Decimal, InvalidOperation, localcontext
 from typing import Any
 from urllib.parse import parse_qs
 
 __all__ = ['ApiError', 'Params', 'MAX_NUMBER', 'invalid', 'text', 'required', 'number',
            'amount', 'optional_amount', 'integer', 'flag', 'id_list', 'indexed', 'parse_body',
-           'parse_query']
+           'parse_query', 'arithmetic']
 
 Params = dict[str, Any]
 
@@ -154,3 +155,8 @@ def parse_query(query: str) -> Params:
 
 def _no_constant(name: str) -> object:
     raise ValueError(f'{name} is not JSON')  # NaN, Infinity and -Infinity
+
+
+def arithmetic() -> AbstractContextManager[Context]:
+    """A decimal context with room for any product of accepted numbers, exactly."""
+    return localcontext(Context(prec=60))

@@ -105,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     :returns: the exit code (see ``krakenex ws --help``)
     """
     argv = list(sys.argv[2:] if argv is None else argv)
+    args = None
     try:
         try:
             args = _parser().parse_intermixed_args(argv)
@@ -116,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
+        if args is not None and getattr(args, 'sent', False):
+            return _fail(f'outcome unknown: interrupted after {args.what} was sent; it may or '
+                         f'may not have taken effect at Kraken: look it up before you '
+                         f'resubmit', EXIT_UNKNOWN)
         return _fail('interrupted', EXIT_INTERRUPTED)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -146,6 +151,7 @@ def _run(args: argparse.Namespace) -> int:
                     params['symbol'] = symbols
                 ws.subscribe(what, **params)
                 return _stream(ws, what, args, symbols)
+            args.sent = what in ORDER_METHODS  # from here an interruption leaves it unknown
             _print(ws.request(what, **params))
             return EXIT_OK
     finally:

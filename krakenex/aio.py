@@ -1,0 +1,215 @@
+"""The Kraken spot REST client for asyncio, on aiohttp: :class:`AsyncAPI` (extra ``async``).
+
+It is :class:`krakenex.API` with ``await``: the same options, the same
+exceptions, the same guarantees. Kraken's rules come from
+:mod:`krakenex.protocol`; this module only sends with aiohttp, maps its
+failures and sleeps with :func:`asyncio.sleep`. It never starts an event loop
+of its own, so it works with top-level ``await`` in Jupyter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, nullcontext
+from types import TracebackType
+from typing import Any
+
+try:
+    import aiohttp
+except ImportError:  # pragma: no cover - depends on what is installed
+    raise ImportError("AsyncAPI needs aiohttp: pip install 'krakenex[async]'") from None
+
+from . import protocol
+from .errors import KrakenConnectionError, KrakenError, OutcomeUnknownError, unwrap
+from .pacing import RateCounter
+from .protocol import DEFAULT_TIMEOUT, DEFAULT_URI, Reply, Request, Timeout
+from .version import __version__
+
+__all__ = ['AsyncAPI']
+
+log = logging.getLogger('krakenex')
+
+
+class AsyncAPI(protocol.SpotCore):
+    """:class:`krakenex.API` for asyncio: ``await api.query_private('Balance')``.
+
+    The parameters are those of :class:`~krakenex.API`. Use it as
+    ``async with AsyncAPI(...) as api`` or call :meth:`aclose` when done.
+
+    :attr:`session` is an :class:`aiohttp.ClientSession`, opened on the first
+    call inside the running loop; assign one of your own before the first
+    call to set headers, cookies, a proxy or TLS settings.
+
+    Private calls on one object are sent one at a time, each with a nonce above
+    the one before, so their nonces reach Kraken in the order the calls were
+    made, however many tasks share the object. A task cancelled while a
+    state-changing call is in flight releases the object at once and raises
+    :class:`~krakenex.OutcomeUnknownError` instead of :class:`asyncio.CancelledError`,
+    since the call may have reached Kraken; it is never sent again.
+    """
+
+    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
+                 timeout: Timeout = DEFAULT_TIMEOUT,
+                 nonce_unit: str = 'ms', otp: protocol.Otp | None = None,
+                 raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
+                 retry_time: float = 30.0, tier: str | tuple[float, float] | None = None,
+                 costs: Mapping[str, float] | None = None,
+                 public_rate: float | None = None) -> None:
+        super().__init__(key, secret, uri=uri, timeout=timeout, nonce_unit=nonce_unit, otp=otp,
+                         raise_errors=raise_errors, retries=retries, backoff=backoff,
+                         retry_time=retry_time, tier=tier, costs=costs, public_rate=public_rate)
+        #: The :class:`aiohttp.ClientSession` every call goes through; opened on first use.
+        self.session: aiohttp.ClientSession | None = None
+        #: The last :class:`aiohttp.ClientResponse`, overwritten by every call.
+        self.response: aiohttp.ClientResponse | None = None
+        # Each task's last response: the one its error belongs to, when tasks share the object.
+        self._task_response: contextvars.ContextVar[Any] = contextvars.ContextVar(
+            'krakenex_response', default=None)
+        self._private_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> AsyncAPI:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def query_public(self, method: str, data: Mapping[str, Any] | None = None,
+                           timeout: Timeout | None = None) -> Any:
+        """Call a public method; see :meth:`krakenex.API.query_public`."""
+        call = self._spot_call(protocol.check_method(method), dict(data or {}), private=False)
+        return await self._run(call, timeout)
+
+    async def query_private(self, method: str, data: Mapping[str, Any] | None = None,
+                            timeout: Timeout | None = None) -> Any:
+        """Call a private method; see :meth:`krakenex.API.query_private`."""
+        method = protocol.check_method(method)
+        self._check_private(method)
+        return await self._run(self._spot_call(method, dict(data or {}), private=True), timeout)
+
+    async def find_order(self, *, userref: int | str | None = None,
+                         cl_ord_id: str | None = None) -> dict[str, Any]:
+        """Find orders by ``userref`` or ``cl_ord_id``; see :meth:`krakenex.API.find_order`."""
+        field, value = protocol.order_filter(userref, cl_ord_id)
+        found: dict[str, Any] = {}
+        for method, member in protocol.ORDER_LISTS:
+            orders = unwrap(await self.query_private(method, {field: value}), method)[member]
+            found.update(protocol.matching_orders(orders, field, value))
+        return found
+
+    async def reconcile(self, error: OutcomeUnknownError) -> dict[str, Any]:
+        """Look up the order of an unknown outcome; see :meth:`krakenex.API.reconcile`."""
+        field, value = protocol.reconcile_filter(error)
+        return await self.find_order(**{field: value})
+
+    # ---------------------------------------------------------------- sending
+
+    async def _run(self, call: protocol.Call, timeout: Timeout | None) -> Any:
+        """Run a call: send it, and again after a transient fault where it may be sent again."""
+        timeout = self.timeout if timeout is None else protocol.check_timeout(timeout)
+        while True:
+            try:
+                reply = await self._attempt(call, timeout)
+            except KrakenError as exc:
+                if (wait := call.retry.after_error(exc)) is None:
+                    raise
+                log.warning('%s failed (%s); retry %d in %.2f s',
+                            call.name, exc, call.retry.attempt, wait)
+            else:
+                if (wait := call.retry.after_reply(reply)) is None:
+                    return call.check(reply, self._task_response.get())
+                log.warning('%s answered %s; retry %d in %.2f s',
+                            call.name, reply['error'], call.retry.attempt, wait)
+            await asyncio.sleep(wait)
+
+    async def _attempt(self, call: protocol.Call, timeout: Timeout) -> Any:
+        """Send one attempt; a serial one alone, with its nonce issued in send order."""
+        async with self._private_lock if call.serial else nullcontext(), \
+                _paced(call.counter, call.cost):
+            request = call.build()
+            try:
+                return await self._transmit(request, timeout)
+            except KrakenError as exc:
+                unknown = call.unknown(exc, request)
+                if unknown is exc:
+                    raise
+                raise unknown from exc.__cause__
+            except asyncio.CancelledError:
+                # The request may have left: a state change must not look merely cancelled.
+                cancelled = KrakenConnectionError(f'the task was cancelled while {call.name} '
+                                                  f'was in flight', method=call.name)
+                unknown = call.unknown(cancelled, request)
+                if unknown is cancelled:
+                    raise
+                raise unknown from None
+
+    async def _transmit(self, request: Request, timeout: Timeout) -> Any:
+        """Send ``request`` through the session and read the reply, or raise what went wrong."""
+        method = request.method
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        url = self.uri + request.path + ('?' + request.query if request.query else '')
+        started = time.perf_counter()
+        try:
+            async with self._session().request(
+                    request.verb, url, data=request.body, headers=request.headers,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(sock_connect=connect, sock_read=read)
+            ) as response:
+                content = await response.read()
+        except (aiohttp.InvalidURL, ValueError) as exc:
+            raise protocol.transport_error('bad_uri', self.uri, method) from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise protocol.transport_error('connect_timeout', self.uri, method) from exc
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise protocol.transport_error('timeout', self.uri, method) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise protocol.transport_error('not_sent', self.uri, method,
+                                           str(exc.os_error) or type(exc).__name__) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise protocol.transport_error('broken', self.uri, method, str(exc)) from exc
+        except aiohttp.ClientError as exc:
+            raise protocol.transport_error('dropped', self.uri, method,
+                                           str(exc) or type(exc).__name__) from exc
+        self.response = response
+        self._task_response.set(response)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug('%s %s -> %d in %.1f ms', request.verb, method, response.status,
+                      (time.perf_counter() - started) * 1000)
+        reply = Reply(response.status, response.reason or '', response.headers, content,
+                      response)
+        return protocol.read_reply(method, reply, self._json_options)
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The session, opened on first use inside the running loop."""
+        if self.session is None or self.session.closed:
+            self.session = aiohttp.ClientSession(
+                headers={'User-Agent': f'krakenex/{__version__}'})
+        # aiohttp quietly sends a GET, PUT or DELETE again when a reused connection
+        # drops; what may be sent again is krakenex's decision (a futures PUT changes state).
+        self.session._retry_connection = False
+        return self.session
+
+
+@asynccontextmanager
+async def _paced(counter: RateCounter | None, cost: float) -> AsyncIterator[None]:
+    """Count a call on ``counter``, waiting without blocking the loop; nothing without one."""
+    if counter is None:
+        yield
+        return
+    while (wait := counter.try_acquire(cost)) > 0:
+        await asyncio.sleep(wait)
+    counted_at = time.monotonic()
+    try:
+        yield
+    finally:
+        counter.settle(cost, counted_at)

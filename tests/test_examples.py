@@ -1,0 +1,159 @@
+"""The scripts and notebooks in examples/ run against the sandbox: no network, no key."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from krakenex.sandbox import Sandbox
+
+EXAMPLES = Path(__file__).resolve().parent.parent / 'examples'
+
+
+def script(name: str, *args: str, cwd: Path, env: dict[str, str] | None = None,
+           timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run examples/NAME with ARGS; its output, after checking it succeeded."""
+    done = subprocess.run([sys.executable, '-W', 'error', str(EXAMPLES / name), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.fixture
+def account(sandbox: Sandbox) -> dict[str, str]:
+    """The environment of a user whose key is the sandbox's funded account."""
+    return {**os.environ, 'KRAKEN_API_KEY': sandbox.key, 'KRAKEN_API_SECRET': sandbox.secret}
+
+
+def test_every_example_script_has_a_test() -> None:
+    tested = {'ticker_ohlc_csv.py', 'export_ledgers.py', 'limit_order.py', 'reconcile.py',
+              'paced_loop.py'}
+    assert {p.name for p in EXAMPLES.glob('*.py')} == tested
+
+
+def test_ticker_and_ohlc_to_csv_on_its_own_sandbox_with_no_key(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith('KRAKEN_')}
+    done = script('ticker_ohlc_csv.py', 'ETHUSD', '--interval', '15min', '--out', 'data',
+                  '--sandbox', cwd=tmp_path, env=env)
+    with open(tmp_path / 'data' / 'ohlc-ETHUSD-15min.csv', encoding='utf-8') as f:
+        candles = list(csv.DictReader(f))
+    with open(tmp_path / 'data' / 'ticker.csv', encoding='utf-8') as f:
+        ticker = {row['pair']: row for row in csv.DictReader(f)}
+    assert len(candles) == 720 and candles[0]['time'].endswith('+00:00')
+    assert float(candles[-1]['close']) > 0
+    assert {'XXBTZUSD', 'XETHZUSD'} <= set(ticker)
+    assert float(ticker['XETHZUSD']['ask']) > float(ticker['XETHZUSD']['bid'])
+    assert '720 candles' in done.stdout
+
+
+def test_export_ledgers_writes_every_entry_once(tmp_path: Path, sandbox: Sandbox,
+                                                account: dict[str, str]) -> None:
+    script('export_ledgers.py', '--uri', sandbox.url, '--out', 'all.csv', cwd=tmp_path,
+           env=account)
+    script('export_ledgers.py', '--uri', sandbox.url, '--asset', 'XBT', '--out', 'xbt.csv',
+           cwd=tmp_path, env=account)
+    with open(tmp_path / 'all.csv', encoding='utf-8') as f:
+        rows = list(csv.DictReader(f))
+    with open(tmp_path / 'xbt.csv', encoding='utf-8') as f:
+        xbt = list(csv.DictReader(f))
+    ids = [row['id'] for row in rows]
+    assert len(ids) == len(set(ids)) > 150
+    assert xbt and {row['asset'] for row in xbt} == {'XXBT'}
+    assert len(xbt) == sum(row['asset'] == 'XXBT' for row in rows)
+
+
+def test_limit_order_is_placed_away_from_the_market_then_canceled(
+        tmp_path: Path, sandbox: Sandbox, account: dict[str, str]) -> None:
+    done = script('limit_order.py', '--uri', sandbox.url, '--pair', 'ETHUSD', cwd=tmp_path,
+                  env=account)
+    [order] = sandbox.orders()
+    assert order['status'] == 'canceled' and order['vol_exec'] == '0.00000000'
+    assert order['descr']['pair'] == 'ETHUSD' and order['descr']['ordertype'] == 'limit'
+    assert f'{order["txid"]} is now canceled' in done.stdout
+
+
+def test_reconcile_finds_the_order_whose_reply_was_lost_and_places_it_only_once(
+        tmp_path: Path, sandbox: Sandbox, account: dict[str, str]) -> None:
+    sandbox.inject('reply_lost', method='AddOrder')
+    done = script('reconcile.py', '--uri', sandbox.url, cwd=tmp_path, env=account)
+    assert len(sandbox.orders()) == 1  # placed once, never re-sent
+    assert 'it was placed, so it is not sent again' in done.stdout
+
+
+def test_reconcile_sends_again_an_order_that_never_arrived(
+        tmp_path: Path, sandbox: Sandbox, account: dict[str, str]) -> None:
+    sandbox.inject('reset', method='AddOrder')  # the connection drops before the exchange acts
+    done = script('reconcile.py', '--uri', sandbox.url, cwd=tmp_path, env=account)
+    assert len(sandbox.orders()) == 1
+    assert 'not found: it was not placed, so it is sent again' in done.stdout
+
+
+def test_reconcile_on_its_own_sandbox_shows_the_lost_reply(tmp_path: Path) -> None:
+    done = script('reconcile.py', '--sandbox', cwd=tmp_path)
+    assert 'the reply to AddOrder was lost' in done.stdout
+    assert 'placed, once' in done.stdout
+
+
+def test_paced_loop_stays_under_a_strict_tier_without_a_refusal(tmp_path: Path,
+                                                                 account: dict[str, str]) -> None:
+    with Sandbox(tier=(3, 20)) as strict:
+        env = {**account, 'KRAKEN_API_KEY': strict.key, 'KRAKEN_API_SECRET': strict.secret}
+        done = script('paced_loop.py', '--uri', strict.url, '--tier', '3,20', '--calls', '10',
+                      cwd=tmp_path, env=env)
+        calls = [m for m, _ in strict.requests_log].count('OpenOrders')
+    assert calls == 10
+    assert '10 calls in' in done.stdout and 'none refused' in done.stdout
+
+
+# ------------------------------------------------------------------ notebooks
+
+NOTEBOOKS = {'market.ipynb': ['ohlc-candles', 'depth', 'spread'],
+             'account.ipynb': ['balances', 'ledger', 'pnl']}
+
+
+def doc_charts() -> Any:
+    """doc/charts.py, which runs the notebooks for the docs, loaded as a module."""
+    path = EXAMPLES.parent / 'doc' / 'charts.py'
+    spec = importlib.util.spec_from_file_location('doc_charts', path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_notebooks_are_committed_without_outputs() -> None:
+    nbformat = pytest.importorskip('nbformat')
+    assert sorted(p.name for p in (EXAMPLES / 'notebooks').glob('*.ipynb')) == sorted(NOTEBOOKS)
+    for name in NOTEBOOKS:
+        notebook = nbformat.read(EXAMPLES / 'notebooks' / name, as_version=4)
+        nbformat.validate(notebook)
+        assert all(not cell.get('outputs') and cell.get('execution_count') is None
+                   for cell in notebook.cells if cell.cell_type == 'code'), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(NOTEBOOKS))
+def test_each_notebook_runs_every_cell_against_the_sandbox_and_draws_its_charts(
+        name: str) -> None:
+    pytest.importorskip('nbclient')
+    charts = doc_charts()
+    notebook = charts.execute(EXAMPLES / 'notebooks' / name)  # a failing cell raises here
+    drawn = charts.charts(notebook)
+    assert sorted(drawn) == sorted(NOTEBOOKS[name])
+    for chart, images in drawn.items():
+        assert len(images) == 1 and images[0].startswith(b'\x89PNG'), chart
+        assert (EXAMPLES.parent / 'doc' / '_static' / 'charts' / f'{chart}.png').is_file()
+    stderr = ''.join(output.get('text', '') for cell in notebook.cells
+                     for output in cell.get('outputs', []) if output.get('name') == 'stderr')
+    assert 'Warning' not in stderr, stderr
+    if name == 'account.ipynb':  # the ledger's pages show a progress bar in the notebook
+        ledger = next(cell for cell in notebook.cells if 'frames.ledgers(' in cell.source)
+        shown = ''.join(o.get('text', '') for o in ledger.outputs if o.get('name') == 'stderr')
+        assert 'Ledgers' in shown and '243/243' in shown, shown
