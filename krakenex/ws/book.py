@@ -39,8 +39,14 @@ Level = tuple[Decimal, Decimal]
 
 
 def _digits(value: Decimal, precision: int | None) -> str:
-    text = format(value, 'f' if precision is None else f'.{precision}f')
-    return text.replace('.', '').lstrip('0')
+    text = str(value)
+    dot = text.find('.')
+    # str() is exact, and fast, when the wire already had the pair's precision
+    if 'E' in text or (precision is not None
+                       and (len(text) - dot - 1 if dot >= 0 else 0) != precision):
+        text = format(value, 'f' if precision is None else f'.{precision}f')
+        dot = text.find('.')
+    return (text[:dot] + text[dot + 1:] if dot >= 0 else text).lstrip('0')
 
 
 def level_text(price: Decimal, qty: Decimal, price_precision: int | None = None,
@@ -99,30 +105,34 @@ class _Side:
         self.descending = descending
         self.levels: dict[Decimal, Decimal] = {}
         self.keys: list[Decimal] = []  # sort keys: -price for bids so both sides ascend
-        self.text: dict[Decimal, str] = {}  # each level's checksum text, kept as levels change
+        self.text: dict[Decimal, str] = {}  # checksum text of each level, by sort key
 
     def set(self, price: Decimal, qty: Decimal, text: str) -> None:
         key = -price if self.descending else price
         if qty == 0:
             if self.levels.pop(price, None) is not None:
                 del self.keys[bisect_left(self.keys, key)]
-                del self.text[price]
+                del self.text[key]
             return
         if price not in self.levels:
             insort(self.keys, key)
         self.levels[price] = qty
-        self.text[price] = text
+        self.text[key] = text
 
     def cut(self, depth: int) -> None:
+        if len(self.keys) <= depth:
+            return
         for key in self.keys[depth:]:
-            price = -key if self.descending else key
-            del self.levels[price]
-            del self.text[price]
+            del self.levels[-key if self.descending else key]
+            del self.text[key]
         del self.keys[depth:]
 
     def prices(self, count: int | None = None) -> list[Decimal]:
         keys = self.keys if count is None else self.keys[:count]
         return [-k for k in keys] if self.descending else list(keys)
+
+    def checksum_text(self) -> str:
+        return ''.join(map(self.text.__getitem__, self.keys[:CHECKSUM_LEVELS]))
 
 
 class Book:
@@ -165,7 +175,8 @@ class Book:
                 return
             self.price_precision, self.qty_precision = price_precision, qty_precision
             for side in (self._bids, self._asks):
-                side.text = {p: self._text(p, q) for p, q in side.levels.items()}
+                side.text = {(-p if side.descending else p): self._text(p, q)
+                             for p, q in side.levels.items()}
 
     def reset(self) -> None:
         """Forget every level and wait for a snapshot (after a reconnect or a resync)."""
@@ -187,12 +198,23 @@ class Book:
                 self._clear()
             elif not self.verified:
                 return 'ignored'
+            pp, qp, depth, digits = self.price_precision, self.qty_precision, self.depth, _digits
             for name, side in (('bids', self._bids), ('asks', self._asks)):
-                for level in data.get(name) or ():
-                    price, qty = _decimal(level['price']), _decimal(level['qty'])
-                    side.set(price, qty, '' if qty == 0 else self._text(price, qty))
-                side.cut(self.depth)
-            self.computed = self._checksum()
+                levels = data.get(name)
+                if not levels:
+                    continue
+                put = side.set
+                for level in levels:
+                    price, qty = level['price'], level['qty']
+                    if price.__class__ is not Decimal:
+                        price = _decimal(price)
+                    if qty.__class__ is not Decimal:
+                        qty = _decimal(qty)
+                    put(price, qty, digits(price, pp) + digits(qty, qp) if qty else '')
+                if len(side.keys) > depth:
+                    side.cut(depth)
+            self.computed = zlib.crc32((self._asks.checksum_text()
+                                        + self._bids.checksum_text()).encode('ascii'))
             self.expected = data.get('checksum')
             self.timestamp = data.get('timestamp', self.timestamp)
             if self.expected is not None and self.computed == int(self.expected):
@@ -214,9 +236,7 @@ class Book:
         return level_text(price, qty, self.price_precision, self.qty_precision)
 
     def _checksum(self) -> int:
-        asks, bids = self._asks, self._bids
-        text = ''.join([asks.text[p] for p in asks.prices(CHECKSUM_LEVELS)]
-                       + [bids.text[p] for p in bids.prices(CHECKSUM_LEVELS)])
+        text = self._asks.checksum_text() + self._bids.checksum_text()
         return zlib.crc32(text.encode('ascii'))
 
     def _clear(self) -> None:

@@ -45,9 +45,12 @@ TOKEN_ERRORS = ('ESession:Invalid session', 'EAPI:Invalid token', 'EAuth:Invalid
 NOTICE_CHANNEL = 'krakenex'
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
 def decode(text: str | bytes) -> Any:
     """Decode one of Kraken's messages, numbers with a fraction as :class:`~decimal.Decimal`."""
-    return json.loads(text, parse_float=Decimal)
+    return _DECODER.decode(text if isinstance(text, str) else text.decode())
 
 
 def _marked(value: Any, numbers: list[str]) -> Any:
