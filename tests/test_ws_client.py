@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import zlib
@@ -498,6 +499,17 @@ def test_each_private_connection_gets_a_fresh_token_that_never_shows(private, kr
                         order_qty=Decimal('0.01'))
     assert all(token not in str(lost.value) and token not in repr(lost.value.params)
                for token in kraken.tokens)
+
+
+def test_debug_logging_never_writes_the_token(private, kraken, caplog):
+    caplog.set_level(logging.DEBUG)
+    private.subscribe('executions')
+    private.request('ping')
+    assert kraken.tokens and caplog.records
+    assert all(token not in caplog.text for token in kraken.tokens)
+    # websockets logs frames (cut short today) at DEBUG: none of krakenex's connections do
+    assert not [r for r in caplog.records if r.name == 'krakenex.ws.frames'
+                and r.levelno < logging.INFO]
 
 
 def test_invalid_session_fetches_the_token_once_more_and_says_token_refreshed(private, kraken):

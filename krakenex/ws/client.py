@@ -64,6 +64,11 @@ __all__ = ['AsyncWS', 'DEFAULT_TIMEOUT', 'DEFAULT_SILENCE']
 
 log = logging.getLogger('krakenex.ws')
 
+#: websockets logs every frame at DEBUG, tokens included; its logger for krakenex's
+#: connections stops at INFO so that turning on debug logging never writes a token.
+FRAMES_LOG = logging.getLogger('krakenex.ws.frames')
+FRAMES_LOG.setLevel(logging.INFO)
+
 #: Seconds to wait for a connection or a reply unless told otherwise.
 DEFAULT_TIMEOUT = 10.0
 
@@ -254,8 +259,8 @@ class _Connection:
         if self.private:
             self._token = await self.fetch_token()
         return await connect(self.url, open_timeout=self.client.timeout, max_size=MAX_MESSAGE,
-                             close_timeout=1, user_agent_header=f'krakenex websockets/'
-                             f'{websockets_version}')
+                             close_timeout=1, logger=FRAMES_LOG,
+                             user_agent_header=f'krakenex websockets/{websockets_version}')
 
     async def fetch_token(self) -> str:
         api = self.client.api
