@@ -98,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .ws.cli import main as ws
 
         return ws(argv[1:])
+    if '--futures' in argv:
+        from .futures.cli import main as futures
+
+        return futures([arg for arg in argv if arg != '--futures'])
     call = _Call()
     try:
         try:

@@ -1,4 +1,4 @@
-"""Kraken's WebSocket rules without a socket: reconnect pacing, kept requests, sequences, numbers."""
+"""Kraken's WebSocket rules without a socket: reconnect pacing, kept requests, numbers."""
 
 from __future__ import annotations
 

@@ -59,6 +59,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..pacing import TIERS, parse_tier
+from . import futures
 from .endpoints import PRIVATE_PREFIX, PUBLIC_PREFIX, Endpoints
 from .exchange import Account, Exchange
 from .market import PAIRS, find_pair
@@ -140,6 +141,8 @@ class Sandbox:
                                           PRIVATE_PREFIX: self.endpoints.route}
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
+        #: Kraken Futures on the same server, with its own accounts (:mod:`.futures`).
+        self.futures = futures.attach(self, seed=seed)
         #: The WebSocket v2 feed (:mod:`krakenex.sandbox.feed`); None without ``krakenex[ws]``.
         self.feed = _feed(self)
 
@@ -163,6 +166,11 @@ class Sandbox:
             raise RuntimeError("the sandbox serves WebSocket v2 with the 'websockets' package: "
                                "pip install 'krakenex[ws]'")
         return self.url.replace('http://', 'ws://', 1) + path if self.url else ''
+
+    @property
+    def futures_url(self) -> str:
+        """Where Kraken Futures is served: pass it to ``FuturesAPI`` as ``uri``."""
+        return self.url
 
     @property
     def running(self) -> bool:

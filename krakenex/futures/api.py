@@ -1,0 +1,182 @@
+"""The Kraken Futures REST client on requests: one :class:`FuturesAPI` object per key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import requests
+
+from ..api import API
+from ..errors import OutcomeUnknownError
+from ..protocol import DEFAULT_TIMEOUT, Timeout, check_timeout
+from .core import FuturesCore
+from .endpoints import DEFAULT_URI, Endpoint
+
+__all__ = ['FuturesAPI']
+
+
+class FuturesAPI(FuturesCore):
+    """Maintains a session with Kraken Futures for one API key.
+
+    Calls are named by Kraken's endpoint names under ``/derivatives/api/v3``
+    (``'tickers'``, ``'sendorder'``, ``'orders/status'``); the HTTP verb comes
+    from Kraken's table (:data:`krakenex.futures.endpoints.ENDPOINTS`) unless
+    ``verb=`` says otherwise. Both query methods return Kraken's decoded JSON
+    as sent, ``{"result": "success", ...}`` or ``{"result": "error", ...}``.
+
+    Private calls on one object are sent one at a time, each with a ``Nonce``
+    above the one before, so nonces reach Kraken in order even when many
+    threads share the object. A call that changes state (``sendorder``,
+    ``editorder``, ``cancelorder``, ``batchorder``, ``transfer``,
+    ``withdrawal``, a preference PUT, ...) is never sent again after it may
+    have reached Kraken; reads retry transient faults.
+
+    :param key: API key; with ``secret`` left empty too, ``KRAKEN_FUTURES_KEY``
+    :param secret: API secret, base64; else ``KRAKEN_FUTURES_SECRET``
+    :param uri: the server, ``https://futures.kraken.com`` or a sandbox's
+        :attr:`~krakenex.sandbox.Sandbox.futures_url`
+    :param timeout: seconds, or a ``(connect, read)`` pair
+    :param nonce_unit: ``'ms'`` (Kraken's advice), ``'us'`` or ``'ns'``
+    :param raise_errors: raise on ``"result": "error"``, and on an order
+        instruction Kraken refused inside a success reply (``sendStatus``,
+        ``editStatus``, ``cancelStatus``, ``batchStatus``)
+    :param retries: how many times a read is retried after a transient fault
+    :param backoff: the first retry's wait in seconds, doubled each time, with jitter
+    :param retry_time: seconds from a call's start after which it is not retried
+    :param pace: wait rather than exceed Kraken's budgets (500 per 10 s on
+        ``/derivatives`` with Kraken's costs; 100 tokens per 10 min on ``/history``)
+    :param costs: budget costs by endpoint name, where they differ from Kraken's
+    :raises KrakenUsageError: for an unknown nonce unit or a bad timeout
+    """
+
+    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
+                 timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
+                 raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
+                 retry_time: float = 30.0, pace: bool = False,
+                 costs: Mapping[str, float] | None = None) -> None:
+        super().__init__(key, secret, uri=uri, timeout=timeout, nonce_unit=nonce_unit,
+                         raise_errors=raise_errors, retries=retries, backoff=backoff,
+                         retry_time=retry_time, pace=pace, costs=costs)
+        # The spot driver sends: session, transport failures and reply decoding are its.
+        self._driver = API(uri=uri, timeout=self.timeout)
+        #: The :class:`requests.Session` every call goes through.
+        self.session: requests.Session = self._driver.session
+
+    @property
+    def uri(self) -> str:
+        """The server's address, without a trailing slash."""
+        return self._driver.uri
+
+    @uri.setter
+    def uri(self, value: str) -> None:
+        self._driver.uri = self._uri = value
+
+    @property
+    def response(self) -> requests.Response | None:
+        """The last :class:`requests.Response`, overwritten by every call."""
+        return self._driver.response
+
+    def __enter__(self) -> FuturesAPI:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the session and its connections."""
+        self._driver.close()
+
+    # ------------------------------------------------------------------ calls
+
+    def query_public(self, endpoint: str, data: Mapping[str, Any] | None = None, *,
+                     verb: str | None = None, timeout: Timeout | None = None) -> Any:
+        """Call a public endpoint under ``/derivatives/api/v3``, such as ``'tickers'``.
+
+        :param endpoint: Kraken's endpoint name; ``'tickers/PF_XBTUSD'`` works too
+        :param data: parameters, sent in the query string
+        :param verb: the HTTP verb, if not the one Kraken's table gives
+        :param timeout: overrides :attr:`timeout` for this call
+        :returns: the decoded JSON
+        :raises KrakenHTTPError: on a reply that is not 2xx
+        :raises KrakenResponseError: on a 2xx reply that is not JSON
+        :raises KrakenConnectionError: when the connection failed
+        :raises KrakenTimeout: when no reply came within the timeout
+        :raises KrakenAPIError: for ``"result": "error"`` when :attr:`raise_errors` is set
+        """
+        found, chosen = self._endpoint(endpoint, 'derivatives', verb, private=False)
+        return self._call(found, chosen, dict(data or {}), timeout, private=False)
+
+    def query_private(self, endpoint: str, data: Mapping[str, Any] | None = None, *,
+                      verb: str | None = None, timeout: Timeout | None = None) -> Any:
+        """Call a private endpoint under ``/derivatives/api/v3``, signed with ``Authent``.
+
+        ``data`` goes in the query string of a GET and the form body of a POST
+        or PUT, URL-encoded exactly as signed; a dict value (``batchorder``'s
+        ``json``) goes as JSON, a list of plain values repeats its name.
+        ``data`` itself is never modified.
+
+        :param endpoint: Kraken's endpoint name, such as ``'sendorder'`` or ``'accounts'``
+        :param data: parameters
+        :param verb: the HTTP verb, if not the one Kraken's table gives
+            (``verb='PUT'`` sets ``leveragepreferences``)
+        :param timeout: overrides :attr:`timeout` for this call
+        :returns: the decoded JSON
+        :raises KrakenUsageError: without a key or secret, or with a secret that
+            is not base64, before anything is sent
+        :raises OutcomeUnknownError: when a state-changing call was sent and its
+            reply was lost; it carries the ``cliOrdId`` and the nonce
+        :raises NotSentError: when the connection could not be opened
+        :raises KrakenAPIError: for ``"result": "error"``, or a refused order,
+            when :attr:`raise_errors` is set
+        """
+        found, chosen = self._endpoint(endpoint, 'derivatives', verb)
+        self._check_private(found.name)
+        return self._call(found, chosen, dict(data or {}), timeout, private=True)
+
+    def query_history(self, endpoint: str, data: Mapping[str, Any] | None = None, *,
+                      timeout: Timeout | None = None) -> Any:
+        """Call a private history endpoint under ``/api/history/v3``, such as ``'executions'``.
+
+        Signed like :meth:`query_private`; paced on the history token pool.
+        """
+        found, chosen = self._endpoint(endpoint, 'history', None)
+        self._check_private(found.name)
+        return self._call(found, chosen, dict(data or {}), timeout, private=True)
+
+    def query_charts(self, path: str, data: Mapping[str, Any] | None = None, *,
+                     timeout: Timeout | None = None) -> Any:
+        """Read candles under ``/api/charts/v1``: ``query_charts('trade/PF_XBTUSD/1h')``.
+
+        :param path: ``tick_type/symbol/resolution``, or a shorter path listing what exists
+        :param data: ``from``, ``to`` (epoch seconds), ``count``
+        """
+        found, chosen = self._endpoint(path, 'charts', None)
+        return self._call(found, chosen, dict(data or {}), timeout, private=False)
+
+    def reconcile(self, error: OutcomeUnknownError) -> dict[str, Any]:
+        """Look up the orders behind an :class:`OutcomeUnknownError` by their ``cliOrdId``.
+
+        Asks ``orders/status`` (orders open, or changed in the last seconds)
+        and the order history (``/api/history/v3/orders``, the newest
+        :attr:`RECONCILE_EVENTS` events). The lookups' nonces are above the
+        lost call's, so once they are answered Kraken can no longer accept the
+        lost call: an empty answer means the order was not placed and will not be.
+
+        :returns: ``{"orders": [...], "history": [...]}``: the ``orders/status``
+            entries and the order events that carry those ids
+        :raises KrakenUsageError: if the call carried no ``cliOrdId``
+        """
+        ids = self._lookup(error)
+        statuses = self.query_private('orders/status', {'cliOrdIds': ids})
+        history = self.query_history('orders', {'count': self.RECONCILE_EVENTS})
+        return self._matches(ids, statuses, history)
+
+    def _call(self, endpoint: Endpoint, verb: str, data: dict[str, Any],
+              timeout: Timeout | None, *, private: bool) -> Any:
+        """Run one call on the spot driver: retries, lock, pacing and unknown outcomes are its."""
+        timeout = self.timeout if timeout is None else check_timeout(timeout)
+        return self._driver._run(
+            self._futures_call(endpoint, verb, data, private=private), timeout)

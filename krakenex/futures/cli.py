@@ -1,0 +1,172 @@
+"""``krakenex --futures``: every Kraken Futures call from the shell.
+
+It reads like the request it sends::
+
+    krakenex --futures tickers
+    krakenex --futures --sandbox sendorder orderType=lmt symbol=PF_XBTUSD side=buy \
+        size=1 limitPrice=1000
+
+An endpoint name from Kraken's table (public or private, and the verb, come
+from :data:`krakenex.futures.endpoints.ENDPOINTS`), then its parameters as
+``name=value`` or ``name:=JSON``. The reply goes to stdout as JSON without
+``result`` and ``serverTime`` (or CSV with ``--csv``); an error goes to stderr
+as one line, with the exit codes of ``krakenex`` (:data:`krakenex.cli.EXIT_CODES`).
+A refused order (``sendStatus`` other than ``placed``) is an error too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
+
+from ..cli import (
+    EXIT_KRAKEN,
+    EXIT_NETWORK,
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    EXIT_USAGE,
+    parse_params,
+    to_json,
+)
+from . import protocol
+
+__all__ = ['main']
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f'{message} (krakenex --futures --help shows the options)')
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog='krakenex --futures', allow_abbrev=False,
+                     description='Call Kraken Futures: krakenex --futures ENDPOINT '
+                                 '[name=value | name:=JSON ...]',
+                     epilog='examples:\n  krakenex --futures tickers\n'
+                            '  krakenex --futures --sandbox accounts\n'
+                            '  krakenex --futures --sandbox sendorder orderType=lmt '
+                            'symbol=PF_XBTUSD side=buy size=1 limitPrice=1000',
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('endpoint', help="Kraken's endpoint name, such as tickers or sendorder")
+    parser.add_argument('params', nargs='*', help='parameters as name=value or name:=JSON')
+    parser.add_argument('--sandbox', action='store_true',
+                        help="start the embedded sandbox for this one command and use its "
+                             "futures account")
+    parser.add_argument('--uri', help='another server (default: https://futures.kraken.com)')
+    parser.add_argument('--key-file', metavar='PATH',
+                        help='API key on line 1, secret on line 2 (else KRAKEN_FUTURES_KEY '
+                             'and KRAKEN_FUTURES_SECRET)')
+    parser.add_argument('--verb', choices=['GET', 'POST', 'PUT', 'DELETE'],
+                        help="the HTTP verb, if not the one in Kraken's table")
+    parser.add_argument('--timeout', type=float, default=30.0, help='seconds (default 30)')
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument('--csv', action='store_true', help='a list result as CSV')
+    output.add_argument('--raw', action='store_true', help="Kraken's whole reply as JSON")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run ``krakenex --futures`` with ``argv`` (without ``--futures``); the exit code."""
+    from ..errors import KrakenAPIError, KrakenError, KrakenUsageError, OutcomeUnknownError
+
+    try:
+        args = _parser().parse_intermixed_args(list(argv))
+    except SystemExit as done:  # --help
+        return done.code if isinstance(done.code, int) else EXIT_OK
+    except _UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    try:
+        return _run(args)
+    except (_UsageError, KrakenUsageError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except OutcomeUnknownError as exc:
+        return _fail(str(exc), EXIT_UNKNOWN)
+    except KrakenAPIError as exc:
+        return _fail(str(exc), EXIT_KRAKEN)
+    except KrakenError as exc:
+        return _fail(str(exc), EXIT_NETWORK)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .api import FuturesAPI
+
+    try:
+        data = parse_params(args.params)
+    except Exception as exc:  # the spot CLI's own usage error: one line either way
+        raise _UsageError(str(exc)) from None
+    if args.sandbox and (args.uri or args.key_file):
+        raise _UsageError('--sandbox runs its own server with its own account: leave out '
+                          '--uri and --key-file')
+    name = args.endpoint
+    known = protocol.ENDPOINTS.get(name)
+    private = known.private if known else not name.startswith(('tickers/', 'instruments/'))
+    with _server(args.sandbox) as sandbox:
+        uri = sandbox.futures_url if sandbox else args.uri or protocol.DEFAULT_URI
+        client = FuturesAPI(uri=uri, timeout=args.timeout, raise_errors=not args.raw)
+        if sandbox is not None:
+            client.key, client.secret = sandbox.futures.key, sandbox.futures.secret
+        elif args.key_file:
+            client.load_key(args.key_file)
+        with client:
+            query = client.query_private if private else client.query_public
+            reply = query(name, data, verb=args.verb)
+    if args.raw:
+        print(to_json(reply, 2))
+        failed = protocol.reply_error(reply, name) or protocol.refusal(reply, name) \
+            if isinstance(reply, dict) else None
+        if failed is not None:
+            return _fail(str(failed), EXIT_KRAKEN)
+        return EXIT_OK
+    result = _result(reply)
+    print(_csv(result) if args.csv else to_json(result, 2), end='' if args.csv else '\n')
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _server(wanted: bool) -> Iterator[Any]:
+    if not wanted:
+        yield None
+        return
+    from ..sandbox import Sandbox
+
+    with Sandbox() as sandbox:
+        yield sandbox
+
+
+def _result(reply: Any) -> Any:
+    """The reply without ``result`` and ``serverTime``; a single member by itself."""
+    if not isinstance(reply, dict):
+        return reply
+    rest = {k: v for k, v in reply.items() if k not in ('result', 'serverTime')}
+    return next(iter(rest.values())) if len(rest) == 1 else rest
+
+
+def _csv(result: Any) -> str:
+    """A list of objects as CSV, one column per member (first seen first)."""
+    if isinstance(result, dict) and len(result) == 1:
+        result = next(iter(result.values()))
+    if not isinstance(result, list) or not all(isinstance(r, dict) for r in result):
+        raise _UsageError('--csv needs a list result (such as tickers, openorders or fills)')
+    columns: dict[str, None] = {}
+    for row in result:
+        columns.update(dict.fromkeys(row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, list(columns), lineterminator='\n')
+    writer.writeheader()
+    for row in result:
+        writer.writerow({k: v if isinstance(v, str) else to_json(v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def _fail(message: str, code: int) -> int:
+    print(f'krakenex: {message}', file=sys.stderr)
+    return code

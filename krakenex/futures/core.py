@@ -1,0 +1,247 @@
+"""What a futures client holds apart from its transport: key, nonces, options, rules.
+
+:class:`~krakenex.futures.FuturesAPI` (requests) and
+:class:`~krakenex.futures.AsyncFuturesAPI` (aiohttp) are this plus a way to
+send. Nonces, retry timing and unknown outcomes come from
+:mod:`krakenex.protocol`; Kraken Futures' own rules from
+:mod:`krakenex.futures.protocol`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, cast
+
+from .. import protocol as spot
+from ..errors import KrakenError, KrakenUsageError, OutcomeUnknownError
+from ..pacing import RateCounter
+from ..protocol import DEFAULT_TIMEOUT, Call, Request, Timeout
+from . import protocol
+from .endpoints import DEFAULT_URI, Endpoint
+
+__all__ = ['FuturesCore', 'FuturesRetry']
+
+
+class FuturesRetry(spot.Retry):
+    """:class:`krakenex.protocol.Retry` reading Kraken Futures' ``"result": "error"`` replies."""
+
+    def after_reply(self, reply: Any) -> float | None:
+        """Seconds to wait before trying a read again after ``reply``, or ``None`` to keep it."""
+        if self.once or not protocol.transient_reply(reply):
+            return None
+        return self._wait()
+
+
+class FuturesCore:
+    """The key, nonces and options of a futures client; documented on :class:`FuturesAPI`."""
+
+    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
+                 timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
+                 raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
+                 retry_time: float = 30.0, pace: bool = False,
+                 costs: Mapping[str, float] | None = None) -> None:
+        self._nonces = spot.Nonces(nonce_unit)
+        if not key and not secret:
+            key = os.environ.get('KRAKEN_FUTURES_KEY', '')
+            secret = os.environ.get('KRAKEN_FUTURES_SECRET', '')
+        #: The API key, sent in the ``APIKey`` header.
+        self.key = key
+        #: The API secret; never sent, logged or shown.
+        self.secret = secret
+        #: The default timeout: seconds, or a ``(connect, read)`` pair.
+        self.timeout = spot.check_timeout(timeout)
+        #: Whether error replies and refused orders raise :class:`~krakenex.KrakenAPIError`.
+        self.raise_errors = raise_errors
+        #: How many times a read is retried after a transient fault.
+        self.retries = retries
+        #: The first retry's wait in seconds, doubled for each retry after it.
+        self.backoff = backoff
+        #: Seconds from a call's start after which it is no longer retried.
+        self.retry_time = retry_time
+        #: Budget costs by endpoint name, where they differ from Kraken's table.
+        self.costs = dict(costs or {})
+        #: The unit of nonces: ``'ms'`` (Kraken's advice), ``'us'`` or ``'ns'``.
+        self.nonce_unit = nonce_unit
+        #: The ``/derivatives`` budget (500 per 10 s), kept when ``pace`` is set.
+        self.budget = RateCounter(*protocol.BUDGET) if pace else None
+        #: The ``/history`` token pool (100, refilled 100 per 10 min), kept when ``pace`` is set.
+        self.history_pool = RateCounter(*protocol.HISTORY_POOL) if pace else None
+        self._uri = uri
+        self._json_options: dict[str, Any] = {}
+        self._secret_cache: tuple[str, bytes] = ('', b'')
+
+    def __repr__(self) -> str:
+        shown = self.key[:4] + '...' if self.key else ''
+        return f'<krakenex.futures.{type(self).__name__} key={shown!r} uri={self._uri!r}>'
+
+    def json_options(self, **kwargs: Any) -> Any:
+        """Set keyword arguments for decoding replies, such as ``parse_float=Decimal``.
+
+        :returns: this object, for chaining
+        """
+        self._json_options = kwargs
+        return self
+
+    def load_key(self, path: str | os.PathLike[str]) -> None:
+        """Load the key (first line) and secret (second line) from a file.
+
+        :raises KrakenUsageError: if the file cannot be read, is not a key file,
+            or its secret is not base64
+        """
+        self.key, self.secret = spot.read_key_file(path)
+
+    def _nonce(self) -> int:
+        """A nonce above every nonce this object issued before (thread-safe)."""
+        return self._nonces()
+
+    def _secret_bytes(self) -> bytes:
+        text, raw = self._secret_cache
+        if text != self.secret or not raw:
+            raw = spot.decode_secret(self.secret)
+            self._secret_cache = (self.secret, raw)
+        return raw
+
+    def _check_private(self, name: str) -> None:
+        """Refuse a private call that cannot be signed, before anything is sent."""
+        if not self.key or not self.secret:
+            raise KrakenUsageError(
+                f'{name} is a private endpoint and needs an API key and secret: pass them to '
+                f'FuturesAPI(key, secret), call load_key(path), or set KRAKEN_FUTURES_KEY and '
+                f'KRAKEN_FUTURES_SECRET')
+        if not self.key.isascii() or not self.key.isprintable():
+            raise KrakenUsageError('the API key holds characters an HTTP header cannot carry; '
+                                   'copy it exactly as Kraken showed it')
+        self._secret_bytes()
+
+    @staticmethod
+    def _endpoint(name: str, surface: str, verb: str | None, *,
+                  private: bool = True) -> tuple[Endpoint, str]:
+        """The endpoint called ``name`` and the verb to send it with.
+
+        :raises KrakenUsageError: for a name that is not a path below the surface
+        """
+        if not isinstance(name, str) or not name or name.startswith('/') or '..' in name \
+                or '?' in name or '#' in name or not name.isascii():
+            raise KrakenUsageError(f'{name!r} is not a Kraken Futures endpoint name such as '
+                                   f"'tickers', 'sendorder' or 'orders/status'")
+        endpoint = protocol.lookup(name, surface, private=private)
+        chosen = (verb or endpoint.verb).upper()
+        if chosen not in ('GET', 'POST', 'PUT', 'DELETE'):
+            raise KrakenUsageError(f'verb must be GET, POST, PUT or DELETE, not {verb!r}')
+        if chosen == 'PUT' and not endpoint.changes_state:
+            endpoint = endpoint._replace(changes_state=True)  # setting a preference
+        return endpoint, chosen
+
+    def _request(self, endpoint: Endpoint, verb: str, data: Mapping[str, Any], *,
+                 private: bool) -> Request:
+        """The request for one call; a private one signed with a fresh nonce (call in order)."""
+        post_data = protocol.encode(data)
+        path = protocol.urlpath(endpoint)
+        headers: dict[str, str] = {}
+        query, body = post_data, None
+        if verb in ('POST', 'PUT'):
+            query, body = '', post_data.encode()
+            headers['Content-Type'] = 'application/x-www-form-urlencoded'
+        nonce = None
+        if private:
+            nonce = self._nonce()
+            headers.update(APIKey=self.key, Nonce=str(nonce), Authent=protocol.authent(
+                self._secret_bytes(), post_data, str(nonce), path))
+        return Request(endpoint.name, verb, path, query, body, headers, nonce, data)
+
+    def _futures_call(self, endpoint: Endpoint, verb: str, data: Mapping[str, Any], *,
+                      private: bool) -> Call:
+        """How a driver runs one futures call (:class:`krakenex.protocol.Call`).
+
+        A private call is serial (its nonce leaves in the order issued), paced
+        on its surface's budget, and sent at most once if it changes state.
+        """
+        retry = FuturesRetry(self.retries, self.backoff, self.retry_time,
+                             once=endpoint.changes_state)
+
+        def build() -> Request:
+            return self._request(endpoint, verb, data, private=private)
+
+        def check(reply: Any, response: Any) -> Any:
+            return self._checked(endpoint.name, reply, response)
+
+        if not private:
+            return Call(endpoint.name, build, retry, check)
+        return Call(endpoint.name, build, retry, check, self._counter(endpoint),
+                    self._cost(endpoint, verb, data), serial=True,
+                    unknown=lambda error, request: self._unknown(error, request,
+                                                                 once=retry.once))
+
+    def _counter(self, endpoint: Endpoint) -> RateCounter | None:
+        return self.history_pool if endpoint.surface == 'history' else \
+            self.budget if endpoint.private else None
+
+    def _cost(self, endpoint: Endpoint, verb: str, data: Mapping[str, Any]) -> float:
+        return self.costs.get(endpoint.name, protocol.cost(endpoint, verb, data))
+
+    def _checked(self, name: str, reply: Any, response: Any = None) -> Any:
+        """Return a reply, raising its typed error if it holds one and :attr:`raise_errors`.
+
+        The error carries the transport's ``response`` (and its request) as evidence.
+        """
+        if self.raise_errors and isinstance(reply, dict):
+            error = protocol.reply_error(reply, name) or protocol.refusal(reply, name)
+            if error is not None:
+                error.response, error.request = response, getattr(response, 'request', None)
+                error.status = getattr(response, 'status_code', getattr(response, 'status', None))
+                raise error
+        return reply
+
+    @staticmethod
+    def _unknown(error: KrakenError, request: Request, *, once: bool) -> KrakenError:
+        """The error to raise once ``request`` may have left: an unknown outcome for a change.
+
+        The class comes from :func:`krakenex.protocol.after_sending`; the error
+        carries the nonce and the call's ``cliOrdId`` (several, comma-separated,
+        for a batch), which :meth:`FuturesAPI.reconcile` looks up.
+        """
+        unknown = spot.after_sending(error, request, once=once)
+        if unknown is error:
+            return error
+        ids = ','.join(protocol.client_order_ids(request.method, request.data)) or None
+        cls = cast('type[OutcomeUnknownError]', type(unknown))
+        lookup = (f'look it up by cliOrdId {ids} (FuturesAPI.reconcile)' if ids else
+                  'look in openorders and fills (next time give it a cliOrdId)')
+        return cls(
+            f'{request.method} was sent (nonce {request.nonce}) but {error}. It may or may not '
+            f'have taken effect at Kraken Futures, and krakenex did not send it again: {lookup} '
+            f'before you resubmit it.', nonce=request.nonce, cl_ord_id=ids,
+            method=request.method, status=error.status, errors=error.errors, body=error.body,
+            response=error.response)
+
+    @staticmethod
+    def _lookup(error: OutcomeUnknownError) -> list[str]:
+        """The ``cliOrdId`` values to reconcile an unknown outcome by.
+
+        :raises KrakenUsageError: if the call carried none
+        """
+        if not error.cl_ord_id:
+            raise KrakenUsageError(f'{error.method} carried no cliOrdId to look up; check '
+                                   f'openorders and fills by hand, and give orders a cliOrdId')
+        return error.cl_ord_id.split(',')
+
+    #: How many recent order events :meth:`FuturesAPI.reconcile` reads from the history.
+    RECONCILE_EVENTS = 1000
+
+    @staticmethod
+    def _matches(ids: list[str], statuses: Any, history: Any) -> dict[str, Any]:
+        """What ``orders/status`` and the order history say about orders with these ``cliOrdId``.
+
+        :returns: ``{"orders": [...], "history": [...]}``: the status entries,
+            and the order events (placed, updated, cancelled, rejected)
+        """
+        orders = [o for o in (statuses.get('orders') or [])
+                  if str((o.get('order') or {}).get('cliOrdId')) in ids]
+        events = []
+        for element in history.get('elements') or []:
+            event: Any = next(iter((element.get('event') or {}).values()), {})
+            order = event.get('order') or event.get('newOrder') or {}
+            if str(order.get('clientId')) in ids:
+                events.append(element)
+        return {'orders': orders, 'history': events}
