@@ -154,18 +154,18 @@ class Sandbox:
     @property
     def ws_url(self) -> str:
         """The public WebSocket v2 endpoint, such as ``ws://127.0.0.1:52173/v2``."""
-        return self._ws_url('/v2')
+        return self._ws_feed().endpoint(self.url, private=False)
 
     @property
     def ws_auth_url(self) -> str:
         """The authenticated WebSocket v2 endpoint, such as ``ws://127.0.0.1:52173/auth/v2``."""
-        return self._ws_url('/auth/v2')
+        return self._ws_feed().endpoint(self.url, private=True)
 
-    def _ws_url(self, path: str) -> str:
+    def _ws_feed(self) -> Feed:
         if self.feed is None:
             raise RuntimeError("the sandbox serves WebSocket v2 with the 'websockets' package: "
                                "pip install 'krakenex[ws]'")
-        return self.url.replace('http://', 'ws://', 1) + path if self.url else ''
+        return self.feed
 
     @property
     def futures_url(self) -> str:

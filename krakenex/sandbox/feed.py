@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import socket
 import struct
 import threading
@@ -46,8 +45,6 @@ if TYPE_CHECKING:
     from .server import Request
 
 __all__ = ['Feed', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH']
-
-log = logging.getLogger('krakenex.sandbox')
 
 PUBLIC_PATH = '/v2'
 PRIVATE_PATH = '/auth/v2'
@@ -112,6 +109,12 @@ class Feed:
         self._faults: list[str] = []
         self._guard = threading.Lock()
         self._sessions: list[_Session] = []
+
+    @staticmethod
+    def endpoint(base: str, *, private: bool) -> str:
+        """The feed's URL on a sandbox served at ``base`` (``http://127.0.0.1:PORT``)."""
+        path = PRIVATE_PATH if private else PUBLIC_PATH
+        return base.replace('http://', 'ws://', 1) + path if base else ''
 
     def inject(self, kind: str, *, times: int = 1) -> None:
         """Give the feed a fault (see the module doc); ``drop``, ``close1001`` and

@@ -62,8 +62,6 @@ if TYPE_CHECKING:
 
 __all__ = ['AsyncWS', 'DEFAULT_TIMEOUT', 'DEFAULT_SILENCE']
 
-log = logging.getLogger('krakenex.ws')
-
 #: websockets logs every frame at DEBUG, tokens included; its logger for krakenex's
 #: connections stops at INFO so that turning on debug logging never writes a token.
 FRAMES_LOG = logging.getLogger('krakenex.ws.frames')
