@@ -87,6 +87,7 @@ class FakeKraken:
         self.heartbeat = 0.1
         self.refuse_tokens: set[str] = set()
         self.refuse_first_token = False
+        self.held: asyncio.Event | None = None  # book snapshots wait for it while set
         self.tokens: list[str] = []
         self.handlers: dict[str, Callable[[ServerConnection, dict[str, Any]], Any]] = {}
         self.sequence = 0
@@ -113,6 +114,18 @@ class FakeKraken:
     def sent(self, method: str, channel: str | None = None) -> list[dict[str, Any]]:
         return [m for m in list(self.received) if m.get('method') == method
                 and (channel is None or m.get('params', {}).get('channel') == channel)]
+
+    def hold_snapshots(self) -> None:
+        """Book snapshots wait until :meth:`release_snapshots`."""
+        self.held = self.run(self._event())
+
+    async def _event(self) -> asyncio.Event:
+        return asyncio.Event()
+
+    def release_snapshots(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            self._loop.call_soon_threadsafe(held.set)
 
     def stall(self) -> None:
         """The open connections go quiet: no heartbeats, no replies; new ones work."""
@@ -244,6 +257,8 @@ class FakeKraken:
                 continue
             subscribed.set()
             if channel == 'book':
+                if self.held is not None:
+                    await self.held.wait()
                 await connection.send(self.books[symbol].snapshot(symbol,
                                                                   params.get('depth', 10)))
             elif channel == 'instrument':
@@ -331,13 +346,15 @@ def test_book_updates_apply_qty_zero_and_stay_verified(ws, kraken):
 def test_checksum_mismatch_resubscribes_that_symbol_alone_and_says_book_resync(ws, kraken):
     ws.subscribe('book', symbol=['BTC/USD', 'ETH/USD'], depth=25)
     expect(ws, book_message('ETH/USD'))
+    kraken.hold_snapshots()
     kraken.book_update('BTC/USD', bids={'44999.8': '3'}, checksum=12345)
     expect(ws, book_message('BTC/USD', 'update'))
-    # right after the bad update, before the resync's snapshot can have been read
-    with pytest.raises(BookUnavailableError):
-        ws.book('BTC/USD')
     resync = expect(ws, notice('book_resync'))
     assert resync['symbol'] == 'BTC/USD' and resync['checksum'] == 12345
+    with pytest.raises(BookUnavailableError):  # until the new snapshot has matched
+        ws.book('BTC/USD')
+    assert ws.book('ETH/USD').checksum == kraken.books['ETH/USD'].checksum()
+    kraken.release_snapshots()
     expect(ws, book_message('BTC/USD'))
     assert ws.book('BTC/USD').checksum == kraken.books['BTC/USD'].checksum()
     assert ws.book('ETH/USD').checksum == kraken.books['ETH/USD'].checksum()
