@@ -32,6 +32,9 @@ __all__ = ['Book', 'BookView', 'checksum', 'level_text', 'CHECKSUM_LEVELS', 'DEP
 #: The checksum covers this many levels per side, whatever the subscribed depth.
 CHECKSUM_LEVELS = 10
 
+#: Prices whose checksum text a book keeps written, at most.
+PRICE_TEXTS = 4096
+
 #: The depths Kraken's ``book`` channel accepts; 10 is its default.
 DEPTHS = (10, 25, 100, 500, 1000)
 
@@ -97,42 +100,44 @@ class BookView:
 
 
 class _Side:
-    """One side of the book: levels by price, the prices kept sorted best first."""
+    """One side of the book: each level's quantity and checksum text, the prices sorted."""
 
-    __slots__ = ('descending', 'keys', 'levels', 'text')
+    __slots__ = ('best_high', 'keys', 'levels')
 
-    def __init__(self, descending: bool) -> None:
-        self.descending = descending
-        self.levels: dict[Decimal, Decimal] = {}
-        self.keys: list[Decimal] = []  # sort keys: -price for bids so both sides ascend
-        self.text: dict[Decimal, str] = {}  # checksum text of each level, by sort key
+    def __init__(self, best_high: bool) -> None:
+        self.best_high = best_high  # bids: the highest price is the best
+        self.levels: dict[Decimal, tuple[Decimal, str]] = {}
+        self.keys: list[Decimal] = []  # the prices, ascending
 
     def set(self, price: Decimal, qty: Decimal, text: str) -> None:
-        key = -price if self.descending else price
-        if qty == 0:
-            if self.levels.pop(price, None) is not None:
-                del self.keys[bisect_left(self.keys, key)]
-                del self.text[key]
+        levels = self.levels
+        if not qty:
+            if levels.pop(price, None) is not None:
+                del self.keys[bisect_left(self.keys, price)]
             return
-        if price not in self.levels:
-            insort(self.keys, key)
-        self.levels[price] = qty
-        self.text[key] = text
+        if price not in levels:
+            insort(self.keys, price)
+        levels[price] = (qty, text)
 
     def cut(self, depth: int) -> None:
-        if len(self.keys) <= depth:
+        keys = self.keys
+        if len(keys) <= depth:
             return
-        for key in self.keys[depth:]:
-            del self.levels[-key if self.descending else key]
-            del self.text[key]
-        del self.keys[depth:]
+        gone = slice(0, len(keys) - depth) if self.best_high else slice(depth, None)
+        for price in keys[gone]:
+            del self.levels[price]
+        del keys[gone]
 
-    def prices(self, count: int | None = None) -> list[Decimal]:
-        keys = self.keys if count is None else self.keys[:count]
-        return [-k for k in keys] if self.descending else list(keys)
+    def best(self, count: int | None = None) -> list[Decimal]:
+        """The prices, best first: the first ``count`` of them, or all."""
+        keys = self.keys
+        if self.best_high:
+            return keys[::-1] if count is None else keys[:-count - 1:-1]
+        return keys[:] if count is None else keys[:count]
 
     def checksum_text(self) -> str:
-        return ''.join(map(self.text.__getitem__, self.keys[:CHECKSUM_LEVELS]))
+        levels = self.levels
+        return ''.join([levels[price][1] for price in self.best(CHECKSUM_LEVELS)])
 
 
 class Book:
@@ -159,8 +164,9 @@ class Book:
         self.timestamp: str | None = None
         self.computed: int | None = None  # the checksum of the last message applied, ours
         self.expected: int | None = None  # and Kraken's
-        self._bids = _Side(descending=True)
-        self._asks = _Side(descending=False)
+        self._bids = _Side(best_high=True)
+        self._asks = _Side(best_high=False)
+        self._price_text: dict[Decimal, str] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -174,9 +180,9 @@ class Book:
             if (price_precision, qty_precision) == (self.price_precision, self.qty_precision):
                 return
             self.price_precision, self.qty_precision = price_precision, qty_precision
+            self._price_text = {}
             for side in (self._bids, self._asks):
-                side.text = {(-p if side.descending else p): self._text(p, q)
-                             for p, q in side.levels.items()}
+                side.levels = {p: (q, self._text(p, q)) for p, (q, _) in side.levels.items()}
 
     def reset(self) -> None:
         """Forget every level and wait for a snapshot (after a reconnect or a resync)."""
@@ -203,14 +209,22 @@ class Book:
                 levels = data.get(name)
                 if not levels:
                     continue
-                put = side.set
+                put, written = side.set, self._price_text
                 for level in levels:
                     price, qty = level['price'], level['qty']
                     if price.__class__ is not Decimal:
                         price = _decimal(price)
                     if qty.__class__ is not Decimal:
                         qty = _decimal(qty)
-                    put(price, qty, digits(price, pp) + digits(qty, qp) if qty else '')
+                    if not qty:
+                        put(price, qty, '')
+                        continue
+                    text = written.get(price)
+                    if text is None:  # prices come back again and again: write each once
+                        if len(written) > PRICE_TEXTS:
+                            written.clear()
+                        text = written[price] = digits(price, pp)
+                    put(price, qty, text + digits(qty, qp))
                 if len(side.keys) > depth:
                     side.cut(depth)
             self.computed = zlib.crc32((self._asks.checksum_text()
@@ -228,8 +242,8 @@ class Book:
         with self._lock:
             if not self.verified or self.checksum is None:
                 return None
-            bids = [(p, self._bids.levels[p]) for p in self._bids.prices()]
-            asks = [(p, self._asks.levels[p]) for p in self._asks.prices()]
+            bids = [(p, self._bids.levels[p][0]) for p in self._bids.best()]
+            asks = [(p, self._asks.levels[p][0]) for p in self._asks.best()]
             return BookView(self.symbol, bids, asks, self.checksum, self.timestamp)
 
     def _text(self, price: Decimal, qty: Decimal) -> str:
@@ -241,5 +255,5 @@ class Book:
 
     def _clear(self) -> None:
         self.verified, self.checksum = False, None
-        self._bids = _Side(descending=True)
-        self._asks = _Side(descending=False)
+        self._bids = _Side(best_high=True)
+        self._asks = _Side(best_high=False)
