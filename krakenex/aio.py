@@ -23,10 +23,10 @@ try:
 except ImportError:  # pragma: no cover - depends on what is installed
     raise ImportError("AsyncAPI needs aiohttp: pip install 'krakenex[async]'") from None
 
-from . import protocol
+from . import core, protocol
 from .errors import KrakenConnectionError, KrakenError, OutcomeUnknownError, unwrap
 from .pacing import RateCounter
-from .protocol import DEFAULT_TIMEOUT, DEFAULT_URI, Reply, Request, Timeout
+from .protocol import Reply, Request, Timeout
 from .version import __version__
 
 __all__ = ['AsyncAPI']
@@ -34,7 +34,7 @@ __all__ = ['AsyncAPI']
 log = logging.getLogger('krakenex')
 
 
-class AsyncAPI(protocol.SpotCore):
+class AsyncAPI(core.SpotCore):
     """:class:`krakenex.API` for asyncio: ``await api.query_private('Balance')``.
 
     The parameters are those of :class:`~krakenex.API`. Use it as
@@ -52,16 +52,7 @@ class AsyncAPI(protocol.SpotCore):
     since the call may have reached Kraken; it is never sent again.
     """
 
-    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
-                 timeout: Timeout = DEFAULT_TIMEOUT,
-                 nonce_unit: str = 'ms', otp: protocol.Otp | None = None,
-                 raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
-                 retry_time: float = 30.0, tier: str | tuple[float, float] | None = None,
-                 costs: Mapping[str, float] | None = None,
-                 public_rate: float | None = None) -> None:
-        super().__init__(key, secret, uri=uri, timeout=timeout, nonce_unit=nonce_unit, otp=otp,
-                         raise_errors=raise_errors, retries=retries, backoff=backoff,
-                         retry_time=retry_time, tier=tier, costs=costs, public_rate=public_rate)
+    def _open(self) -> None:
         #: The :class:`aiohttp.ClientSession` every call goes through; opened on first use.
         self.session: aiohttp.ClientSession | None = None
         #: The last :class:`aiohttp.ClientResponse`, overwritten by every call.
@@ -100,16 +91,16 @@ class AsyncAPI(protocol.SpotCore):
     async def find_order(self, *, userref: int | str | None = None,
                          cl_ord_id: str | None = None) -> dict[str, Any]:
         """Find orders by ``userref`` or ``cl_ord_id``; see :meth:`krakenex.API.find_order`."""
-        field, value = protocol.order_filter(userref, cl_ord_id)
+        field, value = core.order_filter(userref, cl_ord_id)
         found: dict[str, Any] = {}
-        for method, member in protocol.ORDER_LISTS:
+        for method, member in core.ORDER_LISTS:
             orders = unwrap(await self.query_private(method, {field: value}), method)[member]
-            found.update(protocol.matching_orders(orders, field, value))
+            found.update(core.matching_orders(orders, field, value))
         return found
 
     async def reconcile(self, error: OutcomeUnknownError) -> dict[str, Any]:
         """Look up the order of an unknown outcome; see :meth:`krakenex.API.reconcile`."""
-        field, value = protocol.reconcile_filter(error)
+        field, value = core.reconcile_filter(error)
         return await self.find_order(**{field: value})
 
     # ---------------------------------------------------------------- sending

@@ -21,7 +21,7 @@ from typing import Any
 import requests
 import urllib3
 
-from . import protocol
+from . import core, protocol
 from .errors import KrakenError, KrakenUsageError, OutcomeUnknownError, unwrap
 from .pacing import RateCounter
 from .protocol import DEFAULT_TIMEOUT, DEFAULT_URI, NONCE_UNITS, Reply, Request, Timeout
@@ -36,7 +36,7 @@ _BAD_URI = (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
             requests.exceptions.MissingSchema, requests.exceptions.InvalidProxyURL)
 
 
-class API(protocol.SpotCore):
+class API(core.SpotCore):
     """Maintains a session with Kraken for one API key.
 
     A key and secret are optional; without them only public calls work. When
@@ -80,16 +80,7 @@ class API(protocol.SpotCore):
         that is not a finite number of seconds above zero
     """
 
-    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
-                 timeout: Timeout = DEFAULT_TIMEOUT,
-                 nonce_unit: str = 'ms', otp: protocol.Otp | None = None,
-                 raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
-                 retry_time: float = 30.0, tier: str | tuple[float, float] | None = None,
-                 costs: Mapping[str, float] | None = None,
-                 public_rate: float | None = None) -> None:
-        super().__init__(key, secret, uri=uri, timeout=timeout, nonce_unit=nonce_unit, otp=otp,
-                         raise_errors=raise_errors, retries=retries, backoff=backoff,
-                         retry_time=retry_time, tier=tier, costs=costs, public_rate=public_rate)
+    def _open(self) -> None:
         #: The :class:`requests.Session` every call goes through.
         self.session = requests.Session()
         self.session.headers['User-Agent'] = f'krakenex/{__version__}'
@@ -184,11 +175,11 @@ class API(protocol.SpotCore):
         :raises KrakenUsageError: unless exactly one of the two is given
         :raises KrakenAPIError: if Kraken refuses the lookup
         """
-        field, value = protocol.order_filter(userref, cl_ord_id)
+        field, value = core.order_filter(userref, cl_ord_id)
         found: dict[str, Any] = {}
-        for method, member in protocol.ORDER_LISTS:
+        for method, member in core.ORDER_LISTS:
             orders = unwrap(self.query_private(method, {field: value}), method)[member]
-            found.update(protocol.matching_orders(orders, field, value))
+            found.update(core.matching_orders(orders, field, value))
         return found
 
     def reconcile(self, error: OutcomeUnknownError) -> dict[str, Any]:
@@ -204,7 +195,7 @@ class API(protocol.SpotCore):
         :raises KrakenUsageError: if the call carried neither identifier
         :raises KrakenAPIError: if Kraken refuses the lookup
         """
-        field, value = protocol.reconcile_filter(error)
+        field, value = core.reconcile_filter(error)
         return self.find_order(**{field: value})
 
     def _call(self, method: str, data: dict[str, Any], timeout: Timeout | None, *,

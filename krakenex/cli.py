@@ -191,12 +191,12 @@ def _answered(call: _Call, envelope: Any) -> None:
     """Note Kraken's answer to a state-changing call: accepted (with its result) or refused."""
     from .errors import failures
 
-    if call.method is None:
+    if call.method is None or not isinstance(envelope, dict):
         return
-    call.answered = True
-    if isinstance(envelope, dict):
-        errors = envelope.get('error')
-        call.refused = failures(errors) if isinstance(errors, list) else []
+    errors = envelope.get('error', [])
+    if isinstance(errors, list):  # a Kraken reply, not some other JSON
+        call.answered = True
+        call.refused = failures(errors)
         call.result = envelope.get('result')
 
 
@@ -243,7 +243,7 @@ def _parser() -> _Parser:
         help='seconds to wait for a connection and for a reply, up to a day '
              '(default 5 and 30)')
     add('--retries', metavar='N', type=_positive(int, zero=True, maximum=100),
-        help='retries of a read-only call after a transient fault (default 3)')
+        help='retries of a read-only call after a transient fault, up to 100 (default 3)')
     add('--tier', metavar='TIER', type=_tier,
         help='pace calls under Kraken\'s rate limit of this tier: starter, intermediate, '
              'pro, MAX,DECAY or none (default: none, or starter with --all unless --sandbox)')

@@ -294,7 +294,7 @@ def test_lost_addorder_reply_exits_4_with_nonce_and_userref(run: Run, sandbox: S
     (['--tier', 'nan,1', 'Balance'], 'argument --tier: a rate tier needs a finite maximum'),
     (['--tier', '15,inf', 'Balance'], 'argument --tier: a rate tier needs a finite maximum'),
     (['--tier', 'fast', 'Balance'], "argument --tier: 'fast' is not a rate tier"),
-    (['--all', 'Ledgers', 'ofs=abc'], 'abc'),
+    (['--all', 'Ledgers', 'ofs=abc'], "ofs must be a whole number of rows to skip"),
     (['--private', 'Bad/Name/'], "'Bad/Name/' is not a Kraken method name"),
     (['AddOrderBatch', 'pair=XBTUSD', 'orders:=' + '[' * 100_000],
      'parameter orders: its JSON is nested too deeply'),
@@ -303,7 +303,8 @@ def test_bad_input_exits_2_with_one_line_and_sends_nothing(
         run: Run, sandbox: Sandbox, args: list[str], message: str) -> None:
     result = run(*args)
     assert result.returncode == 2
-    assert message in one_line_error(result)
+    line = one_line_error(result)
+    assert message in line and 'unexpected' not in line
     assert result.stdout == ''
     assert sandbox.requests_log == []
 
@@ -362,7 +363,7 @@ def redirecting() -> Iterator[Callable[[int], str]]:
                 pass
 
         server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Redirect)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
         return f'http://127.0.0.1:{server.server_address[1]}'
 
@@ -848,6 +849,23 @@ def test_raw_addorder_refused_by_kraken_exits_1_even_if_the_output_cannot_be_wri
     assert sandbox.orders() == []
 
 
+@needs_dev_full
+def test_read_only_call_whose_output_file_cannot_be_written_exits_2(run: Run) -> None:
+    result = run('Balance', '-o', '/dev/full')
+    assert result.returncode == 2
+    assert one_line_error(result) == ('krakenex: cannot write the result to /dev/full: '
+                                      'No space left on device')
+
+
+@pytest.mark.parametrize('fault', ['reply_lost', 'not_json', 'reset', 'html502', 'delay'])
+def test_read_only_call_under_each_sandbox_fault_exits_3_with_one_line(
+        run: Run, sandbox: Sandbox, fault: str) -> None:
+    sandbox.inject(fault, seconds=2)
+    result = run('--retries', '0', '--timeout', '0.5', 'Balance')
+    assert result.returncode == 3
+    assert 'Balance' in one_line_error(result)
+
+
 def test_addorder_that_could_not_connect_exits_3_as_nothing_was_sent(
         account_env: dict[str, str]) -> None:
     with Sandbox() as stopped:
@@ -864,18 +882,23 @@ def test_addorder_that_could_not_connect_exits_3_as_nothing_was_sent(
 #: KRAKENEX_FUZZ_EXAMPLES=5000 pytest tests/test_cli.py -k fuzz (then drawn at random).
 FUZZ_EXAMPLES = int(os.environ.get('KRAKENEX_FUZZ_EXAMPLES', '0'))
 fuzz_settings = settings(
-    max_examples=FUZZ_EXAMPLES or 60, derandomize=not FUZZ_EXAMPLES, deadline=None,
+    max_examples=FUZZ_EXAMPLES or 50, derandomize=not FUZZ_EXAMPLES, deadline=None,
     database=None, suppress_health_check=[HealthCheck.too_slow])
 
 READ_ONLY = sorted(name for name, m in methods.METHODS.items() if not m.changes_state)
 ORDERS = ['AddOrder', 'CancelOrder', 'EditOrder', 'AmendOrder', 'CancelAll']
 #: Text without a leading '-', so that no generated word is taken for an option.
 word = st.text(min_size=1, max_size=20).filter(lambda t: not t.startswith('-'))
+
+
+def json_containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Lists and objects of ``inner``: how JSON nests."""
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+
+
 json_value = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                 max_size=3),
-    max_leaves=10)
+    json_containers, max_leaves=10)
 param = (
     st.builds('{}={}'.format, word.filter(lambda t: '=' not in t), st.text(max_size=30))
     | st.builds('{}:={}'.format, word.filter(lambda t: '=' not in t),
@@ -985,7 +1008,7 @@ def test_fuzz_command_line_in_process_gives_a_known_exit_code_and_one_line_error
     check_outcome(argv, code, stderr)
 
 
-@settings(fuzz_settings, max_examples=max(FUZZ_EXAMPLES // 20, 8))
+@settings(fuzz_settings, max_examples=max(FUZZ_EXAMPLES // 20, 6))
 @given(data=st.data())
 def test_fuzz_command_line_in_a_subprocess_gives_a_known_exit_code_and_one_line_errors(
         fuzz_target: tuple[Sandbox, Path], data: st.DataObject) -> None:

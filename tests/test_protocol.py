@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from krakenex import protocol
+from krakenex import core, protocol
 from krakenex.errors import (
     InsufficientFundsError,
     KeyFileError,
@@ -215,18 +215,18 @@ FINAL: list[KrakenError] = [KrakenHTTPError('404', status=404),
 
 @pytest.mark.parametrize('error', TRANSIENT, ids=lambda e: type(e).__name__ + str(e))
 def test_a_read_retries_a_transient_fault_and_a_state_change_does_not(error: KrakenError) -> None:
-    assert Retry(3, 0.01, 30, once=False).after_error(error) is not None
-    assert Retry(3, 0.01, 30, once=True).after_error(error) is None
+    assert Retry(3, 0.01, 30, at_most_once=False).after_error(error) is not None
+    assert Retry(3, 0.01, 30, at_most_once=True).after_error(error) is None
 
 
 @pytest.mark.parametrize('error', FINAL, ids=lambda e: type(e).__name__ + str(e))
 def test_a_final_fault_is_never_retried(error: KrakenError) -> None:
-    assert Retry(3, 0.01, 30, once=False).after_error(error) is None
+    assert Retry(3, 0.01, 30, at_most_once=False).after_error(error) is None
 
 
 @pytest.mark.parametrize('error', [NotSentError('refused'), KrakenConnectTimeout('no line')])
 def test_a_call_that_never_left_is_retried_even_when_it_changes_state(error: KrakenError) -> None:
-    assert Retry(3, 0.01, 30, once=True).after_error(error) is not None
+    assert Retry(3, 0.01, 30, at_most_once=True).after_error(error) is not None
 
 
 @pytest.mark.parametrize(('errors', 'retried'), [
@@ -242,12 +242,12 @@ def test_a_call_that_never_left_is_retried_even_when_it_changes_state(error: Kra
 ])
 def test_which_replies_are_retried(errors: list[str], retried: bool) -> None:
     envelope = {'error': errors, 'result': {}}
-    assert (Retry(3, 0.01, 30, once=False).after_reply(envelope) is not None) is retried
-    assert Retry(3, 0.01, 30, once=True).after_reply(envelope) is None
+    assert (Retry(3, 0.01, 30, at_most_once=False).after_reply(envelope) is not None) is retried
+    assert Retry(3, 0.01, 30, at_most_once=True).after_reply(envelope) is None
 
 
 def test_retries_stop_at_their_count_with_growing_waits() -> None:
-    retry = Retry(3, 0.1, 30, once=False)
+    retry = Retry(3, 0.1, 30, at_most_once=False)
     waits = [retry.after_error(KrakenTimeout('late')) for _ in range(4)]
     assert waits[3] is None
     assert all(w is not None for w in waits[:3])
@@ -256,9 +256,10 @@ def test_retries_stop_at_their_count_with_growing_waits() -> None:
 
 def test_throttled_waits_until_the_time_kraken_names() -> None:
     until = int(time.time()) + 2
-    wait = Retry(3, 0.01, 30, once=False).after_reply({'error': [f'EService: Throttled: {until}']})
+    throttled = {'error': [f'EService: Throttled: {until}']}
+    wait = Retry(3, 0.01, 30, at_most_once=False).after_reply(throttled)
     assert wait is not None and 1 < wait <= 2.01
-    assert Retry(3, 0.01, 0.5, once=False).after_reply(
+    assert Retry(3, 0.01, 0.5, at_most_once=False).after_reply(
         {'error': [f'EService: Throttled: {until}']}) is None
 
 
@@ -274,13 +275,13 @@ def test_a_failure_after_a_state_change_left_is_an_unknown_outcome_with_its_evid
         error: KrakenError, unknown: type[KrakenError]) -> None:
     request = protocol.private_request('0', 'AddOrder', {'userref': 7, 'cl_ord_id': 'a-1'},
                                        key='k', secret=SECRET, nonce=99)
-    raised = protocol.after_sending(error, request, once=True)
+    raised = protocol.after_sending(error, request, at_most_once=True)
     assert type(raised) is unknown and isinstance(raised, type(error))
     assert (raised.nonce, raised.userref, raised.cl_ord_id) == (99, '7', 'a-1')  # type: ignore[attr-defined]
     assert 'AddOrder was sent (nonce 99)' in str(raised) and 'cl_ord_id a-1' in str(raised)
-    assert protocol.after_sending(error, request, once=False) is error
+    assert protocol.after_sending(error, request, at_most_once=False) is error
     refused = NotSentError('refused')
-    assert protocol.after_sending(refused, request, once=True) is refused
+    assert protocol.after_sending(refused, request, at_most_once=True) is refused
 
 
 # --------------------------------------------------------------- key files
@@ -294,7 +295,7 @@ def key_file(tmp_path: Path, content: bytes) -> Path:
 
 def test_a_key_file_with_a_byte_order_mark_reads_as_notepad_meant_it(tmp_path: Path) -> None:
     path = key_file(tmp_path, '\ufeffmy-key\r\nb2xk\r\n'.encode())
-    assert protocol.read_key_file(path) == ('my-key', 'b2xk')
+    assert core.read_key_file(path) == ('my-key', 'b2xk')
 
 
 @pytest.mark.parametrize(('content', 'message'), [
@@ -306,7 +307,7 @@ def test_a_key_file_with_a_byte_order_mark_reads_as_notepad_meant_it(tmp_path: P
 def test_a_key_file_that_is_not_one_is_a_clear_error(tmp_path: Path, content: bytes,
                                                      message: str) -> None:
     with pytest.raises(KeyFileError, match=message):
-        protocol.read_key_file(key_file(tmp_path, content))
+        core.read_key_file(key_file(tmp_path, content))
 
 
 def test_a_huge_key_file_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
@@ -315,4 +316,4 @@ def test_a_huge_key_file_is_refused_without_reading_it_whole(tmp_path: Path) -> 
         f.truncate(2 * 1024 ** 3)  # 2 GB, sparse: no disk used
     path.chmod(0o600)
     with pytest.raises(KeyFileError, match='too large'):
-        protocol.read_key_file(path)
+        core.read_key_file(path)

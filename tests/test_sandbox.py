@@ -461,6 +461,16 @@ def test_spread_serves_recent_rows_and_polls_with_last(market: Kraken) -> None:
     assert result(market.public('Spread', pair='XBTUSD', since=data['last']))['XXBTZUSD'] == []
 
 
+def test_a_price_of_one_tick_leaves_no_bids_and_the_market_data_still_answers(
+        sandbox: Sandbox, kraken: Kraken) -> None:
+    sandbox.set_price('SOLUSD', '0.01')
+    ticker = result(kraken.public('Ticker', pair='SOLUSD'))['SOLUSD']
+    assert ticker['b'][0] == '0.00' and ticker['c'][0] == '0.01'
+    depth = result(kraken.public('Depth', pair='SOLUSD'))['SOLUSD']
+    assert depth['bids'] == [] and depth['asks'][0][0] == '0.02'
+    assert result(kraken.public('GroupedBook', pair='SOLUSD'))['bids'] == []
+
+
 def test_market_data_is_reproducible_from_the_seed() -> None:
     def sample(seed: int) -> Any:
         with Sandbox(seed=seed) as sandbox:

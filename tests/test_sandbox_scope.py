@@ -40,7 +40,7 @@ def test_every_documented_spot_method_answers(kraken: Kraken, method: str) -> No
      'cancel_response'),
     ('Balance', {'rebase_multiplier': 'base'}, 'rebase_multiplier'),
     ('Ledgers', {'aclass': 'forex'}, 'aclass'),
-    ('DepositStatus', {'limit': '10'}, 'limit'),
+    ('WithdrawStatus', {'cursor': 'true'}, 'cursor'),
     ('AddExport', {'report': 'trades', 'description': 'x', 'starttm': '1'}, 'starttm'),
 ])
 def test_unmodelled_parameters_are_refused_not_ignored(kraken: Kraken, method: str,
@@ -93,18 +93,34 @@ def test_closed_orders_honour_without_count_and_closetime(kraken: Kraken) -> Non
         'EGeneral:Invalid arguments:closetime'
 
 
-def test_deposit_and_withdraw_status_filter_by_method_and_time(kraken: Kraken) -> None:
+def test_deposit_and_withdraw_status_filter_by_method_and_time_newest_first(
+        kraken: Kraken) -> None:
     deposits = kraken.ok('DepositStatus')
-    first = deposits[0]
-    by_method = kraken.ok('DepositStatus', {'method': first['method']})
-    assert by_method and all(d['method'] == first['method'] for d in by_method)
+    assert [d['time'] for d in deposits] == sorted((d['time'] for d in deposits), reverse=True)
+    oldest = deposits[-1]
+    by_method = kraken.ok('DepositStatus', {'method': oldest['method']})
+    assert by_method and all(d['method'] == oldest['method'] for d in by_method)
     assert kraken.ok('DepositStatus', {'method': 'nope'}) == []
-    later = kraken.ok('DepositStatus', {'start': first['time']})
-    assert first['refid'] not in [d['refid'] for d in later]
+    assert oldest in kraken.ok('DepositStatus', {'start': oldest['time']})  # inclusive
+    later = kraken.ok('DepositStatus', {'start': oldest['time'] + 1})
+    assert oldest['refid'] not in [d['refid'] for d in later]
     refid = kraken.ok('Withdraw', {'asset': 'XBT', 'key': 'sandbox', 'amount': '0.01'})['refid']
     now = time.time()
     assert [w['refid'] for w in kraken.ok('WithdrawStatus', {'end': now + 5})] == [refid]
     assert kraken.ok('WithdrawStatus', {'end': now - 3600}) == []
+
+
+def test_deposit_status_pages_with_cursor_and_limit(kraken: Kraken) -> None:
+    everything = kraken.ok('DepositStatus')
+    seen, cursor = [], 'true'
+    while cursor:
+        page = kraken.ok('DepositStatus', {'cursor': cursor, 'limit': 2})
+        assert set(page) == {'deposit', 'next_cursor'} and len(page['deposit']) <= 2
+        seen += page['deposit']
+        cursor = page['next_cursor']
+    assert seen == everything
+    assert error(kraken.private('DepositStatus', {'cursor': 'garbage'})) == \
+        'EGeneral:Invalid arguments:cursor'
 
 
 def test_withdraw_to_an_address_other_than_the_keys_is_refused(kraken: Kraken) -> None:

@@ -51,7 +51,7 @@ class AsyncFuturesAPI(FuturesCore):
 
     @uri.setter
     def uri(self, value: str) -> None:
-        self._driver.uri = self._uri = value
+        self._driver.uri = value
 
     @property
     def session(self) -> aiohttp.ClientSession | None:

@@ -71,7 +71,7 @@ class FuturesAPI(FuturesCore):
 
     @uri.setter
     def uri(self, value: str) -> None:
-        self._driver.uri = self._uri = value
+        self._driver.uri = value
 
     @property
     def response(self) -> requests.Response | None:

@@ -9,11 +9,11 @@ send. Nonces, retry timing and unknown outcomes come from
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any, cast
 
 from .. import protocol as spot
+from ..core import KeyedCore
 from ..errors import KrakenError, KrakenUsageError, OutcomeUnknownError
 from ..pacing import RateCounter
 from ..protocol import DEFAULT_TIMEOUT, Call, Request, Timeout
@@ -28,91 +28,29 @@ class FuturesRetry(spot.Retry):
 
     def after_reply(self, reply: Any) -> float | None:
         """Seconds to wait before trying a read again after ``reply``, or ``None`` to keep it."""
-        if self.once or not protocol.transient_reply(reply):
+        if self.at_most_once or not protocol.transient_reply(reply):
             return None
         return self._wait()
 
 
-class FuturesCore:
+class FuturesCore(KeyedCore):
     """The key, nonces and options of a futures client; documented on :class:`FuturesAPI`."""
+
+    KEY_VARIABLES = ('KRAKEN_FUTURES_KEY', 'KRAKEN_FUTURES_SECRET')
+    CALLS = 'endpoint'
 
     def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
                  timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
                  raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
                  retry_time: float = 30.0, pace: bool = False,
                  costs: Mapping[str, float] | None = None) -> None:
-        self._nonces = spot.Nonces(nonce_unit)
-        if not key and not secret:
-            key = os.environ.get('KRAKEN_FUTURES_KEY', '')
-            secret = os.environ.get('KRAKEN_FUTURES_SECRET', '')
-        #: The API key, sent in the ``APIKey`` header.
-        self.key = key
-        #: The API secret; never sent, logged or shown.
-        self.secret = secret
-        #: The default timeout: seconds, or a ``(connect, read)`` pair.
-        self.timeout = spot.check_timeout(timeout)
-        #: Whether error replies and refused orders raise :class:`~krakenex.KrakenAPIError`.
-        self.raise_errors = raise_errors
-        #: How many times a read is retried after a transient fault.
-        self.retries = retries
-        #: The first retry's wait in seconds, doubled for each retry after it.
-        self.backoff = backoff
-        #: Seconds from a call's start after which it is no longer retried.
-        self.retry_time = retry_time
-        #: Budget costs by endpoint name, where they differ from Kraken's table.
-        self.costs = dict(costs or {})
-        #: The unit of nonces: ``'ms'`` (Kraken's advice), ``'us'`` or ``'ns'``.
-        self.nonce_unit = nonce_unit
+        super().__init__(key, secret, timeout=timeout, nonce_unit=nonce_unit,
+                         raise_errors=raise_errors, retries=retries, backoff=backoff,
+                         retry_time=retry_time, costs=costs)
         #: The ``/derivatives`` budget (500 per 10 s), kept when ``pace`` is set.
         self.budget = RateCounter(*protocol.BUDGET) if pace else None
         #: The ``/history`` token pool (100, refilled 100 per 10 min), kept when ``pace`` is set.
         self.history_pool = RateCounter(*protocol.HISTORY_POOL) if pace else None
-        self._uri = uri
-        self._json_options: dict[str, Any] = {}
-        self._secret_cache: tuple[str, bytes] = ('', b'')
-
-    def __repr__(self) -> str:
-        shown = self.key[:4] + '...' if self.key else ''
-        return f'<krakenex.futures.{type(self).__name__} key={shown!r} uri={self._uri!r}>'
-
-    def json_options(self, **kwargs: Any) -> Any:
-        """Set keyword arguments for decoding replies, such as ``parse_float=Decimal``.
-
-        :returns: this object, for chaining
-        """
-        self._json_options = kwargs
-        return self
-
-    def load_key(self, path: str | os.PathLike[str]) -> None:
-        """Load the key (first line) and secret (second line) from a file.
-
-        :raises KrakenUsageError: if the file cannot be read, is not a key file,
-            or its secret is not base64
-        """
-        self.key, self.secret = spot.read_key_file(path)
-
-    def _nonce(self) -> int:
-        """A nonce above every nonce this object issued before (thread-safe)."""
-        return self._nonces()
-
-    def _secret_bytes(self) -> bytes:
-        text, raw = self._secret_cache
-        if text != self.secret or not raw:
-            raw = spot.decode_secret(self.secret)
-            self._secret_cache = (self.secret, raw)
-        return raw
-
-    def _check_private(self, name: str) -> None:
-        """Refuse a private call that cannot be signed, before anything is sent."""
-        if not self.key or not self.secret:
-            raise KrakenUsageError(
-                f'{name} is a private endpoint and needs an API key and secret: pass them to '
-                f'FuturesAPI(key, secret), call load_key(path), or set KRAKEN_FUTURES_KEY and '
-                f'KRAKEN_FUTURES_SECRET')
-        if not self.key.isascii() or not self.key.isprintable():
-            raise KrakenUsageError('the API key holds characters an HTTP header cannot carry; '
-                                   'copy it exactly as Kraken showed it')
-        self._secret_bytes()
 
     @staticmethod
     def _endpoint(name: str, surface: str, verb: str | None, *,
@@ -158,7 +96,7 @@ class FuturesCore:
         on its surface's budget, and sent at most once if it changes state.
         """
         retry = FuturesRetry(self.retries, self.backoff, self.retry_time,
-                             once=endpoint.changes_state)
+                             at_most_once=endpoint.changes_state)
 
         def build() -> Request:
             return self._request(endpoint, verb, data, private=private)
@@ -171,7 +109,7 @@ class FuturesCore:
         return Call(endpoint.name, build, retry, check, self._counter(endpoint),
                     self._cost(endpoint, verb, data), serial=True,
                     unknown=lambda error, request: self._unknown(error, request,
-                                                                 once=retry.once))
+                                                                 at_most_once=retry.at_most_once))
 
     def _counter(self, endpoint: Endpoint) -> RateCounter | None:
         return self.history_pool if endpoint.surface == 'history' else \
@@ -194,14 +132,14 @@ class FuturesCore:
         return reply
 
     @staticmethod
-    def _unknown(error: KrakenError, request: Request, *, once: bool) -> KrakenError:
+    def _unknown(error: KrakenError, request: Request, *, at_most_once: bool) -> KrakenError:
         """The error to raise once ``request`` may have left: an unknown outcome for a change.
 
         The class comes from :func:`krakenex.protocol.after_sending`; the error
         carries the nonce and the call's ``cliOrdId`` (several, comma-separated,
         for a batch), which :meth:`FuturesAPI.reconcile` looks up.
         """
-        unknown = spot.after_sending(error, request, once=once)
+        unknown = spot.after_sending(error, request, at_most_once=at_most_once)
         if unknown is error:
             return error
         ids = ','.join(protocol.client_order_ids(request.method, request.data)) or None

@@ -784,14 +784,28 @@ class Endpoints:
                  'expiretm': '0', 'new': flag(params, 'new')}]
 
     def _funding(self, account: Account, params: Params, kind: str) -> object:
+        """DepositStatus and WithdrawStatus: newest first, filtered, paged as Kraken pages."""
         asset = find_asset(text(params, 'asset') or 'all')
         method = text(params, 'method')
         start, end = (self._time(params, name) for name in ('start', 'end'))
-        return [{k: v for k, v in record.items() if k != 'kind'} for record in account.funding
+        rows = [{k: v for k, v in record.items() if k != 'kind'}
+                for record in reversed(account.funding)
                 if record['kind'] == kind and (asset is None or record['asset'] == asset.name)
                 and method in (None, record['method'])
-                and (start is None or record['time'] > start)
+                and (start is None or record['time'] >= start)
                 and (end is None or record['time'] <= end)]
+        limit = integer(params, 'limit', 25 if kind == 'deposit' else 500, 1, 10**6)
+        cursor = params.get('cursor')
+        if kind != 'deposit' or cursor in (None, False, '', 'false', '0'):
+            return rows[:limit]
+        if cursor in (True, 'true', '1'):
+            first = 0
+        elif isinstance(cursor, str) and re.fullmatch(r'ofs-[0-9]{1,9}', cursor):
+            first = int(cursor[4:])
+        else:
+            raise invalid('cursor')
+        following = f'ofs-{first + limit}' if first + limit < len(rows) else None
+        return {'deposit': rows[first:first + limit], 'next_cursor': following}
 
     @staticmethod
     def _time(params: Params, name: str) -> float | None:

@@ -428,7 +428,10 @@ class Market:
         d = spec.pair_decimals
 
         def level(side: str) -> list[str]:
-            price, volume = next(self.levels(spec, side))
+            best = next(self.levels(spec, side), None)
+            if best is None:  # no bids below a price of one tick
+                return [places(D(0), d), '0', places(D(0), 3)]
+            price, volume = best
             return [places(price, d), str(max(1, int(volume))), places(volume, 3)]
 
         result: dict[str, object] = {
