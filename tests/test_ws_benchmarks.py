@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_book_benchmark_quick_mode_verifies_every_message_and_prints_its_table():
     run = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'ws_book.py'), '--quick'],
                          capture_output=True, text=True, timeout=120)
@@ -18,6 +21,7 @@ def test_book_benchmark_quick_mode_verifies_every_message_and_prints_its_table()
     assert len(rows) == 2 and 'krakenex verified every message' in run.stdout
 
 
+@pytest.mark.slow
 def test_stream_benchmark_runs_all_three_clients():
     run = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'ws_stream.py'),
                           '--messages', '300', '--repeats', '1'],

@@ -73,6 +73,7 @@ print(json.dumps(asyncio.run(main())))
 
 
 @pytest.mark.peers
+@pytest.mark.slow
 def test_python_kraken_sdk_spot_ws_client_works_against_the_sandbox_feed(
         peer_python: Path, tmp_path: Path) -> None:  # noqa: F811
     script = tmp_path / 'ws_peer.py'
