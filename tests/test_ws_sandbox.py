@@ -233,3 +233,24 @@ def test_reply_lost_after_the_order_executed_is_an_unknown_outcome_reconcile_fin
     # the executions snapshot after the reconnect shows it too
     snapshot = expect(ws, channel('executions', 'snapshot'))
     assert [o['cl_ord_id'] for o in snapshot['data']] == ['lost-reply-1']
+
+
+def test_after_a_reconnect_the_executions_snapshot_shows_what_happened_meanwhile(sb, api):
+    with WS(api, url=sb.ws_url, auth_url=sb.ws_auth_url, timeout=WAIT, silence=1.5,
+            backoff=lambda: Backoff(immediate=0, first=0.3, cap=0.3, jitter=0.0,
+                                    throttled=0.3)) as ws:
+        ws.subscribe('executions', snap_orders=True)
+        assert expect(ws, channel('executions', 'snapshot'))['data'] == []
+        before = sb.feed.handshakes
+        sb.feed.inject('handshake429', times=2)
+        sb.feed.inject('drop')
+        deadline = time.monotonic() + WAIT
+        while sb.feed.handshakes == before:  # the old connection is gone: it is retrying
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        api.query_private('AddOrder', {'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit',
+                                       'price': '45000', 'volume': '0.02',
+                                       'cl_ord_id': 'while-away'})
+        expect(ws, notice('reconnected'))
+        snapshot = expect(ws, channel('executions', 'snapshot'))
+        assert [o['cl_ord_id'] for o in snapshot['data']] == ['while-away']
