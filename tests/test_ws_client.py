@@ -86,7 +86,7 @@ class FakeKraken:
         self.stalled_connections: set[ServerConnection] = set()
         self.heartbeat = 0.1
         self.refuse_tokens: set[str] = set()
-        self.refuse_first_token = False
+        self.refuse_token_number: int | None = None  # refuse the Nth distinct token seen
         self.held: asyncio.Event | None = None  # book snapshots wait for it while set
         self.tokens: list[str] = []
         self.handlers: dict[str, Callable[[ServerConnection, dict[str, Any]], Any]] = {}
@@ -223,7 +223,7 @@ class FakeKraken:
         token = params.get('token')
         if token is not None and token not in self.tokens:
             self.tokens.append(token)
-            if self.refuse_first_token and len(self.tokens) == 1:
+            if self.refuse_token_number == len(self.tokens):
                 self.refuse_tokens.add(token)
         if token is not None and token in self.refuse_tokens:
             await connection.send(json.dumps({**base, 'success': False,
@@ -530,13 +530,23 @@ def test_debug_logging_never_writes_the_token(private, kraken, caplog):
 
 
 def test_invalid_session_fetches_the_token_once_more_and_says_token_refreshed(private, kraken):
-    kraken.refuse_first_token = True
+    kraken.refuse_token_number = 1
     acks = private.subscribe('executions')
     assert acks[0]['success'] is True
     refreshed = expect(private, notice('token_refreshed'))
     assert 'Invalid session' in refreshed['reason']
     assert len(kraken.tokens) == 2 and kraken.tokens[0] in kraken.refuse_tokens
     assert len(kraken.sent('subscribe', 'executions')) == 2
+
+
+def test_a_token_refused_after_a_reconnect_is_fetched_again_and_resubscribed(private, kraken):
+    private.subscribe('executions')
+    kraken.refuse_token_number = 2  # the reconnect's fresh token
+    kraken.drop()
+    expect(private, notice('resubscribed'))
+    assert 'Invalid session' in expect(private, notice('token_refreshed'))['reason']
+    eventually(lambda: len(kraken.sent('subscribe', 'executions')) == 3)
+    assert kraken.sent('subscribe', 'executions')[-1]['params']['token'] == kraken.tokens[2]
 
 
 def test_skipped_executions_sequence_gives_gap(private, kraken):

@@ -445,15 +445,12 @@ class _Connection:
                 for channel, params in requests]
         self.client.emit(notice('resubscribed', url=self.url, subscriptions=[
             {'channel': channel, **params} for channel, params in requests]))
-        try:
-            await asyncio.wait_for(asyncio.gather(*(r.future for r in sent),
-                                                  return_exceptions=True), self.client.timeout)
-        except TimeoutError:
-            return
-        finally:
-            for request in sent:
-                self.pending.pop(request.req_id, None)
-        refused = [r for r in sent if not r.future.exception()
+        if sent:
+            await asyncio.wait([r.future for r in sent], timeout=self.client.timeout)
+        for request in sent:
+            self.pending.pop(request.req_id, None)
+        refused = [r for r in sent if r.future.done() and not r.future.cancelled()
+                   and r.future.exception() is None
                    and any(token_refused(a.get('error')) for a in r.future.result())]
         if refused:
             await self.refresh_token(str(refused[0].replies[0].get('error')))
