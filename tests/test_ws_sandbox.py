@@ -254,3 +254,22 @@ def test_after_a_reconnect_the_executions_snapshot_shows_what_happened_meanwhile
         expect(ws, notice('reconnected'))
         snapshot = expect(ws, channel('executions', 'snapshot'))
         assert [o['cl_ord_id'] for o in snapshot['data']] == ['while-away']
+
+
+def test_order_requests_over_the_socket_change_the_sandbox_account(sb, ws):
+    placed = ws.request('batch_add', symbol='BTC/USD', orders=[
+        {'order_type': 'limit', 'side': 'buy', 'limit_price': 40000, 'order_qty': '0.01',
+         'cl_ord_id': 'b-1'},
+        {'order_type': 'limit', 'side': 'buy', 'limit_price': 41000, 'order_qty': '0.01',
+         'cl_ord_id': 'b-2'}])['result']
+    first, second = (o['order_id'] for o in placed)
+    ws.request('amend_order', order_id=first, order_qty=Decimal('0.03'))
+    edited = ws.request('edit_order', order_id=second, symbol='BTC/USD',
+                        limit_price=Decimal('39000'))['result']
+    orders = {o['cl_ord_id']: o for o in sb.orders() if o['status'] == 'open'}
+    assert Decimal(orders['b-1']['vol']) == Decimal('0.03')
+    assert Decimal(orders['b-2']['descr']['price']) == Decimal('39000')
+    ws.request('batch_cancel', orders=[first, edited['order_id']])
+    assert [o for o in sb.orders() if o['status'] == 'open'] == []
+    with pytest.raises(Exception, match='EOrder:Unknown order'):
+        ws.request('cancel_order', order_id=[first])

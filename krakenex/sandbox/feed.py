@@ -660,7 +660,41 @@ def _batch_add(feed: Feed, key: str, params: dict[str, Any]) -> list[dict[str, A
             for order in params.get('orders') or []]
 
 
+def _amend_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    rest = {name: str(params[name]) for name in ('cl_ord_id', 'order_qty', 'limit_price')
+            if params.get(name) is not None}
+    if params.get('order_id') is not None:
+        rest['txid'] = str(params['order_id'])
+    result = feed.private_call(key, 'AmendOrder', rest)
+    return {'amend_id': result['amend_id'], **{k: params[k] for k in ('order_id', 'cl_ord_id')
+                                                 if params.get(k) is not None}}
+
+
+def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    spec = _v2_pair(params.get('symbol'))
+    if spec is None:
+        raise ApiError(f'Currency pair not supported {params.get("symbol")}')
+    rest = {'txid': str(params.get('order_id')), 'pair': spec.name}
+    for v2, v0 in (('order_qty', 'volume'), ('limit_price', 'price'),
+                   ('order_userref', 'userref')):
+        if params.get(v2) is not None:
+            rest[v0] = str(params[v2])
+    result = feed.private_call(key, 'EditOrder', rest)
+    return {'order_id': result['txid'], 'original_order_id': result['originaltxid']}
+
+
+def _batch_cancel(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    orders = [str(o) for o in params.get('orders') or []]
+    if not orders:
+        raise ApiError('EGeneral:Invalid arguments')
+    for txid in orders:
+        feed.private_call(key, 'CancelOrder', {'txid': txid})
+    return {'count': len(orders)}
+
+
 TRADING: dict[str, Callable[[Feed, str, dict[str, Any]], Any]] = {
-    'add_order': _add_order, 'cancel_order': _cancel_order, 'cancel_all': _cancel_all,
+    'add_order': _add_order, 'amend_order': _amend_order, 'edit_order': _edit_order,
+    'cancel_order': _cancel_order, 'cancel_all': _cancel_all,
     'cancel_all_orders_after': _cancel_after, 'batch_add': _batch_add,
+    'batch_cancel': _batch_cancel,
 }
