@@ -28,6 +28,7 @@ It uses the standard library only, so that it runs in any of the environments.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import datetime
 import hashlib
@@ -49,7 +50,7 @@ import threading
 import time
 import traceback
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,10 +195,73 @@ def make_client(spec: dict[str, Any]) -> Client:
     raise ValueError(f'unknown client {name!r}')
 
 
+#: The asyncio clients, each in the environment of its package.
+ASYNC_CLIENTS = ('krakenex-async', 'python-kraken-sdk-async', 'ccxt-async')
+
+AsyncCall = Callable[[], Awaitable[Any]]
+
+
+@dataclass
+class AsyncClient:
+    """An asyncio client: the two calls, each returning what the client returns, and close."""
+
+    ticker: AsyncCall
+    balance: AsyncCall
+    close: AsyncCall
+    version: str = ''
+    setup: AsyncCall | None = None
+
+
+async def make_async_client(spec: dict[str, Any]) -> AsyncClient:
+    """Build the asyncio client named in ``spec``, inside the running loop."""
+    name, url, key, secret = spec['client'], spec['url'], spec['key'], spec['secret']
+    if name == 'krakenex-async':
+        import krakenex
+
+        # Retries off: a failed call must show, not be retried away.
+        api = krakenex.AsyncAPI(key, secret, uri=url, retries=0)
+        return AsyncClient(ticker=lambda: api.query_public('Ticker', {'pair': PAIR}),
+                           balance=lambda: api.query_private('Balance'), close=api.aclose,
+                           version=krakenex.__version__)
+    if name == 'python-kraken-sdk-async':
+        from importlib.metadata import version
+
+        from kraken.spot import SpotAsyncClient
+
+        client = SpotAsyncClient(key=key, secret=secret, url=url)
+        return AsyncClient(
+            ticker=lambda: client.request('GET', '/0/public/Ticker', params={'pair': PAIR},
+                                          auth=False),
+            balance=lambda: client.request('POST', '/0/private/Balance'), close=client.close,
+            version=version('python-kraken-sdk'))
+    if name == 'ccxt-async':
+        import ccxt.async_support as ccxt_async
+
+        # Its limiter would space public calls a second apart: off, as in the CPU runs.
+        exchange = ccxt_async.kraken({'apiKey': key, 'secret': secret,
+                                      'enableRateLimit': False})
+        exchange.urls['api'] = dict(exchange.urls['api'], public=url, private=url)
+        return AsyncClient(ticker=lambda: exchange.publicGetTicker({'pair': PAIR}),
+                           balance=exchange.privatePostBalance, close=exchange.close,
+                           version=ccxt_async.__version__, setup=exchange.load_markets)
+    raise ValueError(f'unknown client {name!r}')
+
+
 def outcome(call: Call) -> str | None:
     """Make one call: ``None`` if it succeeded, else what went wrong, in one line."""
     try:
         reply = call()
+    except Exception as exc:  # every client raises its own classes
+        return f'{type(exc).__name__}: {exc}'[:300]
+    if isinstance(reply, dict) and reply.get('error'):
+        return ', '.join(map(str, reply['error']))
+    return None
+
+
+async def async_outcome(call: AsyncCall) -> str | None:
+    """:func:`outcome` for an asyncio call."""
+    try:
+        reply = await call()
     except Exception as exc:  # every client raises its own classes
         return f'{type(exc).__name__}: {exc}'[:300]
     if isinstance(reply, dict) and reply.get('error'):
@@ -256,6 +320,45 @@ def run_cpu(client: Client, call: str, n: int) -> dict[str, Any]:
             'wall': wall, **vars(tally)}
 
 
+def run_async_cpu(loop: asyncio.AbstractEventLoop, client: AsyncClient, call: str,
+                  n: int) -> dict[str, Any]:
+    """:func:`run_cpu` for an asyncio client: ``n`` calls awaited one after another."""
+    fn = getattr(client, call)
+    tally = Tally()
+
+    async def calls() -> None:
+        for _ in range(n):
+            tally.add(await async_outcome(fn))
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    loop.run_until_complete(calls())
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {'user': after.ru_utime - before.ru_utime, 'sys': after.ru_stime - before.ru_stime,
+            'wall': wall, **vars(tally)}
+
+
+def run_burst(loop: asyncio.AbstractEventLoop, client: AsyncClient, call: str,
+              n: int) -> dict[str, Any]:
+    """``n`` calls started at once with ``asyncio.gather``: wall time to the last reply."""
+    fn = getattr(client, call)
+
+    async def burst() -> list[str | None]:
+        return await asyncio.gather(*(async_outcome(fn) for _ in range(n)))
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    errors = loop.run_until_complete(burst())
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    tally = Tally()
+    for error in errors:
+        tally.add(error)
+    return {'user': after.ru_utime - before.ru_utime, 'sys': after.ru_stime - before.ru_stime,
+            'wall': wall, **vars(tally)}
+
+
 def run_threads(client: Client, threads: int, seconds: float) -> dict[str, Any]:
     """``threads`` threads calling Balance on one shared client for ``seconds``."""
     tallies = [Tally() for _ in range(threads)]
@@ -294,6 +397,26 @@ def run_pacing(client: Client, seconds: float) -> dict[str, Any]:
     return {'window': seconds, 'completed': tally.calls - tally.errors, **vars(tally)}
 
 
+def async_setup(loop: asyncio.AbstractEventLoop,
+                request: dict[str, Any]) -> tuple[AsyncClient, Tally]:
+    """Build an asyncio client in ``loop``, run its setup call and its warm-up calls."""
+    client = loop.run_until_complete(make_async_client(request))
+
+    async def warm_up() -> Tally:
+        if client.setup is not None:
+            try:
+                await client.setup()
+            except Exception as exc:  # warm-up only: report and go on
+                print(f'setup call failed: {exc!r}', file=sys.stderr)
+        tally = Tally()
+        for _ in range(request.get('warmup', 0)):
+            tally.add(await async_outcome(client.ticker))
+            tally.add(await async_outcome(client.balance))
+        return tally
+
+    return client, loop.run_until_complete(warm_up())
+
+
 def worker_main() -> None:
     """Serve requests from the driver: one JSON object per line in, one per line out."""
     # Keep the protocol's stdout to ourselves: whatever a client prints goes to stderr.
@@ -301,11 +424,20 @@ def worker_main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     client: Client | None = None
-    for line in sys.stdin:
+    aclient: AsyncClient | None = None
+    # One loop for the worker's life: an asyncio client's connections belong to it.
+    # It keeps running while the worker waits for the driver, as in a program that
+    # lives in its loop, so a connection the server closes meanwhile is seen closed
+    # (a stopped loop would hand it to the next call, which then fails).
+    loop = asyncio.new_event_loop()
+    while line := loop.run_until_complete(loop.run_in_executor(None, sys.stdin.readline)):
         request = json.loads(line)
         try:
             op = request['op']
-            if op == 'setup':
+            if op == 'setup' and request['client'] in ASYNC_CLIENTS:
+                aclient, tally = async_setup(loop, request)
+                reply: dict[str, Any] = {'version': aclient.version, 'warmup': vars(tally)}
+            elif op == 'setup':
                 client = make_client(request)
                 if client.setup is not None:
                     try:
@@ -316,9 +448,13 @@ def worker_main() -> None:
                 for _ in range(request.get('warmup', 0)):
                     tally.add(outcome(client.ticker))
                     tally.add(outcome(client.balance))
-                reply: dict[str, Any] = {'version': client.version, 'warmup': vars(tally)}
+                reply = {'version': client.version, 'warmup': vars(tally)}
             elif op == 'quit':
                 break
+            elif aclient is not None and op == 'cpu':
+                reply = run_async_cpu(loop, aclient, request['call'], request['n'])
+            elif aclient is not None and op == 'burst':
+                reply = run_burst(loop, aclient, request['call'], request['n'])
             elif client is None:
                 raise RuntimeError('no setup yet')
             elif op == 'cpu':
@@ -332,6 +468,12 @@ def worker_main() -> None:
         except Exception:  # reported to the driver
             reply = {'error': traceback.format_exc()}
         out.write(json.dumps(reply) + '\n')
+    if aclient is not None:
+        try:
+            loop.run_until_complete(aclient.close())
+        except Exception as exc:  # closing only: report and go on
+            print(f'close failed: {exc!r}', file=sys.stderr)
+    loop.close()
 
 
 # =================================================================== driver side
@@ -396,8 +538,9 @@ def install_checkout(python: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / 'krakenex'
         shutil.copytree(REPO, source, ignore=skip)
-        if installed_version(python, 'requests') is None:
-            pip(python, str(source))
+        if installed_version(python, 'requests') is None or \
+                installed_version(python, 'aiohttp') is None:
+            pip(python, f'{source}[async]')  # AsyncAPI needs aiohttp
         else:
             pip(python, '--force-reinstall', '--no-deps', str(source))
 
@@ -424,7 +567,8 @@ def krakenex_env(quick: bool) -> Env:
         done = env.run(['-c', 'import krakenex, requests; print(krakenex.__version__)'])
         if done.returncode:
             raise BenchError(f'krakenex cannot be imported from {REPO}:\n{done.stderr}')
-        env.versions = {'krakenex': done.stdout.strip(), **dist_versions(env, ['requests'])}
+        env.versions = {'krakenex': done.stdout.strip(),
+                        **dist_versions(env, ['requests', 'aiohttp'])}
         return env
     VENVS.mkdir(exist_ok=True)
     python = make_venv('krakenex')
@@ -433,7 +577,7 @@ def krakenex_env(quick: bool) -> Env:
     log('installing this checkout into .bench-venvs/krakenex')
     install_checkout(python)
     env = Env('krakenex', str(python))
-    env.versions = dist_versions(env, ['krakenex', 'requests', 'urllib3'])
+    env.versions = dist_versions(env, ['krakenex', 'requests', 'urllib3', 'aiohttp'])
     return env
 
 
@@ -652,6 +796,59 @@ def measure_threads(subjects: list[Subject], sandbox_env: Env, seconds: float) -
     return results
 
 
+def measure_bursts(subjects: list[Subject], sandbox_env: Env, calls: int, rounds: int,
+                   warmup: int) -> dict[str, Any]:
+    """``calls`` public calls at once on one asyncio client, clients taking turns each round.
+
+    Each client has a sandbox of its own. Round 0 opens the connections and
+    is left out of the times; its failures count like any other.
+    """
+    opened: list[Sandbox | Worker] = []
+    workers: dict[str, Worker] = {}
+    results: dict[str, Any] = {}
+    try:
+        for s in subjects:
+            log(f'bursts: starting {s.label}')
+            try:
+                sandbox, worker = open_client(s.env, s.client, sandbox_env, warmup=warmup)
+            except BenchError as exc:
+                results[s.key] = {'failed': str(exc)}
+                log(f'bursts: {s.label} failed: {exc}')
+                continue
+            opened += [worker, sandbox]
+            workers[s.key] = worker
+            results[s.key] = {'version': worker.version, 'rounds': []}
+        order = [s for s in subjects if s.key in workers]
+        for repeat in range(rounds + 1):
+            log(f'bursts: round {repeat} of {rounds} ({calls} calls at once)')
+            for s in order if repeat % 2 == 0 else order[::-1]:
+                if 'failed' in results[s.key]:
+                    continue
+                try:
+                    results[s.key]['rounds'].append(workers[s.key].ask(
+                        {'op': 'burst', 'call': 'ticker', 'n': calls}, timeout=300))
+                except BenchError as exc:
+                    results[s.key] = {'failed': str(exc)}
+                    log(f'bursts: {s.label} failed: {exc}')
+    finally:
+        for thing in opened:
+            thing.stop()
+    for data in results.values():
+        runs = data.get('rounds')
+        if not runs:
+            continue
+        timed = runs[1:] or runs
+        wall = [r['wall'] * 1000 for r in timed]
+        data.update(
+            calls_at_once=calls, timed_rounds=len(timed), wall_ms=statistics.median(wall),
+            wall_min=min(wall), wall_max=max(wall),
+            per_second=calls / statistics.median(wall) * 1000,
+            cpu_ms=statistics.median((r['user'] + r['sys']) / calls * 1000 for r in timed),
+            calls=sum(r['calls'] for r in runs), errors=sum(r['errors'] for r in runs),
+            first_error=next((r['first_error'] for r in runs if r['first_error']), ''))
+    return results
+
+
 def time_runs(commands: dict[str, tuple[Env, list[str]]], runs: int) -> dict[str, list[float]]:
     """Wall time of each command ``runs`` times, the commands interleaved."""
     times: dict[str, list[float]] = {name: [] for name in commands}
@@ -812,9 +1009,13 @@ def cpu_table(cpu: dict[str, Any], labels: dict[str, str]) -> str:
             f'{errors}' + (f' ({b["invalid_nonce"] + t["invalid_nonce"]} invalid nonce)'
                            if b['invalid_nonce'] + t['invalid_nonce'] else ''),
         ])
+    notes = [f'- {label}: the first error was "{first}"'
+             for key, label in labels.items()
+             if (first := cpu.get(key, {}).get('ticker_summary', {}).get('first_error')
+                 or cpu.get(key, {}).get('balance_summary', {}).get('first_error'))]
     return table(['Client', 'Ticker CPU ms', 'Ticker wall ms', 'Balance CPU ms (min–max)',
                   'Balance wall ms', 'Balance CPU ÷ floor', '÷ floor trust_env=False',
-                  'errors'], rows)
+                  'errors'], rows) + ('\n\n' + '\n'.join(notes) if notes else '')
 
 
 def import_table(imports: dict[str, Any]) -> str:
@@ -848,6 +1049,24 @@ def threads_table(threads: dict[str, Any], labels: dict[str, str]) -> str:
                      str(data['errors']), str(data['invalid_nonce'])])
     return table(['Client (8 threads, one object)', 'calls/s', 'successful calls/s', 'calls',
                   'errors', 'EAPI:Invalid nonce'], rows)
+
+
+def bursts_table(bursts: dict[str, Any], labels: dict[str, str]) -> str:
+    rows = []
+    for key, label in labels.items():
+        data = bursts.get(key)
+        if data is None:
+            continue
+        if 'failed' in data:
+            rows.append([label, 'failed: ' + data['failed'].splitlines()[0][:60]] + [''] * 5)
+            continue
+        wall = f'{data["wall_ms"]:.0f} ({data["wall_min"]:.0f}–{data["wall_max"]:.0f})'
+        rows.append([label, wall,
+                     f'{data["per_second"]:.0f}', f'{data["cpu_ms"]:.3f}', str(data['calls']),
+                     str(data['errors']), data['first_error'][:80].replace('|', '/') or '—'])
+    return table(['Client (asyncio, one object)', 'wall ms for all at once (min–max)',
+                  'calls/s', 'client CPU ms per call', 'calls', 'errors', 'first error'],
+                 rows)
 
 
 def pacing_table(pacing: dict[str, Any], labels: dict[str, str], note: str) -> str:
@@ -926,14 +1145,17 @@ def report(results: dict[str, Any]) -> str:
         '# krakenex benchmarks',
         '',
         f'Run `{meta["command"]}` on {meta["date"]}. '
-        f'{meta["cpus"]} CPUs, Python {meta["python"]} ({meta["platform"]}).',
+        f'{meta["cpus"]} CPUs, Python {meta["python"]} ({meta["platform"]}), '
+        f'{meta["environ"]} environment variables (the default floor reads them all on every '
+        'call; see benchmarks/README.md).',
         '',
         'Versions: ' + '; '.join(f'{label}: {v}' for label, v in meta['versions'].items()) + '.',
         '',
         f'## Client CPU and wall time per call\n\nMedian over {meta["repeats"]} repeats of '
         f'{meta["calls"]} calls each, after a warm-up; CPU is user + system time of the '
         'client process only (the sandbox runs in its own process). The floors are a plain '
-        '`requests.Session` that signs by hand.\n',
+        '`requests.Session` that signs by hand. The asyncio clients await each call before '
+        'the next, on one event loop.\n',
         cpu_table(results['cpu'], labels),
         '',
         '## Import and command line\n\nMedian of '
@@ -952,6 +1174,15 @@ def report(results: dict[str, Any]) -> str:
         f'## Threads\n\n{THREADS} threads share one client object and call Balance for '
         f'{meta["thread_seconds"]:g} s against a fresh sandbox key.\n',
         threads_table(results['threads'], labels),
+        '',
+        f'## asyncio: {meta["burst_calls"]} calls at once\n\n{meta["burst_calls"]} public '
+        '`Ticker` calls started together with `asyncio.gather` on one client object, each '
+        'client against a sandbox of its own; wall time from the start to the last reply, '
+        f'median of {meta["burst_rounds"]} rounds after a round that opens the connections, '
+        'clients taking turns. Every call of every round is checked: `errors` counts the calls '
+        'that raised or returned an error. AsyncAPI runs with `retries=0` so that no '
+        'failure is retried away; ccxt\'s rate limiter is off, as in the CPU runs.\n',
+        bursts_table(results['bursts'], labels),
         '',
         '## Pacing\n\n' + results['pacing_note'] + '\n',
         pacing_table(results['pacing'], {**labels, **results['pacing_labels']},
@@ -978,6 +1209,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--thread-seconds', type=float, help='default 10; quick 2')
     parser.add_argument('--pacing-seconds', type=float,
                         help='pacing window (default 60; quick mode skips pacing)')
+    parser.add_argument('--burst-calls', type=int, default=200,
+                        help='asyncio calls started at once (default 200)')
+    parser.add_argument('--burst-rounds', type=int,
+                        help='timed rounds of them (default 5; quick 2)')
     parser.add_argument('--import-runs', type=int, help='default 20; quick 5')
     parser.add_argument('--output', type=Path,
                         help=f'where to write the report (default {RESULTS.relative_to(REPO)}; '
@@ -1004,6 +1239,7 @@ def run(args: argparse.Namespace) -> int:
     repeats = args.repeats or (3 if quick else 5)
     thread_seconds = args.thread_seconds or (2.0 if quick else 10.0)
     import_runs = args.import_runs or (5 if quick else 20)
+    burst_rounds = args.burst_rounds or (2 if quick else 5)
     pacing_seconds = args.pacing_seconds or (None if quick else 60.0)
     warmup = 20 if quick else 100
     output = args.output or (None if quick else RESULTS)
@@ -1037,6 +1273,18 @@ def run(args: argparse.Namespace) -> int:
             labels[name] = label
     subjects += peer_subjects
 
+    # The asyncio clients: AsyncAPI beside the peers' own asyncio clients.
+    labels['krakenex-async'] = (f'krakenex {ours.versions.get("krakenex", "")} AsyncAPI '
+                                '(this checkout)')
+    async_subjects = [Subject('krakenex-async', labels['krakenex-async'], ours,
+                              'krakenex-async')]
+    for name, kind in (('python-kraken-sdk', 'SpotAsyncClient'),
+                       ('ccxt', 'async_support.kraken')):
+        if name in envs:
+            key = f'{name}-async'
+            labels[key] = f'{labels[name]} {kind}'
+            async_subjects.append(Subject(key, labels[key], envs[name], key))
+
     results: dict[str, Any] = {'labels': labels, 'peer_keys': [s.key for s in peer_subjects]}
 
     # Pacing runs in the background while the rest is measured: it spends its
@@ -1060,7 +1308,9 @@ def run(args: argparse.Namespace) -> int:
             f'{calls_max(pacing_seconds)} for T = {pacing_seconds:g} s '
             f'(a burst of 7, then 9.9 a minute).')
     try:
-        results['cpu'] = measure_cpu(subjects, ours, calls, repeats, warmup)
+        results['cpu'] = measure_cpu(subjects + async_subjects, ours, calls, repeats, warmup)
+        results['bursts'] = measure_bursts(async_subjects, ours, args.burst_calls, burst_rounds,
+                                           warmup=2)
         results['threads'] = measure_threads(
             [s for s in subjects if not s.key.startswith('floor')], ours, thread_seconds)
         imports = [('krakenex', 'import krakenex', ours, 'krakenex.API'),
@@ -1085,7 +1335,8 @@ def run(args: argparse.Namespace) -> int:
         results['pacing_note'] = 'Not measured in this run.'
 
     versions = {'krakenex (this checkout)': ours.versions.get('krakenex', '?'),
-                'requests': ours.versions.get('requests', '?')}
+                'requests': ours.versions.get('requests', '?'),
+                'aiohttp (for AsyncAPI)': ours.versions.get('aiohttp', 'not installed')}
     for name, label, _requirement, dist, _module in PEERS:
         if name in envs:
             versions[label] = envs[name].versions.get(dist, '?')
@@ -1096,9 +1347,11 @@ def run(args: argparse.Namespace) -> int:
                                                    if sys.argv[1:] else ''),
         'date': datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z'),
         'cpus': os.cpu_count(), 'python': platform.python_version(),
+        'environ': len(ours.environ()),
         'platform': f'{platform.system()} {platform.machine()}', 'versions': versions,
         'calls': calls, 'repeats': repeats, 'thread_seconds': thread_seconds,
         'import_runs': import_runs, 'pacing_seconds': pacing_seconds,
+        'burst_calls': args.burst_calls, 'burst_rounds': burst_rounds,
         'pacing_tier': pacing_tier,
     }
     results['pacing_labels'] = pacing_labels
@@ -1107,7 +1360,8 @@ def run(args: argparse.Namespace) -> int:
     if output:
         output.write_text(text, encoding='utf-8')
         log(f'wrote {output}')
-    failed = [key for part in ('cpu', 'threads') for key in ('krakenex', 'floor', 'floor-noenv')
+    failed = [key for part in ('cpu', 'threads', 'bursts')
+              for key in ('krakenex', 'floor', 'floor-noenv', 'krakenex-async')
               if 'failed' in results[part].get(key, {})]
     return 1 if failed else 0
 

@@ -31,13 +31,13 @@ import logging
 import math
 import random
 import re
+import sys
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     pass
@@ -154,9 +154,13 @@ def render(value: Any) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise KrakenUsageError(f'{value!r} is not a number Kraken accepts')
+        from decimal import Decimal  # here, not up front: it adds to krakenex's import time
+
         # Fifteen significant digits is what a float reliably holds.
         value = Decimal(f'{value:.15g}')
-    if isinstance(value, Decimal):
+    # A Decimal can only exist once its module is loaded; krakenex does not load it up front.
+    decimal = sys.modules.get('decimal')
+    if decimal is not None and isinstance(value, decimal.Decimal):
         if not value.is_finite():
             raise KrakenUsageError(f'{value!r} is not a number Kraken accepts')
         text = format(value, 'f')
@@ -258,8 +262,10 @@ def nonce_in(body: bytes) -> str:
 
 # -------------------------------------------------------------- requests
 
-@dataclass(frozen=True)
-class Request:
+_NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
+
+
+class Request(NamedTuple):
     """One HTTP request to send, as a driver needs it."""
 
     #: Kraken's method name, for messages.
@@ -273,11 +279,11 @@ class Request:
     #: The body, for a POST.
     body: bytes | None = None
     #: Headers of this request (``API-Key``, ``API-Sign``, ``Content-Type``).
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = _NO_HEADERS
     #: The nonce a private call carries.
     nonce: int | None = None
     #: The caller's parameters, for the evidence of an unknown outcome.
-    data: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = _NO_HEADERS
 
 
 def public_request(apiversion: str, method: str, data: Mapping[str, Any]) -> Request:
@@ -307,8 +313,7 @@ def private_request(apiversion: str, method: str, data: Mapping[str, Any], *, ke
     return Request(method, 'POST', path, body=body, headers=headers, nonce=nonce, data=data)
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """One call as a driver runs it: how to build each attempt, and what its outcomes mean.
 
     A driver (:class:`~krakenex.API`, :class:`~krakenex.AsyncAPI`) runs every
@@ -333,14 +338,12 @@ class Call:
     #: Sent one at a time with the driver's other serial calls (private calls, for nonces).
     serial: bool = False
     #: The error to raise for a failure once a request may have left.
-    unknown: Callable[[KrakenError, Request], KrakenError] = field(
-        default=lambda error, request: error)
+    unknown: Callable[[KrakenError, Request], KrakenError] = lambda error, request: error
 
 
 # --------------------------------------------------------------- replies
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """What a transport received: enough to judge it, and the transport's own object."""
 
     status: int

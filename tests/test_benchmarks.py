@@ -2,7 +2,8 @@
 
 The figures themselves are not checked here (speed targets are benchmark results,
 not timed tests); only that ``python benchmarks/bench.py --quick`` still measures
-everything it reports, in well under a minute.
+everything it reports (the AsyncAPI rows and the 200 calls at once among them), in well
+under a minute.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / 'benchmarks' / 'bench.py'
 
 OURS = f'krakenex {krakenex.__version__} (this checkout)'
+ASYNC = f'krakenex {krakenex.__version__} AsyncAPI (this checkout)'
 FLOORS = ['requests.Session floor (default)', 'requests.Session floor (trust_env=False)']
 
 #: Every row the quick run prints, by its first cell.
 ROWS = [
-    OURS, *FLOORS,
+    OURS, *FLOORS, ASYNC,
     'import krakenex', 'import requests',
     'python -c pass', 'krakenex --help', 'krakenex --sandbox Time',
     'Client CPU per Balance ≤ 0.65× the default requests.Session floor',
@@ -84,7 +86,7 @@ def test_quick_benchmark_prints_every_row_with_figures(tmp_path: Path) -> None:
     assert 'failed' not in done.stdout, done.stdout
 
     cpu = found['Ticker CPU ms']
-    for client in (OURS, *FLOORS):
+    for client in (OURS, *FLOORS, ASYNC):
         ticker_cpu, ticker_wall, balance_cpu, balance_wall = map(number, cpu[client][1:5])
         assert min(ticker_cpu, ticker_wall, balance_cpu, balance_wall) > 0, cpu[client]
         assert cpu[client][-1] == '0', f'{client} had errors: {cpu[client]}'
@@ -93,5 +95,8 @@ def test_quick_benchmark_prints_every_row_with_figures(tmp_path: Path) -> None:
     assert number(found['wall ms (median)']['krakenex --sandbox Time'][1]) > 0
     threads = found['calls/s'][OURS]
     assert number(threads[1]) > 0 and threads[-1] == '0', threads
+    bursts = found['wall ms for all at once (min–max)'][ASYNC]
+    assert number(bursts[1]) > 0, bursts
+    assert bursts[4] == '600' and bursts[5] == '0', f'a call at once went wrong: {bursts}'
 
     assert output.read_text(encoding='utf-8').strip() == done.stdout.strip()

@@ -133,6 +133,41 @@ def test_session_headers_cookies_auth_and_params_reach_the_server(
     assert private['headers']['api-key'] == 'k'
 
 
+def test_session_settings_changed_after_the_first_call_apply(
+        target: Echo, no_proxy_env: None) -> None:
+    api = API('k', 'c2VjcmV0', uri=target.url)
+    assert 'x-trace' not in through_api(api)['headers']
+    api.session.headers['X-Trace'] = 'abc'
+    api.session.headers['Accept'] = None  # None removes a header, as in requests
+    api.session.cookies.set('session-id', 's1')
+    api.session.auth = ('user', 'pass')
+    api.session.params = {'trace': '1'}
+    for seen in (through_api(api), api.query_private('Balance')['result']):
+        assert seen['headers']['x-trace'] == 'abc'
+        assert 'accept' not in seen['headers']
+        assert seen['headers']['cookie'] == 'session-id=s1'
+        assert seen['headers']['authorization'] == 'Basic dXNlcjpwYXNz'
+        assert seen['path'].endswith('?trace=1')
+    del api.session.headers['X-Trace']
+    assert 'x-trace' not in through_api(api)['headers']
+
+
+def test_netrc_credentials_apply_when_the_session_trusts_the_environment(
+        target: Echo, no_proxy_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    netrc = tmp_path / 'netrc'
+    netrc.write_text('machine 127.0.0.1 login user password pass\n')
+    netrc.chmod(0o600)
+    monkeypatch.setenv('NETRC', str(netrc))
+    expected = through_requests(requests.Session(), target.url)['headers']['authorization']
+    assert expected == 'Basic dXNlcjpwYXNz'
+    assert through_api(API(uri=target.url))['headers']['authorization'] == expected
+    private = API('k', 'c2VjcmV0', uri=target.url).query_private('Balance')['result']
+    assert private['headers']['authorization'] == expected
+    untrusting = API(uri=target.url)
+    untrusting.session.trust_env = False
+    assert 'authorization' not in through_api(untrusting)['headers']
+
+
 def test_response_hooks_of_the_session_run(target: Echo, no_proxy_env: None) -> None:
     api = API(uri=target.url)
     statuses: list[int] = []
