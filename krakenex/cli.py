@@ -94,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .sandbox import main as serve
 
         return serve(argv[1:], prog='krakenex sandbox')
+    if argv[:1] == ['ws']:
+        from .ws.cli import main as ws
+
+        return ws(argv[1:])
     if '--futures' in argv:
         from .futures.cli import main as futures
 

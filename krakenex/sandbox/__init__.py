@@ -60,7 +60,7 @@ import threading
 import time
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..pacing import TIERS, parse_tier
 from . import futures
@@ -70,6 +70,9 @@ from .market import PAIRS, find_pair
 from .params import arithmetic
 from .replies import Reply, envelope
 from .server import FAULT_KINDS, MAX_CONNECTIONS, READ_TIMEOUT, Faults, Request, Route, Server
+
+if TYPE_CHECKING:
+    from .feed import Feed
 
 __all__ = ['Sandbox', 'Account', 'Request', 'Reply', 'Route', 'envelope', 'TIERS',
            'FAULT_KINDS', 'READ_TIMEOUT', 'MAX_CONNECTIONS', 'main']
@@ -150,11 +153,29 @@ class Sandbox:
         self._thread: threading.Thread | None = None
         #: Kraken Futures on the same server, with its own accounts (:mod:`.futures`).
         self.futures = futures.attach(self, seed=seed)
+        #: The WebSocket v2 feed (:mod:`krakenex.sandbox.feed`); None without ``krakenex[ws]``.
+        self.feed = _feed(self)
 
     def __repr__(self) -> str:
         if not self.url:
             return '<Sandbox not started>'
         return f'<Sandbox {self.url}{"" if self.running else " stopped"}>'
+
+    @property
+    def ws_url(self) -> str:
+        """The public WebSocket v2 endpoint, such as ``ws://127.0.0.1:52173/v2``."""
+        return self._ws_feed().endpoint(self.url, private=False)
+
+    @property
+    def ws_auth_url(self) -> str:
+        """The authenticated WebSocket v2 endpoint, such as ``ws://127.0.0.1:52173/auth/v2``."""
+        return self._ws_feed().endpoint(self.url, private=True)
+
+    def _ws_feed(self) -> Feed:
+        if self.feed is None:
+            raise RuntimeError("the sandbox serves WebSocket v2 with the 'websockets' package: "
+                               "pip install 'krakenex[ws]'")
+        return self.feed
 
     @property
     def futures_url(self) -> str:
@@ -265,6 +286,14 @@ class Sandbox:
                 raise ValueError('no account has that key')
             return [{**o.to_kraken(True), 'txid': o.txid, 'cl_ord_id': o.cl_ord_id}
                     for o in account.orders.values() if not o.seeded]
+
+
+def _feed(sandbox: Sandbox) -> Feed | None:
+    try:
+        from .feed import attach
+    except ImportError:  # no websockets: the sandbox serves REST only
+        return None
+    return attach(sandbox)
 
 
 def _port(text: str) -> int:

@@ -1,0 +1,700 @@
+"""The sandbox's WebSocket v2 feed: Kraken's public and private channels over its market.
+
+Served on the sandbox's own port when the ``websockets`` package is installed
+(``pip install 'krakenex[ws]'``): :attr:`Sandbox.ws_url
+<krakenex.sandbox.Sandbox.ws_url>` (``ws://127.0.0.1:PORT/v2``) for ``book``,
+``ticker``, ``trade``, ``ohlc`` and ``instrument``, and :attr:`Sandbox.ws_auth_url
+<krakenex.sandbox.Sandbox.ws_auth_url>` (``.../auth/v2``) for ``executions``,
+``balances`` and trading with a token from ``GetWebSocketsToken``.
+
+Numbers go out at each pair's precision (prices at ``pair_decimals``,
+quantities at 8 decimals) and book checksums are computed from that text, as
+Kraken does. Everything about the exchange goes through the sandbox's public
+methods, its endpoint tables and the exchange lock. :meth:`Feed.inject` adds
+the faults WebSocket users meet: ``drop`` (no close frame), ``close1001``,
+``stall`` (no heartbeats or replies), ``bad_checksum``, ``handshake429``,
+``invalid_session`` and ``reply_lost`` (an order executed, its reply lost).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as Handshake
+from websockets.server import ServerProtocol
+from websockets.sync.connection import Connection
+
+from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
+from .params import ApiError
+from .replies import Reply, iso
+from .replies import text as text_reply
+
+if TYPE_CHECKING:
+    from . import Sandbox
+    from .exchange import Account
+    from .server import Request
+
+__all__ = ['Feed', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH']
+
+PUBLIC_PATH = '/v2'
+PRIVATE_PATH = '/auth/v2'
+
+#: The fault kinds :meth:`Feed.inject` accepts.
+FEED_FAULTS = frozenset({'drop', 'close1001', 'stall', 'bad_checksum', 'handshake429',
+                         'invalid_session', 'reply_lost'})
+
+#: Seconds a token from GetWebSocketsToken may wait for its first use (Kraken: 15 minutes).
+TOKEN_LIFETIME = 900.0
+CHECKSUM_LEVELS = 10
+BOOK_DEPTHS = (10, 25, 100, 500, 1000)
+PRIVATE_CHANNELS = ('executions', 'balances')
+PUBLIC_CHANNELS = ('book', 'ticker', 'trade', 'ohlc', 'instrument')
+
+
+def v2_symbol(spec: PairSpec) -> str:
+    """A pair's name on WebSocket v2, which says BTC where v1 and REST say XBT."""
+    return spec.wsname.replace('XBT', 'BTC')
+
+
+def _v2_pair(symbol: Any) -> PairSpec | None:
+    if not isinstance(symbol, str) or 'XBT' in symbol.upper():
+        return None  # v2 refuses v1's XBT: "Currency pair not supported XBT/USD"
+    return find_pair(symbol)
+
+
+def _crc_text(price: str, qty: str) -> str:
+    return price.replace('.', '').lstrip('0') + qty.replace('.', '').lstrip('0')
+
+
+def attach(sandbox: Sandbox) -> Feed:
+    """Serve the feed on ``sandbox``'s port and record the tokens it hands out."""
+    feed = Feed(sandbox)
+    sandbox.add_route(PUBLIC_PATH, lambda request: feed.route(request, private=False))
+    sandbox.add_route(PRIVATE_PATH, lambda request: feed.route(request, private=True))
+    issue = sandbox.endpoints.private['GetWebSocketsToken']
+
+    def websockets_token(account: Account, params: dict[str, Any]) -> object:
+        result = issue(account, params)
+        if isinstance(result, dict):
+            feed.tokens[str(result['token'])] = [account.key, time.time(), False]
+        return result
+
+    sandbox.endpoints.private['GetWebSocketsToken'] = websockets_token
+    return feed
+
+
+class Feed:
+    """Kraken's WebSocket v2 over one sandbox; one thread per connection.
+
+    :ivar heartbeat: seconds between heartbeats on a connection with a subscription
+    :ivar tick: seconds between looks at the market and the accounts for changes
+    """
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.heartbeat = 1.0
+        self.tick = 0.05
+        self.tokens: dict[str, list[Any]] = {}  # token -> [key, issued, used]
+        self.handshakes = 0
+        self._faults: list[str] = []
+        self._guard = threading.Lock()
+        self._sessions: list[_Session] = []
+
+    @staticmethod
+    def endpoint(base: str, *, private: bool) -> str:
+        """The feed's URL on a sandbox served at ``base`` (``http://127.0.0.1:PORT``)."""
+        path = PRIVATE_PATH if private else PUBLIC_PATH
+        return base.replace('http://', 'ws://', 1) + path if base else ''
+
+    def inject(self, kind: str, *, times: int = 1) -> None:
+        """Give the feed a fault (see the module doc); ``drop``, ``close1001`` and
+        ``stall`` hit every open connection at once, the others the next occasion."""
+        if kind not in FEED_FAULTS:
+            raise ValueError(f'unknown fault {kind!r}; choose one of {sorted(FEED_FAULTS)}')
+        with self._guard:
+            if kind in ('drop', 'close1001', 'stall'):
+                for session in self._sessions:
+                    session.fault = kind
+                return
+            self._faults += [kind] * times
+
+    def take(self, kind: str) -> bool:
+        """Use up one injected fault of ``kind``, if there is one."""
+        with self._guard:
+            if kind in self._faults:
+                self._faults.remove(kind)
+                return True
+            return False
+
+    def route(self, request: Request, *, private: bool) -> Reply | None:
+        """The sandbox route: upgrade to WebSocket and serve the connection until it ends."""
+        self.handshakes += 1
+        if request.headers.get('upgrade', '').lower() != 'websocket':
+            return text_reply(426, 'WebSocket only: connect with a WebSocket client\n')
+        if self.take('handshake429'):
+            return text_reply(429, 'Too Many Requests\n')
+        protocol = ServerProtocol(max_size=1 << 20)
+        handler = request.handler  # the HTTP server has read the request: give it back
+        head = ''.join(f'{k}: {v}\r\n' for k, v in handler.headers.items())
+        protocol.receive_data(f'{handler.requestline}\r\n{head}\r\n'.encode('latin-1'))
+        handshake = protocol.events_received()[0]
+        assert isinstance(handshake, Handshake)
+        response = protocol.accept(handshake)
+        protocol.send_response(response)
+        sock: socket.socket = request.handler.connection
+        sock.sendall(b''.join(protocol.data_to_send()))
+        if response.status_code != 101:
+            return None
+        sock.settimeout(None)
+        connection = Connection(sock, protocol, ping_interval=None, close_timeout=1)
+        session = _Session(self, connection, sock, private)
+        with self._guard:
+            self._sessions.append(session)
+        try:
+            session.run()
+        finally:
+            with self._guard:
+                self._sessions.remove(session)
+        return None
+
+    # -- market data, as Kraken's v2 channels carry it ----------------------------------
+
+    def book_levels(self, spec: PairSpec, depth: int) -> dict[str, list[tuple[str, str]]]:
+        """The top ``depth`` levels of both sides as wire text at the pair's precision."""
+        market = self.sandbox.exchange.market
+        with self.sandbox.exchange.lock:
+            book = {}
+            for side, name in (('b', 'bids'), ('a', 'asks')):
+                levels: Iterator[tuple[Decimal, Decimal]] = market.levels(spec, side)
+                book[name] = [(places(p, spec.pair_decimals), places(q, LOT_DECIMALS))
+                              for p, q in (next(levels) for _ in range(depth))]
+        return book
+
+    @staticmethod
+    def checksum(book: dict[str, list[tuple[str, str]]]) -> int:
+        """Kraken's checksum over the wire text of the ten best asks, then bids."""
+        text = ''.join(_crc_text(p, q) for side in ('asks', 'bids')
+                       for p, q in book[side][:CHECKSUM_LEVELS])
+        return zlib.crc32(text.encode('ascii'))
+
+    def instrument(self) -> dict[str, Any]:
+        pairs = [{'symbol': v2_symbol(p), 'base': p.base, 'quote': p.quote, 'status': 'online',
+                  'price_precision': p.pair_decimals, 'qty_precision': LOT_DECIMALS,
+                  'price_increment': Decimal(places(p.tick_size, p.pair_decimals)),
+                  'qty_min': p.ordermin, 'cost_min': p.costmin} for p in PAIRS.values()]
+        return {'assets': [], 'pairs': pairs}
+
+    def ticker(self, spec: PairSpec) -> dict[str, Any]:
+        book = self.book_levels(spec, 1)
+        with self.sandbox.exchange.lock:
+            mid = self.sandbox.exchange.market.mid(spec)
+        (bid, bid_qty), (ask, ask_qty) = book['bids'][0], book['asks'][0]
+        return {'symbol': v2_symbol(spec), 'bid': _Raw(bid), 'bid_qty': _Raw(bid_qty),
+                'ask': _Raw(ask), 'ask_qty': _Raw(ask_qty),
+                'last': _Raw(places(mid, spec.pair_decimals))}
+
+    def trades(self, spec: PairSpec, count: int = 50) -> list[dict[str, Any]]:
+        with self.sandbox.exchange.lock:
+            rows, _ = self.sandbox.exchange.market.trades(spec, None, count)
+        out = []
+        for row in rows[-count:]:
+            price, volume, when, side, ordertype = row[:5]
+            out.append({'symbol': v2_symbol(spec), 'side': 'buy' if side == 'b' else 'sell',
+                        'price': _Raw(price), 'qty': _Raw(volume),
+                        'ord_type': 'market' if ordertype == 'm' else 'limit',
+                        'trade_id': row[6] if len(row) > 6 else 0,
+                        'timestamp': iso(float(str(when)))})
+        return out
+
+    def candles(self, spec: PairSpec, interval: int) -> list[dict[str, Any]]:
+        with self.sandbox.exchange.lock:
+            rows, _ = self.sandbox.exchange.market.ohlc(spec, interval, None)
+        return [{'symbol': v2_symbol(spec), 'open': _Raw(o), 'high': _Raw(h), 'low': _Raw(lo),
+                 'close': _Raw(c), 'vwap': _Raw(vw), 'volume': _Raw(v), 'trades': n,
+                 'interval': interval, 'interval_begin': iso(float(str(t)))}
+                for t, o, h, lo, c, vw, v, n in rows[-10:]]
+
+    # -- the account ---------------------------------------------------------------------
+
+    def account_of(self, token: Any) -> str | None:
+        """The key a token belongs to, if it is still good; a good token is then kept."""
+        entry = self.tokens.get(token) if isinstance(token, str) else None
+        if entry is None:
+            return None
+        key, issued, used = entry
+        if not used and time.time() - issued > TOKEN_LIFETIME:
+            return None
+        entry[2] = True
+        return str(key)
+
+    def private_call(self, key: str, method: str, params: dict[str, Any]) -> Any:
+        """Run one of the sandbox's REST handlers for ``key``'s account, under the lock."""
+        exchange = self.sandbox.exchange
+        with exchange.lock:
+            account = exchange.accounts[key]
+            exchange.expire_timers()
+            return self.sandbox.endpoints.private[method](account, params)
+
+
+class _Session:
+    """One WebSocket connection: its subscriptions, and what the subscriber already has."""
+
+    def __init__(self, feed: Feed, connection: Connection, sock: socket.socket,
+                 private: bool) -> None:
+        self.feed, self.connection, self.sock, self.private = feed, connection, sock, private
+        self.fault: str | None = None
+        self.books: dict[str, tuple[PairSpec, int, dict[str, list[tuple[str, str]]]]] = {}
+        self.tickers: dict[str, tuple[PairSpec, dict[str, Any]]] = {}
+        self.trades: dict[str, tuple[PairSpec, int]] = {}
+        self.ohlc: dict[tuple[str, int], tuple[PairSpec, Any]] = {}
+        self.executions: dict[str, Any] | None = None
+        self.balances: dict[str, Any] | None = None
+        self.key: str | None = None
+        self.sequence = 0
+        self.orders: dict[str, tuple[str, str]] = {}  # txid -> (status, vol_exec) last sent
+        self.last_beat = time.monotonic()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.connection.send(_dumps(message))
+
+    def run(self) -> None:
+        self.send({'channel': 'status', 'type': 'update', 'data': [{
+            'api_version': 'v2', 'connection_id': id(self), 'system': 'online',
+            'version': '2.0.10'}]})
+        next_look = time.monotonic()
+        while True:
+            if self.fault is not None and self.apply_fault():
+                return
+            try:
+                raw = self.connection.recv(timeout=max(0.0, next_look - time.monotonic()))
+            except TimeoutError:
+                raw = None
+            except ConnectionClosed:
+                return
+            if self.fault == 'stall':
+                continue
+            try:
+                if raw is not None:
+                    self.answer(raw)
+                if time.monotonic() >= next_look:
+                    next_look = time.monotonic() + self.feed.tick
+                    self.look()
+            except ConnectionClosed:
+                return
+
+    def apply_fault(self) -> bool:
+        """Act on a connection fault; True if the connection is gone."""
+        if self.fault == 'drop':
+            with contextlib.suppress(OSError):  # a TCP reset: no close frame
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+                self.sock.close()
+            return True
+        if self.fault == 'close1001':
+            self.connection.close(1001, 'CloudFlare WebSocket proxy restarting')
+            return True
+        return False
+
+    # -- requests ------------------------------------------------------------------------
+
+    def answer(self, raw: str | bytes) -> None:
+        try:
+            message = json.loads(raw, parse_float=Decimal)
+        except ValueError:
+            self.send({'error': 'Malformed request', 'success': False, 'method': None})
+            return
+        if not isinstance(message, dict):
+            return
+        method, params = message.get('method'), message.get('params') or {}
+        head = {'method': method, 'req_id': message.get('req_id')} if 'req_id' in message \
+            else {'method': method}
+        stamp = {'time_in': iso(time.time()), 'time_out': iso(time.time())}
+        if method == 'ping':
+            self.send({'method': 'pong', **({'req_id': message['req_id']}
+                                            if 'req_id' in message else {}), **stamp})
+            return
+        if method in ('subscribe', 'unsubscribe'):
+            self.subscription(method, params, head, stamp)
+            return
+        if method in TRADING:
+            self.trade(method, params, head, stamp)
+            return
+        self.send({**head, 'success': False, 'error': f'Unsupported method {method}', **stamp})
+
+    def check_token(self, params: dict[str, Any]) -> str | None:
+        """The account key for a private request, or the error to answer with."""
+        if not self.private:
+            self.reply_error = 'EGeneral:Permission denied: use the authenticated endpoint'
+            return None
+        key = self.feed.account_of(params.get('token'))
+        if key is None or self.feed.take('invalid_session'):
+            self.reply_error = 'ESession:Invalid session'
+            return None
+        return key
+
+    def subscription(self, method: str, params: dict[str, Any], head: dict[str, Any],
+                     stamp: dict[str, str]) -> None:
+        channel = params.get('channel')
+        self.req_id = head.get('req_id')
+        if channel in PRIVATE_CHANNELS:
+            key = self.check_token(params)
+            if key is None:
+                self.send({**head, 'success': False, 'error': self.reply_error, **stamp})
+                return
+            self.key = key
+            result = {'channel': channel}
+            self.send({**head, 'success': True, 'result': result, **stamp})
+            if method == 'subscribe':
+                self.private_snapshot(channel, params)
+            elif channel == 'executions':
+                self.executions = None
+            else:
+                self.balances = None
+            return
+        if channel not in PUBLIC_CHANNELS:
+            self.send({**head, 'success': False, 'error': f'Channel {channel} not found', **stamp})
+            return
+        if channel == 'instrument':
+            self.send({**head, 'success': True, 'result': {'channel': channel}, **stamp})
+            if method == 'subscribe':
+                self.send({'channel': 'instrument', 'type': 'snapshot',
+                           'data': self.feed.instrument()})
+            return
+        symbols = params.get('symbol')
+        if not isinstance(symbols, list) or not symbols:
+            self.send({**head, 'success': False, 'error': 'Symbol field must be an array',
+                       **stamp})
+            return
+        for symbol in symbols:
+            spec = _v2_pair(symbol)
+            if spec is None:
+                self.send({**head, 'success': False, 'symbol': symbol,
+                           'error': f'Currency pair not supported {symbol}', **stamp})
+                continue
+            error = self.public_channel(method, channel, spec, symbol, params)
+            if error:
+                self.send({**head, 'success': False, 'symbol': symbol, 'error': error, **stamp})
+
+    def public_channel(self, method: str, channel: str, spec: PairSpec, symbol: str,
+                       params: dict[str, Any]) -> str | None:
+        """Subscribe or unsubscribe one symbol of a public channel; an error text or None."""
+        result: dict[str, Any] = {'channel': channel, 'symbol': symbol}
+        ack = {'method': method, 'success': True, 'result': result,
+               'time_in': iso(time.time()), 'time_out': iso(time.time())}
+        if self.req_id is not None:
+            ack['req_id'] = self.req_id
+        if channel == 'book':
+            depth = params.get('depth', 10)
+            if depth not in BOOK_DEPTHS:
+                return f'Invalid depth {depth}'
+            result['depth'] = depth
+            if method == 'unsubscribe':
+                self.books.pop(symbol, None)
+                self.send(ack)
+                return None
+            book = self.feed.book_levels(spec, depth)
+            self.books[symbol] = (spec, depth, book)
+            self.send({**ack, 'result': {**result, 'snapshot': True}})
+            self.send_book(symbol, 'snapshot', book, book)
+        elif channel == 'ohlc':
+            interval = params.get('interval', 1)
+            if interval not in OHLC_INTERVALS:
+                return f'Invalid interval {interval}'
+            result['interval'] = interval
+            if method == 'unsubscribe':
+                self.ohlc.pop((symbol, interval), None)
+                self.send(ack)
+                return None
+            candles = self.feed.candles(spec, interval)
+            self.ohlc[(symbol, interval)] = (spec, candles[-1:] if candles else None)
+            self.send(ack)
+            self.send({'channel': 'ohlc', 'type': 'snapshot', 'data': candles})
+        elif channel == 'ticker':
+            if method == 'unsubscribe':
+                self.tickers.pop(symbol, None)
+                self.send(ack)
+                return None
+            ticker = self.feed.ticker(spec)
+            self.tickers[symbol] = (spec, ticker)
+            self.send(ack)
+            self.send({'channel': 'ticker', 'type': 'snapshot', 'data': [ticker]})
+        else:  # trade
+            if method == 'unsubscribe':
+                self.trades.pop(symbol, None)
+                self.send(ack)
+                return None
+            trades = self.feed.trades(spec)
+            self.trades[symbol] = (spec, trades[-1]['trade_id'] if trades else 0)
+            self.send(ack)
+            if params.get('snapshot', True):
+                self.send({'channel': 'trade', 'type': 'snapshot', 'data': trades})
+        return None
+
+    req_id: Any = None
+    reply_error = ''
+
+    def private_snapshot(self, channel: str, params: dict[str, Any]) -> None:
+        assert self.key is not None
+        if channel == 'balances':
+            balances = self.feed.private_call(self.key, 'Balance', {})
+            self.balances = dict(balances)
+            self.send({'channel': 'balances', 'type': 'snapshot', 'sequence': self.next(),
+                       'data': [{'asset': a, 'balance': _Raw(b)} for a, b in balances.items()]})
+            return
+        self.executions = dict(params)
+        orders = self.feed.sandbox.orders(self.key)
+        self.orders = {o['txid']: (o['status'], o['vol_exec']) for o in orders}
+        data = []
+        if params.get('snap_orders', True):
+            data += [_execution(o, 'new') for o in orders if o['status'] == 'open']
+        if params.get('snap_trades', False):
+            data += [_execution(o, 'trade') for o in orders if Decimal(o['vol_exec'])][-50:]
+        self.send({'channel': 'executions', 'type': 'snapshot', 'data': data,
+                   'sequence': self.next()})
+
+    def next(self) -> int:
+        self.sequence += 1
+        return self.sequence
+
+    def trade(self, method: str, params: dict[str, Any], head: dict[str, Any],
+              stamp: dict[str, str]) -> None:
+        key = self.check_token(params)
+        if key is None:
+            self.send({**head, 'success': False, 'error': self.reply_error, **stamp})
+            return
+        try:
+            result = TRADING[method](self.feed, key, params)
+        except ApiError as exc:
+            self.send({**head, 'success': False, 'error': str(exc), **stamp})
+            return
+        if self.feed.take('reply_lost'):
+            self.fault = 'drop'  # executed; the reply never leaves
+            return
+        self.send({**head, 'success': True, 'result': result, **stamp})
+
+    # -- changes -------------------------------------------------------------------------
+
+    def look(self) -> None:
+        """Send what changed since the last look, and a heartbeat when it is due."""
+        for symbol, (spec, depth, sent) in list(self.books.items()):
+            book = self.feed.book_levels(spec, depth)
+            if book != sent:
+                self.books[symbol] = (spec, depth, book)
+                self.send_book(symbol, 'update', book, _changes(sent, book))
+        for symbol, (spec, sent_ticker) in list(self.tickers.items()):
+            ticker = self.feed.ticker(spec)
+            if ticker != sent_ticker:
+                self.tickers[symbol] = (spec, ticker)
+                self.send({'channel': 'ticker', 'type': 'update', 'data': [ticker]})
+        for symbol, (spec, last_id) in list(self.trades.items()):
+            fresh = [t for t in self.feed.trades(spec) if t['trade_id'] > last_id]
+            if fresh:
+                self.trades[symbol] = (spec, fresh[-1]['trade_id'])
+                self.send({'channel': 'trade', 'type': 'update', 'data': fresh})
+        if self.key is not None and self.executions is not None:
+            self.look_executions()
+        if self.key is not None and self.balances is not None:
+            balances = dict(self.feed.private_call(self.key, 'Balance', {}))
+            changed = [{'asset': a, 'balance': _Raw(b)} for a, b in balances.items()
+                       if self.balances.get(a) != b]
+            if changed:
+                self.balances = balances
+                self.send({'channel': 'balances', 'type': 'update', 'data': changed,
+                           'sequence': self.next()})
+        subscribed = self.books or self.tickers or self.trades or self.ohlc or (
+            self.executions is not None or self.balances is not None)
+        if subscribed and time.monotonic() - self.last_beat >= self.feed.heartbeat:
+            self.last_beat = time.monotonic()
+            self.send({'channel': 'heartbeat'})
+
+    def look_executions(self) -> None:
+        assert self.key is not None
+        updates = []
+        for order in self.feed.sandbox.orders(self.key):
+            state = (order['status'], order['vol_exec'])
+            before = self.orders.get(order['txid'])
+            if before == state:
+                continue
+            self.orders[order['txid']] = state
+            if before is None:
+                updates.append(_execution(order, 'new'))
+            if Decimal(order['vol_exec']) > Decimal(before[1] if before else '0'):
+                updates.append(_execution(order, 'trade'))
+            if order['status'] in ('closed', 'canceled', 'expired'):
+                kind = {'closed': 'filled', 'canceled': 'canceled', 'expired': 'expired'}
+                updates.append(_execution(order, kind[order['status']]))
+        for update in updates:
+            self.send({'channel': 'executions', 'type': 'update', 'data': [update],
+                       'sequence': self.next()})
+
+    def send_book(self, symbol: str, kind: str, book: dict[str, list[tuple[str, str]]],
+                  levels: dict[str, list[tuple[str, str]]]) -> None:
+        checksum = self.feed.checksum(book)
+        if self.feed.take('bad_checksum'):
+            checksum ^= 0x5A5A5A5A
+        data = {'symbol': symbol,
+                'bids': [{'price': _Raw(p), 'qty': _Raw(q)} for p, q in levels['bids']],
+                'asks': [{'price': _Raw(p), 'qty': _Raw(q)} for p, q in levels['asks']],
+                'checksum': checksum, 'timestamp': iso(time.time())}
+        self.send({'channel': 'book', 'type': kind, 'data': [data]})
+
+
+class _Raw(str):
+    """Wire text of a number, written into the JSON as a number (``0.10000000``)."""
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    """JSON with numbers in :class:`_Raw` written as themselves, trailing zeros included."""
+    marks: list[str] = []
+
+    def mark(value: Any) -> Any:
+        if isinstance(value, _Raw):
+            marks.append(str(value))
+            return f'\0{len(marks) - 1}\0'
+        if isinstance(value, dict):
+            return {k: mark(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mark(v) for v in value]
+        return value
+
+    text = json.dumps(mark(message), default=_number)
+    for i, raw in enumerate(marks):
+        text = text.replace(f'"\\u0000{i}\\u0000"', raw, 1)
+    return text
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f'{type(value).__name__} is not JSON serializable')
+
+
+def _changes(before: dict[str, list[tuple[str, str]]],
+             after: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
+    """The levels a subscriber needs to go from ``before`` to ``after`` (qty 0 removes)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for side in ('bids', 'asks'):
+        old, new = dict(before[side]), dict(after[side])
+        out[side] = ([(p, '0.00000000') for p in old if p not in new]
+                     + [(p, q) for p, q in after[side] if old.get(p) != q])
+    return out
+
+
+def _execution(order: dict[str, Any], exec_type: str) -> dict[str, Any]:
+    """One of the sandbox's orders as an ``executions`` report."""
+    descr = order.get('descr', {})
+    spec = find_pair(descr.get('pair', ''))
+    status = {'open': 'new', 'closed': 'filled', 'canceled': 'canceled',
+              'expired': 'expired', 'pending': 'pending_new'}.get(order['status'], 'new')
+    if exec_type == 'trade' and order['status'] == 'open':
+        status = 'partially_filled'
+    report = {'order_id': order['txid'], 'exec_type': exec_type, 'order_status': status,
+              'symbol': v2_symbol(spec) if spec else descr.get('pair'),
+              'side': descr.get('type'), 'order_type': descr.get('ordertype'),
+              'order_qty': Decimal(order['vol']), 'cum_qty': Decimal(order['vol_exec']),
+              'cum_cost': Decimal(order.get('cost', '0')),
+              'timestamp': iso(float(order.get('opentm', time.time())))}
+    if descr.get('price') not in (None, '0'):
+        report['limit_price'] = Decimal(descr['price'])
+    if order.get('cl_ord_id'):
+        report['cl_ord_id'] = order['cl_ord_id']
+    if order.get('userref'):
+        report['order_userref'] = order['userref']
+    return report
+
+
+# -- trading over the socket: Kraken's v2 parameters onto the sandbox's REST handlers -------
+
+def _add_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    spec = _v2_pair(params.get('symbol'))
+    if spec is None:
+        raise ApiError(f'Currency pair not supported {params.get("symbol")}')
+    rest = {'pair': spec.name, 'type': params.get('side'), 'ordertype': params.get('order_type'),
+            'volume': str(params.get('order_qty'))}
+    for v2, v0 in (('limit_price', 'price'), ('cl_ord_id', 'cl_ord_id'),
+                   ('order_userref', 'userref'), ('time_in_force', 'timeinforce')):
+        if params.get(v2) is not None:
+            rest[v0] = str(params[v2]).upper() if v2 == 'time_in_force' else str(params[v2])
+    if params.get('validate'):
+        rest['validate'] = 'true'
+    result = feed.private_call(key, 'AddOrder', rest)
+    txids = result.get('txid') or ['']
+    reply = {'order_id': txids[0]}
+    for name in ('cl_ord_id', 'order_userref'):
+        if params.get(name) is not None:
+            reply[name] = params[name]
+    return reply
+
+
+def _cancel_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    ids = list(params.get('order_id') or []) + list(params.get('cl_ord_id') or [])
+    if not ids:
+        raise ApiError('EGeneral:Invalid arguments')
+    for txid in ids:
+        feed.private_call(key, 'CancelOrder', {'txid': str(txid)})
+    return {'order_id': ids[0]} if len(ids) == 1 else {'count': len(ids)}
+
+
+def _cancel_all(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    result = feed.private_call(key, 'CancelAll', {})
+    return {'count': result.get('count', 0)}
+
+
+def _cancel_after(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    result = feed.private_call(key, 'CancelAllOrdersAfter', {'timeout': str(params.get(
+        'timeout', 0))})
+    return {'currentTime': result.get('currentTime'), 'triggerTime': result.get('triggerTime')}
+
+
+def _batch_add(feed: Feed, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    return [_add_order(feed, key, {'symbol': params.get('symbol'), **order})
+            for order in params.get('orders') or []]
+
+
+def _amend_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    rest = {name: str(params[name]) for name in ('cl_ord_id', 'order_qty', 'limit_price')
+            if params.get(name) is not None}
+    if params.get('order_id') is not None:
+        rest['txid'] = str(params['order_id'])
+    result = feed.private_call(key, 'AmendOrder', rest)
+    return {'amend_id': result['amend_id'], **{k: params[k] for k in ('order_id', 'cl_ord_id')
+                                                 if params.get(k) is not None}}
+
+
+def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    spec = _v2_pair(params.get('symbol'))
+    if spec is None:
+        raise ApiError(f'Currency pair not supported {params.get("symbol")}')
+    rest = {'txid': str(params.get('order_id')), 'pair': spec.name}
+    for v2, v0 in (('order_qty', 'volume'), ('limit_price', 'price'),
+                   ('order_userref', 'userref')):
+        if params.get(v2) is not None:
+            rest[v0] = str(params[v2])
+    result = feed.private_call(key, 'EditOrder', rest)
+    return {'order_id': result['txid'], 'original_order_id': result['originaltxid']}
+
+
+def _batch_cancel(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    orders = [str(o) for o in params.get('orders') or []]
+    if not orders:
+        raise ApiError('EGeneral:Invalid arguments')
+    for txid in orders:
+        feed.private_call(key, 'CancelOrder', {'txid': txid})
+    return {'count': len(orders)}
+
+
+TRADING: dict[str, Callable[[Feed, str, dict[str, Any]], Any]] = {
+    'add_order': _add_order, 'amend_order': _amend_order, 'edit_order': _edit_order,
+    'cancel_order': _cancel_order, 'cancel_all': _cancel_all,
+    'cancel_all_orders_after': _cancel_after, 'batch_add': _batch_add,
+    'batch_cancel': _batch_cancel,
+}

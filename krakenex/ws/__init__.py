@@ -1,0 +1,41 @@
+"""Kraken's WebSocket v2: ``WS`` for plain code and notebooks, ``AsyncWS`` for asyncio.
+
+>>> from krakenex.ws import WS
+>>> with WS() as ws:                                            # doctest: +SKIP
+...     ws.subscribe('book', symbol=['BTC/USD'], depth=10)
+...     for message in ws:
+...         print(ws.book('BTC/USD').bids[0])
+
+Books are checked against Kraken's checksum at each pair's precision and are
+never shown unverified; reconnects, resubscriptions, resyncs and skipped
+sequence numbers appear in the stream as ``{"channel": "krakenex", ...}``
+messages. Needs the ``websockets`` package: ``pip install 'krakenex[ws]'``.
+The book and protocol modules work without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .book import Book, BookView
+from .errors import BookUnavailableError, SocketOutcomeUnknownError, SocketOutcomeUnknownTimeout
+from .protocol import AUTH_URL, URL, Backoff
+
+if TYPE_CHECKING:
+    from .client import AsyncWS
+    from .sync import WS
+
+__all__ = ['WS', 'AsyncWS', 'Book', 'BookView', 'Backoff', 'URL', 'AUTH_URL',
+           'BookUnavailableError', 'SocketOutcomeUnknownError', 'SocketOutcomeUnknownTimeout']
+
+_DRIVERS = {'WS': 'sync', 'AsyncWS': 'client'}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the drivers (and websockets) only when they are asked for."""
+    if name not in _DRIVERS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(f'{__name__}.{_DRIVERS[name]}'), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,298 @@
+"""``krakenex ws``: Kraken's WebSocket v2 from the shell, one JSON message per line.
+
+::
+
+    krakenex ws ticker BTC/USD ETH/USD
+    krakenex ws book BTC/USD depth=10 --top 5
+    krakenex ws ohlc BTC/USD interval=60 --count 3
+    krakenex ws executions
+    krakenex ws add_order symbol=BTC/USD side=buy order_type=market order_qty=0.01
+    krakenex ws cancel_order order_id=OABC12-DEF34-GHI567
+
+A channel subscribes and prints what arrives (heartbeats left out) until
+``--count``, ``--seconds`` or Ctrl-C; a method sends one request and prints
+its reply. Credentials and exit codes are those of the REST command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ..cli import EXIT_CODES, default_key_file, parse_params, to_json
+from .protocol import AUTH_URL, ORDER_METHODS, PRIVATE_CHANNELS, URL
+
+if TYPE_CHECKING:
+    from ..api import API
+    from .sync import WS
+
+__all__ = ['main']
+
+EXIT_OK, EXIT_KRAKEN, EXIT_USAGE, EXIT_NETWORK, EXIT_UNKNOWN = range(5)
+EXIT_INTERRUPTED = 130
+
+#: Kraken's v2 channels; anything else is a request method.
+CHANNELS = ('ticker', 'book', 'ohlc', 'trade', 'instrument', 'executions', 'balances', 'level3')
+METHODS = ('ping', *sorted(ORDER_METHODS))
+
+#: v1 names people type out of habit, and what v2 calls them.
+V1_NAMES = {
+    'openorders': 'executions (v2 carries open orders and fills in one channel)',
+    'owntrades': 'executions snap_trades=true (v2 carries open orders and fills in one channel)',
+    'spread': 'ticker event_trigger=bbo (best bid and offer on every change)',
+    'addorder': 'add_order', 'cancelorder': 'cancel_order', 'cancelall': 'cancel_all',
+    'editorder': 'amend_order or edit_order',
+    'cancelallordersafter': 'cancel_all_orders_after',
+}
+
+#: Parameters Kraken takes as a list, even when one value is given.
+LIST_PARAMS = {'symbol', 'order_id'}
+
+
+class UsageError(Exception):
+    """Bad input caught before anything was sent; exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f'{message} (krakenex ws --help shows the options)')
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog='krakenex ws', formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Kraken's WebSocket v2 from the shell: subscribe to a channel and print "
+                    'each message as one line of JSON, or send one request and print its reply.',
+        epilog='\n'.join([
+            'channels: ' + ', '.join(CHANNELS), 'methods:  ' + ', '.join(METHODS), '',
+            'examples:', '  krakenex ws ticker BTC/USD ETH/USD',
+            '  krakenex ws book BTC/USD depth=10 --top 5',
+            '  krakenex ws --sandbox add_order symbol=BTC/USD side=buy order_type=market '
+            'order_qty=0.01', '',
+            'credentials (private channels and methods): --key-file, or KRAKEN_API_KEY and '
+            f'KRAKEN_API_SECRET, or {default_key_file()}', '', 'exit codes:',
+            *(f'  {code}  {text}' for code, text in EXIT_CODES.items()),
+            f'  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)']))
+    add = parser.add_argument
+    add('what', metavar='CHANNEL|METHOD', help='a v2 channel or request method')
+    add('args', nargs='*', metavar='SYMBOL|name=value',
+        help="symbols (BTC/USD) and Kraken's parameters as name=value or name:=JSON")
+    add('--count', type=int, metavar='N', help='stop after N messages')
+    add('--seconds', type=float, metavar='S', help='stop after S seconds')
+    add('--top', type=int, metavar='N',
+        help='book only: print the verified top N levels after each update')
+    add('--sandbox', action='store_true',
+        help="run against an embedded sandbox and its funded account (no network)")
+    add('--ws-uri', metavar='URL', default=URL, help=f'public endpoint (default {URL})')
+    add('--ws-auth-uri', metavar='URL', default=AUTH_URL,
+        help=f'authenticated endpoint (default {AUTH_URL})')
+    add('--uri', metavar='URL', help='REST server the token comes from (default Kraken)')
+    add('--key-file', metavar='PATH', help='key file: API key on line 1, secret on line 2')
+    add('--timeout', type=float, default=10.0, metavar='S',
+        help='seconds to wait for a connection or a reply (default 10)')
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``krakenex ws``.
+
+    :param argv: the arguments after ``ws``; ``sys.argv[2:]`` by default
+    :returns: the exit code (see ``krakenex ws --help``)
+    """
+    argv = list(sys.argv[2:] if argv is None else argv)
+    args = None
+    try:
+        try:
+            args = _parser().parse_intermixed_args(argv)
+        except SystemExit as done:  # --help
+            return done.code if isinstance(done.code, int) else EXIT_OK
+        return _run(args)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except ImportError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        if args is not None and getattr(args, 'sent', False):
+            return _fail(f'outcome unknown: interrupted after {args.what} was sent; it may or '
+                         f'may not have taken effect at Kraken: look it up before you '
+                         f'resubmit', EXIT_UNKNOWN)
+        return _fail('interrupted', EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:
+        return _report(exc)
+
+
+def _run(args: argparse.Namespace) -> int:
+    what, symbols, params = _request(args.what, args.args)
+    if args.top is not None and what != 'book':
+        raise UsageError('--top is for the book channel only')
+    private = what in PRIVATE_CHANNELS or what in ORDER_METHODS
+    from .sync import WS
+
+    sandbox = None
+    if args.sandbox:
+        from ..sandbox import Sandbox
+
+        sandbox = Sandbox().start()
+    try:
+        api = _api(args, sandbox) if private else None
+        urls = ((sandbox.ws_url, sandbox.ws_auth_url) if sandbox is not None
+                else (args.ws_uri, args.ws_auth_uri))
+        with WS(api, url=urls[0], auth_url=urls[1], timeout=args.timeout) as ws:
+            if what in CHANNELS:
+                if symbols:
+                    params['symbol'] = symbols
+                ws.subscribe(what, **params)
+                return _stream(ws, what, args, symbols)
+            args.sent = what in ORDER_METHODS  # from here an interruption leaves it unknown
+            _print(ws.request(what, **params))
+            return EXIT_OK
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+
+
+def _stream(ws: WS, channel: str, args: argparse.Namespace, symbols: list[str]) -> int:
+    from .errors import BookUnavailableError
+
+    printed, stop_at = 0, None if args.seconds is None else time.monotonic() + args.seconds
+    while args.count is None or printed < args.count:
+        left = None if stop_at is None else stop_at - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        try:
+            message = ws.recv(timeout=left)
+        except TimeoutError:
+            break
+        if message.get('channel') == 'heartbeat':
+            continue
+        if args.top is not None:
+            if message.get('channel') != 'book':
+                continue
+            for data in message.get('data') or ():
+                try:
+                    book = ws.book(data['symbol'])
+                except BookUnavailableError:
+                    continue
+                _print({'symbol': book.symbol, 'checksum': book.checksum,
+                        'bids': [list(level) for level in book.bids[:args.top]],
+                        'asks': [list(level) for level in book.asks[:args.top]]})
+                printed += 1
+            continue
+        _print(message)
+        printed += 1
+        if message.get('channel') == 'krakenex' and message.get('type') == 'gave_up':
+            return EXIT_NETWORK
+    return EXIT_OK
+
+
+def _request(what: str, tokens: Sequence[str]) -> tuple[str, list[str], dict[str, Any]]:
+    """The channel or method, its symbols and its parameters, as Kraken's v2 wants them."""
+    if what.lower().replace('_', '') in V1_NAMES and what not in CHANNELS + METHODS:
+        raise UsageError(f'{what} is a WebSocket v1 name; v2 calls it '
+                         f'{V1_NAMES[what.lower().replace("_", "")]}')
+    if what not in CHANNELS and what not in METHODS:
+        raise UsageError(f'{what!r} is not a v2 channel ({", ".join(CHANNELS)}) or method '
+                         f'({", ".join(METHODS)})')
+    symbols = [_v2_symbol(t) for t in tokens if '=' not in t]
+    try:
+        raw = parse_params([t for t in tokens if '=' in t])
+    except Exception as exc:  # the REST command's own usage error
+        raise UsageError(str(exc)) from None
+    params = {name: _value(name, value) for name, value in raw.items()}
+    if 'symbol' in params and isinstance(params['symbol'], str):
+        params['symbol'] = _v2_symbol(params['symbol'])
+    if isinstance(params.get('symbol'), list):
+        params['symbol'] = [_v2_symbol(s) for s in params['symbol']]
+    if what in CHANNELS and 'symbol' in params:
+        symbols, params = symbols + list(params.pop('symbol')), params
+    if what == 'cancel_order':
+        for name in ('order_id', 'cl_ord_id', 'order_userref'):
+            if name in params and not isinstance(params[name], list):
+                params[name] = [params[name]]
+    return what, symbols, params
+
+
+def _v2_symbol(symbol: str) -> str:
+    """v2 says BTC where v1 said XBT (it refuses "XBT/USD"): translate, and say so."""
+    if 'XBT' in symbol.upper():
+        fixed = symbol.upper().replace('XBT', 'BTC')
+        _warn(f'WebSocket v2 calls {symbol} {fixed} (it refuses XBT): using {fixed}')
+        return fixed
+    return symbol
+
+
+def _value(name: str, value: Any) -> Any:
+    """A ``name=value`` text as the JSON type Kraken expects: bool, integer, number, text."""
+    if not isinstance(value, str):
+        return value  # name:=JSON gave it a type already
+    if name in LIST_PARAMS and name != 'symbol':
+        return value.split(',')
+    if name in ('symbol', 'cl_ord_id', 'order_id', 'token'):
+        return value
+    if value in ('true', 'false'):
+        return value == 'true'
+    if value.lstrip('-').isdigit():
+        return int(value)
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        return value
+    return number if number.is_finite() else value
+
+
+def _api(args: argparse.Namespace, sandbox: Any) -> API:
+    """The REST client the token comes from, with the key from the usual places."""
+    from ..api import API, DEFAULT_URI
+
+    if sandbox is not None:
+        return API(sandbox.key, sandbox.secret, uri=sandbox.url)
+    api = API(uri=args.uri or DEFAULT_URI)
+    if args.key_file:
+        try:
+            api.load_key(args.key_file)
+        except OSError as exc:
+            raise UsageError(str(exc)) from None
+        return api
+    if api.key and api.secret:  # KRAKEN_API_KEY and KRAKEN_API_SECRET
+        return api
+    if os.path.exists(default_key_file()):
+        api.load_key(default_key_file())
+        return api
+    raise UsageError(f'{args.what} needs an API key (for a WebSocket token); none found in '
+                     f'--key-file, KRAKEN_API_KEY and KRAKEN_API_SECRET, or '
+                     f'{default_key_file()} (or try it offline with --sandbox)')
+
+
+def _print(message: Any) -> None:
+    print(to_json(message), flush=True)
+
+
+def _report(exc: Exception) -> int:
+    from .. import errors
+
+    if isinstance(exc, errors.OutcomeUnknownError):
+        return _fail(f'outcome unknown: {exc}', EXIT_UNKNOWN)
+    if isinstance(exc, errors.KrakenUsageError):
+        return _fail(str(exc), EXIT_USAGE)
+    if isinstance(exc, errors.KrakenAPIError):
+        return _fail(str(exc), EXIT_KRAKEN)
+    if isinstance(exc, errors.KrakenError):
+        return _fail(str(exc), EXIT_NETWORK)
+    raise exc
+
+
+def _warn(message: str) -> None:
+    print(f'krakenex ws: {" ".join(message.split())}', file=sys.stderr)
+
+
+def _fail(message: str, code: int) -> int:
+    _warn(message)
+    return code

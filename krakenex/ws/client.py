@@ -1,0 +1,723 @@
+"""AsyncWS: Kraken's WebSocket v2 on asyncio, with verified books and visible reconnects.
+
+It holds what the transport needs: up to two connections (public and
+authenticated), their reconnect loops, and the stream of messages for the
+user. Kraken's rules come from :mod:`krakenex.ws.protocol` and
+:mod:`krakenex.ws.book`. Nothing here calls :func:`asyncio.run`: it runs in
+whatever loop awaits it, a notebook's included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+try:
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+    from websockets.version import version as websockets_version
+except ImportError:  # pragma: no cover - the message is the point
+    raise ImportError("krakenex.ws needs the 'websockets' package: "
+                      "pip install 'krakenex[ws]'") from None
+
+from ..errors import (
+    AuthenticationError,
+    KrakenConnectionError,
+    KrakenConnectTimeout,
+    KrakenError,
+    KrakenTimeout,
+    KrakenUsageError,
+    NotSentError,
+    api_error,
+    unwrap,
+)
+from .book import Book, BookView
+from .errors import BookUnavailableError, outcome_unknown
+from .protocol import (
+    AUTH_URL,
+    ORDER_METHODS,
+    PRIVATE_CHANNELS,
+    URL,
+    Backoff,
+    SequenceCheck,
+    Subscriptions,
+    decode,
+    encode,
+    is_private,
+    notice,
+    split_subscription,
+    token_refused,
+)
+
+if TYPE_CHECKING:
+    from ..api import API
+
+__all__ = ['AsyncWS', 'DEFAULT_TIMEOUT', 'DEFAULT_SILENCE']
+
+#: websockets logs every frame at DEBUG, tokens included; its logger for krakenex's
+#: connections stops at INFO so that turning on debug logging never writes a token.
+FRAMES_LOG = logging.getLogger('krakenex.ws.frames')
+FRAMES_LOG.setLevel(logging.INFO)
+
+#: Seconds to wait for a connection or a reply unless told otherwise.
+DEFAULT_TIMEOUT = 10.0
+
+#: Seconds without any message (Kraken sends a heartbeat about every second once
+#: something is subscribed) after which a connection is taken for dead and replaced.
+DEFAULT_SILENCE = 10.0
+
+#: Messages kept for a reader that falls behind; past it the oldest are dropped and an
+#: ``overflow`` notice says how many.
+DEFAULT_MAX_QUEUE = 100_000
+
+#: Largest message accepted, in bytes (a depth-1000 book snapshot is a few hundred kB).
+MAX_MESSAGE = 16 << 20
+
+
+class _Closed(Exception):
+    """The stream has ended: the client was closed or gave up."""
+
+
+class _Stream:
+    """Messages for the user, in order: filled on the loop, read from the loop or a thread."""
+
+    def __init__(self, maxlen: int) -> None:
+        self.maxlen = maxlen
+        self.closed = False
+        self._items: deque[Any] = deque()
+        self._dropped = 0
+        self._cond = threading.Condition()
+        self._event = asyncio.Event()
+
+    def put(self, message: Any) -> None:
+        with self._cond:
+            if len(self._items) >= self.maxlen:
+                self._items.popleft()
+                self._dropped += 1
+            self._items.append(message)
+            self._cond.notify()
+        self._event.set()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+        self._event.set()
+
+    def _take(self) -> tuple[bool, Any]:
+        if self._dropped:
+            dropped, self._dropped = self._dropped, 0
+            return True, notice('overflow', dropped=dropped)
+        if self._items:
+            return True, self._items.popleft()
+        if self.closed:
+            raise _Closed
+        return False, None
+
+    def get(self, timeout: float | None) -> Any:
+        """Wait for a message on any thread (the sync client's reader)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found, message = self._take()
+                if found:
+                    return message
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f'no message within {timeout} s')
+                self._cond.wait(left)
+
+    async def aget(self, timeout: float | None) -> Any:
+        """Wait for a message on the loop that fills the stream."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            with self._cond:
+                found, message = self._take()
+            if found:
+                return message
+            self._event.clear()
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise TimeoutError(f'no message within {timeout} s')
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), left)
+
+
+class _Pending:
+    """A request waiting for its reply (a subscribe waits for one ack per symbol)."""
+
+    def __init__(self, method: str, params: Mapping[str, Any], expected: int, internal: bool):
+        self.method, self.params, self.expected, self.internal = method, params, expected, internal
+        self.req_id = 0
+        self.replies: list[dict[str, Any]] = []
+        self.future: asyncio.Future[list[dict[str, Any]]] = (
+            asyncio.get_running_loop().create_future())
+
+    def reply(self, message: dict[str, Any]) -> None:
+        self.replies.append(message)
+        whole = message.get('success') is False and not _symbol_of(message)
+        if (len(self.replies) >= self.expected or whole) and not self.future.done():
+            self.future.set_result(self.replies)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+            self.future.exception()  # retrieved: no "never retrieved" warning if nobody waits
+
+
+def _symbol_of(message: Mapping[str, Any]) -> Any:
+    result = message.get('result')
+    return message.get('symbol') or (result.get('symbol') if isinstance(result, dict) else None)
+
+
+class _Connection:
+    """One endpoint (public or authenticated): connect, resubscribe, read, watch, reconnect."""
+
+    def __init__(self, client: AsyncWS, private: bool) -> None:
+        self.client = client
+        self.private = private
+        self.url = client.auth_url if private else client.url
+        self.subs = Subscriptions()
+        self.sequences = SequenceCheck()
+        self.backoff = client.backoff_factory()
+        self.ws: ClientConnection | None = None
+        self.ready = asyncio.Event()
+        self.pending: dict[int, _Pending] = {}
+        self.internal: set[int] = set()  # req_ids of requests krakenex sent for itself
+        self.books: set[str] = set()
+        self.instrument = False  # krakenex subscribed to instrument for precisions
+        self.gave_up: KrakenConnectionError | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.last_seen = 0.0
+        self.drop_reason: str | None = None
+        self._token: str | None = None
+
+    def __repr__(self) -> str:
+        state = 'open' if self.ready.is_set() else 'not open'
+        return f'<connection {self.url} {state}, {len(self.subs)} subscriptions>'
+
+    # -- connecting ---------------------------------------------------------------------
+
+    async def wait_ready(self, timeout: float) -> None:
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self.run())
+        if self.gave_up is not None:
+            raise self.gave_up
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except TimeoutError:
+            if self.gave_up is not None:
+                raise self.gave_up from None
+            raise KrakenConnectTimeout(f'no connection to {self.url} within {timeout} s; '
+                                       f'nothing was sent') from None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        was_open, throttled, reason = False, False, ''
+        first = True
+        while not self.client.closed:
+            if not first:
+                delay = self.backoff.delay(loop.time(), throttled=throttled)
+                if delay is None:
+                    self.give_up(reason)
+                    return
+                await asyncio.sleep(delay)
+            first = False
+            self.backoff.attempted(loop.time())
+            try:
+                ws = await self.open()
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                throttled, reason = status == 429, f'the handshake was refused with HTTP {status}'
+                self.backoff.failed()
+                continue
+            except AuthenticationError as exc:
+                self.give_up(f'the token could not be fetched: {exc}')
+                return
+            except (OSError, TimeoutError, InvalidHandshake, KrakenError) as exc:
+                throttled, reason = False, f'could not connect: {exc or type(exc).__name__}'
+                self.backoff.failed()
+                continue
+            throttled = False
+            self.backoff.connected(loop.time())
+            reason = await self.serve(ws, reconnect=was_open, why=reason)
+            was_open = True
+            self.backoff.dropped(loop.time())
+
+    async def open(self) -> ClientConnection:
+        if self.private:
+            self._token = await self.fetch_token()
+        return await connect(self.url, open_timeout=self.client.timeout, max_size=MAX_MESSAGE,
+                             close_timeout=1, logger=FRAMES_LOG,
+                             user_agent_header=f'krakenex websockets/{websockets_version}')
+
+    async def fetch_token(self) -> str:
+        api = self.client.api
+        if api is None:
+            raise KrakenUsageError('private channels and trading need an API with a key: '
+                                   'WS(api=krakenex.API(key, secret))')
+        loop = asyncio.get_running_loop()
+        envelope = await loop.run_in_executor(None, api.query_private, 'GetWebSocketsToken')
+        token = unwrap(envelope, 'GetWebSocketsToken')['token']
+        return str(token)
+
+    async def refresh_token(self, why: str) -> None:
+        self._token = await self.fetch_token()
+        self.client.emit(notice('token_refreshed', url=self.url, reason=why))
+
+    async def shutdown(self) -> None:
+        """Close the socket (its reader then ends and so does :meth:`run`); stop it if not."""
+        ws, task = self.ws, self.task
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 1)
+            ws.transport.abort()
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=1)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=1)
+
+    def give_up(self, reason: str) -> None:
+        self.gave_up = KrakenConnectionError(
+            f'krakenex gave up connecting to {self.url} after {self.backoff.failures} failed '
+            f'attempts: {reason}')
+        self.client.emit(notice('gave_up', url=self.url, reason=reason,
+                                attempts=self.backoff.failures))
+        self.fail_pending(self.gave_up)
+        self.client.connection_ended(self)
+
+    # -- one connection's life ----------------------------------------------------------
+
+    async def serve(self, ws: ClientConnection, reconnect: bool, why: str) -> str:
+        loop = asyncio.get_running_loop()
+        self.ws, self.last_seen, self.drop_reason = ws, loop.time(), None
+        self.sequences.reset()
+        if reconnect:
+            self.client.emit(notice('reconnected', url=self.url, reason=why))
+        reader = loop.create_task(self.read(ws))
+        watchdog = loop.create_task(self.watch(ws))
+        try:
+            if reconnect:
+                await self.resubscribe()
+            self.ready.set()
+            return await reader
+        finally:
+            self.ready.clear()
+            watchdog.cancel()
+            reader.cancel()
+            self.ws = None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 1)
+            for symbol in self.books:
+                self.client.books[symbol].reset()
+            self.instrument = False
+            why = self.drop_reason or 'the connection ended'
+            self.fail_pending(KrakenConnectionError(f'the connection to {self.url} ended: {why}'))
+
+    async def read(self, ws: ClientConnection) -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            async for raw in ws:
+                self.last_seen = loop.time()
+                self.client.dispatch(self, decode(raw))
+        except ConnectionClosed:
+            pass
+        if self.drop_reason is None:
+            received = ws.protocol.close_rcvd
+            if received is None:
+                self.drop_reason = 'the connection dropped without a close frame'
+            else:
+                code, text = received.code, received.reason
+                self.drop_reason = (f'the server closed the connection (code {code}'
+                                    + (f', {text})' if text else ')'))
+        return self.drop_reason
+
+    async def watch(self, ws: ClientConnection) -> None:
+        """Replace a connection that has gone quiet (no heartbeat, no reply) for too long."""
+        loop = asyncio.get_running_loop()
+        silence = self.client.silence
+        pinged = 0.0
+        while True:
+            await asyncio.sleep(silence / 4)
+            quiet = loop.time() - self.last_seen
+            if quiet >= silence:
+                self.drop_reason = f'nothing received for {quiet:.1f} s (no heartbeat)'
+                ws.transport.abort()
+                return
+            if quiet >= silence / 2 and pinged < self.last_seen:
+                pinged = loop.time()
+                with contextlib.suppress(Exception):
+                    await self.send('ping', {}, internal=True)
+
+    def fail_pending(self, error: KrakenError) -> None:
+        pending, self.pending = self.pending, {}
+        for req_id, request in pending.items():
+            if request.method in ORDER_METHODS and not request.internal:
+                request.fail(outcome_unknown(request.method, req_id, request.params,
+                                             f'{error}; no reply came'))
+            elif request.method in ('subscribe', 'unsubscribe'):
+                keep = ' krakenex keeps the subscription and sends it again on reconnecting.'
+                request.fail(KrakenConnectionError(
+                    f'{request.method} got no acknowledgement: {error}.'
+                    + (keep if request.method == 'subscribe' else '')))
+            else:
+                request.fail(KrakenConnectionError(f'{request.method} got no reply: {error}'))
+
+    # -- requests -----------------------------------------------------------------------
+
+    def message(self, method: str, params: Mapping[str, Any], req_id: int) -> dict[str, Any]:
+        body: dict[str, Any] = {'method': method, 'req_id': req_id}
+        params = dict(params)
+        if self.private and method != 'ping' and self._token is not None:
+            params['token'] = self._token
+        if params:
+            body['params'] = params
+        return body
+
+    async def send(self, method: str, params: Mapping[str, Any], *, internal: bool,
+                   expected: int = 1) -> _Pending:
+        """Send one request; its replies resolve the returned :class:`_Pending`."""
+        req_id = next(self.client.ids)
+        request = _Pending(method, params, expected, internal)
+        request.req_id = req_id
+        ws = self.ws
+        if ws is None:
+            raise NotSentError(f'{method} was not sent: not connected to {self.url}; '
+                               f'nothing reached Kraken')
+        self.pending[req_id] = request
+        if internal:
+            self.internal.add(req_id)
+        try:
+            await ws.send(encode(self.message(method, params, req_id)))
+        except ConnectionClosed:
+            self.pending.pop(req_id, None)
+            raise NotSentError(f'{method} was not sent: the connection to {self.url} had '
+                               f'closed; nothing reached Kraken') from None
+        return request
+
+    async def call(self, method: str, params: Mapping[str, Any], timeout: float, *,
+                   internal: bool = False, expected: int = 1,
+                   retry_token: bool = True) -> list[dict[str, Any]]:
+        """Send a request and wait for its replies; fetch a token once more if Kraken refuses it."""
+        request = await self.send(method, params, internal=internal, expected=expected)
+        req_id = request.req_id
+        try:
+            replies = await asyncio.wait_for(asyncio.shield(request.future), timeout)
+        except TimeoutError:
+            self.pending.pop(req_id, None)
+            if method in ORDER_METHODS:
+                raise outcome_unknown(method, req_id, params,
+                                      f'no reply came within {timeout} s', timeout=True) from None
+            raise KrakenTimeout(f'no reply to {method} from {self.url} within {timeout} s',
+                                method=method) from None
+        finally:
+            self.pending.pop(req_id, None)
+        refused = [r.get('error') for r in replies if token_refused(r.get('error'))]
+        if self.private and refused and retry_token:
+            # Kraken refused the token, so the request did nothing: safe to send once more.
+            await self.refresh_token(str(refused[0]))
+            return await self.call(method, params, timeout, internal=internal,
+                                   expected=expected, retry_token=False)
+        return replies
+
+    async def resubscribe(self) -> None:
+        """Send the user's own subscribe requests again and say so in the stream.
+
+        Kraken's acknowledgements follow in the stream; a token Kraken refuses
+        is fetched once more and the refused requests are sent again.
+        """
+        if self.books and not self.instrument:
+            await self.subscribe_instrument()
+        requests = self.subs.requests()
+        sent = [await self.send('subscribe', {'channel': channel, **params}, internal=False,
+                                expected=len(split_subscription(params)))
+                for channel, params in requests]
+        self.client.emit(notice('resubscribed', url=self.url, subscriptions=[
+            {'channel': channel, **params} for channel, params in requests]))
+        if sent:
+            await asyncio.wait([r.future for r in sent], timeout=self.client.timeout)
+        for request in sent:
+            self.pending.pop(request.req_id, None)
+        refused = [r for r in sent if r.future.done() and not r.future.cancelled()
+                   and r.future.exception() is None
+                   and any(token_refused(a.get('error')) for a in r.future.result())]
+        if refused:
+            await self.refresh_token(str(refused[0].replies[0].get('error')))
+            for request in refused:
+                await self.send('subscribe', request.params, internal=False,
+                                expected=request.expected)
+
+    async def subscribe_instrument(self) -> None:
+        """Subscribe for krakenex's own use: the pairs' precisions for book checksums."""
+        self.instrument = True
+        if 'instrument' not in self.subs.channels():
+            await self.send('subscribe', {'channel': 'instrument'}, internal=True)
+
+    async def resync(self, book: Book) -> None:
+        """Subscribe one symbol's book again, from the user's own parameters, for a new snapshot."""
+        params = self.subs.params_for('book', book.symbol) or {'symbol': [book.symbol],
+                                                                'depth': book.depth}
+        with contextlib.suppress(KrakenError):
+            await self.send('unsubscribe', {'channel': 'book', **params}, internal=True)
+            await self.send('subscribe', {'channel': 'book', **params}, internal=True)
+
+
+class AsyncWS:
+    """Kraken's WebSocket v2 from asyncio: ``async with``, ``await``, ``async for``.
+
+    >>> async with AsyncWS() as ws:                                 # doctest: +SKIP
+    ...     await ws.subscribe('book', symbol=['BTC/USD'], depth=10)
+    ...     async for message in ws:
+    ...         book = ws.book('BTC/USD')
+
+    :param api: an :class:`krakenex.API` holding a key, for private channels and trading;
+        the token comes from its ``GetWebSocketsToken``, fresh for every connection
+    :param url: the public endpoint
+    :param auth_url: the authenticated endpoint
+    :param timeout: seconds to wait for a connection or a reply, unless a call says otherwise
+    :param silence: seconds without any message after which a connection is replaced
+    :param backoff: makes the reconnect policy for each connection (:class:`Backoff`)
+    :param max_queue: messages kept for a reader that falls behind
+    """
+
+    def __init__(self, api: API | None = None, *, url: str = URL, auth_url: str = AUTH_URL,
+                 timeout: float = DEFAULT_TIMEOUT, silence: float = DEFAULT_SILENCE,
+                 backoff: Callable[[], Backoff] = Backoff,
+                 max_queue: int = DEFAULT_MAX_QUEUE) -> None:
+        self.api = api
+        self.url, self.auth_url = url, auth_url
+        self.timeout, self.silence = timeout, silence
+        self.backoff_factory = backoff
+        self.closed = False
+        self.books: dict[str, Book] = {}
+        self.precisions: dict[str, tuple[int, int]] = {}
+        self.ids = itertools.count(1)
+        self._stream = _Stream(max_queue)
+        self._connections: dict[bool, _Connection] = {}
+
+    def __repr__(self) -> str:
+        connections = ', '.join(repr(c) for c in self._connections.values()) or 'not connected'
+        return f'<AsyncWS {connections}>'
+
+    async def __aenter__(self) -> AsyncWS:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncWS:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        try:
+            message: dict[str, Any] = await self._stream.aget(None)
+        except _Closed:
+            raise StopAsyncIteration from None
+        return message
+
+    # -- the user's calls -----------------------------------------------------------------
+
+    async def subscribe(self, channel: str, *, timeout: float | None = None,
+                        **params: Any) -> list[dict[str, Any]]:
+        """Subscribe to a channel with Kraken's parameters (``symbol=['BTC/USD']``, ``depth=10``).
+
+        The request is kept as given and sent again after every reconnect.
+
+        :returns: Kraken's acknowledgements, one per symbol
+        :raises KrakenAPIError: (a subclass) if Kraken refused it, with Kraken's error text
+        :raises KrakenConnectionError: if the connection dropped before the acknowledgement
+        """
+        timeout = self.timeout if timeout is None else timeout
+        connection = self._connection(channel in PRIVATE_CHANNELS)
+        await connection.wait_ready(timeout)
+        if channel == 'book':
+            depth = int(params.get('depth', 10))
+            for symbol in split_subscription(params):
+                if symbol is not None:
+                    self.books[symbol] = self._new_book(symbol, depth)
+                    connection.books.add(symbol)
+            if not connection.instrument and not all(
+                    s in self.precisions for s in split_subscription(params)):
+                await connection.subscribe_instrument()
+        connection.subs.add(channel, params)
+        replies = await connection.call('subscribe', {'channel': channel, **params}, timeout,
+                                        expected=len(split_subscription(params)))
+        refused = [r for r in replies if r.get('success') is False]
+        if refused:
+            connection.subs.remove(channel, {'symbol': [_symbol_of(r) for r in refused]}
+                                   if all(_symbol_of(r) for r in refused) else {})
+            raise api_error([str(r.get('error')) for r in refused], f'subscribe {channel}')
+        return replies
+
+    async def unsubscribe(self, channel: str, *, timeout: float | None = None,
+                          **params: Any) -> list[dict[str, Any]]:
+        """Unsubscribe (same parameters as the subscription); not sent again after reconnects.
+
+        :returns: Kraken's acknowledgements, one per symbol
+        """
+        timeout = self.timeout if timeout is None else timeout
+        connection = self._connection(channel in PRIVATE_CHANNELS)
+        connection.subs.remove(channel, params)
+        if channel == 'book':
+            for symbol in split_subscription(params):
+                if symbol is not None:
+                    self.books.pop(symbol, None)
+                    connection.books.discard(symbol)
+        await connection.wait_ready(timeout)
+        return await connection.call('unsubscribe', {'channel': channel, **params}, timeout,
+                                     expected=len(split_subscription(params)))
+
+    async def request(self, method: str, *, timeout: float | None = None,
+                      **params: Any) -> dict[str, Any]:
+        """Send a request (``add_order``, ``cancel_order``, ``ping``, ...) and return its reply.
+
+        krakenex adds ``req_id`` and, for trading, the token. An order request
+        is never sent twice: if the connection drops or no reply comes in time,
+        :class:`~krakenex.ws.errors.SocketOutcomeUnknownError` (an
+        :class:`~krakenex.OutcomeUnknownError`) carries ``req_id``,
+        ``cl_ord_id`` and ``order_userref`` for :meth:`krakenex.API.reconcile`.
+
+        :returns: Kraken's reply, matched by ``req_id``
+        :raises KrakenAPIError: (a subclass) if Kraken answered ``success: false``
+        :raises NotSentError: if it could not be sent (safe to send again)
+        """
+        timeout = self.timeout if timeout is None else timeout
+        connection = self._connection(is_private(method))
+        await connection.wait_ready(timeout)
+        reply = (await connection.call(method, params, timeout))[0]
+        if reply.get('success') is False:
+            error = api_error([str(reply.get('error'))], method)
+            raise error
+        return reply
+
+    async def recv(self, timeout: float | None = None) -> dict[str, Any]:
+        """The next message, as Kraken sent it (or one of krakenex's own notices).
+
+        :raises TimeoutError: if none came within ``timeout`` seconds
+        :raises KrakenConnectionError: if the client is closed or gave up, and nothing is left
+        """
+        try:
+            message: dict[str, Any] = await self._stream.aget(timeout)
+        except _Closed:
+            raise KrakenConnectionError('the WebSocket client is closed') from None
+        return message
+
+    def book(self, symbol: str) -> BookView:
+        """The verified book of a subscribed symbol: ``.bids``, ``.asks``, ``.checksum``.
+
+        :raises BookUnavailableError: while there is no verified book (before the
+            snapshot, after a reconnect, during a resync after a checksum mismatch)
+        :raises KrakenUsageError: if the symbol's book is not subscribed
+        """
+        book = self.books.get(symbol)
+        if book is None:
+            raise KrakenUsageError(f"no book subscription for {symbol}: subscribe('book', "
+                                   f"symbol=[{symbol!r}]) first")
+        view = book.view()
+        if view is None:
+            raise BookUnavailableError(f'the {symbol} book is not verified now: it waits for '
+                                       f'a snapshot (after subscribing, reconnecting or a '
+                                       f'checksum mismatch)')
+        return view
+
+    async def close(self) -> None:
+        """Close the connections; the stream ends after the messages already received."""
+        if self.closed:
+            return
+        self.closed = True
+        for connection in list(self._connections.values()):
+            await connection.shutdown()
+            connection.fail_pending(KrakenConnectionError('the WebSocket client was closed'))
+        self._stream.close()
+
+    # -- for the connections ------------------------------------------------------------
+
+    def emit(self, message: Any) -> None:
+        self._stream.put(message)
+
+    def connection_ended(self, connection: _Connection) -> None:
+        if all(c.gave_up is not None for c in self._connections.values()):
+            self._stream.close()
+
+    def dispatch(self, connection: _Connection, message: Any) -> None:
+        """Route one message from Kraken: replies to their callers, books and notices."""
+        if not isinstance(message, dict):
+            self.emit(message)
+            return
+        req_id = message.get('req_id')
+        if req_id is not None and 'method' in message:
+            request = connection.pending.get(req_id)
+            if request is not None:
+                request.reply(message)
+            if req_id in connection.internal:
+                if request is None or request.future.done():
+                    connection.internal.discard(req_id)
+                return
+            self.emit(message)
+            return
+        channel = message.get('channel')
+        if channel == 'book':
+            self._on_book(connection, message)
+            return
+        if channel == 'instrument':
+            self._on_instrument(message)
+            if 'instrument' not in connection.subs.channels():
+                return
+        sequence = message.get('sequence')
+        if channel in PRIVATE_CHANNELS and isinstance(sequence, int):
+            gap = connection.sequences.check(channel, sequence)
+            if gap is not None:
+                self.emit(notice('gap', feed=channel, expected=gap[0], received=gap[1]))
+        self.emit(message)
+
+    def _on_book(self, connection: _Connection, message: dict[str, Any]) -> None:
+        snapshot = message.get('type') == 'snapshot'
+        broken: list[Book] = []
+        for data in message.get('data') or ():
+            book = self.books.get(data.get('symbol'))
+            if book is not None and book.apply(data, snapshot) == 'mismatch':
+                broken.append(book)
+        self.emit(message)
+        for book in broken:
+            self.emit(notice('book_resync', symbol=book.symbol, checksum=book.expected,
+                             computed=book.computed))
+            asyncio.get_running_loop().create_task(connection.resync(book))
+
+    def _on_instrument(self, message: dict[str, Any]) -> None:
+        data = message.get('data')
+        pairs = data.get('pairs') if isinstance(data, dict) else None
+        for pair in pairs or ():
+            symbol = pair.get('symbol')
+            precision = (pair.get('price_precision'), pair.get('qty_precision'))
+            if symbol is None or None in precision:
+                continue
+            self.precisions[symbol] = (int(precision[0]), int(precision[1]))
+            book = self.books.get(symbol)
+            if book is not None:
+                book.set_precision(*self.precisions[symbol])
+
+    def _new_book(self, symbol: str, depth: int) -> Book:
+        price, qty = self.precisions.get(symbol, (None, None))
+        return Book(symbol, depth, price_precision=price, qty_precision=qty)
+
+    def _connection(self, private: bool) -> _Connection:
+        if self.closed:
+            raise KrakenConnectionError('the WebSocket client is closed')
+        if private and self.api is None:
+            raise KrakenUsageError('private channels and trading need an API with a key: '
+                                   'AsyncWS(api=krakenex.API(key, secret))')
+        if private not in self._connections:
+            self._connections[private] = _Connection(self, private)
+        return self._connections[private]

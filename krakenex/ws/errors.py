@@ -1,0 +1,71 @@
+"""The exceptions only the WebSocket client raises; the rest come from :mod:`krakenex.errors`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import (
+    KrakenError,
+    OutcomeUnknownConnectionError,
+    OutcomeUnknownTimeout,
+    lookup_advice,
+)
+
+__all__ = ['BookUnavailableError', 'SocketOutcomeUnknownError', 'SocketOutcomeUnknownTimeout',
+           'outcome_unknown']
+
+
+class BookUnavailableError(KrakenError, LookupError):
+    """There is no verified book for the symbol now: before its snapshot, or while it resyncs."""
+
+
+class SocketOutcomeUnknownError(OutcomeUnknownConnectionError):
+    """An order request was sent over the socket and the connection dropped before its reply.
+
+    :ivar req_id: the ``req_id`` it was sent with
+    :ivar cl_ord_id: its ``cl_ord_id``, if any (also what :meth:`krakenex.API.reconcile` uses)
+    :ivar order_userref: its ``order_userref``, if any (also set as ``userref``)
+    :ivar params: its parameters, without the token
+    """
+
+    req_id: int | None = None
+    order_userref: str | None = None
+    params: dict[str, Any] | None = None
+
+
+class SocketOutcomeUnknownTimeout(OutcomeUnknownTimeout):
+    """An order request was sent over the socket and no reply came within the timeout.
+
+    It carries the same fields as :class:`SocketOutcomeUnknownError`.
+    """
+
+    req_id: int | None = None
+    order_userref: str | None = None
+    params: dict[str, Any] | None = None
+
+
+def outcome_unknown(
+        method: str, req_id: int, params: Mapping[str, Any], what: str,
+        timeout: bool = False) -> SocketOutcomeUnknownError | SocketOutcomeUnknownTimeout:
+    """The exception for an order request whose reply did not come: ``what`` says why."""
+    params = {k: v for k, v in params.items() if k != 'token'}
+    ids = _identifiers(params)
+    userref, cl_ord_id = ids.get('order_userref'), ids.get('cl_ord_id')
+    message = (f'{method} was sent over the WebSocket (req_id {req_id}) but {what}. '
+               + lookup_advice(method, userref, cl_ord_id, 'API.reconcile'))
+    cls = SocketOutcomeUnknownTimeout if timeout else SocketOutcomeUnknownError
+    error = cls(message, userref=userref, cl_ord_id=cl_ord_id, method=method)
+    error.req_id = req_id
+    error.params = params
+    error.order_userref = userref
+    return error
+
+
+def _identifiers(params: Mapping[str, Any]) -> dict[str, str]:
+    """``cl_ord_id`` and ``order_userref`` of a request, or of the first order of a batch."""
+    source: Mapping[str, Any] = params
+    orders = params.get('orders')
+    if isinstance(orders, list) and orders and isinstance(orders[0], Mapping):
+        source = orders[0]
+    return {k: str(source[k]) for k in ('cl_ord_id', 'order_userref') if source.get(k) is not None}

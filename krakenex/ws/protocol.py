@@ -1,0 +1,241 @@
+"""Kraken's WebSocket v2 rules, without I/O: requests, replies, sequences, reconnect pacing.
+
+The drivers (:class:`krakenex.ws.AsyncWS` and :class:`krakenex.ws.WS`) send
+what these functions build and act on what they decide. Facts from Kraken's
+WebSocket v2 documentation (kraken-protocol.md §5.4, §8 and §10.2).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import deque
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from ..protocol import render
+
+__all__ = [
+    'URL', 'AUTH_URL', 'PRIVATE_CHANNELS', 'ORDER_METHODS', 'PRIVATE_METHODS',
+    'decode', 'encode', 'notice', 'is_private', 'token_refused', 'split_subscription',
+    'Subscriptions', 'SequenceCheck', 'Backoff',
+]
+
+#: Kraken's public and authenticated WebSocket v2 endpoints.
+URL = 'wss://ws.kraken.com/v2'
+AUTH_URL = 'wss://ws-auth.kraken.com/v2'
+
+#: Channels that need a token and the authenticated endpoint.
+PRIVATE_CHANNELS = frozenset({'executions', 'balances', 'level3'})
+
+#: Requests that change orders: never sent twice; a lost reply is an unknown outcome.
+ORDER_METHODS = frozenset({'add_order', 'amend_order', 'edit_order', 'cancel_order',
+                           'cancel_all', 'cancel_all_orders_after', 'batch_add',
+                           'batch_cancel'})
+
+#: Requests that go to the authenticated endpoint with a token.
+PRIVATE_METHODS = ORDER_METHODS
+
+#: What Kraken answers when a token is refused or has died (knowm/XChange#3697).
+TOKEN_ERRORS = ('ESession:Invalid session', 'EAPI:Invalid token', 'EAuth:Invalid token')
+
+#: The channel of the messages krakenex itself puts into the stream.
+NOTICE_CHANNEL = 'krakenex'
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
+def decode(text: str | bytes) -> Any:
+    """Decode one of Kraken's messages, numbers with a fraction as :class:`~decimal.Decimal`."""
+    return _DECODER.decode(text if isinstance(text, str) else text.decode())
+
+
+def _marked(value: Any, numbers: list[str]) -> Any:
+    if isinstance(value, (Decimal, float)) and not isinstance(value, bool):
+        numbers.append(render(value))
+        return f'\0{len(numbers) - 1}\0'
+    if isinstance(value, Mapping):
+        return {k: _marked(v, numbers) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_marked(v, numbers) for v in value]
+    return value
+
+
+_MARK = re.compile(r'"\\u0000(\d+)\\u0000"')
+
+
+def encode(message: Mapping[str, Any]) -> str:
+    """Encode a request; a :class:`~decimal.Decimal` or float goes out as a plain JSON number.
+
+    Numbers are written as :func:`krakenex.protocol.render` writes them for REST:
+    ``Decimal('1E-8')`` and ``1e-08`` both as ``0.00000001``.
+    """
+    numbers: list[str] = []
+    text = json.dumps(_marked(message, numbers), separators=(',', ':'))
+    return _MARK.sub(lambda m: numbers[int(m.group(1))], text) if numbers else text
+
+
+def notice(kind: str, **fields: Any) -> dict[str, Any]:
+    """A message krakenex adds to the stream: ``{"channel": "krakenex", "type": kind, ...}``."""
+    return {'channel': NOTICE_CHANNEL, 'type': kind, **fields}
+
+
+def is_private(channel_or_method: str) -> bool:
+    """Whether a channel or method goes to the authenticated endpoint."""
+    return channel_or_method in PRIVATE_CHANNELS or channel_or_method in PRIVATE_METHODS
+
+
+def token_refused(error: Any) -> bool:
+    """Whether Kraken's ``error`` text says the token was refused."""
+    return isinstance(error, str) and any(e in error for e in TOKEN_ERRORS)
+
+
+def split_subscription(params: Mapping[str, Any]) -> list[str | None]:
+    """The symbols a subscribe request names (one ack comes for each), or ``[None]``."""
+    symbols = params.get('symbol')
+    if isinstance(symbols, str):
+        return [symbols]
+    return list(symbols) if symbols else [None]
+
+
+class Subscriptions:
+    """The user's own subscribe requests, kept to send again after a reconnect.
+
+    Kraken's acknowledgements are per symbol and shaped differently from the
+    requests (python-kraken-sdk#148); the requests themselves are what Kraken
+    accepted, so those are what is sent again. An unsubscribe takes its
+    symbols out of every earlier request for the same channel.
+    """
+
+    def __init__(self) -> None:
+        self._requests: list[tuple[str, dict[str, Any]]] = []
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    def add(self, channel: str, params: Mapping[str, Any]) -> None:
+        """Keep a subscribe request (its ``params`` without ``channel``, ``token``, ``req_id``)."""
+        self._requests.append((channel, _without(params, 'token', 'req_id', 'channel')))
+
+    def remove(self, channel: str, params: Mapping[str, Any]) -> None:
+        """Take an unsubscribe request's symbols (or the whole channel) out."""
+        gone = set(split_subscription(params))
+        kept: list[tuple[str, dict[str, Any]]] = []
+        for name, request in self._requests:
+            if name != channel:
+                kept.append((name, request))
+                continue
+            symbols = [s for s in split_subscription(request) if s not in gone]
+            if None in gone or not symbols or symbols == [None]:
+                continue
+            kept.append((name, {**request, 'symbol': symbols}))
+        self._requests = kept
+
+    def requests(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every kept request, in the order it was made: ``(channel, params)``."""
+        return [(channel, dict(params)) for channel, params in self._requests]
+
+    def channels(self) -> set[str]:
+        """The channels subscribed to."""
+        return {channel for channel, _ in self._requests}
+
+    def params_for(self, channel: str, symbol: str) -> dict[str, Any] | None:
+        """The user's parameters for one symbol of a channel (to resubscribe it alone)."""
+        for name, params in reversed(self._requests):
+            if name == channel and symbol in split_subscription(params):
+                return {**params, 'symbol': [symbol]}
+        return None
+
+
+def _without(params: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k not in names}
+
+
+class SequenceCheck:
+    """Finds skipped ``sequence`` numbers in private channels (numbered per connection)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def reset(self) -> None:
+        """Start again: a new connection numbers its messages afresh."""
+        self._last.clear()
+
+    def check(self, channel: str, sequence: int) -> tuple[int, int] | None:
+        """Record ``sequence``; return ``(expected, received)`` if numbers were skipped."""
+        last = self._last.get(channel)
+        self._last[channel] = sequence
+        if last is not None and sequence != last + 1:
+            return last + 1, sequence
+        return None
+
+
+class Backoff:
+    """When to try connecting again, within Cloudflare's connection budget.
+
+    The first few attempts after a drop go at once (with a little jitter);
+    after that the wait doubles up to a cap. Every attempt counts against a
+    budget of ``budget`` attempts in ``window`` seconds, below Cloudflare's
+    limit of about 150 per rolling 10 minutes per IP (more bans the IP for 10
+    minutes). A refused handshake (HTTP 429) waits at least ``throttled``
+    seconds. Once a connection has lasted ``stable`` seconds the count of
+    failures starts again.
+
+    :param give_up_after: consecutive failed attempts before giving up, or ``None`` for never
+    :param random: a source of numbers in [0, 1), for the jitter
+    """
+
+    def __init__(self, *, immediate: int = 3, first: float = 1.0, factor: float = 2.0,
+                 cap: float = 60.0, jitter: float = 0.25, budget: int = 120,
+                 window: float = 600.0, throttled: float = 10.0, stable: float = 60.0,
+                 give_up_after: int | None = None,
+                 random: Callable[[], float] = random.random) -> None:
+        self.immediate, self.first, self.factor, self.cap = immediate, first, factor, cap
+        self.jitter, self.budget, self.window = jitter, budget, window
+        self.throttled, self.stable, self.give_up_after = throttled, stable, give_up_after
+        self.failures = 0
+        self._random = random
+        self._attempts: deque[float] = deque()
+        self._connected_at: float | None = None
+
+    def delay(self, now: float, *, throttled: bool = False) -> float | None:
+        """Seconds to wait before the next attempt, or ``None`` to give up."""
+        if self.give_up_after is not None and self.failures >= self.give_up_after:
+            return None
+        spread = self._random()
+        if self.failures < self.immediate:
+            wait = self.jitter * spread
+        else:
+            wait = min(self.cap, self.first * self.factor ** (self.failures - self.immediate))
+            wait *= 1 + self.jitter * (2 * spread - 1)
+        if throttled:
+            wait = max(wait, self.throttled)
+        while self._attempts and self._attempts[0] <= now - self.window:
+            self._attempts.popleft()
+        if len(self._attempts) >= self.budget:
+            wait = max(wait, self._attempts[0] + self.window - now)
+        return wait
+
+    def attempted(self, now: float) -> None:
+        """Count an attempt against the budget."""
+        self._attempts.append(now)
+
+    def failed(self) -> None:
+        """An attempt failed (or a connection ended before it was stable)."""
+        self.failures += 1
+
+    def connected(self, now: float) -> None:
+        """A connection is open."""
+        self._connected_at = now
+
+    def dropped(self, now: float) -> None:
+        """The connection ended: a stable one starts the count again, a short one adds to it."""
+        lasted = now - self._connected_at if self._connected_at is not None else 0.0
+        self._connected_at = None
+        if lasted >= self.stable:
+            self.failures = 0
+        else:
+            self.failures += 1

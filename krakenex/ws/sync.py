@@ -1,0 +1,119 @@
+"""WS: Kraken's WebSocket v2 without asyncio, for scripts, notebooks and the shell.
+
+It runs an :class:`~krakenex.ws.AsyncWS` on an event loop in a thread of its
+own, so it works the same whether or not the caller's thread already runs a
+loop (Jupyter does). Messages are read straight from the stream, without a
+round trip through that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import KrakenConnectionError
+from .book import BookView
+from .client import AsyncWS, _Closed
+from .protocol import AUTH_URL, URL
+
+if TYPE_CHECKING:
+    from ..api import API
+
+__all__ = ['WS']
+
+T = TypeVar('T')
+
+
+class WS:
+    """Kraken's WebSocket v2: ``with``, plain calls, ``for message in ws``.
+
+    >>> with WS() as ws:                                          # doctest: +SKIP
+    ...     ws.subscribe('ticker', symbol=['BTC/USD'])
+    ...     for message in ws:
+    ...         print(message)
+
+    Takes the same arguments as :class:`~krakenex.ws.AsyncWS`; every method
+    below does what the same method there does, and waits for it.
+    """
+
+    def __init__(self, api: API | None = None, *, url: str = URL, auth_url: str = AUTH_URL,
+                 **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name='krakenex-ws')
+        self._thread.start()
+
+        async def make() -> AsyncWS:
+            return AsyncWS(api, url=url, auth_url=auth_url, **options)
+
+        self._ws = self._run(make())
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        return repr(self._ws).replace('AsyncWS', 'WS', 1)
+
+    def __enter__(self) -> WS:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while True:
+            try:
+                message: dict[str, Any] = self._ws._stream.get(None)
+            except _Closed:
+                return
+            yield message
+
+    @property
+    def api(self) -> API | None:
+        """The :class:`krakenex.API` tokens come from."""
+        return self._ws.api
+
+    def subscribe(self, channel: str, *, timeout: float | None = None,
+                  **params: Any) -> list[dict[str, Any]]:
+        """See :meth:`AsyncWS.subscribe <krakenex.ws.AsyncWS.subscribe>`."""
+        return self._run(self._ws.subscribe(channel, timeout=timeout, **params))
+
+    def unsubscribe(self, channel: str, *, timeout: float | None = None,
+                    **params: Any) -> list[dict[str, Any]]:
+        """See :meth:`AsyncWS.unsubscribe <krakenex.ws.AsyncWS.unsubscribe>`."""
+        return self._run(self._ws.unsubscribe(channel, timeout=timeout, **params))
+
+    def request(self, method: str, *, timeout: float | None = None,
+                **params: Any) -> dict[str, Any]:
+        """See :meth:`AsyncWS.request <krakenex.ws.AsyncWS.request>`."""
+        return self._run(self._ws.request(method, timeout=timeout, **params))
+
+    def recv(self, timeout: float | None = None) -> dict[str, Any]:
+        """See :meth:`AsyncWS.recv <krakenex.ws.AsyncWS.recv>`."""
+        try:
+            message: dict[str, Any] = self._ws._stream.get(timeout)
+        except _Closed:
+            raise KrakenConnectionError('the WebSocket client is closed') from None
+        return message
+
+    def book(self, symbol: str) -> BookView:
+        """See :meth:`AsyncWS.book <krakenex.ws.AsyncWS.book>`."""
+        return self._ws.book(symbol)
+
+    def close(self) -> None:
+        """Close the connections and stop the thread."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self._run(self._ws.close(), timeout=10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)

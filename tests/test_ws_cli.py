@@ -1,0 +1,123 @@
+"""``krakenex ws``: the WebSocket v2 command, against the sandbox's feed on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from krakenex.cli import main
+from krakenex.sandbox import Sandbox
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    with Sandbox() as sandbox:
+        sandbox.feed.heartbeat = 0.2
+        yield sandbox
+
+
+@pytest.fixture
+def against(sb: Sandbox, tmp_path: Path) -> list[str]:
+    """Options that point the command at ``sb`` with its key, as a user would."""
+    key_file = tmp_path / 'kraken.key'
+    key_file.write_text(f'{sb.key}\n{sb.secret}\n')
+    key_file.chmod(0o600)
+    return ['--ws-uri', sb.ws_url, '--ws-auth-uri', sb.ws_auth_url, '--uri', sb.url,
+            '--key-file', str(key_file), '--timeout', '5']
+
+
+def lines(capsys: pytest.CaptureFixture[str]) -> tuple[list[dict], str]:
+    out, err = capsys.readouterr()
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+def test_ticker_prints_one_json_message_per_line_and_stops_at_count(capsys):
+    assert main(['ws', '--sandbox', 'ticker', 'BTC/USD', 'ETH/USD', '--count', '4']) == 0
+    messages, _ = lines(capsys)
+    assert len(messages) == 4
+    tickers = [m for m in messages if m.get('channel') == 'ticker']
+    assert {m['data'][0]['symbol'] for m in tickers} <= {'BTC/USD', 'ETH/USD'}
+
+
+def test_v1_habits_xbt_is_translated_and_said_and_v1_channels_point_to_executions(capsys):
+    assert main(['ws', '--sandbox', 'ticker', 'XBT/USD', '--count', '3']) == 0
+    messages, err = lines(capsys)
+    assert 'BTC/USD' in err and 'XBT' in err
+    assert any(m.get('channel') == 'ticker' and m['data'][0]['symbol'] == 'BTC/USD'
+               for m in messages)
+    assert main(['ws', '--sandbox', 'openOrders']) == 2
+    assert 'executions' in capsys.readouterr().err
+
+
+def test_book_top_prints_the_verified_top_levels(capsys, sb, against):
+    assert main(['ws', *against, 'book', 'ETH/BTC', 'depth=25', '--top', '3',
+                 '--count', '1']) == 0
+    (book,), _ = lines(capsys)
+    assert book['symbol'] == 'ETH/BTC' and len(book['bids']) == len(book['asks']) == 3
+    assert book['bids'][0][0] < book['asks'][0][0]
+
+
+def test_ohlc_with_interval_and_seconds(capsys, sb, against):
+    started = time.monotonic()
+    assert main(['ws', *against, 'ohlc', 'BTC/USD', 'interval=60', '--seconds', '0.5']) == 0
+    messages, _ = lines(capsys)
+    assert any(m.get('channel') == 'ohlc' and m['data'][-1]['interval'] == 60
+               for m in messages)
+    assert time.monotonic() - started < 5
+
+
+def test_executions_and_add_order_with_the_users_key(capsys, sb, against):
+    assert main(['ws', *against, 'add_order', 'symbol=BTC/USD', 'side=buy',
+                 'order_type=limit', 'limit_price=40000', 'order_qty=0.01',
+                 'cl_ord_id=cli-1']) == 0
+    (reply,), _ = lines(capsys)
+    assert reply['success'] is True
+    assert main(['ws', *against, 'executions', '--count', '3']) == 0
+    messages, _ = lines(capsys)
+    snapshot = next(m for m in messages if m.get('channel') == 'executions')
+    assert [o['cl_ord_id'] for o in snapshot['data']] == ['cli-1']
+    assert main(['ws', *against, 'cancel_order', f'order_id={reply["result"]["order_id"]}']) == 0
+    assert main(['ws', *against, 'cancel_order', 'order_id=OUNKNO-WN123-ORDER1']) == 1
+    assert 'EOrder:Unknown order' in capsys.readouterr().err
+
+
+def test_an_order_whose_reply_is_lost_exits_4(capsys, sb, against):
+    sb.feed.inject('reply_lost')
+    assert main(['ws', *against, 'add_order', 'symbol=BTC/USD', 'side=buy',
+                 'order_type=market', 'order_qty=0.01', 'cl_ord_id=cli-lost']) == 4
+    err = capsys.readouterr().err
+    assert 'outcome unknown' in err and 'cli-lost' in err
+    assert [o['cl_ord_id'] for o in sb.orders()] == ['cli-lost']
+
+
+def test_a_private_channel_without_a_key_is_a_usage_error(capsys, sb, monkeypatch, tmp_path):
+    monkeypatch.delenv('KRAKEN_API_KEY', raising=False)
+    monkeypatch.delenv('KRAKEN_API_SECRET', raising=False)
+    monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path))
+    assert main(['ws', '--ws-auth-uri', sb.ws_auth_url, '--uri', sb.url, 'executions']) == 2
+    assert 'needs an API key' in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130_without_a_traceback(sb):
+    command = [sys.executable, '-m', 'krakenex', 'ws', '--ws-uri', sb.ws_url, 'ticker',
+               'BTC/USD']
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env) as process:
+        try:
+            assert process.stdout is not None
+            assert json.loads(process.stdout.readline())['channel'] == 'status'
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=10)
+        finally:
+            process.kill()
+    assert process.returncode == 130
+    assert 'Traceback' not in err and 'interrupted' in err

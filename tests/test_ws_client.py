@@ -1,0 +1,626 @@
+"""WS and AsyncWS over a real WebSocket on 127.0.0.1, against a small scripted Kraken v2 server.
+
+The server below speaks Kraken's v2 format with numbers written at each pair's
+precision and checksums computed from that wire text (Kraken's rule written out
+independently of krakenex.ws.book). Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from krakenex import API, OutcomeUnknownError
+from krakenex.sandbox import Sandbox
+from krakenex.ws import WS, AsyncWS, Backoff, BookUnavailableError, SocketOutcomeUnknownError
+
+WAIT = 5.0  # seconds any single expectation may take before the test fails
+
+
+def quick_backoff() -> Backoff:
+    return Backoff(immediate=3, first=0.05, cap=0.2, jitter=0.1, throttled=0.3)
+
+
+# -- a scripted Kraken v2 server ------------------------------------------------------------
+
+class ServedBook:
+    """One symbol's book on the server side, written as wire text at fixed precision."""
+
+    def __init__(self, price_precision: int, qty_precision: int, mid: Decimal) -> None:
+        self.pp, self.qp = price_precision, qty_precision
+        step = Decimal(1).scaleb(-price_precision)
+        self.bids = {mid - step * i: Decimal(i) for i in range(1, 16)}
+        self.asks = {mid + step * i: Decimal(i) + Decimal('0.5') for i in range(1, 16)}
+
+    def text(self, value: Decimal, precision: int) -> str:
+        return format(value, f'.{precision}f')
+
+    def levels(self, side: dict[Decimal, Decimal], items: list[Decimal]) -> str:
+        return ','.join(f'{{"price":{self.text(p, self.pp)},'
+                        f'"qty":{self.text(side.get(p, Decimal(0)), self.qp)}}}' for p in items)
+
+    def checksum(self) -> int:
+        def part(side: dict[Decimal, Decimal], prices: list[Decimal]) -> str:
+            return ''.join(self.text(p, self.pp).replace('.', '').lstrip('0')
+                           + self.text(side[p], self.qp).replace('.', '').lstrip('0')
+                           for p in prices[:10])
+        asks = sorted(p for p, q in self.asks.items() if q)
+        bids = sorted((p for p, q in self.bids.items() if q), reverse=True)
+        return zlib.crc32((part(self.asks, asks) + part(self.bids, bids)).encode())
+
+    def message(self, symbol: str, kind: str, bids: list[Decimal], asks: list[Decimal],
+                checksum: int | None = None) -> str:
+        crc = self.checksum() if checksum is None else checksum
+        return (f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"{symbol}",'
+                f'"bids":[{self.levels(self.bids, bids)}],"asks":[{self.levels(self.asks, asks)}],'
+                f'"checksum":{crc},"timestamp":"2026-11-30T04:00:00.000000Z"}}]}}')
+
+    def snapshot(self, symbol: str, depth: int) -> str:
+        return self.message(symbol, 'snapshot', sorted(self.bids, reverse=True)[:depth],
+                            sorted(self.asks)[:depth])
+
+
+class FakeKraken:
+    """Kraken's v2 WebSocket on 127.0.0.1, in a thread, scripted by the test."""
+
+    def __init__(self) -> None:
+        self.books = {'BTC/USD': ServedBook(1, 8, Decimal('45000.0')),
+                      'SHIB/USD': ServedBook(8, 8, Decimal('0.00001234')),
+                      'ETH/USD': ServedBook(2, 8, Decimal('3000.00'))}
+        self.received: list[dict[str, Any]] = []
+        self.connections: list[ServerConnection] = []
+        self.handshakes = 0
+        self.refuse: list[int] = []  # HTTP statuses for the next handshakes
+        self.stalled = False  # every connection, new ones too
+        self.stalled_connections: set[ServerConnection] = set()
+        self.heartbeat = 0.1
+        self.refuse_tokens: set[str] = set()
+        self.refuse_token_number: int | None = None  # refuse the Nth distinct token seen
+        self.held: asyncio.Event | None = None  # book snapshots wait for it while set
+        self.tokens: list[str] = []
+        self.handlers: dict[str, Callable[[ServerConnection, dict[str, Any]], Any]] = {}
+        self.sequence = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        async def start() -> Any:
+            return await serve(self._handle, '127.0.0.1', 0,
+                               process_request=self._process_request)
+        self._server = self.run(start())
+        self.url = f'ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v2'
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(WAIT)
+
+    def stop(self) -> None:
+        self._server.close()
+        self.run(self._server.wait_closed())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(WAIT)
+
+    # -- what tests call --------------------------------------------------------------
+
+    def sent(self, method: str, channel: str | None = None) -> list[dict[str, Any]]:
+        return [m for m in list(self.received) if m.get('method') == method
+                and (channel is None or m.get('params', {}).get('channel') == channel)]
+
+    def hold_snapshots(self) -> None:
+        """Book snapshots wait until :meth:`release_snapshots`."""
+        self.held = self.run(self._event())
+
+    async def _event(self) -> asyncio.Event:
+        return asyncio.Event()
+
+    def release_snapshots(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            self._loop.call_soon_threadsafe(held.set)
+
+    def stall(self) -> None:
+        """The open connections go quiet: no heartbeats, no replies; new ones work."""
+        self.stalled_connections.update(self.connections)
+
+    def quiet(self, connection: ServerConnection) -> bool:
+        return self.stalled or connection in self.stalled_connections
+
+    def push(self, text: str) -> None:
+        async def send() -> None:
+            for connection in list(self.connections):
+                await connection.send(text)
+        self.run(send())
+
+    def drop(self) -> None:
+        """Cut every connection without a close frame."""
+        def cut() -> None:
+            for connection in list(self.connections):
+                connection.transport.abort()
+        self._loop.call_soon_threadsafe(cut)
+
+    def close(self, code: int, reason: str = '') -> None:
+        async def close() -> None:
+            for connection in list(self.connections):
+                await connection.close(code, reason)
+        self.run(close())
+
+    def book_update(self, symbol: str, bids: dict[str, str] | None = None,
+                    asks: dict[str, str] | None = None, checksum: int | None = None,
+                    depth: int = 10) -> None:
+        """Change levels and send the update a depth-``depth`` subscriber gets from Kraken."""
+        book = self.books[symbol]
+        sent: dict[str, list[Decimal]] = {}
+        for name, side, levels, best in (('bids', book.bids, bids, True),
+                                         ('asks', book.asks, asks, False)):
+            before = set(sorted(side, reverse=best)[:depth])
+            changed = [Decimal(p) for p in (levels or {})]
+            for price, qty in (levels or {}).items():
+                side[Decimal(price)] = Decimal(qty)
+            removed = [p for p in changed if side[p] == 0]
+            for price in removed:
+                del side[price]
+            entering = [p for p in sorted(side, reverse=best)[:depth]
+                        if p not in before and p not in changed]
+            sent[name] = changed + entering
+            for price in removed:
+                side[price] = Decimal(0)  # written as qty 0 in this message only
+        text = book.message(symbol, 'update', sent['bids'], sent['asks'], checksum)
+        for side in (book.bids, book.asks):
+            for price in [p for p, q in side.items() if q == 0]:
+                del side[price]
+        self.push(text)
+
+    # -- the server -------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Any) -> Any:
+        self.handshakes += 1
+        if self.refuse:
+            status = self.refuse.pop(0)
+            return connection.respond(HTTPStatus(status), 'refused\n')
+        return None
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        self.connections.append(connection)
+        subscribed = asyncio.Event()
+        beat = asyncio.get_running_loop().create_task(self._beat(connection, subscribed))
+        try:
+            await connection.send(json.dumps({'channel': 'status', 'type': 'update', 'data': [
+                {'system': 'online', 'api_version': 'v2', 'connection_id': 1,
+                 'version': '2.0.0'}]}))
+            async for raw in connection:
+                message = json.loads(raw)
+                self.received.append(message)
+                if self.quiet(connection):
+                    continue
+                await self._answer(connection, message, subscribed)
+        except Exception:
+            pass
+        finally:
+            beat.cancel()
+            self.connections.remove(connection)
+
+    async def _beat(self, connection: ServerConnection, subscribed: asyncio.Event) -> None:
+        await subscribed.wait()
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            if not self.quiet(connection):
+                await connection.send('{"channel":"heartbeat"}')
+
+    async def _answer(self, connection: ServerConnection, message: dict[str, Any],
+                      subscribed: asyncio.Event) -> None:
+        method, params = message.get('method'), message.get('params') or {}
+        base = {'method': method, 'req_id': message.get('req_id'),
+                'time_in': '2026-11-30T04:00:00.000000Z', 'time_out': '2026-11-30T04:00:00.000010Z'}
+        token = params.get('token')
+        if token is not None and token not in self.tokens:
+            self.tokens.append(token)
+            if self.refuse_token_number == len(self.tokens):
+                self.refuse_tokens.add(token)
+        if token is not None and token in self.refuse_tokens:
+            await connection.send(json.dumps({**base, 'success': False,
+                                              'error': 'ESession:Invalid session'}))
+            return
+        if method in self.handlers:
+            reply = self.handlers[method](connection, message)
+            if asyncio.iscoroutine(reply):
+                reply = await reply
+            if reply is not None:
+                await connection.send(json.dumps({**base, **reply}))
+            return
+        if method == 'ping':
+            await connection.send(json.dumps({**base, 'method': 'pong'}))
+            return
+        if method not in ('subscribe', 'unsubscribe'):
+            await connection.send(json.dumps({**base, 'success': False,
+                                              'error': 'EGeneral:Invalid arguments'}))
+            return
+        channel = params.get('channel')
+        symbols = params.get('symbol') or [None]
+        for symbol in symbols:
+            if symbol == 'XBT/USD':
+                refused = f'Currency pair not supported {symbol}'
+                await connection.send(json.dumps({**base, 'success': False, 'symbol': symbol,
+                                                  'error': refused}))
+                continue
+            result = {'channel': channel, **({'symbol': symbol} if symbol else {})}
+            await connection.send(json.dumps({**base, 'success': True, 'result': result}))
+            if method != 'subscribe':
+                continue
+            subscribed.set()
+            if channel == 'book':
+                if self.held is not None:
+                    await self.held.wait()
+                await connection.send(self.books[symbol].snapshot(symbol,
+                                                                  params.get('depth', 10)))
+            elif channel == 'instrument':
+                pairs = [{'symbol': s, 'price_precision': b.pp, 'qty_precision': b.qp}
+                         for s, b in self.books.items()]
+                await connection.send(json.dumps({'channel': 'instrument', 'type': 'snapshot',
+                                                  'data': {'assets': [], 'pairs': pairs}}))
+            elif channel == 'executions':
+                self.sequence = 1
+                await connection.send(json.dumps({'channel': 'executions', 'type': 'snapshot',
+                                                  'data': [], 'sequence': 1}))
+
+
+@pytest.fixture
+def kraken() -> Iterator[FakeKraken]:
+    server = FakeKraken()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ws(kraken: FakeKraken) -> Iterator[WS]:
+    with WS(url=kraken.url, auth_url=kraken.url, timeout=WAIT, silence=2.0,
+            backoff=quick_backoff) as client:
+        yield client
+
+
+def expect(ws: WS, match: Callable[[dict[str, Any]], bool], wait: float = WAIT) -> dict[str, Any]:
+    """Read messages until one matches; fail after ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError('no matching message in time')
+        message = ws.recv(timeout=left)
+        if match(message):
+            return message
+
+
+def notice(kind: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m.get('channel') == 'krakenex' and m.get('type') == kind
+
+
+def book_message(symbol: str, kind: str = 'snapshot') -> Callable[[dict[str, Any]], bool]:
+    return lambda m: (m.get('channel') == 'book' and m.get('type') == kind
+                      and m['data'][0]['symbol'] == symbol)
+
+
+def eventually(condition: Callable[[], bool], wait: float = WAIT) -> None:
+    deadline = time.monotonic() + wait
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError('condition not met in time')
+        time.sleep(0.02)
+
+
+# -- 1. books ----------------------------------------------------------------------------
+
+def test_book_is_verified_at_the_pairs_precision_from_the_instrument_channel(ws, kraken):
+    ws.subscribe('book', symbol=['BTC/USD', 'SHIB/USD'], depth=10)
+    expect(ws, book_message('SHIB/USD'))
+    shib = ws.book('SHIB/USD')
+    assert shib.bids[0] == (Decimal('0.00001233'), Decimal('1'))
+    assert shib.asks[0][0] == Decimal('0.00001235')
+    assert shib.checksum == kraken.books['SHIB/USD'].checksum()
+    btc = ws.book('BTC/USD')
+    assert len(btc.bids) == len(btc.asks) == 10
+    assert btc.bids == sorted(btc.bids, reverse=True) and btc.asks == sorted(btc.asks)
+    # the instrument subscription was krakenex's own: it never shows in the stream
+    assert kraken.sent('subscribe', 'instrument')
+
+
+def test_book_updates_apply_qty_zero_and_stay_verified(ws, kraken):
+    ws.subscribe('book', symbol=['BTC/USD'], depth=10)
+    expect(ws, book_message('BTC/USD'))
+    kraken.book_update('BTC/USD', bids={'44999.9': '0', '44999.5': '7.5'})
+    expect(ws, book_message('BTC/USD', 'update'))
+    book = ws.book('BTC/USD')
+    assert book.checksum == kraken.books['BTC/USD'].checksum()
+    assert Decimal('44999.9') not in dict(book.bids)
+    assert dict(book.bids)[Decimal('44999.5')] == Decimal('7.5')
+    assert book.bids[-1][0] == Decimal('44998.9') and len(book.bids) == 10  # moved into range
+
+
+def test_checksum_mismatch_resubscribes_that_symbol_alone_and_says_book_resync(ws, kraken):
+    ws.subscribe('book', symbol=['BTC/USD', 'ETH/USD'], depth=25)
+    expect(ws, book_message('ETH/USD'))
+    kraken.hold_snapshots()
+    kraken.book_update('BTC/USD', bids={'44999.8': '3'}, checksum=12345)
+    expect(ws, book_message('BTC/USD', 'update'))
+    resync = expect(ws, notice('book_resync'))
+    assert resync['symbol'] == 'BTC/USD' and resync['checksum'] == 12345
+    with pytest.raises(BookUnavailableError):  # until the new snapshot has matched
+        ws.book('BTC/USD')
+    assert ws.book('ETH/USD').checksum == kraken.books['ETH/USD'].checksum()
+    kraken.release_snapshots()
+    expect(ws, book_message('BTC/USD'))
+    assert ws.book('BTC/USD').checksum == kraken.books['BTC/USD'].checksum()
+    assert ws.book('ETH/USD').checksum == kraken.books['ETH/USD'].checksum()
+    again = [m['params'] for m in kraken.sent('subscribe', 'book')][1:]
+    assert again == [{'channel': 'book', 'symbol': ['BTC/USD'], 'depth': 25}]
+    assert kraken.sent('unsubscribe', 'book')[0]['params']['symbol'] == ['BTC/USD']
+
+
+def test_book_is_never_shown_before_its_snapshot_and_unknown_symbols_are_a_usage_error(ws, kraken):
+    kraken.stalled = True
+    with pytest.raises(Exception, match='no reply|acknowledg|within'):
+        ws.subscribe('book', symbol=['BTC/USD'], timeout=0.3)
+    with pytest.raises(BookUnavailableError):
+        ws.book('BTC/USD')
+    with pytest.raises(ValueError, match='no book subscription'):
+        ws.book('DOGE/USD')
+
+
+# -- 2. requests, replies, the stream ------------------------------------------------------
+
+def test_request_returns_the_reply_with_its_own_req_id(ws, kraken):
+    async def late_pong(connection: ServerConnection, message: dict[str, Any]) -> Any:
+        if message['params'].get('slow'):
+            await asyncio.sleep(0.3)  # the second request's reply comes back first
+        return {'method': 'pong', 'result': {'slow': message['params'].get('slow')}}
+    kraken.handlers['echo'] = late_pong
+    ws.request('ping')  # connect first
+    replies: dict[str, Any] = {}
+    slow = threading.Thread(target=lambda: replies.update(slow=ws.request('echo', slow=True)))
+    slow.start()
+    replies['fast'] = ws.request('echo', slow=False)
+    slow.join(WAIT)
+    assert replies['slow']['result'] == {'slow': True}
+    assert replies['fast']['result'] == {'slow': False}
+    assert replies['slow']['req_id'] != replies['fast']['req_id']
+
+
+def test_refused_subscription_raises_kraken_s_error(ws, kraken):
+    with pytest.raises(Exception, match='Currency pair not supported XBT/USD'):
+        ws.subscribe('ticker', symbol=['XBT/USD'])
+
+
+def test_recv_times_out_instead_of_hanging(ws, kraken):
+    ws.request('ping')
+    expect(ws, lambda m: m.get('method') == 'pong')
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=0.2)
+
+
+def test_stream_gives_messages_as_kraken_sent_them(ws, kraken):
+    ws.subscribe('ticker', symbol=['BTC/USD'])
+    kraken.push('{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD",'
+                '"bid":45000.10,"last":0.00001230}]}')
+    ticker = expect(ws, lambda m: m.get('channel') == 'ticker')
+    assert ticker['data'][0]['bid'] == Decimal('45000.10')
+    assert str(ticker['data'][0]['last']) == '0.00001230'
+
+
+# -- 3. liveness and reconnects ---------------------------------------------------------
+
+def test_drop_without_close_frame_reconnects_and_resubscribes_the_users_own_requests(ws, kraken):
+    ws.subscribe('ticker', symbol=['BTC/USD', 'ETH/USD'], event_trigger='bbo')
+    ws.subscribe('book', symbol=['BTC/USD'], depth=10)
+    expect(ws, book_message('BTC/USD'))
+    kraken.drop()
+    reconnected = expect(ws, notice('reconnected'))
+    assert 'without a close frame' in reconnected['reason']
+    resubscribed = expect(ws, notice('resubscribed'))
+    assert resubscribed['subscriptions'] == [
+        {'channel': 'ticker', 'symbol': ['BTC/USD', 'ETH/USD'], 'event_trigger': 'bbo'},
+        {'channel': 'book', 'symbol': ['BTC/USD'], 'depth': 10}]
+    expect(ws, book_message('BTC/USD'))
+    assert ws.book('BTC/USD').checksum == kraken.books['BTC/USD'].checksum()
+    eventually(lambda: len(kraken.sent('subscribe', 'ticker')) == 2)
+    tickers = [m['params'] for m in kraken.sent('subscribe', 'ticker')]
+    assert tickers == [{'channel': 'ticker', 'symbol': ['BTC/USD', 'ETH/USD'],
+                        'event_trigger': 'bbo'}] * 2
+
+
+def test_server_close_1001_is_replaced(ws, kraken):
+    ws.subscribe('ticker', symbol=['BTC/USD'])
+    kraken.close(1001, 'CloudFlare WebSocket proxy restarting')
+    reconnected = expect(ws, notice('reconnected'))
+    assert '1001' in reconnected['reason']
+    expect(ws, notice('resubscribed'))
+
+
+def test_silence_past_a_few_heartbeats_replaces_the_connection(kraken):
+    with WS(url=kraken.url, timeout=WAIT, silence=1.0, backoff=quick_backoff) as client:
+        client.subscribe('ticker', symbol=['BTC/USD'])
+        expect(client, lambda m: m.get('channel') == 'heartbeat')
+        kraken.stall()  # no heartbeats, no pongs; the TCP connection stays up
+        reconnected = expect(client, notice('reconnected'))
+        assert 'no heartbeat' in reconnected['reason']
+        expect(client, notice('resubscribed'))
+        assert kraken.sent('ping'), 'a quiet connection is pinged before it is given up'
+        expect(client, lambda m: m.get('channel') == 'heartbeat')
+
+
+def test_429_on_the_handshake_backs_off_then_connects(ws, kraken):
+    ws.subscribe('ticker', symbol=['BTC/USD'])
+    kraken.refuse = [429, 429]
+    before = kraken.handshakes
+    started = time.monotonic()
+    kraken.drop()
+    reconnected = expect(ws, notice('reconnected'))
+    assert kraken.handshakes - before == 3
+    assert '429' in reconnected['reason']
+    assert time.monotonic() - started >= 0.3  # quick_backoff waits 0.3 s after a 429
+
+
+def test_unsubscribed_symbols_are_not_sent_again(ws, kraken):
+    ws.subscribe('ticker', symbol=['BTC/USD', 'ETH/USD'])
+    ws.unsubscribe('ticker', symbol=['ETH/USD'])
+    kraken.drop()
+    expect(ws, notice('resubscribed'))
+    eventually(lambda: len(kraken.sent('subscribe', 'ticker')) == 2)
+    assert kraken.sent('subscribe', 'ticker')[-1]['params']['symbol'] == ['BTC/USD']
+
+
+def test_gave_up_ends_the_stream_after_the_configured_failures(kraken):
+    with WS(url=kraken.url, timeout=WAIT, silence=2.0,
+            backoff=lambda: Backoff(immediate=1, first=0.01, cap=0.02,
+                                    give_up_after=2)) as client:
+        client.subscribe('ticker', symbol=['BTC/USD'])
+        kraken.refuse = [503] * 10
+        kraken.drop()
+        gave_up = expect(client, notice('gave_up'))
+        assert 'HTTP 503' in gave_up['reason']
+        assert list(client) == []  # the stream has ended
+
+
+# -- 4. private: tokens, executions ------------------------------------------------------
+
+@pytest.fixture
+def rest() -> Iterator[API]:
+    with Sandbox() as sandbox, API(sandbox.key, sandbox.secret, uri=sandbox.url) as api:
+        yield api
+
+
+@pytest.fixture
+def private(kraken: FakeKraken, rest: API) -> Iterator[WS]:
+    with WS(rest, url=kraken.url, auth_url=kraken.url, timeout=WAIT, silence=2.0,
+            backoff=quick_backoff) as client:
+        yield client
+
+
+def test_each_private_connection_gets_a_fresh_token_that_never_shows(private, kraken):
+    private.subscribe('executions', snap_orders=True)
+    kraken.drop()
+    expect(private, notice('resubscribed'))
+    eventually(lambda: len(kraken.sent('subscribe', 'executions')) == 2)
+    assert len(kraken.tokens) == 2 and kraken.tokens[0] != kraken.tokens[1]
+    for token in kraken.tokens:
+        assert token not in repr(private)
+    kraken.handlers['add_order'] = lambda c, m: c.transport.abort()
+    with pytest.raises(OutcomeUnknownError) as lost:
+        private.request('add_order', symbol='BTC/USD', side='buy', order_type='market',
+                        order_qty=Decimal('0.01'))
+    assert all(token not in str(lost.value) and token not in repr(lost.value.params)
+               for token in kraken.tokens)
+
+
+def test_debug_logging_never_writes_the_token(private, kraken, caplog):
+    caplog.set_level(logging.DEBUG)
+    private.subscribe('executions')
+    private.request('ping')
+    assert kraken.tokens and caplog.records
+    assert all(token not in caplog.text for token in kraken.tokens)
+    # websockets logs frames (cut short today) at DEBUG: none of krakenex's connections do
+    assert not [r for r in caplog.records if r.name == 'krakenex.ws.frames'
+                and r.levelno < logging.INFO]
+
+
+def test_invalid_session_fetches_the_token_once_more_and_says_token_refreshed(private, kraken):
+    kraken.refuse_token_number = 1
+    acks = private.subscribe('executions')
+    assert acks[0]['success'] is True
+    refreshed = expect(private, notice('token_refreshed'))
+    assert 'Invalid session' in refreshed['reason']
+    assert len(kraken.tokens) == 2 and kraken.tokens[0] in kraken.refuse_tokens
+    assert len(kraken.sent('subscribe', 'executions')) == 2
+
+
+def test_a_token_refused_after_a_reconnect_is_fetched_again_and_resubscribed(private, kraken):
+    private.subscribe('executions')
+    kraken.refuse_token_number = 2  # the reconnect's fresh token
+    kraken.drop()
+    expect(private, notice('resubscribed'))
+    assert 'Invalid session' in expect(private, notice('token_refreshed'))['reason']
+    eventually(lambda: len(kraken.sent('subscribe', 'executions')) == 3)
+    assert kraken.sent('subscribe', 'executions')[-1]['params']['token'] == kraken.tokens[2]
+
+
+def test_skipped_executions_sequence_gives_gap(private, kraken):
+    private.subscribe('executions', snap_orders=True, snap_trades=True)
+    expect(private, lambda m: m.get('channel') == 'executions')
+    for sequence in (2, 4):
+        kraken.push(json.dumps({'channel': 'executions', 'type': 'update', 'data': [],
+                                'sequence': sequence}))
+    gap = expect(private, notice('gap'))
+    assert gap == {'channel': 'krakenex', 'type': 'gap', 'feed': 'executions', 'expected': 3,
+                   'received': 4}
+
+
+# -- 5. at most once ---------------------------------------------------------------------
+
+def test_add_order_whose_reply_is_lost_is_never_resent_and_reconcile_finds_it(private, kraken,
+                                                                              rest):
+    def place_then_drop(connection: ServerConnection, message: dict[str, Any]) -> None:
+        p = message['params']
+        rest.query_private('AddOrder', {'pair': 'XBTUSD', 'type': p['side'], 'ordertype': 'limit',
+                                        'price': '1000', 'volume': str(p['order_qty']),
+                                        'cl_ord_id': p['cl_ord_id']})
+        connection.transport.abort()
+    kraken.handlers['add_order'] = place_then_drop
+    private.subscribe('executions')
+    with pytest.raises(SocketOutcomeUnknownError) as lost:
+        private.request('add_order', symbol='BTC/USD', side='buy', order_type='limit',
+                        limit_price=1000, order_qty=Decimal('0.01'), cl_ord_id='ws-lost-1',
+                        order_userref=7)
+    error = lost.value
+    assert isinstance(error, OutcomeUnknownError)
+    assert (error.cl_ord_id, error.order_userref) == ('ws-lost-1', '7') and error.req_id
+    expect(private, notice('resubscribed'))
+    assert len(kraken.sent('add_order')) == 1
+    found = rest.reconcile(error)
+    assert [o['cl_ord_id'] for o in found.values()] == ['ws-lost-1']
+
+
+def test_order_request_without_reply_in_time_is_an_unknown_outcome_not_a_resend(private, kraken):
+    kraken.handlers['cancel_order'] = lambda c, m: None  # never answers
+    with pytest.raises(OutcomeUnknownError, match='cancel_order was sent'):
+        private.request('cancel_order', order_id=['OABC-DEF'], timeout=0.3)
+    assert len(kraken.sent('cancel_order')) == 1
+
+
+# -- 6. event loops ------------------------------------------------------------------------
+
+def test_ws_works_inside_a_running_event_loop(kraken):
+    async def notebook_cell() -> Decimal:
+        with WS(url=kraken.url, timeout=WAIT) as client:  # a plain call inside a running loop
+            client.subscribe('book', symbol=['ETH/USD'])
+            expect(client, book_message('ETH/USD'))
+            return client.book('ETH/USD').bids[0][0]
+    assert asyncio.run(notebook_cell()) == Decimal('2999.99')
+
+
+def test_async_ws_with_await_and_async_for(kraken):
+    async def cell() -> list[str]:
+        async with AsyncWS(url=kraken.url, timeout=WAIT) as client:
+            await client.subscribe('book', symbol=['SHIB/USD'])
+            seen = []
+            async for message in client:
+                seen.append(message.get('channel') or message.get('method'))
+                if message.get('channel') == 'book':
+                    assert client.book('SHIB/USD').checksum == kraken.books['SHIB/USD'].checksum()
+                    return seen
+        return seen
+    seen = asyncio.run(asyncio.wait_for(cell(), WAIT))
+    assert seen[-1] == 'book' and 'subscribe' in seen
+
+
+def test_library_code_never_calls_asyncio_run():
+    import pathlib
+
+    import krakenex.ws
+    for path in pathlib.Path(krakenex.ws.__file__).parent.glob('*.py'):
+        assert 'asyncio.run(' not in path.read_text(), path

@@ -1,0 +1,99 @@
+"""Kraken's WebSocket rules without a socket: reconnect pacing, kept requests, numbers."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from krakenex.ws.protocol import Backoff, SequenceCheck, Subscriptions, encode
+
+
+def run_failures(backoff: Backoff, seconds: float) -> list[float]:
+    """Attempt times when every attempt fails for ``seconds``, following the backoff."""
+    now, attempts = 0.0, []
+    while now < seconds:
+        backoff.attempted(now)
+        attempts.append(now)
+        backoff.failed()
+        now += backoff.delay(now)
+    return attempts
+
+
+def test_reconnects_are_immediate_a_few_times_then_back_off_exponentially_to_a_cap():
+    backoff = Backoff(immediate=3, first=1.0, factor=2.0, cap=60.0, jitter=0.25,
+                      random=lambda: 0.5)
+    waits = []
+    for _ in range(12):
+        waits.append(backoff.delay(0.0))
+        backoff.failed()
+    assert all(w <= 0.25 for w in waits[:3])
+    assert waits[3:9] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
+    assert waits[9:] == [60.0, 60.0, 60.0]
+
+
+def test_jitter_spreads_the_waits():
+    low = Backoff(jitter=0.25, random=lambda: 0.0)
+    high = Backoff(jitter=0.25, random=lambda: 0.999)
+    for b in (low, high):
+        for _ in range(5):
+            b.failed()
+    assert low.delay(0.0) < high.delay(0.0)
+
+
+def test_attempts_stay_under_cloudflares_150_per_10_minutes_even_with_no_backoff():
+    # a server that accepts and drops at once: every attempt "connects" but never lasts
+    backoff = Backoff(immediate=1000, first=0.0, cap=0.0, jitter=0.0)
+    attempts = run_failures(backoff, 3600)
+    worst = max(sum(1 for t in attempts if start <= t < start + 600) for start in attempts)
+    assert worst <= 120 < 150
+
+
+def test_a_429_waits_at_least_the_throttle_time():
+    backoff = Backoff(throttled=10.0, random=lambda: 0.0)
+    assert backoff.delay(0.0) == 0.0
+    assert backoff.delay(0.0, throttled=True) == 10.0
+
+
+def test_give_up_after_consecutive_failures_and_a_stable_connection_starts_again():
+    backoff = Backoff(give_up_after=3, stable=60.0)
+    for _ in range(2):
+        backoff.failed()
+    backoff.connected(0.0)
+    backoff.dropped(5.0)  # short-lived: counts as a failure
+    assert backoff.delay(5.0) is None
+    backoff = Backoff(give_up_after=3, stable=60.0)
+    for _ in range(2):
+        backoff.failed()
+    backoff.connected(0.0)
+    backoff.dropped(61.0)
+    assert backoff.failures == 0 and backoff.delay(61.0) is not None
+
+
+def test_kept_subscriptions_are_the_users_requests_minus_what_was_unsubscribed():
+    subs = Subscriptions()
+    subs.add('book', {'symbol': ['BTC/USD', 'ETH/USD'], 'depth': 25, 'token': 'secret'})
+    subs.add('executions', {'snap_orders': True, 'snap_trades': True})
+    subs.remove('book', {'symbol': ['ETH/USD'], 'depth': 25})
+    assert subs.requests() == [('book', {'symbol': ['BTC/USD'], 'depth': 25}),
+                               ('executions', {'snap_orders': True, 'snap_trades': True})]
+    assert subs.params_for('book', 'BTC/USD') == {'symbol': ['BTC/USD'], 'depth': 25}
+    subs.remove('executions', {})
+    subs.remove('book', {'symbol': ['BTC/USD']})
+    assert subs.requests() == []
+
+
+def test_sequence_gaps_are_found_and_a_new_connection_starts_over():
+    check = SequenceCheck()
+    assert check.check('executions', 1) is None
+    assert check.check('executions', 2) is None
+    assert check.check('executions', 5) == (3, 5)
+    check.reset()
+    assert check.check('executions', 1) is None
+
+
+def test_numbers_go_out_as_plain_json_numbers_never_exponents():
+    text = encode({'method': 'add_order', 'params': {
+        'order_qty': Decimal('1E-8'), 'limit_price': 0.00001234, 'post_only': True,
+        'orders': [{'order_qty': Decimal('0.10000000')}]}})
+    assert '0.00000001' in text and '0.00001234' in text and 'e-' not in text.lower()
+    assert json.loads(text)['params']['post_only'] is True

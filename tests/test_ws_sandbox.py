@@ -1,0 +1,275 @@
+"""The sandbox's WebSocket v2 feed, used through WS over a real socket on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from krakenex import API, OutcomeUnknownError
+from krakenex.sandbox import Sandbox
+from krakenex.ws import WS, Backoff
+
+WAIT = 5.0
+
+
+def quick_backoff() -> Backoff:
+    return Backoff(immediate=3, first=0.05, cap=0.2, jitter=0.1, throttled=0.3)
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    with Sandbox() as sandbox:
+        assert sandbox.feed is not None
+        sandbox.feed.heartbeat = 0.2
+        yield sandbox
+
+
+@pytest.fixture
+def api(sb: Sandbox) -> Iterator[API]:
+    with API(sb.key, sb.secret, uri=sb.url) as client:
+        yield client
+
+
+@pytest.fixture
+def ws(sb: Sandbox, api: API) -> Iterator[WS]:
+    with WS(api, url=sb.ws_url, auth_url=sb.ws_auth_url, timeout=WAIT, silence=1.5,
+            backoff=quick_backoff) as client:
+        yield client
+
+
+def expect(ws: WS, match: Callable[[dict[str, Any]], bool], wait: float = WAIT) -> dict[str, Any]:
+    deadline = time.monotonic() + wait
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError('no matching message in time')
+        message = ws.recv(timeout=left)
+        if match(message):
+            return message
+
+
+def notice(kind: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m.get('channel') == 'krakenex' and m.get('type') == kind
+
+
+def channel(name: str, kind: str | None = None) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m.get('channel') == name and (kind is None or m.get('type') == kind)
+
+
+def raw_book(sb: Sandbox, symbol: str, depth: int = 10) -> tuple[str, dict[str, Any]]:
+    """The raw text of the feed's book snapshot, read with a bare websockets client."""
+    with connect(sb.ws_url, open_timeout=WAIT) as bare:
+        bare.send(json.dumps({'method': 'subscribe', 'params': {
+            'channel': 'book', 'symbol': [symbol], 'depth': depth}}))
+        while True:
+            text = bare.recv(WAIT)
+            if text.startswith('{"channel": "book", "type": "snapshot"'):
+                return str(text), json.loads(text)
+
+
+@pytest.mark.parametrize('symbol, decimals', [('BTC/USD', 1), ('ETH/USD', 2), ('ETH/BTC', 5),
+                                              ('SOL/USD', 2)])
+def test_feed_book_numbers_are_at_the_pairs_precision_and_its_checksum_is_krakens(
+        sb, symbol, decimals):
+    text, _ = raw_book(sb, symbol)
+    data = json.loads(text, parse_float=str)['data'][0]  # the numbers' own text
+    asks = [(a['price'], a['qty']) for a in data['asks']]
+    bids = [(b['price'], b['qty']) for b in data['bids']]
+    assert all(len(p.split('.')[1]) == decimals and len(q.split('.')[1]) == 8
+               for p, q in asks + bids)
+    # Kraken's rule applied to the wire text, written out here
+    wire = ''.join(p.replace('.', '').lstrip('0') + q.replace('.', '').lstrip('0')
+                   for p, q in asks[:10] + bids[:10])
+    assert data['checksum'] == zlib.crc32(wire.encode())
+
+
+def test_ws_keeps_every_sandbox_book_verified_as_the_market_moves(sb, ws):
+    ws.subscribe('book', symbol=['BTC/USD', 'ETH/BTC'], depth=25)
+    expect(ws, lambda m: channel('book', 'snapshot')(m) and m['data'][0]['symbol'] == 'ETH/BTC')
+    sb.set_price('ETHXBT', '0.05123')
+    sb.set_price('XBTUSD', '61234.5')
+    for symbol in ('BTC/USD', 'ETH/BTC'):
+        expect(ws, lambda m, s=symbol: channel('book', 'update')(m)
+               and m['data'][0]['symbol'] == s and m['data'][0]['bids'])
+    btc, eth = ws.book('BTC/USD'), ws.book('ETH/BTC')
+    assert btc.bids[0][0] < Decimal('61234.5') < btc.asks[0][0]
+    assert eth.bids[0][0] < Decimal('0.05123') < eth.asks[0][0]
+    assert len(btc.bids) == len(btc.asks) == 25
+
+
+def test_ticker_trade_ohlc_and_instrument_channels(sb, ws):
+    ws.subscribe('ticker', symbol=['BTC/USD'])
+    ws.subscribe('trade', symbol=['BTC/USD'])
+    ws.subscribe('ohlc', symbol=['BTC/USD'], interval=60)
+    ws.subscribe('instrument')
+    ticker = expect(ws, channel('ticker'))['data'][0]
+    assert ticker['bid'] < ticker['ask'] and ticker['symbol'] == 'BTC/USD'
+    assert expect(ws, channel('trade', 'snapshot'))['data'][-1]['symbol'] == 'BTC/USD'
+    candle = expect(ws, channel('ohlc', 'snapshot'))['data'][-1]
+    assert candle['interval'] == 60 and candle['low'] <= candle['close'] <= candle['high']
+    pairs = {p['symbol']: p for p in expect(ws, channel('instrument'))['data']['pairs']}
+    assert (pairs['ETH/BTC']['price_precision'], pairs['ETH/BTC']['qty_precision']) == (5, 8)
+    sb.set_price('XBTUSD', '62000')
+    assert expect(ws, channel('trade', 'update'))['data'][-1]['price'] == Decimal('62000.0')
+
+
+def test_v2_refuses_v1_names_as_kraken_does(ws):
+    with pytest.raises(Exception, match='Currency pair not supported XBT/USD'):
+        ws.subscribe('ticker', symbol=['XBT/USD'])
+
+
+def test_executions_show_orders_placed_over_rest_and_over_the_socket(sb, ws, api):
+    ws.subscribe('executions', snap_orders=True, snap_trades=True)
+    expect(ws, channel('executions', 'snapshot'))
+    api.query_private('AddOrder', {'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit',
+                                   'price': '50000', 'volume': '0.01', 'userref': '11'})
+    rest_order = expect(ws, channel('executions', 'update'))['data'][0]
+    assert (rest_order['exec_type'], rest_order['order_userref']) == ('new', 11)
+    reply = ws.request('add_order', symbol='BTC/USD', side='buy', order_type='market',
+                       order_qty=Decimal('0.001'), cl_ord_id='ws-market-1')
+    assert reply['success'] is True and reply['result']['order_id']
+    filled = expect(ws, lambda m: channel('executions')(m)
+                    and m['data'][0]['exec_type'] == 'filled')['data'][0]
+    assert filled['cl_ord_id'] == 'ws-market-1' and filled['cum_qty'] == Decimal('0.001')
+    ws.request('cancel_order', order_id=[rest_order['order_id']])
+    canceled = expect(ws, lambda m: channel('executions')(m)
+                      and m['data'][0]['exec_type'] == 'canceled')
+    assert canceled['data'][0]['order_id'] == rest_order['order_id']
+
+
+def test_balances_follow_paper_trading(sb, ws):
+    ws.subscribe('balances')
+    snapshot = expect(ws, channel('balances', 'snapshot'))
+    usd = {b['asset']: b['balance'] for b in snapshot['data']}['ZUSD']
+    ws.request('add_order', symbol='BTC/USD', side='buy', order_type='market',
+               order_qty=Decimal('0.01'))
+    update = expect(ws, channel('balances', 'update'))
+    assert {b['asset']: b['balance'] for b in update['data']}['ZUSD'] < usd
+
+
+def test_tokens_are_checked_and_expire_15_minutes_after_issue_unless_used(sb, api):
+    token = api.query_private('GetWebSocketsToken')['result']['token']
+    sb.feed.tokens[token][1] -= 901  # issued more than 15 minutes ago, never used
+    with connect(sb.ws_auth_url, open_timeout=WAIT) as bare:
+        for attempt in (token, 'made-up-token'):
+            bare.send(json.dumps({'method': 'subscribe', 'params': {
+                'channel': 'executions', 'token': attempt}, 'req_id': 1}))
+            reply = json.loads(next(t for t in iter(lambda: bare.recv(WAIT), None)
+                                    if '"subscribe"' in t))
+            assert (reply['success'], reply['error']) == (False, 'ESession:Invalid session')
+    with connect(sb.ws_url, open_timeout=WAIT) as public:
+        fresh = api.query_private('GetWebSocketsToken')['result']['token']
+        public.send(json.dumps({'method': 'subscribe', 'params': {
+            'channel': 'executions', 'token': fresh}, 'req_id': 2}))
+        reply = json.loads(next(t for t in iter(lambda: public.recv(WAIT), None)
+                                if '"subscribe"' in t))
+        assert reply['success'] is False  # private channels live on the auth endpoint
+
+
+# -- faults ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('fault, reason', [('drop', 'without a close frame'),
+                                           ('close1001', '1001'),
+                                           ('stall', 'no heartbeat')])
+def test_feed_faults_are_survived_with_reconnected_and_resubscribed(sb, ws, fault, reason):
+    ws.subscribe('book', symbol=['ETH/USD'], depth=10)
+    expect(ws, channel('book', 'snapshot'))
+    sb.feed.inject(fault)
+    reconnected = expect(ws, notice('reconnected'))
+    assert reason in reconnected['reason']
+    assert expect(ws, notice('resubscribed'))['subscriptions'] == [
+        {'channel': 'book', 'symbol': ['ETH/USD'], 'depth': 10}]
+    expect(ws, channel('book', 'snapshot'))
+    assert ws.book('ETH/USD').checksum
+
+
+def test_wrong_checksum_from_the_feed_gives_book_resync_and_a_verified_book_again(sb, ws):
+    ws.subscribe('book', symbol=['SOL/USD'])
+    expect(ws, channel('book', 'snapshot'))
+    sb.feed.inject('bad_checksum')
+    sb.set_price('SOLUSD', '151.37')
+    expect(ws, channel('book', 'update'))
+    assert expect(ws, notice('book_resync'))['symbol'] == 'SOL/USD'
+    expect(ws, channel('book', 'snapshot'))
+    assert ws.book('SOL/USD').bids[0][0] < Decimal('151.37')
+
+
+def test_429_on_the_handshake(sb, ws):
+    sb.feed.inject('handshake429')
+    with pytest.raises(InvalidStatus, match='429'):
+        connect(sb.ws_url, open_timeout=WAIT)
+    ws.subscribe('ticker', symbol=['BTC/USD'])
+    sb.feed.inject('handshake429', times=2)
+    sb.feed.inject('drop')
+    assert '429' in expect(ws, notice('reconnected'))['reason']
+
+
+def test_invalid_session_from_the_feed_gives_token_refreshed(sb, ws):
+    sb.feed.inject('invalid_session')
+    assert ws.subscribe('executions')[0]['success'] is True
+    assert 'Invalid session' in expect(ws, notice('token_refreshed'))['reason']
+
+
+def test_reply_lost_after_the_order_executed_is_an_unknown_outcome_reconcile_finds(sb, ws, api):
+    ws.subscribe('executions')
+    sb.feed.inject('reply_lost')
+    with pytest.raises(OutcomeUnknownError) as lost:
+        ws.request('add_order', symbol='BTC/USD', side='buy', order_type='limit',
+                   limit_price=Decimal('40000'), order_qty=Decimal('0.01'),
+                   cl_ord_id='lost-reply-1')
+    assert lost.value.req_id and lost.value.cl_ord_id == 'lost-reply-1'
+    expect(ws, notice('resubscribed'))
+    placed = [o for o in sb.orders() if o['cl_ord_id'] == 'lost-reply-1']
+    assert len(placed) == 1, 'placed once, never sent again'
+    assert list(api.reconcile(lost.value)) == [placed[0]['txid']]
+    # the executions snapshot after the reconnect shows it too
+    snapshot = expect(ws, channel('executions', 'snapshot'))
+    assert [o['cl_ord_id'] for o in snapshot['data']] == ['lost-reply-1']
+
+
+def test_after_a_reconnect_the_executions_snapshot_shows_what_happened_meanwhile(sb, api):
+    with WS(api, url=sb.ws_url, auth_url=sb.ws_auth_url, timeout=WAIT, silence=1.5,
+            backoff=lambda: Backoff(immediate=0, first=0.3, cap=0.3, jitter=0.0,
+                                    throttled=0.3)) as ws:
+        ws.subscribe('executions', snap_orders=True)
+        assert expect(ws, channel('executions', 'snapshot'))['data'] == []
+        before = sb.feed.handshakes
+        sb.feed.inject('handshake429', times=2)
+        sb.feed.inject('drop')
+        deadline = time.monotonic() + WAIT
+        while sb.feed.handshakes == before:  # the old connection is gone: it is retrying
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        api.query_private('AddOrder', {'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit',
+                                       'price': '45000', 'volume': '0.02',
+                                       'cl_ord_id': 'while-away'})
+        expect(ws, notice('reconnected'))
+        snapshot = expect(ws, channel('executions', 'snapshot'))
+        assert [o['cl_ord_id'] for o in snapshot['data']] == ['while-away']
+
+
+def test_order_requests_over_the_socket_change_the_sandbox_account(sb, ws):
+    placed = ws.request('batch_add', symbol='BTC/USD', orders=[
+        {'order_type': 'limit', 'side': 'buy', 'limit_price': 40000, 'order_qty': '0.01',
+         'cl_ord_id': 'b-1'},
+        {'order_type': 'limit', 'side': 'buy', 'limit_price': 41000, 'order_qty': '0.01',
+         'cl_ord_id': 'b-2'}])['result']
+    first, second = (o['order_id'] for o in placed)
+    ws.request('amend_order', order_id=first, order_qty=Decimal('0.03'))
+    edited = ws.request('edit_order', order_id=second, symbol='BTC/USD',
+                        limit_price=Decimal('39000'))['result']
+    orders = {o['cl_ord_id']: o for o in sb.orders() if o['status'] == 'open'}
+    assert Decimal(orders['b-1']['vol']) == Decimal('0.03')
+    assert Decimal(orders['b-2']['descr']['price']) == Decimal('39000')
+    ws.request('batch_cancel', orders=[first, edited['order_id']])
+    assert [o for o in sb.orders() if o['status'] == 'open'] == []
+    with pytest.raises(Exception, match='EOrder:Unknown order'):
+        ws.request('cancel_order', order_id=[first])
