@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.protocol import State
 
-from krakenex import API, OutcomeUnknownError
+from krakenex import API, KrakenUsageError, NotSentError, OutcomeUnknownError
 from krakenex.sandbox import Sandbox
 from krakenex.ws import WS, AsyncWS, Backoff, BookUnavailableError, SocketOutcomeUnknownError
 
@@ -134,7 +135,7 @@ class FakeKraken:
     def quiet(self, connection: ServerConnection) -> bool:
         return self.stalled or connection in self.stalled_connections
 
-    def push(self, text: str) -> None:
+    def push(self, text: str | bytes) -> None:
         async def send() -> None:
             for connection in list(self.connections):
                 await connection.send(text)
@@ -592,7 +593,143 @@ def test_order_request_without_reply_in_time_is_an_unknown_outcome_not_a_resend(
     assert len(kraken.sent('cancel_order')) == 1
 
 
-# -- 6. event loops ------------------------------------------------------------------------
+def test_add_order_whose_connection_is_lost_while_it_drains_is_an_unknown_outcome_not_resent(
+        private, kraken, rest):
+    """websockets writes the frame, then waits for the socket to drain; a loss there is
+    after the bytes left, so the order may stand at Kraken: never "not sent"."""
+    def place_silently(connection: ServerConnection, message: dict[str, Any]) -> None:
+        p = message['params']
+        rest.query_private('AddOrder', {'pair': 'XBTUSD', 'type': p['side'], 'ordertype': 'limit',
+                                        'price': '1000', 'volume': str(p['order_qty']),
+                                        'cl_ord_id': p['cl_ord_id']})
+    kraken.handlers['add_order'] = place_silently  # Kraken takes it; its reply is never sent
+    private.subscribe('executions')  # heartbeats from now on: no ping of krakenex's own
+    socket = private._ws._connections[True].ws
+    assert socket is not None
+    write_and_drain = socket.drain
+
+    async def drain_then_lose() -> None:
+        await write_and_drain()
+        deadline = time.monotonic() + WAIT
+        while not kraken.sent('add_order') and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # the frame has reached the server
+        socket.transport.abort()
+        raise ConnectionResetError('connection lost while draining')
+    socket.drain = drain_then_lose  # type: ignore[method-assign]
+    with pytest.raises(SocketOutcomeUnknownError) as lost:
+        private.request('add_order', symbol='BTC/USD', side='buy', order_type='limit',
+                        limit_price=1000, order_qty=Decimal('0.01'), cl_ord_id='ws-drain-1',
+                        order_userref=8)
+    error = lost.value
+    assert not isinstance(error, NotSentError)
+    assert (error.cl_ord_id, error.order_userref) == ('ws-drain-1', '8') and error.req_id
+    assert error.req_id == kraken.sent('add_order')[0]['req_id']
+    assert 'lost while the request was being written' in str(error)
+    expect(private, notice('resubscribed'))
+    private.request('ping')
+    assert len(kraken.sent('add_order')) == 1
+    found = rest.reconcile(error)
+    assert [o['cl_ord_id'] for o in found.values()] == ['ws-drain-1']
+
+
+def test_a_request_on_a_connection_no_longer_open_is_not_sent(ws, kraken):
+    ws.request('ping')
+    connection = ws._ws._connections[False]
+    socket = connection.ws
+    assert socket is not None
+
+    async def closing_then_send() -> None:
+        socket.protocol.state = State.CLOSING  # as after Kraken's close frame, before TCP ends
+        try:
+            await connection.send('probe', {}, internal=False)
+        finally:
+            socket.transport.abort()
+    with pytest.raises(NotSentError, match='nothing reached Kraken'):
+        ws._run(closing_then_send())
+    expect(ws, notice('reconnected'))
+    ws.request('ping')
+    assert kraken.sent('probe') == []
+
+
+# -- 6. messages krakenex cannot read ---------------------------------------------------
+
+def test_unreadable_messages_give_bad_message_and_the_stream_goes_on(ws, kraken):
+    ws.subscribe('ticker', symbol=['BTC/USD'])
+    kraken.push('this is not json')
+    bad = expect(ws, notice('bad_message'))
+    assert bad['text'] == 'this is not json' and 'JSONDecodeError' in bad['reason']
+    kraken.push(json.dumps({'channel': 'instrument', 'type': 'update', 'data': {
+        'assets': [], 'pairs': [{'symbol': 'BTC/USD', 'price_precision': 'one',
+                                 'qty_precision': 8}]}}))
+    bad = expect(ws, notice('bad_message'))
+    assert "price_precision 'one'" in bad['reason']
+    kraken.push(b'\xff\xfe not text')
+    expect(ws, notice('bad_message'))
+    kraken.push('{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":1.5}]}')
+    ticker = expect(ws, lambda m: m.get('channel') == 'ticker')
+    assert ticker['data'][0]['bid'] == Decimal('1.5')
+    assert ws.request('ping')['method'] == 'pong'
+    assert kraken.handshakes == 1  # the same connection all along
+
+
+def test_malformed_book_update_empties_that_book_and_resyncs_it(ws, kraken):
+    ws.subscribe('book', symbol=['BTC/USD', 'ETH/USD'], depth=10)
+    expect(ws, book_message('ETH/USD'))  # the last of the two snapshots
+    kraken.hold_snapshots()
+    # the first level applies (44999.9 leaves the book), the second has no qty
+    kraken.push('{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":'
+                '[{"price":44999.9,"qty":0.00000000},{"price":44999.8}],"asks":[],'
+                '"checksum":1,"timestamp":"2026-11-30T04:00:01.000000Z"}]}')
+    bad = expect(ws, notice('bad_message'))
+    assert 'BTC/USD' in bad['reason']
+    resync = expect(ws, notice('book_resync'))
+    assert resync['symbol'] == 'BTC/USD'
+    with pytest.raises(BookUnavailableError):  # never a book missing a level
+        ws.book('BTC/USD')
+    assert ws.book('ETH/USD').checksum == kraken.books['ETH/USD'].checksum()
+    kraken.release_snapshots()
+    expect(ws, book_message('BTC/USD'))
+    book = ws.book('BTC/USD')
+    assert book.checksum == kraken.books['BTC/USD'].checksum()
+    assert book.bids[0][0] == Decimal('44999.9')
+    assert [m['params']['symbol'] for m in kraken.sent('unsubscribe', 'book')] == [['BTC/USD']]
+
+
+def test_book_message_naming_no_symbol_resyncs_every_book(ws, kraken):
+    ws.subscribe('book', symbol=['BTC/USD', 'ETH/USD'], depth=10)
+    expect(ws, book_message('ETH/USD'))  # the last of the two snapshots
+    kraken.hold_snapshots()
+    kraken.push('{"channel":"book","type":"update","data":{"bids":[]}}')
+    expect(ws, notice('bad_message'))
+    resyncs = {expect(ws, notice('book_resync'))['symbol'] for _ in range(2)}
+    assert resyncs == {'BTC/USD', 'ETH/USD'}
+    for symbol in resyncs:
+        with pytest.raises(BookUnavailableError):
+            ws.book(symbol)
+    kraken.release_snapshots()
+    for _ in resyncs:
+        expect(ws, lambda m: m.get('channel') == 'book' and m.get('type') == 'snapshot')
+    for symbol in resyncs:
+        assert ws.book(symbol).checksum == kraken.books[symbol].checksum()
+
+
+# -- 7. usage ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('options', [{'url': 'nope'}, {'url': 'http://127.0.0.1:1/v2'},
+                                     {'auth_url': 'ws://'}, {'url': 'ws://127.0.0.1:port/'}])
+def test_url_that_is_not_ws_or_wss_is_a_usage_error_before_anything_starts(options):
+    threads = threading.active_count()
+    with pytest.raises(KrakenUsageError, match='ws:// or wss://'):
+        WS(timeout=60, **options)
+    assert threading.active_count() == threads  # no loop thread left behind
+
+    async def cell() -> None:
+        AsyncWS(timeout=60, **options)
+    with pytest.raises(KrakenUsageError, match='ws:// or wss://'):
+        asyncio.run(cell())
+
+
+# -- 8. event loops ------------------------------------------------------------------------
 
 def test_ws_works_inside_a_running_event_loop(kraken):
     async def notebook_cell() -> Decimal:

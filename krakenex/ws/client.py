@@ -16,13 +16,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 try:
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+    from websockets.protocol import State
     from websockets.version import version as websockets_version
 except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("krakenex.ws needs the 'websockets' package: "
@@ -49,6 +51,7 @@ from .protocol import (
     Backoff,
     SequenceCheck,
     Subscriptions,
+    check_url,
     decode,
     encode,
     is_private,
@@ -82,8 +85,29 @@ DEFAULT_MAX_QUEUE = 100_000
 MAX_MESSAGE = 16 << 20
 
 
+#: Characters of a message krakenex could not read that a ``bad_message`` notice quotes.
+BAD_TEXT = 200
+
+
 class _Closed(Exception):
     """The stream has ended: the client was closed or gave up."""
+
+
+class _BadBook(ValueError):
+    """A book message krakenex could not apply; ``symbols`` are the books it may have touched."""
+
+    def __init__(self, reason: str, symbols: set[str]) -> None:
+        super().__init__(reason)
+        self.symbols = symbols
+
+
+def _precision(value: Any) -> int:
+    """A pair's precision from the ``instrument`` channel: a whole number of decimals."""
+    whole = isinstance(value, int) or (isinstance(value, Decimal) and value.is_finite()
+                                       and value == value.to_integral_value())
+    if isinstance(value, bool) or not whole or not 0 <= value <= 30:
+        raise ValueError(f'not a precision: {value!r}')
+    return int(value)
 
 
 class _Stream:
@@ -221,6 +245,16 @@ class _Connection:
                                        f'nothing was sent') from None
 
     async def run(self) -> None:
+        """Keep the connection up until the client closes or gives up; never end silently."""
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a fault of krakenex's own: say so and end the stream
+            if self.gave_up is None:
+                self.give_up(f'krakenex stopped on {type(exc).__name__}: {exc}')
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         was_open, throttled, reason = False, False, ''
         first = True
@@ -330,7 +364,17 @@ class _Connection:
         try:
             async for raw in ws:
                 self.last_seen = loop.time()
-                self.client.dispatch(self, decode(raw))
+                try:
+                    message = decode(raw)
+                except ValueError as exc:  # not JSON, or not UTF-8
+                    self.client.bad_message(self, raw, exc, books=self.books)
+                    continue
+                try:
+                    self.client.dispatch(self, message)
+                except _BadBook as exc:
+                    self.client.bad_message(self, raw, exc, books=exc.symbols)
+                except Exception as exc:
+                    self.client.bad_message(self, raw, exc)
         except ConnectionClosed:
             pass
         if self.drop_reason is None:
@@ -362,17 +406,20 @@ class _Connection:
 
     def fail_pending(self, error: KrakenError) -> None:
         pending, self.pending = self.pending, {}
-        for req_id, request in pending.items():
-            if request.method in ORDER_METHODS and not request.internal:
-                request.fail(outcome_unknown(request.method, req_id, request.params,
-                                             f'{error}; no reply came'))
-            elif request.method in ('subscribe', 'unsubscribe'):
-                keep = ' krakenex keeps the subscription and sends it again on reconnecting.'
-                request.fail(KrakenConnectionError(
-                    f'{request.method} got no acknowledgement: {error}.'
-                    + (keep if request.method == 'subscribe' else '')))
-            else:
-                request.fail(KrakenConnectionError(f'{request.method} got no reply: {error}'))
+        for request in pending.values():
+            request.fail(self.lost(request, error))
+
+    @staticmethod
+    def lost(request: _Pending, error: KrakenError) -> KrakenError:
+        """The error for a request that may have reached Kraken and got no reply."""
+        if request.method in ORDER_METHODS and not request.internal:
+            return outcome_unknown(request.method, request.req_id, request.params,
+                                   f'{error}; no reply came')
+        if request.method in ('subscribe', 'unsubscribe'):
+            keep = ' krakenex keeps the subscription and sends it again on reconnecting.'
+            return KrakenConnectionError(f'{request.method} got no acknowledgement: {error}.'
+                                         + (keep if request.method == 'subscribe' else ''))
+        return KrakenConnectionError(f'{request.method} got no reply: {error}')
 
     # -- requests -----------------------------------------------------------------------
 
@@ -392,18 +439,24 @@ class _Connection:
         request = _Pending(method, params, expected, internal)
         request.req_id = req_id
         ws = self.ws
-        if ws is None:
+        if ws is None or ws.protocol.state is not State.OPEN:
+            # websockets writes nothing on a connection that is not open
             raise NotSentError(f'{method} was not sent: not connected to {self.url}; '
                                f'nothing reached Kraken')
+        text = encode(self.message(method, params, req_id))
         self.pending[req_id] = request
         if internal:
             self.internal.add(req_id)
         try:
-            await ws.send(encode(self.message(method, params, req_id)))
-        except ConnectionClosed:
+            await ws.send(text)
+        except ConnectionClosed as exc:
+            # The frame went to the socket before websockets waited for it to drain:
+            # it may have reached Kraken, so this is never "not sent".
             self.pending.pop(req_id, None)
-            raise NotSentError(f'{method} was not sent: the connection to {self.url} had '
-                               f'closed; nothing reached Kraken') from None
+            self.internal.discard(req_id)
+            why = KrakenConnectionError(f'the connection to {self.url} was lost while the '
+                                        f'request was being written ({exc})')
+            raise self.lost(request, why) from None
         return request
 
     async def call(self, method: str, params: Mapping[str, Any], timeout: float, *,
@@ -496,7 +549,7 @@ class AsyncWS:
                  backoff: Callable[[], Backoff] = Backoff,
                  max_queue: int = DEFAULT_MAX_QUEUE) -> None:
         self.api = api
-        self.url, self.auth_url = url, auth_url
+        self.url, self.auth_url = check_url(url), check_url(auth_url, 'auth_url')
         self.timeout, self.silence = timeout, silence
         self.backoff_factory = backoff
         self.closed = False
@@ -651,6 +704,25 @@ class AsyncWS:
         if all(c.gave_up is not None for c in self._connections.values()):
             self._stream.close()
 
+    def bad_message(self, connection: _Connection, raw: str | bytes, error: Exception,
+                    books: Iterable[str] = ()) -> None:
+        """Say in the stream that a message could not be read; resync ``books`` it may touch."""
+        text = raw if isinstance(raw, str) else raw.decode('utf-8', 'replace')
+        cut = text[:BAD_TEXT] + ('...' if len(text) > BAD_TEXT else '')
+        self.emit(notice('bad_message', url=connection.url,
+                         reason=f'{type(error).__name__}: {error}', text=cut))
+        for symbol in sorted(books):
+            book = self.books.get(symbol)
+            if book is not None:
+                self._resync(connection, book, 'a message krakenex could not read')
+
+    def _resync(self, connection: _Connection, book: Book, reason: str,
+                **fields: Any) -> None:
+        """Forget a book, say ``book_resync`` and subscribe it again for a new snapshot."""
+        book.reset()
+        self.emit(notice('book_resync', symbol=book.symbol, reason=reason, **fields))
+        asyncio.get_running_loop().create_task(connection.resync(book))
+
     def dispatch(self, connection: _Connection, message: Any) -> None:
         """Route one message from Kraken: replies to their callers, books and notices."""
         if not isinstance(message, dict):
@@ -684,29 +756,55 @@ class AsyncWS:
 
     def _on_book(self, connection: _Connection, message: dict[str, Any]) -> None:
         snapshot = message.get('type') == 'snapshot'
+        items = message.get('data')
+        if not isinstance(items, list) or not all(
+                isinstance(d, dict) and isinstance(d.get('symbol'), str) for d in items):
+            # which book it was for is unknown: every book of the connection starts again
+            raise _BadBook('a book message without a list of data with symbols',
+                           set(connection.books))
         broken: list[Book] = []
-        for data in message.get('data') or ():
-            book = self.books.get(data.get('symbol'))
-            if book is not None and book.apply(data, snapshot) == 'mismatch':
+        for data in items:
+            book = self.books.get(data['symbol'])
+            if book is None:
+                continue
+            try:
+                result = book.apply(data, snapshot)
+            except Exception as exc:
+                # applied in part, or not at all: either way the book is not Kraken's
+                raise _BadBook(f'{type(exc).__name__}: {exc} in the {book.symbol} book',
+                               {d['symbol'] for d in items}) from exc
+            if result == 'mismatch':
                 broken.append(book)
         self.emit(message)
         for book in broken:
-            self.emit(notice('book_resync', symbol=book.symbol, checksum=book.expected,
-                             computed=book.computed))
-            asyncio.get_running_loop().create_task(connection.resync(book))
+            self._resync(connection, book, 'the checksum did not match',
+                         checksum=book.expected, computed=book.computed)
 
     def _on_instrument(self, message: dict[str, Any]) -> None:
         data = message.get('data')
         pairs = data.get('pairs') if isinstance(data, dict) else None
-        for pair in pairs or ():
-            symbol = pair.get('symbol')
-            precision = (pair.get('price_precision'), pair.get('qty_precision'))
-            if symbol is None or None in precision:
+        bad: list[str] = []
+        for pair in pairs if isinstance(pairs, list) else ():
+            symbol = pair.get('symbol') if isinstance(pair, dict) else None
+            if not isinstance(symbol, str):
+                bad.append(repr(pair))
                 continue
-            self.precisions[symbol] = (int(precision[0]), int(precision[1]))
+            precision = (pair.get('price_precision'), pair.get('qty_precision'))
+            if None in precision:
+                continue
+            try:
+                price, qty = _precision(precision[0]), _precision(precision[1])
+            except ValueError:
+                bad.append(f'{symbol}: price_precision {precision[0]!r}, '
+                           f'qty_precision {precision[1]!r}')
+                continue
+            self.precisions[symbol] = (price, qty)
             book = self.books.get(symbol)
             if book is not None:
-                book.set_precision(*self.precisions[symbol])
+                book.set_precision(price, qty)
+        if bad:
+            # the pairs' books keep the precisions they had; a wrong one shows as a mismatch
+            raise ValueError('instrument pairs krakenex could not read: ' + '; '.join(bad))
 
     def _new_book(self, symbol: str, depth: int) -> Book:
         price, qty = self.precisions.get(symbol, (None, None))

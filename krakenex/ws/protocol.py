@@ -7,6 +7,7 @@ WebSocket v2 documentation (kraken-protocol.md §5.4, §8 and §10.2).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -14,12 +15,14 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
+from ..errors import KrakenUsageError
 from ..protocol import render
 
 __all__ = [
     'URL', 'AUTH_URL', 'PRIVATE_CHANNELS', 'ORDER_METHODS', 'PRIVATE_METHODS',
-    'decode', 'encode', 'notice', 'is_private', 'token_refused', 'split_subscription',
+    'check_url', 'decode', 'encode', 'notice', 'is_private', 'token_refused', 'split_subscription',
     'Subscriptions', 'SequenceCheck', 'Backoff',
 ]
 
@@ -81,6 +84,23 @@ def encode(message: Mapping[str, Any]) -> str:
 def notice(kind: str, **fields: Any) -> dict[str, Any]:
     """A message krakenex adds to the stream: ``{"channel": "krakenex", "type": kind, ...}``."""
     return {'channel': NOTICE_CHANNEL, 'type': kind, **fields}
+
+
+def check_url(url: str, name: str = 'url') -> str:
+    """``url`` if it is a ``ws://`` or ``wss://`` address with a host.
+
+    :raises KrakenUsageError: if it is not, before anything connects
+    """
+    scheme = host = None
+    if isinstance(url, str):
+        with contextlib.suppress(ValueError):  # an unreadable bracketed host
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+            scheme, host = parts.scheme, parts.hostname
+    if scheme not in ('ws', 'wss') or not host:
+        raise KrakenUsageError(f'{name} must be a ws:// or wss:// address such as {URL!r}, '
+                               f'not {url!r}')
+    return url
 
 
 def is_private(channel_or_method: str) -> bool:

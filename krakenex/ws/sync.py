@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import KrakenConnectionError
 from .book import BookView
 from .client import AsyncWS, _Closed
-from .protocol import AUTH_URL, URL
+from .protocol import AUTH_URL, URL, check_url
 
 if TYPE_CHECKING:
     from ..api import API
@@ -41,6 +41,7 @@ class WS:
 
     def __init__(self, api: API | None = None, *, url: str = URL, auth_url: str = AUTH_URL,
                  **options: Any) -> None:
+        check_url(url), check_url(auth_url, 'auth_url')  # before a thread starts
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name='krakenex-ws')
