@@ -660,9 +660,12 @@ def test_unreadable_messages_give_bad_message_and_the_stream_goes_on(ws, kraken)
     assert bad['text'] == 'this is not json' and 'JSONDecodeError' in bad['reason']
     kraken.push(json.dumps({'channel': 'instrument', 'type': 'update', 'data': {
         'assets': [], 'pairs': [{'symbol': 'BTC/USD', 'price_precision': 'one',
+                                 'qty_precision': 8},
+                                {'symbol': 'ETH/USD', 'price_precision': 2.5,
                                  'qty_precision': 8}]}}))
     bad = expect(ws, notice('bad_message'))
-    assert "price_precision 'one'" in bad['reason']
+    assert "BTC/USD: price_precision 'one'" in bad['reason']
+    assert "ETH/USD: price_precision Decimal('2.5')" in bad['reason']
     kraken.push(b'\xff\xfe not text')
     expect(ws, notice('bad_message'))
     kraken.push('{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":1.5}]}')

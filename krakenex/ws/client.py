@@ -538,6 +538,8 @@ class AsyncWS:
         the token comes from its ``GetWebSocketsToken``, fresh for every connection
     :param url: the public endpoint
     :param auth_url: the authenticated endpoint
+    :raises KrakenUsageError: if ``url`` or ``auth_url`` is not a ``ws://`` or ``wss://``
+        address, before anything connects
     :param timeout: seconds to wait for a connection or a reply, unless a call says otherwise
     :param silence: seconds without any message after which a connection is replaced
     :param backoff: makes the reconnect policy for each connection (:class:`Backoff`)
@@ -637,14 +639,17 @@ class AsyncWS:
         """Send a request (``add_order``, ``cancel_order``, ``ping``, ...) and return its reply.
 
         krakenex adds ``req_id`` and, for trading, the token. An order request
-        is never sent twice: if the connection drops or no reply comes in time,
+        is never sent twice: if the connection drops (even while the request is
+        being written) or no reply comes in time,
         :class:`~krakenex.ws.errors.SocketOutcomeUnknownError` (an
         :class:`~krakenex.OutcomeUnknownError`) carries ``req_id``,
         ``cl_ord_id`` and ``order_userref`` for :meth:`krakenex.API.reconcile`.
 
         :returns: Kraken's reply, matched by ``req_id``
         :raises KrakenAPIError: (a subclass) if Kraken answered ``success: false``
-        :raises NotSentError: if it could not be sent (safe to send again)
+        :raises NotSentError: if it was not sent because the connection was not open
+            (safe to send again); a connection lost while the request was being written
+            is an unknown outcome for an order request, never this
         """
         timeout = self.timeout if timeout is None else timeout
         connection = self._connection(is_private(method))
