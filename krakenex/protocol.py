@@ -38,10 +38,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-if TYPE_CHECKING:
-    pass
+from typing import Any, NamedTuple
 
 from . import methods
 from .errors import (
@@ -281,7 +278,7 @@ def nonce_in(body: bytes) -> str:
 
 # -------------------------------------------------------------- requests
 
-_NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class Request(NamedTuple):
@@ -298,11 +295,11 @@ class Request(NamedTuple):
     #: The body, for a POST.
     body: bytes | None = None
     #: Headers of this request (``API-Key``, ``API-Sign``, ``Content-Type``).
-    headers: Mapping[str, str] = _NO_HEADERS
+    headers: Mapping[str, str] = _EMPTY
     #: The nonce a private call carries.
     nonce: int | None = None
     #: The caller's parameters, for the evidence of an unknown outcome.
-    data: Mapping[str, Any] = _NO_HEADERS
+    data: Mapping[str, Any] = _EMPTY
 
 
 def public_request(apiversion: str, method: str, data: Mapping[str, Any]) -> Request:
