@@ -698,11 +698,13 @@ def test_malformed_book_update_empties_that_book_and_resyncs_it(ws, kraken):
     assert [m['params']['symbol'] for m in kraken.sent('unsubscribe', 'book')] == [['BTC/USD']]
 
 
-def test_book_message_naming_no_symbol_resyncs_every_book(ws, kraken):
+@pytest.mark.parametrize('unreadable', ['{"channel":"book","type":"update","data":{"bids":[]}}',
+                                        '{"channel":"book","type":"update","data":[{"bids"'])
+def test_book_message_naming_no_symbol_or_not_json_resyncs_every_book(ws, kraken, unreadable):
     ws.subscribe('book', symbol=['BTC/USD', 'ETH/USD'], depth=10)
     expect(ws, book_message('ETH/USD'))  # the last of the two snapshots
     kraken.hold_snapshots()
-    kraken.push('{"channel":"book","type":"update","data":{"bids":[]}}')
+    kraken.push(unreadable)
     expect(ws, notice('bad_message'))
     resyncs = {expect(ws, notice('book_resync'))['symbol'] for _ in range(2)}
     assert resyncs == {'BTC/USD', 'ETH/USD'}
