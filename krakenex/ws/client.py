@@ -343,7 +343,11 @@ class _Connection:
         watchdog = loop.create_task(self.watch(ws))
         try:
             if reconnect:
-                await self.resubscribe()
+                try:
+                    await self.resubscribe()
+                except KrakenError as exc:  # this connection was lost too: the next one tries
+                    self.drop_reason = self.drop_reason or f'resubscribing failed: {exc}'
+                    return self.drop_reason
             self.ready.set()
             return await reader
         finally:
