@@ -140,7 +140,8 @@ def follow_book(*args: str, cwd: Path) -> subprocess.Popen[str]:
 def test_follow_book_on_its_own_sandbox_prints_a_verified_book_as_the_price_moves(
         tmp_path: Path) -> None:
     pytest.importorskip('websockets')
-    done = script('follow_book.py', '--sandbox', '--count', '5', cwd=tmp_path, timeout=60)
+    done = script('follow_book.py', '--sandbox', '--count', '5', '--seconds', '20', cwd=tmp_path,
+                  timeout=60)
     lines = done.stdout.splitlines()
     assert lines[-1].startswith('5 changes in'), done.stdout
     prices = [best_prices(line) for line in lines[:-1]]
@@ -152,7 +153,7 @@ def test_follow_book_on_its_own_sandbox_prints_a_verified_book_as_the_price_move
 def test_follow_book_shows_the_book_move_to_the_price_the_sandbox_trades_at(
         tmp_path: Path, sandbox: Sandbox) -> None:
     pytest.importorskip('websockets')
-    follower = follow_book('ETH/USD', '--url', sandbox.ws_url, '--seconds', '30', cwd=tmp_path)
+    follower = follow_book('ETH/USD', '--url', sandbox.ws_url, '--seconds', '15', cwd=tmp_path)
     try:
         assert follower.stdout is not None
         bid, ask = best_prices(follower.stdout.readline())
