@@ -599,8 +599,8 @@ class Sandbox:
 
     def __init__(self, env: Env, tier: str | None = None, seed: int = 1) -> None:
         args = [env.python, '-u', '-m', 'krakenex.sandbox', '--port', '0', '--seed', str(seed)]
-        if tier:
-            args += ['--tier', tier]
+        # The sandbox keeps Kraken's starter limits by default; throughput runs turn them off.
+        args += ['--tier', tier or 'none']
         self.args = args
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=env.environ(),

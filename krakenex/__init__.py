@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from .errors import (
         AuthenticationError,
         InsufficientFundsError,
+        InvalidArgumentsError,
         InvalidNonceError,
+        InvalidOrderArgumentsError,
         InvalidOrderError,
         KeyFileError,
         KrakenAPIError,
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
         KrakenTimeout,
         KrakenUsageError,
         NotSentError,
+        OrderNotFoundError,
+        OrdersLimitError,
         OutcomeUnknownConnectionError,
         OutcomeUnknownError,
         OutcomeUnknownHTTPError,
@@ -54,6 +58,8 @@ __all__ = [
     'OutcomeUnknownConnectionError', 'OutcomeUnknownError', 'OutcomeUnknownHTTPError',
     'OutcomeUnknownResponseError', 'OutcomeUnknownTimeout', 'RateLimitError',
     'ServiceUnavailableError', 'UnknownAssetError',
+    'InvalidArgumentsError', 'InvalidOrderArgumentsError', 'OrderNotFoundError',
+    'OrdersLimitError',
 ]
 
 #: The module of each lazy name that is not in :mod:`krakenex.errors`.

@@ -502,8 +502,8 @@ def _endpoint(args: argparse.Namespace) -> Iterator[Sandbox | None]:
         return
     from .sandbox import Sandbox
 
-    tier = args.tier if args.tier not in (None, 'none') else None
-    with Sandbox(tier=tier) as sandbox:
+    tier = 'starter' if args.tier is None else None if args.tier == 'none' else args.tier
+    with Sandbox(tier=tier) as sandbox:  # Kraken's limits, as on a real key
         yield sandbox
 
 
@@ -512,7 +512,7 @@ def _api(args: argparse.Namespace, sandbox: Sandbox | None, private_method: str 
     from .api import API, DEFAULT_URI
 
     tier = args.tier
-    if tier is None and args.all and not args.sandbox:
+    if tier is None and args.all:
         tier = 'starter'
     if tier == 'none':
         tier = None

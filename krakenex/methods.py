@@ -1,10 +1,26 @@
 """Kraken's spot REST methods: public or private, read-only or state-changing, cost.
 
 One table, from Kraken's REST reference (https://docs.kraken.com/api/docs/rest-api/) and
-rate-limit guide (https://docs.kraken.com/api/docs/guides/spot-rest-ratelimits). The
-client uses it to decide what may be retried and what a call costs on Kraken's
-rate counter; the command line uses it for help and to pick public or private.
-Parameters marked ``*`` are required.
+rate-limit guide (:data:`REST_LIMITS`). The client uses it to decide what may be retried
+and what a call costs on Kraken's rate counter; the command line uses it for help and to
+pick public or private. Parameters marked ``*`` are required.
+
+Every cost says where it comes from (:attr:`Method.cost_basis`, :data:`COST_BASES`).
+Kraken's REST rate-limit page says: "Ledger/trade history calls increase the counter
+by 2. All other API calls increase this counter by 1 (except AddOrder, CancelOrder
+which operate on a different limiter)". It names no other method, so:
+
+* ``Ledgers`` and ``TradesHistory`` cost 2, and ``AddOrder`` and ``CancelOrder`` 0, as
+  named there;
+* ``QueryLedgers`` and ``QueryTrades`` cost 2 as ledger and trade-history calls, which
+  the page does not say in so many words: not documented, chosen so that pacing never
+  undercounts;
+* ``AddOrderBatch``, ``CancelOrderBatch``, ``AmendOrder``, ``EditOrder`` and every other
+  private call cost 1 by the page's rule for "all other API calls"; Kraken's
+  trading-engine page (:data:`TRADING_LIMITS`) gives what the order calls also cost on
+  the per-pair counter of the engine, which is a separate limiter;
+* public calls cost 0: the counter belongs to an API key, and public calls carry none
+  (they are limited per IP address instead, :data:`PUBLIC_LIMITS`).
 """
 
 from __future__ import annotations
@@ -14,7 +30,23 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 __all__ = ['Method', 'METHODS', 'GROUPS', 'PAGE_SIZE', 'valid_name', 'lookup', 'changes_state',
-           'cost']
+           'cost', 'cost_source', 'COST_BASES', 'REST_LIMITS', 'TRADING_LIMITS', 'PUBLIC_LIMITS']
+
+#: Kraken's REST call counter: what a call costs, per-tier maximum and decay.
+REST_LIMITS = 'https://docs.kraken.com/api/docs/guides/spot-rest-ratelimits'
+#: Kraken's trading-engine limits: the per-pair counter and open orders per pair.
+TRADING_LIMITS = 'https://docs.kraken.com/api/docs/guides/spot-ratelimits'
+#: Kraken's public-endpoint limits, per IP address (a support article).
+PUBLIC_LIMITS = 'https://support.kraken.com/articles/206548367-what-are-the-api-rate-limits'
+
+#: How a cost was settled, and the page it comes from.
+COST_BASES = {
+    'named': ('the rate-limit page names the method', REST_LIMITS),
+    'rule': ('the rate-limit page\'s rule for "all other API calls"', REST_LIMITS),
+    'not documented': ('not documented: krakenex counts it as a ledger or trade-history '
+                       'call', REST_LIMITS),
+    'public': ('public: no API key, so no key counter; limited per IP address', PUBLIC_LIMITS),
+}
 
 #: Rows in one page of ClosedOrders, TradesHistory and Ledgers (Kraken's docs: "50 results
 #: at a time, the most recent by default").
@@ -41,6 +73,8 @@ class Method(NamedTuple):
     changes_state: bool = False
     #: What a call adds to Kraken's per-key REST call counter.
     cost: int = 1
+    #: How :attr:`cost` was settled, a key of :data:`COST_BASES`.
+    cost_basis: str = 'rule'
 
 
 #: Help groups, in the order the command line lists them.
@@ -56,15 +90,17 @@ GROUPS = {
 
 
 def _public(name: str, summary: str, params: str = '') -> Method:
-    return Method(name, 'market', summary, params, private=False, cost=0)
+    return Method(name, 'market', summary, params, private=False, cost=0, cost_basis='public')
 
 
-def _read(name: str, group: str, summary: str, params: str = '', cost: int = 1) -> Method:
-    return Method(name, group, summary, params, cost=cost)
+def _read(name: str, group: str, summary: str, params: str = '', cost: int = 1,
+          basis: str = 'rule') -> Method:
+    return Method(name, group, summary, params, cost=cost, cost_basis=basis)
 
 
-def _write(name: str, group: str, summary: str, params: str = '', cost: int = 1) -> Method:
-    return Method(name, group, summary, params, changes_state=True, cost=cost)
+def _write(name: str, group: str, summary: str, params: str = '', cost: int = 1,
+           basis: str = 'rule') -> Method:
+    return Method(name, group, summary, params, changes_state=True, cost=cost, cost_basis=basis)
 
 
 _TABLE = (
@@ -95,12 +131,14 @@ _TABLE = (
           'txid* trades userref consolidate_taker'),
     _read('OrderAmends', 'account', 'the amendments of one order', 'order_id*'),
     _read('TradesHistory', 'account', 'trades, 50 a page, newest first',
-          'type trades start end ofs consolidate_taker ledgers', cost=2),
-    _read('QueryTrades', 'account', 'trades by txid (at most 20)', 'txid* trades', cost=2),
+          'type trades start end ofs consolidate_taker ledgers', cost=2, basis='named'),
+    _read('QueryTrades', 'account', 'trades by txid (at most 20)', 'txid* trades', cost=2,
+          basis='not documented'),
     _read('OpenPositions', 'account', 'open margin positions', 'txid docalcs consolidation'),
     _read('Ledgers', 'account', 'ledger entries, 50 a page, newest first',
-          'asset aclass type start end ofs without_count', cost=2),
-    _read('QueryLedgers', 'account', 'ledger entries by id (at most 20)', 'id* trades', cost=2),
+          'asset aclass type start end ofs without_count', cost=2, basis='named'),
+    _read('QueryLedgers', 'account', 'ledger entries by id (at most 20)', 'id* trades', cost=2,
+          basis='not documented'),
     _read('TradeVolume', 'account', '30-day volume and fee tiers', 'pair'),
     _read('GetApiKeyInfo', 'account', 'what this API key may do'),
     _read('ListWalletAccounts', 'account', 'wallet accounts'),
@@ -110,7 +148,7 @@ _TABLE = (
     _write('AddOrder', 'trading', 'place an order',
            'pair* type* ordertype* volume* price price2 userref cl_ord_id oflags timeinforce '
            'starttm expiretm leverage reduce_only stptype displayvol trigger deadline validate',
-           cost=0),
+           cost=0, basis='named'),
     _write('AddOrderBatch', 'trading', 'place 2 to 15 orders on one pair',
            'orders* pair* deadline validate'),
     _write('AmendOrder', 'trading', 'change an open order in place',
@@ -119,7 +157,7 @@ _TABLE = (
            'txid* pair* volume displayvol price price2 oflags deadline cancel_response '
            'validate userref'),
     _write('CancelOrder', 'trading', 'cancel an order by txid, userref or cl_ord_id',
-           'txid cl_ord_id', cost=0),
+           'txid cl_ord_id', cost=0, basis='named'),
     _write('CancelAll', 'trading', 'cancel every open order'),
     _write('CancelAllOrdersAfter', 'trading', "dead man's switch: cancel all after a timeout",
            'timeout*'),
@@ -199,3 +237,8 @@ def changes_state(name: str, data: Mapping[str, Any] | None = None) -> bool:
 def cost(name: str) -> int:
     """What a private call adds to Kraken's REST call counter (1 if unknown)."""
     return METHODS.get(name, _UNKNOWN_PRIVATE).cost
+
+
+def cost_source(name: str) -> tuple[str, str]:
+    """How the cost of ``name`` was settled, and the URL of Kraken's page it comes from."""
+    return COST_BASES[METHODS.get(name, _UNKNOWN_PRIVATE).cost_basis]

@@ -89,7 +89,7 @@ NONCE_UNITS = {'ms': 1_000_000, 'us': 1_000, 'ns': 1}
 TRANSIENT_ERRORS = (
     'EService:Unavailable', 'EService:Busy', 'EGeneral:Internal error',
     'EGeneral:Too many requests', 'EAPI:Rate limit exceeded',
-    'EService:Throttled', 'EService: Throttled',
+    'EService:Throttled', 'EService: Throttled', 'EEarnings:Busy',
 )
 
 #: HTTP statuses after which a read-only call is retried: too many requests, server errors

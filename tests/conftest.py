@@ -19,9 +19,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    """A fresh sandbox (default seed, default funded account) for one test."""
-    with Sandbox() as running:
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """A fresh sandbox (default seed, default funded account) for one test.
+
+    It keeps Kraken's starter-tier limits, as a real key does, unless the test is
+    marked ``@pytest.mark.unlimited`` (it calls faster than any tier allows).
+    """
+    unlimited = request.node.get_closest_marker('unlimited') is not None
+    with Sandbox(**({'tier': None} if unlimited else {})) as running:
         yield running
 
 

@@ -166,6 +166,7 @@ def test_booleans_are_sent_as_kraken_spells_them(api: API) -> None:
 
 # ------------------------------------------------------------------- nonces
 
+@pytest.mark.unlimited  # 1600 calls at once: about the nonces, not the rate limits
 def test_eight_threads_sharing_one_api_object_get_no_invalid_nonce(
         api: API, sandbox: Sandbox, in_threads: Callable[..., list[Any]]) -> None:
     replies = in_threads(8, 200, lambda _: api.query_private('Balance'))
@@ -327,7 +328,7 @@ def test_a_rate_limit_reply_is_a_rate_limit_error() -> None:
     ('EGeneral:Temporary lockout', RateLimitError),
     ('EOrder:Insufficient funds', InsufficientFundsError),
     ('EOrder:Order minimum not met', InvalidOrderError),
-    ('EGeneral:Invalid arguments:volume', InvalidOrderError),
+    ('EGeneral:Invalid arguments:volume', krakenex.InvalidArgumentsError),
     ('EQuery:Unknown asset pair', UnknownAssetError),
     ('EQuery:Unknown asset', UnknownAssetError),
     ('EService:Unavailable', ServiceUnavailableError),
@@ -335,7 +336,8 @@ def test_a_rate_limit_reply_is_a_rate_limit_error() -> None:
     ('EGeneral:Internal error', ServiceUnavailableError),
     ('EService:Market in cancel_only mode', ServiceUnavailableError),
     ('EService:Market in post_only mode', ServiceUnavailableError),
-    ('EFunding:Max fee exceeded', KrakenAPIError),
+    ('EFunding:Max fee exceeded', krakenex.InvalidArgumentsError),
+    ('EFunding:Too many addresses', KrakenAPIError),
 ])
 def test_each_kraken_error_string_maps_to_its_class(error: str, cls: type) -> None:
     assert error_class(error) is cls

@@ -90,6 +90,7 @@ def test_load_key_and_raise_errors(sandbox: Sandbox, tmp_path: Any) -> None:
 
 # ------------------------------------------------------------------- nonces
 
+@pytest.mark.unlimited  # 500 calls at once: about the nonces, not the rate limits
 def test_500_calls_gathered_at_once_get_no_invalid_nonce_and_arrive_in_issue_order(
         sandbox: Sandbox) -> None:
     index: contextvars.ContextVar[int] = contextvars.ContextVar('index')

@@ -32,6 +32,7 @@ def every_ledger_id(api: API) -> list[str]:
             return ids
 
 
+@pytest.mark.unlimited  # reads every page by hand first, then pages again
 def test_rows_yields_every_ledger_entry_exactly_once(api: API, sandbox: Sandbox) -> None:
     expected = every_ledger_id(api)
     sandbox.requests_log.clear()
@@ -43,6 +44,7 @@ def test_rows_yields_every_ledger_entry_exactly_once(api: API, sandbox: Sandbox)
     assert [m for m, _ in sandbox.requests_log].count('Ledgers') == -(-len(expected) // 50)
 
 
+@pytest.mark.unlimited  # reads every page by hand first, then pages again
 def test_an_entry_booked_while_paging_shifts_the_pages_without_a_row_given_twice(
         api: API) -> None:
     before = every_ledger_id(api)
@@ -64,6 +66,7 @@ def test_closed_orders_and_trades_history_page_by_ofs_too(api: API) -> None:
         assert len(ids) == len(set(ids)) == count > 50, method
 
 
+@pytest.mark.unlimited  # reads every page by hand first, then pages again
 def test_start_and_ofs_narrow_the_rows(api: API) -> None:
     everything = list(paging.rows(api, 'Ledgers'))
     skipped = list(paging.rows(api, 'Ledgers', {'ofs': 60}))
@@ -178,6 +181,7 @@ def test_no_progress_is_shown_when_nobody_can_see_it(
     assert capsys.readouterr() == ('', '')
 
 
+@pytest.mark.unlimited  # reads every page by hand first, then pages again
 def test_without_count_the_first_short_page_is_the_last(api: API, sandbox: Sandbox) -> None:
     expected = every_ledger_id(api)
     sandbox.requests_log.clear()
@@ -188,6 +192,7 @@ def test_without_count_the_first_short_page_is_the_last(api: API, sandbox: Sandb
 
 # ------------------------------------------------------------------ AsyncAPI
 
+@pytest.mark.unlimited  # reads every page by hand first, then pages again
 def test_with_an_async_api_rows_is_an_async_iterator_giving_every_row_once(
         api: API, sandbox: Sandbox) -> None:
     aio = pytest.importorskip('krakenex.aio')

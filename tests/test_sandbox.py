@@ -199,6 +199,7 @@ def test_replies_keep_the_connection_alive_with_content_length(market: Kraken) -
         connection.close()
 
 
+@pytest.mark.unlimited  # 50 private calls at once
 def test_loopback_requests_take_milliseconds_not_nagle_stalls(kraken: Kraken) -> None:
     public, private = [], []
     for _ in range(50):
@@ -1061,3 +1062,30 @@ def test_command_line_takes_a_tier_as_max_and_decay_like_the_client() -> None:
     assert sandbox.exchange.tier == (10.0, 1.0)
     done = sandbox_command('--tier', '10,1', '--port', '70000')  # parsed, then refused port
     assert 'tier' not in done.stderr and 'port' in done.stderr
+
+
+def test_sandbox_modules_import_no_private_names_and_hold_the_exchange_by_composition() -> None:
+    import ast
+    import inspect
+    from pathlib import Path
+
+    import krakenex.sandbox as package
+    from krakenex.sandbox import account_data, funding, market_data, trading
+    from krakenex.sandbox.exchange import Exchange
+
+    folder = Path(package.__file__).parent
+    for path in folder.glob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                private = [a.name for a in node.names if a.name.startswith('_')]
+                assert private == [], (path.name, node.module, private)
+    for module in (market_data, account_data, trading, funding):
+        assert len(inspect.getsource(module).splitlines()) < 500, module.__name__
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__:
+                assert not issubclass(cls, Exchange)
+    with Sandbox(tier=None) as sandbox:
+        handlers = {**sandbox.endpoints.public, **sandbox.endpoints.private}
+        assert {getattr(h, '__self__', None).__class__.__module__ for h in handlers.values()} \
+            >= {m.__name__ for m in (market_data, account_data, trading, funding)}
+        assert sandbox.endpoints.trading.exchange is sandbox.exchange

@@ -198,3 +198,25 @@ def test_a_buy_stop_holds_its_funds_while_it_waits(sb: Sandbox, kr: Kraken) -> N
     reply = kr.private('AddOrder', {'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit',
                                     'price': '59000', 'volume': '0.2'})
     assert error(reply) == 'EOrder:Insufficient funds'
+
+
+def test_viqc_market_buy_spends_the_quote_amount_given_as_volume(kr: Kraken) -> None:
+    before = balances(kr)
+    txid = place(kr, type='buy', ordertype='market', volume='1000', oflags='viqc')
+    order = query(kr, txid)
+    assert order['status'] == 'closed'
+    cost, fee = Decimal(order['cost']), Decimal(order['fee'])
+    assert Decimal('999.9') < cost <= Decimal('1000')  # rounded down to whole lots
+    assert Decimal(order['vol']) == Decimal(order['vol_exec']) < Decimal('0.02')
+    after = balances(kr)
+    assert before['ZUSD'] - after['ZUSD'] == (cost + fee).quantize(Decimal('0.0001'))
+    assert after['XXBT'] - before['XXBT'] == Decimal(order['vol_exec'])
+
+
+@pytest.mark.parametrize('params', [
+    {'type': 'sell', 'ordertype': 'market'},
+    {'type': 'buy', 'ordertype': 'limit', 'price': '59000'}])
+def test_viqc_is_refused_except_on_a_market_buy(kr: Kraken, params: dict[str, str]) -> None:
+    reply = kr.private('AddOrder', {'pair': 'XBTUSD', 'volume': '1000', 'oflags': 'viqc',
+                                    **params})
+    assert error(reply) == 'EGeneral:Invalid arguments:oflags'

@@ -63,8 +63,22 @@ def test_the_default_value_of_an_unmodelled_parameter_is_accepted(kraken: Kraken
     assert kraken.ok('Balance', {'rebase_multiplier': 'rebased'})
 
 
-def test_an_unknown_parameter_of_a_read_is_ignored_as_kraken_ignores_it(kraken: Kraken) -> None:
-    assert kraken.ok('Balance', {'colour': 'blue'})
+@pytest.mark.parametrize(('method', 'params', 'name'), [
+    ('Balance', {'asset': 'ZUSD'}, 'asset'),
+    ('Ledgers', {'strat': '1700000000'}, 'strat'),
+    ('OpenOrders', {'userref': '1', 'colour': 'blue'}, 'colour'),
+    ('Earn/Allocations', {'hide_zero': 'true'}, 'hide_zero'),
+])
+def test_an_unknown_parameter_of_a_read_is_refused(kraken: Kraken, method: str,
+                                                   params: dict[str, str], name: str) -> None:
+    assert error(kraken.private(method, params)) == f'EGeneral:Invalid arguments:{name}'
+
+
+def test_an_unknown_parameter_of_a_public_read_is_refused(kraken: Kraken) -> None:
+    assert error(kraken.public('Ticker', pair='XBTUSD', pairs='ETHUSD')) == \
+        'EGeneral:Invalid arguments:pairs'
+    assert error(kraken.public('Time', now='1')) == 'EGeneral:Invalid arguments:now'
+    assert result(kraken.public('Ticker', pair='XBTUSD'))
 
 
 def test_the_docs_list_every_parameter_that_is_not_modelled() -> None:

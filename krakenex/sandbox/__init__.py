@@ -17,9 +17,13 @@ The package, one responsibility per module:
 
 - :mod:`~krakenex.sandbox.server`: HTTP, connections, routes, injected faults;
 - :mod:`~krakenex.sandbox.exchange`: accounts, Kraken's request checks, the call
-  counter, matching (the state, behind one lock);
-- :mod:`~krakenex.sandbox.endpoints`: Kraken's spot REST methods, which use the
-  exchange through its public methods;
+  counter and the trading engine's limits, matching (the state, behind one lock);
+- :mod:`~krakenex.sandbox.endpoints`: one request in, one reply out: verb,
+  authentication, call counter, parameter scope, then the method's handler;
+- :mod:`~krakenex.sandbox.market_data`, :mod:`~krakenex.sandbox.account_data`,
+  :mod:`~krakenex.sandbox.trading` and :mod:`~krakenex.sandbox.funding` (with earn,
+  exports and subaccounts): Kraken's spot methods, each module over the exchange
+  it is given, through the exchange's public methods;
 - :mod:`~krakenex.sandbox.params`: reading parameters as Kraken reads them;
 - :mod:`~krakenex.sandbox.replies`: the replies and Kraken's formats;
 - :mod:`~krakenex.sandbox.market`: the seeded market data and book.
@@ -61,7 +65,7 @@ from typing import TYPE_CHECKING, Any
 from ..pacing import TIERS, parse_tier
 from . import futures
 from .endpoints import PRIVATE_PREFIX, PUBLIC_PREFIX, Endpoints
-from .exchange import Account, Exchange
+from .exchange import ENGINE_TIERS, Account, Exchange
 from .market import PAIRS, find_pair
 from .params import arithmetic
 from .replies import Reply, envelope
@@ -79,9 +83,13 @@ class Sandbox:
 
     :param port: TCP port (0: any free port; read :attr:`url` after :meth:`start`).
     :param seed: makes market data, keys and history reproducible.
-    :param tier: ``'starter'``, ``'intermediate'``, ``'pro'``, ``'MAX,DECAY'`` or
-        ``(max_counter, decay_per_second)`` to keep Kraken's call counter; None
-        (default) keeps none.
+    :param tier: the limits of a key of this Kraken tier, on by default as on a real
+        key: ``'starter'`` (default), ``'intermediate'`` or ``'pro'``. Each keeps
+        Kraken's REST call counter, the trading engine's rate counter per pair
+        (``EOrder:Rate limit exceeded``) and its open orders per pair
+        (``EOrder:Orders limit exceeded``) at that tier's figures. ``'MAX,DECAY'`` or
+        ``(max_counter, decay_per_second)`` sets the REST counter alone, with the
+        starter tier's engine limits. None keeps no limit at all.
     :param balances: the default account's funds, e.g. ``{'ZUSD': '1000'}`` (then it
         has no trading history); None funds it with a seeded history.
     :param nonce_window: the default key's nonce window, in nonce units.
@@ -117,7 +125,7 @@ class Sandbox:
     endpoints: Endpoints
 
     def __init__(self, port: int = 0, *, seed: int = 0,
-                 tier: str | tuple[float, float] | None = None,
+                 tier: str | tuple[float, float] | None = 'starter',
                  balances: dict[str, str] | None = None, nonce_window: int = 0,
                  otp: str | None = None, costs: dict[str, float] | None = None,
                  public_rate: float | None = None, read_timeout: float = READ_TIMEOUT,
@@ -128,9 +136,11 @@ class Sandbox:
             raise ValueError('read_timeout and max_connections must be positive')
         self.port = port
         self.url = ''
+        engine = None if tier is None else ENGINE_TIERS.get(
+            tier if isinstance(tier, str) else '', ENGINE_TIERS['starter'])
         self.exchange = Exchange(seed=seed, start=time.time(),
                                  tier=None if tier is None else parse_tier(tier), costs=costs,
-                                 public_rate=public_rate)
+                                 public_rate=public_rate, engine=engine)
         self.endpoints = Endpoints(self.exchange)
         self.requests_log = self.exchange.requests_log
         account = self.add_account(balances, otp=otp, nonce_window=nonce_window)
@@ -292,7 +302,11 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _tier_option(text: str) -> tuple[float, float]:
+def _tier_option(text: str) -> str | tuple[float, float] | None:
+    if text == 'none':
+        return None
+    if text in TIERS:
+        return text  # by name, so that the engine's limits are that tier's too
     try:
         return parse_tier(text)
     except ValueError as exc:
@@ -317,9 +331,9 @@ def main(argv: list[str] | None = None, *, prog: str = 'python -m krakenex.sandb
     parser = _Parser(prog=prog, description='A local Kraken-compatible spot exchange.')
     parser.add_argument('--port', type=_port, default=0,
                         help='TCP port (default: any free one)')
-    parser.add_argument('--tier', type=_tier_option, metavar='TIER',
-                        help="keep Kraken's call counter: " + ', '.join(TIERS)
-                        + ' or MAX,DECAY (default: none)')
+    parser.add_argument('--tier', type=_tier_option, metavar='TIER', default='starter',
+                        help="Kraken's limits of this tier: " + ', '.join(TIERS)
+                        + ", MAX,DECAY (the call counter's) or none (default: starter)")
     parser.add_argument('--seed', type=int, default=0, help='seed of the market and keys')
     args = parser.parse_args(argv)
     sandbox = Sandbox(args.port, seed=args.seed, tier=args.tier)

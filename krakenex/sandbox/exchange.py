@@ -112,6 +112,12 @@ class Order:
     def amended(self) -> bool:
         return any(a['amend_type'] == 'user' for a in self.amends)
 
+    def age(self, now: float) -> float:
+        """Seconds since the order was placed or last amended (the engine's penalty age)."""
+        touched = [float(a['timestamp']) / 1e9 for a in self.amends
+                   if a['amend_type'] == 'user']
+        return now - max([self.opentm, *touched])
+
     @property
     def is_trigger(self) -> bool:
         return self.ordertype in TRIGGER_TYPES
@@ -300,6 +306,8 @@ class Account:
     recent_nonces: set[int] = field(default_factory=set)
     counter: float = 0.0
     counter_time: float = field(default_factory=time.monotonic)
+    #: The trading engine's rate counter by pair name: (value, when it was last updated).
+    engine: dict[str, tuple[float, float]] = field(default_factory=dict)
     cancel_at: float | None = None  # CancelAllOrdersAfter's deadline (Unix time)
     iiban: str = ''  # the account's Kraken IIBAN, e.g. 'AA88 N84G WOAK NMOI'
     created: float = 0.0
@@ -350,6 +358,26 @@ def _needs(order: Order, plan: list[tuple[Decimal, Decimal]]) -> tuple[str, Deci
 
 # -- the exchange: accounts, request checks, call counter, matching -----------------------
 
+#: Kraken's trading-engine limits per tier: the per-pair rate counter's threshold and
+#: decay per second, and the open orders allowed per pair.
+#: Source: https://docs.kraken.com/api/docs/guides/spot-ratelimits
+ENGINE_TIERS: dict[str, tuple[float, float, int]] = {
+    'starter': (60.0, 1.0, 60),
+    'intermediate': (125.0, 2.34, 80),
+    'pro': (180.0, 3.75, 225),
+}
+#: The engine's extra cost by the age of the order acted on: (younger than seconds, cost).
+AMEND_PENALTY = ((5, 3), (10, 2), (15, 1))
+EDIT_PENALTY = ((5, 6), (10, 5), (15, 4), (45, 2), (90, 1))
+CANCEL_PENALTY = ((5, 8), (10, 6), (15, 5), (45, 4), (90, 2), (300, 1))
+
+
+def penalty(order: Order, table: tuple[tuple[int, int], ...], now: float) -> int:
+    """The engine's age-weighted extra cost of amending, editing or cancelling ``order``."""
+    age = order.age(now)
+    return next((cost for under, cost in table if age < under), 0)
+
+
 class Exchange:
     """In-memory accounts over the synthetic market, with Kraken's checks (no HTTP).
 
@@ -359,11 +387,15 @@ class Exchange:
     """
 
     def __init__(self, *, seed: int, start: float, tier: tuple[float, float] | None,
-                 costs: dict[str, float] | None, public_rate: float | None) -> None:
+                 costs: dict[str, float] | None, public_rate: float | None,
+                 engine: tuple[float, float, int] | None = None) -> None:
         self.lock = threading.RLock()
         self.seed = seed
         self.market = Market(seed, start)
         self.tier = tier
+        #: The trading engine's limits: (threshold, decay per second, open orders per
+        #: pair), or None to keep none.
+        self.engine = engine
         self.costs = dict(costs or {})  # overrides of krakenex.methods' costs, by method
         self.public_rate = public_rate
         self.buckets: dict[str, tuple[float, float]] = {}
@@ -413,8 +445,13 @@ class Exchange:
             floor = account.last_nonce - window
             account.recent_nonces = {n for n in account.recent_nonces if n > floor} | {nonce}
 
-    def charge(self, account: Account, method: str) -> None:
-        """Kraken's call counter: decays per second; a call over the maximum adds nothing."""
+    def charge(self, account: Account, method: str, *, refused: bool = False) -> None:
+        """Kraken's call counter: decays per second; a call over the maximum adds nothing.
+
+        A call ``refused`` for its signature, nonce or password still counts (Kraken's
+        support pages: failed calls count against the limits), and is never refused
+        for the rate on top.
+        """
         if self.tier is None:
             return
         maximum, decay = self.tier
@@ -423,8 +460,38 @@ class Exchange:
         account.counter_time = now
         cost = self.costs.get(method, methods.cost(method))
         if account.counter + cost > maximum:
+            if refused:
+                return
             raise ApiError('EAPI:Rate limit exceeded')
         account.counter += cost
+
+    def engine_counter(self, account: Account, pair: PairSpec) -> float:
+        """The trading engine's rate counter of ``account`` on ``pair``, decayed to now."""
+        if self.engine is None:
+            return 0.0
+        now = time.monotonic()
+        value, then = account.engine.get(pair.name, (0.0, now))
+        value = max(0.0, value - self.engine[1] * (now - then))
+        account.engine[pair.name] = (value, now)
+        return value
+
+    def engine_charge(self, account: Account, pair: PairSpec, cost: float, *,
+                      always: bool = False) -> None:
+        """Add ``cost`` to the engine's counter on ``pair``, or refuse with ``EOrder:Rate
+        limit exceeded`` if that passes the threshold (unless ``always``: batch cancels)."""
+        if self.engine is None:
+            return
+        value = self.engine_counter(account, pair)
+        if value + cost > self.engine[0] and not always:
+            raise ApiError('EOrder:Rate limit exceeded')
+        account.engine[pair.name] = (value + cost, time.monotonic())
+
+    def check_open_orders(self, account: Account, pair: PairSpec, adding: int = 1) -> None:
+        """Refuse with ``EOrder:Orders limit exceeded`` past the open orders per pair."""
+        if self.engine is None:
+            return
+        if sum(o.pair is pair for o in account.open_orders()) + adding > self.engine[2]:
+            raise ApiError('EOrder:Orders limit exceeded')
 
     def throttle(self, client: str) -> None:
         """Public calls per client address: a token bucket refilled at ``public_rate``/s."""

@@ -11,16 +11,29 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from decimal import Context, Decimal, InvalidOperation, localcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-__all__ = ['ApiError', 'Params', 'MAX_NUMBER', 'invalid', 'text', 'required', 'number',
-           'amount', 'optional_amount', 'integer', 'flag', 'id_list', 'indexed', 'parse_body',
+from .market import PAIRS, PairSpec, find_pair
+
+if TYPE_CHECKING:
+    from .exchange import Account
+
+__all__ = ['ApiError', 'Params', 'PublicHandler', 'PrivateHandler', 'MAX_NUMBER', 'invalid',
+           'text', 'required', 'number', 'amount', 'optional_amount', 'integer', 'flag',
+           'id_list', 'indexed', 'requested_pairs', 'requested_pair', 'parse_body',
            'parse_query', 'arithmetic']
 
 Params = dict[str, Any]
+
+#: A public method's handler: its parameters in, its ``result`` out.
+PublicHandler = Callable[[Params], object]
+#: A private method's handler: the caller's account and its parameters in, its
+#: ``result`` (or a whole :class:`~krakenex.sandbox.replies.Reply`) out.
+PrivateHandler = Callable[['Account', Params], object]
 
 #: The largest volume, price or amount the sandbox takes; larger ones are invalid
 #: arguments (no spot market or account comes near it).
@@ -130,6 +143,28 @@ def indexed(params: Params, name: str) -> object:
                     raise invalid(name)
                 row[sub] = value
     return [rows[i] for i in sorted(rows)] if rows else None
+
+
+def requested_pairs(params: Params, *, required: bool) -> list[PairSpec]:
+    """The pairs named by ``pair`` (one or a comma-separated list); every pair if none
+    is named and none is ``required``."""
+    names = id_list(params.get('pair'), 'pair')
+    if not names:
+        if required:
+            raise invalid('pair')
+        return list(PAIRS.values())
+    found = [find_pair(name) for name in names]
+    if any(spec is None for spec in found):
+        raise ApiError('EQuery:Unknown asset pair')
+    return [spec for spec in found if spec is not None]
+
+
+def requested_pair(params: Params) -> PairSpec:
+    """The one pair named by ``pair``, which is required."""
+    pairs = requested_pairs(params, required=True)
+    if len(pairs) != 1:
+        raise invalid('pair')
+    return pairs[0]
 
 
 def parse_body(content_type: str, body: bytes) -> Params:

@@ -3,9 +3,9 @@
 Every parameter Kraken documents for a method (:data:`krakenex.methods.METHODS`)
 is either modelled, or accepted only with the value that means Kraken's default
 (such as ``leverage=none``), or refused. A parameter Kraken does not document
-for the method is refused by the methods that change state (where a dropped or
-misspelt parameter would place, move or cancel the wrong thing); read-only
-methods ignore it, as Kraken does. A refusal is Kraken's
+for the method is refused too, by every method, read-only or not: a misspelt
+``userref`` on AddOrder would place an order without one, and a misspelt
+``start`` on Ledgers would read the wrong page. A refusal is Kraken's
 ``EGeneral:Invalid arguments:<name>``, so a test never passes against the
 sandbox with a parameter silently dropped.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ..methods import METHODS, changes_state
+from ..methods import METHODS
 from .params import invalid
 
 __all__ = ['NOT_MODELLED', 'check']
@@ -72,7 +72,7 @@ def check(method: str, params: Mapping[str, object], *, skip: Iterable[str] = ()
     :raises ApiError: ``EGeneral:Invalid arguments:<name>``
     """
     known = _names(method) | _COMMON | set(skip)
-    strict = method in METHODS and changes_state(method)
+    strict = method in METHODS
     limits = NOT_MODELLED.get(method, {})
     for key, value in params.items():
         name = key.split('[', 1)[0] if key.split('[', 1)[0] in ('orders', 'cl_ord_ids') else key

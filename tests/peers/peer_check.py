@@ -109,6 +109,28 @@ def run_kraken_sdk(url: str, key: str, secret: str) -> None:
     check('python-kraken-sdk', 'cancel_all_orders', lambda: expect(
         trade.cancel_all_orders()['count'] == 2, 'not canceled'))
 
+    placed = check('python-kraken-sdk', 'create_order (to amend)', lambda: trade.create_order(
+        ordertype='limit', side='buy', pair='XBTUSD', volume='0.01', price='50000'))
+    txid = placed['txid'][0] if placed else ''
+
+    def order_amends() -> None:
+        amends = user.get_order_amends(order_id=txid)
+        expect(amends['count'] == 1 and amends['amends'][0]['amend_type'] == 'original',
+               f'amends: {amends}')
+        expect(trade.cancel_order(txid=txid)['count'] == 1, 'not canceled')
+
+    check('python-kraken-sdk', 'get_order_amends', order_amends)
+    from kraken.spot import Earn
+
+    earn = Earn(key, secret, url=url)
+    strategies = check('python-kraken-sdk', 'list_earn_strategies', lambda: [
+        s for s in earn.list_earn_strategies(asset='XBT')['items'] if s['asset'] == 'XXBT'])
+    strategy = strategies[0]['id'] if strategies else ''
+    check('python-kraken-sdk', 'allocate_earn_funds', lambda: expect(
+        earn.allocate_earn_funds(amount='0.01', strategy_id=strategy) is True, 'not allocated'))
+    check('python-kraken-sdk', 'get_allocation_status', lambda: expect(
+        earn.get_allocation_status(strategy_id=strategy) == {'pending': False}, 'pending'))
+
 
 def run_ccxt(url: str, key: str, secret: str) -> None:
     import ccxt
@@ -134,6 +156,20 @@ def run_ccxt(url: str, key: str, secret: str) -> None:
     check('ccxt', 'market order', lambda: expect(
         exchange.create_order('ETH/USD', 'market', 'sell', 0.5)['id'] is not None, 'no id'))
 
+    def trigger_order(name: str, value: float) -> None:
+        placed = exchange.create_order('BTC/USD', 'market', 'sell', 0.01, None, {name: value})
+        order = exchange.fetch_order(placed['id'])
+        expect(order['status'] == 'open', f'{name}: {order["status"]}')
+
+    check('ccxt', 'create_order stopLossPrice', lambda: trigger_order('stopLossPrice', 30000))
+    check('ccxt', 'create_order takeProfitPrice', lambda: trigger_order('takeProfitPrice', 90000))
+    check('ccxt', 'create_order trailingAmount', lambda: trigger_order('trailingAmount', 500))
+    check('ccxt', 'cancel_all_orders', lambda: exchange.cancel_all_orders())
+    check('ccxt', 'fetch_positions', lambda: expect(exchange.fetch_positions() == [],
+                                                     'positions'))
+    check('ccxt', 'create_market_buy_order_with_cost', lambda: expect(
+        exchange.create_market_buy_order_with_cost('BTC/USD', 100)['id'] is not None, 'no id'))
+
 
 def main(argv: list[str]) -> int:
     if len(argv) != 7:
@@ -148,7 +184,13 @@ def main(argv: list[str]) -> int:
         except ImportError as exc:
             checks.append({'client': run.__name__, 'check': 'import', 'ok': False,
                            'error': str(exc)})
-    print(json.dumps({'ok': all(c['ok'] for c in checks), 'checks': checks}, indent=1))
+    passed: dict[str, list[int]] = {}
+    for c in checks:
+        counts = passed.setdefault(c['client'], [0, 0])
+        counts[0] += c['ok']
+        counts[1] += 1
+    print(json.dumps({'ok': all(c['ok'] for c in checks), 'passed': passed, 'checks': checks},
+                     indent=1))
     return 0 if all(c['ok'] for c in checks) else 1
 
 
