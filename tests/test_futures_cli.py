@@ -172,3 +172,12 @@ def test_sendorder_interrupted_while_in_flight_exits_4_and_names_its_cliordid(
     assert 'outcome unknown: sendorder may have reached Kraken but it was interrupted' in line
     assert 'cliOrdId cli-1' in line and 'orders/status cliOrdIds=cli-1' in line
     assert out == ''
+
+
+def test_sendorder_with_stdout_closed_from_the_start_exits_2_and_sends_nothing(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    result = futures_process(sandbox, tmp_path, *ORDER, stdout=subprocess.DEVNULL,
+                             preexec_fn=lambda: os.close(1))  # krakenex ... >&-
+    assert result.returncode == 2
+    assert 'stdout is closed' in only_line(result.stderr)
+    assert sandbox.futures.orders(sandbox.futures.key) == []

@@ -185,3 +185,12 @@ def test_a_lost_reply_names_the_commands_that_look_the_order_up(capsys, sb, agai
     assert main(['ws', *against, *ADD_ORDER]) == 4
     err = capsys.readouterr().err
     assert 'krakenex OpenOrders cl_ord_id=cli-1 and krakenex ClosedOrders cl_ord_id=cli-1' in err
+
+
+def test_add_order_with_stdout_closed_from_the_start_exits_2_and_sends_nothing(sb, against):
+    result = subprocess.run([sys.executable, '-m', 'krakenex', 'ws', *against, *ADD_ORDER],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            timeout=60, preexec_fn=lambda: os.close(1))  # krakenex ... >&-
+    assert result.returncode == 2
+    assert 'stdout is closed' in result.stderr
+    assert sb.orders() == []

@@ -109,8 +109,11 @@ class _SocketCall(Call):
         super().__init__('krakenex ws')
 
     def advice(self) -> str:
-        ids = [(name, self.data[name]) for name in ('cl_ord_id', 'order_userref', 'order_id')
-               if self.data.get(name) is not None]
+        orders = self.data.get('orders')  # batch_add: the ids of each order
+        sources = [o for o in orders if isinstance(o, dict)] if isinstance(orders, list) else []
+        ids = [(name, source[name]) for source in [self.data, *sources]
+               for name in ('cl_ord_id', 'order_userref', 'order_id')
+               if source.get(name) is not None]
         return _lookup_advice(self.method, ids)
 
     def outcome_message(self, exc: Any) -> str:
