@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from types import TracebackType
 from typing import Any
 
@@ -95,7 +95,8 @@ class API(core.SpotCore):
         self._blank: tuple[tuple[Any, ...], str | None, Any, list[tuple[str, Any]],
                            requests.PreparedRequest] = ((), None, None, [],
                                                         requests.PreparedRequest())
-        self._send_settings()
+        with suppress(ValueError):  # a bad uri is reported by the first call, as a usage error
+            self._send_settings()
 
     def __enter__(self) -> API:
         return self

@@ -35,12 +35,10 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-if TYPE_CHECKING:
-    pass
+from typing import Any, NamedTuple
 
 from . import methods
 from .errors import (
@@ -67,7 +65,7 @@ __all__ = [
     'DEFAULT_URI', 'DEFAULT_TIMEOUT', 'NONCE_UNITS', 'Nonces', 'Request', 'Reply', 'Retry',
     'render', 'query_string', 'encode', 'sign', 'decode_secret', 'nonce_in', 'check_method',
     'check_timeout', 'public_request', 'private_request', 'read_reply', 'checked',
-    'after_sending', 'transport_error',
+    'after_sending', 'transport_error', 'unicode_only',
 ]
 
 log = logging.getLogger('krakenex')
@@ -180,19 +178,37 @@ def _rendered_tree(value: Any) -> Any:
 
 
 def query_string(data: Mapping[str, Any]) -> str:
-    """A public call's query string: values rendered, lists comma-separated."""
-    return urllib.parse.urlencode([
-        (k, ','.join(str(render(item)) for item in v) if isinstance(v, (list, tuple))
-         else render(v)) for k, v in data.items() if v is not None])
+    """A public call's query string: values rendered, lists comma-separated.
+
+    :raises KrakenUsageError: for NaN, an infinity, or text that is not Unicode
+    """
+    with unicode_only():
+        return urllib.parse.urlencode([
+            (k, ','.join(str(render(item)) for item in v) if isinstance(v, (list, tuple))
+             else render(v)) for k, v in data.items() if v is not None])
 
 
 def encode(data: Mapping[str, Any]) -> tuple[bytes, str]:
-    """A private call's body and its content type: JSON if any value is nested, else a form."""
-    if any(isinstance(v, (list, tuple, dict)) for v in data.values()):
-        text = json.dumps(_rendered_tree(data), separators=(',', ':'), default=str)
-        return text.encode(), 'application/json'
-    pairs = [(k, render(v)) for k, v in data.items() if v is not None]
-    return urllib.parse.urlencode(pairs).encode(), 'application/x-www-form-urlencoded'
+    """A private call's body and its content type: JSON if any value is nested, else a form.
+
+    :raises KrakenUsageError: for NaN, an infinity, or text that is not Unicode
+    """
+    with unicode_only():
+        if any(isinstance(v, (list, tuple, dict)) for v in data.values()):
+            text = json.dumps(_rendered_tree(data), separators=(',', ':'), default=str)
+            return text.encode(), 'application/json'
+        pairs = [(k, render(v)) for k, v in data.items() if v is not None]
+        return urllib.parse.urlencode(pairs).encode(), 'application/x-www-form-urlencoded'
+
+
+@contextmanager
+def unicode_only() -> Iterator[None]:
+    """Turn text that cannot be UTF-8 (a lone surrogate) into a usage error, before sending."""
+    try:
+        yield
+    except UnicodeEncodeError as exc:
+        raise KrakenUsageError(f'a parameter holds text that is not valid Unicode '
+                               f'({exc.object[exc.start:exc.end]!r}); nothing was sent') from None
 
 
 def check_method(method: object) -> str:
@@ -262,7 +278,7 @@ def nonce_in(body: bytes) -> str:
 
 # -------------------------------------------------------------- requests
 
-_NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class Request(NamedTuple):
@@ -279,11 +295,11 @@ class Request(NamedTuple):
     #: The body, for a POST.
     body: bytes | None = None
     #: Headers of this request (``API-Key``, ``API-Sign``, ``Content-Type``).
-    headers: Mapping[str, str] = _NO_HEADERS
+    headers: Mapping[str, str] = _EMPTY
     #: The nonce a private call carries.
     nonce: int | None = None
     #: The caller's parameters, for the evidence of an unknown outcome.
-    data: Mapping[str, Any] = _NO_HEADERS
+    data: Mapping[str, Any] = _EMPTY
 
 
 def public_request(apiversion: str, method: str, data: Mapping[str, Any]) -> Request:

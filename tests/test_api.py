@@ -618,3 +618,10 @@ def test_a_failing_script_shows_the_krakenex_error_and_its_direct_cause_only(
     assert last.startswith('krakenex.errors.' + ('NotSentError' if fault == 'refused' else
                                                   'OutcomeUnknownConnectionError')), last
     assert len(result.stderr.splitlines()) < 50
+
+
+@pytest.mark.parametrize('uri', ['http://[::1', 'http://127.0.0.1:99999', 'api.kraken.com'])
+def test_a_bad_uri_is_a_usage_error_from_the_first_call_not_the_constructor(uri: str) -> None:
+    api = API(uri=uri, retries=0)
+    with pytest.raises(KrakenUsageError, match='not a server address'):
+        api.query_public('Time')

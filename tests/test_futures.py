@@ -253,6 +253,20 @@ def test_sendorder_under_each_fault_is_placed_at_most_once_and_reconciles(
     assert [o['order']['cliOrdId'] for o in found['orders']] == (['once-1'] if processed else [])
 
 
+def test_reconcile_raises_when_kraken_refuses_the_lookup_rather_than_saying_no_order(
+        sandbox: Sandbox, futures: FuturesAPI) -> None:
+    sandbox.inject('reply_lost', method='sendorder')
+    with pytest.raises(OutcomeUnknownError) as caught:
+        futures.query_private('sendorder', limit_buy('refused-lookup'))
+    assert [o.cli_ord_id for o in sandbox.futures.orders(sandbox.futures.key)] == \
+        ['refused-lookup']
+    stranger = FuturesAPI(sandbox.futures.key, 'c2VjcmV0', uri=sandbox.futures_url)
+    with pytest.raises(AuthenticationError):
+        stranger.reconcile(caught.value)
+    found = futures.reconcile(caught.value)
+    assert [o['order']['cliOrdId'] for o in found['orders']] == ['refused-lookup']
+
+
 @pytest.mark.parametrize('name', ['editorder', 'cancelorder', 'cancelallorders',
                                   'cancelallordersafter', 'batchorder', 'transfer',
                                   'withdrawal'])
@@ -373,3 +387,17 @@ def test_errors_are_kraken_errors(futures: FuturesAPI) -> None:
     futures.raise_errors = True
     with pytest.raises(KrakenError):
         futures.query_private('sendorder', {'orderType': 'lmt'})
+
+
+def test_json_options_reach_the_decoder(sandbox: Sandbox, futures: FuturesAPI) -> None:
+    from decimal import Decimal
+
+    tickers = futures.json_options(parse_float=Decimal).query_public('tickers')['tickers']
+    volumes = [t['vol24h'] for t in tickers]  # Kraken sends these as JSON floats
+    assert volumes and all(isinstance(v, Decimal) for v in volumes), volumes
+
+
+@pytest.mark.parametrize('verb', [5, 'FETCH', b'GET'])
+def test_a_verb_that_is_not_http_is_a_usage_error(futures: FuturesAPI, verb: Any) -> None:
+    with pytest.raises(KrakenUsageError, match='verb must be'):
+        futures.query_public('tickers', verb=verb)

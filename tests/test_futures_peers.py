@@ -25,10 +25,11 @@ def test_python_kraken_sdk_and_ccxt_futures_work_unmodified(peer_python: Path) -
             [str(peer_python), '-I', str(SCRIPT), sandbox.futures_url, sdk.key, sdk.secret,
              ccxt.key, ccxt.secret], capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, f'{run.stdout[-6000:]}\n{run.stderr[-3000:]}'
-        passed = {(c['client'], c['check']) for c in json.loads(run.stdout)['checks']
-                  if c['ok']}
-        for client in ('python-kraken-sdk', 'ccxt'):
-            assert (client, 'create_order') in passed
+        checks = json.loads(run.stdout)['checks']
+        failed = [c for c in checks if not c['ok']]
+        assert failed == [], failed
+        assert {c['client'] for c in checks} == {'python-kraken-sdk', 'ccxt'}
+        assert ('ccxt', 'create_order') in {(c['client'], c['check']) for c in checks}
         # What the clients did is what the sandbox recorded.
         sdk_orders = sandbox.futures.orders(sdk.key)
         assert [(o.cli_ord_id, o.state) for o in sdk_orders] == [('sdk-1', 'cancelled'),

@@ -59,6 +59,7 @@ SCALARS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.decimals(allow_nan=True, allow_infinity=True),
     st.text(max_size=30), st.binary(max_size=12),
+    st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=2),
     st.sampled_from(['1e-8', '1E+400', '+100', '#5', '²', 'NaN', 'sNaN', '0x10', '-0', ' 1 ',
                      '1' * 400, '\x00', '\u202e', 'XBTUSD', 'buy', 'limit']),
 )

@@ -317,3 +317,13 @@ def test_a_huge_key_file_is_refused_without_reading_it_whole(tmp_path: Path) -> 
     path.chmod(0o600)
     with pytest.raises(KeyFileError, match='too large'):
         core.read_key_file(path)
+
+
+@pytest.mark.parametrize('text', ['\ud800', 'abc\udfff'])
+def test_text_that_is_not_unicode_is_refused_before_sending(text: str) -> None:
+    with pytest.raises(KrakenUsageError, match='not valid Unicode'):
+        protocol.encode({'pair': text})
+    with pytest.raises(KrakenUsageError, match='not valid Unicode'):
+        protocol.query_string({'pair': text})
+    body, _ = protocol.encode({'orders': [{'pair': text}]})  # JSON writes it as an escape
+    assert json.loads(body) == {'orders': [{'pair': text}]}

@@ -32,8 +32,8 @@ from krakenex import (
 from krakenex.pacing import RateCounter
 from krakenex.sandbox import Sandbox
 
-TIMEOUT = 0.5  # the client's read timeout in these tests
-SLOW = 1.0  # how long 'delay' and 'reply_delayed' faults hold a request: past TIMEOUT
+TIMEOUT = 1.0  # the client's read timeout in these tests
+SLOW = 1.5  # how long 'delay' and 'reply_delayed' faults hold a request: past TIMEOUT
 
 #: Each fault kind, whether the sandbox processes the request anyway, and what a
 #: state-changing call then raises (None: Kraken's error envelope comes back).

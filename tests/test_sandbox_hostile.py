@@ -459,16 +459,18 @@ def test_idle_connections_beyond_the_cap_make_room_for_a_new_client() -> None:
 
 def test_busy_connections_at_the_cap_get_http_503_not_a_hang() -> None:
     with Sandbox(max_connections=2) as sandbox:
-        sandbox.inject('delay', seconds=1, times=2)
+        sandbox.inject('delay', seconds=3, times=2)
         calls = [threading.Thread(target=requests.get, args=(sandbox.url + '/0/public/Time',),
-                                  kwargs={'timeout': 5}) for _ in range(2)]
+                                  kwargs={'timeout': 10}) for _ in range(2)]
         for call in calls:
             call.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 5
+        while sandbox.open_connections() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         started = time.monotonic()
-        reply = requests.get(sandbox.url + '/0/public/Time', timeout=5)
+        reply = requests.get(sandbox.url + '/0/public/Time', timeout=10)
         assert reply.status_code == 503
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 2, 'the newcomer waited for a busy connection'
         for call in calls:
             call.join()
 

@@ -42,7 +42,7 @@ class AsyncFuturesAPI(FuturesCore):
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
                          retry_time=retry_time, pace=pace, costs=costs)
         # The spot driver sends: session, lock, retries and transport failures are its.
-        self._driver = AsyncAPI(uri=uri, timeout=self.timeout)
+        self._driver: AsyncAPI = AsyncAPI(uri=uri, timeout=self.timeout)
 
     @property
     def uri(self) -> str:

@@ -60,7 +60,7 @@ class FuturesAPI(FuturesCore):
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
                          retry_time=retry_time, pace=pace, costs=costs)
         # The spot driver sends: session, transport failures and reply decoding are its.
-        self._driver = API(uri=uri, timeout=self.timeout)
+        self._driver: API = API(uri=uri, timeout=self.timeout)
         #: The :class:`requests.Session` every call goes through.
         self.session: requests.Session = self._driver.session
 
@@ -161,13 +161,15 @@ class FuturesAPI(FuturesCore):
 
         Asks ``orders/status`` (orders open, or changed in the last seconds)
         and the order history (``/api/history/v3/orders``, the newest
-        :attr:`RECONCILE_EVENTS` events). The lookups' nonces are above the
-        lost call's, so once they are answered Kraken can no longer accept the
-        lost call: an empty answer means the order was not placed and will not be.
+        :attr:`RECONCILE_EVENTS` events). Kraken Futures tolerates nonces that
+        arrive slightly out of order for a brief time, so a lost call may still
+        take effect just after an empty answer: look again a few seconds later
+        before you resubmit.
 
         :returns: ``{"orders": [...], "history": [...]}``: the ``orders/status``
             entries and the order events that carry those ids
         :raises KrakenUsageError: if the call carried no ``cliOrdId``
+        :raises KrakenAPIError: if Kraken refuses either lookup
         """
         ids = self._lookup(error)
         statuses = self.query_private('orders/status', {'cliOrdIds': ids})

@@ -10,7 +10,7 @@ send. Nonces, retry timing and unknown outcomes come from
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import protocol as spot
 from ..core import KeyedCore
@@ -19,6 +19,9 @@ from ..pacing import RateCounter
 from ..protocol import DEFAULT_TIMEOUT, Call, Request, Timeout
 from . import protocol
 from .endpoints import DEFAULT_URI, Endpoint
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ['FuturesCore', 'FuturesRetry']
 
@@ -38,6 +41,8 @@ class FuturesCore(KeyedCore):
 
     KEY_VARIABLES = ('KRAKEN_FUTURES_KEY', 'KRAKEN_FUTURES_SECRET')
     CALLS = 'endpoint'
+    #: The spot driver that sends; it decodes the replies, so the JSON options are its.
+    _driver: KeyedCore
 
     def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
                  timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
@@ -52,6 +57,15 @@ class FuturesCore(KeyedCore):
         #: The ``/history`` token pool (100, refilled 100 per 10 min), kept when ``pace`` is set.
         self.history_pool = RateCounter(*protocol.HISTORY_POOL) if pace else None
 
+    def json_options(self, **kwargs: Any) -> Self:
+        """Set keyword arguments for decoding replies, such as ``parse_float=Decimal``.
+
+        :param kwargs: passed to :func:`json.loads`
+        :returns: this object, for chaining
+        """
+        self._driver.json_options(**kwargs)
+        return self
+
     @staticmethod
     def _endpoint(name: str, surface: str, verb: str | None, *,
                   private: bool = True) -> tuple[Endpoint, str]:
@@ -64,7 +78,7 @@ class FuturesCore(KeyedCore):
             raise KrakenUsageError(f'{name!r} is not a Kraken Futures endpoint name such as '
                                    f"'tickers', 'sendorder' or 'orders/status'")
         endpoint = protocol.lookup(name, surface, private=private)
-        chosen = (verb or endpoint.verb).upper()
+        chosen = (verb or endpoint.verb).upper() if isinstance(verb, (str, type(None))) else ''
         if chosen not in ('GET', 'POST', 'PUT', 'DELETE'):
             raise KrakenUsageError(f'verb must be GET, POST, PUT or DELETE, not {verb!r}')
         if chosen == 'PUT' and not endpoint.changes_state:
@@ -173,7 +187,13 @@ class FuturesCore(KeyedCore):
 
         :returns: ``{"orders": [...], "history": [...]}``: the status entries,
             and the order events (placed, updated, cancelled, rejected)
+        :raises KrakenAPIError: if either lookup was refused: an unanswered
+            lookup says nothing about the order
         """
+        for name, reply in (('orders/status', statuses), ('history orders', history)):
+            refused = protocol.reply_error(reply, name)
+            if refused is not None:
+                raise refused
         orders = [o for o in (statuses.get('orders') or [])
                   if str((o.get('order') or {}).get('cliOrdId')) in ids]
         events = []

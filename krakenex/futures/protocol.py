@@ -35,7 +35,7 @@ from ..errors import (
     RateLimitError,
     ServiceUnavailableError,
 )
-from ..protocol import render
+from ..protocol import render, unicode_only
 from .endpoints import (
     BUDGET,
     DEFAULT_URI,
@@ -97,7 +97,8 @@ def encode(data: Mapping[str, Any]) -> str:
             pairs += [(name, _text(v)) for v in value]
         else:
             pairs.append((name, _text(value)))
-    return urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote)
+    with unicode_only():
+        return urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote)
 
 
 def authent(secret: bytes, post_data: str, nonce: str, path: str) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -31,9 +31,6 @@ __all__ = ['Book', 'BookView', 'checksum', 'level_text', 'CHECKSUM_LEVELS', 'DEP
 
 #: The checksum covers this many levels per side, whatever the subscribed depth.
 CHECKSUM_LEVELS = 10
-
-#: Prices whose checksum text a book keeps written, at most.
-PRICE_TEXTS = 4096
 
 #: The depths Kraken's ``book`` channel accepts; 10 is its default.
 DEPTHS = (10, 25, 100, 500, 1000)
@@ -100,44 +97,107 @@ class BookView:
 
 
 class _Side:
-    """One side of the book: each level's quantity and checksum text, the prices sorted."""
+    """One side of the book, kept sorted, with the checksum text of its ten best levels.
 
-    __slots__ = ('best_high', 'keys', 'levels')
+    ``levels`` maps each price's key (its text at the pair's precision, or the
+    :class:`~decimal.Decimal` itself while the precision is unknown) to
+    ``((price, qty), price digits)`` and ``texts`` maps it to the level's
+    checksum text; ``prices`` holds the prices in ascending order as
+    :class:`~decimal.Decimal` and ``keys`` their keys, in step. Looking a wire
+    price up by its text skips hashing a new Decimal; the order comes from
+    comparing Decimals, so it never depends on the text.
+    """
+
+    __slots__ = ('best_high', 'levels', 'texts', 'prices', 'keys', 'text', 'crc')
 
     def __init__(self, best_high: bool) -> None:
         self.best_high = best_high  # bids: the highest price is the best
-        self.levels: dict[Decimal, tuple[Decimal, str]] = {}
-        self.keys: list[Decimal] = []  # the prices, ascending
+        self.levels: dict[Any, tuple[Level, str]] = {}
+        self.texts: dict[Any, str] = {}
+        self.prices: list[Decimal] = []  # ascending
+        self.keys: list[Any] = []  # the key of each price in ``prices``
+        self.text = b''  # the checksum's input for this side's ten best levels
+        self.crc = 0  # CRC32 of ``text``
 
-    def set(self, price: Decimal, qty: Decimal, text: str) -> None:
-        levels = self.levels
-        if not qty:
-            if levels.pop(price, None) is not None:
-                del self.keys[bisect_left(self.keys, price)]
-            return
-        if price not in levels:
-            insort(self.keys, price)
-        levels[price] = (qty, text)
+    def apply(self, levels: Iterable[Mapping[str, Any]], pp: int | None, qp: int | None) -> bool:
+        """Apply the levels of one message in order; whether the ten best may have changed."""
+        own, texts, prices, keys = self.levels, self.texts, self.prices, self.keys
+        best_high = self.best_high
+        changed = len(prices) < CHECKSUM_LEVELS
+        edge = None if changed else prices[-CHECKSUM_LEVELS] if best_high else prices[
+            CHECKSUM_LEVELS - 1]
+        # a number written on the wire at the pair's precision ends in '.' and that many
+        # digits; Decimal's str() then gives that text back (and never an exponent)
+        pdot = -pp - 1 if pp else 0
+        qdot = -qp - 1 if qp else 0
+        for level in levels:
+            price, qty = level['price'], level['qty']
+            if price.__class__ is not Decimal:
+                price = _decimal(price)
+            if qty.__class__ is not Decimal:
+                qty = _decimal(qty)
+            key: Any = str(price)
+            if not (pdot and len(key) > pp and key[pdot] == '.'  # type: ignore[operator]
+                    and 'E' not in key):
+                key = _key(price, pp)
+            if not changed and (price >= edge if best_high else price <= edge):  # type: ignore[operator]
+                changed = True
+            old = own.get(key)
+            if not qty:
+                if old is not None:
+                    del own[key], texts[key]
+                    at = bisect_left(prices, old[0][0])
+                    del prices[at], keys[at]
+                continue
+            text = str(qty)
+            if not (qdot and len(text) > qp and text[qdot] == '.'  # type: ignore[operator]
+                    and 'E' not in text):
+                text = _fixed(qty, qp)
+            if old is None:
+                digits = (key if key.__class__ is str else _fixed(price, pp)).replace(
+                    '.', '').lstrip('0')
+                at = bisect_left(prices, price)
+                prices.insert(at, price)
+                keys.insert(at, key)
+                own[key] = ((price, qty), digits)
+            else:
+                digits = old[1]
+                own[key] = ((old[0][0], qty), digits)
+            texts[key] = digits + text.replace('.', '').lstrip('0')
+        return changed
 
     def cut(self, depth: int) -> None:
+        """Keep the ``depth`` best levels."""
         keys = self.keys
-        if len(keys) <= depth:
-            return
         gone = slice(0, len(keys) - depth) if self.best_high else slice(depth, None)
-        for price in keys[gone]:
-            del self.levels[price]
-        del keys[gone]
+        levels, texts = self.levels, self.texts
+        for key in keys[gone]:
+            del levels[key], texts[key]
+        del keys[gone], self.prices[gone]
 
-    def best(self, count: int | None = None) -> list[Decimal]:
-        """The prices, best first: the first ``count`` of them, or all."""
+    def best(self) -> list[Any]:
+        """The keys, best first."""
+        return self.keys[::-1] if self.best_high else self.keys[:]
+
+    def write(self) -> None:
+        """Write the checksum's input for the ten best levels again."""
         keys = self.keys
-        if self.best_high:
-            return keys[::-1] if count is None else keys[:-count - 1:-1]
-        return keys[:] if count is None else keys[:count]
+        top = keys[:-CHECKSUM_LEVELS - 1:-1] if self.best_high else keys[:CHECKSUM_LEVELS]
+        self.text = ''.join(map(self.texts.__getitem__, top)).encode()
+        self.crc = zlib.crc32(self.text)
 
-    def checksum_text(self) -> str:
-        levels = self.levels
-        return ''.join([levels[price][1] for price in self.best(CHECKSUM_LEVELS)])
+
+def _fixed(value: Decimal, precision: int | None) -> str:
+    """``value`` with exactly ``precision`` decimals, or as decoded; never an exponent."""
+    if precision is None:
+        text = str(value)
+        return format(value, 'f') if 'E' in text else text
+    return format(value, f'.{precision}f')
+
+
+def _key(price: Decimal, precision: int | None) -> Any:
+    """What a price is looked up by: its text at the precision, or itself without one."""
+    return price if precision is None else format(price, f'.{precision}f')
 
 
 class Book:
@@ -166,7 +226,6 @@ class Book:
         self.expected: int | None = None  # and Kraken's
         self._bids = _Side(best_high=True)
         self._asks = _Side(best_high=False)
-        self._price_text: dict[Decimal, str] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -180,9 +239,16 @@ class Book:
             if (price_precision, qty_precision) == (self.price_precision, self.qty_precision):
                 return
             self.price_precision, self.qty_precision = price_precision, qty_precision
-            self._price_text = {}
             for side in (self._bids, self._asks):
-                side.levels = {p: (q, self._text(p, q)) for p, (q, _) in side.levels.items()}
+                pairs = [level[0] for level in side.levels.values()]
+                fresh = _Side(side.best_high)
+                fresh.apply([{'price': p, 'qty': q} for p, q in pairs], price_precision,
+                            qty_precision)
+                fresh.write()
+                if side is self._bids:
+                    self._bids = fresh
+                else:
+                    self._asks = fresh
 
     def reset(self) -> None:
         """Forget every level and wait for a snapshot (after a reconnect or a resync)."""
@@ -204,36 +270,37 @@ class Book:
                 self._clear()
             elif not self.verified:
                 return 'ignored'
-            pp, qp, depth, digits = self.price_precision, self.qty_precision, self.depth, _digits
-            for name, side in (('bids', self._bids), ('asks', self._asks)):
-                levels = data.get(name)
-                if not levels:
-                    continue
-                put, written = side.set, self._price_text
-                for level in levels:
-                    price, qty = level['price'], level['qty']
-                    if price.__class__ is not Decimal:
-                        price = _decimal(price)
-                    if qty.__class__ is not Decimal:
-                        qty = _decimal(qty)
-                    if not qty:
-                        put(price, qty, '')
-                        continue
-                    text = written.get(price)
-                    if text is None:  # prices come back again and again: write each once
-                        if len(written) > PRICE_TEXTS:
-                            written.clear()
-                        text = written[price] = digits(price, pp)
-                    put(price, qty, text + digits(qty, qp))
-                if len(side.keys) > depth:
-                    side.cut(depth)
-            self.computed = zlib.crc32((self._asks.checksum_text()
-                                        + self._bids.checksum_text()).encode('ascii'))
-            self.expected = data.get('checksum')
-            self.timestamp = data.get('timestamp', self.timestamp)
-            if self.expected is not None and self.computed == int(self.expected):
-                self.verified, self.checksum = True, self.computed
-                return 'verified'
+            try:
+                pp, qp, depth = self.price_precision, self.qty_precision, self.depth
+                bids, asks = self._bids, self._asks
+                levels = data.get('bids')
+                if levels and bids.apply(levels, pp, qp) or snapshot:
+                    if len(bids.keys) > depth:
+                        bids.cut(depth)
+                    bids.write()
+                elif len(bids.keys) > depth:
+                    bids.cut(depth)
+                    if depth < CHECKSUM_LEVELS:
+                        bids.write()
+                levels = data.get('asks')
+                if levels and asks.apply(levels, pp, qp) or snapshot:
+                    if len(asks.keys) > depth:
+                        asks.cut(depth)
+                    asks.write()
+                elif len(asks.keys) > depth:
+                    asks.cut(depth)
+                    if depth < CHECKSUM_LEVELS:
+                        asks.write()
+                self.computed = computed = zlib.crc32(bids.text, asks.crc)
+                self.expected = expected = data.get('checksum')
+                self.timestamp = data.get('timestamp', self.timestamp)
+                if expected is not None and computed == (
+                        expected if expected.__class__ is int else int(expected)):
+                    self.verified, self.checksum = True, computed
+                    return 'verified'
+            except BaseException:
+                self._clear()  # a message that could not be applied leaves no book behind
+                raise
             self._clear()  # a book that failed its checksum is never shown
             return 'mismatch'
 
@@ -242,16 +309,11 @@ class Book:
         with self._lock:
             if not self.verified or self.checksum is None:
                 return None
-            bids = [(p, self._bids.levels[p][0]) for p in self._bids.best()]
-            asks = [(p, self._asks.levels[p][0]) for p in self._asks.best()]
+            levels = self._bids.levels
+            bids = [levels[key][0] for key in self._bids.best()]
+            levels = self._asks.levels
+            asks = [levels[key][0] for key in self._asks.best()]
             return BookView(self.symbol, bids, asks, self.checksum, self.timestamp)
-
-    def _text(self, price: Decimal, qty: Decimal) -> str:
-        return level_text(price, qty, self.price_precision, self.qty_precision)
-
-    def _checksum(self) -> int:
-        text = self._asks.checksum_text() + self._bids.checksum_text()
-        return zlib.crc32(text.encode('ascii'))
 
     def _clear(self) -> None:
         self.verified, self.checksum = False, None
