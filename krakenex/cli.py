@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from .api import API
     from .sandbox import Sandbox
 
-__all__ = ['main', 'EXIT_CODES', 'default_key_file', 'parse_params', 'to_json']
+__all__ = ['main', 'EXIT_CODES', 'default_key_file', 'parse_params', 'to_json', 'Call',
+           'report', 'Output', 'OutputError', 'UsageError']
 
 #: What each exit code means; scripts may rely on them.
 EXIT_CODES = {
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .futures.cli import main as futures
 
         return futures([arg for arg in argv if arg != '--futures'])
-    call = _Call()
+    call = Call()
     try:
         try:
             args = _parser().parse_intermixed_args(argv)
@@ -113,13 +114,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:  # every failure becomes one line and an exit code
         if isinstance(exc, SystemExit):
             raise
-        return _report(exc, call)
+        return report(exc, call)
 
 
-class _Call:
-    """What the command has sent so far: enough to say what a failure means for the account."""
+class Call:
+    """What a command has sent so far: enough to say what a failure means for the account.
 
-    def __init__(self) -> None:
+    The one account of a command's call that :func:`report` turns into an exit
+    code, for ``krakenex``, ``krakenex --futures`` and ``krakenex ws`` alike.
+    The command calls :meth:`sending` just before it sends a call that changes
+    state, and :meth:`accepted` (or sets :attr:`refused`) once Kraken answered.
+    A subclass says how to look such a call up on its own exchange
+    (:meth:`advice`, :meth:`outcome_message`); this one does it for spot REST.
+
+    :param prog: the command's name, at the start of every line it prints on stderr
+    """
+
+    def __init__(self, prog: str = 'krakenex') -> None:
+        self.prog = prog
         self.verbose = False
         #: The state-changing method sent (or being sent), and its parameters.
         self.method: str | None = None
@@ -134,8 +146,30 @@ class _Call:
         """Whether a state-changing call may have reached Kraken (and was not refused)."""
         return self.method is not None and not self.refused
 
+    def sending(self, method: str, data: dict[str, Any]) -> None:
+        """Note a state-changing call about to be sent: from here a failure leaves it in doubt."""
+        self.method, self.data = method, data
 
-class _OutputError(Exception):
+    def accepted(self, result: Any) -> None:
+        """Note that Kraken accepted the call sent, with ``result``."""
+        if self.method is not None:
+            self.answered, self.result = True, result
+
+    def advice(self) -> str:
+        """What to do about a call that may have reached Kraken: how to look it up first."""
+        from .errors import lookup_advice
+
+        userref, cl_ord_id = self.data.get('userref'), self.data.get('cl_ord_id')
+        return lookup_advice(self.method, userref, cl_ord_id,
+                             _lookup_commands(userref, cl_ord_id))
+
+    def outcome_message(self, exc: Any) -> str:
+        """The client's account of an unknown outcome, and the commands that look the call up."""
+        how = _lookup_commands(exc.userref, exc.cl_ord_id)
+        return f'outcome unknown: {exc}' + (f' From the shell: {how}' if how else '')
+
+
+class OutputError(Exception):
     """The result could not be written; the call itself went through."""
 
     def __init__(self, target: str, error: OSError) -> None:
@@ -144,7 +178,7 @@ class _OutputError(Exception):
         self.closed_pipe = isinstance(error, BrokenPipeError)
 
 
-def _run(args: argparse.Namespace, call: _Call) -> int:
+def _run(args: argparse.Namespace, call: Call) -> int:
     """Check the input, make the call (or fetch every page) and write the result."""
     if args.method is None:
         raise UsageError('no method given: try krakenex Time, krakenex --sandbox Balance, '
@@ -157,7 +191,7 @@ def _run(args: argparse.Namespace, call: _Call) -> int:
     method, private = _resolve_method(args)
     data = parse_params(args.params)
     _check_options(args, method)
-    with _logging_to_stderr(args.verbose) as log, _Output(args.output) as out, \
+    with _logging_to_stderr(args.verbose) as log, Output(args.output) as out, \
             _endpoint(args) as sandbox, _api(args, sandbox, method if private else None) as api:
         query = api.query_private if private else api.query_public
         log.debug('%s %s call to %s with parameters: %s', method,
@@ -168,7 +202,7 @@ def _run(args: argparse.Namespace, call: _Call) -> int:
             envelope: Any = {'error': [], 'result': result}
         else:
             if private and methods.changes_state(method, data):
-                call.method, call.data = method, data
+                call.sending(method, data)
             envelope = query(method, data)
             _answered(call, envelope)
             if isinstance(envelope, bytes):
@@ -187,7 +221,7 @@ def _run(args: argparse.Namespace, call: _Call) -> int:
     return EXIT_OK
 
 
-def _answered(call: _Call, envelope: Any) -> None:
+def _answered(call: Call, envelope: Any) -> None:
     """Note Kraken's answer to a state-changing call: accepted (with its result) or refused."""
     from .errors import failures
 
@@ -547,13 +581,13 @@ def _result(method: str, envelope: Any) -> Any:
 
 # ----------------------------------------------------------------- output
 
-class _Output:
+class Output:
     """Where the result goes: the ``--output`` file, or stdout.
 
     The file is opened before the call, so that a path that cannot be written
     sends nothing, and it is emptied only when the result is written, so that
     a failed call leaves an existing file as it was. Every failure to write is
-    an :class:`_OutputError`.
+    an :class:`OutputError`.
     """
 
     def __init__(self, path: str | None) -> None:
@@ -571,7 +605,7 @@ class _Output:
             reason = getattr(exc, 'strerror', None) or exc
             raise UsageError(f'cannot write {self.name}: {reason}') from None
 
-    def __enter__(self) -> _Output:
+    def __enter__(self) -> Output:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: Any) -> None:
@@ -581,7 +615,7 @@ class _Output:
             self.file.close()
         except OSError as exc:
             if exc_type is None:
-                raise _OutputError(self.name, exc) from exc
+                raise OutputError(self.name, exc) from exc
 
     def is_terminal(self) -> bool:
         return self.file is None and sys.stdout is not None and sys.stdout.isatty()
@@ -605,19 +639,19 @@ class _Output:
                 buffer.write(content)
                 buffer.flush()
         except OSError as exc:
-            raise _OutputError(self.name, exc) from exc
+            raise OutputError(self.name, exc) from exc
 
 
-def _indent(out: _Output) -> int | None:
+def _indent(out: Output) -> int | None:
     """Indent JSON for a person at a terminal, not for a pipe or a file."""
     return 2 if out.is_terminal() else None
 
 
-def _write(out: _Output, text: str) -> None:
+def _write(out: Output, text: str) -> None:
     out.write(text.encode('utf-8'))
 
 
-def _write_file(out: _Output, method: str, content: bytes) -> None:
+def _write_file(out: Output, method: str, content: bytes) -> None:
     """Write a binary reply (RetrieveExport's zip) as it came, never to a terminal."""
     if out.is_terminal():
         raise UsageError(f'{method} answered with a file ({len(content)} bytes), not shown on '
@@ -697,14 +731,24 @@ def _logging_to_stderr(verbose: bool) -> Iterator[logging.Logger]:
         log.propagate = saved[1]
 
 
-def _report(exc: BaseException, call: _Call) -> int:
-    """Print a failure as one line and return its exit code (:data:`EXIT_CODES`)."""
+def report(exc: BaseException, call: Call) -> int:
+    """Print a failure as one line and return its exit code (:data:`EXIT_CODES`).
+
+    The one decision of every ``krakenex`` command: once a state-changing call
+    may have reached Kraken (``call.in_doubt``), any failure but Kraken's own
+    answer exits 4 with what is needed to look the call up, whatever it was
+    (the reply lost, the result not written, stdout closed, Ctrl-C).
+    """
     if call.verbose and not isinstance(exc, (UsageError, KeyboardInterrupt)):
         import traceback
 
         traceback.print_exception(exc)
+
+    def fail(message: str, code: int) -> int:
+        return _fail(message, code, call.prog)
+
     if isinstance(exc, UsageError) and not call.in_doubt:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     import requests
 
     from . import errors
@@ -712,28 +756,28 @@ def _report(exc: BaseException, call: _Call) -> int:
     if isinstance(exc, errors.KrakenAPIError):  # Kraken answered, so nothing is in doubt
         message = str(exc) if isinstance(exc, errors.InvalidNonceError) else \
             ', '.join(exc.errors) or str(exc)
-        if isinstance(exc.__context__, _OutputError):  # --raw could not write the reply
+        if isinstance(exc.__context__, OutputError):  # --raw could not write the reply
             message += f' (and {exc.__context__})'
-        return _fail(message, EXIT_KRAKEN)
+        return fail(message, EXIT_KRAKEN)
     if isinstance(exc, errors.OutcomeUnknownError):
-        return _fail(_outcome_message(exc), EXIT_UNKNOWN)
+        return fail(call.outcome_message(exc), EXIT_UNKNOWN)
     if call.in_doubt and not isinstance(exc, (errors.NotSentError, errors.KrakenUsageError)):
-        return _fail(_after_sending(call, exc), EXIT_UNKNOWN)
-    if isinstance(exc, _OutputError):
+        return fail(_after_sending(call, exc), EXIT_UNKNOWN)
+    if isinstance(exc, OutputError):
         if exc.closed_pipe:
             return _stdout_gone()
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     if isinstance(exc, BrokenPipeError):
         return _stdout_gone()
     if isinstance(exc, KeyboardInterrupt):
-        return _fail('interrupted', 130)
-    if isinstance(exc, errors.KrakenUsageError):
-        return _fail(str(exc), EXIT_USAGE)
+        return fail('interrupted', 130)
+    if isinstance(exc, (errors.KrakenUsageError, ImportError)):  # ImportError: an extra missing
+        return fail(str(exc), EXIT_USAGE)
     if isinstance(exc, (errors.KrakenError, requests.RequestException)):
-        return _fail(str(exc) or type(exc).__name__, EXIT_NETWORK)  # HTTP, connection, timeout
+        return fail(str(exc) or type(exc).__name__, EXIT_NETWORK)  # HTTP, connection, timeout
     # Not an error krakenex knows: a bug, or input it should have refused with a clear message.
-    return _fail(f'unexpected {type(exc).__name__}: {exc} (nothing that changes state was '
-                 f'sent; krakenex --verbose shows where it happened)', EXIT_USAGE)
+    return fail(f'unexpected {type(exc).__name__}: {exc} (nothing that changes state was '
+                f'sent; {call.prog} --verbose shows where it happened)', EXIT_USAGE)
 
 
 def _stdout_gone() -> int:
@@ -744,24 +788,14 @@ def _stdout_gone() -> int:
     return EXIT_CLOSED
 
 
-def _outcome_message(exc: Any) -> str:
-    """The library's account of an unknown outcome, and the commands that look the call up."""
-    how = _lookup_commands(exc.userref, exc.cl_ord_id)
-    return f'outcome unknown: {exc}' + (f' From the shell: {how}' if how else '')
-
-
-def _after_sending(call: _Call, exc: BaseException) -> str:
+def _after_sending(call: Call, exc: BaseException) -> str:
     """What a user needs after a failure here once a state-changing call may have reached Kraken."""
-    from .errors import lookup_advice
-
     what = 'it was interrupted' if isinstance(exc, KeyboardInterrupt) else \
         str(exc) or type(exc).__name__
     if call.answered:
         return (f'{call.method} was sent and Kraken accepted it, with the result '
                 f'{to_json(call.result)}; but {what}. It was not sent again: do not resubmit it')
-    userref, cl_ord_id = call.data.get('userref'), call.data.get('cl_ord_id')
-    return (f'outcome unknown: {call.method} may have reached Kraken but {what}. '
-            + lookup_advice(call.method, userref, cl_ord_id, _lookup_commands(userref, cl_ord_id)))
+    return f'outcome unknown: {call.method} may have reached Kraken but {what}. {call.advice()}'
 
 
 def _lookup_commands(userref: object, cl_ord_id: object) -> str:
@@ -771,14 +805,14 @@ def _lookup_commands(userref: object, cl_ord_id: object) -> str:
     return found and f'krakenex OpenOrders {found} and krakenex ClosedOrders {found}'
 
 
-def _warn(message: str) -> None:
+def _warn(message: str, prog: str = 'krakenex') -> None:
     """Print one line on stderr, whatever line breaks the message had."""
     if sys.stderr is None:
         return
     with contextlib.suppress(OSError, ValueError):
-        print(f'krakenex: {" ".join(message.split())}', file=sys.stderr, flush=True)
+        print(f'{prog}: {" ".join(message.split())}', file=sys.stderr, flush=True)
 
 
-def _fail(message: str, code: int) -> int:
-    _warn(message)
+def _fail(message: str, code: int, prog: str = 'krakenex') -> int:
+    _warn(message, prog)
     return code

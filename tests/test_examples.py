@@ -5,8 +5,12 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,7 @@ def account(sandbox: Sandbox) -> dict[str, str]:
 
 def test_every_example_script_has_a_test() -> None:
     tested = {'ticker_ohlc_csv.py', 'export_ledgers.py', 'limit_order.py', 'reconcile.py',
-              'paced_loop.py'}
+              'paced_loop.py', 'follow_book.py'}
     assert {p.name for p in EXAMPLES.glob('*.py')} == tested
 
 
@@ -110,6 +114,80 @@ def test_paced_loop_stays_under_a_strict_tier_without_a_refusal(tmp_path: Path,
         calls = [m for m, _ in strict.requests_log].count('OpenOrders')
     assert calls == 10
     assert '10 calls in' in done.stdout and 'none refused' in done.stdout
+
+
+BEST = re.compile(r'(?P<symbol>\S+)  bid (?P<bid>[\d.]+) x [\d.]+  ask (?P<ask>[\d.]+) x [\d.]+'
+                  r'  spread (?P<spread>[\d.]+)$')
+
+
+def best_prices(line: str) -> tuple[Decimal, Decimal]:
+    """The best bid and ask of a line of follow_book.py, after checking its spread adds up."""
+    found = BEST.search(line.rstrip('\n'))
+    assert found, line
+    bid, ask = Decimal(found['bid']), Decimal(found['ask'])
+    assert ask - bid == Decimal(found['spread']), line
+    return bid, ask
+
+
+def follow_book(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """examples/follow_book.py started with ARGS, its output readable line by line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith('KRAKEN_')}
+    return subprocess.Popen([sys.executable, '-W', 'error', str(EXAMPLES / 'follow_book.py'),
+                             *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_follow_book_on_its_own_sandbox_prints_a_verified_book_as_the_price_moves(
+        tmp_path: Path) -> None:
+    pytest.importorskip('websockets')
+    done = script('follow_book.py', '--sandbox', '--count', '5', '--seconds', '20', cwd=tmp_path,
+                  timeout=60)
+    lines = done.stdout.splitlines()
+    assert lines[-1].startswith('5 changes in'), done.stdout
+    prices = [best_prices(line) for line in lines[:-1]]
+    assert len(prices) == 5 and all(bid < ask for bid, ask in prices)
+    assert len(set(prices)) > 1  # the sandbox's price moves, and the book follows it
+    assert all(line.split()[1] == 'BTC/USD' for line in lines[:-1])
+
+
+def test_follow_book_shows_the_book_move_to_the_price_the_sandbox_trades_at(
+        tmp_path: Path, sandbox: Sandbox) -> None:
+    pytest.importorskip('websockets')
+    follower = follow_book('ETH/USD', '--url', sandbox.ws_url, '--seconds', '15', cwd=tmp_path)
+    try:
+        assert follower.stdout is not None
+        bid, ask = best_prices(follower.stdout.readline())
+        depth = sandbox_depth(sandbox, 'XETHZUSD')
+        assert (bid, ask) == (Decimal(depth['bids'][0][0]), Decimal(depth['asks'][0][0]))
+        sandbox.set_price('ETHUSD', '2500')
+        bid, ask = best_prices(follower.stdout.readline())
+        assert bid < Decimal('2500') < ask and ask - bid < Decimal('1')
+    finally:
+        follower.kill()
+        follower.communicate()
+
+
+def test_follow_book_stops_after_its_seconds_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    pytest.importorskip('websockets')
+    started = time.monotonic()
+    done = script('follow_book.py', '--sandbox', '--seconds', '2', cwd=tmp_path, timeout=60)
+    assert time.monotonic() - started < 20 and ' changes in ' in done.stdout.splitlines()[-1]
+    follower = follow_book('--sandbox', cwd=tmp_path)
+    assert follower.stdout is not None
+    best_prices(follower.stdout.readline())
+    follower.send_signal(signal.SIGINT)
+    out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 130, err
+    assert out.splitlines()[-1].startswith('interrupted: ') and 'Traceback' not in err, err
+
+
+def sandbox_depth(sandbox: Sandbox, pair: str) -> dict[str, Any]:
+    """The sandbox's order book for PAIR over REST, to compare with what the socket showed."""
+    from krakenex import API, unwrap
+
+    with API(uri=sandbox.url) as api:
+        book: dict[str, Any] = unwrap(api.query_public('Depth', {'pair': pair, 'count': 1}))[pair]
+    return book
 
 
 # ------------------------------------------------------------------ notebooks

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,3 +122,75 @@ def test_ctrl_c_exits_130_without_a_traceback(sb):
             process.kill()
     assert process.returncode == 130
     assert 'Traceback' not in err and 'interrupted' in err
+
+
+# ------------------------------------------ failures after an order may have reached Kraken
+
+ADD_ORDER = ['add_order', 'symbol=BTC/USD', 'side=buy', 'order_type=limit', 'limit_price=40000',
+             'order_qty=0.01', 'cl_ord_id=cli-1']
+needs_dev_full = pytest.mark.skipif(not os.path.exists('/dev/full'),
+                                    reason='needs /dev/full, a device that is always full')
+
+
+def ws_process(against: list[str], *args: str, stdout: Any) -> subprocess.CompletedProcess[str]:
+    """``python -m krakenex ws AGAINST... ARGS...`` in a process of its own."""
+    return subprocess.run([sys.executable, '-m', 'krakenex', 'ws', *against, *args],
+                          stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60)
+
+
+def placed_once(sb: Sandbox, err: str) -> None:
+    """The order was placed exactly once, and the one error line names it."""
+    (line,) = err.splitlines()
+    orders = sb.orders()
+    assert [o['cl_ord_id'] for o in orders] == ['cli-1']
+    assert line.startswith('krakenex ws: add_order was sent and Kraken accepted it')
+    assert orders[0]['txid'] in line and 'cli-1' in line and 'do not resubmit' in line
+
+
+@needs_dev_full
+def test_add_order_whose_stdout_is_full_exits_4_naming_the_order(sb, against):
+    with open('/dev/full', 'w') as full:
+        result = ws_process(against, *ADD_ORDER, stdout=full)
+    assert result.returncode == 4
+    assert 'cannot write the result to stdout: No space left on device' in result.stderr
+    placed_once(sb, result.stderr)
+
+
+def with_stdout_closed_by_its_reader(against: list[str], *args: str
+                                     ) -> subprocess.CompletedProcess[str]:
+    """Run the command with stdout a pipe whose reader is already gone (as ``| head -c0``)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        return ws_process(against, *args, stdout=writer)
+    finally:
+        os.close(writer)
+
+
+def test_add_order_whose_stdout_reader_went_away_exits_4_naming_the_order(sb, against):
+    result = with_stdout_closed_by_its_reader(against, *ADD_ORDER)
+    assert result.returncode == 4
+    assert 'cannot write the result to stdout: Broken pipe' in result.stderr
+    placed_once(sb, result.stderr)
+
+
+def test_a_channel_whose_stdout_reader_went_away_exits_quietly(sb, against):
+    result = with_stdout_closed_by_its_reader(against, 'ticker', 'BTC/USD')
+    assert result.returncode == 141  # what a shell reports for a reader that went away
+    assert result.stderr == ''
+
+
+def test_a_lost_reply_names_the_commands_that_look_the_order_up(capsys, sb, against):
+    sb.feed.inject('reply_lost')
+    assert main(['ws', *against, *ADD_ORDER]) == 4
+    err = capsys.readouterr().err
+    assert 'krakenex OpenOrders cl_ord_id=cli-1 and krakenex ClosedOrders cl_ord_id=cli-1' in err
+
+
+def test_add_order_with_stdout_closed_from_the_start_exits_2_and_sends_nothing(sb, against):
+    result = subprocess.run([sys.executable, '-m', 'krakenex', 'ws', *against, *ADD_ORDER],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            timeout=60, preexec_fn=lambda: os.close(1))  # krakenex ... >&-
+    assert result.returncode == 2
+    assert 'stdout is closed' in result.stderr
+    assert sb.orders() == []

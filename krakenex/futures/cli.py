@@ -20,31 +20,48 @@ import argparse
 import contextlib
 import csv
 import io
-import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from ..cli import (
-    EXIT_KRAKEN,
-    EXIT_NETWORK,
-    EXIT_OK,
-    EXIT_UNKNOWN,
-    EXIT_USAGE,
-    parse_params,
-    to_json,
-)
+from ..cli import EXIT_OK, Call, Output, UsageError, parse_params, report, to_json
 from . import protocol
 
 __all__ = ['main']
 
 
-class _UsageError(Exception):
-    pass
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(f'{message} (krakenex --futures --help shows the options)')
+        raise UsageError(f'{message} (krakenex --futures --help shows the options)')
+
+
+class _FuturesCall(Call):
+    """A futures call, looked up by its ``cliOrdId`` or ``order_id`` after a failure."""
+
+    def __init__(self) -> None:
+        super().__init__('krakenex')
+
+    def advice(self) -> str:
+        ids = [(name, self.data[name]) for name in ('cliOrdId', 'order_id', 'orderId')
+               if self.data.get(name) is not None]
+        return _lookup_advice(self.method, ids)
+
+    def outcome_message(self, exc: Any) -> str:
+        return str(exc)  # the futures client names the order and how to look it up
+
+
+def _lookup_advice(method: str | None, ids: list[tuple[str, Any]]) -> str:
+    """Look the order up before resubmitting it: by its ids, or in the open orders and fills."""
+    if ids:
+        found = ', '.join(f'{name} {value}' for name, value in ids)
+        how = ' and '.join(f'krakenex --futures orders/status '
+                           f'{"cliOrdIds" if name == "cliOrdId" else "orderIds"}={value}'
+                           for name, value in ids)
+        lookup = f'look it up by {found} ({how})'
+    else:
+        lookup = ('look in krakenex --futures openorders and krakenex --futures fills (next '
+                  'time give it a cliOrdId)')
+    return (f'It may or may not have taken effect at Kraken, and krakenex did not send it '
+            f'again: {lookup} before you resubmit {method or "it"}.')
 
 
 def _parser() -> _Parser:
@@ -75,59 +92,72 @@ def _parser() -> _Parser:
 
 
 def main(argv: Sequence[str]) -> int:
-    """Run ``krakenex --futures`` with ``argv`` (without ``--futures``); the exit code."""
-    from ..errors import KrakenAPIError, KrakenError, KrakenUsageError, OutcomeUnknownError
+    """Run ``krakenex --futures`` with ``argv`` (without ``--futures``); the exit code.
 
+    Failures are reported as ``krakenex`` reports them (:func:`krakenex.cli.report`):
+    any failure after a state-changing call may have reached Kraken exits 4.
+    """
+    call = _FuturesCall()
     try:
-        args = _parser().parse_intermixed_args(list(argv))
-    except SystemExit as done:  # --help
-        return done.code if isinstance(done.code, int) else EXIT_OK
-    except _UsageError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    try:
-        return _run(args)
-    except (_UsageError, KrakenUsageError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except OutcomeUnknownError as exc:
-        return _fail(str(exc), EXIT_UNKNOWN)
-    except KrakenAPIError as exc:
-        return _fail(str(exc), EXIT_KRAKEN)
-    except KrakenError as exc:
-        return _fail(str(exc), EXIT_NETWORK)
+        try:
+            args = _parser().parse_intermixed_args(list(argv))
+        except SystemExit as done:  # --help
+            return done.code if isinstance(done.code, int) else EXIT_OK
+        return _run(args, call)
+    except BaseException as exc:  # every failure becomes one line and an exit code
+        if isinstance(exc, SystemExit):
+            raise
+        return report(exc, call)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, call: Call) -> int:
     from .api import FuturesAPI
 
-    try:
-        data = parse_params(args.params)
-    except Exception as exc:  # the spot CLI's own usage error: one line either way
-        raise _UsageError(str(exc)) from None
+    data = parse_params(args.params)
     if args.sandbox and (args.uri or args.key_file):
-        raise _UsageError('--sandbox runs its own server with its own account: leave out '
-                          '--uri and --key-file')
+        raise UsageError('--sandbox runs its own server with its own account: leave out '
+                         '--uri and --key-file')
     name = args.endpoint
     known = protocol.ENDPOINTS.get(name)
     private = known.private if known else not name.startswith(('tickers/', 'instruments/'))
+    endpoint = protocol.lookup(name, private=private)
+    changes_state = private and (endpoint.changes_state or
+                                 (args.verb or endpoint.verb).upper() == 'PUT')
+    if args.csv and changes_state:
+        raise UsageError(f'--csv is for a list result (such as tickers, openorders or fills); '
+                         f'{name} changes state and answers with one object: leave out --csv')
+    out = Output(None)  # stdout, refused now if it is closed
     with _server(args.sandbox) as sandbox:
         uri = sandbox.futures_url if sandbox else args.uri or protocol.DEFAULT_URI
         client = FuturesAPI(uri=uri, timeout=args.timeout, raise_errors=not args.raw)
         if sandbox is not None:
             client.key, client.secret = sandbox.futures.key, sandbox.futures.secret
         elif args.key_file:
-            client.load_key(args.key_file)
+            try:
+                client.load_key(args.key_file)
+            except OSError as exc:  # a KeyFileError says what was wrong with the file
+                raise UsageError(str(exc)) from None
         with client:
             query = client.query_private if private else client.query_public
+            if changes_state:
+                call.sending(name, data)
             reply = query(name, data, verb=args.verb)
     if args.raw:
-        print(to_json(reply, 2))
         failed = protocol.reply_error(reply, name) or protocol.refusal(reply, name) \
             if isinstance(reply, dict) else None
-        if failed is not None:
-            return _fail(str(failed), EXIT_KRAKEN)
+        if failed is None:
+            call.accepted(reply)
+        else:
+            call.refused = [str(failed)]
+        try:
+            out.write((to_json(reply, 2) + '\n').encode())
+        finally:  # Kraken's refusal still goes to stderr and sets the exit code
+            if failed is not None:
+                raise failed
         return EXIT_OK
+    call.accepted(reply)
     result = _result(reply)
-    print(_csv(result) if args.csv else to_json(result, 2), end='' if args.csv else '\n')
+    out.write((_csv(result) if args.csv else to_json(result, 2) + '\n').encode())
     return EXIT_OK
 
 
@@ -155,7 +185,7 @@ def _csv(result: Any) -> str:
     if isinstance(result, dict) and len(result) == 1:
         result = next(iter(result.values()))
     if not isinstance(result, list) or not all(isinstance(r, dict) for r in result):
-        raise _UsageError('--csv needs a list result (such as tickers, openorders or fills)')
+        raise UsageError('--csv needs a list result (such as tickers, openorders or fills)')
     columns: dict[str, None] = {}
     for row in result:
         columns.update(dict.fromkeys(row))
@@ -166,7 +196,3 @@ def _csv(result: Any) -> str:
         writer.writerow({k: v if isinstance(v, str) else to_json(v) for k, v in row.items()})
     return out.getvalue()
 
-
-def _fail(message: str, code: int) -> int:
-    print(f'krakenex: {message}', file=sys.stderr)
-    return code

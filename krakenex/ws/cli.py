@@ -24,17 +24,26 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..cli import EXIT_CODES, default_key_file, parse_params, to_json
+from ..cli import (
+    EXIT_CODES,
+    EXIT_NETWORK,
+    EXIT_OK,
+    Call,
+    Output,
+    UsageError,
+    default_key_file,
+    parse_params,
+    report,
+    to_json,
+)
 from .protocol import AUTH_URL, ORDER_METHODS, PRIVATE_CHANNELS, URL
 
 if TYPE_CHECKING:
     from ..api import API
     from .sync import WS
 
-__all__ = ['main']
+__all__ = ['main', 'UsageError']
 
-EXIT_OK, EXIT_KRAKEN, EXIT_USAGE, EXIT_NETWORK, EXIT_UNKNOWN = range(5)
-EXIT_INTERRUPTED = 130
 
 #: Kraken's v2 channels; anything else is a request method.
 CHANNELS = ('ticker', 'book', 'ohlc', 'trade', 'instrument', 'executions', 'balances', 'level3')
@@ -52,10 +61,6 @@ V1_NAMES = {
 
 #: Parameters Kraken takes as a list, even when one value is given.
 LIST_PARAMS = {'symbol', 'order_id'}
-
-
-class UsageError(Exception):
-    """Bad input caught before anything was sent; exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,8 +81,7 @@ def _parser() -> argparse.ArgumentParser:
             'order_qty=0.01', '',
             'credentials (private channels and methods): --key-file, or KRAKEN_API_KEY and '
             f'KRAKEN_API_SECRET, or {default_key_file()}', '', 'exit codes:',
-            *(f'  {code}  {text}' for code, text in EXIT_CODES.items()),
-            f'  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)']))
+            *(f'  {code}  {text}' for code, text in EXIT_CODES.items())]))
     add = parser.add_argument
     add('what', metavar='CHANNEL|METHOD', help='a v2 channel or request method')
     add('args', nargs='*', metavar='SYMBOL|name=value',
@@ -98,42 +102,79 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _SocketCall(Call):
+    """A WebSocket order request, looked up by its ``cl_ord_id``, ``order_userref`` or order id."""
+
+    def __init__(self) -> None:
+        super().__init__('krakenex ws')
+
+    def advice(self) -> str:
+        orders = self.data.get('orders')  # batch_add: the ids of each order
+        sources = [o for o in orders if isinstance(o, dict)] if isinstance(orders, list) else []
+        ids = [(name, source[name]) for source in [self.data, *sources]
+               for name in ('cl_ord_id', 'order_userref', 'order_id')
+               if source.get(name) is not None]
+        return _lookup_advice(self.method, ids)
+
+    def outcome_message(self, exc: Any) -> str:
+        ids = [(name, getattr(exc, name, None) or self.data.get(name))
+               for name in ('cl_ord_id', 'order_userref', 'order_id')]
+        how = _lookup_commands([(name, value) for name, value in ids if value is not None])
+        return f'outcome unknown: {exc}' + (f' From the shell: {how}' if how else '')
+
+
+def _lookup_commands(ids: list[tuple[str, Any]]) -> str:
+    """The REST commands that find a spot order by one of its ids."""
+    for name, value in ids:
+        value = ','.join(map(str, value)) if isinstance(value, list) else value
+        if name == 'order_id':
+            return f'krakenex QueryOrders txid={value}'
+        rest = 'userref' if name == 'order_userref' else name
+        return f'krakenex OpenOrders {rest}={value} and krakenex ClosedOrders {rest}={value}'
+    return ''
+
+
+def _lookup_advice(method: str | None, ids: list[tuple[str, Any]]) -> str:
+    """Look the order up before resubmitting it: by its ids, or in the open and closed orders."""
+    if ids:
+        found = ', '.join(f'{name} {value}' for name, value in ids)
+        lookup = f'look it up by {found} ({_lookup_commands(ids)})'
+    else:
+        lookup = ('look in krakenex ws executions, or krakenex OpenOrders and krakenex '
+                  'ClosedOrders (next time give it a cl_ord_id)')
+    return (f'It may or may not have taken effect at Kraken, and krakenex did not send it '
+            f'again: {lookup} before you resubmit {method or "it"}.')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``krakenex ws``.
+
+    Failures are reported as ``krakenex`` reports them (:func:`krakenex.cli.report`):
+    any failure after an order request may have reached Kraken exits 4.
 
     :param argv: the arguments after ``ws``; ``sys.argv[2:]`` by default
     :returns: the exit code (see ``krakenex ws --help``)
     """
     argv = list(sys.argv[2:] if argv is None else argv)
-    args = None
+    call = _SocketCall()
     try:
         try:
             args = _parser().parse_intermixed_args(argv)
         except SystemExit as done:  # --help
             return done.code if isinstance(done.code, int) else EXIT_OK
-        return _run(args)
-    except UsageError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except ImportError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        if args is not None and getattr(args, 'sent', False):
-            return _fail(f'outcome unknown: interrupted after {args.what} was sent; it may or '
-                         f'may not have taken effect at Kraken: look it up before you '
-                         f'resubmit', EXIT_UNKNOWN)
-        return _fail('interrupted', EXIT_INTERRUPTED)
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
-    except Exception as exc:
-        return _report(exc)
+        return _run(args, call)
+    except BaseException as exc:  # every failure becomes one line and an exit code
+        if isinstance(exc, SystemExit):
+            raise
+        return report(exc, call)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, call: Call) -> int:
     what, symbols, params = _request(args.what, args.args)
     if args.top is not None and what != 'book':
         raise UsageError('--top is for the book channel only')
     private = what in PRIVATE_CHANNELS or what in ORDER_METHODS
+    out = Output(None)  # stdout, refused now if it is closed
     from .sync import WS
 
     sandbox = None
@@ -150,16 +191,20 @@ def _run(args: argparse.Namespace) -> int:
                 if symbols:
                     params['symbol'] = symbols
                 ws.subscribe(what, **params)
-                return _stream(ws, what, args, symbols)
-            args.sent = what in ORDER_METHODS  # from here an interruption leaves it unknown
-            _print(ws.request(what, **params))
+                return _stream(ws, what, args, symbols, out)
+            if what in ORDER_METHODS:
+                call.sending(what, params)  # from here a failure leaves it unknown
+            reply = ws.request(what, **params)
+            call.accepted(reply)
+            _print(out, reply)
             return EXIT_OK
     finally:
         if sandbox is not None:
             sandbox.stop()
 
 
-def _stream(ws: WS, channel: str, args: argparse.Namespace, symbols: list[str]) -> int:
+def _stream(ws: WS, channel: str, args: argparse.Namespace, symbols: list[str],
+            out: Output) -> int:
     from .errors import BookUnavailableError
 
     printed, stop_at = 0, None if args.seconds is None else time.monotonic() + args.seconds
@@ -181,12 +226,12 @@ def _stream(ws: WS, channel: str, args: argparse.Namespace, symbols: list[str]) 
                     book = ws.book(data['symbol'])
                 except BookUnavailableError:
                     continue
-                _print({'symbol': book.symbol, 'checksum': book.checksum,
+                _print(out, {'symbol': book.symbol, 'checksum': book.checksum,
                         'bids': [list(level) for level in book.bids[:args.top]],
                         'asks': [list(level) for level in book.asks[:args.top]]})
                 printed += 1
             continue
-        _print(message)
+        _print(out, message)
         printed += 1
         if message.get('channel') == 'krakenex' and message.get('type') == 'gave_up':
             return EXIT_NETWORK
@@ -271,28 +316,9 @@ def _api(args: argparse.Namespace, sandbox: Any) -> API:
                      f'{default_key_file()} (or try it offline with --sandbox)')
 
 
-def _print(message: Any) -> None:
-    print(to_json(message), flush=True)
-
-
-def _report(exc: Exception) -> int:
-    from .. import errors
-
-    if isinstance(exc, errors.OutcomeUnknownError):
-        return _fail(f'outcome unknown: {exc}', EXIT_UNKNOWN)
-    if isinstance(exc, errors.KrakenUsageError):
-        return _fail(str(exc), EXIT_USAGE)
-    if isinstance(exc, errors.KrakenAPIError):
-        return _fail(str(exc), EXIT_KRAKEN)
-    if isinstance(exc, errors.KrakenError):
-        return _fail(str(exc), EXIT_NETWORK)
-    raise exc
+def _print(out: Output, message: Any) -> None:
+    out.write((to_json(message) + '\n').encode())
 
 
 def _warn(message: str) -> None:
     print(f'krakenex ws: {" ".join(message.split())}', file=sys.stderr)
-
-
-def _fail(message: str, code: int) -> int:
-    _warn(message)
-    return code

@@ -1,0 +1,99 @@
+"""Follow a pair's order book over Kraken's WebSocket and print the best bid, ask and spread.
+
+    python examples/follow_book.py BTC/USD --seconds 60
+    python examples/follow_book.py --sandbox --count 10   # a local sandbox whose price moves
+
+Needs websockets: pip install 'krakenex[ws]'. Public data only, no key.
+krakenex checks the book against Kraken's checksum after every update, so a
+line is printed only for a verified book whose best bid or ask changed.
+Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from krakenex.ws import URL, WS, BookUnavailableError
+
+if TYPE_CHECKING:
+    from krakenex.sandbox import Sandbox
+
+MOVE_EVERY = 0.5  # seconds between the sandbox's price moves in --sandbox mode
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('symbol', nargs='?', default='BTC/USD', help="Kraken's v2 name: BTC/USD")
+    parser.add_argument('--depth', type=int, default=10, choices=(10, 25, 100, 500, 1000))
+    parser.add_argument('--count', type=int, metavar='N', help='stop after N changes')
+    parser.add_argument('--seconds', type=float, metavar='S', help='stop after S seconds')
+    parser.add_argument('--url', default=URL, help='the WebSocket endpoint to follow')
+    parser.add_argument('--sandbox', action='store_true',
+                        help='start a local sandbox and move its price every half second')
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    stop_at = None if args.seconds is None else started + args.seconds
+    changes = 0
+    try:
+        with contextlib.ExitStack() as stack:
+            sandbox = None
+            if args.sandbox:
+                from krakenex.sandbox import Sandbox
+
+                sandbox = stack.enter_context(Sandbox())
+                args.url = sandbox.ws_url
+            ws = stack.enter_context(WS(url=args.url))
+            ws.subscribe('book', symbol=[args.symbol], depth=args.depth)
+            best = None
+            next_move = time.monotonic() + MOVE_EVERY
+            while args.count is None or changes < args.count:
+                now = time.monotonic()
+                if stop_at is not None and now >= stop_at:
+                    break
+                if sandbox is not None and now >= next_move:
+                    move(sandbox, ws, args.symbol)
+                    next_move = now + MOVE_EVERY
+                waits = [t - now for t in (stop_at, next_move if sandbox else None) if t]
+                try:
+                    message = ws.recv(timeout=max(0.0, min(waits)) if waits else None)
+                except TimeoutError:
+                    continue
+                if message.get('channel') == 'krakenex':
+                    print(f'krakenex: {message["type"]}')  # a reconnect or a resync
+                if message.get('channel') != 'book':
+                    continue
+                try:
+                    book = ws.book(args.symbol)
+                except BookUnavailableError:
+                    continue  # not verified yet: wait for the next snapshot
+                if not book.bids or not book.asks or (book.bids[0], book.asks[0]) == best:
+                    continue
+                best = book.bids[0], book.asks[0]
+                (bid, bid_qty), (ask, ask_qty) = best
+                print(f'{time.strftime("%H:%M:%S")}  {args.symbol}  bid {bid} x {bid_qty}  '
+                      f'ask {ask} x {ask_qty}  spread {ask - bid}', flush=True)
+                changes += 1
+    except KeyboardInterrupt:
+        print(f'interrupted: {changes} changes in {time.monotonic() - started:.1f} s')
+        raise SystemExit(130) from None
+    print(f'{changes} changes in {time.monotonic() - started:.1f} s')
+
+
+def move(sandbox: Sandbox, ws: WS, symbol: str) -> None:
+    """Trade the sandbox's market a few ticks away from the mid, so its book changes."""
+    try:
+        book = ws.book(symbol)
+    except BookUnavailableError:
+        return
+    mid = (book.bids[0][0] + book.asks[0][0]) / 2
+    step = Decimal(random.choice((-3, -2, -1, 1, 2, 3))) / 10000  # a few basis points
+    sandbox.set_price(symbol, str(mid * (1 + step)))
+
+
+if __name__ == '__main__':
+    main()
