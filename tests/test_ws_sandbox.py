@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from test_ws_client import expect, notice, quick_backoff
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -18,10 +19,6 @@ from krakenex.sandbox import Sandbox
 from krakenex.ws import WS, Backoff
 
 WAIT = 5.0
-
-
-def quick_backoff() -> Backoff:
-    return Backoff(immediate=3, first=0.05, cap=0.2, jitter=0.1, throttled=0.3)
 
 
 @pytest.fixture
@@ -43,21 +40,6 @@ def ws(sb: Sandbox, api: API) -> Iterator[WS]:
     with WS(api, url=sb.ws_url, auth_url=sb.ws_auth_url, timeout=WAIT, silence=1.5,
             backoff=quick_backoff) as client:
         yield client
-
-
-def expect(ws: WS, match: Callable[[dict[str, Any]], bool], wait: float = WAIT) -> dict[str, Any]:
-    deadline = time.monotonic() + wait
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError('no matching message in time')
-        message = ws.recv(timeout=left)
-        if match(message):
-            return message
-
-
-def notice(kind: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda m: m.get('channel') == 'krakenex' and m.get('type') == kind
 
 
 def channel(name: str, kind: str | None = None) -> Callable[[dict[str, Any]], bool]:
