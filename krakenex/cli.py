@@ -25,7 +25,7 @@ import os
 import sys
 import textwrap
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
@@ -103,15 +103,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .futures.cli import main as futures
 
         return futures([arg for arg in argv if arg != '--futures'])
-    call = Call()
+    return run_command(Call(), _parser(), argv, _run)
+
+
+def run_command(call: Call, parser: argparse.ArgumentParser, argv: Sequence[str],
+                run: Callable[[argparse.Namespace, Call], int]) -> int:
+    """Parse ``argv`` and ``run`` the command; every failure becomes one line and an exit code.
+
+    The one entry of ``krakenex``, ``krakenex --futures`` and ``krakenex ws``:
+    :func:`report` judges a failure by what ``call`` says was sent.
+    """
     try:
         try:
-            args = _parser().parse_intermixed_args(argv)
+            args = parser.parse_intermixed_args(list(argv))
         except SystemExit as done:  # --help and --version
             return done.code if isinstance(done.code, int) else EXIT_OK
-        call.verbose = args.verbose
-        return _run(args, call)
-    except BaseException as exc:  # every failure becomes one line and an exit code
+        return run(args, call)
+    except BaseException as exc:
         if isinstance(exc, SystemExit):
             raise
         return report(exc, call)
@@ -180,6 +188,7 @@ class OutputError(Exception):
 
 def _run(args: argparse.Namespace, call: Call) -> int:
     """Check the input, make the call (or fetch every page) and write the result."""
+    call.verbose = args.verbose
     if args.method is None:
         raise UsageError('no method given: try krakenex Time, krakenex --sandbox Balance, '
                          'or krakenex --help for the list')

@@ -23,7 +23,7 @@ import io
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from ..cli import EXIT_OK, Call, Output, UsageError, parse_params, report, to_json
+from ..cli import EXIT_OK, Call, Output, UsageError, parse_params, run_command, to_json
 from . import protocol
 
 __all__ = ['main']
@@ -97,17 +97,7 @@ def main(argv: Sequence[str]) -> int:
     Failures are reported as ``krakenex`` reports them (:func:`krakenex.cli.report`):
     any failure after a state-changing call may have reached Kraken exits 4.
     """
-    call = _FuturesCall()
-    try:
-        try:
-            args = _parser().parse_intermixed_args(list(argv))
-        except SystemExit as done:  # --help
-            return done.code if isinstance(done.code, int) else EXIT_OK
-        return _run(args, call)
-    except BaseException as exc:  # every failure becomes one line and an exit code
-        if isinstance(exc, SystemExit):
-            raise
-        return report(exc, call)
+    return run_command(_FuturesCall(), _parser(), argv, _run)
 
 
 def _run(args: argparse.Namespace, call: Call) -> int:

@@ -33,7 +33,7 @@ from ..cli import (
     UsageError,
     default_key_file,
     parse_params,
-    report,
+    run_command,
     to_json,
 )
 from .protocol import AUTH_URL, ORDER_METHODS, PRIVATE_CHANNELS, URL
@@ -156,17 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     :returns: the exit code (see ``krakenex ws --help``)
     """
     argv = list(sys.argv[2:] if argv is None else argv)
-    call = _SocketCall()
-    try:
-        try:
-            args = _parser().parse_intermixed_args(argv)
-        except SystemExit as done:  # --help
-            return done.code if isinstance(done.code, int) else EXIT_OK
-        return _run(args, call)
-    except BaseException as exc:  # every failure becomes one line and an exit code
-        if isinstance(exc, SystemExit):
-            raise
-        return report(exc, call)
+    return run_command(_SocketCall(), _parser(), argv, _run)
 
 
 def _run(args: argparse.Namespace, call: Call) -> int:
