@@ -26,7 +26,8 @@ The package, one responsibility per module:
   it is given, through the exchange's public methods;
 - :mod:`~krakenex.sandbox.params`: reading parameters as Kraken reads them;
 - :mod:`~krakenex.sandbox.replies`: the replies and Kraken's formats;
-- :mod:`~krakenex.sandbox.market`: the seeded market data and book.
+- :mod:`~krakenex.sandbox.market`: the seeded market data and book;
+- :mod:`~krakenex.sandbox.motion`: the seeded random walk of prices (``motion``).
 
 Extending it: another module (a WebSocket feed, a futures API) serves more of
 Kraken from the same sandbox and the same state by registering a route:
@@ -65,8 +66,9 @@ from typing import TYPE_CHECKING, Any
 from ..pacing import TIERS, parse_tier
 from . import futures
 from .endpoints import PRIVATE_PREFIX, PUBLIC_PREFIX, Endpoints
-from .exchange import ENGINE_TIERS, Account, Exchange
+from .exchange import ENGINE_TIERS, SYSTEM_STATUSES, Account, Exchange
 from .market import PAIRS, find_pair
+from .motion import Motion
 from .params import arithmetic
 from .replies import Reply, envelope
 from .server import FAULT_KINDS, MAX_CONNECTIONS, READ_TIMEOUT, Faults, Request, Route, Server
@@ -102,6 +104,11 @@ class Sandbox:
         arrives).
     :param max_connections: open connections at most; beyond it the connection
         idle the longest is closed to make room (HTTP 503 if none is idle).
+    :param motion: seconds between two moves of the market while the sandbox runs:
+        every pair's price takes a seeded random step of whole ticks, so books,
+        tickers, trades and candles change on their own, and resting orders and
+        stops fill as on :meth:`set_price`. None (the default) keeps prices still
+        until :meth:`set_price` or :meth:`move`.
 
     A stopped sandbox keeps its accounts, orders and market; :meth:`start` serves
     them again on the same port, so :attr:`url` stays valid. Until then its port
@@ -129,7 +136,7 @@ class Sandbox:
                  balances: dict[str, str] | None = None, nonce_window: int = 0,
                  otp: str | None = None, costs: dict[str, float] | None = None,
                  public_rate: float | None = None, read_timeout: float = READ_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS, motion: float | None = None) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f'port must be between 0 and 65535, not {port}')
         if not (math.isfinite(read_timeout) and read_timeout > 0) or max_connections < 1:
@@ -143,6 +150,8 @@ class Sandbox:
                                  public_rate=public_rate, engine=engine)
         self.endpoints = Endpoints(self.exchange)
         self.requests_log = self.exchange.requests_log
+        #: The market's walk (:mod:`.motion`); it steps on its own with ``motion``.
+        self.motion = Motion(self.exchange, seed=seed, interval=motion)
         account = self.add_account(balances, otp=otp, nonce_window=nonce_window)
         self.key, self.secret = account.key, account.secret
         self._read_timeout, self._max_connections = read_timeout, max_connections
@@ -208,6 +217,7 @@ class Sandbox:
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,),
                                         name='krakenex-sandbox', daemon=True)
         self._thread.start()
+        self.motion.start()
         return self
 
     def stop(self) -> None:
@@ -215,6 +225,7 @@ class Sandbox:
         server, self._server = self._server, None
         if server is None:
             return
+        self.motion.stop()
         self._faults.stopping.set()
         server.shutdown()
         server.server_close()
@@ -273,6 +284,29 @@ class Sandbox:
             raise ValueError(f'a price must be positive, not {price!r}')
         self.exchange.set_price(spec, value)
 
+    def set_status(self, status: str) -> None:
+        """Set the trading engine's status, as SystemStatus and the feed's ``status`` show it.
+
+        Every open WebSocket connection gets a ``status`` update, as from Kraken when
+        its engine changes state. The status is reported only: orders are still taken.
+
+        :param status: ``'online'``, ``'maintenance'``, ``'cancel_only'`` or ``'post_only'``
+        :raises ValueError: for any other status
+        """
+        if status not in SYSTEM_STATUSES:
+            raise ValueError(f'unknown status {status!r}; '
+                             f'choose one of {", ".join(SYSTEM_STATUSES)}')
+        with self.exchange.lock:
+            self.exchange.status = status
+
+    def move(self) -> dict[str, str]:
+        """Move the market one step of its seeded walk now (what ``motion`` does on a timer).
+
+        :returns: each pair's new price, by Kraken pair name, such as ``{'XXBTZUSD': '60004.2',
+            ...}``; the same after the same steps in any sandbox with the same seed
+        """
+        return {name: str(price) for name, price in self.motion.step().items()}
+
     def orders(self, key: str | None = None) -> list[dict[str, Any]]:
         """Every order accepted over the API for ``key`` (default account), oldest first.
 
@@ -313,6 +347,16 @@ def _tier_option(text: str) -> str | tuple[float, float] | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f'{text!r} is not a positive number of seconds')
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, not the usage too
         self.exit(2, f'{self.prog}: error: {message}\n')
@@ -335,8 +379,11 @@ def main(argv: list[str] | None = None, *, prog: str = 'python -m krakenex.sandb
                         help="Kraken's limits of this tier: " + ', '.join(TIERS)
                         + ", MAX,DECAY (the call counter's) or none (default: starter)")
     parser.add_argument('--seed', type=int, default=0, help='seed of the market and keys')
+    parser.add_argument('--motion', type=_seconds, metavar='SECONDS',
+                        help='move every price one seeded random step each SECONDS '
+                        '(default: prices stay still)')
     args = parser.parse_args(argv)
-    sandbox = Sandbox(args.port, seed=args.seed, tier=args.tier)
+    sandbox = Sandbox(args.port, seed=args.seed, tier=args.tier, motion=args.motion)
     try:
         sandbox.start()
     except OSError as exc:
