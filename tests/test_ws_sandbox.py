@@ -14,8 +14,9 @@ from test_ws_client import expect, notice, quick_backoff
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from krakenex import API, OutcomeUnknownError
+from krakenex import API, KrakenError, OutcomeUnknownError
 from krakenex.sandbox import Sandbox
+from krakenex.sandbox.market import PAIRS
 from krakenex.ws import WS, Backoff
 
 WAIT = 5.0
@@ -255,3 +256,119 @@ def test_order_requests_over_the_socket_change_the_sandbox_account(sb, ws):
     assert [o for o in sb.orders() if o['status'] == 'open'] == []
     with pytest.raises(Exception, match='EOrder:Unknown order'):
         ws.request('cancel_order', order_id=[first])
+
+
+# -- the market moving on its own ----------------------------------------------------------
+
+def test_with_motion_book_ticker_trade_and_ohlc_stream_without_set_price(api):
+    with Sandbox(tier=None, motion=0.05) as moving, \
+            WS(url=moving.ws_url, auth_url=moving.ws_auth_url, timeout=WAIT,
+               backoff=quick_backoff) as ws:
+        ws.subscribe('book', symbol=['BTC/USD'], depth=10)
+        for name in ('ticker', 'trade', 'ohlc'):
+            ws.subscribe(name, symbol=['BTC/USD'])
+        seen: dict[str, int] = {}
+        deadline = time.monotonic() + WAIT
+        while min(seen.get(n, 0) for n in ('book', 'ticker', 'trade', 'ohlc')) < 2:
+            assert time.monotonic() < deadline, f'updates seen: {seen}'
+            message = ws.recv(timeout=WAIT)
+            if message.get('type') == 'update':
+                seen[message['channel']] = seen.get(message['channel'], 0) + 1
+            assert message.get('type') != 'book_resync'
+        book = ws.book('BTC/USD')  # verified against every update's checksum
+        mid = moving.exchange.market.mid(PAIRS['XXBTZUSD'])
+        assert book.bids[0][0] < book.asks[0][0] and abs(book.bids[0][0] - mid) < 1000
+
+
+# -- ohlc ----------------------------------------------------------------------------------
+
+def test_ohlc_sends_the_running_candle_on_each_trade_as_rest_ohlc_shows_it(sb, ws, api):
+    ws.subscribe('ohlc', symbol=['ETH/USD'], interval=5)
+    snapshot = expect(ws, channel('ohlc', 'snapshot'))
+    assert snapshot['data'][-1]['interval'] == 5
+    for price in ('3100.55', '2990.10'):
+        sb.set_price('ETHUSD', price)
+        update = expect(ws, channel('ohlc', 'update'))
+        candle = update['data'][0]
+        assert len(update['data']) == 1 and candle['close'] == Decimal(price)
+        row = api.query_public('OHLC', {'pair': 'ETHUSD', 'interval': 5})['result']['XETHZUSD'][-1]
+        begin = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(row[0]))
+        assert (candle['symbol'], candle['interval'], candle['interval_begin']) == (
+            'ETH/USD', 5, begin)
+        assert [str(candle[k]) for k in ('open', 'high', 'low', 'close', 'vwap', 'volume')] \
+            + [candle['trades']] == row[1:]
+    assert candle['high'] >= Decimal('3100.55') and candle['low'] <= Decimal('2990.10')
+
+
+def test_ohlc_sends_no_update_without_a_trade(sb, ws):
+    ws.subscribe('ohlc', symbol=['SOL/USD'])
+    expect(ws, channel('ohlc', 'snapshot'))
+    ws.subscribe('ticker', symbol=['SOL/USD'])
+    expect(ws, channel('ticker', 'snapshot'))
+    time.sleep(0.3)  # heartbeats only
+    while True:
+        try:
+            message = ws.recv(timeout=0.1)
+        except TimeoutError:
+            break
+        assert message.get('channel') != 'ohlc'
+    sb.set_price('SOLUSD', '151.00')
+    assert expect(ws, channel('ohlc', 'update'))['data'][0]['close'] == Decimal('151.00')
+
+
+# -- status --------------------------------------------------------------------------------
+
+def test_a_status_change_reaches_every_connection_and_rest_system_status_agrees(sb, ws, api):
+    ws.subscribe('ticker', symbol=['BTC/USD'])
+    ws.subscribe('executions')
+    first = [expect(ws, channel('status')) for _ in range(2)]
+    assert [m['data'][0]['system'] for m in first] == ['online', 'online']
+    sb.set_status('maintenance')
+    changed = [expect(ws, channel('status')) for _ in range(2)]
+    assert [m['data'][0]['system'] for m in changed] == ['maintenance', 'maintenance']
+    assert len({m['data'][0]['connection_id'] for m in changed}) == 2, 'public and private'
+    assert api.query_public('SystemStatus')['result']['status'] == 'maintenance'
+    sb.set_status('online')
+    assert expect(ws, channel('status'))['data'][0]['system'] == 'online'
+    assert api.query_public('SystemStatus')['result']['status'] == 'online'
+
+
+def test_subscribing_to_status_is_acknowledged_and_sends_the_status_now(sb, ws):
+    sb.set_status('cancel_only')
+    assert ws.subscribe('status')[0]['success'] is True
+    assert expect(ws, channel('status'))['data'][0]['system'] == 'cancel_only'
+    with pytest.raises(ValueError, match='unknown status'):
+        sb.set_status('closed')
+
+
+# -- message rate --------------------------------------------------------------------------
+
+def test_over_the_message_rate_requests_are_refused_not_carried_out_and_the_link_lives(sb, ws):
+    sb.feed.msg_rate = (3, 0.0)  # three requests a connection, then nothing
+    ws.subscribe('executions')
+    order = {'symbol': 'BTC/USD', 'side': 'buy', 'order_type': 'limit',
+             'limit_price': Decimal('40000'), 'order_qty': Decimal('0.01')}
+    for _ in range(2):
+        ws.request('add_order', **order)
+    with pytest.raises(KrakenError, match='Exceeded msg rate') as refused:
+        ws.request('add_order', **order)
+    assert not isinstance(refused.value, OutcomeUnknownError)
+    assert len(sb.orders()) == 2, 'the refused order was not placed'
+    assert ws.request('ping')['method'] == 'pong', 'each connection has its own counter'
+    sb.feed.msg_rate = None
+    assert ws.request('cancel_all')['result']['count'] == 2, 'the same connection goes on'
+
+
+def test_an_injected_msg_rate_refuses_one_subscription_with_krakens_text(sb, ws):
+    sb.feed.inject('msg_rate')
+    with pytest.raises(KrakenError, match='Exceeded msg rate'):
+        ws.subscribe('ticker', symbol=['ETH/USD'])
+    assert ws.subscribe('ticker', symbol=['ETH/USD'])[0]['success'] is True
+
+
+def test_the_message_counter_decays_so_a_paced_client_is_never_refused(sb, ws):
+    sb.feed.msg_rate = (2, 20.0)
+    ws.subscribe('ticker', symbol=['BTC/USD'])
+    for _ in range(5):
+        time.sleep(0.06)
+        ws.request('ping')
