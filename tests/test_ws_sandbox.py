@@ -372,3 +372,79 @@ def test_the_message_counter_decays_so_a_paced_client_is_never_refused(sb, ws):
     for _ in range(5):
         time.sleep(0.06)
         ws.request('ping')
+
+
+# -- level3 --------------------------------------------------------------------------------
+
+class Level3Book:
+    """A level3 book kept from the messages, with Kraken's level3 checksum written out here."""
+
+    def __init__(self, depth: int, price_precision: int, qty_precision: int) -> None:
+        self.depth, self.pp, self.qp = depth, price_precision, qty_precision
+        self.sides: dict[str, dict[Decimal, list[tuple[str, Decimal]]]] = {'bids': {}, 'asks': {}}
+
+    def apply(self, data: dict[str, Any], kinds: set[str]) -> None:
+        for name, levels in self.sides.items():
+            for order in data[name]:
+                kind = order.get('event', 'add')
+                kinds.add(kind)
+                queue = levels.setdefault(order['limit_price'], [])
+                if kind == 'add':
+                    queue.append((order['order_id'], order['order_qty']))
+                    continue
+                at = [oid for oid, _ in queue].index(order['order_id'])
+                if kind == 'modify':
+                    queue[at] = (order['order_id'], order['order_qty'])
+                else:
+                    del queue[at]
+                if not queue:
+                    del levels[order['limit_price']]
+            kept = sorted(levels, reverse=name == 'bids')[:self.depth]
+            self.sides[name] = {price: levels[price] for price in kept}
+
+    def best(self, name: str) -> list[tuple[Decimal, list[tuple[str, Decimal]]]]:
+        return sorted(self.sides[name].items(), reverse=name == 'bids')
+
+    def checksum(self) -> int:
+        def text(value: Decimal, places: int) -> str:
+            return format(value, f'.{places}f').replace('.', '').lstrip('0')
+        return zlib.crc32(''.join(
+            text(price, self.pp) + text(qty, self.qp)
+            for name in ('asks', 'bids') for price, queue in self.best(name)[:10]
+            for _, qty in queue).encode())
+
+
+def test_level3_snapshot_and_add_modify_delete_updates_keep_krakens_level3_checksum(sb, ws, api):
+    replies = ws.subscribe('level3', symbol=['SOL/USD'], depth=10)
+    assert [r['result']['symbol'] for r in replies] == ['SOL/USD']
+    snapshot = expect(ws, channel('level3', 'snapshot'))['data'][0]
+    book, kinds = Level3Book(10, 2, 8), set()
+    book.apply(snapshot, kinds)
+    assert snapshot['checksum'] == book.checksum()
+    assert all(len(queue) > 1 for _, queue in book.best('asks')), 'orders queue at a level'
+    for price in ('150.01', '150.03', '149.95', '149.96'):
+        sb.set_price('SOLUSD', price)
+        update = expect(ws, channel('level3', 'update'))['data'][0]
+        book.apply(update, kinds)
+        assert update['checksum'] == book.checksum(), f'after the move to {price}'
+    assert kinds == {'add', 'modify', 'delete'}
+    # order by order, the levels add up to the aggregated book
+    depth = api.query_public('Depth', {'pair': 'SOLUSD', 'count': 10})['result']['SOLUSD']
+    for name in ('asks', 'bids'):
+        assert [[str(p), str(sum(q for _, q in queue))] for p, queue in book.best(name)] == [
+            row[:2] for row in depth[name]]
+
+
+def test_level3_needs_the_authenticated_endpoint_and_a_token(sb):
+    with connect(sb.ws_url, open_timeout=WAIT) as public:
+        public.send(json.dumps({'method': 'subscribe', 'params': {
+            'channel': 'level3', 'symbol': ['BTC/USD']}, 'req_id': 3}))
+        reply = json.loads(next(t for t in iter(lambda: public.recv(WAIT), None)
+                                if '"subscribe"' in t))
+        assert reply['success'] is False and 'authenticated endpoint' in reply['error']
+    with connect(sb.ws_auth_url, open_timeout=WAIT) as private:
+        private.send(json.dumps({'method': 'subscribe', 'params': {
+            'channel': 'level3', 'symbol': ['BTC/USD'], 'token': 'made-up'}, 'req_id': 4}))
+        reply = json.loads(next(t for t in iter(lambda: private.recv(WAIT), None)
+                                if '"subscribe"' in t))
+        assert (reply['success'], reply['error']) == (False, 'ESession:Invalid session')
