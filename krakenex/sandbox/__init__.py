@@ -59,6 +59,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -156,8 +157,9 @@ class Sandbox:
         self.key, self.secret = account.key, account.secret
         self._read_timeout, self._max_connections = read_timeout, max_connections
         self._faults = Faults()
-        self._routes: dict[str, Route] = {PUBLIC_PREFIX: self.endpoints.route,
-                                          PRIVATE_PREFIX: self.endpoints.route}
+        self._routes: dict[str, tuple[Route, Callable[[], Reply] | None]] = {
+            PUBLIC_PREFIX: (self.endpoints.route, None),
+            PRIVATE_PREFIX: (self.endpoints.route, None)}
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         #: Kraken Futures on the same server, with its own accounts (:mod:`.futures`).
@@ -209,8 +211,8 @@ class Sandbox:
         port = int(self.url.rsplit(':', 1)[1]) if self.url else self.port
         server = Server(('127.0.0.1', port), self._faults, read_timeout=self._read_timeout,
                         max_connections=self._max_connections)
-        for prefix, route in self._routes.items():
-            server.add_route(prefix, route)
+        for prefix, (route, unavailable) in self._routes.items():
+            server.add_route(prefix, route, unavailable)
         self._faults.stopping.clear()
         self._server = server
         self.url = f'http://127.0.0.1:{server.server_address[1]}'
@@ -241,13 +243,18 @@ class Sandbox:
                  trace: TracebackType | None) -> None:
         self.stop()
 
-    def add_route(self, prefix: str, route: Route) -> None:
-        """Serve requests whose path starts with ``prefix`` by ``route`` (see the module doc)."""
+    def add_route(self, prefix: str, route: Route, *,
+                  unavailable: Callable[[], Reply] | None = None) -> None:
+        """Serve requests whose path starts with ``prefix`` by ``route`` (see the module doc).
+
+        :param unavailable: what the ``unavailable`` fault answers on these paths;
+            spot's ``EService:Unavailable`` if not given
+        """
         if not prefix.startswith('/'):
             raise ValueError(f'a route prefix starts with /, not {prefix!r}')
-        self._routes[prefix] = route
+        self._routes[prefix] = (route, unavailable)
         if self._server is not None:
-            self._server.add_route(prefix, route)
+            self._server.add_route(prefix, route, unavailable)
 
     def open_connections(self) -> int:
         """How many client connections are open now (0 when stopped)."""
@@ -263,10 +270,11 @@ class Sandbox:
         """Give the next ``times`` requests for ``method`` (any if None) the fault ``kind``.
 
         Kinds: ``html520``/``html502``/``html504`` (Cloudflare page, not processed),
-        ``reset`` (TCP RST, not processed), ``unavailable`` (EService:Unavailable, not
-        processed), ``delay`` (wait ``seconds``, then process), ``reply_lost`` (process,
-        then RST), ``reply_delayed`` (process, wait, reply), ``not_json`` (process, reply
-        with plain text). Faults are used in the order they were injected.
+        ``reset`` (TCP RST, not processed), ``unavailable`` (EService:Unavailable, or Kraken
+        Futures' ``Unavailable`` on its paths; not processed), ``delay`` (wait ``seconds``,
+        then process), ``reply_lost`` (process, then RST), ``reply_delayed`` (process, wait,
+        reply), ``not_json`` (process, reply with plain text). Faults are used in the order
+        they were injected.
         """
         self._faults.add(kind, method, seconds, times)
 
