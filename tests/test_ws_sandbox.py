@@ -448,3 +448,15 @@ def test_level3_needs_the_authenticated_endpoint_and_a_token(sb):
         reply = json.loads(next(t for t in iter(lambda: private.recv(WAIT), None)
                                 if '"subscribe"' in t))
         assert (reply['success'], reply['error']) == (False, 'ESession:Invalid session')
+
+
+def test_level3_is_served_on_its_own_endpoint_as_kraken_now_serves_it(sb, api):
+    assert sb.ws_l3_url.endswith('/l3/v2')
+    with WS(api, url=sb.ws_url, auth_url=sb.ws_l3_url, timeout=WAIT,
+            backoff=quick_backoff) as l3:
+        l3.subscribe('level3', symbol=['ETH/BTC'], depth=100)
+        data = expect(l3, channel('level3', 'snapshot'))['data'][0]
+        book = Level3Book(100, 5, 8)
+        book.apply(data, set())
+        assert len(book.best('bids')) == len(book.best('asks')) == 100
+        assert data['checksum'] == book.checksum()

@@ -182,6 +182,12 @@ class Sandbox:
         """The authenticated WebSocket v2 endpoint, such as ``ws://127.0.0.1:52173/auth/v2``."""
         return self._ws_feed().endpoint(self.url, private=True)
 
+    @property
+    def ws_l3_url(self) -> str:
+        """The level3 endpoint, such as ``ws://127.0.0.1:52173/l3/v2`` (Kraken's
+        ``wss://ws-l3.kraken.com/v2``); the authenticated endpoint serves level3 too."""
+        return self._ws_feed().endpoint(self.url, private=True, level3=True)
+
     def _ws_feed(self) -> Feed:
         if self.feed is None:
             raise RuntimeError("the sandbox serves WebSocket v2 with the 'websockets' package: "

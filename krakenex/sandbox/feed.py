@@ -50,10 +50,13 @@ if TYPE_CHECKING:
     from .exchange import Account
     from .server import Request
 
-__all__ = ['Feed', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH']
+__all__ = ['Feed', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH', 'LEVEL3_PATH']
 
 PUBLIC_PATH = '/v2'
 PRIVATE_PATH = '/auth/v2'
+#: Kraken moved level3 to an endpoint of its own (wss://ws-l3.kraken.com/v2) in December
+#: 2025; the sandbox serves it there and, as before, on the authenticated endpoint.
+LEVEL3_PATH = '/l3/v2'
 
 #: The fault kinds :meth:`Feed.inject` accepts.
 FEED_FAULTS = frozenset({'drop', 'close1001', 'stall', 'bad_checksum', 'handshake429',
@@ -95,6 +98,7 @@ def attach(sandbox: Sandbox) -> Feed:
     feed = Feed(sandbox)
     sandbox.add_route(PUBLIC_PATH, lambda request: feed.route(request, private=False))
     sandbox.add_route(PRIVATE_PATH, lambda request: feed.route(request, private=True))
+    sandbox.add_route(LEVEL3_PATH, lambda request: feed.route(request, private=True))
     issue = sandbox.endpoints.private['GetWebSocketsToken']
 
     def websockets_token(account: Account, params: dict[str, Any]) -> object:
@@ -129,9 +133,9 @@ class Feed:
         self._sessions: list[_Session] = []
 
     @staticmethod
-    def endpoint(base: str, *, private: bool) -> str:
+    def endpoint(base: str, *, private: bool, level3: bool = False) -> str:
         """The feed's URL on a sandbox served at ``base`` (``http://127.0.0.1:PORT``)."""
-        path = PRIVATE_PATH if private else PUBLIC_PATH
+        path = LEVEL3_PATH if level3 else PRIVATE_PATH if private else PUBLIC_PATH
         return base.replace('http://', 'ws://', 1) + path if base else ''
 
     def inject(self, kind: str, *, times: int = 1) -> None:
