@@ -460,3 +460,29 @@ def test_level3_is_served_on_its_own_endpoint_as_kraken_now_serves_it(sb, api):
         book.apply(data, set())
         assert len(book.best('bids')) == len(book.best('asks')) == 100
         assert data['checksum'] == book.checksum()
+
+
+def test_trading_follows_the_system_status_over_rest_and_the_socket(sb, ws, api):
+    def add(**extra: str) -> dict[str, Any]:
+        return api.query_private('AddOrder', {'pair': 'XBTUSD', 'type': 'buy',
+                                              'ordertype': 'limit', 'price': '59000',
+                                              'volume': '0.01', **extra})
+
+    resting = add()['result']['txid'][0]
+    sb.set_status('cancel_only')
+    assert add()['error'] == ['EService:Market in cancel_only mode']
+    with pytest.raises(KrakenError, match='EService:Market in cancel_only mode'):
+        ws.request('add_order', symbol='BTC/USD', side='buy', order_type='market',
+                   order_qty=Decimal('0.01'))
+    sb.set_price('XBTUSD', '58000')  # through the resting buy: no matching in cancel_only
+    assert sb.orders()[0]['status'] == 'open'
+    sb.set_status('post_only')
+    assert add()['error'] == ['EService:Market in post_only mode']
+    post = add(oflags='post', price='57000')['result']['txid'][0]
+    assert {o['txid']: o['status'] for o in sb.orders()}[post] == 'open'
+    sb.set_status('maintenance')
+    assert api.query_private('CancelOrder', {'txid': post})['error'] == ['EService:Unavailable']
+    sb.set_status('online')
+    assert api.query_private('CancelOrder', {'txid': post})['error'] == []
+    sb.set_price('XBTUSD', '58500')
+    assert {o['txid']: o['status'] for o in sb.orders()}[resting] == 'closed'

@@ -302,7 +302,11 @@ class Sandbox:
         """Set the trading engine's status, as SystemStatus and the feed's ``status`` show it.
 
         Every open WebSocket connection gets a ``status`` update, as from Kraken when
-        its engine changes state. The status is reported only: orders are still taken.
+        its engine changes state, and trading follows it as Kraken's does: in
+        ``maintenance`` nothing is placed or canceled (``EService:Unavailable``); in
+        ``cancel_only`` orders are only canceled (``EService:Market in cancel_only
+        mode``); in ``post_only`` new orders must be post-only limit orders
+        (``EService:Market in post_only mode``); outside ``online`` nothing fills.
 
         :param status: ``'online'``, ``'maintenance'``, ``'cancel_only'`` or ``'post_only'``
         :raises ValueError: for any other status

@@ -778,9 +778,14 @@ class Exchange:
         order.closetm = time.time() if when is None else when
 
     def set_price(self, pair: PairSpec, price: Decimal) -> None:
-        """The market trades at ``price``: resting limit orders at or through it fill (maker)."""
+        """The market trades at ``price``: resting limit orders at or through it fill (maker).
+
+        Outside the ``online`` status the engine matches nothing, so nothing fills.
+        """
         with self.lock, arithmetic():
             mid = self.market.set_price(pair, price)
+            if self.status != 'online':
+                return
             for account in self.accounts.values():
                 for order in account.open_orders():
                     if order.pair is not pair or order.status != 'open':
