@@ -662,7 +662,6 @@ class _Session:
                 'checksum': checksum, 'timestamp': iso(time.time())}
         self.send({'channel': 'book', 'type': kind, 'data': [data]})
 
-
     def send_level3(self, symbol: str, kind: str, book: dict[str, Level3Side],
                     orders: dict[str, list[dict[str, Any]]]) -> None:
         checksum = self.feed.level3_checksum(book)
