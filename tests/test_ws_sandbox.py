@@ -283,18 +283,20 @@ def test_with_motion_book_ticker_trade_and_ohlc_stream_without_set_price(api):
 # -- ohlc ----------------------------------------------------------------------------------
 
 def test_ohlc_sends_the_running_candle_on_each_trade_as_rest_ohlc_shows_it(sb, ws, api):
-    ws.subscribe('ohlc', symbol=['ETH/USD'], interval=5)
+    # daily candles, so that no new candle starts between the update and the REST call
+    ws.subscribe('ohlc', symbol=['ETH/USD'], interval=1440)
     snapshot = expect(ws, channel('ohlc', 'snapshot'))
-    assert snapshot['data'][-1]['interval'] == 5
+    assert snapshot['data'][-1]['interval'] == 1440
     for price in ('3100.55', '2990.10'):
         sb.set_price('ETHUSD', price)
         update = expect(ws, channel('ohlc', 'update'))
         candle = update['data'][0]
         assert len(update['data']) == 1 and candle['close'] == Decimal(price)
-        row = api.query_public('OHLC', {'pair': 'ETHUSD', 'interval': 5})['result']['XETHZUSD'][-1]
+        rows = api.query_public('OHLC', {'pair': 'ETHUSD', 'interval': 1440})['result']
+        row = rows['XETHZUSD'][-1]
         begin = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(row[0]))
         assert (candle['symbol'], candle['interval'], candle['interval_begin']) == (
-            'ETH/USD', 5, begin)
+            'ETH/USD', 1440, begin)
         assert [str(candle[k]) for k in ('open', 'high', 'low', 'close', 'vwap', 'volume')] \
             + [candle['trades']] == row[1:]
     assert candle['high'] >= Decimal('3100.55') and candle['low'] <= Decimal('2990.10')
