@@ -33,6 +33,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from decimal import ROUND_DOWN, Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed
@@ -75,7 +76,7 @@ MSG_RATE_ERROR = 'Exceeded msg rate'
 
 #: One side of a level3 book: its price levels best first, each as its price's wire text
 #: and its orders in queue order, (order_id, qty wire text).
-Level3Side = list[tuple[str, list[tuple[str, str]]]]
+Level3Side = list[tuple[str, tuple[tuple[str, str], ...]]]
 
 
 def v2_symbol(spec: PairSpec) -> str:
@@ -258,8 +259,7 @@ class Feed:
 
     def level3_book(self, spec: PairSpec, depth: int) -> dict[str, Level3Side]:
         """The top ``depth`` price levels of both sides, order by order (see :func:`_orders`)."""
-        return {side: [(price, _orders(spec, side, price, qty)) for price, qty in levels]
-                for side, levels in self.book_levels(spec, depth).items()}
+        return _queues(spec, self.book_levels(spec, depth))
 
     @staticmethod
     def level3_checksum(book: dict[str, Level3Side]) -> int:
@@ -301,7 +301,8 @@ class _Session:
         self.tickers: dict[str, tuple[PairSpec, dict[str, Any]]] = {}
         self.trades: dict[str, tuple[PairSpec, int]] = {}
         self.ohlc: dict[tuple[str, int], tuple[PairSpec, int]] = {}  # -> last trade id sent
-        self.level3: dict[str, tuple[PairSpec, int, dict[str, Level3Side]]] = {}
+        self.level3: dict[str, tuple[PairSpec, int, dict[str, list[tuple[str, str]]],
+                                     dict[str, Level3Side]]] = {}
         self.status_sent = ''
         self.counter, self.counter_time = 0.0, time.monotonic()  # the message rate's counter
         self.executions: dict[str, Any] | None = None
@@ -482,15 +483,16 @@ class _Session:
                 self.level3.pop(symbol, None)
                 self.send(ack)
                 return None
-            queues = self.feed.level3_book(spec, depth)
-            self.level3[symbol] = (spec, depth, queues)
+            levels = self.feed.book_levels(spec, depth)
+            queues = _queues(spec, levels)
+            self.level3[symbol] = (spec, depth, levels, queues)
             self.send({**ack, 'result': {**result, 'snapshot': True}})
             if params.get('snapshot', True):
                 self.send_level3(symbol, 'snapshot', queues, {
                     side: [{'order_id': oid, 'limit_price': _Raw(price), 'order_qty': _Raw(qty),
                             'timestamp': iso(time.time())}
-                           for price, orders in levels for oid, qty in orders]
-                    for side, levels in queues.items()})
+                           for price, orders in ladder for oid, qty in orders]
+                    for side, ladder in queues.items()})
         elif channel == 'book':
             depth = params.get('depth', 10)
             if depth not in BOOK_DEPTHS:
@@ -603,10 +605,11 @@ class _Session:
                 self.ohlc[(symbol, interval)] = (spec, trade)
                 self.send({'channel': 'ohlc', 'type': 'update', 'timestamp': iso(time.time()),
                            'data': self.feed.candles(spec, interval)[-1:]})
-        for symbol, (spec, depth, sent_l3) in list(self.level3.items()):
-            book3 = self.feed.level3_book(spec, depth)
-            if book3 != sent_l3:
-                self.level3[symbol] = (spec, depth, book3)
+        for symbol, (spec, depth, sent_levels, sent_l3) in list(self.level3.items()):
+            levels = self.feed.book_levels(spec, depth)
+            if levels != sent_levels:  # the queues follow from the levels
+                book3 = _queues(spec, levels)
+                self.level3[symbol] = (spec, depth, levels, book3)
                 self.send_level3(symbol, 'update', book3, _level3_changes(sent_l3, book3))
         if self.feed.system_status() != self.status_sent:
             self.send_status()
@@ -713,7 +716,14 @@ def _changes(before: dict[str, list[tuple[str, str]]],
     return out
 
 
-def _orders(spec: PairSpec, side: str, price: str, qty: str) -> list[tuple[str, str]]:
+def _queues(spec: PairSpec, book: dict[str, list[tuple[str, str]]]) -> dict[str, Level3Side]:
+    """A book's levels (wire text, best first) order by order, as level3 shows them."""
+    return {side: [(price, _orders(spec.name, side, price, qty)) for price, qty in levels]
+            for side, levels in book.items()}
+
+
+@lru_cache(maxsize=1 << 14)
+def _orders(pair: str, side: str, price: str, qty: str) -> tuple[tuple[str, str], ...]:
     """The resting orders that make up one level of the synthetic book, in queue order.
 
     Two orders a level, a third of the quantity and the rest; their ids are fixed by
@@ -722,8 +732,8 @@ def _orders(spec: PairSpec, side: str, price: str, qty: str) -> list[tuple[str, 
     total = Decimal(qty)
     first = (total / 3).quantize(Decimal(1).scaleb(-LOT_DECIMALS), ROUND_DOWN)
     parts = [first, total - first] if first else [total]
-    return [(_order_id(f'{spec.name}/{side}/{price}/{n}'), places(part, LOT_DECIMALS))
-            for n, part in enumerate(parts)]
+    return tuple((_order_id(f'{pair}/{side}/{price}/{n}'), places(part, LOT_DECIMALS))
+                 for n, part in enumerate(parts))
 
 
 def _order_id(seed: str) -> str:
