@@ -11,14 +11,15 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from krakenex import API
 from krakenex.sandbox import Sandbox
-from krakenex.sandbox.market import PAIRS
+from krakenex.sandbox.market import PAIRS, TAPE_TRADES, TRIM_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 5.0
@@ -146,6 +147,75 @@ def test_rest_calls_during_a_fast_motion_are_all_answered(api) -> None:
             errors = list(pool.map(call, range(60)))
         assert errors == [[]] * 60
         assert fast.motion.steps > steps
+
+
+def page_trades(client: API, pair: str, since: str) -> tuple[list[list[Any]], str]:
+    """Every trade after ``since``, paged with ``last`` as a client keeps up; the cursor."""
+    rows: list[list[Any]] = []
+    while True:
+        result = client.query_public('Trades', {'pair': pair, 'since': since,
+                                                'count': 1000})['result']
+        page, since = result[pair], result['last']
+        if not page:
+            return rows, since
+        rows += page
+
+
+def candles_of(rows: list[list[Any]], seconds: int, decimals: int) -> dict[int, list[Any]]:
+    """OHLC rows as Kraken formats them, worked out from Trades rows, by candle time."""
+    grouped: dict[int, list[list[Any]]] = {}
+    for row in rows:
+        grouped.setdefault(int(float(row[2])) // seconds * seconds, []).append(row)
+    unit = Decimal(1).scaleb(-decimals)
+    out = {}
+    for opened, chunk in grouped.items():
+        prices = [Decimal(r[0]) for r in chunk]
+        volumes = [Decimal(r[1]) for r in chunk]
+        vwap = sum(p * v for p, v in zip(prices, volumes)) / sum(volumes)
+        out[opened] = [opened, chunk[0][0], str(max(prices)), str(min(prices)), chunk[-1][0],
+                       str(vwap.quantize(unit, ROUND_HALF_UP)), f'{sum(volumes):.8f}',
+                       len(chunk)]
+    return out
+
+
+def test_the_tape_stays_bounded_while_trades_ohlc_and_ticker_keep_every_trade_a_client_saw(
+        api) -> None:
+    sandbox, client = api
+    pair, decimals = 'XXBTZUSD', PAIRS['XXBTZUSD'].pair_decimals
+    tape = sandbox.exchange.market.pair(PAIRS[pair]).trades
+    seen, cursor = page_trades(client, pair, '0')  # the whole history
+    for _ in range(9):
+        for _ in range(1000):
+            sandbox.move()
+        rows, cursor = page_trades(client, pair, cursor)
+        seen += rows
+        assert len(tape) <= TAPE_TRADES + TRIM_BATCH
+    ids = [row[6] for row in seen]
+    assert ids == list(range(ids[0], ids[0] + len(ids))) and len(ids) == 5000 + 9000, 'each once'
+    served, _ = page_trades(client, pair, '0')
+    assert served == seen[-len(served):] and len(served) <= TAPE_TRADES + TRIM_BATCH
+    assert served[0][6] > ids[0], 'the oldest trades have left the tape'
+    # a candle's time is ambiguous when a trade's time, rounded to 4 decimals, sits on it
+    edges = {float(row[2]) for row in seen if float(row[2]).is_integer()}
+    for interval in (1, 15, 60, 1440):
+        seconds = interval * 60
+        ohlc = client.query_public('OHLC', {'pair': pair, 'interval': interval})['result']
+        expected = candles_of(seen, seconds, decimals)
+        first = int(float(seen[0][2])) // seconds * seconds  # the history's first candle
+        rows = {row[0]: row for row in ohlc[pair] if row[0] >= first
+                and not {row[0], row[0] + seconds} & edges}
+        assert any(t in expected for t in rows), interval
+        for opened, row in rows.items():
+            if opened in expected:
+                assert row == expected[opened], (interval, opened)
+            else:  # no trade: the previous close carried over, nothing traded
+                close = next(r[0] for r in reversed(seen) if float(r[2]) < opened)
+                assert row[1:] == [close] * 5 + ['0.00000000', 0], (interval, opened)
+    ticker = client.query_public('Ticker', {'pair': pair})['result'][pair]
+    midnight = int(time.time()) // 86400 * 86400
+    today = [row for row in seen if float(row[2]) >= midnight]
+    assert ticker['t'] == [len(today), len(seen)], 'the last 24 hours hold the whole history'
+    assert ticker['v'][1] == f'{sum(Decimal(row[1]) for row in seen):.8f}'
 
 
 def run_sandbox(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:

@@ -9,6 +9,7 @@ only. :class:`Market` is not thread-safe; the sandbox calls it under its lock.
 from __future__ import annotations
 
 import bisect
+import copy
 import math
 import random
 import re
@@ -99,6 +100,11 @@ HISTORY_TRADES = 5000  # public trades per pair before the start
 HISTORY_SECONDS = 12 * 3600  # ... spread over the last 12 hours
 VOLATILITY = 1e-4  # price noise per square-root second (about 60 % a year)
 BOOK_LEVELS = 1000  # levels on each side of the synthetic book
+#: Public trades a pair's tape keeps (ten of Kraken's 1000-trade pages); older ones are
+#: folded into the candles and the ticker's windows, so a market that moves for days
+#: keeps a bounded size. The tape is trimmed :data:`TRIM_BATCH` trades at a time.
+TAPE_TRADES = 10_000
+TRIM_BATCH = 1000
 
 
 def places(d: Decimal, n: int) -> str:
@@ -218,8 +224,46 @@ def _level_sizes(seed: int, pair: str) -> tuple[tuple[Decimal, ...], tuple[Decim
     return asks, bids
 
 
+class _Bucket:
+    """Trades of one candle that have left the tape, summed up (oldest first)."""
+
+    __slots__ = ('open', 'high', 'low', 'close', 'volume', 'turnover', 'count')
+
+    def __init__(self, trade: Trade) -> None:
+        self.open = self.high = self.low = self.close = trade.price
+        self.volume, self.turnover, self.count = trade.volume, trade.price * trade.volume, 1
+
+    def add(self, trade: Trade) -> None:
+        """Fold in a trade newer than the ones folded so far."""
+        self.high, self.low = max(self.high, trade.price), min(self.low, trade.price)
+        self.close = trade.price
+        self.volume += trade.volume
+        self.turnover += trade.price * trade.volume
+        self.count += 1
+
+    def merge(self, newer: _Bucket) -> None:
+        """Fold in the trades of ``newer``, all newer than the ones folded so far."""
+        self.high, self.low = max(self.high, newer.high), min(self.low, newer.low)
+        self.close = newer.close
+        self.volume += newer.volume
+        self.turnover += newer.turnover
+        self.count += newer.count
+
+
+def _kept_seconds(interval: int) -> int:
+    """How far back an interval's folded candles are kept: its 720 rows, and 24 hours."""
+    seconds = interval * 60
+    return max(OHLC_ROWS, 86400 // seconds + 2) * seconds
+
+
 class _PairState:
-    """Mid price and public trade tape of one pair."""
+    """Mid price and public trade tape of one pair.
+
+    The tape holds the newest trades (at most :data:`TAPE_TRADES` plus a
+    :data:`TRIM_BATCH`); each trade that leaves it is folded into one
+    :class:`_Bucket` per OHLC interval, kept as long as a candle or the ticker's
+    24 hours can show it, so candles and the ticker count every trade.
+    """
 
     def __init__(self, spec: PairSpec, seed: int, start: float) -> None:
         self.spec = spec
@@ -231,6 +275,11 @@ class _PairState:
                        for i, (offset, price, volume, side, kind)
                        in enumerate(_trade_history(seed, spec.name))]
         self.times = [t.time_ns for t in self.trades]
+        self.history_start = self.times[0]  # candles before it are seeded
+        #: Trades that left the tape, by OHLC interval, then candle time (oldest first).
+        self.folded: dict[int, dict[int, _Bucket]] = {i: {} for i in OHLC_INTERVALS}
+        #: The close of the newest folded candle dropped, by interval.
+        self.dropped_close: dict[int, Decimal] = {}
         tick = spec.tick_size
         self.spreads = [(t.time_ns // 10**9, t.price - tick, t.price + tick)
                         for t in self.trades[-SPREAD_ROWS:]]
@@ -242,6 +291,54 @@ class _PairState:
         if len(self.cache) > 32:
             self.cache.clear()
         self.cache[key] = value
+
+    def append(self, trade: Trade) -> None:
+        """Put ``trade`` on the tape; fold the oldest trades away once it is full."""
+        self.trades.append(trade)
+        self.times.append(trade.time_ns)
+        self.version += 1
+        if len(self.trades) >= TAPE_TRADES + TRIM_BATCH:
+            self.fold(len(self.trades) - TAPE_TRADES)
+
+    def fold(self, count: int) -> None:
+        """Move the ``count`` oldest trades off the tape into the folded candles."""
+        leaving = self.trades[:count]
+        del self.trades[:count], self.times[:count]
+        minutes: dict[int, _Bucket] = {}  # every interval is whole minutes
+        for trade in leaving:
+            opened = trade.time_ns // 10**9 // 60 * 60
+            bucket = minutes.get(opened)
+            if bucket is None:
+                minutes[opened] = _Bucket(trade)
+            else:
+                bucket.add(trade)
+        now = int(time.time())
+        for interval, buckets in self.folded.items():
+            seconds = interval * 60
+            for minute, part in minutes.items():
+                opened = minute // seconds * seconds
+                bucket = buckets.get(opened)
+                if bucket is None:
+                    buckets[opened] = copy.copy(part)
+                else:
+                    bucket.merge(part)
+            oldest = (now - _kept_seconds(interval)) // seconds * seconds
+            while buckets:
+                opened = next(iter(buckets))
+                if opened >= oldest:
+                    break
+                self.dropped_close[interval] = buckets.pop(opened).close
+
+    def price_before(self, interval: int, ns: int) -> Decimal | None:
+        """The price of the last trade before ``ns``, if the tape or ``interval``'s
+        folded candles (whose times are multiples of it) still know it."""
+        index = bisect.bisect_left(self.times, ns)
+        if index:
+            return self.trades[index - 1].price
+        for opened in reversed(self.folded[interval]):
+            if opened * 10**9 < ns:
+                return self.folded[interval][opened].close
+        return self.dropped_close.get(interval)
 
 
 class Market:
@@ -293,9 +390,7 @@ class Market:
         state = self.pair(spec)
         last = state.trades[-1]
         now_ns = max(time.time_ns(), last.time_ns + 1)
-        state.trades.append(Trade(now_ns, price, volume, side, ordertype, last.trade_id + 1))
-        state.times.append(now_ns)
-        state.version += 1
+        state.append(Trade(now_ns, price, volume, side, ordertype, last.trade_id + 1))
         return last.trade_id + 1
 
     def set_price(self, spec: PairSpec, price: Decimal) -> Decimal:
@@ -331,7 +426,8 @@ class Market:
         """``Trades`` rows after ``since`` (oldest first, at most ``count``) and the next cursor.
 
         ``since`` is a Unix time in seconds (may have decimals) or a previous ``last``
-        (nanoseconds). Without it the newest ``count`` trades are returned.
+        (nanoseconds). Without it the newest ``count`` trades are returned. A ``since``
+        older than the tape starts at its oldest trade (see :data:`TAPE_TRADES`).
         """
         state = self.pair(spec)
         if since is None:
@@ -373,7 +469,8 @@ class Market:
         return rows, last
 
     def _candles(self, spec: PairSpec, interval: int) -> list[Candle]:
-        """The 720 candles ending now: seeded before the tape starts, built from trades after."""
+        """The 720 candles ending now: seeded before the history starts, then built from
+        the trades folded off the tape and the trades on it."""
         state = self.pair(spec)
         seconds = interval * 60
         current = int(time.time()) // seconds * seconds
@@ -382,26 +479,34 @@ class Market:
         if isinstance(cached, list):
             return cached
         first = current - (OHLC_ROWS - 1) * seconds
-        tape_start = state.times[0] // 10**9 // seconds * seconds
+        history_start = state.history_start // 10**9 // seconds * seconds
         old = _old_candles(self.seed, spec.name, interval)
+        folded = state.folded[interval]
         candles: list[Candle] = []
         index = bisect.bisect_left(state.times, first * 10**9)
-        close = state.trades[index - 1].price if index else old[-1].close
+        before = state.price_before(interval, first * 10**9)
+        close = old[-1].close if before is None else before
         for opened in range(first, current + 1, seconds):
-            if opened < tape_start:
-                candles.append(old[(opened - tape_start) // seconds]._replace(time=opened))
+            if opened < history_start:
+                candles.append(old[(opened - history_start) // seconds]._replace(time=opened))
                 continue
             end = bisect.bisect_left(state.times, (opened + seconds) * 10**9, lo=index)
             chunk, index = state.trades[index:end], end
-            if not chunk:
+            bucket = folded.get(opened)
+            if bucket is None and not chunk:
                 candles.append(Candle(opened, close, close, close, close, close, D(0), 0))
                 continue
-            volume = sum((t.volume for t in chunk), D(0))
-            vwap = sum((t.price * t.volume for t in chunk), D(0)) / volume
             prices = [t.price for t in chunk]
+            volume = sum((t.volume for t in chunk), D(0))
+            turnover = sum((t.price * t.volume for t in chunk), D(0))
+            count = len(chunk)
+            if bucket is not None:  # its trades are older than the tape's in this candle
+                prices = [bucket.open, bucket.high, bucket.low, bucket.close, *prices]
+                volume, turnover = volume + bucket.volume, turnover + bucket.turnover
+                count += bucket.count
             close = prices[-1]
             candles.append(Candle(opened, prices[0], max(prices), min(prices), close,
-                                  vwap, volume, len(chunk)))
+                                  turnover / volume, volume, count))
         state.remember(key, candles)
         return candles
 
@@ -416,15 +521,22 @@ class Market:
         midnight = int(now) // 86400 * 86400
         last = state.trades[-1]
         windows = []
-        for since in (midnight, now - 86400):
-            chunk = state.trades[bisect.bisect_left(state.times, int(since * 1e9)):]
-            volume = sum((t.volume for t in chunk), D(0))
-            turnover = sum((t.price * t.volume for t in chunk), D(0))
-            vwap = turnover / volume if chunk else last.price
-            prices = [t.price for t in chunk] or [last.price]
-            windows.append((volume, vwap, len(chunk), min(prices), max(prices)))
+        # today, and the last 24 hours from the start of the minute 24 hours ago
+        for since in (midnight, (int(now) - 86400) // 60 * 60):
+            chunk = state.trades[bisect.bisect_left(state.times, since * 10**9):]
+            buckets = [b for opened, b in state.folded[1].items() if opened >= since]
+            volume = sum((t.volume for t in chunk), D(0)) + sum((b.volume for b in buckets), D(0))
+            turnover = (sum((t.price * t.volume for t in chunk), D(0))
+                        + sum((b.turnover for b in buckets), D(0)))
+            count = len(chunk) + sum(b.count for b in buckets)
+            vwap = turnover / volume if count else last.price
+            prices = ([t.price for t in chunk] + [b.low for b in buckets]
+                      + [b.high for b in buckets]) or [last.price]
+            windows.append((volume, vwap, count, min(prices), max(prices)))
         # today's opening price: the last trade before midnight (UTC)
-        opening = state.trades[max(0, bisect.bisect_left(state.times, midnight * 10**9) - 1)].price
+        opening = state.price_before(1, midnight * 10**9)
+        if opening is None:  # no trade before midnight: the oldest one known
+            opening = next((b.open for b in state.folded[1].values()), state.trades[0].price)
         d = spec.pair_decimals
 
         def level(side: str) -> list[str]:
