@@ -72,12 +72,22 @@ def test_maintenance_schedule_answers_with_none_planned(kraken: Kraken) -> None:
     assert result(kraken.public('MaintenanceSchedule')) == {'maintenances': []}
 
 
-def test_level3_lists_single_orders_with_ids_and_nanosecond_times(kraken: Kraken) -> None:
+def test_level3_lists_the_single_orders_of_depth_levels_with_ids_and_nanosecond_times(
+        kraken: Kraken) -> None:
     book = kraken.ok('Level3', {'pair': 'XBTUSD', 'depth': 10})
+    depth = result(kraken.public('Depth', pair='XBTUSD', count=10))['XXBTZUSD']
     assert book['pair'] == 'XBT/USD'
-    assert len(book['bids']) == len(book['asks']) == 10
-    ask = book['asks'][0]
-    assert ORDER_ID.fullmatch(ask['order_id']) and ask['timestamp'] > 10**18
+    for side in ('bids', 'asks'):
+        orders = book[side]
+        assert len(orders) > 10, 'orders queue at a level'
+        assert all(ORDER_ID.fullmatch(o['order_id']) and o['timestamp'] > 10**18
+                   for o in orders)
+        assert len({o['order_id'] for o in orders}) == len(orders)
+        levels: dict[str, Decimal] = {}
+        for order in orders:  # best level first, each level's queue in time order
+            levels[order['price']] = levels.get(order['price'], Decimal(0)) + Decimal(
+                order['qty'])
+        assert [[p, f'{q:.8f}'] for p, q in levels.items()] == [row[:2] for row in depth[side]]
     assert Decimal(book['asks'][0]['price']) > Decimal(book['bids'][0]['price'])
     assert error(kraken.private('Level3', {'pair': 'XBTUSD', 'depth': 7})) == \
         'EGeneral:Invalid arguments:depth'

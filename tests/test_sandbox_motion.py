@@ -171,7 +171,7 @@ def candles_of(rows: list[list[Any]], seconds: int, decimals: int) -> dict[int, 
     for opened, chunk in grouped.items():
         prices = [Decimal(r[0]) for r in chunk]
         volumes = [Decimal(r[1]) for r in chunk]
-        vwap = sum(p * v for p, v in zip(prices, volumes)) / sum(volumes)
+        vwap = sum(p * v for p, v in zip(prices, volumes, strict=True)) / sum(volumes)
         out[opened] = [opened, chunk[0][0], str(max(prices)), str(min(prices)), chunk[-1][0],
                        str(vwap.quantize(unit, ROUND_HALF_UP)), f'{sum(volumes):.8f}',
                        len(chunk)]

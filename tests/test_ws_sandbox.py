@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import json
 import time
 import zlib
@@ -72,6 +73,13 @@ def test_feed_book_numbers_are_at_the_pairs_precision_and_its_checksum_is_kraken
     wire = ''.join(p.replace('.', '').lstrip('0') + q.replace('.', '').lstrip('0')
                    for p, q in asks[:10] + bids[:10])
     assert data['checksum'] == zlib.crc32(wire.encode())
+
+
+def test_a_book_with_fewer_bids_than_the_depth_is_served_as_it_is(sb):
+    sb.set_price('SOLUSD', '0.03')  # two ticks above zero: two bid levels are left
+    _, snapshot = raw_book(sb, 'SOL/USD', depth=10)
+    data = snapshot['data'][0]
+    assert [b['price'] for b in data['bids']] == [0.02, 0.01] and len(data['asks']) == 10
 
 
 def test_ws_keeps_every_sandbox_book_verified_as_the_market_moves(sb, ws):
@@ -462,6 +470,37 @@ def test_level3_is_served_on_its_own_endpoint_as_kraken_now_serves_it(sb, api):
         book.apply(data, set())
         assert len(book.best('bids')) == len(book.best('asks')) == 100
         assert data['checksum'] == book.checksum()
+
+
+@pytest.mark.parametrize('symbol, pair, depth', [('SOL/USD', 'SOLUSD', 10),
+                                                 ('ETH/BTC', 'XETHXXBT', 100)])
+def test_rest_level3_and_the_level3_feed_list_the_same_orders(sb, api, symbol, pair, depth):
+    def as_rest(order: dict[str, Any], price: str, qty: str) -> tuple[str, str, str, int]:
+        return order['order_id'], order[price], order[qty], order['timestamp']
+
+    def iso_ns(text: str) -> int:  # 2026-11-30T07:00:10.123456789Z
+        whole, _, fraction = text.rstrip('Z').partition('.')
+        seconds = calendar.timegm(time.strptime(whole, '%Y-%m-%dT%H:%M:%S'))
+        return seconds * 10**9 + int(fraction.ljust(9, '0'))
+
+    sb.set_price(pair, PAIRS[pair].start_price * Decimal('1.001'))
+    with connect(sb.ws_l3_url, open_timeout=WAIT) as l3:
+        token = api.query_private('GetWebSocketsToken')['result']['token']
+        l3.send(json.dumps({'method': 'subscribe', 'params': {
+            'channel': 'level3', 'symbol': [symbol], 'depth': depth, 'token': token}}))
+        while True:
+            message = json.loads(l3.recv(WAIT), parse_float=str)
+            if message.get('channel') == 'level3' and message.get('type') == 'snapshot':
+                break
+    rest = api.query_private('Level3', {'pair': pair, 'depth': depth})['result']
+    feed = message['data'][0]
+    for side in ('bids', 'asks'):
+        listed = [as_rest(o, 'price', 'qty') for o in rest[side]]
+        sent = [(oid, price, qty, iso_ns(when)) for oid, price, qty, when in (
+            as_rest(o, 'limit_price', 'order_qty') for o in feed[side])]
+        assert sent == listed, side
+        assert len({price for _, price, _, _ in listed}) == depth
+        assert len(listed) > depth, 'more than one order at a level'
 
 
 def test_trading_follows_the_system_status_over_rest_and_the_socket(sb, ws, api):

@@ -22,18 +22,15 @@ the faults WebSocket users meet: ``drop`` (no close frame), ``close1001``,
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import json
 import socket
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from decimal import ROUND_DOWN, Decimal
-from functools import lru_cache
+from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed
@@ -41,9 +38,10 @@ from websockets.http11 import Request as Handshake
 from websockets.server import ServerProtocol
 from websockets.sync.connection import Connection
 
+from .level3 import Level3Side, placed, queues
 from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
 from .params import ApiError
-from .replies import Reply, iso
+from .replies import Reply, iso, iso_ns
 from .replies import text as text_reply
 
 if TYPE_CHECKING:
@@ -73,11 +71,6 @@ PUBLIC_CHANNELS = ('book', 'ticker', 'trade', 'ohlc', 'instrument')
 #: What Kraken answers a request over a connection's message rate (seen from Kraken as
 #: ``{"Error": "Exceeded msg rate"}``; the rate itself is not published).
 MSG_RATE_ERROR = 'Exceeded msg rate'
-
-#: One side of a level3 book: its price levels best first, each as its price's wire text
-#: and its orders in queue order, (order_id, qty wire text).
-Level3Side = list[tuple[str, tuple[tuple[str, str], ...]]]
-
 
 def v2_symbol(spec: PairSpec) -> str:
     """A pair's name on WebSocket v2, which says BTC where v1 and REST say XBT."""
@@ -194,14 +187,8 @@ class Feed:
 
     def book_levels(self, spec: PairSpec, depth: int) -> dict[str, list[tuple[str, str]]]:
         """The top ``depth`` levels of both sides as wire text at the pair's precision."""
-        market = self.sandbox.exchange.market
         with self.sandbox.exchange.lock:
-            book = {}
-            for side, name in (('b', 'bids'), ('a', 'asks')):
-                levels: Iterator[tuple[Decimal, Decimal]] = market.levels(spec, side)
-                book[name] = [(places(p, spec.pair_decimals), places(q, LOT_DECIMALS))
-                              for p, q in (next(levels) for _ in range(depth))]
-        return book
+            return self.sandbox.exchange.market.top(spec, depth)
 
     @staticmethod
     def checksum(book: dict[str, list[tuple[str, str]]]) -> int:
@@ -258,8 +245,8 @@ class Feed:
             return self.sandbox.exchange.status
 
     def level3_book(self, spec: PairSpec, depth: int) -> dict[str, Level3Side]:
-        """The top ``depth`` price levels of both sides, order by order (see :func:`_orders`)."""
-        return _queues(spec, self.book_levels(spec, depth))
+        """The top ``depth`` price levels of both sides, order by order (see :mod:`.level3`)."""
+        return queues(spec, self.book_levels(spec, depth))
 
     @staticmethod
     def level3_checksum(book: dict[str, Level3Side]) -> int:
@@ -484,15 +471,17 @@ class _Session:
                 self.send(ack)
                 return None
             levels = self.feed.book_levels(spec, depth)
-            queues = _queues(spec, levels)
-            self.level3[symbol] = (spec, depth, levels, queues)
+            book3 = queues(spec, levels)
+            self.level3[symbol] = (spec, depth, levels, book3)
             self.send({**ack, 'result': {**result, 'snapshot': True}})
             if params.get('snapshot', True):
-                self.send_level3(symbol, 'snapshot', queues, {
+                market = self.feed.sandbox.exchange.market
+                self.send_level3(symbol, 'snapshot', book3, {
                     side: [{'order_id': oid, 'limit_price': _Raw(price), 'order_qty': _Raw(qty),
-                            'timestamp': iso(time.time())}
-                           for price, orders in ladder for oid, qty in orders]
-                    for side, ladder in queues.items()})
+                            'timestamp': iso_ns(placed(market, position))}
+                           for price, orders in ladder
+                           for position, (oid, qty) in enumerate(orders)]
+                    for side, ladder in book3.items()})
         elif channel == 'book':
             depth = params.get('depth', 10)
             if depth not in BOOK_DEPTHS:
@@ -608,7 +597,7 @@ class _Session:
         for symbol, (spec, depth, sent_levels, sent_l3) in list(self.level3.items()):
             levels = self.feed.book_levels(spec, depth)
             if levels != sent_levels:  # the queues follow from the levels
-                book3 = _queues(spec, levels)
+                book3 = queues(spec, levels)
                 self.level3[symbol] = (spec, depth, levels, book3)
                 self.send_level3(symbol, 'update', book3, _level3_changes(sent_l3, book3))
         if self.feed.system_status() != self.status_sent:
@@ -714,31 +703,6 @@ def _changes(before: dict[str, list[tuple[str, str]]],
         out[side] = ([(p, '0.00000000') for p in old if p not in new]
                      + [(p, q) for p, q in after[side] if old.get(p) != q])
     return out
-
-
-def _queues(spec: PairSpec, book: dict[str, list[tuple[str, str]]]) -> dict[str, Level3Side]:
-    """A book's levels (wire text, best first) order by order, as level3 shows them."""
-    return {side: [(price, _orders(spec.name, side, price, qty)) for price, qty in levels]
-            for side, levels in book.items()}
-
-
-@lru_cache(maxsize=1 << 14)
-def _orders(pair: str, side: str, price: str, qty: str) -> tuple[tuple[str, str], ...]:
-    """The resting orders that make up one level of the synthetic book, in queue order.
-
-    Two orders a level, a third of the quantity and the rest; their ids are fixed by
-    the pair, the side and the price, so a level keeps its orders while it stays.
-    """
-    total = Decimal(qty)
-    first = (total / 3).quantize(Decimal(1).scaleb(-LOT_DECIMALS), ROUND_DOWN)
-    parts = [first, total - first] if first else [total]
-    return tuple((_order_id(f'{pair}/{side}/{price}/{n}'), places(part, LOT_DECIMALS))
-                 for n, part in enumerate(parts))
-
-
-def _order_id(seed: str) -> str:
-    raw = base64.b32encode(hashlib.sha256(seed.encode()).digest()).decode()
-    return f'O{raw[:5]}-{raw[5:10]}-{raw[10:16]}'
 
 
 def _level3_changes(before: dict[str, Level3Side],

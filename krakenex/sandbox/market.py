@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
+from itertools import islice
 from typing import NamedTuple
 
 D = Decimal
@@ -381,6 +382,17 @@ class Market:
             if price <= 0:
                 return
             yield price, sizes[i]
+
+    def top(self, spec: PairSpec, depth: int) -> dict[str, list[tuple[str, str]]]:
+        """The best ``depth`` levels of the ``bids`` and ``asks`` as Kraken writes them.
+
+        Each level is (price, volume) text: the price at the pair's precision, the
+        volume at 8 decimals. A side has fewer levels where the book runs out (a
+        price near zero leaves few bids).
+        """
+        return {name: [(places(p, spec.pair_decimals), places(q, LOT_DECIMALS))
+                       for p, q in islice(self.levels(spec, side), depth)]
+                for side, name in (('b', 'bids'), ('a', 'asks'))}
 
     # -- changes ----------------------------------------------------------------
 

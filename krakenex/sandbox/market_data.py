@@ -19,8 +19,10 @@ from .exchange import (
     Account,
     Exchange,
 )
+from .level3 import placed, resting_orders
 from .market import (
     ASSETS,
+    BOOK_LEVELS,
     FEES_MAKER,
     FEES_TAKER,
     LOT_DECIMALS,
@@ -44,7 +46,7 @@ from .params import (
     requested_pairs,
     text,
 )
-from .replies import iso
+from .replies import iso, iso_ns
 
 D = Decimal
 
@@ -176,20 +178,14 @@ class MarketData:
         depth = integer(params, 'depth', 100, 0, 1000)
         if depth not in (0, 10, 25, 100, 250, 1000):
             raise invalid('depth')
+        market = self.exchange.market
+        book = resting_orders(market, pair, depth or BOOK_LEVELS)
         result: dict[str, Any] = {'pair': pair.wsname}
-        stamp = int(self.exchange.market.start * 1e9)
-        for side, key in (('b', 'bids'), ('a', 'asks')):
-            rows = []
-            for index, (price, volume) in enumerate(self.exchange.market.levels(pair, side)):
-                if depth and index == depth:
-                    break
-                seed = f'{pair.name}/{side}/{index}'.encode()
-                raw = base64.b32encode(hashlib.sha256(seed).digest()).decode()[:16]
-                rows.append({'price': places(price, pair.pair_decimals),
-                             'qty': places(volume, LOT_DECIMALS),
-                             'order_id': f'O{raw[:5]}-{raw[5:10]}-{raw[10:16]}',
-                             'timestamp': stamp + index})
-            result[key] = rows
+        for side in ('bids', 'asks'):
+            result[side] = [{'price': price, 'qty': qty, 'order_id': order_id,
+                             'timestamp': placed(market, position)}
+                            for price, orders in book[side]
+                            for position, (order_id, qty) in enumerate(orders)]
         return result
 
     def _symbol(self, params: Params, name: str, *, needed: bool) -> PairSpec | None:
@@ -206,7 +202,7 @@ class MarketData:
     def pre_trade(self, params: Params) -> object:
         pair = self._symbol(params, 'symbol', needed=True)
         assert pair is not None
-        now = _iso_ns(time.time_ns())
+        now = iso_ns(time.time_ns())
         result: dict[str, Any] = _transparency(pair)
         for side, key, word in (('b', 'bids', 'BUY'), ('a', 'asks', 'SELL')):
             levels: list[dict[str, Any]] = []
@@ -235,11 +231,11 @@ class MarketData:
         rows = [{'trade_id': _public_trade_id(spec, trade.trade_id),
                  'price': places(trade.price, spec.pair_decimals),
                  'quantity': places(trade.volume, LOT_DECIMALS), **_transparency(spec),
-                 'trade_venue': 'PGSL', 'trade_ts': _iso_ns(ns), 'publication_venue': 'PGSL',
-                 'publication_ts': _iso_ns(ns)} for ns, spec, trade in trades]
+                 'trade_venue': 'PGSL', 'trade_ts': iso_ns(ns), 'publication_venue': 'PGSL',
+                 'publication_ts': iso_ns(ns)} for ns, spec, trade in trades]
         for row in rows:
             row.pop('venue'), row.pop('system')
-        last = _iso_ns(trades[-1][0]) if trades else None
+        last = iso_ns(trades[-1][0]) if trades else None
         return {'last_ts': last, 'count': len(rows), 'trades': rows}
 
     def maintenance_schedule(self, params: Params) -> object:
@@ -256,12 +252,6 @@ def _transparency(pair: PairSpec) -> dict[str, Any]:
     return {'symbol': f'{base}/{quote}', 'description': f'{base} / {quote}',
             'base_asset': base, 'base_notation': 'UNIT', 'quote_asset': quote,
             'quote_notation': 'MONE', 'venue': 'PGSL', 'system': 'CLOB'}
-
-
-def _iso_ns(ns: int) -> str:
-    """Nanoseconds since the epoch as ISO 8601 with nine decimals, such as PostTrade's."""
-    seconds, rest = divmod(ns, 10**9)
-    return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds)) + f'.{rest:09d}Z'
 
 
 def _iso_param(params: Params, name: str) -> int | None:

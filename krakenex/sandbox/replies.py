@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-__all__ = ['Reply', 'envelope', 'error', 'html', 'cloudflare', 'text', 'iso']
+__all__ = ['Reply', 'envelope', 'error', 'html', 'cloudflare', 'text', 'iso', 'iso_ns']
 
 _CLOUDFLARE_TITLES = {520: 'Web server is returning an unknown error', 502: 'Bad gateway',
                       504: 'Gateway time-out'}
@@ -58,3 +58,10 @@ def cloudflare(status: int) -> Reply:
 def iso(when: float) -> str:
     """A Unix time as Kraken's ISO 8601 text, e.g. ``2024-01-02T03:04:05Z``."""
     return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(when))
+
+
+def iso_ns(ns: int) -> str:
+    """Nanoseconds since the epoch as ISO 8601 with nine decimals (``...T03:04:05.123456789Z``),
+    as Kraken writes the times of orders and trades in PostTrade and level3."""
+    seconds, rest = divmod(ns, 10**9)
+    return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds)) + f'.{rest:09d}Z'
