@@ -100,6 +100,40 @@ def test_resting_limit_orders_and_stops_fill_on_the_step_that_reaches_them(api) 
     assert (status(buy), status(stop)) == ('closed', 'closed')
 
 
+def test_a_step_moves_every_pair_at_once_for_every_reader_and_every_other_stepper(api) -> None:
+    sandbox, client = api
+    steps, names = 300, list(PAIRS)
+    path = [{n: Decimal(p) for n, p in step.items()} for step in walk(5, 3 * steps)]
+    whole = [tuple(step[n] for n in names) for step in path]
+    whole.append(tuple(spec.start_price for spec in PAIRS.values()))  # before the first step
+    seen: list[tuple[Decimal, ...]] = []
+    done = threading.Event()
+
+    def read() -> None:  # Ticker of every pair, over HTTP, as the market moves
+        while not done.is_set():
+            tickers = client.query_public('Ticker')['result']
+            seen.append(tuple(Decimal(tickers[n]['c'][0]) for n in names))
+
+    def step() -> list[tuple[Decimal, ...]]:
+        return [tuple(Decimal(p) for p in sandbox.move().values()) for _ in range(steps)]
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as they can
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            reader = pool.submit(read)
+            moved = [pool.submit(step) for _ in range(3)]
+            taken = [prices for future in moved for prices in future.result()]
+            done.set()
+            reader.result()
+    finally:
+        sys.setswitchinterval(switch)
+    # three threads stepping at once walk the seed's path, one whole step at a time
+    assert sorted(taken) == sorted(whole[:-1])
+    assert tuple(sandbox.exchange.market.mid(spec) for spec in PAIRS.values()) == whole[-2]
+    assert seen and set(seen) <= set(whole), 'a reader saw some pairs moved and others not'
+
+
 def test_motion_moves_prices_on_its_own_and_stops_with_the_sandbox() -> None:
     assert motion_threads() == []
     with Sandbox(tier=None, motion=0.02) as sandbox, \
