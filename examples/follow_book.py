@@ -13,15 +13,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import random
 import time
-from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from krakenex.ws import URL, WS, BookUnavailableError
-
-if TYPE_CHECKING:
-    from krakenex.sandbox import Sandbox
 
 MOVE_EVERY = 0.5  # seconds between the sandbox's price moves in --sandbox mode
 
@@ -34,33 +28,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--seconds', type=float, metavar='S', help='stop after S seconds')
     parser.add_argument('--url', default=URL, help='the WebSocket endpoint to follow')
     parser.add_argument('--sandbox', action='store_true',
-                        help='start a local sandbox and move its price every half second')
+                        help='start a local sandbox whose prices move every half second')
     args = parser.parse_args(argv)
     started = time.monotonic()
     stop_at = None if args.seconds is None else started + args.seconds
     changes = 0
     try:
         with contextlib.ExitStack() as stack:
-            sandbox = None
             if args.sandbox:
                 from krakenex.sandbox import Sandbox
 
-                sandbox = stack.enter_context(Sandbox())
+                # its prices take a seeded random step every MOVE_EVERY seconds
+                sandbox = stack.enter_context(Sandbox(motion=MOVE_EVERY))
                 args.url = sandbox.ws_url
             ws = stack.enter_context(WS(url=args.url))
             ws.subscribe('book', symbol=[args.symbol], depth=args.depth)
             best = None
-            next_move = time.monotonic() + MOVE_EVERY
             while args.count is None or changes < args.count:
-                now = time.monotonic()
-                if stop_at is not None and now >= stop_at:
+                wait = None if stop_at is None else stop_at - time.monotonic()
+                if wait is not None and wait <= 0:
                     break
-                if sandbox is not None and now >= next_move:
-                    move(sandbox, ws, args.symbol)
-                    next_move = now + MOVE_EVERY
-                waits = [t - now for t in (stop_at, next_move if sandbox else None) if t]
                 try:
-                    message = ws.recv(timeout=max(0.0, min(waits)) if waits else None)
+                    message = ws.recv(timeout=wait)
                 except TimeoutError:
                     continue
                 if message.get('channel') == 'krakenex':
@@ -82,17 +71,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f'interrupted: {changes} changes in {time.monotonic() - started:.1f} s')
         raise SystemExit(130) from None
     print(f'{changes} changes in {time.monotonic() - started:.1f} s')
-
-
-def move(sandbox: Sandbox, ws: WS, symbol: str) -> None:
-    """Trade the sandbox's market a few ticks away from the mid, so its book changes."""
-    try:
-        book = ws.book(symbol)
-    except BookUnavailableError:
-        return
-    mid = (book.bids[0][0] + book.asks[0][0]) / 2
-    step = Decimal(random.choice((-3, -2, -1, 1, 2, 3))) / 10000  # a few basis points
-    sandbox.set_price(symbol, str(mid * (1 + step)))
 
 
 if __name__ == '__main__':
