@@ -27,6 +27,8 @@ The package, one responsibility per module:
 - :mod:`~krakenex.sandbox.params`: reading parameters as Kraken reads them;
 - :mod:`~krakenex.sandbox.replies`: the replies and Kraken's formats;
 - :mod:`~krakenex.sandbox.market`: the seeded market data and book;
+- :mod:`~krakenex.sandbox.level3`: the resting orders behind the book's levels, for
+  REST ``Level3`` and the feed's ``level3`` alike;
 - :mod:`~krakenex.sandbox.motion`: the seeded random walk of prices (``motion``).
 
 Extending it: another module (a WebSocket feed, a futures API) serves more of

@@ -38,7 +38,7 @@ from websockets.http11 import Request as Handshake
 from websockets.server import ServerProtocol
 from websockets.sync.connection import Connection
 
-from .level3 import Level3Side, placed, queues
+from .level3 import Level3Side, changes, placed, queues
 from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
 from .params import ApiError
 from .replies import Reply, iso, iso_ns
@@ -243,10 +243,6 @@ class Feed:
         """The trading engine's status, as REST SystemStatus shows it."""
         with self.sandbox.exchange.lock:
             return self.sandbox.exchange.status
-
-    def level3_book(self, spec: PairSpec, depth: int) -> dict[str, Level3Side]:
-        """The top ``depth`` price levels of both sides, order by order (see :mod:`.level3`)."""
-        return queues(spec, self.book_levels(spec, depth))
 
     @staticmethod
     def level3_checksum(book: dict[str, Level3Side]) -> int:
@@ -707,23 +703,11 @@ def _changes(before: dict[str, list[tuple[str, str]]],
 
 def _level3_changes(before: dict[str, Level3Side],
                     after: dict[str, Level3Side]) -> dict[str, list[dict[str, Any]]]:
-    """The add, modify and delete events that turn ``before`` into ``after``, by side.
-
-    Deletes first, then quantity changes, then new orders in the order they queue, so
-    that applying them in turn gives ``after`` exactly, queues included.
-    """
-    out: dict[str, list[dict[str, Any]]] = {}
-    for side in ('bids', 'asks'):
-        old = {oid: (price, qty) for price, orders in before[side] for oid, qty in orders}
-        new = {oid: (price, qty) for price, orders in after[side] for oid, qty in orders}
-        events = [('delete', oid, *old[oid]) for oid in old if oid not in new]
-        events += [('modify', oid, *new[oid]) for oid in new
-                   if oid in old and old[oid] != new[oid]]
-        events += [('add', oid, *new[oid]) for oid in new if oid not in old]
-        out[side] = [{'event': kind, 'order_id': oid, 'limit_price': _Raw(price),
-                      'order_qty': _Raw(qty), 'timestamp': iso(time.time())}
-                     for kind, oid, price, qty in events]
-    return out
+    """The level3 ``update`` rows of :func:`.level3.changes`, by side."""
+    return {side: [{'event': kind, 'order_id': oid, 'limit_price': _Raw(price),
+                    'order_qty': _Raw(qty), 'timestamp': iso(time.time())}
+                   for kind, oid, price, qty in events]
+            for side, events in changes(before, after).items()}
 
 
 def _execution(order: dict[str, Any], exec_type: str) -> dict[str, Any]:
