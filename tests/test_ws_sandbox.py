@@ -112,6 +112,18 @@ def test_ticker_trade_ohlc_and_instrument_channels(sb, ws):
     assert expect(ws, channel('trade', 'update'))['data'][-1]['price'] == Decimal('62000.0')
 
 
+def test_the_trade_channel_sends_every_trade_of_a_burst_once(sb, ws, api):
+    ws.subscribe('trade', symbol=['SOL/USD'])
+    snapshot = expect(ws, channel('trade', 'snapshot'))['data']
+    for _ in range(300):  # far more trades than a snapshot holds, faster than the feed looks
+        sb.move()
+    newest = api.query_public('Trades', {'pair': 'SOLUSD', 'count': 1})['result']['SOLUSD']
+    ids = [snapshot[-1]['trade_id']]
+    while ids[-1] < newest[-1][6]:
+        ids += [t['trade_id'] for t in expect(ws, channel('trade', 'update'))['data']]
+    assert ids == list(range(ids[0], ids[0] + 301))
+
+
 def test_v2_refuses_v1_names_as_kraken_does(ws):
     with pytest.raises(Exception, match='Currency pair not supported XBT/USD'):
         ws.subscribe('ticker', symbol=['XBT/USD'])

@@ -213,11 +213,15 @@ class Feed:
                 'ask': _Raw(ask), 'ask_qty': _Raw(ask_qty),
                 'last': _Raw(places(mid, spec.pair_decimals))}
 
-    def trades(self, spec: PairSpec, count: int = 50) -> list[dict[str, Any]]:
+    def trades(self, spec: PairSpec, count: int = 50,
+               after: int | None = None) -> list[dict[str, Any]]:
+        """The newest ``count`` trades, or with ``after`` every trade after that trade id."""
+        market = self.sandbox.exchange.market
         with self.sandbox.exchange.lock:
-            rows, _ = self.sandbox.exchange.market.trades(spec, None, count)
+            rows = (market.trades(spec, None, count)[0] if after is None
+                    else market.trades_after(spec, after))
         out = []
-        for row in rows[-count:]:
+        for row in rows:
             price, volume, when, side, ordertype = row[:5]
             out.append({'symbol': v2_symbol(spec), 'side': 'buy' if side == 'b' else 'sell',
                         'price': _Raw(price), 'qty': _Raw(volume),
@@ -599,7 +603,7 @@ class _Session:
         if self.feed.system_status() != self.status_sent:
             self.send_status()
         for symbol, (spec, last_id) in list(self.trades.items()):
-            fresh = [t for t in self.feed.trades(spec) if t['trade_id'] > last_id]
+            fresh = self.feed.trades(spec, after=last_id)
             if fresh:
                 self.trades[symbol] = (spec, fresh[-1]['trade_id'])
                 self.send({'channel': 'trade', 'type': 'update', 'data': fresh})

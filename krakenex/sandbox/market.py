@@ -447,14 +447,22 @@ class Market:
         else:
             start = bisect.bisect_right(state.times, since_ns(since))
             chosen = state.trades[start:start + count]
-        rows: list[list[object]] = [
-            [places(t.price, spec.pair_decimals), places(t.volume, LOT_DECIMALS),
-             round(t.time_ns / 1e9, 4), t.side, t.ordertype, '', t.trade_id] for t in chosen]
+        rows = [_trade_row(spec, t) for t in chosen]
         if chosen:
             last = str(chosen[-1].time_ns)
         else:
             last = str(state.times[-1] if since is None else since_ns(since))
         return rows, last
+
+    def trades_after(self, spec: PairSpec, trade_id: int) -> list[list[object]]:
+        """``Trades`` rows of the trades after the one with ``trade_id``, oldest first.
+
+        Trade ids follow each other on the tape, so this is a slice; an id older than
+        the tape gives every trade on it.
+        """
+        state = self.pair(spec)
+        start = max(0, trade_id + 1 - state.trades[0].trade_id)
+        return [_trade_row(spec, t) for t in state.trades[start:]]
 
     def spread(self, spec: PairSpec, since: int | None) -> tuple[list[list[object]], int]:
         """``Spread`` rows newer than ``since`` (seconds) and the next cursor."""
@@ -571,6 +579,12 @@ class Market:
         }
         state.remember(key, result)
         return result
+
+
+def _trade_row(spec: PairSpec, trade: Trade) -> list[object]:
+    """A trade as a row of Kraken's ``Trades``: price, volume, time, side, type, misc, id."""
+    return [places(trade.price, spec.pair_decimals), places(trade.volume, LOT_DECIMALS),
+            round(trade.time_ns / 1e9, 4), trade.side, trade.ordertype, '', trade.trade_id]
 
 
 def since_ns(since: str) -> int:
