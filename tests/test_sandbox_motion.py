@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from krakenex import API
-from krakenex.sandbox import Sandbox
-from krakenex.sandbox.market import PAIRS, TAPE_TRADES, TRIM_BATCH
+from krakenex.sandbox import Sandbox, market
+from krakenex.sandbox.market import OHLC_ROWS, PAIRS, TAPE_TRADES, TRIM_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 5.0
@@ -212,26 +212,14 @@ def candles_of(rows: list[list[Any]], seconds: int, decimals: int) -> dict[int, 
     return out
 
 
-def test_the_tape_stays_bounded_while_trades_ohlc_and_ticker_keep_every_trade_a_client_saw(
-        api) -> None:
-    sandbox, client = api
-    pair, decimals = 'XXBTZUSD', PAIRS['XXBTZUSD'].pair_decimals
-    tape = sandbox.exchange.market.pair(PAIRS[pair]).trades
-    seen, cursor = page_trades(client, pair, '0')  # the whole history
-    for _ in range(9):
-        for _ in range(1000):
-            sandbox.move()
-        rows, cursor = page_trades(client, pair, cursor)
-        seen += rows
-        assert len(tape) <= TAPE_TRADES + TRIM_BATCH
-    ids = [row[6] for row in seen]
-    assert ids == list(range(ids[0], ids[0] + len(ids))) and len(ids) == 5000 + 9000, 'each once'
-    served, _ = page_trades(client, pair, '0')
-    assert served == seen[-len(served):] and len(served) <= TAPE_TRADES + TRIM_BATCH
-    assert served[0][6] > ids[0], 'the oldest trades have left the tape'
+def check_market_data(client: API, pair: str, seen: list[list[Any]], now: float,
+                      intervals: tuple[int, ...] = (1, 15, 60, 1440)) -> None:
+    """OHLC rows from the history's first candle on, and the ticker's counts, agree with
+    ``seen``, every trade of ``pair`` there has been; ``now`` is the market's clock."""
+    decimals = PAIRS[pair].pair_decimals
     # a candle's time is ambiguous when a trade's time, rounded to 4 decimals, sits on it
     edges = {float(row[2]) for row in seen if float(row[2]).is_integer()}
-    for interval in (1, 15, 60, 1440):
+    for interval in intervals:
         seconds = interval * 60
         ohlc = client.query_public('OHLC', {'pair': pair, 'interval': interval})['result']
         expected = candles_of(seen, seconds, decimals)
@@ -246,10 +234,72 @@ def test_the_tape_stays_bounded_while_trades_ohlc_and_ticker_keep_every_trade_a_
                 close = next(r[0] for r in reversed(seen) if float(r[2]) < opened)
                 assert row[1:] == [close] * 5 + ['0.00000000', 0], (interval, opened)
     ticker = client.query_public('Ticker', {'pair': pair})['result'][pair]
-    midnight = int(time.time()) // 86400 * 86400
-    today = [row for row in seen if float(row[2]) >= midnight]
-    assert ticker['t'] == [len(today), len(seen)], 'the last 24 hours hold the whole history'
-    assert ticker['v'][1] == f'{sum(Decimal(row[1]) for row in seen):.8f}'
+    midnight = int(now) // 86400 * 86400
+    day = (int(now) - 86400) // 60 * 60  # 24 hours, from the start of that minute
+    windows = [[row for row in seen if float(row[2]) >= since] for since in (midnight, day)]
+    assert ticker['t'] == [len(rows) for rows in windows]
+    assert ticker['v'] == [f'{sum(Decimal(row[1]) for row in rows):.8f}' for rows in windows]
+
+
+def test_the_tape_stays_bounded_while_trades_ohlc_and_ticker_keep_every_trade_a_client_saw(
+        api) -> None:
+    sandbox, client = api
+    pair = 'XXBTZUSD'
+    tape = sandbox.exchange.market.pair(PAIRS[pair]).trades
+    seen, cursor = page_trades(client, pair, '0')  # the whole history
+    for _ in range(9):
+        for _ in range(1000):
+            sandbox.move()
+        rows, cursor = page_trades(client, pair, cursor)
+        seen += rows
+        assert len(tape) <= TAPE_TRADES + TRIM_BATCH
+    ids = [row[6] for row in seen]
+    assert ids == list(range(ids[0], ids[0] + len(ids))) and len(ids) == 5000 + 9000, 'each once'
+    served, _ = page_trades(client, pair, '0')
+    assert served == seen[-len(served):] and len(served) <= TAPE_TRADES + TRIM_BATCH
+    assert served[0][6] > ids[0], 'the oldest trades have left the tape'
+    check_market_data(client, pair, seen, time.time())
+
+
+class Clock:
+    """The market's clock in a test that lives through a day in a second."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+    def time_ns(self) -> int:
+        return int(self.now * 1e9)
+
+
+def test_a_day_of_motion_keeps_candles_and_the_ticker_whole_on_the_markets_clock(
+        api, monkeypatch: pytest.MonkeyPatch) -> None:
+    sandbox, client = api
+    clock, pair = Clock(), 'XXBTZUSD'
+    monkeypatch.setattr(market, 'time', clock)
+    seen, cursor = page_trades(client, pair, '0')
+
+    def steps(count: int, every: float) -> None:
+        nonlocal cursor
+        for n in range(count):
+            clock.now += every
+            sandbox.move()
+            if n % 1000 == 999 or n == count - 1:  # keep up before trades leave the tape
+                rows, cursor = page_trades(client, pair, cursor)
+                seen.extend(rows)
+
+    steps(360, 5.0)  # half an hour of steps
+    pause = clock.now
+    clock.now += 600  # ten quiet minutes
+    steps(TAPE_TRADES + TRIM_BATCH, 0.001)  # a burst that folds the half hour away
+    # 12 hours on, the oldest one-minute candle falls in the quiet minutes
+    clock.now = pause + 300 + (OHLC_ROWS - 1) * 60
+    check_market_data(client, pair, seen, clock.now)
+    clock.now += 13 * 3600  # and a day after the history, the ticker leaves it behind
+    steps(10, 5.0)
+    check_market_data(client, pair, seen, clock.now, intervals=(15, 60))
 
 
 def run_sandbox(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
