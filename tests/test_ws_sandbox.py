@@ -11,13 +11,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from test_sandbox_motion import Clock
 from test_ws_client import expect, notice, quick_backoff
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from krakenex import API, KrakenError, OutcomeUnknownError
-from krakenex.sandbox import Sandbox
+from krakenex.sandbox import Sandbox, market
 from krakenex.sandbox.market import PAIRS
+from krakenex.sandbox.replies import iso
 from krakenex.ws import WS, Backoff
 
 WAIT = 5.0
@@ -122,6 +124,30 @@ def test_the_trade_channel_sends_every_trade_of_a_burst_once(sb, ws, api):
     while ids[-1] < newest[-1][6]:
         ids += [t['trade_id'] for t in expect(ws, channel('trade', 'update'))['data']]
     assert ids == list(range(ids[0], ids[0] + 301))
+
+
+def test_a_candle_that_closes_between_two_looks_still_gets_its_last_trade(
+        sb, ws, api, monkeypatch: pytest.MonkeyPatch):
+    clock = Clock()
+    clock.now = clock.now // 60 * 60 + 30  # the middle of a minute, on the market's clock
+    monkeypatch.setattr(market, 'time', clock)
+    ws.subscribe('ohlc', symbol=['BTC/USD'], interval=1)
+    expect(ws, channel('ohlc', 'snapshot'))
+    closing = clock.now // 60 * 60
+    with sb.exchange.lock:  # two trades, a candle apart, before the feed looks again
+        clock.now = closing + 59
+        sb.move()
+        clock.now = closing + 61
+        sb.move()
+    sent: dict[str, dict[str, Any]] = {}
+    while iso(closing + 60) not in sent:
+        for candle in expect(ws, channel('ohlc', 'update'))['data']:
+            sent[candle['interval_begin']] = candle
+    rows = api.query_public('OHLC', {'pair': 'XBTUSD', 'interval': 1})['result']['XXBTZUSD']
+    closed = next(row for row in rows if row[0] == closing)
+    last = sent[iso(closing)]
+    assert [str(last[k]) for k in ('open', 'high', 'low', 'close', 'vwap', 'volume')] + [
+        last['trades']] == closed[1:]
 
 
 def test_v2_refuses_v1_names_as_kraken_does(ws):

@@ -287,7 +287,8 @@ class _Session:
         self.books: dict[str, tuple[PairSpec, int, dict[str, list[tuple[str, str]]]]] = {}
         self.tickers: dict[str, tuple[PairSpec, dict[str, Any]]] = {}
         self.trades: dict[str, tuple[PairSpec, int]] = {}
-        self.ohlc: dict[tuple[str, int], tuple[PairSpec, int]] = {}  # -> last trade id sent
+        #: (symbol, interval) -> the pair, the last trade id and the last candle sent
+        self.ohlc: dict[tuple[str, int], tuple[PairSpec, int, dict[str, Any]]] = {}
         self.level3: dict[str, tuple[PairSpec, int, dict[str, list[tuple[str, str]]],
                                      dict[str, Level3Side]]] = {}
         self.status_sent = ''
@@ -506,7 +507,7 @@ class _Session:
                 return None
             last_trade = self.feed.last_trade_id(spec)
             candles = self.feed.candles(spec, interval)
-            self.ohlc[(symbol, interval)] = (spec, last_trade)
+            self.ohlc[(symbol, interval)] = (spec, last_trade, candles[-1])
             self.send(ack)
             if params.get('snapshot', True):
                 self.send({'channel': 'ohlc', 'type': 'snapshot', 'timestamp': iso(time.time()),
@@ -588,12 +589,17 @@ class _Session:
             if ticker != sent_ticker:
                 self.tickers[symbol] = (spec, ticker)
                 self.send({'channel': 'ticker', 'type': 'update', 'data': [ticker]})
-        for (symbol, interval), (spec, last_trade) in list(self.ohlc.items()):
+        for (symbol, interval), (spec, last_trade, sent) in list(self.ohlc.items()):
             trade = self.feed.last_trade_id(spec)
             if trade != last_trade:  # Kraken sends the running candle on each trade
-                self.ohlc[(symbol, interval)] = (spec, trade)
-                self.send({'channel': 'ohlc', 'type': 'update', 'timestamp': iso(time.time()),
-                           'data': self.feed.candles(spec, interval)[-1:]})
+                candles = self.feed.candles(spec, interval)
+                # and one that closed since the last look gets its last trades too
+                fresh = [c for c in candles if c['interval_begin'] >= sent['interval_begin']
+                         and c['trades'] and c != sent]
+                self.ohlc[(symbol, interval)] = (spec, trade, candles[-1])
+                if fresh:
+                    self.send({'channel': 'ohlc', 'type': 'update',
+                               'timestamp': iso(time.time()), 'data': fresh})
         for symbol, (spec, depth, sent_levels, sent_l3) in list(self.level3.items()):
             levels = self.feed.book_levels(spec, depth)
             if levels != sent_levels:  # the queues follow from the levels
