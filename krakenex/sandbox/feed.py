@@ -72,6 +72,7 @@ PUBLIC_CHANNELS = ('book', 'ticker', 'trade', 'ohlc', 'instrument')
 #: ``{"Error": "Exceeded msg rate"}``; the rate itself is not published).
 MSG_RATE_ERROR = 'Exceeded msg rate'
 
+
 def v2_symbol(spec: PairSpec) -> str:
     """A pair's name on WebSocket v2, which says BTC where v1 and REST say XBT."""
     return spec.wsname.replace('XBT', 'BTC')
