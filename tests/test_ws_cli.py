@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,4 +197,90 @@ def test_add_order_with_stdout_closed_from_the_start_exits_2_and_sends_nothing(s
                             timeout=60, preexec_fn=lambda: os.close(1))  # krakenex ... >&-
     assert result.returncode == 2
     assert 'stdout is closed' in result.stderr
+    assert sb.orders() == []
+
+
+# ------------------------------------------------------------- Ctrl-C around an order request
+
+class Swallower:
+    """A WebSocket server on 127.0.0.1 that reads every frame and answers none of them."""
+
+    def __init__(self) -> None:
+        from websockets.sync.server import serve
+
+        self.frames: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.server = serve(self._handle, '127.0.0.1', 0)
+        self.url = f'ws://127.0.0.1:{self.server.socket.getsockname()[1]}/v2'
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _handle(self, connection: Any) -> None:
+        with contextlib.suppress(Exception):
+            for frame in connection:
+                self.frames.put(json.loads(frame))
+
+    def next_frame(self, method: str) -> dict[str, Any]:
+        """The first frame with ``method`` that arrives within 30 s."""
+        while True:
+            frame = self.frames.get(timeout=30)
+            if frame.get('method') == method:
+                return frame
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def swallower() -> Iterator[Swallower]:
+    server = Swallower()
+    yield server
+    server.stop()
+
+
+def interrupted(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """Send SIGINT to a running command; its exit code and stderr."""
+    process.send_signal(signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    return process.returncode, err
+
+
+def ws_popen(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, '-m', 'krakenex', 'ws', *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='sends SIGINT')
+def test_ctrl_c_after_add_order_was_sent_exits_4_naming_the_order_as_the_rest_command_does(
+        sb, against, swallower):
+    process = ws_popen(*against, '--ws-auth-uri', swallower.url, '--timeout', '30', *ADD_ORDER)
+    frame = swallower.next_frame('add_order')  # it reached the server, whose reply never comes
+    code, err = interrupted(process)
+    assert code == 4
+    assert 'Traceback' not in err
+    (line,) = err.splitlines()
+    assert line.startswith('krakenex ws: outcome unknown: add_order may have reached Kraken '
+                           'but it was interrupted')
+    assert f'req_id {frame["req_id"]}' in line and 'cl_ord_id cli-1' in line
+    assert 'krakenex OpenOrders cl_ord_id=cli-1 and krakenex ClosedOrders cl_ord_id=cli-1' in line
+    assert 'not sent' not in line and 'refused' not in line
+    assert frame['params']['token'] not in err
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='sends SIGINT')
+def test_ctrl_c_while_connecting_for_an_order_exits_130_as_nothing_was_sent(sb, against):
+    with socket.create_server(('127.0.0.1', 0)) as listener:  # accepts, never answers
+        listener.settimeout(30)
+        url = f'ws://127.0.0.1:{listener.getsockname()[1]}/v2'
+        process = ws_popen(*against, '--ws-auth-uri', url, '--timeout', '30', *ADD_ORDER)
+        connection, _ = listener.accept()  # the command waits for its handshake's answer
+        with connection:
+            code, err = interrupted(process)
+    assert code == 130
+    assert 'Traceback' not in err
+    assert err.splitlines() == ['krakenex ws: interrupted']
     assert sb.orders() == []

@@ -59,6 +59,9 @@ V1_NAMES = {
     'cancelallordersafter': 'cancel_all_orders_after',
 }
 
+#: The ``req_id`` of the one request the command sends, unless given as ``req_id=N``.
+FIRST_REQ_ID = 1
+
 #: Parameters Kraken takes as a list, even when one value is given.
 LIST_PARAMS = {'symbol', 'order_id'}
 
@@ -107,6 +110,8 @@ class _SocketCall(Call):
 
     def __init__(self) -> None:
         super().__init__('krakenex ws')
+        #: The ``req_id`` the order request is sent with.
+        self.req_id: int | None = None
 
     def advice(self) -> str:
         orders = self.data.get('orders')  # batch_add: the ids of each order
@@ -114,7 +119,8 @@ class _SocketCall(Call):
         ids = [(name, source[name]) for source in [self.data, *sources]
                for name in ('cl_ord_id', 'order_userref', 'order_id')
                if source.get(name) is not None]
-        return _lookup_advice(self.method, ids)
+        sent = '' if self.req_id is None else f'It carried req_id {self.req_id}. '
+        return sent + _lookup_advice(self.method, ids)
 
     def outcome_message(self, exc: Any) -> str:
         ids = [(name, getattr(exc, name, None) or self.data.get(name))
@@ -182,9 +188,14 @@ def _run(args: argparse.Namespace, call: Call) -> int:
                     params['symbol'] = symbols
                 ws.subscribe(what, **params)
                 return _stream(ws, what, args, symbols, out)
+            req_id = params.pop('req_id', FIRST_REQ_ID)
             if what in ORDER_METHODS:
-                call.sending(what, params)  # from here a failure leaves it unknown
-            reply = ws.request(what, **params)
+                # Nothing is sent while connecting: a failure or Ctrl-C up to here leaves
+                # nothing to look up; from the next line on it does.
+                ws.connect(private=True)
+                call.sending(what, params)
+                call.req_id = req_id
+            reply = ws.request(what, req_id=req_id, **params)
             call.accepted(reply)
             _print(out, reply)
             return EXIT_OK

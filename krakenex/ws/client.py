@@ -437,9 +437,18 @@ class _Connection:
         return body
 
     async def send(self, method: str, params: Mapping[str, Any], *, internal: bool,
-                   expected: int = 1) -> _Pending:
-        """Send one request; its replies resolve the returned :class:`_Pending`."""
-        req_id = next(self.client.ids)
+                   expected: int = 1, req_id: int | None = None) -> _Pending:
+        """Send one request; its replies resolve the returned :class:`_Pending`.
+
+        ``req_id`` is the caller's, or the next number no request waiting for a reply has.
+        """
+        if req_id is None:
+            req_id = next(self.client.ids)
+            while req_id in self.pending:
+                req_id = next(self.client.ids)
+        elif req_id in self.pending:
+            raise KrakenUsageError(f'{method} was not sent: req_id {req_id} is taken by a '
+                                   f'{self.pending[req_id].method} still waiting for its reply')
         request = _Pending(method, params, expected, internal)
         request.req_id = req_id
         ws = self.ws
@@ -465,9 +474,10 @@ class _Connection:
 
     async def call(self, method: str, params: Mapping[str, Any], timeout: float, *,
                    internal: bool = False, expected: int = 1,
-                   retry_token: bool = True) -> list[dict[str, Any]]:
+                   retry_token: bool = True, req_id: int | None = None) -> list[dict[str, Any]]:
         """Send a request and wait for its replies; fetch a token once more if Kraken refuses it."""
-        request = await self.send(method, params, internal=internal, expected=expected)
+        request = await self.send(method, params, internal=internal, expected=expected,
+                                  req_id=req_id)
         req_id = request.req_id
         try:
             replies = await asyncio.wait_for(asyncio.shield(request.future), timeout)
@@ -485,7 +495,7 @@ class _Connection:
             # Kraken refused the token, so the request did nothing: safe to send once more.
             await self.refresh_token(str(refused[0]))
             return await self.call(method, params, timeout, internal=internal,
-                                   expected=expected, retry_token=False)
+                                   expected=expected, retry_token=False, req_id=req_id)
         return replies
 
     async def resubscribe(self) -> None:
@@ -638,11 +648,25 @@ class AsyncWS:
         return await connection.call('unsubscribe', {'channel': channel, **params}, timeout,
                                      expected=len(split_subscription(params)))
 
+    async def connect(self, *, private: bool = False, timeout: float | None = None) -> None:
+        """Open the public connection now, or with ``private`` the authenticated one.
+
+        Otherwise the first call that needs a connection opens it. Nothing is
+        sent on it, so a failure or an interruption here leaves nothing to look up.
+
+        :raises KrakenConnectTimeout: (a :class:`~krakenex.NotSentError`) if it did not
+            open within ``timeout`` seconds
+        :raises KrakenConnectionError: if krakenex gave up connecting (the token could not
+            be fetched, or too many attempts failed)
+        """
+        await self._connection(private).wait_ready(self.timeout if timeout is None else timeout)
+
     async def request(self, method: str, *, timeout: float | None = None,
-                      **params: Any) -> dict[str, Any]:
+                      req_id: int | None = None, **params: Any) -> dict[str, Any]:
         """Send a request (``add_order``, ``cancel_order``, ``ping``, ...) and return its reply.
 
-        krakenex adds ``req_id`` and, for trading, the token. An order request
+        krakenex adds the token for trading, and ``req_id`` (Kraken's request
+        identifier, echoed in the reply) unless one is given. An order request
         is never sent twice: if the connection drops (even while the request is
         being written) or no reply comes in time,
         :class:`~krakenex.ws.errors.SocketOutcomeUnknownError` (an
@@ -654,11 +678,16 @@ class AsyncWS:
         :raises NotSentError: if it was not sent because the connection was not open
             (safe to send again); a connection lost while the request was being written
             is an unknown outcome for an order request, never this
+        :raises KrakenUsageError: for a ``req_id`` that is not a whole number, or is
+            taken by a request still waiting for its reply; nothing is sent
         """
+        if req_id is not None and (isinstance(req_id, bool) or not isinstance(req_id, int)):
+            raise KrakenUsageError(f'{method} was not sent: req_id must be a whole number, '
+                                   f'not {req_id!r}')
         timeout = self.timeout if timeout is None else timeout
         connection = self._connection(is_private(method))
         await connection.wait_ready(timeout)
-        reply = (await connection.call(method, params, timeout))[0]
+        reply = (await connection.call(method, params, timeout, req_id=req_id))[0]
         if reply.get('success') is False:
             error = api_error([str(reply.get('error'))], method)
             raise error

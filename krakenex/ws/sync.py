@@ -86,10 +86,14 @@ class WS:
         """See :meth:`AsyncWS.unsubscribe <krakenex.ws.AsyncWS.unsubscribe>`."""
         return self._run(self._ws.unsubscribe(channel, timeout=timeout, **params))
 
+    def connect(self, *, private: bool = False, timeout: float | None = None) -> None:
+        """See :meth:`AsyncWS.connect <krakenex.ws.AsyncWS.connect>`."""
+        self._run(self._ws.connect(private=private, timeout=timeout))
+
     def request(self, method: str, *, timeout: float | None = None,
-                **params: Any) -> dict[str, Any]:
+                req_id: int | None = None, **params: Any) -> dict[str, Any]:
         """See :meth:`AsyncWS.request <krakenex.ws.AsyncWS.request>`."""
-        return self._run(self._ws.request(method, timeout=timeout, **params))
+        return self._run(self._ws.request(method, timeout=timeout, req_id=req_id, **params))
 
     def recv(self, timeout: float | None = None) -> dict[str, Any]:
         """See :meth:`AsyncWS.recv <krakenex.ws.AsyncWS.recv>`."""
@@ -117,4 +121,11 @@ class WS:
                 self._loop.close()
 
     def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            # Ctrl-C while it waits: stop the call on the loop too, rather than leave it
+            # to go on (and send) by itself. It ends before anything queued after it.
+            future.cancel()
+            raise
