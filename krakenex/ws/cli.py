@@ -194,7 +194,8 @@ def _run(args: argparse.Namespace, call: Call) -> int:
                 # nothing to look up; from the next line on it does.
                 ws.connect(private=True)
                 call.sending(what, params)
-                call.req_id = req_id
+                if isinstance(call, _SocketCall):
+                    call.req_id = req_id
             reply = ws.request(what, req_id=req_id, **params)
             call.accepted(reply)
             _print(out, reply)
