@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import KrakenConnectionError
 from .book import BookView
 from .client import AsyncWS, _Closed
-from .protocol import AUTH_URL, URL, check_url
+from .protocol import AUTH_URL, URL, check_timeout, check_url
 
 if TYPE_CHECKING:
     from ..api import API
@@ -50,8 +50,15 @@ class WS:
         async def make() -> AsyncWS:
             return AsyncWS(api, url=url, auth_url=auth_url, **options)
 
-        self._ws = self._run(make())
         self._stopped = False
+        try:
+            self._ws = self._run(make())
+        except BaseException:  # a bad option: leave no thread behind
+            self._stopped = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            self._loop.close()
+            raise
 
     def __repr__(self) -> str:
         return repr(self._ws).replace('AsyncWS', 'WS', 1)
@@ -77,14 +84,15 @@ class WS:
         return self._ws.api
 
     def subscribe(self, channel: str, *, timeout: float | None = None,
-                  **params: Any) -> list[dict[str, Any]]:
+                  req_id: int | None = None, **params: Any) -> list[dict[str, Any]]:
         """See :meth:`AsyncWS.subscribe <krakenex.ws.AsyncWS.subscribe>`."""
-        return self._run(self._ws.subscribe(channel, timeout=timeout, **params))
+        return self._run(self._ws.subscribe(channel, timeout=timeout, req_id=req_id, **params))
 
     def unsubscribe(self, channel: str, *, timeout: float | None = None,
-                    **params: Any) -> list[dict[str, Any]]:
+                    req_id: int | None = None, **params: Any) -> list[dict[str, Any]]:
         """See :meth:`AsyncWS.unsubscribe <krakenex.ws.AsyncWS.unsubscribe>`."""
-        return self._run(self._ws.unsubscribe(channel, timeout=timeout, **params))
+        return self._run(self._ws.unsubscribe(channel, timeout=timeout, req_id=req_id,
+                                              **params))
 
     def connect(self, *, private: bool = False, timeout: float | None = None) -> None:
         """See :meth:`AsyncWS.connect <krakenex.ws.AsyncWS.connect>`."""
@@ -98,7 +106,7 @@ class WS:
     def recv(self, timeout: float | None = None) -> dict[str, Any]:
         """See :meth:`AsyncWS.recv <krakenex.ws.AsyncWS.recv>`."""
         try:
-            message: dict[str, Any] = self._ws._stream.get(timeout)
+            message: dict[str, Any] = self._ws._stream.get(check_timeout(timeout, poll=True))
         except _Closed:
             raise KrakenConnectionError('the WebSocket client is closed') from None
         return message
@@ -113,7 +121,7 @@ class WS:
             return
         self._stopped = True
         try:
-            self._run(self._ws.close(), timeout=10)
+            asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop).result(10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
@@ -121,6 +129,9 @@ class WS:
                 self._loop.close()
 
     def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if self._stopped:
+            coroutine.close()  # never started: no "never awaited" warning
+            raise KrakenConnectionError('the WebSocket client is closed')
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
             return future.result(timeout)
