@@ -124,7 +124,7 @@ def test_ctrl_c_exits_130_without_a_traceback(sb):
             _, err = process.communicate(timeout=10)
         finally:
             process.kill()
-    assert process.returncode == 130
+    assert process.returncode == 130, err
     assert 'Traceback' not in err and 'interrupted' in err
 
 
@@ -284,3 +284,38 @@ def test_ctrl_c_while_connecting_for_an_order_exits_130_as_nothing_was_sent(sb, 
     assert 'Traceback' not in err
     assert err.splitlines() == ['krakenex ws: interrupted']
     assert sb.orders() == []
+
+
+# ------------------------------------------------------------- what users type, and get back
+
+@pytest.mark.parametrize(('option', 'stop'), [
+    (['--count', '0'], ['--seconds', '2']), (['--count', '-1'], ['--seconds', '2']),
+    (['--top', '0'], ['--seconds', '2']), (['--top', '-2'], ['--seconds', '2']),
+    (['--seconds', 'nan'], ['--count', '1']), (['--seconds', '-1'], ['--count', '1']),
+    (['--timeout', '0'], ['--count', '1']), (['--timeout', 'inf'], ['--count', '1'])])
+def test_count_top_seconds_and_timeout_that_make_no_sense_are_usage_errors(
+        capsys, sb, against, option, stop):
+    assert main(['ws', *against, 'book', 'BTC/USD', *option, *stop]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert option[0] in line and repr(option[1]) in line
+
+
+def test_cancel_all_orders_after_timeout_is_krakens_parameter_and_arms_it(capsys, sb, against):
+    assert main(['ws', *against, 'cancel_all_orders_after', 'timeout=60']) == 0
+    (reply,), _ = lines(capsys)
+    assert reply['success'] is True and reply['result']['triggerTime'] != '0'
+
+
+def test_a_req_id_given_to_a_channel_comes_back_on_its_acknowledgement(capsys, sb, against):
+    assert main(['ws', *against, 'ticker', 'BTC/USD', 'req_id=9', '--count', '2']) == 0
+    messages, _ = lines(capsys)
+    (ack,) = [m for m in messages if m.get('method') == 'subscribe']
+    assert ack['req_id'] == 9 and ack['success'] is True
+
+
+def test_book_top_says_book_resync_on_stderr_and_prints_only_verified_books(capsys, sb, against):
+    sb.feed.inject('bad_checksum')
+    assert main(['ws', *against, 'book', 'BTC/USD', '--top', '2', '--seconds', '3']) == 0
+    books, err = lines(capsys)
+    assert 'type=book_resync' in err and 'symbol=BTC/USD' in err
+    assert books and all(set(b) == {'symbol', 'checksum', 'bids', 'asks'} for b in books)

@@ -17,6 +17,7 @@ its reply. Credentials and exit codes are those of the REST command.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -89,10 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     add('what', metavar='CHANNEL|METHOD', help='a v2 channel or request method')
     add('args', nargs='*', metavar='SYMBOL|name=value',
         help="symbols (BTC/USD) and Kraken's parameters as name=value or name:=JSON")
-    add('--count', type=int, metavar='N', help='stop after N messages')
-    add('--seconds', type=float, metavar='S', help='stop after S seconds')
-    add('--top', type=int, metavar='N',
-        help='book only: print the verified top N levels after each update')
+    add('--count', type=_at_least_one, metavar='N', help='stop after N messages')
+    add('--seconds', type=_seconds, metavar='S', help='stop after S seconds')
+    add('--top', type=_at_least_one, metavar='N',
+        help='book only: print the verified top N levels after each update (what krakenex '
+             'itself says, such as book_resync, goes to stderr)')
     add('--sandbox', action='store_true',
         help="run against an embedded sandbox and its funded account (no network)")
     add('--ws-uri', metavar='URL', default=URL, help=f'public endpoint (default {URL})')
@@ -100,9 +102,31 @@ def _parser() -> argparse.ArgumentParser:
         help=f'authenticated endpoint (default {AUTH_URL})')
     add('--uri', metavar='URL', help='REST server the token comes from (default Kraken)')
     add('--key-file', metavar='PATH', help='key file: API key on line 1, secret on line 2')
-    add('--timeout', type=float, default=10.0, metavar='S',
+    add('--timeout', type=_seconds, default=10.0, metavar='S',
         help='seconds to wait for a connection or a reply (default 10)')
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text!r} is not 1 or more')
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a finite number of seconds above 0')
+    return value
 
 
 class _SocketCall(Call):
@@ -187,7 +211,7 @@ def _run(args: argparse.Namespace, call: Call) -> int:
                 if symbols:
                     params['symbol'] = symbols
                 ws.subscribe(what, **params)
-                return _stream(ws, what, args, symbols, out)
+                return _stream(ws, args, out)
             req_id = params.pop('req_id', FIRST_REQ_ID)
             if what in ORDER_METHODS:
                 # Nothing is sent while connecting: a failure or Ctrl-C up to here leaves
@@ -205,8 +229,8 @@ def _run(args: argparse.Namespace, call: Call) -> int:
             sandbox.stop()
 
 
-def _stream(ws: WS, channel: str, args: argparse.Namespace, symbols: list[str],
-            out: Output) -> int:
+def _stream(ws: WS, args: argparse.Namespace, out: Output) -> int:
+    """Print what arrives (or, with ``--top``, the verified books) until told to stop."""
     from .errors import BookUnavailableError
 
     printed, stop_at = 0, None if args.seconds is None else time.monotonic() + args.seconds
@@ -218,12 +242,19 @@ def _stream(ws: WS, channel: str, args: argparse.Namespace, symbols: list[str],
             message = ws.recv(timeout=left)
         except TimeoutError:
             break
-        if message.get('channel') == 'heartbeat':
+        channel = message.get('channel')
+        if channel == 'heartbeat':
             continue
-        if args.top is not None:
-            if message.get('channel') != 'book':
-                continue
+        if args.top is None:
+            _print(out, message)
+            printed += 1
+        elif channel == 'krakenex':  # stdout has books only: krakenex's own word to stderr
+            _warn(' '.join(f'{name}={value}' for name, value in message.items()
+                           if name != 'channel'))
+        elif channel == 'book':
             for data in message.get('data') or ():
+                if args.count is not None and printed >= args.count:
+                    break
                 try:
                     book = ws.book(data['symbol'])
                 except BookUnavailableError:
@@ -232,10 +263,7 @@ def _stream(ws: WS, channel: str, args: argparse.Namespace, symbols: list[str],
                         'bids': [list(level) for level in book.bids[:args.top]],
                         'asks': [list(level) for level in book.asks[:args.top]]})
                 printed += 1
-            continue
-        _print(out, message)
-        printed += 1
-        if message.get('channel') == 'krakenex' and message.get('type') == 'gave_up':
+        if channel == 'krakenex' and message.get('type') == 'gave_up':
             return EXIT_NETWORK
     return EXIT_OK
 
