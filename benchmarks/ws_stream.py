@@ -5,7 +5,8 @@ with the recorded feed of ``ws_book.py`` (depth 10, Kraken's checksum on every
 message) as fast as the socket takes it. Each client subscribes and reads every
 message:
 
-* bare websockets: ``recv()`` and ``json.loads(parse_float=Decimal)``, nothing else;
+* bare websockets: ``recv()`` and :func:`krakenex.ws.protocol.decode` (Decimal numbers),
+  nothing else;
 * AsyncWS: the stream, with the book maintained and verified on every message;
 * WS: the same through its thread, read with ``for message in ws``.
 
@@ -20,7 +21,6 @@ import json
 import subprocess
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,17 +57,21 @@ async def serve(count: int) -> None:
         await asyncio.Future()
 
 
+BARE = 'bare websockets loop (recv + decode with Decimal)'
+
+
 async def bare(url: str, count: int) -> float:
     from websockets.asyncio.client import connect
 
-    decoder = json.JSONDecoder(parse_float=Decimal)
+    from krakenex.ws.protocol import decode
+
     async with connect(url, max_size=None) as ws:
         await ws.send(json.dumps({'method': 'subscribe', 'req_id': 1, 'params': {
             'channel': 'book', 'symbol': [ws_book.SYMBOL]}}))
-        decoder.decode(await ws.recv())  # the ack
+        decode(await ws.recv())  # the ack
         started = time.perf_counter()
         for _ in range(count):
-            decoder.decode(await ws.recv())
+            decode(await ws.recv())
         return time.perf_counter() - started
 
 
@@ -105,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--messages', type=int, default=20000)
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--output',
+                        default=str(ws_book.REPO / 'benchmarks' / 'WS_STREAM_RESULTS.md'))
     parser.add_argument('--serve', type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             assert server.stdout is not None
             url = f'ws://127.0.0.1:{server.stdout.readline().strip()}/v2'
             runs = {
-                'bare websockets loop (recv + json.loads with Decimal)':
+                BARE:
                     lambda: asyncio.run(bare(url, count)),
                 'AsyncWS (book maintained and verified)':
                     lambda: asyncio.run(async_ws(url, count)),
@@ -127,12 +133,13 @@ def main(argv: list[str] | None = None) -> int:
                      for name, run in runs.items()}
         finally:
             server.kill()
-    floor = rates['bare websockets loop (recv + json.loads with Decimal)']
-    print(f'# WebSocket stream benchmark\n\n{count} book messages (depth 10) per run, best of '
-          f'{args.repeats}; python benchmarks/ws_stream.py\n')
-    print('| client | messages/s | bare loop / client |\n|---|---|---|')
-    for name, rate in rates.items():
-        print(f'| {name} | {rate:,.0f} | {floor / rate:.1f}x |')
+    floor = rates[BARE]
+    table = [f'# WebSocket stream benchmark\n\n{count} book messages (depth 10) per run, best '
+             f'of {args.repeats}; python benchmarks/ws_stream.py\n',
+             '| client | messages/s | bare loop / client |', '|---|---|---|']
+    table += [f'| {name} | {rate:,.0f} | {floor / rate:.1f}x |' for name, rate in rates.items()]
+    print('\n'.join(table))
+    Path(args.output).write_text('\n'.join(table) + '\n')
     return 0
 
 

@@ -196,7 +196,7 @@ def _run(args: argparse.Namespace, call: Call) -> int:
         return _print_help(args.params)
     if args.method == 'sandbox':
         raise UsageError('sandbox takes its own options and goes first: '
-                         'krakenex sandbox [--port N] [--tier T] [--seed S]')
+                         'krakenex sandbox [--port N] [--tier T] [--seed S] [--motion S]')
     method, private = _resolve_method(args)
     data = parse_params(args.params)
     _check_options(args, method)

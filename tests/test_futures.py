@@ -253,6 +253,21 @@ def test_sendorder_under_each_fault_is_placed_at_most_once_and_reconciles(
     assert [o['order']['cliOrdId'] for o in found['orders']] == (['once-1'] if processed else [])
 
 
+def test_sendorder_while_futures_is_unavailable_is_refused_in_futures_shape_and_not_placed(
+        sandbox: Sandbox, futures: FuturesAPI) -> None:
+    sandbox.inject('unavailable', method='sendorder')
+    reply = futures.query_private('sendorder', limit_buy('down-1'))
+    assert (reply['result'], reply['error']) == ('error', 'Unavailable')
+    futures.raise_errors = True
+    sandbox.inject('unavailable', method='sendorder')
+    with pytest.raises(ServiceUnavailableError, match='Kraken Futures sendorder answered '
+                                                      'Unavailable') as caught:
+        futures.query_private('sendorder', limit_buy('down-2'))
+    assert not isinstance(caught.value, OutcomeUnknownError)
+    assert sandbox.futures.orders(sandbox.futures.key) == []
+    assert sent(sandbox, 'sendorder') == []  # neither reached the exchange
+
+
 def test_reconcile_raises_when_kraken_refuses_the_lookup_rather_than_saying_no_order(
         sandbox: Sandbox, futures: FuturesAPI) -> None:
     sandbox.inject('reply_lost', method='sendorder')
@@ -329,7 +344,7 @@ def test_reconcile_needs_a_cli_ord_id(sandbox: Sandbox, futures: FuturesAPI) -> 
 
 # -- retries -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize('fault', ['html520', 'reset', 'reply_lost', 'not_json'])
+@pytest.mark.parametrize('fault', ['html520', 'reset', 'reply_lost', 'not_json', 'unavailable'])
 def test_reads_retry_transient_faults(sandbox: Sandbox, futures: FuturesAPI, fault: str) -> None:
     sandbox.inject(fault, method='openorders', times=2)
     assert futures.query_private('openorders')['result'] == 'success'

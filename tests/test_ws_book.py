@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from krakenex.ws.book import Book, checksum, level_text
 from krakenex.ws.protocol import decode
@@ -154,3 +157,76 @@ def test_deep_book_keeps_only_the_top_ten_in_the_checksum():
                                          (D('45285.2'), '452852'), (5, '5')])
 def test_level_text_strips_the_point_and_leading_zeros(value, text):
     assert level_text(D(value), D(1)) == text + '1'
+
+
+# ------------------------------------------------------- against a model of Kraken's rules
+
+#: Examples per property: a fixed budget in the suite; KRAKENEX_FUZZ_EXAMPLES=5000 for more.
+FUZZ_EXAMPLES = int(os.environ.get('KRAKENEX_FUZZ_EXAMPLES', '0'))
+
+#: One level as the wire sends it: a price tick near the middle and a quantity, 0 deletes.
+wire_level = st.tuples(st.integers(1, 40), st.integers(0, 3 * 10**8))
+
+
+@settings(max_examples=FUZZ_EXAMPLES or 200, derandomize=not FUZZ_EXAMPLES, deadline=None,
+          database=None)
+@given(depth=st.sampled_from([10, 25]), pp=st.sampled_from([1, 5, 8]),
+       trimmed=st.booleans(), precise=st.booleans(),
+       messages=st.lists(st.tuples(st.lists(wire_level, max_size=6),
+                                   st.lists(wire_level, max_size=6)),
+                         min_size=1, max_size=40))
+def test_the_book_always_equals_kraken_s_rules_applied_to_the_wire(depth, pp, trimmed, precise,
+                                                                     messages):
+    """Each message applied in order, qty 0 removed, cut to depth, checksum on the wire text.
+
+    The model keeps the wire's text for every level and sorts with Decimal; the
+    book must show the same levels and verify the checksum computed from them,
+    whether the wire keeps trailing zeros or not (the book then needs the
+    instrument channel's precision) and whatever order the levels come in.
+    """
+    qp = 8
+    mid = D(50) if pp == 1 else D('0.001')
+    tick = D(1).scaleb(-pp)
+
+    def text(value: Decimal, places: int) -> str:
+        written = format(value, f'.{places}f')
+        return (written.rstrip('0').rstrip('.') or '0') if trimmed else written
+
+    model: dict[str, dict[Decimal, Decimal]] = {'bids': {}, 'asks': {}}
+    book = Book('X/Y', depth, price_precision=pp if precise or trimmed else None,
+                qty_precision=qp if precise or trimmed else None)
+    for n, (bids, asks) in enumerate(messages):
+        wire: dict[str, list[dict[str, Decimal]]] = {}
+        for name, given_levels in (('bids', bids), ('asks', asks)):
+            sign = -1 if name == 'bids' else 1
+            wire[name] = []
+            for ticks, lots in given_levels:
+                price, qty = mid + sign * tick * ticks, D(lots).scaleb(-qp)
+                wire[name].append({'price': D(text(price, pp)), 'qty': D(text(qty, qp))})
+                if qty:
+                    model[name][price] = qty
+                else:
+                    model[name].pop(price, None)
+            best = sorted(model[name], reverse=name == 'bids')[:depth]
+            model[name] = {p: model[name][p] for p in best}
+        expected = {name: sorted(model[name].items(), reverse=name == 'bids')
+                    for name in ('bids', 'asks')}
+        crc = _kraken_checksum(
+            *[[(format(p, f'.{pp}f'), format(q, f'.{qp}f')) for p, q in expected[name]]
+              for name in ('asks', 'bids')])
+        data = {'symbol': 'X/Y', 'checksum': crc, **wire}
+        assert book.apply(data, snapshot=n == 0) == 'verified', (n, book.computed, crc)
+        view = book.view()
+        assert view is not None and view.checksum == crc
+        assert view.bids == expected['bids'] and view.asks == expected['asks']
+
+
+def test_a_book_never_shows_levels_from_a_message_whose_checksum_failed():
+    book = Book('BTC/USD', depth=10)
+    book.apply({'bids': BTC_BIDS, 'asks': BTC_ASKS, 'checksum': 3310070434}, snapshot=True)
+    wrong = {'bids': levels('45284.0/1.00000000'), 'asks': [], 'checksum': 3310070434}
+    assert book.apply(wrong, snapshot=False) == 'mismatch'
+    assert book.view() is None
+    assert book.apply({'bids': BTC_BIDS, 'asks': BTC_ASKS, 'checksum': 3310070434},
+                      snapshot=True) == 'verified'
+    assert D('45284.0') not in [p for p, _ in book.view().bids]

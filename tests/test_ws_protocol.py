@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from krakenex.ws.protocol import Backoff, SequenceCheck, Subscriptions, encode
+import pytest
+
+from krakenex.ws.protocol import Backoff, SequenceCheck, Subscriptions, decode, encode
 
 
 def run_failures(backoff: Backoff, seconds: float) -> list[float]:
@@ -97,3 +99,33 @@ def test_numbers_go_out_as_plain_json_numbers_never_exponents():
         'orders': [{'order_qty': Decimal('0.10000000')}]}})
     assert '0.00000001' in text and '0.00001234' in text and 'e-' not in text.lower()
     assert json.loads(text)['params']['post_only'] is True
+
+
+@pytest.mark.parametrize('text', [
+    '{"channel":"book","data":[{"price":0.00001230,"qty":5}]}',
+    ' {"channel":"book","data":[{"price":0.00001230,"qty":5}]}\n',
+    b'{"channel":"book","data":[{"price":0.00001230,"qty":5}]}',
+])
+def test_messages_decode_with_decimal_numbers_whatever_the_whitespace_or_type(text):
+    message = decode(text)
+    assert message == {'channel': 'book', 'data': [{'price': Decimal('0.00001230'), 'qty': 5}]}
+    assert str(message['data'][0]['price']) == '0.00001230'  # the wire's zeros, for the checksum
+
+
+@pytest.mark.parametrize('text, error', [
+    ('', 'Expecting value'),
+    ('   ', 'Expecting value'),
+    ('{"a":1}{"b":2}', 'Extra data'),
+    ('{"a":1} x', 'Extra data'),
+    ('{"a":', 'Expecting value'),
+    ('[1,]', 'Expecting value'),
+    ('{"a":1', "Expecting ',' delimiter"),
+])
+def test_text_that_is_not_one_json_value_is_a_json_error_naming_what_is_wrong(text, error):
+    with pytest.raises(json.JSONDecodeError, match=error):
+        decode(text)
+
+
+def test_bytes_that_are_not_utf8_are_a_value_error():
+    with pytest.raises(ValueError):
+        decode(b'{"a":"\xff"}')

@@ -14,8 +14,9 @@ from test_ws_client import expect, notice, quick_backoff
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from krakenex import API, OutcomeUnknownError
+from krakenex import API, KrakenError, OutcomeUnknownError
 from krakenex.sandbox import Sandbox
+from krakenex.sandbox.market import PAIRS
 from krakenex.ws import WS, Backoff
 
 WAIT = 5.0
@@ -255,3 +256,235 @@ def test_order_requests_over_the_socket_change_the_sandbox_account(sb, ws):
     assert [o for o in sb.orders() if o['status'] == 'open'] == []
     with pytest.raises(Exception, match='EOrder:Unknown order'):
         ws.request('cancel_order', order_id=[first])
+
+
+# -- the market moving on its own ----------------------------------------------------------
+
+def test_with_motion_book_ticker_trade_and_ohlc_stream_without_set_price(api):
+    with Sandbox(tier=None, motion=0.05) as moving, \
+            WS(url=moving.ws_url, auth_url=moving.ws_auth_url, timeout=WAIT,
+               backoff=quick_backoff) as ws:
+        ws.subscribe('book', symbol=['BTC/USD'], depth=10)
+        for name in ('ticker', 'trade', 'ohlc'):
+            ws.subscribe(name, symbol=['BTC/USD'])
+        seen: dict[str, int] = {}
+        deadline = time.monotonic() + WAIT
+        while min(seen.get(n, 0) for n in ('book', 'ticker', 'trade', 'ohlc')) < 2:
+            assert time.monotonic() < deadline, f'updates seen: {seen}'
+            message = ws.recv(timeout=WAIT)
+            if message.get('type') == 'update':
+                seen[message['channel']] = seen.get(message['channel'], 0) + 1
+            assert message.get('type') != 'book_resync'
+        book = ws.book('BTC/USD')  # verified against every update's checksum
+        mid = moving.exchange.market.mid(PAIRS['XXBTZUSD'])
+        assert book.bids[0][0] < book.asks[0][0] and abs(book.bids[0][0] - mid) < 1000
+
+
+# -- ohlc ----------------------------------------------------------------------------------
+
+def test_ohlc_sends_the_running_candle_on_each_trade_as_rest_ohlc_shows_it(sb, ws, api):
+    # daily candles, so that no new candle starts between the update and the REST call
+    ws.subscribe('ohlc', symbol=['ETH/USD'], interval=1440)
+    snapshot = expect(ws, channel('ohlc', 'snapshot'))
+    assert snapshot['data'][-1]['interval'] == 1440
+    for price in ('3100.55', '2990.10'):
+        sb.set_price('ETHUSD', price)
+        update = expect(ws, channel('ohlc', 'update'))
+        candle = update['data'][0]
+        assert len(update['data']) == 1 and candle['close'] == Decimal(price)
+        rows = api.query_public('OHLC', {'pair': 'ETHUSD', 'interval': 1440})['result']
+        row = rows['XETHZUSD'][-1]
+        begin = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(row[0]))
+        assert (candle['symbol'], candle['interval'], candle['interval_begin']) == (
+            'ETH/USD', 1440, begin)
+        assert [str(candle[k]) for k in ('open', 'high', 'low', 'close', 'vwap', 'volume')] \
+            + [candle['trades']] == row[1:]
+    assert candle['high'] >= Decimal('3100.55') and candle['low'] <= Decimal('2990.10')
+
+
+def test_ohlc_sends_no_update_without_a_trade(sb, ws):
+    ws.subscribe('ohlc', symbol=['SOL/USD'])
+    expect(ws, channel('ohlc', 'snapshot'))
+    ws.subscribe('ticker', symbol=['SOL/USD'])
+    expect(ws, channel('ticker', 'snapshot'))
+    time.sleep(0.3)  # heartbeats only
+    while True:
+        try:
+            message = ws.recv(timeout=0.1)
+        except TimeoutError:
+            break
+        assert message.get('channel') != 'ohlc'
+    sb.set_price('SOLUSD', '151.00')
+    assert expect(ws, channel('ohlc', 'update'))['data'][0]['close'] == Decimal('151.00')
+
+
+# -- status --------------------------------------------------------------------------------
+
+def test_a_status_change_reaches_every_connection_and_rest_system_status_agrees(sb, ws, api):
+    ws.subscribe('ticker', symbol=['BTC/USD'])
+    ws.subscribe('executions')
+    first = [expect(ws, channel('status')) for _ in range(2)]
+    assert [m['data'][0]['system'] for m in first] == ['online', 'online']
+    sb.set_status('maintenance')
+    changed = [expect(ws, channel('status')) for _ in range(2)]
+    assert [m['data'][0]['system'] for m in changed] == ['maintenance', 'maintenance']
+    assert len({m['data'][0]['connection_id'] for m in changed}) == 2, 'public and private'
+    assert api.query_public('SystemStatus')['result']['status'] == 'maintenance'
+    sb.set_status('online')
+    assert expect(ws, channel('status'))['data'][0]['system'] == 'online'
+    assert api.query_public('SystemStatus')['result']['status'] == 'online'
+
+
+def test_subscribing_to_status_is_acknowledged_and_sends_the_status_now(sb, ws):
+    sb.set_status('cancel_only')
+    assert ws.subscribe('status')[0]['success'] is True
+    assert expect(ws, channel('status'))['data'][0]['system'] == 'cancel_only'
+    with pytest.raises(ValueError, match='unknown status'):
+        sb.set_status('closed')
+
+
+# -- message rate --------------------------------------------------------------------------
+
+def test_over_the_message_rate_requests_are_refused_not_carried_out_and_the_link_lives(sb, ws):
+    sb.feed.msg_rate = (3, 0.0)  # three requests a connection, then nothing
+    ws.subscribe('executions')
+    order = {'symbol': 'BTC/USD', 'side': 'buy', 'order_type': 'limit',
+             'limit_price': Decimal('40000'), 'order_qty': Decimal('0.01')}
+    for _ in range(2):
+        ws.request('add_order', **order)
+    with pytest.raises(KrakenError, match='Exceeded msg rate') as refused:
+        ws.request('add_order', **order)
+    assert not isinstance(refused.value, OutcomeUnknownError)
+    assert len(sb.orders()) == 2, 'the refused order was not placed'
+    assert ws.request('ping')['method'] == 'pong', 'each connection has its own counter'
+    sb.feed.msg_rate = None
+    assert ws.request('cancel_all')['result']['count'] == 2, 'the same connection goes on'
+
+
+def test_an_injected_msg_rate_refuses_one_subscription_with_krakens_text(sb, ws):
+    sb.feed.inject('msg_rate')
+    with pytest.raises(KrakenError, match='Exceeded msg rate'):
+        ws.subscribe('ticker', symbol=['ETH/USD'])
+    assert ws.subscribe('ticker', symbol=['ETH/USD'])[0]['success'] is True
+
+
+def test_the_message_counter_decays_so_a_paced_client_is_never_refused(sb, ws):
+    sb.feed.msg_rate = (2, 20.0)
+    ws.subscribe('ticker', symbol=['BTC/USD'])
+    for _ in range(5):
+        time.sleep(0.06)
+        ws.request('ping')
+
+
+# -- level3 --------------------------------------------------------------------------------
+
+class Level3Book:
+    """A level3 book kept from the messages, with Kraken's level3 checksum written out here."""
+
+    def __init__(self, depth: int, price_precision: int, qty_precision: int) -> None:
+        self.depth, self.pp, self.qp = depth, price_precision, qty_precision
+        self.sides: dict[str, dict[Decimal, list[tuple[str, Decimal]]]] = {'bids': {}, 'asks': {}}
+
+    def apply(self, data: dict[str, Any], kinds: set[str]) -> None:
+        for name, levels in self.sides.items():
+            for order in data[name]:
+                kind = order.get('event', 'add')
+                kinds.add(kind)
+                queue = levels.setdefault(order['limit_price'], [])
+                if kind == 'add':
+                    queue.append((order['order_id'], order['order_qty']))
+                    continue
+                at = [oid for oid, _ in queue].index(order['order_id'])
+                if kind == 'modify':
+                    queue[at] = (order['order_id'], order['order_qty'])
+                else:
+                    del queue[at]
+                if not queue:
+                    del levels[order['limit_price']]
+            kept = sorted(levels, reverse=name == 'bids')[:self.depth]
+            self.sides[name] = {price: levels[price] for price in kept}
+
+    def best(self, name: str) -> list[tuple[Decimal, list[tuple[str, Decimal]]]]:
+        return sorted(self.sides[name].items(), reverse=name == 'bids')
+
+    def checksum(self) -> int:
+        def text(value: Decimal, places: int) -> str:
+            return format(value, f'.{places}f').replace('.', '').lstrip('0')
+        return zlib.crc32(''.join(
+            text(price, self.pp) + text(qty, self.qp)
+            for name in ('asks', 'bids') for price, queue in self.best(name)[:10]
+            for _, qty in queue).encode())
+
+
+def test_level3_snapshot_and_add_modify_delete_updates_keep_krakens_level3_checksum(sb, ws, api):
+    replies = ws.subscribe('level3', symbol=['SOL/USD'], depth=10)
+    assert [r['result']['symbol'] for r in replies] == ['SOL/USD']
+    snapshot = expect(ws, channel('level3', 'snapshot'))['data'][0]
+    book, kinds = Level3Book(10, 2, 8), set()
+    book.apply(snapshot, kinds)
+    assert snapshot['checksum'] == book.checksum()
+    assert all(len(queue) > 1 for _, queue in book.best('asks')), 'orders queue at a level'
+    for price in ('150.01', '150.03', '149.95', '149.96'):
+        sb.set_price('SOLUSD', price)
+        update = expect(ws, channel('level3', 'update'))['data'][0]
+        book.apply(update, kinds)
+        assert update['checksum'] == book.checksum(), f'after the move to {price}'
+    assert kinds == {'add', 'modify', 'delete'}
+    # order by order, the levels add up to the aggregated book
+    depth = api.query_public('Depth', {'pair': 'SOLUSD', 'count': 10})['result']['SOLUSD']
+    for name in ('asks', 'bids'):
+        assert [[str(p), str(sum(q for _, q in queue))] for p, queue in book.best(name)] == [
+            row[:2] for row in depth[name]]
+
+
+def test_level3_needs_the_authenticated_endpoint_and_a_token(sb):
+    with connect(sb.ws_url, open_timeout=WAIT) as public:
+        public.send(json.dumps({'method': 'subscribe', 'params': {
+            'channel': 'level3', 'symbol': ['BTC/USD']}, 'req_id': 3}))
+        reply = json.loads(next(t for t in iter(lambda: public.recv(WAIT), None)
+                                if '"subscribe"' in t))
+        assert reply['success'] is False and 'authenticated endpoint' in reply['error']
+    with connect(sb.ws_auth_url, open_timeout=WAIT) as private:
+        private.send(json.dumps({'method': 'subscribe', 'params': {
+            'channel': 'level3', 'symbol': ['BTC/USD'], 'token': 'made-up'}, 'req_id': 4}))
+        reply = json.loads(next(t for t in iter(lambda: private.recv(WAIT), None)
+                                if '"subscribe"' in t))
+        assert (reply['success'], reply['error']) == (False, 'ESession:Invalid session')
+
+
+def test_level3_is_served_on_its_own_endpoint_as_kraken_now_serves_it(sb, api):
+    assert sb.ws_l3_url.endswith('/l3/v2')
+    with WS(api, url=sb.ws_url, auth_url=sb.ws_l3_url, timeout=WAIT,
+            backoff=quick_backoff) as l3:
+        l3.subscribe('level3', symbol=['ETH/BTC'], depth=100)
+        data = expect(l3, channel('level3', 'snapshot'))['data'][0]
+        book = Level3Book(100, 5, 8)
+        book.apply(data, set())
+        assert len(book.best('bids')) == len(book.best('asks')) == 100
+        assert data['checksum'] == book.checksum()
+
+
+def test_trading_follows_the_system_status_over_rest_and_the_socket(sb, ws, api):
+    def add(**extra: str) -> dict[str, Any]:
+        return api.query_private('AddOrder', {'pair': 'XBTUSD', 'type': 'buy',
+                                              'ordertype': 'limit', 'price': '59000',
+                                              'volume': '0.01', **extra})
+
+    resting = add()['result']['txid'][0]
+    sb.set_status('cancel_only')
+    assert add()['error'] == ['EService:Market in cancel_only mode']
+    with pytest.raises(KrakenError, match='EService:Market in cancel_only mode'):
+        ws.request('add_order', symbol='BTC/USD', side='buy', order_type='market',
+                   order_qty=Decimal('0.01'))
+    sb.set_price('XBTUSD', '58000')  # through the resting buy: no matching in cancel_only
+    assert sb.orders()[0]['status'] == 'open'
+    sb.set_status('post_only')
+    assert add()['error'] == ['EService:Market in post_only mode']
+    post = add(oflags='post', price='57000')['result']['txid'][0]
+    assert {o['txid']: o['status'] for o in sb.orders()}[post] == 'open'
+    sb.set_status('maintenance')
+    assert api.query_private('CancelOrder', {'txid': post})['error'] == ['EService:Unavailable']
+    sb.set_status('online')
+    assert api.query_private('CancelOrder', {'txid': post})['error'] == []
+    sb.set_price('XBTUSD', '58500')
+    assert {o['txid']: o['status'] for o in sb.orders()}[resting] == 'closed'

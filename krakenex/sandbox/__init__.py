@@ -26,7 +26,8 @@ The package, one responsibility per module:
   it is given, through the exchange's public methods;
 - :mod:`~krakenex.sandbox.params`: reading parameters as Kraken reads them;
 - :mod:`~krakenex.sandbox.replies`: the replies and Kraken's formats;
-- :mod:`~krakenex.sandbox.market`: the seeded market data and book.
+- :mod:`~krakenex.sandbox.market`: the seeded market data and book;
+- :mod:`~krakenex.sandbox.motion`: the seeded random walk of prices (``motion``).
 
 Extending it: another module (a WebSocket feed, a futures API) serves more of
 Kraken from the same sandbox and the same state by registering a route:
@@ -58,6 +59,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -65,8 +67,9 @@ from typing import TYPE_CHECKING, Any
 from ..pacing import TIERS, parse_tier
 from . import futures
 from .endpoints import PRIVATE_PREFIX, PUBLIC_PREFIX, Endpoints
-from .exchange import ENGINE_TIERS, Account, Exchange
+from .exchange import ENGINE_TIERS, SYSTEM_STATUSES, Account, Exchange
 from .market import PAIRS, find_pair
+from .motion import Motion
 from .params import arithmetic
 from .replies import Reply, envelope
 from .server import FAULT_KINDS, MAX_CONNECTIONS, READ_TIMEOUT, Faults, Request, Route, Server
@@ -102,6 +105,11 @@ class Sandbox:
         arrives).
     :param max_connections: open connections at most; beyond it the connection
         idle the longest is closed to make room (HTTP 503 if none is idle).
+    :param motion: seconds between two moves of the market while the sandbox runs:
+        every pair's price takes a seeded random step of whole ticks, so books,
+        tickers, trades and candles change on their own, and resting orders and
+        stops fill as on :meth:`set_price`. None (the default) keeps prices still
+        until :meth:`set_price` or :meth:`move`.
 
     A stopped sandbox keeps its accounts, orders and market; :meth:`start` serves
     them again on the same port, so :attr:`url` stays valid. Until then its port
@@ -129,7 +137,7 @@ class Sandbox:
                  balances: dict[str, str] | None = None, nonce_window: int = 0,
                  otp: str | None = None, costs: dict[str, float] | None = None,
                  public_rate: float | None = None, read_timeout: float = READ_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS, motion: float | None = None) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f'port must be between 0 and 65535, not {port}')
         if not (math.isfinite(read_timeout) and read_timeout > 0) or max_connections < 1:
@@ -143,12 +151,15 @@ class Sandbox:
                                  public_rate=public_rate, engine=engine)
         self.endpoints = Endpoints(self.exchange)
         self.requests_log = self.exchange.requests_log
+        #: The market's walk (:mod:`.motion`); it steps on its own with ``motion``.
+        self.motion = Motion(self.exchange, seed=seed, interval=motion)
         account = self.add_account(balances, otp=otp, nonce_window=nonce_window)
         self.key, self.secret = account.key, account.secret
         self._read_timeout, self._max_connections = read_timeout, max_connections
         self._faults = Faults()
-        self._routes: dict[str, Route] = {PUBLIC_PREFIX: self.endpoints.route,
-                                          PRIVATE_PREFIX: self.endpoints.route}
+        self._routes: dict[str, tuple[Route, Callable[[], Reply] | None]] = {
+            PUBLIC_PREFIX: (self.endpoints.route, None),
+            PRIVATE_PREFIX: (self.endpoints.route, None)}
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         #: Kraken Futures on the same server, with its own accounts (:mod:`.futures`).
@@ -170,6 +181,12 @@ class Sandbox:
     def ws_auth_url(self) -> str:
         """The authenticated WebSocket v2 endpoint, such as ``ws://127.0.0.1:52173/auth/v2``."""
         return self._ws_feed().endpoint(self.url, private=True)
+
+    @property
+    def ws_l3_url(self) -> str:
+        """The level3 endpoint, such as ``ws://127.0.0.1:52173/l3/v2`` (Kraken's
+        ``wss://ws-l3.kraken.com/v2``); the authenticated endpoint serves level3 too."""
+        return self._ws_feed().endpoint(self.url, private=True, level3=True)
 
     def _ws_feed(self) -> Feed:
         if self.feed is None:
@@ -200,14 +217,15 @@ class Sandbox:
         port = int(self.url.rsplit(':', 1)[1]) if self.url else self.port
         server = Server(('127.0.0.1', port), self._faults, read_timeout=self._read_timeout,
                         max_connections=self._max_connections)
-        for prefix, route in self._routes.items():
-            server.add_route(prefix, route)
+        for prefix, (route, unavailable) in self._routes.items():
+            server.add_route(prefix, route, unavailable)
         self._faults.stopping.clear()
         self._server = server
         self.url = f'http://127.0.0.1:{server.server_address[1]}'
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,),
                                         name='krakenex-sandbox', daemon=True)
         self._thread.start()
+        self.motion.start()
         return self
 
     def stop(self) -> None:
@@ -215,6 +233,7 @@ class Sandbox:
         server, self._server = self._server, None
         if server is None:
             return
+        self.motion.stop()
         self._faults.stopping.set()
         server.shutdown()
         server.server_close()
@@ -230,13 +249,18 @@ class Sandbox:
                  trace: TracebackType | None) -> None:
         self.stop()
 
-    def add_route(self, prefix: str, route: Route) -> None:
-        """Serve requests whose path starts with ``prefix`` by ``route`` (see the module doc)."""
+    def add_route(self, prefix: str, route: Route, *,
+                  unavailable: Callable[[], Reply] | None = None) -> None:
+        """Serve requests whose path starts with ``prefix`` by ``route`` (see the module doc).
+
+        :param unavailable: what the ``unavailable`` fault answers on these paths;
+            spot's ``EService:Unavailable`` if not given
+        """
         if not prefix.startswith('/'):
             raise ValueError(f'a route prefix starts with /, not {prefix!r}')
-        self._routes[prefix] = route
+        self._routes[prefix] = (route, unavailable)
         if self._server is not None:
-            self._server.add_route(prefix, route)
+            self._server.add_route(prefix, route, unavailable)
 
     def open_connections(self) -> int:
         """How many client connections are open now (0 when stopped)."""
@@ -252,10 +276,11 @@ class Sandbox:
         """Give the next ``times`` requests for ``method`` (any if None) the fault ``kind``.
 
         Kinds: ``html520``/``html502``/``html504`` (Cloudflare page, not processed),
-        ``reset`` (TCP RST, not processed), ``unavailable`` (EService:Unavailable, not
-        processed), ``delay`` (wait ``seconds``, then process), ``reply_lost`` (process,
-        then RST), ``reply_delayed`` (process, wait, reply), ``not_json`` (process, reply
-        with plain text). Faults are used in the order they were injected.
+        ``reset`` (TCP RST, not processed), ``unavailable`` (EService:Unavailable, or Kraken
+        Futures' ``Unavailable`` on its paths; not processed), ``delay`` (wait ``seconds``,
+        then process), ``reply_lost`` (process, then RST), ``reply_delayed`` (process, wait,
+        reply), ``not_json`` (process, reply with plain text). Faults are used in the order
+        they were injected.
         """
         self._faults.add(kind, method, seconds, times)
 
@@ -272,6 +297,33 @@ class Sandbox:
         if not value.is_finite() or value <= 0:
             raise ValueError(f'a price must be positive, not {price!r}')
         self.exchange.set_price(spec, value)
+
+    def set_status(self, status: str) -> None:
+        """Set the trading engine's status, as SystemStatus and the feed's ``status`` show it.
+
+        Every open WebSocket connection gets a ``status`` update, as from Kraken when
+        its engine changes state, and trading follows it as Kraken's does: in
+        ``maintenance`` nothing is placed or canceled (``EService:Unavailable``); in
+        ``cancel_only`` orders are only canceled (``EService:Market in cancel_only
+        mode``); in ``post_only`` new orders must be post-only limit orders
+        (``EService:Market in post_only mode``); outside ``online`` nothing fills.
+
+        :param status: ``'online'``, ``'maintenance'``, ``'cancel_only'`` or ``'post_only'``
+        :raises ValueError: for any other status
+        """
+        if status not in SYSTEM_STATUSES:
+            raise ValueError(f'unknown status {status!r}; '
+                             f'choose one of {", ".join(SYSTEM_STATUSES)}')
+        with self.exchange.lock:
+            self.exchange.status = status
+
+    def move(self) -> dict[str, str]:
+        """Move the market one step of its seeded walk now (what ``motion`` does on a timer).
+
+        :returns: each pair's new price, by Kraken pair name, such as ``{'XXBTZUSD': '60004.2',
+            ...}``; the same after the same steps in any sandbox with the same seed
+        """
+        return {name: str(price) for name, price in self.motion.step().items()}
 
     def orders(self, key: str | None = None) -> list[dict[str, Any]]:
         """Every order accepted over the API for ``key`` (default account), oldest first.
@@ -313,6 +365,16 @@ def _tier_option(text: str) -> str | tuple[float, float] | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f'{text!r} is not a positive number of seconds')
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, not the usage too
         self.exit(2, f'{self.prog}: error: {message}\n')
@@ -335,8 +397,11 @@ def main(argv: list[str] | None = None, *, prog: str = 'python -m krakenex.sandb
                         help="Kraken's limits of this tier: " + ', '.join(TIERS)
                         + ", MAX,DECAY (the call counter's) or none (default: starter)")
     parser.add_argument('--seed', type=int, default=0, help='seed of the market and keys')
+    parser.add_argument('--motion', type=_seconds, metavar='SECONDS',
+                        help='move every price one seeded random step each SECONDS '
+                        '(default: prices stay still)')
     args = parser.parse_args(argv)
-    sandbox = Sandbox(args.port, seed=args.seed, tier=args.tier)
+    sandbox = Sandbox(args.port, seed=args.seed, tier=args.tier, motion=args.motion)
     try:
         sandbox.start()
     except OSError as exc:

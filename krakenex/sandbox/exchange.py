@@ -48,6 +48,8 @@ MAKER_FEE = D('0.0016')
 #: Order types that wait for the market to reach a trigger price.
 TRIGGER_TYPES = frozenset({'stop-loss', 'take-profit', 'stop-loss-limit', 'take-profit-limit',
                            'trailing-stop', 'trailing-stop-limit'})
+#: The trading engine's states Kraken's SystemStatus and the WebSocket ``status`` channel name.
+SYSTEM_STATUSES = ('online', 'maintenance', 'cancel_only', 'post_only')
 DEFAULT_BALANCES = {'ZUSD': '100000', 'XXBT': '10', 'XETH': '100'}
 HISTORY_ROUND_TRIPS = 60  # seeded buy+sell pairs of a default-funded account
 
@@ -401,6 +403,8 @@ class Exchange:
         self.buckets: dict[str, tuple[float, float]] = {}
         self.accounts: dict[str, Account] = {}
         self.requests_log: list[tuple[str, str | None]] = []
+        #: The trading engine's status, one of :data:`SYSTEM_STATUSES` (SystemStatus shows it).
+        self.status = 'online'
         self._rng = random.Random(f'{seed}/ids')
         self._ids: set[str] = set()
 
@@ -774,9 +778,14 @@ class Exchange:
         order.closetm = time.time() if when is None else when
 
     def set_price(self, pair: PairSpec, price: Decimal) -> None:
-        """The market trades at ``price``: resting limit orders at or through it fill (maker)."""
+        """The market trades at ``price``: resting limit orders at or through it fill (maker).
+
+        Outside the ``online`` status the engine matches nothing, so nothing fills.
+        """
         with self.lock, arithmetic():
             mid = self.market.set_price(pair, price)
+            if self.status != 'online':
+                return
             for account in self.accounts.values():
                 for order in account.open_orders():
                     if order.pair is not pair or order.status != 'open':

@@ -3,9 +3,11 @@
 Served on the sandbox's own port when the ``websockets`` package is installed
 (``pip install 'krakenex[ws]'``): :attr:`Sandbox.ws_url
 <krakenex.sandbox.Sandbox.ws_url>` (``ws://127.0.0.1:PORT/v2``) for ``book``,
-``ticker``, ``trade``, ``ohlc`` and ``instrument``, and :attr:`Sandbox.ws_auth_url
-<krakenex.sandbox.Sandbox.ws_auth_url>` (``.../auth/v2``) for ``executions``,
-``balances`` and trading with a token from ``GetWebSocketsToken``.
+``ticker``, ``trade``, ``ohlc``, ``instrument`` and ``status``, and
+:attr:`Sandbox.ws_auth_url <krakenex.sandbox.Sandbox.ws_auth_url>`
+(``.../auth/v2``) for ``executions``, ``balances``, ``level3`` and trading with
+a token from ``GetWebSocketsToken``. Every connection hears of a change of the
+system status (:meth:`Sandbox.set_status <krakenex.sandbox.Sandbox.set_status>`).
 
 Numbers go out at each pair's precision (prices at ``pair_decimals``,
 quantities at 8 decimals) and book checksums are computed from that text, as
@@ -13,12 +15,16 @@ Kraken does. Everything about the exchange goes through the sandbox's public
 methods, its endpoint tables and the exchange lock. :meth:`Feed.inject` adds
 the faults WebSocket users meet: ``drop`` (no close frame), ``close1001``,
 ``stall`` (no heartbeats or replies), ``bad_checksum``, ``handshake429``,
-``invalid_session`` and ``reply_lost`` (an order executed, its reply lost).
+``invalid_session``, ``reply_lost`` (an order executed, its reply lost) and
+``msg_rate`` (a request refused with ``Exceeded msg rate``, as
+:attr:`Feed.msg_rate` refuses requests over a connection's message rate).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import socket
 import struct
@@ -26,7 +32,8 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed
@@ -44,21 +51,32 @@ if TYPE_CHECKING:
     from .exchange import Account
     from .server import Request
 
-__all__ = ['Feed', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH']
+__all__ = ['Feed', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH', 'LEVEL3_PATH']
 
 PUBLIC_PATH = '/v2'
 PRIVATE_PATH = '/auth/v2'
+#: Kraken moved level3 to an endpoint of its own (wss://ws-l3.kraken.com/v2) in December
+#: 2025; the sandbox serves it there and, as before, on the authenticated endpoint.
+LEVEL3_PATH = '/l3/v2'
 
 #: The fault kinds :meth:`Feed.inject` accepts.
 FEED_FAULTS = frozenset({'drop', 'close1001', 'stall', 'bad_checksum', 'handshake429',
-                         'invalid_session', 'reply_lost'})
+                         'invalid_session', 'reply_lost', 'msg_rate'})
 
 #: Seconds a token from GetWebSocketsToken may wait for its first use (Kraken: 15 minutes).
 TOKEN_LIFETIME = 900.0
 CHECKSUM_LEVELS = 10
 BOOK_DEPTHS = (10, 25, 100, 500, 1000)
+LEVEL3_DEPTHS = (10, 100, 1000)
 PRIVATE_CHANNELS = ('executions', 'balances')
 PUBLIC_CHANNELS = ('book', 'ticker', 'trade', 'ohlc', 'instrument')
+#: What Kraken answers a request over a connection's message rate (seen from Kraken as
+#: ``{"Error": "Exceeded msg rate"}``; the rate itself is not published).
+MSG_RATE_ERROR = 'Exceeded msg rate'
+
+#: One side of a level3 book: its price levels best first, each as its price's wire text
+#: and its orders in queue order, (order_id, qty wire text).
+Level3Side = list[tuple[str, tuple[tuple[str, str], ...]]]
 
 
 def v2_symbol(spec: PairSpec) -> str:
@@ -81,6 +99,7 @@ def attach(sandbox: Sandbox) -> Feed:
     feed = Feed(sandbox)
     sandbox.add_route(PUBLIC_PATH, lambda request: feed.route(request, private=False))
     sandbox.add_route(PRIVATE_PATH, lambda request: feed.route(request, private=True))
+    sandbox.add_route(LEVEL3_PATH, lambda request: feed.route(request, private=True))
     issue = sandbox.endpoints.private['GetWebSocketsToken']
 
     def websockets_token(account: Account, params: dict[str, Any]) -> object:
@@ -98,12 +117,16 @@ class Feed:
 
     :ivar heartbeat: seconds between heartbeats on a connection with a subscription
     :ivar tick: seconds between looks at the market and the accounts for changes
+    :ivar msg_rate: each connection's message counter, ``(maximum, decay per second)``:
+        every request adds one, and one that would pass the maximum is refused with
+        ``Exceeded msg rate`` and not carried out; None (the default) keeps no limit
     """
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self.heartbeat = 1.0
         self.tick = 0.05
+        self.msg_rate: tuple[float, float] | None = None
         self.tokens: dict[str, list[Any]] = {}  # token -> [key, issued, used]
         self.handshakes = 0
         self._faults: list[str] = []
@@ -111,9 +134,9 @@ class Feed:
         self._sessions: list[_Session] = []
 
     @staticmethod
-    def endpoint(base: str, *, private: bool) -> str:
+    def endpoint(base: str, *, private: bool, level3: bool = False) -> str:
         """The feed's URL on a sandbox served at ``base`` (``http://127.0.0.1:PORT``)."""
-        path = PRIVATE_PATH if private else PUBLIC_PATH
+        path = LEVEL3_PATH if level3 else PRIVATE_PATH if private else PUBLIC_PATH
         return base.replace('http://', 'ws://', 1) + path if base else ''
 
     def inject(self, kind: str, *, times: int = 1) -> None:
@@ -224,6 +247,27 @@ class Feed:
                  'interval': interval, 'interval_begin': iso(float(str(t)))}
                 for t, o, h, lo, c, vw, v, n in rows[-10:]]
 
+    def last_trade_id(self, spec: PairSpec) -> int:
+        """The id of the newest trade on the pair's tape: it changes on every trade."""
+        with self.sandbox.exchange.lock:
+            return self.sandbox.exchange.market.pair(spec).trades[-1].trade_id
+
+    def system_status(self) -> str:
+        """The trading engine's status, as REST SystemStatus shows it."""
+        with self.sandbox.exchange.lock:
+            return self.sandbox.exchange.status
+
+    def level3_book(self, spec: PairSpec, depth: int) -> dict[str, Level3Side]:
+        """The top ``depth`` price levels of both sides, order by order (see :func:`_orders`)."""
+        return _queues(spec, self.book_levels(spec, depth))
+
+    @staticmethod
+    def level3_checksum(book: dict[str, Level3Side]) -> int:
+        """Kraken's level3 checksum: every order of the ten best ask levels, then bids."""
+        text = ''.join(_crc_text(price, qty) for side in ('asks', 'bids')
+                       for price, orders in book[side][:CHECKSUM_LEVELS] for _, qty in orders)
+        return zlib.crc32(text.encode('ascii'))
+
     # -- the account ---------------------------------------------------------------------
 
     def account_of(self, token: Any) -> str | None:
@@ -256,7 +300,11 @@ class _Session:
         self.books: dict[str, tuple[PairSpec, int, dict[str, list[tuple[str, str]]]]] = {}
         self.tickers: dict[str, tuple[PairSpec, dict[str, Any]]] = {}
         self.trades: dict[str, tuple[PairSpec, int]] = {}
-        self.ohlc: dict[tuple[str, int], tuple[PairSpec, Any]] = {}
+        self.ohlc: dict[tuple[str, int], tuple[PairSpec, int]] = {}  # -> last trade id sent
+        self.level3: dict[str, tuple[PairSpec, int, dict[str, list[tuple[str, str]]],
+                                     dict[str, Level3Side]]] = {}
+        self.status_sent = ''
+        self.counter, self.counter_time = 0.0, time.monotonic()  # the message rate's counter
         self.executions: dict[str, Any] | None = None
         self.balances: dict[str, Any] | None = None
         self.key: str | None = None
@@ -267,10 +315,14 @@ class _Session:
     def send(self, message: dict[str, Any]) -> None:
         self.connection.send(_dumps(message))
 
-    def run(self) -> None:
+    def send_status(self) -> None:
+        self.status_sent = self.feed.system_status()
         self.send({'channel': 'status', 'type': 'update', 'data': [{
-            'api_version': 'v2', 'connection_id': id(self), 'system': 'online',
+            'api_version': 'v2', 'connection_id': id(self), 'system': self.status_sent,
             'version': '2.0.10'}]})
+
+    def run(self) -> None:
+        self.send_status()
         next_look = time.monotonic()
         while True:
             if self.fault is not None and self.apply_fault():
@@ -318,6 +370,9 @@ class _Session:
         head = {'method': method, 'req_id': message.get('req_id')} if 'req_id' in message \
             else {'method': method}
         stamp = {'time_in': iso(time.time()), 'time_out': iso(time.time())}
+        if self.over_rate():
+            self.send({**head, 'success': False, 'error': MSG_RATE_ERROR, **stamp})
+            return
         if method == 'ping':
             self.send({'method': 'pong', **({'req_id': message['req_id']}
                                             if 'req_id' in message else {}), **stamp})
@@ -329,6 +384,22 @@ class _Session:
             self.trade(method, params, head, stamp)
             return
         self.send({**head, 'success': False, 'error': f'Unsupported method {method}', **stamp})
+
+    def over_rate(self) -> bool:
+        """Count one request against the connection's message rate; True if it is refused."""
+        if self.feed.take('msg_rate'):
+            return True
+        limit = self.feed.msg_rate
+        if limit is None:
+            return False
+        maximum, decay = limit
+        now = time.monotonic()
+        self.counter = max(0.0, self.counter - (now - self.counter_time) * decay)
+        self.counter_time = now
+        if self.counter + 1 > maximum:
+            return True  # refused requests add nothing
+        self.counter += 1
+        return False
 
     def check_token(self, params: dict[str, Any]) -> str | None:
         """The account key for a private request, or the error to answer with."""
@@ -345,7 +416,18 @@ class _Session:
                      stamp: dict[str, str]) -> None:
         channel = params.get('channel')
         self.req_id = head.get('req_id')
-        if channel in PRIVATE_CHANNELS:
+        if channel == 'status':  # sent on connect and on every change; asking sends it now
+            self.send({**head, 'success': True, 'result': {'channel': channel}, **stamp})
+            if method == 'subscribe':
+                self.send_status()
+            return
+        if channel == 'level3':
+            key = self.check_token(params)
+            if key is None:
+                self.send({**head, 'success': False, 'error': self.reply_error, **stamp})
+                return
+            self.key = key
+        elif channel in PRIVATE_CHANNELS:
             key = self.check_token(params)
             if key is None:
                 self.send({**head, 'success': False, 'error': self.reply_error, **stamp})
@@ -360,7 +442,7 @@ class _Session:
             else:
                 self.balances = None
             return
-        if channel not in PUBLIC_CHANNELS:
+        if channel not in PUBLIC_CHANNELS and channel != 'level3':
             self.send({**head, 'success': False, 'error': f'Channel {channel} not found', **stamp})
             return
         if channel == 'instrument':
@@ -392,7 +474,26 @@ class _Session:
                'time_in': iso(time.time()), 'time_out': iso(time.time())}
         if self.req_id is not None:
             ack['req_id'] = self.req_id
-        if channel == 'book':
+        if channel == 'level3':
+            depth = params.get('depth', 10)
+            if depth not in LEVEL3_DEPTHS:
+                return f'Invalid depth {depth}'
+            result['depth'] = depth
+            if method == 'unsubscribe':
+                self.level3.pop(symbol, None)
+                self.send(ack)
+                return None
+            levels = self.feed.book_levels(spec, depth)
+            queues = _queues(spec, levels)
+            self.level3[symbol] = (spec, depth, levels, queues)
+            self.send({**ack, 'result': {**result, 'snapshot': True}})
+            if params.get('snapshot', True):
+                self.send_level3(symbol, 'snapshot', queues, {
+                    side: [{'order_id': oid, 'limit_price': _Raw(price), 'order_qty': _Raw(qty),
+                            'timestamp': iso(time.time())}
+                           for price, orders in ladder for oid, qty in orders]
+                    for side, ladder in queues.items()})
+        elif channel == 'book':
             depth = params.get('depth', 10)
             if depth not in BOOK_DEPTHS:
                 return f'Invalid depth {depth}'
@@ -414,10 +515,13 @@ class _Session:
                 self.ohlc.pop((symbol, interval), None)
                 self.send(ack)
                 return None
+            last_trade = self.feed.last_trade_id(spec)
             candles = self.feed.candles(spec, interval)
-            self.ohlc[(symbol, interval)] = (spec, candles[-1:] if candles else None)
+            self.ohlc[(symbol, interval)] = (spec, last_trade)
             self.send(ack)
-            self.send({'channel': 'ohlc', 'type': 'snapshot', 'data': candles})
+            if params.get('snapshot', True):
+                self.send({'channel': 'ohlc', 'type': 'snapshot', 'timestamp': iso(time.time()),
+                           'data': candles})
         elif channel == 'ticker':
             if method == 'unsubscribe':
                 self.tickers.pop(symbol, None)
@@ -495,6 +599,20 @@ class _Session:
             if ticker != sent_ticker:
                 self.tickers[symbol] = (spec, ticker)
                 self.send({'channel': 'ticker', 'type': 'update', 'data': [ticker]})
+        for (symbol, interval), (spec, last_trade) in list(self.ohlc.items()):
+            trade = self.feed.last_trade_id(spec)
+            if trade != last_trade:  # Kraken sends the running candle on each trade
+                self.ohlc[(symbol, interval)] = (spec, trade)
+                self.send({'channel': 'ohlc', 'type': 'update', 'timestamp': iso(time.time()),
+                           'data': self.feed.candles(spec, interval)[-1:]})
+        for symbol, (spec, depth, sent_levels, sent_l3) in list(self.level3.items()):
+            levels = self.feed.book_levels(spec, depth)
+            if levels != sent_levels:  # the queues follow from the levels
+                book3 = _queues(spec, levels)
+                self.level3[symbol] = (spec, depth, levels, book3)
+                self.send_level3(symbol, 'update', book3, _level3_changes(sent_l3, book3))
+        if self.feed.system_status() != self.status_sent:
+            self.send_status()
         for symbol, (spec, last_id) in list(self.trades.items()):
             fresh = [t for t in self.feed.trades(spec) if t['trade_id'] > last_id]
             if fresh:
@@ -510,7 +628,7 @@ class _Session:
                 self.balances = balances
                 self.send({'channel': 'balances', 'type': 'update', 'data': changed,
                            'sequence': self.next()})
-        subscribed = self.books or self.tickers or self.trades or self.ohlc or (
+        subscribed = self.books or self.tickers or self.trades or self.ohlc or self.level3 or (
             self.executions is not None or self.balances is not None)
         if subscribed and time.monotonic() - self.last_beat >= self.feed.heartbeat:
             self.last_beat = time.monotonic()
@@ -546,6 +664,15 @@ class _Session:
                 'asks': [{'price': _Raw(p), 'qty': _Raw(q)} for p, q in levels['asks']],
                 'checksum': checksum, 'timestamp': iso(time.time())}
         self.send({'channel': 'book', 'type': kind, 'data': [data]})
+
+    def send_level3(self, symbol: str, kind: str, book: dict[str, Level3Side],
+                    orders: dict[str, list[dict[str, Any]]]) -> None:
+        checksum = self.feed.level3_checksum(book)
+        if self.feed.take('bad_checksum'):
+            checksum ^= 0x5A5A5A5A
+        self.send({'channel': 'level3', 'type': kind, 'data': [{
+            'symbol': symbol, 'bids': orders['bids'], 'asks': orders['asks'],
+            'checksum': checksum, 'timestamp': iso(time.time())}]})
 
 
 class _Raw(str):
@@ -586,6 +713,52 @@ def _changes(before: dict[str, list[tuple[str, str]]],
         old, new = dict(before[side]), dict(after[side])
         out[side] = ([(p, '0.00000000') for p in old if p not in new]
                      + [(p, q) for p, q in after[side] if old.get(p) != q])
+    return out
+
+
+def _queues(spec: PairSpec, book: dict[str, list[tuple[str, str]]]) -> dict[str, Level3Side]:
+    """A book's levels (wire text, best first) order by order, as level3 shows them."""
+    return {side: [(price, _orders(spec.name, side, price, qty)) for price, qty in levels]
+            for side, levels in book.items()}
+
+
+@lru_cache(maxsize=1 << 14)
+def _orders(pair: str, side: str, price: str, qty: str) -> tuple[tuple[str, str], ...]:
+    """The resting orders that make up one level of the synthetic book, in queue order.
+
+    Two orders a level, a third of the quantity and the rest; their ids are fixed by
+    the pair, the side and the price, so a level keeps its orders while it stays.
+    """
+    total = Decimal(qty)
+    first = (total / 3).quantize(Decimal(1).scaleb(-LOT_DECIMALS), ROUND_DOWN)
+    parts = [first, total - first] if first else [total]
+    return tuple((_order_id(f'{pair}/{side}/{price}/{n}'), places(part, LOT_DECIMALS))
+                 for n, part in enumerate(parts))
+
+
+def _order_id(seed: str) -> str:
+    raw = base64.b32encode(hashlib.sha256(seed.encode()).digest()).decode()
+    return f'O{raw[:5]}-{raw[5:10]}-{raw[10:16]}'
+
+
+def _level3_changes(before: dict[str, Level3Side],
+                    after: dict[str, Level3Side]) -> dict[str, list[dict[str, Any]]]:
+    """The add, modify and delete events that turn ``before`` into ``after``, by side.
+
+    Deletes first, then quantity changes, then new orders in the order they queue, so
+    that applying them in turn gives ``after`` exactly, queues included.
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    for side in ('bids', 'asks'):
+        old = {oid: (price, qty) for price, orders in before[side] for oid, qty in orders}
+        new = {oid: (price, qty) for price, orders in after[side] for oid, qty in orders}
+        events = [('delete', oid, *old[oid]) for oid in old if oid not in new]
+        events += [('modify', oid, *new[oid]) for oid in new
+                   if oid in old and old[oid] != new[oid]]
+        events += [('add', oid, *new[oid]) for oid in new if oid not in old]
+        out[side] = [{'event': kind, 'order_id': oid, 'limit_price': _Raw(price),
+                      'order_qty': _Raw(qty), 'timestamp': iso(time.time())}
+                     for kind, oid, price, qty in events]
     return out
 
 

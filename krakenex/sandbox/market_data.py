@@ -83,7 +83,7 @@ class MarketData:
                 'rfc1123': time.strftime('%a, %d %b %y %H:%M:%S +0000', time.gmtime(now))}
 
     def system_status(self, params: Params) -> object:
-        return {'status': 'online', 'timestamp': iso(time.time())}
+        return {'status': self.exchange.status, 'timestamp': iso(time.time())}
 
     def assets(self, params: Params) -> object:
         names = id_list(params.get('asset'), 'asset') or list(ASSETS)

@@ -132,16 +132,21 @@ class Server(ThreadingHTTPServer):
         self.read_timeout = read_timeout
         self.max_connections = max_connections
         self.routes: dict[str, Route] = {}
+        #: The reply to the ``unavailable`` fault on a prefix's paths, if not spot's.
+        self.unavailable: dict[str, Callable[[], Reply]] = {}
         self.idle_since: dict[socket.socket, float | None] = {}  # None: busy with a request
         self.workers: list[threading.Thread] = []
         self.guard = threading.Lock()
         super().__init__(address, _Handler)
 
-    def add_route(self, prefix: str, route: Route) -> None:
+    def add_route(self, prefix: str, route: Route,
+                  unavailable: Callable[[], Reply] | None = None) -> None:
         """Send requests whose path starts with ``prefix`` to ``route`` (longest prefix wins)."""
         if not prefix.startswith('/'):
             raise ValueError(f'a route prefix starts with /, not {prefix!r}')
         self.routes[prefix] = route
+        if unavailable is not None:
+            self.unavailable[prefix] = unavailable
 
     def find_route(self, path: str) -> tuple[str, Route] | None:
         matches = [prefix for prefix in self.routes if path.startswith(prefix)]
@@ -263,7 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == 'reset':
             self._reset()
         elif kind == 'unavailable':
-            self._send(error('EService:Unavailable'))
+            shape = self.server.unavailable.get(prefix)
+            self._send(shape() if shape else error('EService:Unavailable'))
         elif fault is not None and kind == 'delay' and faults.pause(fault):
             self._reset()
         else:

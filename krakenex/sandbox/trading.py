@@ -57,6 +57,7 @@ ORDER_FLAGS = {'post', 'fciq', 'nompp', 'viqc'}  # fees are charged in the quote
 TIME_IN_FORCE = {'GTC', 'IOC', 'GTD', 'FOK'}
 ORDER_TYPES = {'market', 'limit', 'iceberg', *TRIGGER_TYPES}
 CLOSE_TYPES = {'limit', 'stop-loss', 'take-profit', 'stop-loss-limit', 'take-profit-limit'}
+PLACING = {'AddOrder', 'AddOrderBatch', 'AmendOrder', 'EditOrder'}
 
 
 class Trading:
@@ -66,7 +67,7 @@ class Trading:
         self.exchange = exchange
         #: Public handlers by Kraken method name.
         self.public: dict[str, PublicHandler] = {}
-        #: Private handlers by Kraken method name.
+        #: Private handlers by Kraken method name; each first asks :func:`status_refusal`.
         self.private: dict[str, PrivateHandler] = {
             'AddOrder': self.add_order,
             'AddOrderBatch': self.add_order_batch,
@@ -77,6 +78,12 @@ class Trading:
             'CancelAllOrdersAfter': self.cancel_all_after,
             'CancelOrderBatch': self.cancel_order_batch,
         }
+
+    def _in_status(self, method: str, params: Params) -> None:
+        """Refuse a call the engine's status forbids, with Kraken's error."""
+        refusal = status_refusal(self.exchange.status, method, params)
+        if refusal is not None:
+            raise ApiError(refusal)
 
     def _price(self, raw: str, name: str, pair: PairSpec, side: str, ordertype: str) -> Decimal:
         """A price as Kraken reads it: absolute, or relative to the last trade.
@@ -245,6 +252,7 @@ class Trading:
         return kind, probe.price, probe.price2
 
     def add_order(self, account: Account, params: Params) -> object:
+        self._in_status('AddOrder', params)
         _deadline(params)
         pair = requested_pair(params)
         self.exchange.engine_charge(account, pair, 1)  # charged even if the order is refused
@@ -257,6 +265,7 @@ class Trading:
         return {'descr': {'order': order.description()}, 'txid': [order.txid]}
 
     def add_order_batch(self, account: Account, params: Params) -> object:
+        self._in_status('AddOrderBatch', params)
         _deadline(params)
         pair = requested_pair(params)
         raw = indexed(params, 'orders')
@@ -296,6 +305,7 @@ class Trading:
         raise ApiError('EOrder:Unknown order')
 
     def amend_order(self, account: Account, params: Params) -> object:
+        self._in_status('AmendOrder', params)
         _deadline(params)
         order = self._find_open(account, params)
         self.exchange.engine_charge(account, order.pair,
@@ -321,6 +331,7 @@ class Trading:
         return {'amend_id': amend_id}
 
     def edit_order(self, account: Account, params: Params) -> object:
+        self._in_status('EditOrder', params)
         _deadline(params)
         old = self._find_open(account, params)
         self.exchange.engine_charge(account, old.pair, 1 + penalty(old, EDIT_PENALTY, time.time()))
@@ -351,6 +362,7 @@ class Trading:
                 if ident in (o.txid, o.cl_ord_id) or ident == str(o.userref)]
 
     def cancel_order(self, account: Account, params: Params) -> object:
+        self._in_status('CancelOrder', params)
         ident = text(params, 'txid') or text(params, 'cl_ord_id')
         if not ident:
             raise invalid('txid')
@@ -375,6 +387,7 @@ class Trading:
             self.exchange.engine_charge(account, pair, cost, always=batch)
 
     def cancel_all(self, account: Account, params: Params) -> object:
+        self._in_status('CancelAll', params)
         orders = account.open_orders()
         self._charge_cancels(account, orders, batch=True)  # Kraken: not documented; as a batch
         for order in orders:
@@ -382,6 +395,7 @@ class Trading:
         return {'count': len(orders)}
 
     def cancel_all_after(self, account: Account, params: Params) -> object:
+        self._in_status('CancelAllOrdersAfter', params)
         required(params, 'timeout')
         timeout = integer(params, 'timeout', 0, 0, 86399)
         now = time.time()
@@ -390,6 +404,7 @@ class Trading:
         return {'currentTime': iso(now), 'triggerTime': trigger}
 
     def cancel_order_batch(self, account: Account, params: Params) -> object:
+        self._in_status('CancelOrderBatch', params)
         raw = indexed(params, 'orders') or []
         if not isinstance(raw, list):
             raise invalid('orders')
@@ -425,6 +440,25 @@ def _trailing_offset(value: str) -> tuple[Decimal, bool]:
     if offset <= 0 or (percent and offset >= 100):
         raise invalid('price')
     return offset, percent
+
+
+def status_refusal(status: str, method: str, params: Params) -> str | None:
+    """Kraken's error for a trading call the engine's status forbids, or None.
+
+    ``maintenance``: nothing is placed or canceled; ``cancel_only``: cancels only;
+    ``post_only``: new orders only as post-only limit orders (and cancels).
+    """
+    if status == 'maintenance':
+        return 'EService:Unavailable'
+    if status == 'cancel_only' and method in PLACING:
+        return 'EService:Market in cancel_only mode'
+    if status == 'post_only' and method in ('AddOrder', 'AddOrderBatch'):
+        orders = indexed(params, 'orders') if method == 'AddOrderBatch' else [params]
+        if not isinstance(orders, list) or not all(
+                isinstance(o, dict) and o.get('ordertype') == 'limit'
+                and 'post' in str(o.get('oflags', '')).split(',') for o in orders):
+            return 'EService:Market in post_only mode'
+    return None
 
 
 def _deadline(params: Params) -> None:

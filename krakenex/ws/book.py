@@ -101,9 +101,9 @@ class _Side:
 
     ``levels`` maps each price's key (its text at the pair's precision, or the
     :class:`~decimal.Decimal` itself while the precision is unknown) to
-    ``((price, qty), price digits)`` and ``texts`` maps it to the level's
-    checksum text; ``prices`` holds the prices in ascending order as
-    :class:`~decimal.Decimal` and ``keys`` their keys, in step. Looking a wire
+    ``((price, qty), price digits)``; ``prices`` holds the prices in ascending
+    order as :class:`~decimal.Decimal`, and ``keys`` and ``texts`` (each level's
+    checksum text) follow it in step, so the ten best texts are one slice. Looking a wire
     price up by its text skips hashing a new Decimal; the order comes from
     comparing Decimals, so it never depends on the text.
     """
@@ -113,15 +113,15 @@ class _Side:
     def __init__(self, best_high: bool) -> None:
         self.best_high = best_high  # bids: the highest price is the best
         self.levels: dict[Any, tuple[Level, str]] = {}
-        self.texts: dict[Any, str] = {}
         self.prices: list[Decimal] = []  # ascending
         self.keys: list[Any] = []  # the key of each price in ``prices``
+        self.texts: list[str] = []  # the checksum text of each level in ``prices``
         self.text = b''  # the checksum's input for this side's ten best levels
-        self.crc = 0  # CRC32 of ``text``
+        self.crc = 0  # CRC32 of ``text``, kept for the asks alone
 
     def apply(self, levels: Iterable[Mapping[str, Any]], pp: int | None, qp: int | None) -> bool:
         """Apply the levels of one message in order; whether the ten best may have changed."""
-        own, texts, prices, keys = self.levels, self.texts, self.prices, self.keys
+        own, prices, keys, texts = self.levels, self.prices, self.keys, self.texts
         best_high = self.best_high
         changed = len(prices) < CHECKSUM_LEVELS
         edge = None if changed else prices[-CHECKSUM_LEVELS] if best_high else prices[
@@ -145,9 +145,9 @@ class _Side:
             old = own.get(key)
             if not qty:
                 if old is not None:
-                    del own[key], texts[key]
+                    del own[key]
                     at = bisect_left(prices, old[0][0])
-                    del prices[at], keys[at]
+                    del prices[at], keys[at], texts[at]
                 continue
             text = str(qty)
             if not (qdot and len(text) > qp and text[qdot] == '.'  # type: ignore[operator]
@@ -159,32 +159,39 @@ class _Side:
                 at = bisect_left(prices, price)
                 prices.insert(at, price)
                 keys.insert(at, key)
+                texts.insert(at, digits + text.replace('.', '').lstrip('0'))
                 own[key] = ((price, qty), digits)
             else:
                 digits = old[1]
-                own[key] = ((old[0][0], qty), digits)
-            texts[key] = digits + text.replace('.', '').lstrip('0')
+                price = old[0][0]
+                own[key] = ((price, qty), digits)
+                texts[bisect_left(prices, price)] = digits + text.replace('.', '').lstrip('0')
         return changed
 
     def cut(self, depth: int) -> None:
         """Keep the ``depth`` best levels."""
         keys = self.keys
         gone = slice(0, len(keys) - depth) if self.best_high else slice(depth, None)
-        levels, texts = self.levels, self.texts
+        levels = self.levels
         for key in keys[gone]:
-            del levels[key], texts[key]
-        del keys[gone], self.prices[gone]
+            del levels[key]
+        del keys[gone], self.prices[gone], self.texts[gone]
 
     def best(self) -> list[Any]:
         """The keys, best first."""
         return self.keys[::-1] if self.best_high else self.keys[:]
 
     def write(self) -> None:
-        """Write the checksum's input for the ten best levels again."""
-        keys = self.keys
-        top = keys[:-CHECKSUM_LEVELS - 1:-1] if self.best_high else keys[:CHECKSUM_LEVELS]
-        self.text = ''.join(map(self.texts.__getitem__, top)).encode()
-        self.crc = zlib.crc32(self.text)
+        """Write the checksum's input for the ten best levels again.
+
+        The asks come first in the checksum, so only their CRC32 is kept; the
+        bids' text continues it (:meth:`Book.apply`).
+        """
+        if self.best_high:
+            self.text = ''.join(self.texts[:-CHECKSUM_LEVELS - 1:-1]).encode()
+        else:
+            self.text = ''.join(self.texts[:CHECKSUM_LEVELS]).encode()
+            self.crc = zlib.crc32(self.text)
 
 
 def _fixed(value: Decimal, precision: int | None) -> str:

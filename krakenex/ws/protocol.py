@@ -56,11 +56,25 @@ NOTICE_CHANNEL = 'krakenex'
 
 
 _DECODER = json.JSONDecoder(parse_float=Decimal)
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def decode(text: str | bytes) -> Any:
-    """Decode one of Kraken's messages, numbers with a fraction as :class:`~decimal.Decimal`."""
-    return _DECODER.decode(text if isinstance(text, str) else text.decode())
+    """Decode one of Kraken's messages, numbers with a fraction as :class:`~decimal.Decimal`.
+
+    :raises ValueError: for text that is not one JSON value (:class:`json.JSONDecodeError`)
+        or bytes that are not UTF-8 (:class:`UnicodeDecodeError`)
+    """
+    if text.__class__ is not str:
+        text = text.decode()  # type: ignore[union-attr]
+    # Kraken's messages are one JSON value without surrounding whitespace: the decoder's
+    # scanner reads that alone, a fifth faster than JSONDecoder.decode, which first looks for
+    # whitespace on both sides; anything else gets decode()'s answer and error messages
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        end = -1
+    return value if end == len(text) else _DECODER.decode(text)
 
 
 def _marked(value: Any, numbers: list[str]) -> Any:

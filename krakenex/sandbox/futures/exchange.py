@@ -105,6 +105,11 @@ class FuturesExchange:
                                                 request.headers, request.body)
         return Reply(status, body, content_type)
 
+    def unavailable(self) -> Reply:
+        """What Kraken Futures answers while it is down (the ``unavailable`` fault)."""
+        body = {'result': 'error', 'serverTime': iso(self.clock()), 'error': 'Unavailable'}
+        return Reply(200, json.dumps(body).encode(), 'application/json')
+
     # -- accounts and market -----------------------------------------------------------
 
     def add_account(self, balances: dict[str, str] | None = None) -> FuturesAccount:
@@ -754,7 +759,7 @@ def attach(sandbox: Sandbox, *, seed: int = 0) -> FuturesExchange:
     """Serve Kraken Futures from ``sandbox``'s server; the exchange that answers."""
     exchange = FuturesExchange(seed=seed)
     for prefix in FUTURES_PATHS:
-        sandbox.add_route(prefix, exchange.route)
+        sandbox.add_route(prefix, exchange.route, unavailable=exchange.unavailable)
     return exchange
 
 

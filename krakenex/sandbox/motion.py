@@ -1,0 +1,83 @@
+"""A seeded random walk of the sandbox's prices, so that its feeds move on their own.
+
+:class:`Motion` moves every pair's price by a small step on a timer: a whole
+number of ticks (at least one, up or down), drawn from a generator seeded by
+the sandbox's seed, with the spread of :data:`~krakenex.sandbox.market.VOLATILITY`
+over the time between steps. Each step trades the market at the new price
+through :meth:`Exchange.set_price <krakenex.sandbox.exchange.Exchange.set_price>`,
+under the exchange lock, so resting limit orders and stops fill exactly as on
+:meth:`Sandbox.set_price <krakenex.sandbox.Sandbox.set_price>`. Two sandboxes
+with the same seed walk the same path, step for step. Standard library only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+from decimal import Decimal
+
+from .exchange import Exchange
+from .market import PAIRS, VOLATILITY
+
+__all__ = ['Motion']
+
+log = logging.getLogger('krakenex.sandbox')
+
+
+class Motion:
+    """The walk of one exchange's prices; a thread steps it every ``interval`` seconds.
+
+    :param exchange: the exchange whose prices move
+    :param seed: the seed of the walk
+    :param interval: seconds between two steps; None: no thread, only :meth:`step`
+    """
+
+    def __init__(self, exchange: Exchange, *, seed: int, interval: float | None) -> None:
+        if interval is not None and not (math.isfinite(interval) and interval > 0):
+            raise ValueError(f'motion must be a positive number of seconds, not {interval!r}')
+        self.exchange = exchange
+        self.interval = interval
+        self.steps = 0
+        self._rng = random.Random(f'{seed}/motion')
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def step(self) -> dict[str, Decimal]:
+        """Move every pair once; the new prices by Kraken pair name."""
+        moved = {}
+        scale = VOLATILITY * math.sqrt(self.interval or 1.0)
+        with self.exchange.lock:  # one step is seen whole, and never interleaves with another
+            for spec in PAIRS.values():
+                mid = self.exchange.market.mid(spec)
+                draw = self._rng.gauss(0.0, 1.0)
+                ticks = max(1, round(abs(draw) * scale * float(mid / spec.tick_size)))
+                price = max(spec.tick_size, mid + spec.tick_size * (ticks if draw >= 0 else -ticks))
+                self.exchange.set_price(spec, price)
+                moved[spec.name] = self.exchange.market.mid(spec)
+            self.steps += 1
+        return moved
+
+    def start(self) -> None:
+        """Step on a thread of its own until :meth:`stop` (nothing without an interval)."""
+        if self.interval is None or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(self.interval,),
+                                        name='krakenex-sandbox-motion', daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop stepping and join the thread (safe to repeat)."""
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.step()
+            except Exception:  # a fault of the sandbox's own: keep serving, and say so
+                log.exception('the sandbox market could not move')
