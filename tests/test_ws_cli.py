@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from krakenex import API
 from krakenex.cli import main
 from krakenex.sandbox import Sandbox
+from krakenex.ws.protocol import ORDER_METHODS
 
 
 @pytest.fixture
@@ -319,3 +321,41 @@ def test_book_top_says_book_resync_on_stderr_and_prints_only_verified_books(caps
     books, err = lines(capsys)
     assert 'type=book_resync' in err and 'symbol=BTC/USD' in err
     assert books and all(set(b) == {'symbol', 'checksum', 'bids', 'asks'} for b in books)
+
+
+#: A request of each trading method, with ``{txid}`` for an order resting at the sandbox.
+TRADING = {
+    'add_order': ADD_ORDER[1:],
+    'batch_add': ['symbol=BTC/USD', 'orders:=[{"order_type":"limit","side":"buy",'
+                  '"limit_price":40000,"order_qty":0.01,"cl_ord_id":"batch-1"}]'],
+    'amend_order': ['order_id={txid}', 'limit_price=39000'],
+    'edit_order': ['order_id={txid}', 'symbol=BTC/USD', 'limit_price=39000'],
+    'cancel_order': ['order_id={txid}'],
+    'cancel_all': [],
+    'cancel_all_orders_after': ['timeout=60'],
+    'batch_cancel': ['orders:=["{txid}"]'],
+}
+
+
+@pytest.mark.parametrize('method', sorted(TRADING))
+def test_every_trading_method_whose_reply_is_lost_exits_4_and_is_not_sent_again(
+        capsys, sb, against, method):
+    assert set(TRADING) == ORDER_METHODS
+    with API(sb.key, sb.secret, uri=sb.url) as api:
+        txid = api.query_private('AddOrder', {'pair': 'XBTUSD', 'type': 'buy', 'volume': '0.01',
+                                              'ordertype': 'limit', 'price': '40000'}
+                                 )['result']['txid'][0]
+    sb.feed.inject('reply_lost')  # executed at the sandbox, then the connection drops
+    assert main(['ws', *against, method, *(a.replace('{txid}', txid)
+                                           for a in TRADING[method])]) == 4
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f'krakenex ws: outcome unknown: {method} was sent over the WebSocket')
+    assert 'did not send it again' in line
+    placed = {'add_order': 2, 'batch_add': 2, 'edit_order': 2}.get(method, 1)  # edit: a new order
+    assert len(sb.orders()) == placed
+
+
+def test_a_rest_pair_name_gets_the_v2_name_said(capsys):
+    main(['ws', '--sandbox', 'ticker', 'XBTUSD', '--count', '1'])  # Kraken refuses it
+    err = capsys.readouterr().err
+    assert 'BASE/QUOTE' in err and 'BTC/USD' in err

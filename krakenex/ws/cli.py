@@ -63,9 +63,6 @@ V1_NAMES = {
 #: The ``req_id`` of the one request the command sends, unless given as ``req_id=N``.
 FIRST_REQ_ID = 1
 
-#: Parameters Kraken takes as a list, even when one value is given.
-LIST_PARAMS = {'symbol', 'order_id'}
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -288,15 +285,21 @@ def _request(what: str, tokens: Sequence[str]) -> tuple[str, list[str], dict[str
         params['symbol'] = [_v2_symbol(s) for s in params['symbol']]
     if what in CHANNELS and 'symbol' in params:
         symbols, params = symbols + list(params.pop('symbol')), params
-    if what == 'cancel_order':
+    if what == 'cancel_order':  # lists here (order_id=A,B); one id everywhere else
         for name in ('order_id', 'cl_ord_id', 'order_userref'):
-            if name in params and not isinstance(params[name], list):
-                params[name] = [params[name]]
+            value = params.get(name)
+            if isinstance(value, str):
+                params[name] = value.split(',')
+            elif name in params and not isinstance(value, list):
+                params[name] = [value]
     return what, symbols, params
 
 
 def _v2_symbol(symbol: str) -> str:
     """v2 says BTC where v1 said XBT (it refuses "XBT/USD"): translate, and say so."""
+    if '/' not in symbol:  # REST's XBTUSD
+        _warn(f'WebSocket v2 names pairs BASE/QUOTE, such as BTC/USD; Kraken may refuse '
+              f'{symbol}')
     if 'XBT' in symbol.upper():
         fixed = symbol.upper().replace('XBT', 'BTC')
         _warn(f'WebSocket v2 calls {symbol} {fixed} (it refuses XBT): using {fixed}')
@@ -308,8 +311,6 @@ def _value(name: str, value: Any) -> Any:
     """A ``name=value`` text as the JSON type Kraken expects: bool, integer, number, text."""
     if not isinstance(value, str):
         return value  # name:=JSON gave it a type already
-    if name in LIST_PARAMS and name != 'symbol':
-        return value.split(',')
     if name in ('symbol', 'cl_ord_id', 'order_id', 'token'):
         return value
     if value in ('true', 'false'):
