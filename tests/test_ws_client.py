@@ -32,6 +32,7 @@ from krakenex import (
 )
 from krakenex.sandbox import Sandbox
 from krakenex.ws import WS, AsyncWS, Backoff, BookUnavailableError, SocketOutcomeUnknownError
+from krakenex.ws.protocol import ORDER_METHODS
 
 WAIT = 5.0  # seconds any single expectation may take before the test fails
 
@@ -897,3 +898,17 @@ def test_a_message_over_the_size_limit_replaces_the_connection_and_says_why(ws, 
     reconnected = expect(ws, notice('reconnected'))
     assert '4096' in reconnected['reason'] and 'larger' in reconnected['reason']
     expect(ws, notice('resubscribed'))
+
+
+@pytest.mark.parametrize('method', sorted(ORDER_METHODS))
+def test_every_order_method_whose_connection_drops_before_its_reply_is_never_resent(
+        private, kraken, method):
+    kraken.handlers[method] = lambda c, m: c.transport.abort()
+    private.subscribe('executions')
+    with pytest.raises(SocketOutcomeUnknownError) as lost:
+        private.request(method, cl_ord_id='ws-once-1')
+    assert lost.value.req_id == kraken.sent(method)[0]['req_id']
+    assert lost.value.cl_ord_id == 'ws-once-1'
+    expect(private, notice('resubscribed'))
+    private.request('ping')
+    assert len(kraken.sent(method)) == 1
