@@ -359,3 +359,17 @@ def test_a_rest_pair_name_gets_the_v2_name_said(capsys):
     main(['ws', '--sandbox', 'ticker', 'XBTUSD', '--count', '1'])  # Kraken refuses it
     err = capsys.readouterr().err
     assert 'BASE/QUOTE' in err and 'BTC/USD' in err
+
+
+def test_a_key_kraken_refuses_for_a_token_exits_1_with_krakens_error_as_rest_does(
+        capsys, sb, against, tmp_path):
+    key_file = tmp_path / 'wrong.key'
+    key_file.write_text(f'not-{sb.key}\n{sb.secret}\n')
+    key_file.chmod(0o600)
+    started = time.monotonic()
+    assert main(['ws', *against, '--key-file', str(key_file), 'executions']) == 1
+    assert time.monotonic() - started < 4  # at once, not after --timeout 5
+    rest_code = main(['--uri', sb.url, '--key-file', str(key_file), 'GetWebSocketsToken'])
+    assert rest_code == 1
+    ws_line, rest_line = capsys.readouterr().err.splitlines()
+    assert 'EAPI:Invalid key' in ws_line and 'EAPI:Invalid key' in rest_line

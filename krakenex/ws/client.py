@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - the message is the point
 
 from ..errors import (
     AuthenticationError,
+    KrakenAPIError,
     KrakenConnectionError,
     KrakenConnectTimeout,
     KrakenError,
@@ -238,6 +239,7 @@ class _Connection:
         self.books: set[str] = set()
         self.instrument = False  # krakenex subscribed to instrument for precisions
         self.gave_up: KrakenConnectionError | None = None
+        self.refused: KrakenAPIError | None = None  # Kraken's own no to the token, if that was why
         self.task: asyncio.Task[None] | None = None
         self.last_seen = 0.0
         self.drop_reason: str | None = None
@@ -252,15 +254,18 @@ class _Connection:
     async def wait_ready(self, timeout: float | None) -> None:
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self.run())
+        ready = asyncio.get_running_loop().create_task(self.ready.wait())
+        try:  # until it is open, or krakenex gives up (the run ends), or the time is up
+            await asyncio.wait({ready, self.task}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if self.ready.is_set():
+            return
         if self.gave_up is not None:
-            raise self.gave_up
-        try:
-            await asyncio.wait_for(self.ready.wait(), timeout)
-        except TimeoutError:
-            if self.gave_up is not None:
-                raise self.gave_up from None
-            raise KrakenConnectTimeout(f'no connection to {self.url} within {timeout} s; '
-                                       f'nothing was sent') from None
+            raise self.refused or self.gave_up
+        raise KrakenConnectTimeout(f'no connection to {self.url} within {timeout} s; '
+                                   f'nothing was sent')
 
     async def run(self) -> None:
         """Keep the connection up until the client closes or gives up; never end silently."""
@@ -292,7 +297,8 @@ class _Connection:
                 throttled, reason = status == 429, f'the handshake was refused with HTTP {status}'
                 self.backoff.failed()
                 continue
-            except AuthenticationError as exc:
+            except AuthenticationError as exc:  # Kraken's answer: trying again cannot help
+                self.refused = exc
                 self.give_up(f'the token could not be fetched: {exc}')
                 return
             except (OSError, TimeoutError, InvalidHandshake, KrakenError) as exc:
@@ -700,8 +706,9 @@ class AsyncWS:
 
         :raises KrakenConnectTimeout: (a :class:`~krakenex.NotSentError`) if it did not
             open within ``timeout`` seconds
-        :raises KrakenConnectionError: if krakenex gave up connecting (the token could not
-            be fetched, or too many attempts failed)
+        :raises AuthenticationError: if Kraken refused the key when asked for a token
+            (``GetWebSocketsToken``; the key needs the WebSocket interface permission)
+        :raises KrakenConnectionError: if krakenex gave up connecting otherwise
         """
         await self._connection(private).wait_ready(self._timeout(timeout))
 
