@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import threading
+import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -118,61 +118,68 @@ def _precision(value: Any) -> int:
 
 
 class _Stream:
-    """Messages for the user, in order: filled on the loop, read from the loop or a thread."""
+    """Messages for the user, in order: filled on the loop, read from the loop or a thread.
+
+    A reader on another thread waits on a :class:`queue.SimpleQueue`, never on a lock the
+    loop also takes: Ctrl-C in the middle of a ``threading.Condition`` wait can leave its
+    lock held or released twice, and then the loop thread blocks for good. The deque's
+    ``append`` and ``popleft`` are atomic, so nothing else is locked.
+    """
 
     def __init__(self, maxlen: int) -> None:
         self.maxlen = maxlen
         self.closed = False
         self._items: deque[Any] = deque()
-        self._dropped = 0
-        self._cond = threading.Condition()
+        self._dropped = 0  # about: a reader taking the count while the loop adds may lose one
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._event = asyncio.Event()
 
     def put(self, message: Any) -> None:
-        with self._cond:
-            if len(self._items) >= self.maxlen:
+        if len(self._items) >= self.maxlen:
+            with contextlib.suppress(IndexError):  # a reader may have emptied it meanwhile
                 self._items.popleft()
                 self._dropped += 1
-            self._items.append(message)
-            self._cond.notify()
+        self._items.append(message)
+        if self._wake.empty():  # one waiting token is enough: readers look again after it
+            self._wake.put(None)
         self._event.set()
 
     def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
+        self.closed = True
+        self._wake.put(None)
         self._event.set()
 
     def _take(self) -> tuple[bool, Any]:
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             return True, notice('overflow', dropped=dropped)
-        if self._items:
+        with contextlib.suppress(IndexError):
             return True, self._items.popleft()
         if self.closed:
+            if self._wake.empty():
+                self._wake.put(None)  # for the next reader waiting
             raise _Closed
         return False, None
 
     def get(self, timeout: float | None) -> Any:
         """Wait for a message on any thread (the sync client's reader)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                found, message = self._take()
-                if found:
-                    return message
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f'no message within {timeout} s')
-                self._cond.wait(left)
+        while True:
+            found, message = self._take()
+            if found:
+                return message
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f'no message within {timeout} s')
+            with contextlib.suppress(queue.Empty):
+                self._wake.get(timeout=left)
 
     async def aget(self, timeout: float | None) -> Any:
         """Wait for a message on the loop that fills the stream."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            with self._cond:
-                found, message = self._take()
+            found, message = self._take()
             if found:
                 return message
             self._event.clear()

@@ -9,6 +9,9 @@ round trip through that loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import queue
 import threading
 from collections.abc import Coroutine, Iterator
 from types import TracebackType
@@ -68,7 +71,11 @@ class WS:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+            return
+        with contextlib.suppress(Exception):  # the exception under way (Ctrl-C) says more
+            self.close()
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while True:
@@ -121,7 +128,8 @@ class WS:
             return
         self._stopped = True
         try:
-            asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop).result(10)
+            with contextlib.suppress(TimeoutError):  # stop the thread anyway
+                self._wait(asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop), 10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
@@ -134,9 +142,25 @@ class WS:
             raise KrakenConnectionError('the WebSocket client is closed')
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
-            return future.result(timeout)
+            return self._wait(future, timeout)
         except BaseException:
             # Ctrl-C while it waits: stop the call on the loop too, rather than leave it
             # to go on (and send) by itself. It ends before anything queued after it.
             future.cancel()
             raise
+
+    @staticmethod
+    def _wait(future: concurrent.futures.Future[T], timeout: float | None) -> T:
+        """``future.result(timeout)``, waiting where Ctrl-C can break nothing.
+
+        ``Future.result`` waits on a ``threading.Condition`` that the loop thread takes
+        to set the result; Ctrl-C in the middle of that wait can leave it held, and the
+        loop blocked for good. A SimpleQueue's ``get`` cannot be left half done.
+        """
+        done: queue.SimpleQueue[None] = queue.SimpleQueue()
+        future.add_done_callback(lambda _: done.put(None))
+        try:
+            done.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f'no result within {timeout} s') from None
+        return future.result(0)
