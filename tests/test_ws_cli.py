@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from krakenex import API
 from krakenex.cli import main
 from krakenex.sandbox import Sandbox
+from krakenex.ws.protocol import ORDER_METHODS
 
 
 @pytest.fixture
@@ -120,7 +126,7 @@ def test_ctrl_c_exits_130_without_a_traceback(sb):
             _, err = process.communicate(timeout=10)
         finally:
             process.kill()
-    assert process.returncode == 130
+    assert process.returncode == 130, err
     assert 'Traceback' not in err and 'interrupted' in err
 
 
@@ -194,3 +200,176 @@ def test_add_order_with_stdout_closed_from_the_start_exits_2_and_sends_nothing(s
     assert result.returncode == 2
     assert 'stdout is closed' in result.stderr
     assert sb.orders() == []
+
+
+# ------------------------------------------------------------- Ctrl-C around an order request
+
+class Swallower:
+    """A WebSocket server on 127.0.0.1 that reads every frame and answers none of them."""
+
+    def __init__(self) -> None:
+        from websockets.sync.server import serve
+
+        self.frames: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.server = serve(self._handle, '127.0.0.1', 0)
+        self.url = f'ws://127.0.0.1:{self.server.socket.getsockname()[1]}/v2'
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _handle(self, connection: Any) -> None:
+        with contextlib.suppress(Exception):
+            for frame in connection:
+                self.frames.put(json.loads(frame))
+
+    def next_frame(self, method: str) -> dict[str, Any]:
+        """The first frame with ``method`` that arrives within 30 s."""
+        while True:
+            frame = self.frames.get(timeout=30)
+            if frame.get('method') == method:
+                return frame
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def swallower() -> Iterator[Swallower]:
+    server = Swallower()
+    yield server
+    server.stop()
+
+
+def interrupted(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """Send SIGINT to a running command; its exit code and stderr."""
+    process.send_signal(signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    return process.returncode, err
+
+
+def ws_popen(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, '-m', 'krakenex', 'ws', *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='sends SIGINT')
+def test_ctrl_c_after_add_order_was_sent_exits_4_naming_the_order_as_the_rest_command_does(
+        sb, against, swallower):
+    process = ws_popen(*against, '--ws-auth-uri', swallower.url, '--timeout', '30', *ADD_ORDER)
+    frame = swallower.next_frame('add_order')  # it reached the server, whose reply never comes
+    code, err = interrupted(process)
+    assert code == 4
+    assert 'Traceback' not in err
+    (line,) = err.splitlines()
+    assert line.startswith('krakenex ws: outcome unknown: add_order may have reached Kraken '
+                           'but it was interrupted')
+    assert f'req_id {frame["req_id"]}' in line and 'cl_ord_id cli-1' in line
+    assert 'krakenex OpenOrders cl_ord_id=cli-1 and krakenex ClosedOrders cl_ord_id=cli-1' in line
+    assert 'not sent' not in line and 'refused' not in line
+    assert frame['params']['token'] not in err
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='sends SIGINT')
+def test_ctrl_c_while_connecting_for_an_order_exits_130_as_nothing_was_sent(sb, against):
+    with socket.create_server(('127.0.0.1', 0)) as listener:  # accepts, never answers
+        listener.settimeout(30)
+        url = f'ws://127.0.0.1:{listener.getsockname()[1]}/v2'
+        process = ws_popen(*against, '--ws-auth-uri', url, '--timeout', '30', *ADD_ORDER)
+        connection, _ = listener.accept()  # the command waits for its handshake's answer
+        with connection:
+            code, err = interrupted(process)
+    assert code == 130
+    assert 'Traceback' not in err
+    assert err.splitlines() == ['krakenex ws: interrupted']
+    assert sb.orders() == []
+
+
+# ------------------------------------------------------------- what users type, and get back
+
+@pytest.mark.parametrize(('option', 'stop'), [
+    (['--count', '0'], ['--seconds', '2']), (['--count', '-1'], ['--seconds', '2']),
+    (['--top', '0'], ['--seconds', '2']), (['--top', '-2'], ['--seconds', '2']),
+    (['--seconds', 'nan'], ['--count', '1']), (['--seconds', '-1'], ['--count', '1']),
+    (['--timeout', '0'], ['--count', '1']), (['--timeout', 'inf'], ['--count', '1'])])
+def test_count_top_seconds_and_timeout_that_make_no_sense_are_usage_errors(
+        capsys, sb, against, option, stop):
+    assert main(['ws', *against, 'book', 'BTC/USD', *option, *stop]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert option[0] in line and repr(option[1]) in line
+
+
+def test_cancel_all_orders_after_timeout_is_krakens_parameter_and_arms_it(capsys, sb, against):
+    assert main(['ws', *against, 'cancel_all_orders_after', 'timeout=60']) == 0
+    (reply,), _ = lines(capsys)
+    assert reply['success'] is True and reply['result']['triggerTime'] != '0'
+
+
+def test_a_req_id_given_to_a_channel_comes_back_on_its_acknowledgement(capsys, sb, against):
+    assert main(['ws', *against, 'ticker', 'BTC/USD', 'req_id=9', '--count', '2']) == 0
+    messages, _ = lines(capsys)
+    (ack,) = [m for m in messages if m.get('method') == 'subscribe']
+    assert ack['req_id'] == 9 and ack['success'] is True
+
+
+def test_book_top_says_book_resync_on_stderr_and_prints_only_verified_books(capsys, sb, against):
+    sb.feed.inject('bad_checksum')
+    assert main(['ws', *against, 'book', 'BTC/USD', '--top', '2', '--seconds', '3']) == 0
+    books, err = lines(capsys)
+    assert 'type=book_resync' in err and 'symbol=BTC/USD' in err
+    assert books and all(set(b) == {'symbol', 'checksum', 'bids', 'asks'} for b in books)
+
+
+#: A request of each trading method, with ``{txid}`` for an order resting at the sandbox.
+TRADING = {
+    'add_order': ADD_ORDER[1:],
+    'batch_add': ['symbol=BTC/USD', 'orders:=[{"order_type":"limit","side":"buy",'
+                  '"limit_price":40000,"order_qty":0.01,"cl_ord_id":"batch-1"}]'],
+    'amend_order': ['order_id={txid}', 'limit_price=39000'],
+    'edit_order': ['order_id={txid}', 'symbol=BTC/USD', 'limit_price=39000'],
+    'cancel_order': ['order_id={txid}'],
+    'cancel_all': [],
+    'cancel_all_orders_after': ['timeout=60'],
+    'batch_cancel': ['orders:=["{txid}"]'],
+}
+
+
+@pytest.mark.parametrize('method', sorted(TRADING))
+def test_every_trading_method_whose_reply_is_lost_exits_4_and_is_not_sent_again(
+        capsys, sb, against, method):
+    assert set(TRADING) == ORDER_METHODS
+    with API(sb.key, sb.secret, uri=sb.url) as api:
+        txid = api.query_private('AddOrder', {'pair': 'XBTUSD', 'type': 'buy', 'volume': '0.01',
+                                              'ordertype': 'limit', 'price': '40000'}
+                                 )['result']['txid'][0]
+    sb.feed.inject('reply_lost')  # executed at the sandbox, then the connection drops
+    assert main(['ws', *against, method, *(a.replace('{txid}', txid)
+                                           for a in TRADING[method])]) == 4
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f'krakenex ws: outcome unknown: {method} was sent over the WebSocket')
+    assert 'did not send it again' in line
+    placed = {'add_order': 2, 'batch_add': 2, 'edit_order': 2}.get(method, 1)  # edit: a new order
+    assert len(sb.orders()) == placed
+
+
+def test_a_rest_pair_name_gets_the_v2_name_said(capsys):
+    main(['ws', '--sandbox', 'ticker', 'XBTUSD', '--count', '1'])  # Kraken refuses it
+    err = capsys.readouterr().err
+    assert 'BASE/QUOTE' in err and 'BTC/USD' in err
+
+
+def test_a_key_kraken_refuses_for_a_token_exits_1_with_krakens_error_as_rest_does(
+        capsys, sb, against, tmp_path):
+    key_file = tmp_path / 'wrong.key'
+    key_file.write_text(f'not-{sb.key}\n{sb.secret}\n')
+    key_file.chmod(0o600)
+    started = time.monotonic()
+    assert main(['ws', *against, '--key-file', str(key_file), 'executions']) == 1
+    assert time.monotonic() - started < 4  # at once, not after --timeout 5
+    rest_code = main(['--uri', sb.url, '--key-file', str(key_file), 'GetWebSocketsToken'])
+    assert rest_code == 1
+    ws_line, rest_line = capsys.readouterr().err.splitlines()
+    assert 'EAPI:Invalid key' in ws_line and 'EAPI:Invalid key' in rest_line

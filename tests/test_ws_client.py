@@ -22,9 +22,17 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.protocol import State
 
-from krakenex import API, KrakenUsageError, NotSentError, OutcomeUnknownError
+from krakenex import (
+    API,
+    KrakenAPIError,
+    KrakenConnectionError,
+    KrakenUsageError,
+    NotSentError,
+    OutcomeUnknownError,
+)
 from krakenex.sandbox import Sandbox
 from krakenex.ws import WS, AsyncWS, Backoff, BookUnavailableError, SocketOutcomeUnknownError
+from krakenex.ws.protocol import ORDER_METHODS
 
 WAIT = 5.0  # seconds any single expectation may take before the test fails
 
@@ -720,17 +728,20 @@ def test_book_message_naming_no_symbol_or_not_json_resyncs_every_book(ws, kraken
 
 # -- 7. usage ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('options', [{'url': 'nope'}, {'url': 'http://127.0.0.1:1/v2'},
-                                     {'auth_url': 'ws://'}, {'url': 'ws://127.0.0.1:port/'}])
-def test_url_that_is_not_ws_or_wss_is_a_usage_error_before_anything_starts(options):
+@pytest.mark.parametrize(('options', 'match'), [
+    ({'url': 'nope'}, 'ws:// or wss://'), ({'url': 'http://127.0.0.1:1/v2'}, 'ws:// or wss://'),
+    ({'auth_url': 'ws://'}, 'ws:// or wss://'), ({'url': 'ws://127.0.0.1:port/'}, 'ws:// or wss://'),
+    ({'timeout': 0}, 'timeout'), ({'timeout': float('nan')}, 'timeout'),
+    ({'silence': -1}, 'silence'), ({'silence': float('inf')}, 'silence')])
+def test_a_bad_url_or_timeout_is_a_usage_error_before_anything_starts(options, match):
     threads = threading.active_count()
-    with pytest.raises(KrakenUsageError, match='ws:// or wss://'):
-        WS(timeout=60, **options)
+    with pytest.raises(KrakenUsageError, match=match):
+        WS(**{'timeout': 60, **options})
     assert threading.active_count() == threads  # no loop thread left behind
 
     async def cell() -> None:
-        AsyncWS(timeout=60, **options)
-    with pytest.raises(KrakenUsageError, match='ws:// or wss://'):
+        AsyncWS(**{'timeout': 60, **options})
+    with pytest.raises(KrakenUsageError, match=match):
         asyncio.run(cell())
 
 
@@ -766,3 +777,138 @@ def test_library_code_never_calls_asyncio_run():
     import krakenex.ws
     for path in pathlib.Path(krakenex.ws.__file__).parent.glob('*.py'):
         assert 'asyncio.run(' not in path.read_text(), path
+
+
+# -- 9. what users get wrong, and what servers send wrong -----------------------------------
+
+def test_cancel_all_orders_after_sends_krakens_own_timeout_not_the_reply_wait(private, kraken):
+    kraken.handlers['cancel_all_orders_after'] = lambda c, m: {
+        'success': True, 'result': {'currentTime': '2026-11-30T04:00:00Z',
+                                    'triggerTime': '2026-11-30T04:01:00Z'}}
+    private.request('cancel_all_orders_after', timeout=60)
+    private.request('cancel_all_orders_after', timeout=0)  # 0 disarms it, as at Kraken
+    assert [m['params']['timeout'] for m in kraken.sent('cancel_all_orders_after')] == [60, 0]
+
+
+def test_a_callers_req_id_goes_at_the_top_of_the_request_and_comes_back(ws, kraken):
+    assert ws.request('ping', req_id=77)['req_id'] == 77
+    (acks,) = [ws.subscribe('ticker', symbol=['BTC/USD'], req_id=78)]
+    assert [a['req_id'] for a in acks] == [78]
+    sent = kraken.sent('ping')[-1], kraken.sent('subscribe', 'ticker')[-1]
+    assert [m['req_id'] for m in sent] == [77, 78]
+    assert all('req_id' not in m.get('params', {}) for m in sent)
+
+
+@pytest.mark.parametrize('bad', [{'req_id': 'seven'}, {'req_id': True}, {'timeout': 0},
+                                 {'timeout': -1}, {'timeout': float('nan')}])
+def test_an_order_request_with_a_bad_req_id_or_timeout_is_refused_before_it_is_sent(
+        private, kraken, bad):
+    private.request('ping')  # connected: a refusal below is not about connecting
+    with pytest.raises(KrakenUsageError):
+        private.request('add_order', symbol='BTC/USD', side='buy', order_type='market',
+                        order_qty=Decimal('0.01'), **bad)
+    assert kraken.sent('add_order') == []
+
+
+def test_recv_timeout_zero_polls_infinity_waits_and_nan_is_a_usage_error(ws, kraken):
+    ws.subscribe('ticker', symbol=['BTC/USD'])
+    expect(ws, lambda m: m.get('method') == 'subscribe')
+    with pytest.raises(KrakenUsageError):
+        ws.recv(timeout=float('nan'))
+    while True:  # empty the stream; timeout=0 answers at once
+        try:
+            ws.recv(timeout=0)
+        except TimeoutError:
+            break
+    kraken.stall()  # no heartbeats: the next message is the one pushed below
+    later = threading.Timer(0.3, kraken.push, ['{"channel":"ticker","type":"update","data":[]}'])
+    later.start()
+    try:
+        assert ws.recv(timeout=float('inf'))['channel'] == 'ticker'
+    finally:
+        later.join()
+
+    async def cell() -> None:
+        async with AsyncWS(url=kraken.url, timeout=WAIT) as client:
+            with pytest.raises(KrakenUsageError):
+                await client.recv(timeout=float('nan'))
+            with pytest.raises(TimeoutError):
+                await client.recv(timeout=0)
+    asyncio.run(asyncio.wait_for(cell(), WAIT))
+
+
+def test_a_closed_ws_used_again_says_it_is_closed(kraken, recwarn):
+    with WS(url=kraken.url, timeout=WAIT) as client:
+        client.request('ping')
+    for use in (lambda: client.request('ping'), lambda: client.subscribe('ticker', symbol=['X']),
+                lambda: client.unsubscribe('ticker', symbol=['X']), client.connect):
+        with pytest.raises(KrakenConnectionError, match='closed'):
+            use()
+    while True:  # what had arrived is still there; then the stream says it is closed
+        try:
+            client.recv(timeout=0)
+        except KrakenConnectionError as closed:
+            assert 'closed' in str(closed)
+            break
+    import gc
+    gc.collect()
+    assert not [w for w in recwarn if 'never awaited' in str(w.message)]
+
+
+def test_unsubscribing_what_was_never_subscribed_raises_krakens_error(ws, kraken):
+    kraken.handlers['unsubscribe'] = lambda c, m: {'success': False, 'symbol': 'BTC/USD',
+                                                   'error': 'Subscription Not Found'}
+    with pytest.raises(KrakenAPIError, match='Subscription Not Found'):
+        ws.unsubscribe('ticker', symbol=['BTC/USD'])
+
+
+def test_a_refused_book_subscription_leaves_no_book_and_spares_the_verified_one(ws, kraken):
+    ws.subscribe('book', symbol=['BTC/USD'])
+    expect(ws, book_message('BTC/USD'))
+    with pytest.raises(KrakenAPIError, match='Currency pair not supported'):
+        ws.subscribe('book', symbol=['XBT/USD'])
+    with pytest.raises(KrakenUsageError, match='no book subscription'):
+        ws.book('XBT/USD')
+    kraken.handlers['subscribe'] = lambda c, m: {'success': False, 'symbol': 'BTC/USD',
+                                                 'error': 'Already subscribed'}
+    with pytest.raises(KrakenAPIError, match='Already subscribed'):
+        ws.subscribe('book', symbol=['BTC/USD'], depth=25)
+    assert ws.book('BTC/USD').checksum == kraken.books['BTC/USD'].checksum()
+
+
+@pytest.mark.parametrize('depth', ['ten', None, 10.5, True])
+def test_a_book_depth_that_is_not_a_whole_number_is_a_usage_error_before_sending(ws, kraken,
+                                                                                 depth):
+    with pytest.raises(KrakenUsageError, match='depth'):
+        ws.subscribe('book', symbol=['BTC/USD'], depth=depth)
+    assert kraken.sent('subscribe', 'book') == []
+
+
+def test_a_symbol_given_as_text_is_sent_as_the_list_kraken_wants(ws, kraken):
+    ws.subscribe('ticker', symbol='BTC/USD')
+    assert kraken.sent('subscribe', 'ticker')[0]['params']['symbol'] == ['BTC/USD']
+
+
+def test_a_message_over_the_size_limit_replaces_the_connection_and_says_why(ws, kraken,
+                                                                           monkeypatch):
+    import krakenex.ws.client
+    monkeypatch.setattr(krakenex.ws.client, 'MAX_MESSAGE', 4096)
+    ws.subscribe('ticker', symbol=['BTC/USD'])
+    kraken.push('{"channel":"ticker","type":"update","data":[{"pad":"' + 'x' * 5000 + '"}]}')
+    reconnected = expect(ws, notice('reconnected'))
+    assert '4096' in reconnected['reason'] and 'larger' in reconnected['reason']
+    expect(ws, notice('resubscribed'))
+
+
+@pytest.mark.parametrize('method', sorted(ORDER_METHODS))
+def test_every_order_method_whose_connection_drops_before_its_reply_is_never_resent(
+        private, kraken, method):
+    kraken.handlers[method] = lambda c, m: c.transport.abort()
+    private.subscribe('executions')
+    with pytest.raises(SocketOutcomeUnknownError) as lost:
+        private.request(method, cl_ord_id='ws-once-1')
+    assert lost.value.req_id == kraken.sent(method)[0]['req_id']
+    assert lost.value.cl_ord_id == 'ws-once-1'
+    expect(private, notice('resubscribed'))
+    private.request('ping')
+    assert len(kraken.sent(method)) == 1

@@ -17,6 +17,7 @@ its reply. Credentials and exit codes are those of the REST command.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -59,8 +60,8 @@ V1_NAMES = {
     'cancelallordersafter': 'cancel_all_orders_after',
 }
 
-#: Parameters Kraken takes as a list, even when one value is given.
-LIST_PARAMS = {'symbol', 'order_id'}
+#: The ``req_id`` of the one request the command sends, unless given as ``req_id=N``.
+FIRST_REQ_ID = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,10 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     add('what', metavar='CHANNEL|METHOD', help='a v2 channel or request method')
     add('args', nargs='*', metavar='SYMBOL|name=value',
         help="symbols (BTC/USD) and Kraken's parameters as name=value or name:=JSON")
-    add('--count', type=int, metavar='N', help='stop after N messages')
-    add('--seconds', type=float, metavar='S', help='stop after S seconds')
-    add('--top', type=int, metavar='N',
-        help='book only: print the verified top N levels after each update')
+    add('--count', type=_at_least_one, metavar='N', help='stop after N messages')
+    add('--seconds', type=_seconds, metavar='S', help='stop after S seconds')
+    add('--top', type=_at_least_one, metavar='N',
+        help='book only: print the verified top N levels after each update (what krakenex '
+             'itself says, such as book_resync, goes to stderr)')
     add('--sandbox', action='store_true',
         help="run against an embedded sandbox and its funded account (no network)")
     add('--ws-uri', metavar='URL', default=URL, help=f'public endpoint (default {URL})')
@@ -97,9 +99,31 @@ def _parser() -> argparse.ArgumentParser:
         help=f'authenticated endpoint (default {AUTH_URL})')
     add('--uri', metavar='URL', help='REST server the token comes from (default Kraken)')
     add('--key-file', metavar='PATH', help='key file: API key on line 1, secret on line 2')
-    add('--timeout', type=float, default=10.0, metavar='S',
+    add('--timeout', type=_seconds, default=10.0, metavar='S',
         help='seconds to wait for a connection or a reply (default 10)')
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text!r} is not 1 or more')
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a finite number of seconds above 0')
+    return value
 
 
 class _SocketCall(Call):
@@ -107,6 +131,8 @@ class _SocketCall(Call):
 
     def __init__(self) -> None:
         super().__init__('krakenex ws')
+        #: The ``req_id`` the order request is sent with.
+        self.req_id: int | None = None
 
     def advice(self) -> str:
         orders = self.data.get('orders')  # batch_add: the ids of each order
@@ -114,7 +140,8 @@ class _SocketCall(Call):
         ids = [(name, source[name]) for source in [self.data, *sources]
                for name in ('cl_ord_id', 'order_userref', 'order_id')
                if source.get(name) is not None]
-        return _lookup_advice(self.method, ids)
+        sent = '' if self.req_id is None else f'It carried req_id {self.req_id}. '
+        return sent + _lookup_advice(self.method, ids)
 
     def outcome_message(self, exc: Any) -> str:
         ids = [(name, getattr(exc, name, None) or self.data.get(name))
@@ -181,10 +208,16 @@ def _run(args: argparse.Namespace, call: Call) -> int:
                 if symbols:
                     params['symbol'] = symbols
                 ws.subscribe(what, **params)
-                return _stream(ws, what, args, symbols, out)
+                return _stream(ws, args, out)
+            req_id = params.pop('req_id', FIRST_REQ_ID)
             if what in ORDER_METHODS:
-                call.sending(what, params)  # from here a failure leaves it unknown
-            reply = ws.request(what, **params)
+                # Nothing is sent while connecting: a failure or Ctrl-C up to here leaves
+                # nothing to look up; from the next line on it does.
+                ws.connect(private=True)
+                call.sending(what, params)
+                if isinstance(call, _SocketCall):
+                    call.req_id = req_id
+            reply = ws.request(what, req_id=req_id, **params)
             call.accepted(reply)
             _print(out, reply)
             return EXIT_OK
@@ -193,8 +226,8 @@ def _run(args: argparse.Namespace, call: Call) -> int:
             sandbox.stop()
 
 
-def _stream(ws: WS, channel: str, args: argparse.Namespace, symbols: list[str],
-            out: Output) -> int:
+def _stream(ws: WS, args: argparse.Namespace, out: Output) -> int:
+    """Print what arrives (or, with ``--top``, the verified books) until told to stop."""
     from .errors import BookUnavailableError
 
     printed, stop_at = 0, None if args.seconds is None else time.monotonic() + args.seconds
@@ -206,12 +239,19 @@ def _stream(ws: WS, channel: str, args: argparse.Namespace, symbols: list[str],
             message = ws.recv(timeout=left)
         except TimeoutError:
             break
-        if message.get('channel') == 'heartbeat':
+        channel = message.get('channel')
+        if channel == 'heartbeat':
             continue
-        if args.top is not None:
-            if message.get('channel') != 'book':
-                continue
+        if args.top is None:
+            _print(out, message)
+            printed += 1
+        elif channel == 'krakenex':  # stdout has books only: krakenex's own word to stderr
+            _warn(' '.join(f'{name}={value}' for name, value in message.items()
+                           if name != 'channel'))
+        elif channel == 'book':
             for data in message.get('data') or ():
+                if args.count is not None and printed >= args.count:
+                    break
                 try:
                     book = ws.book(data['symbol'])
                 except BookUnavailableError:
@@ -220,10 +260,7 @@ def _stream(ws: WS, channel: str, args: argparse.Namespace, symbols: list[str],
                         'bids': [list(level) for level in book.bids[:args.top]],
                         'asks': [list(level) for level in book.asks[:args.top]]})
                 printed += 1
-            continue
-        _print(out, message)
-        printed += 1
-        if message.get('channel') == 'krakenex' and message.get('type') == 'gave_up':
+        if channel == 'krakenex' and message.get('type') == 'gave_up':
             return EXIT_NETWORK
     return EXIT_OK
 
@@ -248,15 +285,21 @@ def _request(what: str, tokens: Sequence[str]) -> tuple[str, list[str], dict[str
         params['symbol'] = [_v2_symbol(s) for s in params['symbol']]
     if what in CHANNELS and 'symbol' in params:
         symbols, params = symbols + list(params.pop('symbol')), params
-    if what == 'cancel_order':
+    if what == 'cancel_order':  # lists here (order_id=A,B); one id everywhere else
         for name in ('order_id', 'cl_ord_id', 'order_userref'):
-            if name in params and not isinstance(params[name], list):
-                params[name] = [params[name]]
+            value = params.get(name)
+            if isinstance(value, str):
+                params[name] = value.split(',')
+            elif name in params and not isinstance(value, list):
+                params[name] = [value]
     return what, symbols, params
 
 
 def _v2_symbol(symbol: str) -> str:
     """v2 says BTC where v1 said XBT (it refuses "XBT/USD"): translate, and say so."""
+    if '/' not in symbol:  # REST's XBTUSD
+        _warn(f'WebSocket v2 names pairs BASE/QUOTE, such as BTC/USD; Kraken may refuse '
+              f'{symbol}')
     if 'XBT' in symbol.upper():
         fixed = symbol.upper().replace('XBT', 'BTC')
         _warn(f'WebSocket v2 calls {symbol} {fixed} (it refuses XBT): using {fixed}')
@@ -268,8 +311,6 @@ def _value(name: str, value: Any) -> Any:
     """A ``name=value`` text as the JSON type Kraken expects: bool, integer, number, text."""
     if not isinstance(value, str):
         return value  # name:=JSON gave it a type already
-    if name in LIST_PARAMS and name != 'symbol':
-        return value.split(',')
     if name in ('symbol', 'cl_ord_id', 'order_id', 'token'):
         return value
     if value in ('true', 'false'):

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import threading
+import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - the message is the point
 
 from ..errors import (
     AuthenticationError,
+    KrakenAPIError,
     KrakenConnectionError,
     KrakenConnectTimeout,
     KrakenError,
@@ -45,12 +46,15 @@ from .book import Book, BookView
 from .errors import BookUnavailableError, outcome_unknown
 from .protocol import (
     AUTH_URL,
+    KRAKEN_TIMEOUT_METHODS,
     ORDER_METHODS,
     PRIVATE_CHANNELS,
     URL,
     Backoff,
     SequenceCheck,
     Subscriptions,
+    check_depth,
+    check_timeout,
     check_url,
     decode,
     encode,
@@ -84,6 +88,9 @@ DEFAULT_MAX_QUEUE = 100_000
 #: Largest message accepted, in bytes (a depth-1000 book snapshot is a few hundred kB).
 MAX_MESSAGE = 16 << 20
 
+#: The close code websockets sends for a message over ``max_size`` (RFC 6455).
+MESSAGE_TOO_BIG = 1009
+
 
 #: Characters of a message krakenex could not read that a ``bad_message`` notice quotes.
 BAD_TEXT = 200
@@ -111,61 +118,68 @@ def _precision(value: Any) -> int:
 
 
 class _Stream:
-    """Messages for the user, in order: filled on the loop, read from the loop or a thread."""
+    """Messages for the user, in order: filled on the loop, read from the loop or a thread.
+
+    A reader on another thread waits on a :class:`queue.SimpleQueue`, never on a lock the
+    loop also takes: Ctrl-C in the middle of a ``threading.Condition`` wait can leave its
+    lock held or released twice, and then the loop thread blocks for good. The deque's
+    ``append`` and ``popleft`` are atomic, so nothing else is locked.
+    """
 
     def __init__(self, maxlen: int) -> None:
         self.maxlen = maxlen
         self.closed = False
         self._items: deque[Any] = deque()
-        self._dropped = 0
-        self._cond = threading.Condition()
+        self._dropped = 0  # about: a reader taking the count while the loop adds may lose one
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._event = asyncio.Event()
 
     def put(self, message: Any) -> None:
-        with self._cond:
-            if len(self._items) >= self.maxlen:
+        if len(self._items) >= self.maxlen:
+            with contextlib.suppress(IndexError):  # a reader may have emptied it meanwhile
                 self._items.popleft()
                 self._dropped += 1
-            self._items.append(message)
-            self._cond.notify()
+        self._items.append(message)
+        if self._wake.empty():  # one waiting token is enough: readers look again after it
+            self._wake.put(None)
         self._event.set()
 
     def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
+        self.closed = True
+        self._wake.put(None)
         self._event.set()
 
     def _take(self) -> tuple[bool, Any]:
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             return True, notice('overflow', dropped=dropped)
-        if self._items:
+        with contextlib.suppress(IndexError):
             return True, self._items.popleft()
         if self.closed:
+            if self._wake.empty():
+                self._wake.put(None)  # for the next reader waiting
             raise _Closed
         return False, None
 
     def get(self, timeout: float | None) -> Any:
         """Wait for a message on any thread (the sync client's reader)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                found, message = self._take()
-                if found:
-                    return message
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f'no message within {timeout} s')
-                self._cond.wait(left)
+        while True:
+            found, message = self._take()
+            if found:
+                return message
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f'no message within {timeout} s')
+            with contextlib.suppress(queue.Empty):
+                self._wake.get(timeout=left)
 
     async def aget(self, timeout: float | None) -> Any:
         """Wait for a message on the loop that fills the stream."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            with self._cond:
-                found, message = self._take()
+            found, message = self._take()
             if found:
                 return message
             self._event.clear()
@@ -198,6 +212,18 @@ class _Pending:
             self.future.exception()  # retrieved: no "never retrieved" warning if nobody waits
 
 
+def _check_req_id(method: str, req_id: Any) -> None:
+    if req_id is not None and (isinstance(req_id, bool) or not isinstance(req_id, int)):
+        raise KrakenUsageError(f'{method} was not sent: req_id must be a whole number, '
+                               f'not {req_id!r}')
+
+
+def _listed(params: dict[str, Any]) -> dict[str, Any]:
+    """Subscription parameters with one ``symbol`` given as text made the list Kraken wants."""
+    symbol = params.get('symbol')
+    return {**params, 'symbol': [symbol]} if isinstance(symbol, str) else params
+
+
 def _symbol_of(message: Mapping[str, Any]) -> Any:
     result = message.get('result')
     return message.get('symbol') or (result.get('symbol') if isinstance(result, dict) else None)
@@ -220,6 +246,7 @@ class _Connection:
         self.books: set[str] = set()
         self.instrument = False  # krakenex subscribed to instrument for precisions
         self.gave_up: KrakenConnectionError | None = None
+        self.refused: KrakenAPIError | None = None  # Kraken's own no to the token, if that was why
         self.task: asyncio.Task[None] | None = None
         self.last_seen = 0.0
         self.drop_reason: str | None = None
@@ -231,18 +258,21 @@ class _Connection:
 
     # -- connecting ---------------------------------------------------------------------
 
-    async def wait_ready(self, timeout: float) -> None:
+    async def wait_ready(self, timeout: float | None) -> None:
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self.run())
+        ready = asyncio.get_running_loop().create_task(self.ready.wait())
+        try:  # until it is open, or krakenex gives up (the run ends), or the time is up
+            await asyncio.wait({ready, self.task}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if self.ready.is_set():
+            return
         if self.gave_up is not None:
-            raise self.gave_up
-        try:
-            await asyncio.wait_for(self.ready.wait(), timeout)
-        except TimeoutError:
-            if self.gave_up is not None:
-                raise self.gave_up from None
-            raise KrakenConnectTimeout(f'no connection to {self.url} within {timeout} s; '
-                                       f'nothing was sent') from None
+            raise self.refused or self.gave_up
+        raise KrakenConnectTimeout(f'no connection to {self.url} within {timeout} s; '
+                                   f'nothing was sent')
 
     async def run(self) -> None:
         """Keep the connection up until the client closes or gives up; never end silently."""
@@ -274,7 +304,8 @@ class _Connection:
                 throttled, reason = status == 429, f'the handshake was refused with HTTP {status}'
                 self.backoff.failed()
                 continue
-            except AuthenticationError as exc:
+            except AuthenticationError as exc:  # Kraken's answer: trying again cannot help
+                self.refused = exc
                 self.give_up(f'the token could not be fetched: {exc}')
                 return
             except (OSError, TimeoutError, InvalidHandshake, KrakenError) as exc:
@@ -382,8 +413,11 @@ class _Connection:
         except ConnectionClosed:
             pass
         if self.drop_reason is None:
-            received = ws.protocol.close_rcvd
-            if received is None:
+            received, sent = ws.protocol.close_rcvd, ws.protocol.close_sent
+            if received is None and sent is not None and sent.code == MESSAGE_TOO_BIG:
+                self.drop_reason = (f'a message was larger than {MAX_MESSAGE} bytes, the most '
+                                    f'krakenex accepts')
+            elif received is None:
                 self.drop_reason = 'the connection dropped without a close frame'
             else:
                 code, text = received.code, received.reason
@@ -437,9 +471,18 @@ class _Connection:
         return body
 
     async def send(self, method: str, params: Mapping[str, Any], *, internal: bool,
-                   expected: int = 1) -> _Pending:
-        """Send one request; its replies resolve the returned :class:`_Pending`."""
-        req_id = next(self.client.ids)
+                   expected: int = 1, req_id: int | None = None) -> _Pending:
+        """Send one request; its replies resolve the returned :class:`_Pending`.
+
+        ``req_id`` is the caller's, or the next number no request waiting for a reply has.
+        """
+        if req_id is None:
+            req_id = next(self.client.ids)
+            while req_id in self.pending:
+                req_id = next(self.client.ids)
+        elif req_id in self.pending:
+            raise KrakenUsageError(f'{method} was not sent: req_id {req_id} is taken by a '
+                                   f'{self.pending[req_id].method} still waiting for its reply')
         request = _Pending(method, params, expected, internal)
         request.req_id = req_id
         ws = self.ws
@@ -463,11 +506,12 @@ class _Connection:
             raise self.lost(request, why) from None
         return request
 
-    async def call(self, method: str, params: Mapping[str, Any], timeout: float, *,
+    async def call(self, method: str, params: Mapping[str, Any], timeout: float | None, *,
                    internal: bool = False, expected: int = 1,
-                   retry_token: bool = True) -> list[dict[str, Any]]:
+                   retry_token: bool = True, req_id: int | None = None) -> list[dict[str, Any]]:
         """Send a request and wait for its replies; fetch a token once more if Kraken refuses it."""
-        request = await self.send(method, params, internal=internal, expected=expected)
+        request = await self.send(method, params, internal=internal, expected=expected,
+                                  req_id=req_id)
         req_id = request.req_id
         try:
             replies = await asyncio.wait_for(asyncio.shield(request.future), timeout)
@@ -485,7 +529,7 @@ class _Connection:
             # Kraken refused the token, so the request did nothing: safe to send once more.
             await self.refresh_token(str(refused[0]))
             return await self.call(method, params, timeout, internal=internal,
-                                   expected=expected, retry_token=False)
+                                   expected=expected, retry_token=False, req_id=req_id)
         return replies
 
     async def resubscribe(self) -> None:
@@ -545,7 +589,10 @@ class AsyncWS:
     :raises KrakenUsageError: if ``url`` or ``auth_url`` is not a ``ws://`` or ``wss://``
         address, before anything connects
     :param timeout: seconds to wait for a connection or a reply, unless a call says otherwise
+        (``None`` or infinity: for ever)
     :param silence: seconds without any message after which a connection is replaced
+    :raises KrakenUsageError: also for a ``timeout`` or ``silence`` that is not a number
+        of seconds above 0
     :param backoff: makes the reconnect policy for each connection (:class:`Backoff`)
     :param max_queue: messages kept for a reader that falls behind
     """
@@ -556,7 +603,10 @@ class AsyncWS:
                  max_queue: int = DEFAULT_MAX_QUEUE) -> None:
         self.api = api
         self.url, self.auth_url = check_url(url), check_url(auth_url, 'auth_url')
-        self.timeout, self.silence = timeout, silence
+        self.timeout = check_timeout(timeout)
+        if check_timeout(silence, name='silence') is None:
+            raise KrakenUsageError(f'silence must be a finite number of seconds, not {silence!r}')
+        self.silence = silence
         self.backoff_factory = backoff
         self.closed = False
         self.books: dict[str, Book] = {}
@@ -589,44 +639,57 @@ class AsyncWS:
     # -- the user's calls -----------------------------------------------------------------
 
     async def subscribe(self, channel: str, *, timeout: float | None = None,
-                        **params: Any) -> list[dict[str, Any]]:
+                        req_id: int | None = None, **params: Any) -> list[dict[str, Any]]:
         """Subscribe to a channel with Kraken's parameters (``symbol=['BTC/USD']``, ``depth=10``).
 
-        The request is kept as given and sent again after every reconnect.
+        The request is kept as given and sent again after every reconnect. A
+        ``symbol`` given as one text is sent as the list Kraken wants.
 
         :returns: Kraken's acknowledgements, one per symbol
         :raises KrakenAPIError: (a subclass) if Kraken refused it, with Kraken's error text
         :raises KrakenConnectionError: if the connection dropped before the acknowledgement
+        :raises KrakenUsageError: for a book ``depth`` that is not a whole number, or a bad
+            ``req_id`` or ``timeout``; nothing is sent
         """
-        timeout = self.timeout if timeout is None else timeout
+        timeout, params = self._timeout(timeout), _listed(params)
+        depth = check_depth(params.get('depth', 10)) if channel == 'book' else 0
+        _check_req_id('subscribe', req_id)
         connection = self._connection(channel in PRIVATE_CHANNELS)
         await connection.wait_ready(timeout)
+        new_books = set()
         if channel == 'book':
-            depth = int(params.get('depth', 10))
             for symbol in split_subscription(params):
-                if symbol is not None:
+                if symbol is not None and symbol not in self.books:
                     self.books[symbol] = self._new_book(symbol, depth)
                     connection.books.add(symbol)
+                    new_books.add(symbol)
             if not connection.instrument and not all(
                     s in self.precisions for s in split_subscription(params)):
                 await connection.subscribe_instrument()
         connection.subs.add(channel, params)
         replies = await connection.call('subscribe', {'channel': channel, **params}, timeout,
-                                        expected=len(split_subscription(params)))
+                                        expected=len(split_subscription(params)), req_id=req_id)
         refused = [r for r in replies if r.get('success') is False]
         if refused:
-            connection.subs.remove(channel, {'symbol': [_symbol_of(r) for r in refused]}
-                                   if all(_symbol_of(r) for r in refused) else {})
+            symbols = {_symbol_of(r) for r in refused}
+            whole = not all(symbols)  # a refusal naming no symbol is for the whole request
+            connection.subs.remove(channel, {} if whole else {'symbol': sorted(symbols)})
+            for symbol in new_books if whole else new_books & symbols:
+                self.books.pop(symbol, None)  # a book never subscribed is not waiting for data
+                connection.books.discard(symbol)
             raise api_error([str(r.get('error')) for r in refused], f'subscribe {channel}')
         return replies
 
     async def unsubscribe(self, channel: str, *, timeout: float | None = None,
-                          **params: Any) -> list[dict[str, Any]]:
+                          req_id: int | None = None, **params: Any) -> list[dict[str, Any]]:
         """Unsubscribe (same parameters as the subscription); not sent again after reconnects.
 
         :returns: Kraken's acknowledgements, one per symbol
+        :raises KrakenAPIError: (a subclass) if Kraken refused it, such as for a
+            subscription it does not have
         """
-        timeout = self.timeout if timeout is None else timeout
+        timeout, params = self._timeout(timeout), _listed(params)
+        _check_req_id('unsubscribe', req_id)
         connection = self._connection(channel in PRIVATE_CHANNELS)
         connection.subs.remove(channel, params)
         if channel == 'book':
@@ -635,14 +698,36 @@ class AsyncWS:
                     self.books.pop(symbol, None)
                     connection.books.discard(symbol)
         await connection.wait_ready(timeout)
-        return await connection.call('unsubscribe', {'channel': channel, **params}, timeout,
-                                     expected=len(split_subscription(params)))
+        replies = await connection.call('unsubscribe', {'channel': channel, **params}, timeout,
+                                        expected=len(split_subscription(params)), req_id=req_id)
+        refused = [r for r in replies if r.get('success') is False]
+        if refused:
+            raise api_error([str(r.get('error')) for r in refused], f'unsubscribe {channel}')
+        return replies
+
+    async def connect(self, *, private: bool = False, timeout: float | None = None) -> None:
+        """Open the public connection now, or with ``private`` the authenticated one.
+
+        Otherwise the first call that needs a connection opens it. Nothing is
+        sent on it, so a failure or an interruption here leaves nothing to look up.
+
+        :raises KrakenConnectTimeout: (a :class:`~krakenex.NotSentError`) if it did not
+            open within ``timeout`` seconds
+        :raises AuthenticationError: if Kraken refused the key when asked for a token
+            (``GetWebSocketsToken``; the key needs the WebSocket interface permission)
+        :raises KrakenConnectionError: if krakenex gave up connecting otherwise
+        """
+        await self._connection(private).wait_ready(self._timeout(timeout))
 
     async def request(self, method: str, *, timeout: float | None = None,
-                      **params: Any) -> dict[str, Any]:
+                      req_id: int | None = None, **params: Any) -> dict[str, Any]:
         """Send a request (``add_order``, ``cancel_order``, ``ping``, ...) and return its reply.
 
-        krakenex adds ``req_id`` and, for trading, the token. An order request
+        krakenex adds the token for trading, and ``req_id`` (Kraken's request
+        identifier, echoed in the reply) unless one is given. For
+        ``cancel_all_orders_after``, ``timeout`` is Kraken's own parameter (seconds
+        until every order is cancelled, 0 to disarm) and the reply is awaited for
+        the client's timeout. An order request
         is never sent twice: if the connection drops (even while the request is
         being written) or no reply comes in time,
         :class:`~krakenex.ws.errors.SocketOutcomeUnknownError` (an
@@ -654,11 +739,17 @@ class AsyncWS:
         :raises NotSentError: if it was not sent because the connection was not open
             (safe to send again); a connection lost while the request was being written
             is an unknown outcome for an order request, never this
+        :raises KrakenUsageError: for a ``req_id`` that is not a whole number, or is
+            taken by a request still waiting for its reply, or a ``timeout`` that is not
+            a number of seconds above 0; nothing is sent
         """
-        timeout = self.timeout if timeout is None else timeout
+        if method in KRAKEN_TIMEOUT_METHODS and timeout is not None:
+            params, timeout = {'timeout': timeout, **params}, None
+        timeout = self._timeout(timeout)
+        _check_req_id(method, req_id)
         connection = self._connection(is_private(method))
         await connection.wait_ready(timeout)
-        reply = (await connection.call(method, params, timeout))[0]
+        reply = (await connection.call(method, params, timeout, req_id=req_id))[0]
         if reply.get('success') is False:
             error = api_error([str(reply.get('error'))], method)
             raise error
@@ -667,11 +758,13 @@ class AsyncWS:
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
         """The next message, as Kraken sent it (or one of krakenex's own notices).
 
+        :param timeout: seconds to wait; ``None`` or infinity for ever, 0 to look once
         :raises TimeoutError: if none came within ``timeout`` seconds
         :raises KrakenConnectionError: if the client is closed or gave up, and nothing is left
+        :raises KrakenUsageError: for a ``timeout`` that is NaN or not a number
         """
         try:
-            message: dict[str, Any] = await self._stream.aget(timeout)
+            message: dict[str, Any] = await self._stream.aget(check_timeout(timeout, poll=True))
         except _Closed:
             raise KrakenConnectionError('the WebSocket client is closed') from None
         return message
@@ -814,6 +907,10 @@ class AsyncWS:
         if bad:
             # the pairs' books keep the precisions they had; a wrong one shows as a mismatch
             raise ValueError('instrument pairs krakenex could not read: ' + '; '.join(bad))
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        """A call's timeout, checked, or the client's."""
+        return self.timeout if timeout is None else check_timeout(timeout)
 
     def _new_book(self, symbol: str, depth: int) -> Book:
         price, qty = self.precisions.get(symbol, (None, None))

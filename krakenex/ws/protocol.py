@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import re
 from collections import deque
@@ -22,7 +23,9 @@ from ..protocol import render
 
 __all__ = [
     'URL', 'AUTH_URL', 'PRIVATE_CHANNELS', 'ORDER_METHODS', 'PRIVATE_METHODS',
-    'check_url', 'decode', 'encode', 'notice', 'is_private', 'token_refused', 'split_subscription',
+    'KRAKEN_TIMEOUT_METHODS',
+    'check_url', 'check_timeout', 'check_depth', 'decode', 'encode', 'notice', 'is_private',
+    'token_refused', 'split_subscription',
     'Subscriptions', 'SequenceCheck', 'Backoff',
 ]
 
@@ -37,6 +40,10 @@ PRIVATE_CHANNELS = frozenset({'executions', 'balances', 'level3'})
 ORDER_METHODS = frozenset({'add_order', 'amend_order', 'edit_order', 'cancel_order',
                            'cancel_all', 'cancel_all_orders_after', 'batch_add',
                            'batch_cancel'})
+
+#: Requests with a parameter of Kraken's own named ``timeout`` (seconds until every order is
+#: cancelled; 0 disarms it): there ``timeout=`` is Kraken's, not how long to wait for the reply.
+KRAKEN_TIMEOUT_METHODS = frozenset({'cancel_all_orders_after'})
 
 #: Requests that go to the authenticated endpoint with a token.
 PRIVATE_METHODS = ORDER_METHODS
@@ -115,6 +122,35 @@ def check_url(url: str, name: str = 'url') -> str:
         raise KrakenUsageError(f'{name} must be a ws:// or wss:// address such as {URL!r}, '
                                f'not {url!r}')
     return url
+
+
+def check_timeout(seconds: Any, *, poll: bool = False, name: str = 'timeout') -> float | None:
+    """Seconds to wait, checked: ``None`` or infinity waits for ever.
+
+    :param poll: whether zero or less may be given (look once, do not wait)
+    :raises KrakenUsageError: for NaN, a value that is not a number, or (unless ``poll``)
+        zero or less
+    """
+    if seconds is None:
+        return None
+    number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+    if not number or math.isnan(seconds) or (not poll and seconds <= 0):
+        wanted = 'a number of seconds' if poll else 'a number of seconds above 0'
+        raise KrakenUsageError(f'{name} must be {wanted} or None, not {seconds!r}')
+    return None if math.isinf(seconds) else float(seconds)
+
+
+def check_depth(depth: Any) -> int:
+    """A book subscription's ``depth`` (10, 25, 100, 500 or 1000 at Kraken), as a whole number.
+
+    :raises KrakenUsageError: if it is not one, before anything is sent
+    """
+    whole = isinstance(depth, int) or (isinstance(depth, Decimal) and depth.is_finite()
+                                       and depth == depth.to_integral_value())
+    if isinstance(depth, bool) or not whole:
+        raise KrakenUsageError(f'depth must be a whole number of levels (Kraken takes 10, 25, '
+                               f'100, 500 or 1000), not {depth!r}')
+    return int(depth)
 
 
 def is_private(channel_or_method: str) -> bool:

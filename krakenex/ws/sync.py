@@ -9,6 +9,9 @@ round trip through that loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import queue
 import threading
 from collections.abc import Coroutine, Iterator
 from types import TracebackType
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import KrakenConnectionError
 from .book import BookView
 from .client import AsyncWS, _Closed
-from .protocol import AUTH_URL, URL, check_url
+from .protocol import AUTH_URL, URL, check_timeout, check_url
 
 if TYPE_CHECKING:
     from ..api import API
@@ -50,8 +53,15 @@ class WS:
         async def make() -> AsyncWS:
             return AsyncWS(api, url=url, auth_url=auth_url, **options)
 
-        self._ws = self._run(make())
         self._stopped = False
+        try:
+            self._ws = self._run(make())
+        except BaseException:  # a bad option: leave no thread behind
+            self._stopped = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            self._loop.close()
+            raise
 
     def __repr__(self) -> str:
         return repr(self._ws).replace('AsyncWS', 'WS', 1)
@@ -61,7 +71,11 @@ class WS:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+            return
+        with contextlib.suppress(Exception):  # the exception under way (Ctrl-C) says more
+            self.close()
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while True:
@@ -77,24 +91,29 @@ class WS:
         return self._ws.api
 
     def subscribe(self, channel: str, *, timeout: float | None = None,
-                  **params: Any) -> list[dict[str, Any]]:
+                  req_id: int | None = None, **params: Any) -> list[dict[str, Any]]:
         """See :meth:`AsyncWS.subscribe <krakenex.ws.AsyncWS.subscribe>`."""
-        return self._run(self._ws.subscribe(channel, timeout=timeout, **params))
+        return self._run(self._ws.subscribe(channel, timeout=timeout, req_id=req_id, **params))
 
     def unsubscribe(self, channel: str, *, timeout: float | None = None,
-                    **params: Any) -> list[dict[str, Any]]:
+                    req_id: int | None = None, **params: Any) -> list[dict[str, Any]]:
         """See :meth:`AsyncWS.unsubscribe <krakenex.ws.AsyncWS.unsubscribe>`."""
-        return self._run(self._ws.unsubscribe(channel, timeout=timeout, **params))
+        return self._run(self._ws.unsubscribe(channel, timeout=timeout, req_id=req_id,
+                                              **params))
+
+    def connect(self, *, private: bool = False, timeout: float | None = None) -> None:
+        """See :meth:`AsyncWS.connect <krakenex.ws.AsyncWS.connect>`."""
+        self._run(self._ws.connect(private=private, timeout=timeout))
 
     def request(self, method: str, *, timeout: float | None = None,
-                **params: Any) -> dict[str, Any]:
+                req_id: int | None = None, **params: Any) -> dict[str, Any]:
         """See :meth:`AsyncWS.request <krakenex.ws.AsyncWS.request>`."""
-        return self._run(self._ws.request(method, timeout=timeout, **params))
+        return self._run(self._ws.request(method, timeout=timeout, req_id=req_id, **params))
 
     def recv(self, timeout: float | None = None) -> dict[str, Any]:
         """See :meth:`AsyncWS.recv <krakenex.ws.AsyncWS.recv>`."""
         try:
-            message: dict[str, Any] = self._ws._stream.get(timeout)
+            message: dict[str, Any] = self._ws._stream.get(check_timeout(timeout, poll=True))
         except _Closed:
             raise KrakenConnectionError('the WebSocket client is closed') from None
         return message
@@ -109,7 +128,8 @@ class WS:
             return
         self._stopped = True
         try:
-            self._run(self._ws.close(), timeout=10)
+            with contextlib.suppress(TimeoutError):  # stop the thread anyway
+                self._wait(asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop), 10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
@@ -117,4 +137,30 @@ class WS:
                 self._loop.close()
 
     def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        if self._stopped:
+            coroutine.close()  # never started: no "never awaited" warning
+            raise KrakenConnectionError('the WebSocket client is closed')
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return self._wait(future, timeout)
+        except BaseException:
+            # Ctrl-C while it waits: stop the call on the loop too, rather than leave it
+            # to go on (and send) by itself. It ends before anything queued after it.
+            future.cancel()
+            raise
+
+    @staticmethod
+    def _wait(future: concurrent.futures.Future[T], timeout: float | None) -> T:
+        """``future.result(timeout)``, waiting where Ctrl-C can break nothing.
+
+        ``Future.result`` waits on a ``threading.Condition`` that the loop thread takes
+        to set the result; Ctrl-C in the middle of that wait can leave it held, and the
+        loop blocked for good. A SimpleQueue's ``get`` cannot be left half done.
+        """
+        done: queue.SimpleQueue[None] = queue.SimpleQueue()
+        future.add_done_callback(lambda _: done.put(None))
+        try:
+            done.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f'no result within {timeout} s') from None
+        return future.result(0)
