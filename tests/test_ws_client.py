@@ -29,6 +29,7 @@ from krakenex import (
     KrakenUsageError,
     NotSentError,
     OutcomeUnknownError,
+    RateLimitError,
 )
 from krakenex.sandbox import Sandbox
 from krakenex.ws import WS, AsyncWS, Backoff, BookUnavailableError, SocketOutcomeUnknownError
@@ -612,7 +613,7 @@ def test_add_order_whose_connection_is_lost_while_it_drains_is_an_unknown_outcom
                                         'cl_ord_id': p['cl_ord_id']})
     kraken.handlers['add_order'] = place_silently  # Kraken takes it; its reply is never sent
     private.subscribe('executions')  # heartbeats from now on: no ping of krakenex's own
-    socket = private._ws._connections[True].ws
+    socket = private._ws._connections['auth'].ws
     assert socket is not None
     write_and_drain = socket.drain
 
@@ -642,7 +643,7 @@ def test_add_order_whose_connection_is_lost_while_it_drains_is_an_unknown_outcom
 
 def test_a_request_on_a_connection_no_longer_open_is_not_sent(ws, kraken):
     ws.request('ping')
-    connection = ws._ws._connections[False]
+    connection = ws._ws._connections['public']
     socket = connection.ws
     assert socket is not None
 
@@ -731,6 +732,7 @@ def test_book_message_naming_no_symbol_or_not_json_resyncs_every_book(ws, kraken
 @pytest.mark.parametrize(('options', 'match'), [
     ({'url': 'nope'}, 'ws:// or wss://'), ({'url': 'http://127.0.0.1:1/v2'}, 'ws:// or wss://'),
     ({'auth_url': 'ws://'}, 'ws:// or wss://'), ({'url': 'ws://127.0.0.1:port/'}, 'ws:// or wss://'),
+    ({'l3_url': 'https://ws-l3.kraken.com/v2'}, 'l3_url must be a ws:// or wss://'),
     ({'timeout': 0}, 'timeout'), ({'timeout': float('nan')}, 'timeout'),
     ({'silence': -1}, 'silence'), ({'silence': float('inf')}, 'silence')])
 def test_a_bad_url_or_timeout_is_a_usage_error_before_anything_starts(options, match):
@@ -912,3 +914,120 @@ def test_every_order_method_whose_connection_drops_before_its_reply_is_never_res
     expect(private, notice('resubscribed'))
     private.request('ping')
     assert len(kraken.sent(method)) == 1
+
+
+# -- 10. level3 on its own endpoint ---------------------------------------------------------
+
+#: An address nothing listens on: a connection krakenex opens there never comes up.
+NOWHERE = 'ws://127.0.0.1:9/v2'
+
+
+@pytest.fixture
+def level3_server() -> Iterator[FakeKraken]:
+    server = FakeKraken()
+    yield server
+    server.stop()
+
+
+def test_level3_goes_to_its_own_endpoint_with_a_fresh_token_for_each_connection(
+        kraken, level3_server, rest):
+    with WS(rest, url=kraken.url, auth_url=kraken.url, l3_url=level3_server.url, timeout=WAIT,
+            silence=2.0, backoff=quick_backoff) as client:
+        client.subscribe('executions')
+        client.subscribe('level3', symbol=['BTC/USD'], depth=10)
+        assert [m['params']['symbol'] for m in level3_server.sent('subscribe', 'level3')] == [
+            ['BTC/USD']]
+        assert kraken.sent('subscribe', 'level3') == []
+        assert level3_server.sent('subscribe', 'executions') == []
+        level3_server.drop()
+        reconnected = expect(client, notice('reconnected'))
+        assert reconnected['url'] == level3_server.url
+        resubscribed = expect(client, notice('resubscribed'))
+        assert resubscribed['subscriptions'] == [
+            {'channel': 'level3', 'symbol': ['BTC/USD'], 'depth': 10}]
+        eventually(lambda: len(level3_server.sent('subscribe', 'level3')) == 2)
+        # one token per connection: the auth connection's and each level3 connection's own
+        tokens = [m['params']['token'] for m in level3_server.sent('subscribe', 'level3')]
+        assert len(set(tokens)) == 2 and not set(tokens) & set(kraken.tokens)
+        assert all(token not in repr(client) and token not in str(resubscribed)
+                   for token in tokens)
+
+
+def test_level3_from_the_sandbox_at_its_l3_url_and_never_the_auth_endpoint():
+    with Sandbox() as sb, API(sb.key, sb.secret, uri=sb.url) as api, \
+            WS(api, url=sb.ws_url, auth_url=NOWHERE, l3_url=sb.ws_l3_url, timeout=WAIT,
+               backoff=quick_backoff) as client:
+        acks = client.subscribe('level3', symbol=['BTC/USD'])
+        assert acks[0]['success'] is True
+        snapshot = expect(client, lambda m: m.get('channel') == 'level3')
+        assert snapshot['type'] == 'snapshot' and snapshot['data'][0]['symbol'] == 'BTC/USD'
+        assert snapshot['data'][0]['bids'] and snapshot['data'][0]['asks']
+
+
+# -- 11. Kraken's message rate --------------------------------------------------------------
+
+def test_exceeded_msg_rate_on_an_order_is_a_rate_limit_refusal_and_nothing_is_placed():
+    with Sandbox() as sb, API(sb.key, sb.secret, uri=sb.url) as api, \
+            WS(api, url=sb.ws_url, auth_url=sb.ws_auth_url, timeout=WAIT,
+               backoff=quick_backoff) as client:
+        client.connect(private=True)
+        sb.feed.inject('msg_rate')
+        with pytest.raises(RateLimitError, match='Exceeded msg rate') as refused:
+            client.request('add_order', symbol='BTC/USD', side='buy', order_type='limit',
+                           limit_price=1000, order_qty=Decimal('0.01'), cl_ord_id='ws-rate-1')
+        assert not isinstance(refused.value, OutcomeUnknownError)
+        assert 'did not carry it out' in str(refused.value)
+        assert sb.orders() == []
+        sb.feed.msg_rate = (1, 0.001)  # one request, then the connection's rate is used up
+        client.request('ping')
+        with pytest.raises(RateLimitError):
+            client.subscribe('ticker', symbol=['BTC/USD'])
+        sb.feed.msg_rate = None
+        placed = client.request('add_order', symbol='BTC/USD', side='buy', order_type='limit',
+                                limit_price=1000, order_qty=Decimal('0.01'),
+                                cl_ord_id='ws-rate-2')
+        assert placed['success'] is True
+        assert [o['cl_ord_id'] for o in sb.orders()] == ['ws-rate-2']
+
+
+# -- 12. asyncio cancellation ---------------------------------------------------------------
+
+@pytest.mark.parametrize('method', sorted(ORDER_METHODS))
+def test_an_order_request_cancelled_after_it_was_sent_is_an_unknown_outcome_never_resent(
+        kraken, rest, method):
+    kraken.handlers[method] = lambda c, m: None  # taken, never answered
+
+    async def cell() -> SocketOutcomeUnknownError:
+        async with AsyncWS(rest, url=kraken.url, auth_url=kraken.url, timeout=WAIT) as client:
+            await client.connect(private=True)
+            call = asyncio.ensure_future(client.request(method, cl_ord_id='ws-cancel-1',
+                                                        order_userref=9))
+            while not kraken.sent(method):
+                await asyncio.sleep(0.01)
+            call.cancel()
+            with pytest.raises(SocketOutcomeUnknownError) as lost:
+                await call
+            await client.request('ping')
+            return lost.value
+    error = asyncio.run(asyncio.wait_for(cell(), WAIT))
+    assert isinstance(error, OutcomeUnknownError)
+    assert (error.req_id, error.cl_ord_id, error.order_userref) == (
+        kraken.sent(method)[0]['req_id'], 'ws-cancel-1', '9')
+    assert 'cancelled' in str(error)
+    assert len(kraken.sent(method)) == 1
+
+
+def test_an_order_request_cancelled_before_it_was_sent_is_a_plain_cancellation(kraken, rest):
+    kraken.refuse = [503] * 1000  # the authenticated connection never opens
+
+    async def cell() -> None:
+        async with AsyncWS(rest, url=kraken.url, auth_url=kraken.url, timeout=WAIT,
+                           backoff=quick_backoff) as client:
+            call = asyncio.ensure_future(client.request('add_order', cl_ord_id='ws-cancel-2'))
+            while kraken.handshakes < 2:
+                await asyncio.sleep(0.01)  # it waits for a connection
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+    asyncio.run(asyncio.wait_for(cell(), WAIT))
+    assert kraken.sent('add_order') == []

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from .book import Book, BookView
 from .errors import BookUnavailableError, SocketOutcomeUnknownError, SocketOutcomeUnknownTimeout
-from .protocol import AUTH_URL, URL, Backoff
+from .protocol import AUTH_URL, L3_URL, URL, Backoff
 
 if TYPE_CHECKING:
     from .client import AsyncWS
     from .sync import WS
 
-__all__ = ['WS', 'AsyncWS', 'Book', 'BookView', 'Backoff', 'URL', 'AUTH_URL',
+__all__ = ['WS', 'AsyncWS', 'Book', 'BookView', 'Backoff', 'URL', 'AUTH_URL', 'L3_URL',
            'BookUnavailableError', 'SocketOutcomeUnknownError', 'SocketOutcomeUnknownTimeout']
 
 _DRIVERS = {'WS': 'sync', 'AsyncWS': 'client'}

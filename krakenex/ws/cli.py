@@ -37,7 +37,7 @@ from ..cli import (
     run_command,
     to_json,
 )
-from .protocol import AUTH_URL, ORDER_METHODS, PRIVATE_CHANNELS, URL
+from .protocol import AUTH_URL, L3_URL, ORDER_METHODS, PRIVATE_CHANNELS, URL
 
 if TYPE_CHECKING:
     from ..api import API
@@ -47,7 +47,12 @@ __all__ = ['main', 'UsageError']
 
 
 #: Kraken's v2 channels; anything else is a request method.
-CHANNELS = ('ticker', 'book', 'ohlc', 'trade', 'instrument', 'executions', 'balances', 'level3')
+CHANNELS = ('ticker', 'book', 'ohlc', 'trade', 'instrument', 'status', 'executions', 'balances',
+            'level3')
+
+#: Seconds between two moves of the embedded sandbox's market (``--sandbox``), so that
+#: books, tickers, trades and candles change while the command watches them.
+SANDBOX_MOTION = 0.5
 METHODS = ('ping', *sorted(ORDER_METHODS))
 
 #: v1 names people type out of habit, and what v2 calls them.
@@ -93,10 +98,13 @@ def _parser() -> argparse.ArgumentParser:
         help='book only: print the verified top N levels after each update (what krakenex '
              'itself says, such as book_resync, goes to stderr)')
     add('--sandbox', action='store_true',
-        help="run against an embedded sandbox and its funded account (no network)")
+        help='run against an embedded sandbox, its funded account and a market that moves '
+             f'every {SANDBOX_MOTION} s (no network)')
     add('--ws-uri', metavar='URL', default=URL, help=f'public endpoint (default {URL})')
     add('--ws-auth-uri', metavar='URL', default=AUTH_URL,
         help=f'authenticated endpoint (default {AUTH_URL})')
+    add('--ws-l3-uri', metavar='URL', default=L3_URL,
+        help=f'level3 endpoint (default {L3_URL})')
     add('--uri', metavar='URL', help='REST server the token comes from (default Kraken)')
     add('--key-file', metavar='PATH', help='key file: API key on line 1, secret on line 2')
     add('--timeout', type=_seconds, default=10.0, metavar='S',
@@ -198,12 +206,13 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     if args.sandbox:
         from ..sandbox import Sandbox
 
-        sandbox = Sandbox().start()
+        sandbox = Sandbox(motion=SANDBOX_MOTION).start()
     try:
         api = _api(args, sandbox) if private else None
-        urls = ((sandbox.ws_url, sandbox.ws_auth_url) if sandbox is not None
-                else (args.ws_uri, args.ws_auth_uri))
-        with WS(api, url=urls[0], auth_url=urls[1], timeout=args.timeout) as ws:
+        urls = ((sandbox.ws_url, sandbox.ws_auth_url, sandbox.ws_l3_url) if sandbox is not None
+                else (args.ws_uri, args.ws_auth_uri, args.ws_l3_uri))
+        with WS(api, url=urls[0], auth_url=urls[1], l3_url=urls[2],
+                timeout=args.timeout) as ws:
             if what in CHANNELS:
                 if symbols:
                     params['symbol'] = symbols

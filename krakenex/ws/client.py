@@ -39,16 +39,19 @@ from ..errors import (
     KrakenTimeout,
     KrakenUsageError,
     NotSentError,
-    api_error,
     unwrap,
 )
 from .book import Book, BookView
 from .errors import BookUnavailableError, outcome_unknown
 from .protocol import (
+    AUTH,
     AUTH_URL,
     KRAKEN_TIMEOUT_METHODS,
+    L3_URL,
+    LEVEL3,
     ORDER_METHODS,
     PRIVATE_CHANNELS,
+    PUBLIC,
     URL,
     Backoff,
     SequenceCheck,
@@ -58,8 +61,9 @@ from .protocol import (
     check_url,
     decode,
     encode,
-    is_private,
+    endpoint,
     notice,
+    reply_error,
     split_subscription,
     token_refused,
 )
@@ -230,12 +234,14 @@ def _symbol_of(message: Mapping[str, Any]) -> Any:
 
 
 class _Connection:
-    """One endpoint (public or authenticated): connect, resubscribe, read, watch, reconnect."""
+    """One endpoint (public, authenticated or level3): connect, resubscribe, read, watch,
+    reconnect. Every endpoint but the public one gets a fresh token for each connection."""
 
-    def __init__(self, client: AsyncWS, private: bool) -> None:
+    def __init__(self, client: AsyncWS, endpoint: str) -> None:
         self.client = client
-        self.private = private
-        self.url = client.auth_url if private else client.url
+        self.endpoint = endpoint
+        self.private = endpoint != PUBLIC
+        self.url = client.urls[endpoint]
         self.subs = Subscriptions()
         self.sequences = SequenceCheck()
         self.backoff = client.backoff_factory()
@@ -459,6 +465,15 @@ class _Connection:
                                          + (keep if request.method == 'subscribe' else ''))
         return KrakenConnectionError(f'{request.method} got no reply: {error}')
 
+    @staticmethod
+    def raise_cancelled(request: _Pending) -> None:
+        """Raise an unknown outcome for an order request whose task was cancelled after it
+        was sent: it may have reached Kraken, and it is never sent again. Anything else
+        stays a plain cancellation (the caller re-raises it)."""
+        if request.method in ORDER_METHODS and not request.internal:
+            raise outcome_unknown(request.method, request.req_id, request.params,
+                                  'the task was cancelled before its reply came') from None
+
     # -- requests -----------------------------------------------------------------------
 
     def message(self, method: str, params: Mapping[str, Any], req_id: int) -> dict[str, Any]:
@@ -495,7 +510,14 @@ class _Connection:
         if internal:
             self.internal.add(req_id)
         try:
+            # websockets writes the frame before its first await (waiting for the socket to
+            # drain), so a cancellation delivered here comes after the frame left
             await ws.send(text)
+        except asyncio.CancelledError:
+            self.pending.pop(req_id, None)
+            self.internal.discard(req_id)
+            self.raise_cancelled(request)
+            raise
         except ConnectionClosed as exc:
             # The frame went to the socket before websockets waited for it to drain:
             # it may have reached Kraken, so this is never "not sent".
@@ -515,6 +537,9 @@ class _Connection:
         req_id = request.req_id
         try:
             replies = await asyncio.wait_for(asyncio.shield(request.future), timeout)
+        except asyncio.CancelledError:
+            self.raise_cancelled(request)
+            raise
         except TimeoutError:
             self.pending.pop(req_id, None)
             if method in ORDER_METHODS:
@@ -585,9 +610,10 @@ class AsyncWS:
     :param api: an :class:`krakenex.API` holding a key, for private channels and trading;
         the token comes from its ``GetWebSocketsToken``, fresh for every connection
     :param url: the public endpoint
-    :param auth_url: the authenticated endpoint
-    :raises KrakenUsageError: if ``url`` or ``auth_url`` is not a ``ws://`` or ``wss://``
-        address, before anything connects
+    :param auth_url: the authenticated endpoint: ``executions``, ``balances`` and trading
+    :param l3_url: the level3 endpoint (``level3``, with a token of its own per connection)
+    :raises KrakenUsageError: if ``url``, ``auth_url`` or ``l3_url`` is not a ``ws://`` or
+        ``wss://`` address, before anything connects
     :param timeout: seconds to wait for a connection or a reply, unless a call says otherwise
         (``None`` or infinity: for ever)
     :param silence: seconds without any message after which a connection is replaced
@@ -598,11 +624,14 @@ class AsyncWS:
     """
 
     def __init__(self, api: API | None = None, *, url: str = URL, auth_url: str = AUTH_URL,
-                 timeout: float = DEFAULT_TIMEOUT, silence: float = DEFAULT_SILENCE,
-                 backoff: Callable[[], Backoff] = Backoff,
+                 l3_url: str = L3_URL, timeout: float = DEFAULT_TIMEOUT,
+                 silence: float = DEFAULT_SILENCE, backoff: Callable[[], Backoff] = Backoff,
                  max_queue: int = DEFAULT_MAX_QUEUE) -> None:
         self.api = api
         self.url, self.auth_url = check_url(url), check_url(auth_url, 'auth_url')
+        self.l3_url = check_url(l3_url, 'l3_url')
+        #: Each endpoint's address, by the names of :data:`krakenex.ws.protocol.ENDPOINTS`.
+        self.urls = {PUBLIC: self.url, AUTH: self.auth_url, LEVEL3: self.l3_url}
         self.timeout = check_timeout(timeout)
         if check_timeout(silence, name='silence') is None:
             raise KrakenUsageError(f'silence must be a finite number of seconds, not {silence!r}')
@@ -613,7 +642,7 @@ class AsyncWS:
         self.precisions: dict[str, tuple[int, int]] = {}
         self.ids = itertools.count(1)
         self._stream = _Stream(max_queue)
-        self._connections: dict[bool, _Connection] = {}
+        self._connections: dict[str, _Connection] = {}
 
     def __repr__(self) -> str:
         connections = ', '.join(repr(c) for c in self._connections.values()) or 'not connected'
@@ -654,7 +683,7 @@ class AsyncWS:
         timeout, params = self._timeout(timeout), _listed(params)
         depth = check_depth(params.get('depth', 10)) if channel == 'book' else 0
         _check_req_id('subscribe', req_id)
-        connection = self._connection(channel in PRIVATE_CHANNELS)
+        connection = self._connection(endpoint(channel))
         await connection.wait_ready(timeout)
         new_books = set()
         if channel == 'book':
@@ -677,7 +706,7 @@ class AsyncWS:
             for symbol in new_books if whole else new_books & symbols:
                 self.books.pop(symbol, None)  # a book never subscribed is not waiting for data
                 connection.books.discard(symbol)
-            raise api_error([str(r.get('error')) for r in refused], f'subscribe {channel}')
+            raise reply_error([str(r.get('error')) for r in refused], f'subscribe {channel}')
         return replies
 
     async def unsubscribe(self, channel: str, *, timeout: float | None = None,
@@ -690,7 +719,7 @@ class AsyncWS:
         """
         timeout, params = self._timeout(timeout), _listed(params)
         _check_req_id('unsubscribe', req_id)
-        connection = self._connection(channel in PRIVATE_CHANNELS)
+        connection = self._connection(endpoint(channel))
         connection.subs.remove(channel, params)
         if channel == 'book':
             for symbol in split_subscription(params):
@@ -702,7 +731,7 @@ class AsyncWS:
                                         expected=len(split_subscription(params)), req_id=req_id)
         refused = [r for r in replies if r.get('success') is False]
         if refused:
-            raise api_error([str(r.get('error')) for r in refused], f'unsubscribe {channel}')
+            raise reply_error([str(r.get('error')) for r in refused], f'unsubscribe {channel}')
         return replies
 
     async def connect(self, *, private: bool = False, timeout: float | None = None) -> None:
@@ -717,7 +746,7 @@ class AsyncWS:
             (``GetWebSocketsToken``; the key needs the WebSocket interface permission)
         :raises KrakenConnectionError: if krakenex gave up connecting otherwise
         """
-        await self._connection(private).wait_ready(self._timeout(timeout))
+        await self._connection(AUTH if private else PUBLIC).wait_ready(self._timeout(timeout))
 
     async def request(self, method: str, *, timeout: float | None = None,
                       req_id: int | None = None, **params: Any) -> dict[str, Any]:
@@ -747,12 +776,11 @@ class AsyncWS:
             params, timeout = {'timeout': timeout, **params}, None
         timeout = self._timeout(timeout)
         _check_req_id(method, req_id)
-        connection = self._connection(is_private(method))
+        connection = self._connection(endpoint(method))
         await connection.wait_ready(timeout)
         reply = (await connection.call(method, params, timeout, req_id=req_id))[0]
         if reply.get('success') is False:
-            error = api_error([str(reply.get('error'))], method)
-            raise error
+            raise reply_error([str(reply.get('error'))], method)
         return reply
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
@@ -916,12 +944,12 @@ class AsyncWS:
         price, qty = self.precisions.get(symbol, (None, None))
         return Book(symbol, depth, price_precision=price, qty_precision=qty)
 
-    def _connection(self, private: bool) -> _Connection:
+    def _connection(self, endpoint: str) -> _Connection:
         if self.closed:
             raise KrakenConnectionError('the WebSocket client is closed')
-        if private and self.api is None:
+        if endpoint != PUBLIC and self.api is None:
             raise KrakenUsageError('private channels and trading need an API with a key: '
                                    'AsyncWS(api=krakenex.API(key, secret))')
-        if private not in self._connections:
-            self._connections[private] = _Connection(self, private)
-        return self._connections[private]
+        if endpoint not in self._connections:
+            self._connections[endpoint] = _Connection(self, endpoint)
+        return self._connections[endpoint]

@@ -18,22 +18,27 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import KrakenUsageError
+from ..errors import KrakenAPIError, KrakenUsageError, RateLimitError, api_error
 from ..protocol import render
 
 __all__ = [
-    'URL', 'AUTH_URL', 'PRIVATE_CHANNELS', 'ORDER_METHODS', 'PRIVATE_METHODS',
-    'KRAKEN_TIMEOUT_METHODS',
+    'URL', 'AUTH_URL', 'L3_URL', 'PUBLIC', 'AUTH', 'LEVEL3', 'ENDPOINTS', 'PRIVATE_CHANNELS',
+    'ORDER_METHODS', 'PRIVATE_METHODS', 'KRAKEN_TIMEOUT_METHODS', 'MSG_RATE_ERROR',
     'check_url', 'check_timeout', 'check_depth', 'decode', 'encode', 'notice', 'is_private',
-    'token_refused', 'split_subscription',
+    'endpoint', 'reply_error', 'token_refused', 'split_subscription',
     'Subscriptions', 'SequenceCheck', 'Backoff',
 ]
 
 #: Kraken's public and authenticated WebSocket v2 endpoints.
 URL = 'wss://ws.kraken.com/v2'
 AUTH_URL = 'wss://ws-auth.kraken.com/v2'
+#: Kraken's level3 endpoint (its current docs; older pages put level3 on ws-auth), with a token.
+L3_URL = 'wss://ws-l3.kraken.com/v2'
 
-#: Channels that need a token and the authenticated endpoint.
+#: The three endpoints, by the name the tables below use.
+PUBLIC, AUTH, LEVEL3 = 'public', 'auth', 'level3'
+
+#: Channels that need a token (on the authenticated or the level3 endpoint).
 PRIVATE_CHANNELS = frozenset({'executions', 'balances', 'level3'})
 
 #: Requests that change orders: never sent twice; a lost reply is an unknown outcome.
@@ -47,6 +52,17 @@ KRAKEN_TIMEOUT_METHODS = frozenset({'cancel_all_orders_after'})
 
 #: Requests that go to the authenticated endpoint with a token.
 PRIVATE_METHODS = ORDER_METHODS
+
+#: Which endpoint a channel or request goes to, where it is not the public one: the one
+#: place for that fact. Every endpoint but the public one is sent a token.
+ENDPOINTS: Mapping[str, str] = {
+    'executions': AUTH, 'balances': AUTH, 'level3': LEVEL3,
+    **{method: AUTH for method in PRIVATE_METHODS},
+}
+
+#: What Kraken answers a request over a connection's message rate (the rate is not
+#: published); the request was not carried out.
+MSG_RATE_ERROR = 'Exceeded msg rate'
 
 #: What Kraken answers when a token is refused or has died (knowm/XChange#3697).
 TOKEN_ERRORS = ('ESession:Invalid session', 'EAPI:Invalid token', 'EAuth:Invalid token')
@@ -153,9 +169,29 @@ def check_depth(depth: Any) -> int:
     return int(depth)
 
 
+def endpoint(channel_or_method: str) -> str:
+    """The endpoint a channel or method goes to: :data:`PUBLIC`, :data:`AUTH` or :data:`LEVEL3`."""
+    return ENDPOINTS.get(channel_or_method, PUBLIC)
+
+
 def is_private(channel_or_method: str) -> bool:
-    """Whether a channel or method goes to the authenticated endpoint."""
-    return channel_or_method in PRIVATE_CHANNELS or channel_or_method in PRIVATE_METHODS
+    """Whether a channel or method needs a token (an endpoint other than the public one)."""
+    return endpoint(channel_or_method) != PUBLIC
+
+
+def reply_error(errors: list[str], what: str) -> KrakenAPIError:
+    """The typed exception for a reply with ``success: false``; ``what`` names the request.
+
+    Kraken's error texts map as they do over REST, and ``Exceeded msg rate`` (too
+    many messages on the connection; the request was not carried out) is a
+    :class:`~krakenex.RateLimitError`.
+    """
+    if any(MSG_RATE_ERROR.lower() in e.lower() for e in errors):
+        return RateLimitError(
+            f"Kraken {what} answered {', '.join(errors)}: too many messages on this "
+            f"connection, so Kraken did not carry it out; send fewer and try again in a "
+            f"moment", method=what, errors=errors)
+    return api_error(errors, what)
 
 
 def token_refused(error: Any) -> bool:

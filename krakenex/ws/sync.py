@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import KrakenConnectionError
 from .book import BookView
 from .client import AsyncWS, _Closed
-from .protocol import AUTH_URL, URL, check_timeout, check_url
+from .protocol import AUTH_URL, L3_URL, URL, check_timeout, check_url
 
 if TYPE_CHECKING:
     from ..api import API
@@ -43,15 +43,16 @@ class WS:
     """
 
     def __init__(self, api: API | None = None, *, url: str = URL, auth_url: str = AUTH_URL,
-                 **options: Any) -> None:
-        check_url(url), check_url(auth_url, 'auth_url')  # before a thread starts
+                 l3_url: str = L3_URL, **options: Any) -> None:
+        # before a thread starts
+        check_url(url), check_url(auth_url, 'auth_url'), check_url(l3_url, 'l3_url')
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name='krakenex-ws')
         self._thread.start()
 
         async def make() -> AsyncWS:
-            return AsyncWS(api, url=url, auth_url=auth_url, **options)
+            return AsyncWS(api, url=url, auth_url=auth_url, l3_url=l3_url, **options)
 
         self._stopped = False
         try:
