@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -373,3 +374,71 @@ def test_a_key_kraken_refuses_for_a_token_exits_1_with_krakens_error_as_rest_doe
     assert rest_code == 1
     ws_line, rest_line = capsys.readouterr().err.splitlines()
     assert 'EAPI:Invalid key' in ws_line and 'EAPI:Invalid key' in rest_line
+
+
+# ------------------------------------------------------------- the sandbox's moving market
+
+def sandbox_ws(*args: str) -> subprocess.CompletedProcess[str]:
+    """``krakenex ws --sandbox ...``; a command that never ends fails the test after 30 s."""
+    return subprocess.run([sys.executable, '-m', 'krakenex', 'ws', '--sandbox', *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def crc_text(number: str) -> str:
+    return number.replace('.', '').lstrip('0')
+
+
+def test_sandbox_book_top_ends_after_two_verified_books_as_the_market_moves():
+    result = sandbox_ws('book', 'BTC/USD', '--top', '5', '--count', '2')
+    assert result.returncode == 0, result.stderr
+    books = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(books) == 2 and books[0]['checksum'] != books[1]['checksum']
+    for book in books:
+        assert book['symbol'] == 'BTC/USD' and len(book['bids']) == len(book['asks']) == 5
+        assert [b[0] for b in book['bids']] == sorted((b[0] for b in book['bids']), reverse=True)
+        assert [a[0] for a in book['asks']] == sorted(a[0] for a in book['asks'])
+        assert book['bids'][0][0] < book['asks'][0][0]
+    # the whole depth-10 book, as printed, gives the checksum printed with it (Kraken's rule)
+    whole = sandbox_ws('book', 'BTC/USD', '--top', '10', '--count', '2')
+    assert whole.returncode == 0, whole.stderr
+    for line in whole.stdout.splitlines():
+        book = json.loads(line, parse_float=str)
+        levels = book['asks'] + book['bids']
+        text = ''.join(crc_text(price) + crc_text(qty) for price, qty in levels)
+        assert zlib.crc32(text.encode()) == int(book['checksum'])
+
+
+@pytest.mark.parametrize('channel', ['ticker', 'trade', 'ohlc'])
+def test_sandbox_channels_stream_updates_and_end_at_count(channel):
+    result = sandbox_ws(channel, 'BTC/USD', '--count', '4')
+    assert result.returncode == 0, result.stderr
+    messages = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(messages) == 4
+    assert any(m.get('channel') == channel and m.get('type') == 'update' for m in messages)
+
+
+def test_status_is_a_channel_the_command_knows(capsys):
+    assert main(['ws', '--sandbox', 'status', '--count', '2']) == 0
+    messages, _ = lines(capsys)
+    assert any(m.get('channel') == 'status' and m['data'][0]['system'] == 'online'
+               for m in messages)
+    assert main(['ws', '--help']) == 0
+    assert 'status' in capsys.readouterr().out.split('channels:')[1].splitlines()[0]
+
+
+def test_level3_goes_to_the_ws_l3_uri_not_the_authenticated_endpoint(capsys, sb, against):
+    nowhere = 'ws://127.0.0.1:9/v2'  # nothing listens there
+    assert main(['ws', *against, '--ws-auth-uri', nowhere, '--ws-l3-uri', sb.ws_l3_url,
+                 'level3', 'BTC/USD', '--count', '3']) == 0
+    messages, _ = lines(capsys)
+    snapshot = next(m for m in messages if m.get('channel') == 'level3')
+    assert snapshot['type'] == 'snapshot' and snapshot['data'][0]['symbol'] == 'BTC/USD'
+
+
+def test_an_order_refused_for_the_message_rate_exits_1_and_is_not_placed(capsys, sb, against):
+    sb.feed.inject('msg_rate')
+    assert main(['ws', *against, *ADD_ORDER]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert 'Exceeded msg rate' in line and 'did not carry it out' in line
+    assert 'outcome unknown' not in line
+    assert sb.orders() == []
