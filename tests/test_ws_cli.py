@@ -441,3 +441,81 @@ def test_an_order_refused_for_the_message_rate_exits_1_and_is_not_placed(capsys,
     (line,) = capsys.readouterr().err.splitlines()
     assert line == 'krakenex ws: Exceeded msg rate'  # Kraken's words, as the REST command does
     assert sb.orders() == []
+
+
+class Reopening:
+    """A WebSocket server on 127.0.0.1 whose first connection works until :meth:`drop`;
+    after that every handshake is refused with HTTP 503, so the client keeps re-opening."""
+
+    def __init__(self) -> None:
+        from websockets.sync.server import serve
+
+        self.frames: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.handshakes = 0
+        self.refusing = False
+        self.connections: list[Any] = []
+        self.server = serve(self._handle, '127.0.0.1', 0, process_request=self._process)
+        self.url = f'ws://127.0.0.1:{self.server.socket.getsockname()[1]}/v2'
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _process(self, connection: Any, request: Any) -> Any:
+        self.handshakes += 1
+        return connection.respond(503, 'maintenance\n') if self.refusing else None
+
+    def _handle(self, connection: Any) -> None:
+        self.connections.append(connection)
+        with contextlib.suppress(Exception):
+            for frame in connection:
+                self.frames.put(json.loads(frame))
+
+    def drop(self) -> None:
+        """Refuse every handshake from now on and cut the open connections (no close frame)."""
+        self.refusing = True
+        for connection in self.connections:
+            connection.socket.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(10)
+
+
+#: ``krakenex ws`` that stops between connecting and sending its order request, and goes on
+#: once a line arrives on stdin: the moment at which the test drops the connection.
+PAUSED_WS = '''
+import sys
+from krakenex.ws import cli
+
+sending = cli._SocketCall.sending
+def paused(self, *args):
+    print('connected', flush=True)
+    sys.stdin.readline()
+    sending(self, *args)
+cli._SocketCall.sending = paused
+sys.exit(cli.main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='sends SIGINT')
+def test_ctrl_c_while_a_dropped_connection_reopens_before_the_order_went_out_exits_130(
+        sb, against):
+    server = Reopening()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, '-c', PAUSED_WS, *against, '--ws-auth-uri', server.url,
+             '--timeout', '30', *ADD_ORDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+        assert process.stdout is not None and process.stdin is not None
+        assert process.stdout.readline() == 'connected\n'
+        server.drop()
+        deadline = time.monotonic() + 30
+        while server.handshakes < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the command is re-opening its connection
+        process.stdin.write('\n')
+        process.stdin.flush()
+        time.sleep(0.5)  # the order request waits for the connection
+        code, err = interrupted(process)
+    finally:
+        server.stop()
+    assert (code, err.splitlines()) == (130, ['krakenex ws: interrupted'])
+    assert server.frames.empty() and sb.orders() == []

@@ -41,8 +41,8 @@ def api(sb: Sandbox) -> Iterator[API]:
 
 @pytest.fixture
 def ws(sb: Sandbox, api: API) -> Iterator[WS]:
-    with WS(api, url=sb.ws_url, auth_url=sb.ws_auth_url, timeout=WAIT, silence=1.5,
-            backoff=quick_backoff) as client:
+    with WS(api, url=sb.ws_url, auth_url=sb.ws_auth_url, l3_url=sb.ws_l3_url, timeout=WAIT,
+            silence=1.5, backoff=quick_backoff) as client:
         yield client
 
 
@@ -500,7 +500,7 @@ def test_level3_needs_the_authenticated_endpoint_and_a_token(sb):
 
 def test_level3_is_served_on_its_own_endpoint_as_kraken_now_serves_it(sb, api):
     assert sb.ws_l3_url.endswith('/l3/v2')
-    with WS(api, url=sb.ws_url, auth_url=sb.ws_l3_url, timeout=WAIT,
+    with WS(api, url=sb.ws_url, auth_url=sb.ws_l3_url, l3_url=sb.ws_l3_url, timeout=WAIT,
             backoff=quick_backoff) as l3:
         l3.subscribe('level3', symbol=['ETH/BTC'], depth=100)
         data = expect(l3, channel('level3', 'snapshot'))['data'][0]

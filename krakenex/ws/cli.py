@@ -141,6 +141,13 @@ class _SocketCall(Call):
         super().__init__('krakenex ws')
         #: The ``req_id`` the order request is sent with.
         self.req_id: int | None = None
+        #: Whether the command has shown that the order request never left (interrupted
+        #: while the connection was re-opening, before it was handed to a socket).
+        self.never_sent = False
+
+    @property
+    def in_doubt(self) -> bool:
+        return super().in_doubt and not self.never_sent
 
     def advice(self) -> str:
         orders = self.data.get('orders')  # batch_add: the ids of each order
@@ -226,7 +233,15 @@ def _run(args: argparse.Namespace, call: Call) -> int:
                 call.sending(what, params)
                 if isinstance(call, _SocketCall):
                     call.req_id = req_id
-            reply = ws.request(what, req_id=req_id, **params)
+            try:
+                reply = ws.request(what, req_id=req_id, **params)
+            except KeyboardInterrupt:
+                if what in ORDER_METHODS and isinstance(call, _SocketCall):
+                    # the interrupted request ends before the client closes: it was handed
+                    # to a socket by then, or it never will be
+                    ws.close()
+                    call.never_sent = not ws.may_have_sent_orders()
+                raise
             call.accepted(reply)
             _print(out, reply)
             return EXIT_OK

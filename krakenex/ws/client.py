@@ -509,6 +509,8 @@ class _Connection:
         self.pending[req_id] = request
         if internal:
             self.internal.add(req_id)
+        elif method in ORDER_METHODS:
+            self.client.orders_sent += 1  # counted before the frame is written, never after
         try:
             # websockets writes the frame before its first await (waiting for the socket to
             # drain), so a cancellation delivered here comes after the frame left
@@ -641,6 +643,8 @@ class AsyncWS:
         self.books: dict[str, Book] = {}
         self.precisions: dict[str, tuple[int, int]] = {}
         self.ids = itertools.count(1)
+        #: Order requests handed to a socket so far (each may have reached Kraken).
+        self.orders_sent = 0
         self._stream = _Stream(max_queue)
         self._connections: dict[str, _Connection] = {}
 

@@ -123,6 +123,15 @@ class WS:
         """See :meth:`AsyncWS.book <krakenex.ws.AsyncWS.book>`."""
         return self._ws.book(symbol)
 
+    def may_have_sent_orders(self) -> bool:
+        """Whether an order request may have reached Kraken through this client.
+
+        ``False`` only if none has been handed to a socket so far; once :meth:`close`
+        has returned that is final (an interrupted request ends before the client
+        closes). ``True`` also if the client's thread did not stop when it closed.
+        """
+        return bool(self._ws.orders_sent) or (self._stopped and self._thread.is_alive())
+
     def close(self) -> None:
         """Close the connections and stop the thread."""
         if self._stopped:
@@ -141,7 +150,7 @@ class WS:
         if self._stopped:
             coroutine.close()  # never started: no "never awaited" warning
             raise KrakenConnectionError('the WebSocket client is closed')
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        future = asyncio.run_coroutine_threadsafe(_retrieved(coroutine), self._loop)
         try:
             return self._wait(future, timeout)
         except BaseException:
@@ -165,3 +174,13 @@ class WS:
         except queue.Empty:
             raise TimeoutError(f'no result within {timeout} s') from None
         return future.result(0)
+
+
+async def _retrieved(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` as a task whose exception counts as seen even if nobody waits for it:
+    an order request cancelled by Ctrl-C ends in an unknown outcome that the interrupted
+    caller handles itself, and asyncio would otherwise log it with a traceback."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await coroutine
