@@ -766,9 +766,15 @@ class AsyncWS:
         :class:`~krakenex.ws.errors.SocketOutcomeUnknownError` (an
         :class:`~krakenex.OutcomeUnknownError`) carries ``req_id``,
         ``cl_ord_id`` and ``order_userref`` for :meth:`krakenex.API.reconcile`.
+        The same goes for a task cancelled after an order request was handed to the
+        socket; cancelled before that, it raises :class:`asyncio.CancelledError`.
+        Kraken's ``Exceeded msg rate`` is a :class:`~krakenex.RateLimitError`: the
+        request was refused, not carried out.
 
         :returns: Kraken's reply, matched by ``req_id``
         :raises KrakenAPIError: (a subclass) if Kraken answered ``success: false``
+        :raises SocketOutcomeUnknownError: for an order request whose reply did not come
+            (connection lost, or the task cancelled after sending)
         :raises NotSentError: if it was not sent because the connection was not open
             (safe to send again); a connection lost while the request was being written
             is an unknown outcome for an order request, never this
