@@ -150,9 +150,83 @@ def test_a_candle_that_closes_between_two_looks_still_gets_its_last_trade(
         last['trades']] == closed[1:]
 
 
-def test_v2_refuses_v1_names_as_kraken_does(ws):
-    with pytest.raises(Exception, match='Currency pair not supported XBT/USD'):
-        ws.subscribe('ticker', symbol=['XBT/USD'])
+def replies(url: str, request: dict[str, Any], count: int = 1) -> list[dict[str, Any]]:
+    """Send one request over a bare websockets client; the ``count`` replies to its req_id."""
+    with connect(url, open_timeout=WAIT) as bare:
+        bare.send(json.dumps({**request, 'req_id': 77}))
+        found: list[dict[str, Any]] = []
+        while len(found) < count:
+            message = json.loads(bare.recv(WAIT))
+            if message.get('req_id') == 77:
+                found.append(message)
+        return found
+
+
+@pytest.mark.parametrize('symbol', ['XBT/USD', 'BTCUSD', 'XBTUSD', 'XXBTZUSD'])
+def test_v2_refuses_rest_and_v1_pair_names_as_kraken_does(sb, ws, symbol):
+    with pytest.raises(KrakenError, match=f'Currency pair not supported {symbol}$'):
+        ws.subscribe('ticker', symbol=[symbol])
+    with pytest.raises(KrakenError, match=f'Currency pair not supported {symbol}$'):
+        ws.request('add_order', symbol=symbol, side='buy', order_type='market',
+                   order_qty=Decimal('0.01'))
+    assert sb.orders() == []
+
+
+def test_unsubscribing_from_what_is_not_subscribed_is_refused_as_kraken_refuses_it(sb, api):
+    never = {'method': 'unsubscribe', 'params': {'channel': 'ticker', 'symbol': ['BTC/USD']}}
+    refused, = replies(sb.ws_url, never)
+    # Kraken's reply says "subscribe" here
+    assert (refused['success'], refused['error'], refused['method'], refused['symbol']) == (
+        False, 'Subscription Not Found', 'subscribe', 'BTC/USD')
+    with connect(sb.ws_url, open_timeout=WAIT) as bare:
+        def ask(method: str, **params: Any) -> dict[str, Any]:
+            bare.send(json.dumps({'method': method, 'params': params, 'req_id': 5}))
+            return next(m for m in map(json.loads, iter(lambda: bare.recv(WAIT), None))
+                        if m.get('req_id') == 5)
+
+        assert ask('subscribe', channel='ohlc', symbol=['ETH/USD'], interval=60)['success']
+        assert ask('unsubscribe', channel='ohlc', symbol=['ETH/USD'], interval=5)[
+            'error'] == 'Subscription Not Found'  # another interval is another subscription
+        assert ask('unsubscribe', channel='ohlc', symbol=['ETH/USD'], interval=60)['success']
+        assert ask('unsubscribe', channel='ohlc', symbol=['ETH/USD'], interval=60)[
+            'error'] == 'Subscription Not Found'
+    token = api.query_private('GetWebSocketsToken')['result']['token']
+    refused, = replies(sb.ws_auth_url, {'method': 'unsubscribe', 'params': {
+        'channel': 'executions', 'token': token}})
+    assert (refused['success'], refused['error']) == (False, 'Subscription Not Found')
+
+
+def test_cancel_all_orders_after_without_a_timeout_is_refused_not_taken_as_zero(sb, ws):
+    ws.request('cancel_all_orders_after', timeout=60)
+    with pytest.raises(KrakenError, match='timeout'):
+        ws.request('cancel_all_orders_after')  # would have disabled the timer set above
+    assert sb.exchange.accounts[sb.key].cancel_at is not None
+    with pytest.raises(KrakenError, match='Timeout field must be an integer'):
+        ws.request('cancel_all_orders_after', timeout='0')
+    assert ws.request('cancel_all_orders_after', timeout=0)['result']['triggerTime'] == '0'
+    assert sb.exchange.accounts[sb.key].cancel_at is None
+
+
+@pytest.mark.parametrize('missing', ['order_type', 'side', 'order_qty', 'symbol'])
+def test_add_order_without_a_required_field_is_refused(sb, ws, missing):
+    order = {'symbol': 'BTC/USD', 'side': 'buy', 'order_type': 'limit',
+             'order_qty': Decimal('0.01'), 'limit_price': Decimal('40000')}
+    del order[missing]
+    with pytest.raises(KrakenError, match=f'Invalid arguments:{missing}$'):
+        ws.request('add_order', **order)
+    assert sb.orders() == []
+
+
+def test_quantities_and_prices_sent_as_text_are_refused_as_kraken_refuses_them(sb, ws):
+    order = {'symbol': 'BTC/USD', 'side': 'buy', 'order_type': 'limit',
+             'order_qty': Decimal('0.01'), 'limit_price': Decimal('40000')}
+    with pytest.raises(KrakenError, match='Order_qty field must be a number_float'):
+        ws.request('add_order', **{**order, 'order_qty': '0.01'})
+    with pytest.raises(KrakenError, match='Limit_price field must be a number_float'):
+        ws.request('batch_add', symbol='BTC/USD', orders=[  # the whole batch is refused
+            {k: v for k, v in order.items() if k != 'symbol'},
+            {k: v for k, v in order.items() if k != 'symbol'} | {'limit_price': '40000'}])
+    assert sb.orders() == []
 
 
 def test_executions_show_orders_placed_over_rest_and_over_the_socket(sb, ws, api):
@@ -287,9 +361,9 @@ def test_after_a_reconnect_the_executions_snapshot_shows_what_happened_meanwhile
 
 def test_order_requests_over_the_socket_change_the_sandbox_account(sb, ws):
     placed = ws.request('batch_add', symbol='BTC/USD', orders=[
-        {'order_type': 'limit', 'side': 'buy', 'limit_price': 40000, 'order_qty': '0.01',
-         'cl_ord_id': 'b-1'},
-        {'order_type': 'limit', 'side': 'buy', 'limit_price': 41000, 'order_qty': '0.01',
+        {'order_type': 'limit', 'side': 'buy', 'limit_price': 40000,
+         'order_qty': Decimal('0.01'), 'cl_ord_id': 'b-1'},
+        {'order_type': 'limit', 'side': 'buy', 'limit_price': 41000, 'order_qty': Decimal('0.01'),
          'cl_ord_id': 'b-2'}])['result']
     first, second = (o['order_id'] for o in placed)
     ws.request('amend_order', order_id=first, order_qty=Decimal('0.03'))
