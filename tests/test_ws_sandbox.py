@@ -207,6 +207,43 @@ def test_cancel_all_orders_after_without_a_timeout_is_refused_not_taken_as_zero(
     assert sb.exchange.accounts[sb.key].cancel_at is None
 
 
+def test_a_request_that_is_not_json_is_answered_as_kraken_answers_it(sb):
+    with connect(sb.ws_url, open_timeout=WAIT) as bare:
+        bare.send('{"method": "ping"')
+        reply = next(m for m in map(json.loads, iter(lambda: bare.recv(WAIT), None))
+                     if m.get('channel') != 'status')
+    assert (reply['method'], reply['success'], reply['error']) == (
+        'error', False, 'Malformed request')
+    assert reply['time_in'] <= reply['time_out']
+
+
+def test_fields_a_request_does_not_take_are_refused_not_ignored(sb):
+    refused, = replies(sb.ws_url, {'method': 'ping', 'params': {}})
+    assert refused['error'] == "Unsupported field: 'params' for the given msg type: ping"
+    with connect(sb.ws_url, open_timeout=WAIT) as bare:
+        bare.send(json.dumps({'method': 'subscribe', 'req_id': 3, 'params': {
+            'channel': 'book', 'symbol': ['BTC/USD'], 'interval': 5}}))  # ohlc's, not book's
+        bare.send(json.dumps({'method': 'ping', 'req_id': 4}))
+        seen = [json.loads(bare.recv(WAIT))]
+        while seen[-1].get('method') != 'pong':  # replies come in order: all is seen
+            seen.append(json.loads(bare.recv(WAIT)))
+    refused = next(m for m in seen if m.get('req_id') == 3)
+    assert (refused['success'], refused['error']) == (
+        False, "Unsupported field: 'interval' for the given msg type: subscribe")
+    assert not [m for m in seen if m.get('channel') == 'book'], 'nothing was subscribed'
+
+
+def test_cancel_order_with_one_id_outside_a_list_is_refused_and_cancels_nothing(sb, ws):
+    txid = ws.request('add_order', symbol='BTC/USD', side='buy', order_type='limit',
+                      order_qty=Decimal('0.01'), limit_price=Decimal('40000'))['result'][
+        'order_id']
+    with pytest.raises(KrakenError, match='Order_id field must be an array'):
+        ws.request('cancel_order', order_id=txid)
+    with pytest.raises(KrakenError, match='Orders field must be an array'):
+        ws.request('batch_cancel', orders=txid)
+    assert [o['status'] for o in sb.orders()] == ['open']
+
+
 @pytest.mark.parametrize('missing', ['order_type', 'side', 'order_qty', 'symbol'])
 def test_add_order_without_a_required_field_is_refused(sb, ws, missing):
     order = {'symbol': 'BTC/USD', 'side': 'buy', 'order_type': 'limit',

@@ -74,6 +74,15 @@ MSG_RATE_ERROR = 'Exceeded msg rate'
 #: What Kraken answers an unsubscribe from what the connection is not subscribed to, in a
 #: reply whose ``method`` is ``subscribe`` (as python-kraken-sdk's tests record it from Kraken).
 NOT_SUBSCRIBED = 'Subscription Not Found'
+#: The parameters each public channel takes (Kraken's v2 docs); Kraken refuses others,
+#: as it refuses ``params`` on a ping: "Unsupported field: 'params' for the given msg type: ping".
+CHANNEL_FIELDS = {
+    'book': {'channel', 'symbol', 'depth', 'snapshot'},
+    'ticker': {'channel', 'symbol', 'event_trigger', 'snapshot'},
+    'ohlc': {'channel', 'symbol', 'interval', 'snapshot'},
+    'trade': {'channel', 'symbol', 'snapshot'},
+    'instrument': {'channel', 'snapshot', 'include_tokenized_assets'},
+}
 
 
 def v2_symbol(spec: PairSpec) -> str:
@@ -354,8 +363,9 @@ class _Session:
     def answer(self, raw: str | bytes) -> None:
         try:
             message = json.loads(raw, parse_float=Decimal)
-        except ValueError:
-            self.send({'error': 'Malformed request', 'success': False, 'method': None})
+        except ValueError:  # Kraken answers it with the method "error"
+            self.send({'error': 'Malformed request', 'method': 'error', 'success': False,
+                       'time_in': iso(time.time()), 'time_out': iso(time.time())})
             return
         if not isinstance(message, dict):
             return
@@ -365,6 +375,10 @@ class _Session:
         stamp = {'time_in': iso(time.time()), 'time_out': iso(time.time())}
         if self.over_rate():
             self.send({**head, 'success': False, 'error': MSG_RATE_ERROR, **stamp})
+            return
+        if method == 'ping' and 'params' in message:
+            self.send({**head, 'success': False, 'error': _unsupported('params', method),
+                       **stamp})
             return
         if method == 'ping':
             self.send({'method': 'pong', **({'req_id': message['req_id']}
@@ -442,6 +456,11 @@ class _Session:
             return
         if channel not in PUBLIC_CHANNELS and channel != 'level3':
             self.send({**head, 'success': False, 'error': f'Channel {channel} not found', **stamp})
+            return
+        unknown = sorted(set(params) - CHANNEL_FIELDS.get(str(channel), set(params)))
+        if unknown:
+            self.send({**head, 'success': False, 'error': _unsupported(unknown[0], method),
+                       **stamp})
             return
         if channel == 'instrument':
             if method == 'unsubscribe' and not self.instrument:
@@ -721,6 +740,10 @@ def _number(value: Any) -> Any:
     raise TypeError(f'{type(value).__name__} is not JSON serializable')
 
 
+def _unsupported(field: str, method: str) -> str:
+    return f"Unsupported field: '{field}' for the given msg type: {method}"
+
+
 def _changes(before: dict[str, list[tuple[str, str]]],
              after: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
     """The levels a subscriber needs to go from ``before`` to ``after`` (qty 0 removes)."""
@@ -814,7 +837,16 @@ def _add_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
+def _arrays(params: dict[str, Any], *names: str) -> None:
+    """Refuse a single id where v2 wants a list, as it refuses a symbol that is not one
+    ("Symbol field must be an array")."""
+    for name in names:
+        if params.get(name) is not None and not isinstance(params[name], list):
+            raise ApiError(f'{name.capitalize()} field must be an array')
+
+
 def _cancel_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    _arrays(params, 'order_id', 'cl_ord_id')
     ids = list(params.get('order_id') or []) + list(params.get('cl_ord_id') or [])
     if not ids:
         raise ApiError('EGeneral:Invalid arguments')
@@ -871,6 +903,7 @@ def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _batch_cancel(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    _arrays(params, 'orders')
     orders = [str(o) for o in params.get('orders') or []]
     if not orders:
         raise ApiError('EGeneral:Invalid arguments')
