@@ -233,6 +233,17 @@ def test_fields_a_request_does_not_take_are_refused_not_ignored(sb):
     assert not [m for m in seen if m.get('channel') == 'book'], 'nothing was subscribed'
 
 
+def test_params_that_are_not_an_object_are_refused_and_the_connection_lives(sb):
+    with connect(sb.ws_url, open_timeout=WAIT) as bare:
+        bare.send(json.dumps({'method': 'subscribe', 'params': ['ticker'], 'req_id': 1}))
+        bare.send(json.dumps({'method': 'ping', 'req_id': 2}))
+        seen = [json.loads(bare.recv(WAIT))]
+        while seen[-1].get('method') != 'pong':
+            seen.append(json.loads(bare.recv(WAIT)))
+    refused = next(m for m in seen if m.get('req_id') == 1)
+    assert (refused['success'], refused['error']) == (False, 'Params field must be an object')
+
+
 def test_cancel_order_with_one_id_outside_a_list_is_refused_and_cancels_nothing(sb, ws):
     txid = ws.request('add_order', symbol='BTC/USD', side='buy', order_type='limit',
                       order_qty=Decimal('0.01'), limit_price=Decimal('40000'))['result'][

@@ -373,6 +373,10 @@ class _Session:
         head = {'method': method, 'req_id': message.get('req_id')} if 'req_id' in message \
             else {'method': method}
         stamp = {'time_in': iso(time.time()), 'time_out': iso(time.time())}
+        if not isinstance(params, dict):  # the wording is the sandbox's; Kraken's is unpublished
+            self.send({**head, 'success': False, 'error': 'Params field must be an object',
+                       **stamp})
+            return
         if self.over_rate():
             self.send({**head, 'success': False, 'error': MSG_RATE_ERROR, **stamp})
             return
