@@ -17,6 +17,7 @@ import requests
 from krakenex.futures import FuturesAPI
 from krakenex.futures.protocol import authent, encode
 from krakenex.sandbox import Sandbox
+from krakenex.sandbox.market import TAPE_TRADES, TRIM_BATCH
 
 
 @pytest.fixture
@@ -110,6 +111,27 @@ def test_trade_history_is_newest_first_and_pages_by_last_time(futures: FuturesAP
     older = futures.query_public('history', {'symbol': 'PF_ETHUSD',
                                              'lastTime': history[-1]['time']})['history']
     assert older and all(h['time'] < history[-1]['time'] for h in older)
+
+
+def test_the_trade_tape_stays_bounded_and_the_ticker_still_counts_every_trade(
+        sandbox: Sandbox, futures: FuturesAPI) -> None:
+    def ticker() -> dict[str, Any]:
+        return futures.query_public('tickers/PF_ETHUSD')['ticker']  # type: ignore[no-any-return]
+
+    before = ticker()
+    fills = TAPE_TRADES + 2 * TRIM_BATCH
+    for i in range(fills):  # each move trades one contract at the new mark
+        sandbox.futures.set_price('PF_ETHUSD', 3000 + i % 7)
+    tape = sandbox.futures.market.trades['PF_ETHUSD']
+    assert len(tape) < TAPE_TRADES + TRIM_BATCH
+    after = ticker()
+    assert after['vol24h'] == pytest.approx(before['vol24h'] + fills, abs=1e-6)
+    assert after['open24h'] == before['open24h']  # the opening trade has left the tape
+    assert after['high24h'] == max(before['high24h'], 3006)
+    assert after['low24h'] == min(before['low24h'], 3000)
+    history = futures.query_public('history', {'symbol': 'PF_ETHUSD'})['history']
+    newest = 150 + fills  # after the 150 seeded trades
+    assert [h['trade_id'] for h in history] == list(range(newest, newest - 100, -1))
 
 
 def test_candles_cover_the_range_asked(futures: FuturesAPI) -> None:

@@ -150,9 +150,131 @@ def test_a_candle_that_closes_between_two_looks_still_gets_its_last_trade(
         last['trades']] == closed[1:]
 
 
-def test_v2_refuses_v1_names_as_kraken_does(ws):
-    with pytest.raises(Exception, match='Currency pair not supported XBT/USD'):
-        ws.subscribe('ticker', symbol=['XBT/USD'])
+def replies(url: str, request: dict[str, Any], count: int = 1) -> list[dict[str, Any]]:
+    """Send one request over a bare websockets client; the ``count`` replies to its req_id."""
+    with connect(url, open_timeout=WAIT) as bare:
+        bare.send(json.dumps({**request, 'req_id': 77}))
+        found: list[dict[str, Any]] = []
+        while len(found) < count:
+            message = json.loads(bare.recv(WAIT))
+            if message.get('req_id') == 77:
+                found.append(message)
+        return found
+
+
+@pytest.mark.parametrize('symbol', ['XBT/USD', 'BTCUSD', 'XBTUSD', 'XXBTZUSD'])
+def test_v2_refuses_rest_and_v1_pair_names_as_kraken_does(sb, ws, symbol):
+    with pytest.raises(KrakenError, match=f'Currency pair not supported {symbol}$'):
+        ws.subscribe('ticker', symbol=[symbol])
+    with pytest.raises(KrakenError, match=f'Currency pair not supported {symbol}$'):
+        ws.request('add_order', symbol=symbol, side='buy', order_type='market',
+                   order_qty=Decimal('0.01'))
+    assert sb.orders() == []
+
+
+def test_unsubscribing_from_what_is_not_subscribed_is_refused_as_kraken_refuses_it(sb, api):
+    never = {'method': 'unsubscribe', 'params': {'channel': 'ticker', 'symbol': ['BTC/USD']}}
+    refused, = replies(sb.ws_url, never)
+    # Kraken's reply says "subscribe" here
+    assert (refused['success'], refused['error'], refused['method'], refused['symbol']) == (
+        False, 'Subscription Not Found', 'subscribe', 'BTC/USD')
+    with connect(sb.ws_url, open_timeout=WAIT) as bare:
+        def ask(method: str, **params: Any) -> dict[str, Any]:
+            bare.send(json.dumps({'method': method, 'params': params, 'req_id': 5}))
+            return next(m for m in map(json.loads, iter(lambda: bare.recv(WAIT), None))
+                        if m.get('req_id') == 5)
+
+        assert ask('subscribe', channel='ohlc', symbol=['ETH/USD'], interval=60)['success']
+        assert ask('unsubscribe', channel='ohlc', symbol=['ETH/USD'], interval=5)[
+            'error'] == 'Subscription Not Found'  # another interval is another subscription
+        assert ask('unsubscribe', channel='ohlc', symbol=['ETH/USD'], interval=60)['success']
+        assert ask('unsubscribe', channel='ohlc', symbol=['ETH/USD'], interval=60)[
+            'error'] == 'Subscription Not Found'
+    token = api.query_private('GetWebSocketsToken')['result']['token']
+    refused, = replies(sb.ws_auth_url, {'method': 'unsubscribe', 'params': {
+        'channel': 'executions', 'token': token}})
+    assert (refused['success'], refused['error']) == (False, 'Subscription Not Found')
+
+
+def test_cancel_all_orders_after_without_a_timeout_is_refused_not_taken_as_zero(sb, ws):
+    ws.request('cancel_all_orders_after', timeout=60)
+    with pytest.raises(KrakenError, match='timeout'):
+        ws.request('cancel_all_orders_after')  # would have disabled the timer set above
+    assert sb.exchange.accounts[sb.key].cancel_at is not None
+    with pytest.raises(KrakenError, match='Timeout field must be an integer'):
+        ws.request('cancel_all_orders_after', timeout='0')
+    assert ws.request('cancel_all_orders_after', timeout=0)['result']['triggerTime'] == '0'
+    assert sb.exchange.accounts[sb.key].cancel_at is None
+
+
+def test_a_request_that_is_not_json_is_answered_as_kraken_answers_it(sb):
+    with connect(sb.ws_url, open_timeout=WAIT) as bare:
+        bare.send('{"method": "ping"')
+        reply = next(m for m in map(json.loads, iter(lambda: bare.recv(WAIT), None))
+                     if m.get('channel') != 'status')
+    assert (reply['method'], reply['success'], reply['error']) == (
+        'error', False, 'Malformed request')
+    assert reply['time_in'] <= reply['time_out']
+
+
+def test_fields_a_request_does_not_take_are_refused_not_ignored(sb):
+    refused, = replies(sb.ws_url, {'method': 'ping', 'params': {}})
+    assert refused['error'] == "Unsupported field: 'params' for the given msg type: ping"
+    with connect(sb.ws_url, open_timeout=WAIT) as bare:
+        bare.send(json.dumps({'method': 'subscribe', 'req_id': 3, 'params': {
+            'channel': 'book', 'symbol': ['BTC/USD'], 'interval': 5}}))  # ohlc's, not book's
+        bare.send(json.dumps({'method': 'ping', 'req_id': 4}))
+        seen = [json.loads(bare.recv(WAIT))]
+        while seen[-1].get('method') != 'pong':  # replies come in order: all is seen
+            seen.append(json.loads(bare.recv(WAIT)))
+    refused = next(m for m in seen if m.get('req_id') == 3)
+    assert (refused['success'], refused['error']) == (
+        False, "Unsupported field: 'interval' for the given msg type: subscribe")
+    assert not [m for m in seen if m.get('channel') == 'book'], 'nothing was subscribed'
+
+
+def test_params_that_are_not_an_object_are_refused_and_the_connection_lives(sb):
+    with connect(sb.ws_url, open_timeout=WAIT) as bare:
+        bare.send(json.dumps({'method': 'subscribe', 'params': ['ticker'], 'req_id': 1}))
+        bare.send(json.dumps({'method': 'ping', 'req_id': 2}))
+        seen = [json.loads(bare.recv(WAIT))]
+        while seen[-1].get('method') != 'pong':
+            seen.append(json.loads(bare.recv(WAIT)))
+    refused = next(m for m in seen if m.get('req_id') == 1)
+    assert (refused['success'], refused['error']) == (False, 'Params field must be an object')
+
+
+def test_cancel_order_with_one_id_outside_a_list_is_refused_and_cancels_nothing(sb, ws):
+    txid = ws.request('add_order', symbol='BTC/USD', side='buy', order_type='limit',
+                      order_qty=Decimal('0.01'), limit_price=Decimal('40000'))['result'][
+        'order_id']
+    with pytest.raises(KrakenError, match='Order_id field must be an array'):
+        ws.request('cancel_order', order_id=txid)
+    with pytest.raises(KrakenError, match='Orders field must be an array'):
+        ws.request('batch_cancel', orders=txid)
+    assert [o['status'] for o in sb.orders()] == ['open']
+
+
+@pytest.mark.parametrize('missing', ['order_type', 'side', 'order_qty', 'symbol'])
+def test_add_order_without_a_required_field_is_refused(sb, ws, missing):
+    order = {'symbol': 'BTC/USD', 'side': 'buy', 'order_type': 'limit',
+             'order_qty': Decimal('0.01'), 'limit_price': Decimal('40000')}
+    del order[missing]
+    with pytest.raises(KrakenError, match=f'Invalid arguments:{missing}$'):
+        ws.request('add_order', **order)
+    assert sb.orders() == []
+
+
+def test_quantities_and_prices_sent_as_text_are_refused_as_kraken_refuses_them(sb, ws):
+    order = {'symbol': 'BTC/USD', 'side': 'buy', 'order_type': 'limit',
+             'order_qty': Decimal('0.01'), 'limit_price': Decimal('40000')}
+    with pytest.raises(KrakenError, match='Order_qty field must be a number_float'):
+        ws.request('add_order', **{**order, 'order_qty': '0.01'})
+    with pytest.raises(KrakenError, match='Limit_price field must be a number_float'):
+        ws.request('batch_add', symbol='BTC/USD', orders=[  # the whole batch is refused
+            {k: v for k, v in order.items() if k != 'symbol'},
+            {k: v for k, v in order.items() if k != 'symbol'} | {'limit_price': '40000'}])
+    assert sb.orders() == []
 
 
 def test_executions_show_orders_placed_over_rest_and_over_the_socket(sb, ws, api):
@@ -287,9 +409,9 @@ def test_after_a_reconnect_the_executions_snapshot_shows_what_happened_meanwhile
 
 def test_order_requests_over_the_socket_change_the_sandbox_account(sb, ws):
     placed = ws.request('batch_add', symbol='BTC/USD', orders=[
-        {'order_type': 'limit', 'side': 'buy', 'limit_price': 40000, 'order_qty': '0.01',
-         'cl_ord_id': 'b-1'},
-        {'order_type': 'limit', 'side': 'buy', 'limit_price': 41000, 'order_qty': '0.01',
+        {'order_type': 'limit', 'side': 'buy', 'limit_price': 40000,
+         'order_qty': Decimal('0.01'), 'cl_ord_id': 'b-1'},
+        {'order_type': 'limit', 'side': 'buy', 'limit_price': 41000, 'order_qty': Decimal('0.01'),
          'cl_ord_id': 'b-2'}])['result']
     first, second = (o['order_id'] for o in placed)
     ws.request('amend_order', order_id=first, order_qty=Decimal('0.03'))

@@ -71,6 +71,18 @@ PUBLIC_CHANNELS = ('book', 'ticker', 'trade', 'ohlc', 'instrument')
 #: What Kraken answers a request over a connection's message rate (seen from Kraken as
 #: ``{"Error": "Exceeded msg rate"}``; the rate itself is not published).
 MSG_RATE_ERROR = 'Exceeded msg rate'
+#: What Kraken answers an unsubscribe from what the connection is not subscribed to, in a
+#: reply whose ``method`` is ``subscribe`` (as python-kraken-sdk's tests record it from Kraken).
+NOT_SUBSCRIBED = 'Subscription Not Found'
+#: The parameters each public channel takes (Kraken's v2 docs); Kraken refuses others,
+#: as it refuses ``params`` on a ping: "Unsupported field: 'params' for the given msg type: ping".
+CHANNEL_FIELDS = {
+    'book': {'channel', 'symbol', 'depth', 'snapshot'},
+    'ticker': {'channel', 'symbol', 'event_trigger', 'snapshot'},
+    'ohlc': {'channel', 'symbol', 'interval', 'snapshot'},
+    'trade': {'channel', 'symbol', 'snapshot'},
+    'instrument': {'channel', 'snapshot', 'include_tokenized_assets'},
+}
 
 
 def v2_symbol(spec: PairSpec) -> str:
@@ -79,9 +91,9 @@ def v2_symbol(spec: PairSpec) -> str:
 
 
 def _v2_pair(symbol: Any) -> PairSpec | None:
-    if not isinstance(symbol, str) or 'XBT' in symbol.upper():
-        return None  # v2 refuses v1's XBT: "Currency pair not supported XBT/USD"
-    return find_pair(symbol)
+    """The pair v2 names ``symbol``: only BASE/QUOTE with BTC will do; Kraken refuses
+    REST's ``BTCUSD`` and v1's ``XBT/USD`` ("Currency pair not supported XBT/USD")."""
+    return next((p for p in PAIRS.values() if v2_symbol(p) == symbol), None)
 
 
 def _crc_text(price: str, qty: str) -> str:
@@ -293,6 +305,7 @@ class _Session:
         self.level3: dict[str, tuple[PairSpec, int, dict[str, list[tuple[str, str]]],
                                      dict[str, Level3Side]]] = {}
         self.status_sent = ''
+        self.instrument = False
         self.counter, self.counter_time = 0.0, time.monotonic()  # the message rate's counter
         self.executions: dict[str, Any] | None = None
         self.balances: dict[str, Any] | None = None
@@ -350,8 +363,9 @@ class _Session:
     def answer(self, raw: str | bytes) -> None:
         try:
             message = json.loads(raw, parse_float=Decimal)
-        except ValueError:
-            self.send({'error': 'Malformed request', 'success': False, 'method': None})
+        except ValueError:  # Kraken answers it with the method "error"
+            self.send({'error': 'Malformed request', 'method': 'error', 'success': False,
+                       'time_in': iso(time.time()), 'time_out': iso(time.time())})
             return
         if not isinstance(message, dict):
             return
@@ -359,8 +373,16 @@ class _Session:
         head = {'method': method, 'req_id': message.get('req_id')} if 'req_id' in message \
             else {'method': method}
         stamp = {'time_in': iso(time.time()), 'time_out': iso(time.time())}
+        if not isinstance(params, dict):  # the wording is the sandbox's; Kraken's is unpublished
+            self.send({**head, 'success': False, 'error': 'Params field must be an object',
+                       **stamp})
+            return
         if self.over_rate():
             self.send({**head, 'success': False, 'error': MSG_RATE_ERROR, **stamp})
+            return
+        if method == 'ping' and 'params' in message:
+            self.send({**head, 'success': False, 'error': _unsupported('params', method),
+                       **stamp})
             return
         if method == 'ping':
             self.send({'method': 'pong', **({'req_id': message['req_id']}
@@ -422,6 +444,11 @@ class _Session:
                 self.send({**head, 'success': False, 'error': self.reply_error, **stamp})
                 return
             self.key = key
+            if method == 'unsubscribe' and (self.executions if channel == 'executions'
+                                            else self.balances) is None:
+                self.send({**head, 'method': 'subscribe', 'success': False,
+                           'error': NOT_SUBSCRIBED, **stamp})
+                return
             result = {'channel': channel}
             self.send({**head, 'success': True, 'result': result, **stamp})
             if method == 'subscribe':
@@ -434,7 +461,17 @@ class _Session:
         if channel not in PUBLIC_CHANNELS and channel != 'level3':
             self.send({**head, 'success': False, 'error': f'Channel {channel} not found', **stamp})
             return
+        unknown = sorted(set(params) - CHANNEL_FIELDS.get(str(channel), set(params)))
+        if unknown:
+            self.send({**head, 'success': False, 'error': _unsupported(unknown[0], method),
+                       **stamp})
+            return
         if channel == 'instrument':
+            if method == 'unsubscribe' and not self.instrument:
+                self.send({**head, 'method': 'subscribe', 'success': False,
+                           'error': NOT_SUBSCRIBED, **stamp})
+                return
+            self.instrument = method == 'subscribe'
             self.send({**head, 'success': True, 'result': {'channel': channel}, **stamp})
             if method == 'subscribe':
                 self.send({'channel': 'instrument', 'type': 'snapshot',
@@ -453,7 +490,8 @@ class _Session:
                 continue
             error = self.public_channel(method, channel, spec, symbol, params)
             if error:
-                self.send({**head, 'success': False, 'symbol': symbol, 'error': error, **stamp})
+                self.send({**head, 'success': False, 'symbol': symbol, 'error': error, **stamp,
+                           **({'method': 'subscribe'} if error == NOT_SUBSCRIBED else {})})
 
     def public_channel(self, method: str, channel: str, spec: PairSpec, symbol: str,
                        params: dict[str, Any]) -> str | None:
@@ -469,7 +507,8 @@ class _Session:
                 return f'Invalid depth {depth}'
             result['depth'] = depth
             if method == 'unsubscribe':
-                self.level3.pop(symbol, None)
+                if self.level3.pop(symbol, None) is None:
+                    return NOT_SUBSCRIBED
                 self.send(ack)
                 return None
             levels = self.feed.book_levels(spec, depth)
@@ -490,7 +529,8 @@ class _Session:
                 return f'Invalid depth {depth}'
             result['depth'] = depth
             if method == 'unsubscribe':
-                self.books.pop(symbol, None)
+                if self.books.pop(symbol, None) is None:
+                    return NOT_SUBSCRIBED
                 self.send(ack)
                 return None
             book = self.feed.book_levels(spec, depth)
@@ -503,7 +543,8 @@ class _Session:
                 return f'Invalid interval {interval}'
             result['interval'] = interval
             if method == 'unsubscribe':
-                self.ohlc.pop((symbol, interval), None)
+                if self.ohlc.pop((symbol, interval), None) is None:
+                    return NOT_SUBSCRIBED
                 self.send(ack)
                 return None
             last_trade = self.feed.last_trade_id(spec)
@@ -515,7 +556,8 @@ class _Session:
                            'data': candles})
         elif channel == 'ticker':
             if method == 'unsubscribe':
-                self.tickers.pop(symbol, None)
+                if self.tickers.pop(symbol, None) is None:
+                    return NOT_SUBSCRIBED
                 self.send(ack)
                 return None
             ticker = self.feed.ticker(spec)
@@ -524,7 +566,8 @@ class _Session:
             self.send({'channel': 'ticker', 'type': 'snapshot', 'data': [ticker]})
         else:  # trade
             if method == 'unsubscribe':
-                self.trades.pop(symbol, None)
+                if self.trades.pop(symbol, None) is None:
+                    return NOT_SUBSCRIBED
                 self.send(ack)
                 return None
             trades = self.feed.trades(spec)
@@ -701,6 +744,10 @@ def _number(value: Any) -> Any:
     raise TypeError(f'{type(value).__name__} is not JSON serializable')
 
 
+def _unsupported(field: str, method: str) -> str:
+    return f"Unsupported field: '{field}' for the given msg type: {method}"
+
+
 def _changes(before: dict[str, list[tuple[str, str]]],
              after: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
     """The levels a subscriber needs to go from ``before`` to ``after`` (qty 0 removes)."""
@@ -746,10 +793,37 @@ def _execution(order: dict[str, Any], exec_type: str) -> dict[str, Any]:
 
 # -- trading over the socket: Kraken's v2 parameters onto the sandbox's REST handlers -------
 
-def _add_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
-    spec = _v2_pair(params.get('symbol'))
+def _required(params: dict[str, Any], *names: str) -> None:
+    """Refuse a request without one of ``names``, as REST does (``EGeneral:Invalid
+    arguments:volume``); v2's own wording for a missing field is not published, so this
+    text is the sandbox's choice."""
+    for name in names:
+        if params.get(name) is None:
+            raise ApiError(f'EGeneral:Invalid arguments:{name}')
+
+
+def _numbers(params: dict[str, Any], *names: str) -> None:
+    """Refuse text where v2 wants a JSON number: Kraken answers a quantity sent as
+    text with ``Cash_order_qty field must be a number_float`` (seen from Kraken)."""
+    for name in names:
+        value = params.get(name)
+        if value is not None and (isinstance(value, bool)
+                                  or not isinstance(value, (int, float, Decimal))):
+            raise ApiError(f'{name.capitalize()} field must be a number_float')
+
+
+def _order_pair(params: dict[str, Any]) -> PairSpec:
+    """The pair of a well-formed order of ``add_order`` or ``batch_add``."""
+    _required(params, 'order_type', 'side', 'order_qty', 'symbol')
+    _numbers(params, 'order_qty', 'limit_price')
+    spec = _v2_pair(params['symbol'])
     if spec is None:
-        raise ApiError(f'Currency pair not supported {params.get("symbol")}')
+        raise ApiError(f'Currency pair not supported {params["symbol"]}')
+    return spec
+
+
+def _add_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    spec = _order_pair(params)
     rest = {'pair': spec.name, 'type': params.get('side'), 'ordertype': params.get('order_type'),
             'volume': str(params.get('order_qty'))}
     for v2, v0 in (('limit_price', 'price'), ('cl_ord_id', 'cl_ord_id'),
@@ -767,7 +841,16 @@ def _add_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
+def _arrays(params: dict[str, Any], *names: str) -> None:
+    """Refuse a single id where v2 wants a list, as it refuses a symbol that is not one
+    ("Symbol field must be an array")."""
+    for name in names:
+        if params.get(name) is not None and not isinstance(params[name], list):
+            raise ApiError(f'{name.capitalize()} field must be an array')
+
+
 def _cancel_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    _arrays(params, 'order_id', 'cl_ord_id')
     ids = list(params.get('order_id') or []) + list(params.get('cl_ord_id') or [])
     if not ids:
         raise ApiError('EGeneral:Invalid arguments')
@@ -782,17 +865,23 @@ def _cancel_all(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cancel_after(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
-    result = feed.private_call(key, 'CancelAllOrdersAfter', {'timeout': str(params.get(
-        'timeout', 0))})
+    _required(params, 'timeout')  # 0 disables the timer; nothing given is not 0
+    timeout = params['timeout']
+    if isinstance(timeout, bool) or not isinstance(timeout, int):
+        raise ApiError('Timeout field must be an integer')  # the sandbox's wording
+    result = feed.private_call(key, 'CancelAllOrdersAfter', {'timeout': str(timeout)})
     return {'currentTime': result.get('currentTime'), 'triggerTime': result.get('triggerTime')}
 
 
 def _batch_add(feed: Feed, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    return [_add_order(feed, key, {'symbol': params.get('symbol'), **order})
-            for order in params.get('orders') or []]
+    orders = [{'symbol': params.get('symbol'), **order} for order in params.get('orders') or []]
+    for order in orders:  # a malformed order refuses the whole request, before any is placed
+        _order_pair(order)
+    return [_add_order(feed, key, order) for order in orders]
 
 
 def _amend_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    _numbers(params, 'order_qty', 'limit_price')
     rest = {name: str(params[name]) for name in ('cl_ord_id', 'order_qty', 'limit_price')
             if params.get(name) is not None}
     if params.get('order_id') is not None:
@@ -803,6 +892,8 @@ def _amend_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]
 
 
 def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    _required(params, 'order_id', 'symbol')
+    _numbers(params, 'order_qty', 'limit_price')
     spec = _v2_pair(params.get('symbol'))
     if spec is None:
         raise ApiError(f'Currency pair not supported {params.get("symbol")}')
@@ -816,6 +907,7 @@ def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _batch_cancel(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    _arrays(params, 'orders')
     orders = [str(o) for o in params.get('orders') or []]
     if not orders:
         raise ApiError('EGeneral:Invalid arguments')

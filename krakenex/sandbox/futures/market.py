@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
+from ..market import TAPE_TRADES, TRIM_BATCH
 from .params import Refusal, iso, need, only, parse_time
 
 __all__ = ['Instrument', 'INSTRUMENTS', 'BY_SYMBOL', 'RESOLUTIONS', 'TICK_TYPES', 'FuturesMarket']
@@ -58,6 +59,8 @@ INSTRUMENTS = (
                '2026-12-25T16:00:00.000Z'),
 )
 BY_SYMBOL = {i.symbol: i for i in INSTRUMENTS}
+DAY = 86400
+
 RESOLUTIONS = {'1m': 60, '5m': 300, '15m': 900, '30m': 1800, '1h': 3600, '4h': 14400,
                '12h': 43200, '1d': 86400, '1w': 604800}
 TICK_TYPES = ('spot', 'mark', 'trade')
@@ -78,8 +81,13 @@ class FuturesMarket:
         self.marks = {i.symbol: i.price for i in INSTRUMENTS}
         #: Contracts whose market is suspended.
         self.suspended: set[str] = set()
-        #: Public trades of each contract, oldest first.
+        #: Public trades of each contract, oldest first: the newest ``TAPE_TRADES`` (as the
+        #: spot tape keeps them) plus up to a ``TRIM_BATCH`` not yet folded away.
         self.trades: dict[str, list[dict[str, Any]]] = {s: [] for s in BY_SYMBOL}
+        #: Trades that left the tape, by contract and minute: [open, high, low, size, cost],
+        #: kept 24 hours for the ticker.
+        self.folded: dict[str, dict[int, list[Decimal]]] = {s: {} for s in BY_SYMBOL}
+        self.last_trade_id = {s: 0 for s in BY_SYMBOL}
         self._seed_trades()
 
     def _uid(self) -> str:
@@ -111,10 +119,29 @@ class FuturesMarket:
 
     def trade(self, instrument: Instrument, side: str, size: Decimal, price: Decimal,
                when: float | None = None) -> None:
-        trades = self.trades[instrument.symbol]
+        symbol = instrument.symbol
+        trades = self.trades[symbol]
+        self.last_trade_id[symbol] += 1
         trades.append({'time': iso(self.clock() if when is None else when),
-                       'trade_id': len(trades) + 1, 'price': price, 'size': size,
+                       'trade_id': self.last_trade_id[symbol], 'price': price, 'size': size,
                        'side': side, 'type': 'fill', 'uid': self._uid()})
+        if len(trades) >= TAPE_TRADES + TRIM_BATCH:
+            self._fold(symbol, len(trades) - TAPE_TRADES)
+
+    def _fold(self, symbol: str, count: int) -> None:
+        """Move the ``count`` oldest trades off the tape into minutes the ticker still sums."""
+        trades, minutes = self.trades[symbol], self.folded[symbol]
+        for trade in trades[:count]:
+            price, size = trade['price'], trade['size']
+            row = minutes.setdefault(int(parse_time(trade['time']) // 60),
+                                     [price, price, price, D(0), D(0)])
+            row[1], row[2] = max(row[1], price), min(row[2], price)
+            row[3] += size
+            row[4] += size * price
+        del trades[:count]
+        oldest = int((self.clock() - DAY) // 60)
+        for minute in [m for m in minutes if m < oldest]:
+            del minutes[minute]
 
     def known(self, symbol: str) -> Instrument:
         instrument = BY_SYMBOL.get(symbol.upper())
@@ -136,19 +163,27 @@ class FuturesMarket:
     def ticker(self, instrument: Instrument) -> dict[str, Any]:
         bid, ask = self.quote(instrument)
         trades = self.trades[instrument.symbol]
-        day = [t for t in trades if parse_time(t['time']) > self.clock() - 86400] or trades
+        since = self.clock() - DAY
+        day = [t for t in trades if parse_time(t['time']) > since] or trades
+        # trades folded off the tape count by the minute: the 24 hours start at a whole one
+        folded = [row for minute, row in sorted(self.folded[instrument.symbol].items())
+                  if minute >= since // 60]
         prices = [t['price'] for t in day]
-        volume = sum((t['size'] for t in day), D(0))
+        opening = folded[0][0] if folded else prices[0]
         mark = self.marks[instrument.symbol]
         ticker: dict[str, Any] = {
             'symbol': instrument.symbol, 'tag': instrument.tag, 'pair': f'{instrument.base}:USD',
             'markPrice': mark, 'bid': bid, 'bidSize': D(2), 'ask': ask, 'askSize': D(2),
-            'vol24h': volume, 'volumeQuote': sum((t['size'] * t['price'] for t in day), D(0)),
-            'openInterest': D(1000), 'open24h': prices[0], 'high24h': max(prices),
-            'low24h': min(prices), 'indexPrice': mark, 'last': trades[-1]['price'],
+            'vol24h': sum((t['size'] for t in day), sum((r[3] for r in folded), D(0))),
+            'volumeQuote': sum((t['size'] * t['price'] for t in day),
+                               sum((r[4] for r in folded), D(0))),
+            'openInterest': D(1000), 'open24h': opening,
+            'high24h': max(prices + [r[1] for r in folded]),
+            'low24h': min(prices + [r[2] for r in folded]), 'indexPrice': mark,
+            'last': trades[-1]['price'],
             'lastTime': trades[-1]['time'], 'lastSize': trades[-1]['size'],
             'suspended': instrument.symbol in self.suspended, 'postOnly': False,
-            'change24h': float((trades[-1]['price'] - prices[0]) / prices[0] * 100)}
+            'change24h': float((trades[-1]['price'] - opening) / opening * 100)}
         if instrument.tag == 'perpetual':
             ticker.update(fundingRate=D('0.0000001'), fundingRatePrediction=D('0.0000001'))
         return ticker
