@@ -1031,3 +1031,31 @@ def test_an_order_request_cancelled_before_it_was_sent_is_a_plain_cancellation(k
                 await call
     asyncio.run(asyncio.wait_for(cell(), WAIT))
     assert kraken.sent('add_order') == []
+
+
+def test_an_order_request_cancelled_while_its_frame_drains_is_an_unknown_outcome(kraken, rest):
+    """websockets writes the frame before it waits for the socket to drain: a cancellation
+    during that wait comes after the frame left."""
+    kraken.handlers['add_order'] = lambda c, m: None
+
+    async def cell() -> SocketOutcomeUnknownError:
+        async with AsyncWS(rest, url=kraken.url, auth_url=kraken.url, timeout=WAIT) as client:
+            await client.connect(private=True)
+            socket = client._connections['auth'].ws
+            assert socket is not None
+            never = asyncio.Event()
+
+            async def drain_for_ever() -> None:
+                await never.wait()
+            socket.drain = drain_for_ever  # type: ignore[method-assign]
+            call = asyncio.ensure_future(client.request('add_order', cl_ord_id='ws-drain-2'))
+            while not kraken.sent('add_order'):
+                await asyncio.sleep(0.01)
+            call.cancel()
+            with pytest.raises(SocketOutcomeUnknownError) as lost:
+                await call
+            return lost.value
+    error = asyncio.run(asyncio.wait_for(cell(), WAIT))
+    assert (error.req_id, error.cl_ord_id) == (kraken.sent('add_order')[0]['req_id'],
+                                              'ws-drain-2')
+    assert len(kraken.sent('add_order')) == 1

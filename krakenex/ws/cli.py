@@ -37,7 +37,7 @@ from ..cli import (
     run_command,
     to_json,
 )
-from .protocol import AUTH_URL, L3_URL, ORDER_METHODS, PRIVATE_CHANNELS, URL
+from .protocol import AUTH_URL, L3_URL, ORDER_METHODS, URL, is_private
 
 if TYPE_CHECKING:
     from ..api import API
@@ -205,7 +205,7 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     what, symbols, params = _request(args.what, args.args)
     if args.top is not None and what != 'book':
         raise UsageError('--top is for the book channel only')
-    private = what in PRIVATE_CHANNELS or what in ORDER_METHODS
+    private = is_private(what)
     out = Output(None)  # stdout, refused now if it is closed
     from .sync import WS
 
