@@ -38,9 +38,6 @@ L3_URL = 'wss://ws-l3.kraken.com/v2'
 #: The three endpoints, by the name the tables below use.
 PUBLIC, AUTH, LEVEL3 = 'public', 'auth', 'level3'
 
-#: Channels that need a token (on the authenticated or the level3 endpoint).
-PRIVATE_CHANNELS = frozenset({'executions', 'balances', 'level3'})
-
 #: Requests that change orders: never sent twice; a lost reply is an unknown outcome.
 ORDER_METHODS = frozenset({'add_order', 'amend_order', 'edit_order', 'cancel_order',
                            'cancel_all', 'cancel_all_orders_after', 'batch_add',
@@ -59,6 +56,9 @@ ENDPOINTS: Mapping[str, str] = {
     'executions': AUTH, 'balances': AUTH, 'level3': LEVEL3,
     **{method: AUTH for method in PRIVATE_METHODS},
 }
+
+#: Channels that need a token (on the authenticated or the level3 endpoint).
+PRIVATE_CHANNELS = frozenset(ENDPOINTS) - PRIVATE_METHODS
 
 #: What Kraken answers a request over a connection's message rate (the rate is not
 #: published); the request was not carried out.
