@@ -328,7 +328,8 @@ def test_book_top_says_book_resync_on_stderr_and_prints_only_verified_books(caps
 TRADING = {
     'add_order': ADD_ORDER[1:],
     'batch_add': ['symbol=BTC/USD', 'orders:=[{"order_type":"limit","side":"buy",'
-                  '"limit_price":40000,"order_qty":0.01,"cl_ord_id":"batch-1"}]'],
+                  '"limit_price":40000,"order_qty":0.01,"cl_ord_id":"batch-1"},'
+                  '{"order_type":"limit","side":"buy","limit_price":39000,"order_qty":0.01}]'],
     'amend_order': ['order_id={txid}', 'limit_price=39000'],
     'edit_order': ['order_id={txid}', 'symbol=BTC/USD', 'limit_price=39000'],
     'cancel_order': ['order_id={txid}'],
@@ -352,7 +353,7 @@ def test_every_trading_method_whose_reply_is_lost_exits_4_and_is_not_sent_again(
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f'krakenex ws: outcome unknown: {method} was sent over the WebSocket')
     assert 'did not send it again' in line
-    placed = {'add_order': 2, 'batch_add': 2, 'edit_order': 2}.get(method, 1)  # edit: a new order
+    placed = {'add_order': 2, 'batch_add': 3, 'edit_order': 2}.get(method, 1)  # edit: a new order
     assert len(sb.orders()) == placed
 
 

@@ -7,7 +7,22 @@ from decimal import Decimal
 
 import pytest
 
-from krakenex.ws.protocol import Backoff, SequenceCheck, Subscriptions, decode, encode
+from krakenex import InvalidOrderError, KrakenAPIError, RateLimitError
+from krakenex.ws.protocol import (
+    AUTH,
+    LEVEL3,
+    ORDER_METHODS,
+    PRIVATE_CHANNELS,
+    PUBLIC,
+    Backoff,
+    SequenceCheck,
+    Subscriptions,
+    decode,
+    encode,
+    endpoint,
+    is_private,
+    reply_error,
+)
 
 
 def run_failures(backoff: Backoff, seconds: float) -> list[float]:
@@ -129,3 +144,24 @@ def test_text_that_is_not_one_json_value_is_a_json_error_naming_what_is_wrong(te
 def test_bytes_that_are_not_utf8_are_a_value_error():
     with pytest.raises(ValueError):
         decode(b'{"a":"\xff"}')
+
+
+def test_each_channel_and_method_goes_to_its_endpoint():
+    assert {name: endpoint(name) for name in ('book', 'ticker', 'trade', 'ohlc', 'instrument',
+                                              'status', 'ping', 'executions', 'balances',
+                                              'level3')} == {
+        'book': PUBLIC, 'ticker': PUBLIC, 'trade': PUBLIC, 'ohlc': PUBLIC, 'instrument': PUBLIC,
+        'status': PUBLIC, 'ping': PUBLIC, 'executions': AUTH, 'balances': AUTH, 'level3': LEVEL3}
+    assert {endpoint(method) for method in ORDER_METHODS} == {AUTH}
+    assert {'executions', 'balances', 'level3'} == PRIVATE_CHANNELS
+    assert all(is_private(name) for name in PRIVATE_CHANNELS | ORDER_METHODS)
+    assert not is_private('book')
+
+
+def test_exceeded_msg_rate_is_a_rate_limit_error_that_says_nothing_was_done():
+    error = reply_error(['Exceeded msg rate'], 'add_order')
+    assert isinstance(error, RateLimitError) and error.errors == ['Exceeded msg rate']
+    assert 'did not carry it out' in str(error)
+    assert isinstance(reply_error(['EOrder:Insufficient funds'], 'add_order'), KrakenAPIError)
+    assert not isinstance(reply_error(['EOrder:Unknown order'], 'cancel_order'), RateLimitError)
+    assert isinstance(reply_error(['EOrder:Invalid price'], 'add_order'), InvalidOrderError)

@@ -277,6 +277,18 @@ def test_quantities_and_prices_sent_as_text_are_refused_as_kraken_refuses_them(s
     assert sb.orders() == []
 
 
+@pytest.mark.parametrize('count', [0, 1, 16])
+def test_a_batch_of_fewer_than_2_or_more_than_15_orders_is_refused_and_places_nothing(
+        sb, ws, count):
+    order = {'side': 'buy', 'order_type': 'limit', 'order_qty': Decimal('0.01'),
+             'limit_price': Decimal('40000')}
+    with pytest.raises(KrakenError, match='Invalid arguments:orders'):
+        ws.request('batch_add', symbol='BTC/USD', orders=[order] * count)
+    assert sb.orders() == []
+    placed = ws.request('batch_add', symbol='BTC/USD', orders=[order] * 15)['result']
+    assert len(placed) == len(sb.orders()) == 15
+
+
 def test_executions_show_orders_placed_over_rest_and_over_the_socket(sb, ws, api):
     ws.subscribe('executions', snap_orders=True, snap_trades=True)
     expect(ws, channel('executions', 'snapshot'))

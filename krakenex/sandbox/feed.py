@@ -873,8 +873,17 @@ def _cancel_after(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any
     return {'currentTime': result.get('currentTime'), 'triggerTime': result.get('triggerTime')}
 
 
+#: How many orders one ``batch_add`` holds (Kraken's v2 docs: "minimum of 2 and maximum 15").
+BATCH_SIZES = range(2, 16)
+
+
 def _batch_add(feed: Feed, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    orders = [{'symbol': params.get('symbol'), **order} for order in params.get('orders') or []]
+    _required(params, 'symbol', 'orders')
+    _arrays(params, 'orders')
+    if len(params['orders']) not in BATCH_SIZES or not all(
+            isinstance(order, dict) for order in params['orders']):
+        raise ApiError('EGeneral:Invalid arguments:orders')  # REST's wording, as _required's
+    orders = [{'symbol': params['symbol'], **order} for order in params['orders']]
     for order in orders:  # a malformed order refuses the whole request, before any is placed
         _order_pair(order)
     return [_add_order(feed, key, order) for order in orders]
