@@ -354,6 +354,21 @@ def test_feed_faults_are_survived_with_reconnected_and_resubscribed(sb, ws, faul
     assert ws.book('ETH/USD').checksum
 
 
+def test_a_stalled_connection_waits_a_tick_between_looks_instead_of_spinning(sb):
+    with connect(sb.ws_url, open_timeout=WAIT) as bare:
+        bare.send(json.dumps({'method': 'subscribe', 'params': {
+            'channel': 'ticker', 'symbol': ['BTC/USD']}}))
+        while '"snapshot"' not in str(bare.recv(WAIT)):
+            pass
+        [session] = sb.feed._sessions
+        sb.feed.inject('stall')
+        before = session.turns
+        time.sleep(1.0)
+        turns = session.turns - before
+    # one turn a tick (0.05 s) is 20 in the second; a loop that spins makes many thousands
+    assert 0 < turns <= 60, turns
+
+
 def test_wrong_checksum_from_the_feed_gives_book_resync_and_a_verified_book_again(sb, ws):
     ws.subscribe('book', symbol=['SOL/USD'])
     expect(ws, channel('book', 'snapshot'))

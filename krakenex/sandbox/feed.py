@@ -218,9 +218,10 @@ class Feed:
         return {'assets': [], 'pairs': pairs}
 
     def ticker(self, spec: PairSpec) -> dict[str, Any]:
-        book = self.book_levels(spec, 1)
-        with self.sandbox.exchange.lock:
-            mid = self.sandbox.exchange.market.mid(spec)
+        market = self.sandbox.exchange.market
+        with self.sandbox.exchange.lock:  # one look: the last price sits inside this bid and ask
+            book = market.top(spec, 1)
+            mid = market.mid(spec)
         (bid, bid_qty), (ask, ask_qty) = book['bids'][0], book['asks'][0]
         return {'symbol': v2_symbol(spec), 'bid': _Raw(bid), 'bid_qty': _Raw(bid_qty),
                 'ask': _Raw(ask), 'ask_qty': _Raw(ask_qty),
@@ -313,6 +314,7 @@ class _Session:
         self.sequence = 0
         self.orders: dict[str, tuple[str, str]] = {}  # txid -> (status, vol_exec) last sent
         self.last_beat = time.monotonic()
+        self.turns = 0  # times round the loop of :meth:`run`
 
     def send(self, message: dict[str, Any]) -> None:
         self.connection.send(_dumps(message))
@@ -327,6 +329,7 @@ class _Session:
         self.send_status()
         next_look = time.monotonic()
         while True:
+            self.turns += 1
             if self.fault is not None and self.apply_fault():
                 return
             try:
@@ -335,7 +338,8 @@ class _Session:
                 raw = None
             except ConnectionClosed:
                 return
-            if self.fault == 'stall':
+            if self.fault == 'stall':  # swallow what comes, send nothing, wait a tick
+                next_look = time.monotonic() + self.feed.tick
                 continue
             try:
                 if raw is not None:
