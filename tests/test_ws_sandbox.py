@@ -46,6 +46,15 @@ def ws(sb: Sandbox, api: API) -> Iterator[WS]:
         yield client
 
 
+@pytest.fixture
+def calm_ws(sb: Sandbox, api: API) -> Iterator[WS]:
+    """A client that sends no keepalive ping of its own in a test's time, so that every
+    request the feed counts against the message rate is one the test made."""
+    with WS(api, url=sb.ws_url, auth_url=sb.ws_auth_url, timeout=WAIT, silence=600,
+            backoff=quick_backoff) as client:
+        yield client
+
+
 def channel(name: str, kind: str | None = None) -> Callable[[dict[str, Any]], bool]:
     return lambda m: m.get('channel') == name and (kind is None or m.get('type') == kind)
 
@@ -540,20 +549,21 @@ def test_subscribing_to_status_is_acknowledged_and_sends_the_status_now(sb, ws):
 
 # -- message rate --------------------------------------------------------------------------
 
-def test_over_the_message_rate_requests_are_refused_not_carried_out_and_the_link_lives(sb, ws):
+def test_over_the_message_rate_requests_are_refused_not_carried_out_and_the_link_lives(
+        sb, calm_ws):
     sb.feed.msg_rate = (3, 0.0)  # three requests a connection, then nothing
-    ws.subscribe('executions')
+    calm_ws.subscribe('executions')
     order = {'symbol': 'BTC/USD', 'side': 'buy', 'order_type': 'limit',
              'limit_price': Decimal('40000'), 'order_qty': Decimal('0.01')}
     for _ in range(2):
-        ws.request('add_order', **order)
+        calm_ws.request('add_order', **order)
     with pytest.raises(KrakenError, match='Exceeded msg rate') as refused:
-        ws.request('add_order', **order)
+        calm_ws.request('add_order', **order)
     assert not isinstance(refused.value, OutcomeUnknownError)
     assert len(sb.orders()) == 2, 'the refused order was not placed'
-    assert ws.request('ping')['method'] == 'pong', 'each connection has its own counter'
+    assert calm_ws.request('ping')['method'] == 'pong', 'each connection has its own counter'
     sb.feed.msg_rate = None
-    assert ws.request('cancel_all')['result']['count'] == 2, 'the same connection goes on'
+    assert calm_ws.request('cancel_all')['result']['count'] == 2, 'the same connection goes on'
 
 
 def test_an_injected_msg_rate_refuses_one_subscription_with_krakens_text(sb, ws):
@@ -563,12 +573,12 @@ def test_an_injected_msg_rate_refuses_one_subscription_with_krakens_text(sb, ws)
     assert ws.subscribe('ticker', symbol=['ETH/USD'])[0]['success'] is True
 
 
-def test_the_message_counter_decays_so_a_paced_client_is_never_refused(sb, ws):
+def test_the_message_counter_decays_so_a_paced_client_is_never_refused(sb, calm_ws):
     sb.feed.msg_rate = (2, 20.0)
-    ws.subscribe('ticker', symbol=['BTC/USD'])
+    calm_ws.subscribe('ticker', symbol=['BTC/USD'])
     for _ in range(5):
         time.sleep(0.06)
-        ws.request('ping')
+        calm_ws.request('ping')
 
 
 # -- level3 --------------------------------------------------------------------------------

@@ -416,36 +416,33 @@ class _Session:
         self.counter += 1
         return False
 
-    def check_token(self, params: dict[str, Any]) -> str | None:
-        """The account key for a private request, or the error to answer with."""
+    def check_token(self, params: dict[str, Any]) -> tuple[str | None, str]:
+        """The account key for a private request, or None and the error to answer with."""
         if not self.private:
-            self.reply_error = 'EGeneral:Permission denied: use the authenticated endpoint'
-            return None
+            return None, 'EGeneral:Permission denied: use the authenticated endpoint'
         key = self.feed.account_of(params.get('token'))
         if key is None or self.feed.take('invalid_session'):
-            self.reply_error = 'ESession:Invalid session'
-            return None
-        return key
+            return None, 'ESession:Invalid session'
+        return key, ''
 
     def subscription(self, method: str, params: dict[str, Any], head: dict[str, Any],
                      stamp: dict[str, str]) -> None:
         channel = params.get('channel')
-        self.req_id = head.get('req_id')
         if channel == 'status':  # sent on connect and on every change; asking sends it now
             self.send({**head, 'success': True, 'result': {'channel': channel}, **stamp})
             if method == 'subscribe':
                 self.send_status()
             return
         if channel == 'level3':
-            key = self.check_token(params)
+            key, refused = self.check_token(params)
             if key is None:
-                self.send({**head, 'success': False, 'error': self.reply_error, **stamp})
+                self.send({**head, 'success': False, 'error': refused, **stamp})
                 return
             self.key = key
         elif channel in PRIVATE_CHANNELS:
-            key = self.check_token(params)
+            key, refused = self.check_token(params)
             if key is None:
-                self.send({**head, 'success': False, 'error': self.reply_error, **stamp})
+                self.send({**head, 'success': False, 'error': refused, **stamp})
                 return
             self.key = key
             if method == 'unsubscribe' and (self.executions if channel == 'executions'
@@ -492,19 +489,20 @@ class _Session:
                 self.send({**head, 'success': False, 'symbol': symbol,
                            'error': f'Currency pair not supported {symbol}', **stamp})
                 continue
-            error = self.public_channel(method, channel, spec, symbol, params)
+            error = self.public_channel(method, channel, spec, symbol, params,
+                                        head.get('req_id'))
             if error:
                 self.send({**head, 'success': False, 'symbol': symbol, 'error': error, **stamp,
                            **({'method': 'subscribe'} if error == NOT_SUBSCRIBED else {})})
 
     def public_channel(self, method: str, channel: str, spec: PairSpec, symbol: str,
-                       params: dict[str, Any]) -> str | None:
+                       params: dict[str, Any], req_id: Any) -> str | None:
         """Subscribe or unsubscribe one symbol of a public channel; an error text or None."""
         result: dict[str, Any] = {'channel': channel, 'symbol': symbol}
         ack = {'method': method, 'success': True, 'result': result,
                'time_in': iso(time.time()), 'time_out': iso(time.time())}
-        if self.req_id is not None:
-            ack['req_id'] = self.req_id
+        if req_id is not None:
+            ack['req_id'] = req_id
         if channel == 'level3':
             depth = params.get('depth', 10)
             if depth not in LEVEL3_DEPTHS:
@@ -581,9 +579,6 @@ class _Session:
                 self.send({'channel': 'trade', 'type': 'snapshot', 'data': trades})
         return None
 
-    req_id: Any = None
-    reply_error = ''
-
     def private_snapshot(self, channel: str, params: dict[str, Any]) -> None:
         assert self.key is not None
         if channel == 'balances':
@@ -609,9 +604,9 @@ class _Session:
 
     def trade(self, method: str, params: dict[str, Any], head: dict[str, Any],
               stamp: dict[str, str]) -> None:
-        key = self.check_token(params)
+        key, refused = self.check_token(params)
         if key is None:
-            self.send({**head, 'success': False, 'error': self.reply_error, **stamp})
+            self.send({**head, 'success': False, 'error': refused, **stamp})
             return
         try:
             result = TRADING[method](self.feed, key, params)
