@@ -302,6 +302,26 @@ def test_a_day_of_motion_keeps_candles_and_the_ticker_whole_on_the_markets_clock
     check_market_data(client, pair, seen, clock.now, intervals=(15, 60))
 
 
+def test_a_restart_after_a_stop_that_could_not_join_leaves_one_thread_stepping(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with Sandbox(seed=2, tier=None, motion=0.01) as sandbox:
+        motion = sandbox.motion
+        monkeypatch.setattr(motion, 'join_timeout', 0.1)
+        eventually(lambda: motion.steps > 0)
+        with sandbox.exchange.lock:  # the stepping thread waits inside a step
+            time.sleep(0.1)
+            old = motion._thread
+            motion.stop()
+            assert old is not None and old.is_alive(), 'the join timed out'
+            motion.start()
+        old.join(WAIT)
+        assert not old.is_alive(), 'the old thread ended after its step'
+        assert motion._thread is not None and motion._thread.is_alive()
+        steps = motion.steps
+        eventually(lambda: motion.steps > steps + 3)
+    assert not motion_threads()
+
+
 def run_sandbox(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
     env = {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', '')}
     process = subprocess.Popen([sys.executable, '-m', 'krakenex.sandbox', *args],

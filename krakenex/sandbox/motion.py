@@ -32,7 +32,10 @@ class Motion:
     :param exchange: the exchange whose prices move
     :param seed: the seed of the walk
     :param interval: seconds between two steps; None: no thread, only :meth:`step`
+    :ivar join_timeout: seconds :meth:`stop` waits for the stepping thread to end
     """
+
+    join_timeout = 5.0
 
     def __init__(self, exchange: Exchange, *, seed: int, interval: float | None) -> None:
         if interval is not None and not (math.isfinite(interval) and interval > 0):
@@ -41,7 +44,7 @@ class Motion:
         self.interval = interval
         self.steps = 0
         self._rng = random.Random(f'{seed}/motion')
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # each run has its own: one set stays set
         self._thread: threading.Thread | None = None
 
     def step(self) -> dict[str, Decimal]:
@@ -63,20 +66,22 @@ class Motion:
         """Step on a thread of its own until :meth:`stop` (nothing without an interval)."""
         if self.interval is None or self._thread is not None:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(self.interval,),
+        # a fresh event: a thread that outlived the join of a stop still sees its own set
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(self.interval, self._stop),
                                         name='krakenex-sandbox-motion', daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop stepping and join the thread (safe to repeat)."""
+        """Stop stepping and join the thread (safe to repeat); a thread caught in a
+        step longer than :attr:`join_timeout` ends after that step."""
         thread, self._thread = self._thread, None
         self._stop.set()
         if thread is not None:
-            thread.join(timeout=5)
+            thread.join(timeout=self.join_timeout)
 
-    def _run(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+    def _run(self, interval: float, stop: threading.Event) -> None:
+        while not stop.wait(interval):
             try:
                 self.step()
             except Exception:  # a fault of the sandbox's own: keep serving, and say so
