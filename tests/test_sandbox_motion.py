@@ -262,42 +262,66 @@ def test_the_tape_stays_bounded_while_trades_ohlc_and_ticker_keep_every_trade_a_
 
 
 class Clock:
-    """The market's clock in a test that lives through a day in a second."""
+    """The market's clock in a test that lives through a day in a second.
 
-    def __init__(self) -> None:
-        self.now = time.time()
+    It counts whole nanoseconds, from ``start_ns`` or else 250 µs after the current whole
+    second, so that steps of whole milliseconds never drift: no time it serves, rounded
+    to the 4 decimals of Kraken's trade times, falls on a whole second."""
+
+    def __init__(self, start_ns: int | None = None) -> None:
+        self.ns = time.time_ns() // 10**9 * 10**9 + 250_000 if start_ns is None else start_ns
+
+    @property
+    def now(self) -> float:
+        return self.ns / 1e9
+
+    @now.setter
+    def now(self, seconds: float) -> None:
+        self.ns = round(seconds * 10**9)
+
+    def advance(self, seconds: float) -> None:
+        self.ns += round(seconds * 10**9)
 
     def time(self) -> float:
         return self.now
 
     def time_ns(self) -> int:
-        return int(self.now * 1e9)
+        return self.ns
 
 
+MINUTE_NS = 60 * 10**9
+
+
+@pytest.mark.parametrize('start_ns', [
+    None,
+    # 55.0004 s into a minute: a clock kept in float seconds drifted over the burst until a
+    # trade's time rounded to a whole minute, and the candles holding the burst went unchecked
+    (time.time_ns() // MINUTE_NS + 80) * MINUTE_NS + 55_000_400_000,
+], ids=['now', 'burst-across-a-minute'])
 def test_a_day_of_motion_keeps_candles_and_the_ticker_whole_on_the_markets_clock(
-        api, monkeypatch: pytest.MonkeyPatch) -> None:
+        api, monkeypatch: pytest.MonkeyPatch, start_ns: int | None) -> None:
     sandbox, client = api
-    clock, pair = Clock(), 'XXBTZUSD'
+    clock, pair = Clock(start_ns), 'XXBTZUSD'
     monkeypatch.setattr(market, 'time', clock)
     seen, cursor = page_trades(client, pair, '0')
 
     def steps(count: int, every: float) -> None:
         nonlocal cursor
         for n in range(count):
-            clock.now += every
+            clock.advance(every)
             sandbox.move()
             if n % 1000 == 999 or n == count - 1:  # keep up before trades leave the tape
                 rows, cursor = page_trades(client, pair, cursor)
                 seen.extend(rows)
 
     steps(360, 5.0)  # half an hour of steps
-    pause = clock.now
-    clock.now += 600  # ten quiet minutes
+    pause = clock.ns
+    clock.advance(600)  # ten quiet minutes
     steps(TAPE_TRADES + TRIM_BATCH, 0.001)  # a burst that folds the half hour away
     # 12 hours on, the oldest one-minute candle falls in the quiet minutes
-    clock.now = pause + 300 + (OHLC_ROWS - 1) * 60
+    clock.ns = pause + (300 + (OHLC_ROWS - 1) * 60) * 10**9
     check_market_data(client, pair, seen, clock.now)
-    clock.now += 13 * 3600  # and a day after the history, the ticker leaves it behind
+    clock.advance(13 * 3600)  # and a day after the history, the ticker leaves it behind
     steps(10, 5.0)
     check_market_data(client, pair, seen, clock.now, intervals=(15, 60))
 
