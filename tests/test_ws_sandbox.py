@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -482,6 +483,42 @@ def test_with_motion_book_ticker_trade_and_ohlc_stream_without_set_price(api):
         book = ws.book('BTC/USD')  # verified against every update's checksum
         mid = moving.exchange.market.mid(PAIRS['XXBTZUSD'])
         assert book.bids[0][0] < book.asks[0][0] and abs(book.bids[0][0] - mid) < 1000
+
+
+class SteppingLock:
+    """The exchange lock, with a step of the market after every outermost release by any
+    thread but the stepping one: whatever the feed reads under two holds, a step falls
+    between them."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox, self.inner = sandbox, sandbox.exchange.lock
+        self.local = threading.local()
+        self.steps = 0
+
+    def __enter__(self) -> None:
+        self.inner.acquire()
+        self.local.depth = getattr(self.local, 'depth', 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.local.depth -= 1
+        self.inner.release()
+        if self.local.depth == 0 and not getattr(self.local, 'stepping', False):
+            stepper = threading.Thread(target=self.step)
+            stepper.start()
+            stepper.join()
+
+    def step(self) -> None:
+        self.local.stepping = True
+        self.sandbox.move()
+        self.steps += 1
+
+
+def test_the_ticker_last_price_lies_within_its_bid_and_ask_while_the_market_steps(sb, ws):
+    sb.exchange.lock = SteppingLock(sb)  # type: ignore[assignment]
+    ws.subscribe('ticker', symbol=['BTC/USD', 'ETH/USD', 'ETH/BTC', 'SOL/USD'])
+    tickers = [t for _ in range(40) for t in expect(ws, channel('ticker'))['data']]
+    outside = [t for t in tickers if not t['bid'] <= t['last'] <= t['ask']]
+    assert sb.exchange.lock.steps >= len(tickers) and not outside, outside[:3]
 
 
 # -- ohlc ----------------------------------------------------------------------------------
