@@ -694,14 +694,18 @@ class AsyncWS:
                         req_id: int | None = None, **params: Any) -> list[dict[str, Any]]:
         """Subscribe to a channel with Kraken's parameters (``symbol=['BTC/USD']``, ``depth=10``).
 
-        The request is kept as given and sent again after every reconnect. A
-        ``symbol`` given as one text is sent as the list Kraken wants.
+        The request is kept as given and sent again after every reconnect, unless
+        Kraken refused it (then only the symbols it accepted are kept; the earlier
+        requests stay as they were). A ``symbol`` given as one text is sent as the
+        list Kraken wants.
 
         :returns: Kraken's acknowledgements, one per symbol
         :raises KrakenAPIError: (a subclass) if Kraken refused it, with Kraken's error text
         :raises KrakenConnectionError: if the connection dropped before the acknowledgement
         :raises KrakenUsageError: for a book ``depth`` that is not a whole number, or a bad
             ``req_id`` or ``timeout``; nothing is sent
+        :raises NotSentError: if the connection was not open; nothing is sent, now or
+            after a reconnect
         """
         timeout, params = self._timeout(timeout), _listed(params)
         depth = check_depth(params.get('depth', 10)) if channel == 'book' else 0
@@ -792,7 +796,11 @@ class AsyncWS:
         Kraken's ``Exceeded msg rate`` is a :class:`~krakenex.RateLimitError`: the
         request was refused, not carried out.
 
-        :returns: Kraken's reply, matched by ``req_id``
+        A request that timed out or was cancelled keeps its ``req_id`` until its reply
+        comes (at most :data:`LATE_REPLY_WAIT` seconds), so that the late reply settles
+        no other request; it goes into the stream, like every reply.
+
+        :returns: Kraken's reply, matched by ``req_id`` and ``method``
         :raises KrakenAPIError: (a subclass) if Kraken answered ``success: false``
         :raises SocketOutcomeUnknownError: for an order request whose reply did not come
             (connection lost, or the task cancelled after sending)
@@ -800,8 +808,8 @@ class AsyncWS:
             (safe to send again); a connection lost while the request was being written
             is an unknown outcome for an order request, never this
         :raises KrakenUsageError: for a ``req_id`` that is not a whole number, or is
-            taken by a request still waiting for its reply, or a ``timeout`` that is not
-            a number of seconds above 0; nothing is sent
+            taken by a request on the same connection whose reply has not come, or a
+            ``timeout`` that is not a number of seconds above 0; nothing is sent
         """
         if method in KRAKEN_TIMEOUT_METHODS and timeout is not None:
             params, timeout = {'timeout': timeout, **params}, None
