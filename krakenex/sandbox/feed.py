@@ -53,8 +53,8 @@ __all__ = ['Feed', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH', 'LEVE
 
 PUBLIC_PATH = '/v2'
 PRIVATE_PATH = '/auth/v2'
-#: Kraken moved level3 to an endpoint of its own (wss://ws-l3.kraken.com/v2) in December
-#: 2025; the sandbox serves it there and, as before, on the authenticated endpoint.
+#: Kraken's current docs put level3 on an endpoint of its own (wss://ws-l3.kraken.com/v2),
+#: its older pages on the authenticated one; the sandbox serves it on both.
 LEVEL3_PATH = '/l3/v2'
 
 #: The fault kinds :meth:`Feed.inject` accepts.
