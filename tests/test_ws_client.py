@@ -8,6 +8,7 @@ independently of krakenex.ws.book). Every wait has a timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -26,6 +27,7 @@ from krakenex import (
     API,
     KrakenAPIError,
     KrakenConnectionError,
+    KrakenTimeout,
     KrakenUsageError,
     NotSentError,
     OutcomeUnknownError,
@@ -148,6 +150,14 @@ class FakeKraken:
         async def send() -> None:
             for connection in list(self.connections):
                 await connection.send(text)
+        self.run(send())
+
+    def push_many(self, texts: list[str]) -> None:
+        """Send messages back to back, in one go."""
+        async def send() -> None:
+            for connection in list(self.connections):
+                for text in texts:
+                    await connection.send(text)
         self.run(send())
 
     def drop(self) -> None:
@@ -389,7 +399,7 @@ def test_request_returns_the_reply_with_its_own_req_id(ws, kraken):
     async def late_pong(connection: ServerConnection, message: dict[str, Any]) -> Any:
         if message['params'].get('slow'):
             await asyncio.sleep(0.3)  # the second request's reply comes back first
-        return {'method': 'pong', 'result': {'slow': message['params'].get('slow')}}
+        return {'result': {'slow': message['params'].get('slow')}}
     kraken.handlers['echo'] = late_pong
     ws.request('ping')  # connect first
     replies: dict[str, Any] = {}
@@ -858,7 +868,9 @@ def test_a_closed_ws_used_again_says_it_is_closed(kraken, recwarn):
 
 
 def test_unsubscribing_what_was_never_subscribed_raises_krakens_error(ws, kraken):
-    kraken.handlers['unsubscribe'] = lambda c, m: {'success': False, 'symbol': 'BTC/USD',
+    # Kraken names the method of this refusal "subscribe"
+    kraken.handlers['unsubscribe'] = lambda c, m: {'method': 'subscribe', 'success': False,
+                                                   'symbol': 'BTC/USD',
                                                    'error': 'Subscription Not Found'}
     with pytest.raises(KrakenAPIError, match='Subscription Not Found'):
         ws.unsubscribe('ticker', symbol=['BTC/USD'])
@@ -1059,3 +1071,151 @@ def test_an_order_request_cancelled_while_its_frame_drains_is_an_unknown_outcome
     assert (error.req_id, error.cl_ord_id) == (kraken.sent('add_order')[0]['req_id'],
                                               'ws-drain-2')
     assert len(kraken.sent('add_order')) == 1
+
+
+# -- replies matched by req_id and method; requests that gave up keep their req_id -----------
+
+def late_add_order(kraken: FakeKraken, delay: float = 1.0) -> None:
+    """add_order is answered after ``delay`` seconds; cancel_order is never answered."""
+    async def late(connection: ServerConnection, message: dict[str, Any]) -> Any:
+        await asyncio.sleep(delay)
+        return {'success': True, 'result': {'order_id': 'OLATE-1'}}
+    kraken.handlers['add_order'] = late
+    kraken.handlers['cancel_order'] = lambda c, m: None
+
+
+ORDER = {'symbol': 'BTC/USD', 'side': 'buy', 'order_type': 'market', 'order_qty': 1}
+
+
+def test_a_late_reply_never_settles_a_later_request_reusing_its_req_id(private, kraken):
+    late_add_order(kraken)
+    with pytest.raises(OutcomeUnknownError):
+        private.request('add_order', req_id=5, timeout=0.3, **ORDER)
+    # a cancel that never happened must not look like it did: refused before it is sent
+    with pytest.raises(KrakenUsageError, match='req_id 5 is taken by a add_order'):
+        private.request('cancel_order', req_id=5, order_id=['OLATE-1'])
+    assert kraken.sent('cancel_order') == []
+    late = expect(private, lambda m: m.get('method') == 'add_order')
+    assert (late['req_id'], late['result']) == (5, {'order_id': 'OLATE-1'})  # as Kraken sent it
+    reply = private.request('ping', req_id=5)  # answered: the req_id is free again
+    assert reply['method'] == 'pong'
+
+
+def test_a_reply_for_another_method_with_the_same_req_id_settles_nothing(private, kraken):
+    async def stray_first(connection: ServerConnection, message: dict[str, Any]) -> Any:
+        await connection.send(json.dumps({'method': 'add_order', 'req_id': message['req_id'],
+                                          'success': True, 'result': {'order_id': 'OSTRAY'}}))
+        return {'success': True, 'result': [{'order_id': 'OABC-DEF'}]}
+    kraken.handlers['cancel_order'] = stray_first
+    reply = private.request('cancel_order', req_id=9, order_id=['OABC-DEF'])
+    assert (reply['method'], reply['result']) == ('cancel_order', [{'order_id': 'OABC-DEF'}])
+    stray = expect(private, lambda m: m.get('method') == 'add_order')
+    assert stray['result'] == {'order_id': 'OSTRAY'}
+
+
+def test_krakenex_s_own_req_ids_skip_one_that_gave_up(private, kraken):
+    late_add_order(kraken)
+    kraken.handlers['cancel_all'] = lambda c, m: {'success': True, 'result': {'count': 0}}
+    taken = private.request('cancel_all')['req_id'] + 1  # the number krakenex would give next
+    with pytest.raises(OutcomeUnknownError):
+        private.request('add_order', req_id=taken, timeout=0.3, **ORDER)
+    assert private.request('cancel_all')['req_id'] != taken  # on the same connection
+    late = expect(private, lambda m: m.get('method') == 'add_order')
+    assert late['req_id'] == taken
+
+
+def test_a_req_id_that_gave_up_is_kept_for_a_bounded_time(private, kraken, monkeypatch):
+    monkeypatch.setattr('krakenex.ws.client.LATE_REPLY_WAIT', 0.2)
+    kraken.handlers['cancel_order'] = lambda c, m: None
+    with pytest.raises(OutcomeUnknownError):
+        private.request('cancel_order', req_id=3, timeout=0.2, order_id=['OABC'])
+    time.sleep(0.3)
+    assert private.request('ping', req_id=3)['method'] == 'pong'
+
+
+def test_a_subscribe_refused_as_a_whole_spares_the_earlier_subscriptions(ws, kraken):
+    ws.subscribe('book', symbol=['BTC/USD'])
+    expect(ws, book_message('BTC/USD'))
+    kraken.handlers['subscribe'] = lambda c, m: {
+        'success': False, 'error': "Unsupported field: 'snapshot' for the given msg type: "
+                                   "subscribe"}
+    with pytest.raises(KrakenAPIError, match='Unsupported field'):
+        ws.subscribe('book', symbol=['ETH/USD'], snapshot=False)
+    del kraken.handlers['subscribe']
+    kraken.drop()
+    resubscribed = expect(ws, notice('resubscribed'))
+    assert resubscribed['subscriptions'] == [{'channel': 'book', 'symbol': ['BTC/USD']}]
+    expect(ws, book_message('BTC/USD'))
+    assert ws.book('BTC/USD').checksum == kraken.books['BTC/USD'].checksum()
+
+
+def test_a_symbol_refused_comes_out_of_that_request_only(ws, kraken):
+    ws.subscribe('book', symbol=['BTC/USD'])
+    expect(ws, book_message('BTC/USD'))
+
+    def refuse_btc(connection: ServerConnection, message: dict[str, Any]) -> Any:
+        return ({'success': False, 'symbol': 'BTC/USD', 'error': 'Already subscribed'}
+                if message['params']['symbol'] == ['BTC/USD']
+                else {'success': True, 'result': {'channel': 'ticker', 'symbol': 'ETH/USD'}})
+    kraken.handlers['subscribe'] = refuse_btc
+    with pytest.raises(KrakenAPIError, match='Already subscribed'):
+        ws.subscribe('book', symbol=['BTC/USD'], depth=25)
+    ws.subscribe('ticker', symbol=['ETH/USD'])
+    del kraken.handlers['subscribe']
+    kraken.drop()
+    resubscribed = expect(ws, notice('resubscribed'))
+    assert resubscribed['subscriptions'] == [{'channel': 'book', 'symbol': ['BTC/USD']},
+                                             {'channel': 'ticker', 'symbol': ['ETH/USD']}]
+    expect(ws, book_message('BTC/USD'))
+    assert ws.book('BTC/USD').checksum == kraken.books['BTC/USD'].checksum()
+
+
+def test_a_subscribe_whose_req_id_is_taken_is_not_sent_now_or_after_a_reconnect(ws, kraken):
+    kraken.handlers['ping'] = lambda c, m: None  # never answered
+    with pytest.raises(KrakenTimeout):
+        ws.request('ping', req_id=5, timeout=0.2)
+    with pytest.raises(KrakenUsageError, match='req_id 5 is taken'):
+        ws.subscribe('book', symbol=['BTC/USD'], req_id=5)
+    with pytest.raises(KrakenUsageError, match='no book subscription'):
+        ws.book('BTC/USD')
+    kraken.drop()
+    assert expect(ws, notice('resubscribed'))['subscriptions'] == []
+    assert kraken.sent('subscribe', 'book') == []
+
+
+def test_a_subscribe_not_sent_on_a_closing_connection_is_not_sent_after_the_reconnect(ws,
+                                                                                      kraken):
+    ws.request('ping')
+    connection = ws._ws._connections['public']
+    socket = connection.ws
+    assert socket is not None
+
+    async def closing_then_subscribe() -> None:
+        socket.protocol.state = State.CLOSING  # as after Kraken's close frame, before TCP ends
+        try:
+            await ws._ws.subscribe('book', symbol=['BTC/USD'])
+        finally:
+            socket.transport.abort()
+    with pytest.raises(NotSentError):
+        ws._run(closing_then_subscribe())
+    assert expect(ws, notice('resubscribed'))['subscriptions'] == []
+    with pytest.raises(KrakenUsageError, match='no book subscription'):
+        ws.book('BTC/USD')
+    assert kraken.sent('subscribe', 'book') == []
+
+
+def test_two_threads_reading_one_ws_each_get_a_message_waiting(ws, kraken):
+    ws.request('ping')
+    with contextlib.suppress(TimeoutError):
+        while True:
+            ws.recv(timeout=0.2)  # the status message and the pong
+    got: list[Any] = []
+    readers = [threading.Thread(target=lambda: got.append(ws.recv(timeout=3 * WAIT)))
+               for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    time.sleep(0.2)  # both wait
+    kraken.push_many(['{"channel":"heartbeat","n":1}', '{"channel":"heartbeat","n":2}'])
+    for reader in readers:
+        reader.join(WAIT)
+    assert sorted(m['n'] for m in got) == [1, 2]  # neither slept on while one waited

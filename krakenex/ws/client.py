@@ -56,6 +56,7 @@ from .protocol import (
     Backoff,
     SequenceCheck,
     Subscriptions,
+    answers,
     check_depth,
     check_timeout,
     check_url,
@@ -95,6 +96,10 @@ MAX_MESSAGE = 16 << 20
 #: The close code websockets sends for a message over ``max_size`` (RFC 6455).
 MESSAGE_TOO_BIG = 1009
 
+
+#: Seconds a request nobody waits for any more (it timed out, was cancelled, or krakenex
+#: sent it for itself) keeps its ``req_id``, so that its late reply settles nothing else.
+LATE_REPLY_WAIT = 600.0
 
 #: Characters of a message krakenex could not read that a ``bad_message`` notice quotes.
 BAD_TEXT = 200
@@ -171,6 +176,8 @@ class _Stream:
         while True:
             found, message = self._take()
             if found:
+                if self._items and self._wake.empty():
+                    self._wake.put(None)  # the token is passed on to another thread waiting
                 return message
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -195,20 +202,33 @@ class _Stream:
 
 
 class _Pending:
-    """A request waiting for its reply (a subscribe waits for one ack per symbol)."""
+    """A request sent and not fully answered (a subscribe waits for one ack per symbol).
+
+    It keeps its ``req_id`` until its replies come, even once nobody waits for them
+    (``abandoned``, the loop's time since then), for at most :data:`LATE_REPLY_WAIT`.
+    """
 
     def __init__(self, method: str, params: Mapping[str, Any], expected: int, internal: bool):
         self.method, self.params, self.expected, self.internal = method, params, expected, internal
         self.req_id = 0
         self.replies: list[dict[str, Any]] = []
-        self.future: asyncio.Future[list[dict[str, Any]]] = (
-            asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+        self.abandoned = loop.time() if internal else None
 
-    def reply(self, message: dict[str, Any]) -> None:
+    def reply(self, message: dict[str, Any]) -> bool:
+        """Take one reply; True once every reply has come."""
         self.replies.append(message)
         whole = message.get('success') is False and not _symbol_of(message)
-        if (len(self.replies) >= self.expected or whole) and not self.future.done():
+        done = len(self.replies) >= self.expected or whole
+        if done and not self.future.done():
             self.future.set_result(self.replies)
+        return done
+
+    def abandon(self) -> None:
+        """Nobody waits for the reply any more; it may still come."""
+        if self.abandoned is None:
+            self.abandoned = asyncio.get_running_loop().time()
 
     def fail(self, error: BaseException) -> None:
         if not self.future.done():
@@ -247,8 +267,7 @@ class _Connection:
         self.backoff = client.backoff_factory()
         self.ws: ClientConnection | None = None
         self.ready = asyncio.Event()
-        self.pending: dict[int, _Pending] = {}
-        self.internal: set[int] = set()  # req_ids of requests krakenex sent for itself
+        self.pending: dict[int, _Pending] = {}  # by req_id; a new socket clears it
         self.books: set[str] = set()
         self.instrument = False  # krakenex subscribed to instrument for precisions
         self.gave_up: KrakenConnectionError | None = None
@@ -489,15 +508,19 @@ class _Connection:
                    expected: int = 1, req_id: int | None = None) -> _Pending:
         """Send one request; its replies resolve the returned :class:`_Pending`.
 
-        ``req_id`` is the caller's, or the next number no request waiting for a reply has.
+        ``req_id`` is the caller's, or the next number no request without its reply has.
         """
+        now = asyncio.get_running_loop().time()
+        for stale in [k for k, r in self.pending.items()
+                      if r.abandoned is not None and now - r.abandoned > LATE_REPLY_WAIT]:
+            del self.pending[stale]
         if req_id is None:
             req_id = next(self.client.ids)
             while req_id in self.pending:
                 req_id = next(self.client.ids)
         elif req_id in self.pending:
             raise KrakenUsageError(f'{method} was not sent: req_id {req_id} is taken by a '
-                                   f'{self.pending[req_id].method} still waiting for its reply')
+                                   f'{self.pending[req_id].method} whose reply has not come')
         request = _Pending(method, params, expected, internal)
         request.req_id = req_id
         ws = self.ws
@@ -507,24 +530,20 @@ class _Connection:
                                f'nothing reached Kraken')
         text = encode(self.message(method, params, req_id))
         self.pending[req_id] = request
-        if internal:
-            self.internal.add(req_id)
-        elif method in ORDER_METHODS:
+        if not internal and method in ORDER_METHODS:
             self.client.orders_sent += 1  # counted before the frame is written, never after
         try:
             # websockets writes the frame before its first await (waiting for the socket to
             # drain), so a cancellation delivered here comes after the frame left
             await ws.send(text)
         except asyncio.CancelledError:
-            self.pending.pop(req_id, None)
-            self.internal.discard(req_id)
+            request.abandon()  # the frame left: its reply may still come
             self.raise_cancelled(request)
             raise
         except ConnectionClosed as exc:
             # The frame went to the socket before websockets waited for it to drain:
             # it may have reached Kraken, so this is never "not sent".
             self.pending.pop(req_id, None)
-            self.internal.discard(req_id)
             why = KrakenConnectionError(f'the connection to {self.url} was lost while the '
                                         f'request was being written ({exc})')
             raise self.lost(request, why) from None
@@ -540,17 +559,16 @@ class _Connection:
         try:
             replies = await asyncio.wait_for(asyncio.shield(request.future), timeout)
         except asyncio.CancelledError:
+            request.abandon()
             self.raise_cancelled(request)
             raise
         except TimeoutError:
-            self.pending.pop(req_id, None)
+            request.abandon()
             if method in ORDER_METHODS:
                 raise outcome_unknown(method, req_id, params,
                                       f'no reply came within {timeout} s', timeout=True) from None
             raise KrakenTimeout(f'no reply to {method} from {self.url} within {timeout} s',
                                 method=method) from None
-        finally:
-            self.pending.pop(req_id, None)
         refused = [r.get('error') for r in replies if token_refused(r.get('error'))]
         if self.private and refused and retry_token:
             # Kraken refused the token, so the request did nothing: safe to send once more.
@@ -576,15 +594,16 @@ class _Connection:
         if sent:
             await asyncio.wait([r.future for r in sent], timeout=self.client.timeout)
         for request in sent:
-            self.pending.pop(request.req_id, None)
+            request.abandon()  # its acks go to the stream whenever they come
         refused = [r for r in sent if r.future.done() and not r.future.cancelled()
                    and r.future.exception() is None
                    and any(token_refused(a.get('error')) for a in r.future.result())]
         if refused:
             await self.refresh_token(str(refused[0].replies[0].get('error')))
             for request in refused:
-                await self.send('subscribe', request.params, internal=False,
-                                expected=request.expected)
+                again = await self.send('subscribe', request.params, internal=False,
+                                        expected=request.expected)
+                again.abandon()
 
     async def subscribe_instrument(self) -> None:
         """Subscribe for krakenex's own use: the pairs' precisions for book checksums."""
@@ -675,14 +694,18 @@ class AsyncWS:
                         req_id: int | None = None, **params: Any) -> list[dict[str, Any]]:
         """Subscribe to a channel with Kraken's parameters (``symbol=['BTC/USD']``, ``depth=10``).
 
-        The request is kept as given and sent again after every reconnect. A
-        ``symbol`` given as one text is sent as the list Kraken wants.
+        The request is kept as given and sent again after every reconnect, unless
+        Kraken refused it (then only the symbols it accepted are kept; the earlier
+        requests stay as they were). A ``symbol`` given as one text is sent as the
+        list Kraken wants.
 
         :returns: Kraken's acknowledgements, one per symbol
         :raises KrakenAPIError: (a subclass) if Kraken refused it, with Kraken's error text
         :raises KrakenConnectionError: if the connection dropped before the acknowledgement
         :raises KrakenUsageError: for a book ``depth`` that is not a whole number, or a bad
             ``req_id`` or ``timeout``; nothing is sent
+        :raises NotSentError: if the connection was not open; nothing is sent, now or
+            after a reconnect
         """
         timeout, params = self._timeout(timeout), _listed(params)
         depth = check_depth(params.get('depth', 10)) if channel == 'book' else 0
@@ -690,26 +713,31 @@ class AsyncWS:
         connection = self._connection(endpoint(channel))
         await connection.wait_ready(timeout)
         new_books = set()
-        if channel == 'book':
-            for symbol in split_subscription(params):
-                if symbol is not None and symbol not in self.books:
-                    self.books[symbol] = self._new_book(symbol, depth)
-                    connection.books.add(symbol)
-                    new_books.add(symbol)
-            if not connection.instrument and not all(
-                    s in self.precisions for s in split_subscription(params)):
-                await connection.subscribe_instrument()
-        connection.subs.add(channel, params)
-        replies = await connection.call('subscribe', {'channel': channel, **params}, timeout,
-                                        expected=len(split_subscription(params)), req_id=req_id)
+        entry = connection.subs.add(channel, params)
+        try:
+            if channel == 'book':
+                for symbol in split_subscription(params):
+                    if symbol is not None and symbol not in self.books:
+                        self.books[symbol] = self._new_book(symbol, depth)
+                        connection.books.add(symbol)
+                        new_books.add(symbol)
+                if not connection.instrument and not all(
+                        s in self.precisions for s in split_subscription(params)):
+                    await connection.subscribe_instrument()
+            replies = await connection.call('subscribe', {'channel': channel, **params}, timeout,
+                                            expected=len(split_subscription(params)),
+                                            req_id=req_id)
+        except (NotSentError, KrakenUsageError):  # nothing to send again after a reconnect
+            connection.subs.withdraw(entry)
+            self._forget_books(connection, new_books)
+            raise
         refused = [r for r in replies if r.get('success') is False]
         if refused:
             symbols = {_symbol_of(r) for r in refused}
             whole = not all(symbols)  # a refusal naming no symbol is for the whole request
-            connection.subs.remove(channel, {} if whole else {'symbol': sorted(symbols)})
-            for symbol in new_books if whole else new_books & symbols:
-                self.books.pop(symbol, None)  # a book never subscribed is not waiting for data
-                connection.books.discard(symbol)
+            # only this request's own entry and books: earlier ones were accepted
+            connection.subs.withdraw(entry, None if whole else symbols)
+            self._forget_books(connection, new_books if whole else new_books & symbols)
             raise reply_error([str(r.get('error')) for r in refused], f'subscribe {channel}')
         return replies
 
@@ -726,10 +754,7 @@ class AsyncWS:
         connection = self._connection(endpoint(channel))
         connection.subs.remove(channel, params)
         if channel == 'book':
-            for symbol in split_subscription(params):
-                if symbol is not None:
-                    self.books.pop(symbol, None)
-                    connection.books.discard(symbol)
+            self._forget_books(connection, split_subscription(params))
         await connection.wait_ready(timeout)
         replies = await connection.call('unsubscribe', {'channel': channel, **params}, timeout,
                                         expected=len(split_subscription(params)), req_id=req_id)
@@ -771,7 +796,11 @@ class AsyncWS:
         Kraken's ``Exceeded msg rate`` is a :class:`~krakenex.RateLimitError`: the
         request was refused, not carried out.
 
-        :returns: Kraken's reply, matched by ``req_id``
+        A request that timed out or was cancelled keeps its ``req_id`` until its reply
+        comes (at most :data:`LATE_REPLY_WAIT` seconds), so that the late reply settles
+        no other request; it goes into the stream, like every reply.
+
+        :returns: Kraken's reply, matched by ``req_id`` and ``method``
         :raises KrakenAPIError: (a subclass) if Kraken answered ``success: false``
         :raises SocketOutcomeUnknownError: for an order request whose reply did not come
             (connection lost, or the task cancelled after sending)
@@ -779,8 +808,8 @@ class AsyncWS:
             (safe to send again); a connection lost while the request was being written
             is an unknown outcome for an order request, never this
         :raises KrakenUsageError: for a ``req_id`` that is not a whole number, or is
-            taken by a request still waiting for its reply, or a ``timeout`` that is not
-            a number of seconds above 0; nothing is sent
+            taken by a request on the same connection whose reply has not come, or a
+            ``timeout`` that is not a number of seconds above 0; nothing is sent
         """
         if method in KRAKEN_TIMEOUT_METHODS and timeout is not None:
             params, timeout = {'timeout': timeout, **params}, None
@@ -870,13 +899,14 @@ class AsyncWS:
             return
         req_id = message.get('req_id')
         if req_id is not None and 'method' in message:
+            # a reply: to the request with its req_id and method; one that answers nothing
+            # krakenex knows of (a reply later than LATE_REPLY_WAIT) goes to the stream too
             request = connection.pending.get(req_id)
-            if request is not None:
-                request.reply(message)
-            if req_id in connection.internal:
-                if request is None or request.future.done():
-                    connection.internal.discard(req_id)
-                return
+            if request is not None and answers(request.method, message['method']):
+                if request.reply(message):
+                    del connection.pending[req_id]
+                if request.internal:
+                    return
             self.emit(message)
             return
         channel = message.get('channel')
@@ -945,6 +975,13 @@ class AsyncWS:
         if bad:
             # the pairs' books keep the precisions they had; a wrong one shows as a mismatch
             raise ValueError('instrument pairs krakenex could not read: ' + '; '.join(bad))
+
+    def _forget_books(self, connection: _Connection, symbols: Iterable[str | None]) -> None:
+        """Drop books no longer subscribed: they wait for no data."""
+        for symbol in symbols:
+            if symbol is not None:
+                self.books.pop(symbol, None)
+                connection.books.discard(symbol)
 
     def _timeout(self, timeout: float | None) -> float | None:
         """A call's timeout, checked, or the client's."""

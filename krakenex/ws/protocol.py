@@ -25,7 +25,7 @@ __all__ = [
     'URL', 'AUTH_URL', 'L3_URL', 'PUBLIC', 'AUTH', 'LEVEL3', 'ENDPOINTS', 'PRIVATE_CHANNELS',
     'ORDER_METHODS', 'PRIVATE_METHODS', 'KRAKEN_TIMEOUT_METHODS', 'MSG_RATE_ERROR',
     'check_url', 'check_timeout', 'check_depth', 'decode', 'encode', 'notice', 'is_private',
-    'endpoint', 'reply_error', 'token_refused', 'split_subscription',
+    'endpoint', 'reply_error', 'token_refused', 'answers', 'split_subscription',
     'Subscriptions', 'SequenceCheck', 'Backoff',
 ]
 
@@ -199,6 +199,15 @@ def token_refused(error: Any) -> bool:
     return isinstance(error, str) and any(e in error for e in TOKEN_ERRORS)
 
 
+def answers(request: str, reply: Any) -> bool:
+    """Whether a reply's ``method`` fits a request's (with the same ``req_id``).
+
+    Kraken echoes the method, except ``pong`` for ``ping`` and ``subscribe`` for an
+    ``unsubscribe`` of something not subscribed (``Subscription Not Found``).
+    """
+    return reply == request or (request, reply) in (('ping', 'pong'), ('unsubscribe', 'subscribe'))
+
+
 def split_subscription(params: Mapping[str, Any]) -> list[str | None]:
     """The symbols a subscribe request names (one ack comes for each), or ``[None]``."""
     symbols = params.get('symbol')
@@ -222,9 +231,24 @@ class Subscriptions:
     def __len__(self) -> int:
         return len(self._requests)
 
-    def add(self, channel: str, params: Mapping[str, Any]) -> None:
-        """Keep a subscribe request (its ``params`` without ``channel``, ``token``, ``req_id``)."""
-        self._requests.append((channel, _without(params, 'token', 'req_id', 'channel')))
+    def add(self, channel: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep a subscribe request (its ``params`` without ``channel``, ``token``, ``req_id``);
+        return the kept entry, for :meth:`withdraw`."""
+        entry = _without(params, 'token', 'req_id', 'channel')
+        self._requests.append((channel, entry))
+        return entry
+
+    def withdraw(self, entry: dict[str, Any], symbols: set[str] | None = None) -> None:
+        """Take one kept request out (Kraken refused it), or only the ``symbols`` it refused;
+        the user's other requests for the channel stay."""
+        for index, (_, kept) in enumerate(self._requests):
+            if kept is entry:
+                left = [s for s in split_subscription(kept) if symbols and s not in symbols]
+                if left and left != [None]:
+                    kept['symbol'] = left
+                else:
+                    del self._requests[index]
+                return
 
     def remove(self, channel: str, params: Mapping[str, Any]) -> None:
         """Take an unsubscribe request's symbols (or the whole channel) out."""
@@ -237,7 +261,9 @@ class Subscriptions:
             symbols = [s for s in split_subscription(request) if s not in gone]
             if None in gone or not symbols or symbols == [None]:
                 continue
-            kept.append((name, {**request, 'symbol': symbols}))
+            if symbols != split_subscription(request):
+                request['symbol'] = symbols  # the same entry, for withdraw
+            kept.append((name, request))
         self._requests = kept
 
     def requests(self) -> list[tuple[str, dict[str, Any]]]:
