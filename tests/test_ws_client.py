@@ -612,6 +612,23 @@ def test_order_request_without_reply_in_time_is_an_unknown_outcome_not_a_resend(
     assert len(kraken.sent('cancel_order')) == 1
 
 
+def test_a_bare_exceeded_msg_rate_without_req_id_reaches_the_stream_and_the_order_stays_unknown(
+        private, kraken):
+    """Kraken's message-rate error has been reported without a ``req_id``: it cannot say
+    which request it refuses, so an order waiting for its reply is never called refused."""
+    async def bare_error(connection: ServerConnection, message: dict[str, Any]) -> None:
+        await connection.send(json.dumps({'Error': 'Exceeded msg rate'}))
+    kraken.handlers['add_order'] = bare_error
+    with pytest.raises(OutcomeUnknownError) as lost:
+        private.request('add_order', symbol='BTC/USD', side='buy', order_type='limit',
+                        limit_price=1000, order_qty=Decimal('0.01'), cl_ord_id='ws-rate-1',
+                        timeout=0.5)
+    assert not isinstance(lost.value, (NotSentError, RateLimitError))
+    assert lost.value.cl_ord_id == 'ws-rate-1'
+    assert expect(private, lambda m: 'Error' in m) == {'Error': 'Exceeded msg rate'}
+    assert len(kraken.sent('add_order')) == 1
+
+
 def test_add_order_whose_connection_is_lost_while_it_drains_is_an_unknown_outcome_not_resent(
         private, kraken, rest):
     """websockets writes the frame, then waits for the socket to drain; a loss there is
