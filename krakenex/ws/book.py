@@ -168,6 +168,19 @@ class _Side:
                 texts[bisect_left(prices, price)] = digits + text.replace('.', '').lstrip('0')
         return changed
 
+    def take(self, levels: Iterable[Mapping[str, Any]] | None, pp: int | None, qp: int | None,
+             depth: int, snapshot: bool) -> None:
+        """Apply one message's levels for this side, cut to ``depth``, and write the
+        checksum's input again if its ten best levels may have changed."""
+        if levels and self.apply(levels, pp, qp) or snapshot:
+            if len(self.keys) > depth:
+                self.cut(depth)
+            self.write()
+        elif len(self.keys) > depth:
+            self.cut(depth)
+            if depth < CHECKSUM_LEVELS:
+                self.write()
+
     def cut(self, depth: int) -> None:
         """Keep the ``depth`` best levels."""
         keys = self.keys
@@ -280,24 +293,8 @@ class Book:
             try:
                 pp, qp, depth = self.price_precision, self.qty_precision, self.depth
                 bids, asks = self._bids, self._asks
-                levels = data.get('bids')
-                if levels and bids.apply(levels, pp, qp) or snapshot:
-                    if len(bids.keys) > depth:
-                        bids.cut(depth)
-                    bids.write()
-                elif len(bids.keys) > depth:
-                    bids.cut(depth)
-                    if depth < CHECKSUM_LEVELS:
-                        bids.write()
-                levels = data.get('asks')
-                if levels and asks.apply(levels, pp, qp) or snapshot:
-                    if len(asks.keys) > depth:
-                        asks.cut(depth)
-                    asks.write()
-                elif len(asks.keys) > depth:
-                    asks.cut(depth)
-                    if depth < CHECKSUM_LEVELS:
-                        asks.write()
+                bids.take(data.get('bids'), pp, qp, depth, snapshot)
+                asks.take(data.get('asks'), pp, qp, depth, snapshot)
                 self.computed = computed = zlib.crc32(bids.text, asks.crc)
                 self.expected = expected = data.get('checksum')
                 self.timestamp = data.get('timestamp', self.timestamp)
