@@ -528,3 +528,12 @@ def test_ctrl_c_while_a_dropped_connection_reopens_before_the_order_went_out_exi
     frames = [server.frames.get_nowait() for _ in range(server.frames.qsize())]
     assert [f for f in frames if f.get('method') != 'ping'] == []  # krakenex's own keepalive
     assert sb.orders() == []
+
+
+@pytest.mark.parametrize('option', [['--ws-uri', 'ftp://x'], ['--ws-auth-uri', 'ws://127.0.0.1:9/v2'],
+                                    ['--ws-l3-uri', 'ws://127.0.0.1:9/v2'],
+                                    ['--uri', 'http://127.0.0.1:9'], ['--key-file', 'k.key']])
+def test_sandbox_with_an_endpoint_or_key_of_its_own_is_a_usage_error_as_in_rest(capsys, option):
+    assert main(['ws', '--sandbox', *option, 'ticker', 'BTC/USD', '--count', '1']) == 2
+    assert capsys.readouterr().err.strip() == (
+        f'krakenex ws: --sandbox runs its own server with its own account: leave out {option[0]}')

@@ -205,6 +205,14 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     what, symbols, params = _request(args.what, args.args)
     if args.top is not None and what != 'book':
         raise UsageError('--top is for the book channel only')
+    if args.sandbox:  # as krakenex --sandbox: a server of its own, never one also named
+        given = [name for name, value, default in (
+            ('--ws-uri', args.ws_uri, URL), ('--ws-auth-uri', args.ws_auth_uri, AUTH_URL),
+            ('--ws-l3-uri', args.ws_l3_uri, L3_URL), ('--uri', args.uri, None),
+            ('--key-file', args.key_file, None)) if value != default]
+        if given:
+            raise UsageError('--sandbox runs its own server with its own account: leave out '
+                             + given[0])
     private = is_private(what)
     out = Output(None)  # stdout, refused now if it is closed
     from .sync import WS
