@@ -38,6 +38,7 @@ from websockets.http11 import Request as Handshake
 from websockets.server import ServerProtocol
 from websockets.sync.connection import Connection
 
+from ..ws.book import DEPTHS as BOOK_DEPTHS
 from .level3 import Level3Side, changes, placed, queues
 from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
 from .params import ApiError
@@ -64,7 +65,6 @@ FEED_FAULTS = frozenset({'drop', 'close1001', 'stall', 'bad_checksum', 'handshak
 #: Seconds a token from GetWebSocketsToken may wait for its first use (Kraken: 15 minutes).
 TOKEN_LIFETIME = 900.0
 CHECKSUM_LEVELS = 10
-BOOK_DEPTHS = (10, 25, 100, 500, 1000)
 LEVEL3_DEPTHS = (10, 100, 1000)
 PRIVATE_CHANNELS = ('executions', 'balances')
 PUBLIC_CHANNELS = ('book', 'ticker', 'trade', 'ohlc', 'instrument')

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from ..errors import KrakenAPIError, KrakenUsageError, RateLimitError, api_error
 from ..protocol import render
+from .book import DEPTHS
 
 __all__ = [
     'URL', 'AUTH_URL', 'L3_URL', 'PUBLIC', 'AUTH', 'LEVEL3', 'ENDPOINTS', 'PRIVATE_CHANNELS',
@@ -157,15 +158,17 @@ def check_timeout(seconds: Any, *, poll: bool = False, name: str = 'timeout') ->
 
 
 def check_depth(depth: Any) -> int:
-    """A book subscription's ``depth`` (10, 25, 100, 500 or 1000 at Kraken), as a whole number.
+    """A book subscription's ``depth`` (one of :data:`~krakenex.ws.book.DEPTHS` at Kraken),
+    as a whole number.
 
     :raises KrakenUsageError: if it is not one, before anything is sent
     """
     whole = isinstance(depth, int) or (isinstance(depth, Decimal) and depth.is_finite()
                                        and depth == depth.to_integral_value())
     if isinstance(depth, bool) or not whole:
-        raise KrakenUsageError(f'depth must be a whole number of levels (Kraken takes 10, 25, '
-                               f'100, 500 or 1000), not {depth!r}')
+        takes = ', '.join(map(str, DEPTHS[:-1])) + f' or {DEPTHS[-1]}'
+        raise KrakenUsageError(f'depth must be a whole number of levels (Kraken takes {takes}), '
+                               f'not {depth!r}')
     return int(depth)
 
 
