@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         OutcomeUnknownTimeout,
         RateLimitError,
         ServiceUnavailableError,
+        ShareUnavailableError,
         UnknownAssetError,
         unwrap,
     )
@@ -57,7 +58,7 @@ __all__ = [
     'KrakenHTTPError', 'KrakenResponseError', 'KrakenTimeout', 'KrakenUsageError', 'NotSentError',
     'OutcomeUnknownConnectionError', 'OutcomeUnknownError', 'OutcomeUnknownHTTPError',
     'OutcomeUnknownResponseError', 'OutcomeUnknownTimeout', 'RateLimitError',
-    'ServiceUnavailableError', 'UnknownAssetError',
+    'ServiceUnavailableError', 'ShareUnavailableError', 'UnknownAssetError',
     'InvalidArgumentsError', 'InvalidOrderArgumentsError', 'OrderNotFoundError',
     'OrdersLimitError',
 ]

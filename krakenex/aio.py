@@ -14,7 +14,7 @@ import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +27,7 @@ from . import core, protocol
 from .errors import KrakenConnectionError, KrakenError, OutcomeUnknownError, unwrap
 from .pacing import RateCounter
 from .protocol import Reply, Request, Timeout
+from .share import Store, lease
 from .version import __version__
 
 __all__ = ['AsyncAPI']
@@ -44,9 +45,11 @@ class AsyncAPI(core.SpotCore):
     call inside the running loop; assign one of your own before the first
     call to set headers, cookies, a proxy or TLS settings.
 
-    Private calls on one object are sent one at a time, each with a nonce above
+    Private calls on one key are sent one at a time, each with a nonce above
     the one before, so their nonces reach Kraken in the order the calls were
-    made, however many tasks share the object. A task cancelled while a
+    made, however many tasks, processes and re-runs use the key (``share``).
+    Waiting for the key's send lock never blocks the event loop; a store
+    in Redis is asked with short blocking calls. A task cancelled while a
     state-changing call is in flight releases the object at once and raises
     :class:`~krakenex.OutcomeUnknownError` instead of :class:`asyncio.CancelledError`,
     since the call may have reached Kraken; it is never sent again.
@@ -100,7 +103,7 @@ class AsyncAPI(core.SpotCore):
 
     async def reconcile(self, error: OutcomeUnknownError) -> dict[str, Any]:
         """Look up the order of an unknown outcome; see :meth:`krakenex.API.reconcile`."""
-        field, value = core.reconcile_filter(error)
+        field, value = self._lookup_filter(error)
         return await self.find_order(**{field: value})
 
     # ---------------------------------------------------------------- sending
@@ -124,9 +127,8 @@ class AsyncAPI(core.SpotCore):
             await asyncio.sleep(wait)
 
     async def _attempt(self, call: protocol.Call, timeout: Timeout) -> Any:
-        """Send one attempt; a serial one alone, with its nonce issued in send order."""
-        async with self._private_lock if call.serial else nullcontext(), \
-                _paced(call.counter, call.cost):
+        """Send one attempt; one holding the key's send lock alone, its nonce issued in order."""
+        async with _paced(call.counter, call.cost), self._holding(call.store, timeout):
             request = call.build()
             try:
                 return await self._transmit(request, timeout)
@@ -143,6 +145,19 @@ class AsyncAPI(core.SpotCore):
                 if unknown is cancelled:
                     raise
                 raise unknown from None
+
+    @asynccontextmanager
+    async def _holding(self, store: Store | None, timeout: Timeout) -> AsyncIterator[None]:
+        """Hold the key's send lock: this object's tasks one at a time, then the store's."""
+        if store is None:
+            yield
+            return
+        async with self._private_lock:
+            handle = await _lock(store, lease(timeout))
+            try:
+                yield
+            finally:
+                store.unlock(handle)
 
     async def _transmit(self, request: Request, timeout: Timeout) -> Any:
         """Send ``request`` through the session and read the reply, or raise what went wrong."""
@@ -189,6 +204,26 @@ class AsyncAPI(core.SpotCore):
         # drops; what may be sent again is krakenex's decision (a futures PUT changes state).
         self.session._retry_connection = False
         return self.session
+
+
+async def _lock(store: Store, lease: float) -> Any:
+    """Take the store's send lock, waiting in a thread if another holds it.
+
+    A task cancelled while it waits leaves the thread to take the lock and
+    give it straight back, so the key is never held by nobody's call.
+    """
+    handle = store.try_lock(lease)
+    if handle is not None:
+        return handle
+    waiting = asyncio.get_running_loop().run_in_executor(None, store.lock, lease)
+    try:
+        return await asyncio.shield(waiting)
+    except asyncio.CancelledError:
+        def give_back(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                store.unlock(done.result())
+        waiting.add_done_callback(give_back)
+        raise
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +25,7 @@ from . import core, protocol
 from .errors import KrakenError, KrakenUsageError, OutcomeUnknownError, unwrap
 from .pacing import RateCounter
 from .protocol import DEFAULT_TIMEOUT, DEFAULT_URI, NONCE_UNITS, Reply, Request, Timeout
+from .share import Store, lease
 from .version import __version__
 
 __all__ = ['API', 'DEFAULT_URI', 'DEFAULT_TIMEOUT', 'NONCE_UNITS']
@@ -50,9 +51,11 @@ class API(core.SpotCore):
     settings, not on every call. :attr:`response` holds the last
     :class:`requests.Response`.
 
-    Private calls on one object are sent one at a time, each with a nonce above
-    the one before, so their nonces reach Kraken in order even when many
-    threads share the object.
+    Private calls on one key are sent one at a time, each with a nonce above
+    the one before, so their nonces reach Kraken in order, however many
+    threads, processes and re-runs use the key: its nonce floor, send lock
+    and rate counter live in a store shared by every user of the key (see
+    ``share``; doc/share.rst).
 
     :param key: API key
     :param secret: API secret (private key), base64 as Kraken shows it
@@ -76,8 +79,19 @@ class API(core.SpotCore):
     :param costs: what a method adds to the rate counter, where it differs
         from Kraken's published costs (:mod:`krakenex.methods`)
     :param public_rate: pace public calls to at most this many per second
-    :raises KrakenUsageError: for an unknown nonce unit or tier, or a timeout
-        that is not a finite number of seconds above zero
+    :param share: where the key's nonce floor, send lock and rate counter are
+        kept. Not given: ``$KRAKENEX_SHARE`` if set, else a store in the
+        user's cache directory that every process on this machine shares; a
+        directory; a ``redis://`` or ``rediss://`` URL or a :class:`redis.Redis`
+        client, for several machines (extra ``redis``); ``None``: this object
+        alone, as krakenex 2.x
+    :param nonce_window: the key's nonce window as set at Kraken, in nonce
+        units. Above 0, private calls are sent at once, without the send
+        lock, each with a unique nonce from the store; Kraken accepts those
+        that arrive out of order within the window
+    :raises KrakenUsageError: for an unknown nonce unit or tier, a timeout
+        that is not a finite number of seconds above zero, or a ``share``
+        that is neither a directory, a Redis URL or client, nor None
     """
 
     def _open(self) -> None:
@@ -194,14 +208,16 @@ class API(core.SpotCore):
         The lookup's own nonce is above the lost call's. With the key's nonce
         window at 0 (Kraken's default), once the lookup is answered Kraken can
         no longer accept the lost call if it is still on its way: an empty
-        answer then means the order was not placed and will not be.
+        answer then means the order was not placed and will not be. With a
+        :attr:`nonce_window`, the lookup's nonce is raised past the lost
+        call's by the window, so the same holds.
 
         :param error: the exception a state-changing call raised
         :returns: the matching orders by txid, empty if none was found
         :raises KrakenUsageError: if the call carried neither identifier
         :raises KrakenAPIError: if Kraken refuses the lookup
         """
-        field, value = core.reconcile_filter(error)
+        field, value = self._lookup_filter(error)
         return self.find_order(**{field: value})
 
     def _call(self, method: str, data: dict[str, Any], timeout: Timeout | None, *,
@@ -227,14 +243,13 @@ class API(core.SpotCore):
             time.sleep(wait)
 
     def _attempt(self, call: protocol.Call, timeout: Timeout) -> Any:
-        """Send one attempt; a serial one alone, with its nonce issued in send order.
+        """Send one attempt; one holding the key's send lock alone, its nonce issued in order.
 
-        The lock keeps one private call in flight, so nonces arrive in the order
-        issued; the rate counter is consulted inside it, where its clock agrees
-        best with the moment Kraken counts the call.
+        The rate counter is waited on first, so a call waiting for room holds
+        no lock; the cost is settled when the reply arrives, where Kraken's
+        own counter has it.
         """
-        with self._private_lock if call.serial else nullcontext(), \
-                _paced(call.counter, call.cost):
+        with _paced(call.counter, call.cost), self._holding(call.store, timeout):
             request = call.build()
             try:
                 return self._transmit(request, timeout)
@@ -243,6 +258,19 @@ class API(core.SpotCore):
                 if unknown is exc:
                     raise
                 raise unknown from exc.__cause__
+
+    @contextmanager
+    def _holding(self, store: Store | None, timeout: Timeout) -> Iterator[None]:
+        """Hold the key's send lock: this object's threads one at a time, then the store's."""
+        if store is None:
+            yield
+            return
+        with self._private_lock:
+            handle = store.lock(lease(timeout))
+            try:
+                yield
+            finally:
+                store.unlock(handle)
 
     def _query(self, urlpath: str, data: Mapping[str, Any] | str | bytes | None,
                headers: Mapping[str, str] | None = None, timeout: Timeout | None = None) -> Any:

@@ -15,19 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 from . import methods
 from .errors import KeyFileError, KrakenUsageError, OutcomeUnknownError
-from .pacing import RateCounter
+from .pacing import RateCounter, parse_tier
 from .protocol import (
     DEFAULT_TIMEOUT,
     DEFAULT_URI,
     Call,
-    Nonces,
     Otp,
     Request,
     Retry,
     Timeout,
     after_sending,
+    check_nonce_unit,
     check_timeout,
     checked,
+    clock_nonce,
     decode_secret,
     encode,
     nonce_in,
@@ -35,6 +36,7 @@ from .protocol import (
     public_request,
     sign,
 )
+from .share import SharedCounter, Store, resolve
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -104,10 +106,16 @@ class KeyedCore:
     #: What the client calls what it calls, for messages: ``'method'`` or ``'endpoint'``.
     CALLS = 'method'
 
+    #: The server's address; each driver keeps its own.
+    uri: str
+
     def __init__(self, key: str, secret: str, *, timeout: Timeout, nonce_unit: str,
                  raise_errors: bool, retries: int, backoff: float, retry_time: float,
-                 costs: Mapping[str, float] | None) -> None:
-        self._nonces = Nonces(nonce_unit)
+                 costs: Mapping[str, float] | None, share: Any = ...) -> None:
+        check_nonce_unit(nonce_unit)
+        # What share= asked for; the store itself is opened for the key and server in use.
+        self._share = resolve(share)
+        self._opened: tuple[str, str, Store] | None = None
         if not key and not secret:
             key, secret = (os.environ.get(name, '') for name in self.KEY_VARIABLES)
         #: The API key, sent with every private call.
@@ -159,8 +167,35 @@ class KeyedCore:
         self.key, self.secret = read_key_file(path)
 
     def _nonce(self) -> int:
-        """Return a nonce above every nonce this object issued before (thread-safe)."""
-        return self._nonces()
+        """Return a nonce above every nonce issued before for this key and server.
+
+        With sharing (the default) that is every nonce any process on this
+        machine, or any sharer of the Redis store, issued; with ``share=None``
+        every nonce this object issued. Thread-safe.
+
+        :raises ShareUnavailableError: if the key's store cannot be used
+        """
+        return self._store().nonce(clock_nonce(self.nonce_unit))
+
+    def _store(self) -> Store:
+        """The store of the key and server in use now, opened when either changes.
+
+        :raises ShareUnavailableError: if a store that ``share=`` asked for cannot be opened
+        """
+        opened = self._opened
+        if opened is None or opened[0] != self.key or opened[1] != self.uri:
+            store = self._share.open(self.key, self.uri)
+            if opened is not None and opened[2] is not store:
+                opened[2].close()
+            self._opened = opened = (self.key, self.uri, store)
+        return opened[2]
+
+    def _counter_of(self, name: str, tier: str | tuple[float, float]) -> RateCounter:
+        """A rate counter of ``tier`` kept as ``name`` in the key's store.
+
+        :raises ValueError: for a tier :func:`krakenex.pacing.parse_tier` refuses
+        """
+        return SharedCounter(self._store, name, *parse_tier(tier))
 
     def _secret_bytes(self) -> bytes:
         """The decoded secret, decoded again only when :attr:`secret` changes."""
@@ -197,15 +232,24 @@ class SpotCore(KeyedCore):
                  retries: int = 3, backoff: float = 0.5, retry_time: float = 30.0,
                  tier: str | tuple[float, float] | None = None,
                  costs: Mapping[str, float] | None = None,
-                 public_rate: float | None = None) -> None:
+                 public_rate: float | None = None, share: Any = ...,
+                 nonce_window: int = 0) -> None:
         super().__init__(key, secret, timeout=timeout, nonce_unit=nonce_unit,
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
-                         retry_time=retry_time, costs=costs)
+                         retry_time=retry_time, costs=costs, share=share)
         try:
-            self.counter = RateCounter.for_tier(tier) if tier is not None else None
+            #: Kraken's REST call counter of ``tier``, kept in the key's store; None: not paced.
+            self.counter = self._counter_of('rest', tier) if tier is not None else None
             self.public_counter = RateCounter(1.0, public_rate) if public_rate is not None else None
         except (TypeError, ValueError) as exc:
             raise KrakenUsageError(str(exc)) from None
+        if isinstance(nonce_window, bool) or not isinstance(nonce_window, int) \
+                or nonce_window < 0:
+            raise KrakenUsageError(f'nonce_window must be a whole number of nonce units, 0 or '
+                                   f'more, as set on the key at Kraken; not {nonce_window!r}')
+        #: The key's nonce window as set at Kraken, in nonce units; 0 (Kraken's default)
+        #: sends private calls one at a time, so nonces arrive in order.
+        self.nonce_window = nonce_window
         #: The server's address, without a trailing slash.
         self.uri = uri
         #: Kraken's API version, part of every path.
@@ -244,8 +288,10 @@ class SpotCore(KeyedCore):
         if not private:
             return Call(method, lambda: public_request(self.apiversion, method, data), retry,
                         check, self.public_counter)
+        # With a nonce window, sharers send at once: unique nonces are enough within it.
+        store = None if self.nonce_window else self._store()
         return Call(method, lambda: self._private_request(method, data), retry, check,
-                    self.counter, self._cost(method), serial=True,
+                    self.counter, self._cost(method), store=store,
                     unknown=lambda error, request: after_sending(
                         error, request, at_most_once=at_most_once))
 
@@ -260,6 +306,20 @@ class SpotCore(KeyedCore):
                                    f'rate tier\'s maximum of {self.counter.maximum:g}: lower '
                                    f'its cost or choose a larger tier', method=method)
         return cost
+
+    def _lookup_filter(self, error: OutcomeUnknownError) -> tuple[str, str]:
+        """What to look the order of an unknown outcome up by, with the floor past its window.
+
+        With a nonce window, Kraken still accepts the lost call until a nonce
+        more than the window above it has been accepted: raising the key's
+        floor there makes the lookup such a nonce.
+
+        :raises KrakenUsageError: if the call carried neither identifier
+        """
+        found = reconcile_filter(error)
+        if self.nonce_window and error.nonce is not None:
+            self._store().nonce(int(error.nonce) + self.nonce_window)
+        return found
 
     def _private_request(self, method: str, data: Mapping[str, Any]) -> Request:
         """Sign ``data`` as ``method`` with a fresh nonce; call it in send order."""

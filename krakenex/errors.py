@@ -15,7 +15,8 @@ import requests
 
 __all__ = [
     'KrakenError', 'KrakenUsageError', 'KeyFileError', 'KrakenHTTPError', 'KrakenResponseError',
-    'KrakenConnectionError', 'NotSentError', 'KrakenTimeout', 'KrakenConnectTimeout',
+    'KrakenConnectionError', 'NotSentError', 'ShareUnavailableError', 'KrakenTimeout',
+    'KrakenConnectTimeout',
     'KrakenAPIError', 'InvalidNonceError', 'AuthenticationError', 'RateLimitError',
     'OrdersLimitError', 'InsufficientFundsError', 'InvalidArgumentsError', 'InvalidOrderError',
     'InvalidOrderArgumentsError', 'OrderNotFoundError', 'UnknownAssetError',
@@ -83,6 +84,22 @@ class NotSentError(KrakenConnectionError):
 
     This is the one failure after which a state-changing call is safe to send again.
     """
+
+
+class ShareUnavailableError(NotSentError):
+    """The key's store (``share=``) could not be used, so nothing was sent.
+
+    krakenex never falls back to sending without the store it was asked to use.
+
+    :ivar where: the store: a directory's file or a Redis address
+    :ivar reason: what went wrong, in a few words
+    """
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f'the key\'s store {where} cannot be used ({reason}), so nothing was '
+                         f'sent; fix it, or choose another with share= or KRAKENEX_SHARE')
+        self.where = where
+        self.reason = reason
 
 
 class KrakenTimeout(KrakenError, requests.Timeout):
@@ -303,10 +320,11 @@ ERROR_PREFIXES: tuple[tuple[str, type[KrakenAPIError]], ...] = (
 
 _NONCE_ADVICE = (
     'Kraken accepts a nonce only if it is above the last nonce it accepted for this key. '
-    'Likely causes: another program, thread pool or API object uses the same key; or a '
-    'client with a larger nonce unit (microseconds or nanoseconds, such as python-kraken-sdk) '
-    'used this key, so its nonces are now ahead: pass nonce_unit= to match, or create a new key. '
-    'Use one key per process.'
+    'Likely causes: another client, or a krakenex on another machine or with share=None, uses '
+    'the same key (krakenex shares a key\'s nonces between the processes of one machine; give '
+    'all of them one share=, a Redis URL across machines); or a client with a larger nonce '
+    'unit (microseconds or nanoseconds, such as python-kraken-sdk) used this key, so its '
+    'nonces are now ahead: pass nonce_unit= to match, or create a new key.'
 )
 
 

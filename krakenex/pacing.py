@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-__all__ = ['TIERS', 'RateCounter', 'parse_tier']
+__all__ = ['TIERS', 'RateCounter', 'parse_tier', 'decayed', 'wait_for']
 
 #: Kraken's REST call counter per verification tier: (maximum, decay per second).
 #: Source: https://docs.kraken.com/api/docs/guides/spot-rest-ratelimits
@@ -42,6 +42,30 @@ def parse_tier(tier: str | Sequence[float | str]) -> tuple[float, float]:
         raise ValueError(f'a rate tier needs a finite maximum and decay above 0, '
                          f'not {maximum!r} and {decay!r}')
     return maximum, decay
+
+
+def decayed(level: float, stamp: float, now: float, decay: float) -> float:
+    """A counter's level at ``now`` from its ``level`` at ``stamp``, falling ``decay`` a second.
+
+    A clock that went back (``now`` before ``stamp``) decays nothing.
+    """
+    return max(0.0, level - max(0.0, now - stamp) * decay)
+
+
+def wait_for(level: float, cost: float, maximum: float, decay: float) -> float:
+    """Seconds until a call of ``cost`` fits under ``maximum`` at ``level``; 0 if it fits now."""
+    over = level + cost - maximum
+    return over / decay if over > 0 else 0.0
+
+
+def check_cost(cost: float, maximum: float) -> None:
+    """Refuse a cost that could never fit under ``maximum``.
+
+    :raises ValueError: for a cost above the maximum, or not a number
+    """
+    if not cost <= maximum:
+        raise ValueError(f'a call costing {cost!r} can never fit under a rate counter whose '
+                         f'maximum is {maximum!r}: lower its cost or raise the tier')
 
 
 class RateCounter:
@@ -83,7 +107,7 @@ class RateCounter:
 
     def _decayed(self) -> float:
         now = self._clock()
-        self._level = max(0.0, self._level - (now - self._stamp) * self.decay)
+        self._level = decayed(self._level, self._stamp, now, self.decay)
         self._stamp = now
         return self._level
 
@@ -95,7 +119,7 @@ class RateCounter:
         """
         while (wait := self.try_acquire(cost)) > 0:
             self._sleep(wait)
-        return self._stamp
+        return self._clock()
 
     def try_acquire(self, cost: float) -> float:
         """Add ``cost`` if it fits now and return 0, or return the seconds until it will fit.
@@ -104,17 +128,14 @@ class RateCounter:
 
         :raises ValueError: for a cost above the maximum (it could never fit) or not a number
         """
-        if not cost <= self.maximum:
-            raise ValueError(f'a call costing {cost!r} can never fit under a rate counter whose '
-                             f'maximum is {self.maximum!r}: lower its cost or raise the tier')
+        check_cost(cost, self.maximum)
         if cost <= 0:
             return 0.0
         with self._lock:
-            over = self._decayed() + cost - self.maximum
-            if over > 0:
-                return over / self.decay
-            self._level += cost
-            return 0.0
+            wait = wait_for(self._decayed(), cost, self.maximum, self.decay)
+            if not wait:
+                self._level += cost
+            return wait
 
     def settle(self, cost: float, counted_at: float) -> None:
         """Move a call's cost to the moment its reply arrived.
@@ -123,11 +144,13 @@ class RateCounter:
         :meth:`acquire` counted it here; without this the two counters would
         drift apart by the latency of every call.
         """
-        if cost <= 0:
-            return
+        if cost > 0:
+            self.add(min(cost, (self._clock() - counted_at) * self.decay))
+
+    def add(self, amount: float) -> None:
+        """Raise the counter by ``amount`` now, whatever its level."""
         with self._lock:
-            self._decayed()
-            self._level += min(cost, (self._stamp - counted_at) * self.decay)
+            self._level = self._decayed() + amount
 
     @contextmanager
     def counting(self, cost: float) -> Iterator[None]:

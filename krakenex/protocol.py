@@ -4,7 +4,7 @@ Every driver (:class:`krakenex.API` on requests, :class:`krakenex.AsyncAPI`
 on aiohttp) builds its requests and reads its replies here, so Kraken's rules
 are written once:
 
-- :class:`Nonces`: strictly increasing nonces, safe to share between threads;
+- :func:`clock_nonce`: the clock's nonce in a unit (the key's store keeps them increasing);
 - :func:`render`, :func:`query_string`, :func:`encode`: parameters as text,
   numbers in plain positional notation (``0.00000001``, never ``1e-08``);
 - :func:`sign`: Kraken's ``API-Sign``;
@@ -32,13 +32,12 @@ import math
 import random
 import re
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import methods
 from .errors import (
@@ -61,8 +60,12 @@ from .errors import (
 )
 from .pacing import RateCounter
 
+if TYPE_CHECKING:
+    from .share import Store
+
 __all__ = [
-    'DEFAULT_URI', 'DEFAULT_TIMEOUT', 'NONCE_UNITS', 'Nonces', 'Request', 'Reply', 'Retry',
+    'DEFAULT_URI', 'DEFAULT_TIMEOUT', 'NONCE_UNITS', 'clock_nonce', 'check_nonce_unit', 'Request',
+    'Reply', 'Retry',
     'render', 'query_string', 'encode', 'sign', 'decode_secret', 'nonce_in', 'check_method',
     'check_timeout', 'public_request', 'private_request', 'read_reply', 'checked',
     'after_sending', 'transport_error', 'unicode_only',
@@ -110,29 +113,24 @@ Otp = str | Callable[[], str]
 
 # ------------------------------------------------------------------ nonces
 
-class Nonces:
-    """Strictly increasing nonces in one unit: the time, raised past the last one issued.
+def check_nonce_unit(unit: str) -> str:
+    """Return ``unit`` if it is a nonce unit.
 
-    Safe to call from many threads. The clock standing still or going back
-    never repeats a nonce.
-
-    :param unit: ``'ms'``, ``'us'`` or ``'ns'``
     :raises KrakenUsageError: for another unit
     """
+    if not isinstance(unit, str) or unit not in NONCE_UNITS:
+        raise KrakenUsageError(f'nonce_unit must be one of {", ".join(NONCE_UNITS)}, '
+                               f'not {unit!r}')
+    return unit
 
-    def __init__(self, unit: str = 'ms') -> None:
-        if unit not in NONCE_UNITS:
-            raise KrakenUsageError(f'nonce_unit must be one of {", ".join(NONCE_UNITS)}, '
-                                   f'not {unit!r}')
-        self.unit = unit
-        self._divisor = NONCE_UNITS[unit]
-        self._last = 0
-        self._lock = threading.Lock()
 
-    def __call__(self) -> int:
-        with self._lock:
-            self._last = max(time.time_ns() // self._divisor, self._last + 1)
-            return self._last
+def clock_nonce(unit: str) -> int:
+    """The clock's time in nonce ``unit``: what a nonce is unless the key's floor is higher.
+
+    The key's store (:mod:`krakenex.share`) raises it past every nonce issued
+    before, so the clock standing still or going back never repeats a nonce.
+    """
+    return time.time_ns() // NONCE_UNITS[unit]
 
 
 # ------------------------------------------------------------ parameters
@@ -334,7 +332,7 @@ class Call(NamedTuple):
 
     A driver (:class:`~krakenex.API`, :class:`~krakenex.AsyncAPI`) runs every
     call the same way: wait for room on :attr:`counter`, :attr:`build` the
-    request (inside the driver's lock when :attr:`serial`, so nonces leave in
+    request (holding the key's send lock of :attr:`store`, so nonces leave in
     the order issued), send it, turn a failure into what :attr:`unknown`
     says, and ask :attr:`retry` whether to try again.
     """
@@ -347,12 +345,13 @@ class Call(NamedTuple):
     retry: Retry
     #: Checks the final reply: ``check(reply, response)`` returns the result or raises.
     check: Callable[[Any, Any], Any]
-    #: The rate counter to wait on, if the call is paced.
+    #: The rate counter to wait on, if the call is paced (waited on before the send lock).
     counter: RateCounter | None = None
     #: What the call adds to :attr:`counter`.
     cost: float = 1.0
-    #: Sent one at a time with the driver's other serial calls (private calls, for nonces).
-    serial: bool = False
+    #: The key's store whose send lock the call holds from its nonce to its reply, so
+    #: private calls are sent one at a time by every sharer of the key; None: no lock.
+    store: Store | None = None
     #: The error to raise for a failure once a request may have left.
     unknown: Callable[[KrakenError, Request], KrakenError] = lambda error, request: error
 

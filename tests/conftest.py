@@ -18,6 +18,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test's default key stores in a cache directory of its own, never the user's.
+
+    Child processes inherit it, so nothing leaks between tests or runs.
+    """
+    cache = str(tmp_path_factory.mktemp('cache'))
+    monkeypatch.setenv('XDG_CACHE_HOME', cache)
+    monkeypatch.delenv('KRAKENEX_SHARE', raising=False)
+    return cache
+
+
 @pytest.fixture
 def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """A fresh sandbox (default seed, default funded account) for one test.

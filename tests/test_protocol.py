@@ -133,12 +133,10 @@ def test_other_method_names_are_refused(name: Any) -> None:
         protocol.check_method(name)
 
 
-def test_nonces_increase_strictly_when_the_clock_stands_still(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(protocol.time, 'time_ns', lambda: 1_700_000_000_000_000_000)
-    nonces = protocol.Nonces('ms')
-    issued = [nonces() for _ in range(100)]
-    assert issued == list(range(1_700_000_000_000, 1_700_000_000_100))
+def test_the_clock_nonce_counts_in_its_unit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(protocol.time, 'time_ns', lambda: 1_700_000_000_123_456_789)
+    assert [protocol.clock_nonce(unit) for unit in ('ms', 'us', 'ns')] == [
+        1_700_000_000_123, 1_700_000_000_123_456, 1_700_000_000_123_456_789]
 
 
 # ----------------------------------------------------------------- replies

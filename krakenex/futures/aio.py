@@ -23,11 +23,11 @@ __all__ = ['AsyncFuturesAPI']
 class AsyncFuturesAPI(FuturesCore):
     """:class:`~krakenex.futures.FuturesAPI` for asyncio: the same calls, awaited.
 
-    Private calls on one object are sent one at a time, each with a ``Nonce``
-    above the one before, so nonces reach Kraken in order even when many tasks
-    share the object. Use it as ``async with AsyncFuturesAPI(...) as futures``
-    or call :meth:`aclose`. The parameters are those of
-    :class:`~krakenex.futures.FuturesAPI`. It sends through a
+    Private calls on one key are sent one at a time, each with a ``Nonce``
+    above the one before, so nonces reach Kraken in order however many tasks,
+    processes and re-runs use the key (``share``). Use it as
+    ``async with AsyncFuturesAPI(...) as futures`` or call :meth:`aclose`.
+    The parameters are those of :class:`~krakenex.futures.FuturesAPI`. It sends through a
     :class:`krakenex.AsyncAPI`, whose :attr:`session` it shares: assign an
     :class:`aiohttp.ClientSession` of your own before the first call to set
     headers, a proxy or TLS settings.
@@ -37,12 +37,12 @@ class AsyncFuturesAPI(FuturesCore):
                  timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
                  raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
                  retry_time: float = 30.0, pace: bool = False,
-                 costs: Mapping[str, float] | None = None) -> None:
+                 costs: Mapping[str, float] | None = None, share: Any = ...) -> None:
         super().__init__(key, secret, uri=uri, timeout=timeout, nonce_unit=nonce_unit,
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
-                         retry_time=retry_time, pace=pace, costs=costs)
+                         retry_time=retry_time, pace=pace, costs=costs, share=share)
         # The spot driver sends: session, lock, retries and transport failures are its.
-        self._driver: AsyncAPI = AsyncAPI(uri=uri, timeout=self.timeout)
+        self._driver: AsyncAPI = AsyncAPI(uri=uri, timeout=self.timeout, share=None)
 
     @property
     def uri(self) -> str:

@@ -26,9 +26,10 @@ class FuturesAPI(FuturesCore):
     ``verb=`` says otherwise. Both query methods return Kraken's decoded JSON
     as sent, ``{"result": "success", ...}`` or ``{"result": "error", ...}``.
 
-    Private calls on one object are sent one at a time, each with a ``Nonce``
-    above the one before, so nonces reach Kraken in order even when many
-    threads share the object. A call that changes state (``sendorder``,
+    Private calls on one key are sent one at a time, each with a ``Nonce``
+    above the one before, so nonces reach Kraken in order however many
+    threads, processes and re-runs use the key (``share``). A call that
+    changes state (``sendorder``,
     ``editorder``, ``cancelorder``, ``batchorder``, ``transfer``,
     ``withdrawal``, a preference PUT, ...) is never sent again after it may
     have reached Kraken; reads retry transient faults.
@@ -48,19 +49,22 @@ class FuturesAPI(FuturesCore):
     :param pace: wait rather than exceed Kraken's budgets (500 per 10 s on
         ``/derivatives`` with Kraken's costs; 100 tokens per 10 min on ``/history``)
     :param costs: budget costs by endpoint name, where they differ from Kraken's
-    :raises KrakenUsageError: for an unknown nonce unit or a bad timeout
+    :param share: where the key's nonce floor, send lock and budgets are kept,
+        as for :class:`krakenex.API`: shared by every process on this machine
+        unless told otherwise
+    :raises KrakenUsageError: for an unknown nonce unit, a bad timeout or ``share``
     """
 
     def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
                  timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
                  raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
                  retry_time: float = 30.0, pace: bool = False,
-                 costs: Mapping[str, float] | None = None) -> None:
+                 costs: Mapping[str, float] | None = None, share: Any = ...) -> None:
         super().__init__(key, secret, uri=uri, timeout=timeout, nonce_unit=nonce_unit,
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
-                         retry_time=retry_time, pace=pace, costs=costs)
+                         retry_time=retry_time, pace=pace, costs=costs, share=share)
         # The spot driver sends: session, transport failures and reply decoding are its.
-        self._driver: API = API(uri=uri, timeout=self.timeout)
+        self._driver: API = API(uri=uri, timeout=self.timeout, share=None)
         #: The :class:`requests.Session` every call goes through.
         self.session: requests.Session = self._driver.session
 

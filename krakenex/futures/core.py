@@ -48,14 +48,14 @@ class FuturesCore(KeyedCore):
                  timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
                  raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
                  retry_time: float = 30.0, pace: bool = False,
-                 costs: Mapping[str, float] | None = None) -> None:
+                 costs: Mapping[str, float] | None = None, share: Any = ...) -> None:
         super().__init__(key, secret, timeout=timeout, nonce_unit=nonce_unit,
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
-                         retry_time=retry_time, costs=costs)
-        #: The ``/derivatives`` budget (500 per 10 s), kept when ``pace`` is set.
-        self.budget = RateCounter(*protocol.BUDGET) if pace else None
+                         retry_time=retry_time, costs=costs, share=share)
+        #: The ``/derivatives`` budget (500 per 10 s), kept in the key's store when ``pace`` is set.
+        self.budget = self._counter_of('derivatives', protocol.BUDGET) if pace else None
         #: The ``/history`` token pool (100, refilled 100 per 10 min), kept when ``pace`` is set.
-        self.history_pool = RateCounter(*protocol.HISTORY_POOL) if pace else None
+        self.history_pool = self._counter_of('history', protocol.HISTORY_POOL) if pace else None
 
     def json_options(self, **kwargs: Any) -> Self:
         """Set keyword arguments for decoding replies, such as ``parse_float=Decimal``.
@@ -121,7 +121,7 @@ class FuturesCore(KeyedCore):
         if not private:
             return Call(endpoint.name, build, retry, check)
         return Call(endpoint.name, build, retry, check, self._counter(endpoint),
-                    self._cost(endpoint, verb, data), serial=True,
+                    self._cost(endpoint, verb, data), store=self._store(),
                     unknown=lambda error, request: self._unknown(error, request,
                                                                  at_most_once=retry.at_most_once))
 

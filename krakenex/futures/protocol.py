@@ -158,9 +158,9 @@ _MARKET = frozenset({'marketSuspended', 'marketInactive', 'marketIsPostOnly'})
 
 _NONCE_ADVICE = (
     'Kraken Futures accepts a nonce only once and only above the ones it has seen for this '
-    'key. Likely causes: another program or API object uses the same key, or a client with a '
-    'larger nonce unit used it: use one key per process, or create a new key (a new key resets '
-    'the nonce).')
+    'key. Likely causes: another client, or a krakenex on another machine or with share=None, '
+    'uses the same key (give every krakenex one share=), or a client with a larger nonce unit '
+    'used it: match its nonce_unit=, or create a new key (a new key resets the nonce).')
 
 
 def error_class(code: str) -> type[KrakenAPIError]:
