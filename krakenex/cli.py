@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .sandbox import Sandbox
 
 __all__ = ['main', 'EXIT_CODES', 'default_key_file', 'parse_params', 'to_json', 'Call',
-           'report', 'Output', 'OutputError', 'UsageError']
+           'report', 'Output', 'OutputError', 'UsageError', 'add_share_option']
 
 #: What each exit code means; scripts may rely on them.
 EXIT_CODES = {
@@ -95,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .sandbox import main as serve
 
         return serve(argv[1:], prog='krakenex sandbox')
+    if argv[:1] == ['share']:
+        return run_command(Call(), _share_parser(), argv[1:], _share)
     if argv[:1] == ['ws']:
         from .ws.cli import main as ws
 
@@ -118,7 +120,9 @@ def run_command(call: Call, parser: argparse.ArgumentParser, argv: Sequence[str]
             args = parser.parse_intermixed_args(list(argv))
         except SystemExit as done:  # --help and --version
             return done.code if isinstance(done.code, int) else EXIT_OK
-        return run(args, call)
+        with warnings.catch_warnings():  # a warning (such as the key's store) is one line too
+            warnings.showwarning = lambda message, *_: _warn(str(message), call.prog)
+            return run(args, call)
     except BaseException as exc:
         if isinstance(exc, SystemExit):
             raise
@@ -250,6 +254,7 @@ def _parser() -> _Parser:
         prog='krakenex', allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
         usage='krakenex [options] METHOD [name=value | name:=JSON ...]\n'
               '       krakenex help METHOD\n'
+              '       krakenex share status|reset [--key-file F] [--uri URL] [--share S]\n'
               '       krakenex sandbox [--port N] [--tier T] [--seed S]',
         description='Call one of Kraken\'s REST methods and print its result as JSON.\n'
                     'Public or private is decided from Kraken\'s method list (below).',
@@ -290,6 +295,34 @@ def _parser() -> _Parser:
     add('--tier', metavar='TIER', type=_tier,
         help='pace calls under Kraken\'s rate limit of this tier: starter, intermediate, '
              'pro, MAX,DECAY or none (default: none, or starter with --all unless --sandbox)')
+    add_share_option(add)
+    return parser
+
+
+def add_share_option(add: Callable[..., Any]) -> None:
+    """The ``--share`` option, the same for every command that uses a key."""
+    add('--share', metavar='WHERE',
+        help='where the key\'s nonces and rate counter are shared: a directory, '
+             'redis://HOST:PORT/DB, or none for this command alone (default: $KRAKENEX_SHARE, '
+             'else the user\'s cache directory, shared by every process on this machine)')
+
+
+def _share_parser() -> _Parser:
+    parser = _Parser(
+        prog='krakenex share', allow_abbrev=False,
+        usage='krakenex share status|reset [--key-file F] [--uri URL | --futures] [--share S]',
+        description='Show or forget what is shared for a key on a server: the nonce floor '
+                    '(every nonce is above it), whether a call holds the key now, and the rate '
+                    'counters. reset forgets the floor and the counters; the next nonce is the '
+                    'clock\'s again.')
+    parser.add_argument('action', choices=('status', 'reset'))
+    parser.add_argument('--key-file', metavar='PATH',
+                        help='API key on line 1, secret on line 2 (default: KRAKEN_API_KEY and '
+                             'KRAKEN_API_SECRET, then ' + _default_key_file_text() + ')')
+    parser.add_argument('--uri', metavar='URL', help='the server (default: Kraken)')
+    parser.add_argument('--futures', action='store_true',
+                        help='the key of Kraken Futures (KRAKEN_FUTURES_KEY), on its server')
+    add_share_option(parser.add_argument)
     return parser
 
 
@@ -523,7 +556,7 @@ def _load_credentials(api: API, key_file: str | None, private_method: str | None
                      f'(or try it offline with --sandbox)')
 
 
-def _load_key_file(api: API, path: str) -> None:
+def _load_key_file(api: Any, path: str) -> None:
     """``api.load_key(path)``, with any failure as one line naming the file."""
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -550,6 +583,35 @@ def _endpoint(args: argparse.Namespace) -> Iterator[Sandbox | None]:
         yield sandbox
 
 
+def _share(args: argparse.Namespace, call: Call) -> int:
+    """``krakenex share status|reset``: the key's store, shown as JSON or forgotten."""
+    options: dict[str, Any] = {} if args.share is None else {'share': args.share}
+    client: Any
+    if args.futures:
+        from .futures import FuturesAPI
+        from .futures.endpoints import DEFAULT_URI as FUTURES_URI
+
+        client = FuturesAPI(uri=args.uri or FUTURES_URI, **options)
+        if args.key_file:
+            _load_key_file(client, args.key_file)
+        elif not (client.key and client.secret):
+            raise UsageError('krakenex share --futures needs the futures key: --key-file, or '
+                             'KRAKEN_FUTURES_KEY and KRAKEN_FUTURES_SECRET')
+    else:
+        from .api import API, DEFAULT_URI
+
+        client = API(uri=args.uri or DEFAULT_URI, **options)
+        _load_credentials(client, args.key_file, 'krakenex share')
+    with contextlib.closing(client):
+        store = client._store()
+        if args.action == 'reset':
+            store.reset()
+            _warn(f'forgot the nonce floor and the rate counters in {store.where}')
+            return EXIT_OK
+        print(to_json(store.status(), 2 if sys.stdout.isatty() else None))
+    return EXIT_OK
+
+
 def _api(args: argparse.Namespace, sandbox: Sandbox | None, private_method: str | None) -> API:
     """An API object set up from the options, with credentials for a private call."""
     from .api import API, DEFAULT_URI
@@ -566,6 +628,8 @@ def _api(args: argparse.Namespace, sandbox: Sandbox | None, private_method: str 
         options['retries'] = args.retries
     if args.otp:
         options['otp'] = args.otp
+    if args.share is not None:
+        options['share'] = args.share
     if sandbox is not None:
         api = API(sandbox.key, sandbox.secret, uri=sandbox.url, **options)
     else:

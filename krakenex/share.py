@@ -330,8 +330,8 @@ class FileStore(Store):
         problem = _state_problem(state, self._server) if version == FORMAT else \
             'it is not a krakenex store file'
         if problem:
-            warnings.warn(f'krakenex: the key\'s store {self.where} was not trusted ({problem}); '
-                          f'it starts again empty, and nonces start from the clock',
+            warnings.warn(f'the key\'s store {self.where} was not trusted ({problem}); it '
+                          f'starts again empty, and nonces start from the clock',
                           RuntimeWarning, stacklevel=2)
             return self._empty()
         return state  # type: ignore[no-any-return]
@@ -616,10 +616,10 @@ class Share:
             if self.asked:
                 raise
             if self._local is None:
-                warnings.warn(f'krakenex: {exc.reason} at {self.target}, so the key\'s nonces '
-                              f'and rate counter are kept by this object alone; other '
-                              f'processes using the key are not kept in step (set '
-                              f'{SHARE_VARIABLE} or share= to a directory that can be written)',
+                warnings.warn(f'the key\'s store cannot be kept in {self.target} ({exc.reason}), '
+                              f'so its nonces and rate counter are kept by this object alone '
+                              f'and other processes using the key are not kept in step: set '
+                              f'{SHARE_VARIABLE} or share= to a directory that can be written',
                               RuntimeWarning, stacklevel=4)
             return self.local()
 

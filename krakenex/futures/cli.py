@@ -23,7 +23,16 @@ import io
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from ..cli import EXIT_OK, Call, Output, UsageError, parse_params, run_command, to_json
+from ..cli import (
+    EXIT_OK,
+    Call,
+    Output,
+    UsageError,
+    add_share_option,
+    parse_params,
+    run_command,
+    to_json,
+)
 from . import protocol
 
 __all__ = ['main']
@@ -85,6 +94,7 @@ def _parser() -> _Parser:
     parser.add_argument('--verb', choices=['GET', 'POST', 'PUT', 'DELETE'],
                         help="the HTTP verb, if not the one in Kraken's table")
     parser.add_argument('--timeout', type=float, default=30.0, help='seconds (default 30)')
+    add_share_option(parser.add_argument)
     output = parser.add_mutually_exclusive_group()
     output.add_argument('--csv', action='store_true', help='a list result as CSV')
     output.add_argument('--raw', action='store_true', help="Kraken's whole reply as JSON")
@@ -119,7 +129,8 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     out = Output(None)  # stdout, refused now if it is closed
     with _server(args.sandbox) as sandbox:
         uri = sandbox.futures_url if sandbox else args.uri or protocol.DEFAULT_URI
-        client = FuturesAPI(uri=uri, timeout=args.timeout, raise_errors=not args.raw)
+        client = FuturesAPI(uri=uri, timeout=args.timeout, raise_errors=not args.raw,
+                            **({} if args.share is None else {'share': args.share}))
         if sandbox is not None:
             client.key, client.secret = sandbox.futures.key, sandbox.futures.secret
         elif args.key_file:

@@ -367,6 +367,12 @@ def _tier_option(text: str) -> str | tuple[float, float] | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _nonce_window(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number of nonce units')
+    return int(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -399,11 +405,15 @@ def main(argv: list[str] | None = None, *, prog: str = 'python -m krakenex.sandb
                         help="Kraken's limits of this tier: " + ', '.join(TIERS)
                         + ", MAX,DECAY (the call counter's) or none (default: starter)")
     parser.add_argument('--seed', type=int, default=0, help='seed of the market and keys')
+    parser.add_argument('--nonce-window', type=_nonce_window, default=0, metavar='N',
+                        help='the key\'s nonce window in nonce units, as set on a key at '
+                        'Kraken: a nonce up to N below the highest is accepted once (default 0)')
     parser.add_argument('--motion', type=_seconds, metavar='SECONDS',
                         help='move every price one seeded random step each SECONDS '
                         '(default: prices stay still)')
     args = parser.parse_args(argv)
-    sandbox = Sandbox(args.port, seed=args.seed, tier=args.tier, motion=args.motion)
+    sandbox = Sandbox(args.port, seed=args.seed, tier=args.tier, motion=args.motion,
+                      nonce_window=args.nonce_window)
     try:
         sandbox.start()
     except OSError as exc:

@@ -32,6 +32,7 @@ from ..cli import (
     Call,
     Output,
     UsageError,
+    add_share_option,
     default_key_file,
     parse_params,
     run_command,
@@ -107,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f'level3 endpoint (default {L3_URL})')
     add('--uri', metavar='URL', help='REST server the token comes from (default Kraken)')
     add('--key-file', metavar='PATH', help='key file: API key on line 1, secret on line 2')
+    add_share_option(add)
     add('--timeout', type=_seconds, default=10.0, metavar='S',
         help='seconds to wait for a connection or a reply (default 10)')
     return parser
@@ -360,9 +362,10 @@ def _api(args: argparse.Namespace, sandbox: Any) -> API:
     """The REST client the token comes from, with the key from the usual places."""
     from ..api import API, DEFAULT_URI
 
+    options: dict[str, Any] = {} if args.share is None else {'share': args.share}
     if sandbox is not None:
-        return API(sandbox.key, sandbox.secret, uri=sandbox.url)
-    api = API(uri=args.uri or DEFAULT_URI)
+        return API(sandbox.key, sandbox.secret, uri=sandbox.url, **options)
+    api = API(uri=args.uri or DEFAULT_URI, **options)
     if args.key_file:
         try:
             api.load_key(args.key_file)
