@@ -77,6 +77,7 @@ class AsyncAPI(core.SpotCore):
         if self.session is not None:
             await self.session.close()
             self.session = None
+        self._close_store()
 
     async def query_public(self, method: str, data: Mapping[str, Any] | None = None,
                            timeout: Timeout | None = None) -> Any:

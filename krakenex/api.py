@@ -120,8 +120,9 @@ class API(core.SpotCore):
         self.close()
 
     def close(self) -> None:
-        """Close the session and its connections."""
+        """Close the session and its connections, and the key's store."""
         self.session.close()
+        self._close_store()
 
     # ------------------------------------------------------------------ calls
 

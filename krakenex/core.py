@@ -190,8 +190,16 @@ class KeyedCore:
             self._opened = opened = (self.key, self.uri, store)
         return opened[2]
 
-    def _counter_of(self, name: str, tier: str | tuple[float, float]) -> RateCounter:
-        """A rate counter of ``tier`` kept as ``name`` in the key's store.
+    def _close_store(self) -> None:
+        """Let go of the key's store; the next private call opens it again."""
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            opened[2].close()
+
+    def shared_counter(self, name: str, tier: str | tuple[float, float]) -> RateCounter:
+        """A rate counter of ``tier`` kept as ``name`` in the key's store, shared by its users.
+
+        :param name: Kraken's counter: ``'rest'`` (spot REST), ``'derivatives'``, ``'history'``
 
         :raises ValueError: for a tier :func:`krakenex.pacing.parse_tier` refuses
         """
@@ -239,7 +247,7 @@ class SpotCore(KeyedCore):
                          retry_time=retry_time, costs=costs, share=share)
         try:
             #: Kraken's REST call counter of ``tier``, kept in the key's store; None: not paced.
-            self.counter = self._counter_of('rest', tier) if tier is not None else None
+            self.counter = self.shared_counter('rest', tier) if tier is not None else None
             self.public_counter = RateCounter(1.0, public_rate) if public_rate is not None else None
         except (TypeError, ValueError) as exc:
             raise KrakenUsageError(str(exc)) from None

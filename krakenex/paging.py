@@ -313,12 +313,17 @@ def is_async(api: Any) -> bool:
 
 
 def _counter(api: Any, method: str, pace: bool) -> RateCounter | None:
-    """Our own counter, only when pacing is asked for and the API object paces nothing itself."""
+    """A counter, only when pacing is asked for and the API object paces nothing itself.
+
+    A private method's is the key's own REST counter in its store, so other
+    users of the key count on it too.
+    """
     private = methods.METHODS[method].private
     if not pace or getattr(api, 'counter' if private else 'public_counter', None) is not None:
         return None
     if private:
-        return RateCounter.for_tier(DEFAULT_TIER)
+        shared = getattr(api, 'shared_counter', None)
+        return shared('rest', DEFAULT_TIER) if shared else RateCounter.for_tier(DEFAULT_TIER)
     return RateCounter(1.0, PUBLIC_RATE)
 
 

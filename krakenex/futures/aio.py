@@ -77,6 +77,7 @@ class AsyncFuturesAPI(FuturesCore):
     async def aclose(self) -> None:
         """Close the session and its connections."""
         await self._driver.aclose()
+        self._close_store()
 
     async def query_public(self, endpoint: str, data: Mapping[str, Any] | None = None, *,
                            verb: str | None = None, timeout: Timeout | None = None) -> Any:

@@ -92,6 +92,7 @@ class FuturesAPI(FuturesCore):
     def close(self) -> None:
         """Close the session and its connections."""
         self._driver.close()
+        self._close_store()
 
     # ------------------------------------------------------------------ calls
 

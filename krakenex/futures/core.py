@@ -53,9 +53,9 @@ class FuturesCore(KeyedCore):
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
                          retry_time=retry_time, costs=costs, share=share)
         #: The ``/derivatives`` budget (500 per 10 s), kept in the key's store when ``pace`` is set.
-        self.budget = self._counter_of('derivatives', protocol.BUDGET) if pace else None
+        self.budget = self.shared_counter('derivatives', protocol.BUDGET) if pace else None
         #: The ``/history`` token pool (100, refilled 100 per 10 min), kept when ``pace`` is set.
-        self.history_pool = self._counter_of('history', protocol.HISTORY_POOL) if pace else None
+        self.history_pool = self.shared_counter('history', protocol.HISTORY_POOL) if pace else None
 
     def json_options(self, **kwargs: Any) -> Self:
         """Set keyword arguments for decoding replies, such as ``parse_float=Decimal``.
