@@ -240,26 +240,32 @@ class FileStore(Store):
         self._pid = 0
         self._length = 0
         # File locks exclude other open files, not this object's threads: they take turns here.
-        self._turn = threading.Lock()
+        self._turn = threading.RLock()
         self._fd()
 
     def _fd(self) -> tuple[int, int]:
         """The state file's and the lock file's descriptors, opened anew in a forked child."""
         if self._fds is not None and self._pid == os.getpid():
             return self._fds
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            state = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                lock = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError:
-                os.close(state)
-                raise
-        except OSError as exc:
-            raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
-        # A child keeps its parent's descriptors, whose locks are the parent's: not closed here.
-        self._fds, self._pid = (state, lock), os.getpid()
-        return self._fds
+        with self._turn:
+            if self._fds is not None and self._pid != os.getpid():
+                # A forked child's copies: closing them leaves the parent's locks as they are.
+                for fd in self._fds:
+                    os.close(fd)
+                self._fds = None
+            if self._fds is None:
+                try:
+                    os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                    state = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                    try:
+                        lock = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                    except OSError:
+                        os.close(state)
+                        raise
+                except OSError as exc:
+                    raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
+                self._fds, self._pid = (state, lock), os.getpid()
+            return self._fds
 
     def close(self) -> None:
         if self._fds is not None and self._pid == os.getpid():
@@ -290,8 +296,15 @@ class FileStore(Store):
 
     # -- the state
 
-    def _update(self, change: Callable[[dict[str, Any]], Any]) -> Any:
-        """Run ``change`` on the state with the state file locked, and write what it changed."""
+    def _update(self, change: Callable[[dict[str, Any]], tuple[Any, bool]], *,
+                fresh: bool = False) -> Any:
+        """Run ``change`` on the state with the state file locked; write it if it says it changed.
+
+        :param change: takes the state, changes it in place, and returns
+            ``(result, changed)``
+        :param fresh: start from an empty state without reading the file at all
+        :returns: the result
+        """
         with self._turn:
             fd = self._fd()[0]
             try:
@@ -299,12 +312,11 @@ class FileStore(Store):
             except OSError as exc:
                 raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
             try:
-                state = self._read(fd)
-                before = json.dumps(state)
-                result = change(state)
-                text = json.dumps(state)
-                if text != before:
-                    self._write(fd, text)
+                if fresh:
+                    self._length, self._state = os.fstat(fd).st_size, self._empty()
+                result, changed = change(self._state if fresh else self._read(fd))
+                if changed:
+                    self._write(fd, json.dumps(self._state))
                 return result
             finally:
                 _unlock_fd(fd)
@@ -316,12 +328,20 @@ class FileStore(Store):
         except OSError as exc:
             raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
         self._length = len(raw)
+        self._state = self._trusted(raw)
+        return self._state
+
+    def _trusted(self, raw: bytes) -> dict[str, Any]:
+        """The state a file holds, or an empty one (with a warning) if it cannot be trusted.
+
+        :raises ShareUnavailableError: for a file of a newer format, which is left alone
+        """
         if not raw.strip():
             return self._empty()
         try:
             state = json.loads(raw)
             version = state['format'] if isinstance(state, dict) else None
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, RecursionError):
             version = None
         if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
             raise ShareUnavailableError(self.where, f'it was written by a newer krakenex '
@@ -351,25 +371,26 @@ class FileStore(Store):
         return {'format': FORMAT, 'server': self._server, 'nonce': 0, 'counters': {}}
 
     def nonce(self, candidate: int) -> int:
-        def issue(state: dict[str, Any]) -> int:
+        def issue(state: dict[str, Any]) -> tuple[int, bool]:
             state['nonce'] = max(candidate, state['nonce'] + 1)
-            return state['nonce']  # type: ignore[no-any-return]
+            return state['nonce'], True
         return self._update(issue)  # type: ignore[no-any-return]
 
     def take(self, name: str, maximum: float, decay: float, cost: float) -> float:
-        def count(state: dict[str, Any]) -> float:
+        def count(state: dict[str, Any]) -> tuple[float, bool]:
             now = time.time()
             level = _level(state, name, now)
             wait = pacing.wait_for(level, cost, maximum, decay)
             if not wait:
                 state['counters'][name] = [level + cost, now, decay]
-            return wait
+            return wait, not wait
         return self._update(count)  # type: ignore[no-any-return]
 
     def add(self, name: str, decay: float, amount: float) -> None:
-        def raise_level(state: dict[str, Any]) -> None:
+        def raise_level(state: dict[str, Any]) -> tuple[None, bool]:
             now = time.time()
             state['counters'][name] = [_level(state, name, now) + amount, now, decay]
+            return None, True
         try:
             self._update(raise_level)
         except ShareUnavailableError as exc:  # after the call: its result still counts
@@ -377,18 +398,26 @@ class FileStore(Store):
 
     def status(self) -> dict[str, Any]:
         now = time.time()
-        state = self._update(lambda state: state)
-        free = self.try_lock(0)
-        if free is not None:
-            self.unlock(free)
+        state = self._update(lambda state: (state, False))
         return {'where': self.where, 'server': state['server'], 'nonce': state['nonce'],
-                'locked': free is None,
+                'locked': self._locked(),
                 'counters': {name: _level(state, name, now) for name in state['counters']}}
 
+    def _locked(self) -> bool:
+        """Whether a call holds the key now, asked through a file of its own.
+
+        This object's own lock file would answer yes to its own holder, and
+        unlocking it would let go of that holder's lock.
+        """
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            return not _lock_fd(fd, wait=False)
+        finally:
+            os.close(fd)  # closing the probe releases only the probe's own lock
+
     def reset(self) -> None:
-        def clear(state: dict[str, Any]) -> None:
-            state.update(self._empty())
-        self._update(clear)
+        # Not read first: a file of a newer format or a corrupt one is replaced too.
+        self._update(lambda state: (None, True), fresh=True)
 
 
 def _state_problem(state: Any, server: str) -> str:
@@ -436,7 +465,8 @@ if (not floor) or #candidate > #floor or (#candidate == #floor and candidate > f
   redis.call('SET', KEYS[1], candidate)
   return candidate
 end
-return tostring(redis.call('INCR', KEYS[1]))
+redis.call('INCR', KEYS[1])
+return redis.call('GET', KEYS[1])
 """
 
 _COUNTER = """
