@@ -608,7 +608,9 @@ def _share(args: argparse.Namespace, call: Call) -> int:
             store.reset()
             _warn(f'forgot the nonce floor and the rate counters in {store.where}')
             return EXIT_OK
-        print(to_json(store.status(), 2 if sys.stdout.isatty() else None))
+        shown = store.status()
+        shown.setdefault('server', client.uri)  # the file store keeps it; the others are told
+        print(to_json(shown, 2 if sys.stdout.isatty() else None))
     return EXIT_OK
 
 
