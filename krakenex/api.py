@@ -25,7 +25,7 @@ from . import core, protocol
 from .errors import KrakenError, KrakenUsageError, OutcomeUnknownError, unwrap
 from .pacing import RateCounter
 from .protocol import DEFAULT_TIMEOUT, DEFAULT_URI, NONCE_UNITS, Reply, Request, Timeout
-from .share import Store, lease
+from .share import lease
 from .version import __version__
 
 __all__ = ['API', 'DEFAULT_URI', 'DEFAULT_TIMEOUT', 'NONCE_UNITS']
@@ -250,28 +250,28 @@ class API(core.SpotCore):
         no lock; the cost is settled when the reply arrives, where Kraken's
         own counter has it.
         """
-        with _paced(call.counter, call.cost), self._holding(call.store, timeout):
-            request = call.build()
-            try:
-                return self._transmit(request, timeout)
-            except KrakenError as exc:
-                unknown = call.unknown(exc, request)
-                if unknown is exc:
-                    raise
-                raise unknown from exc.__cause__
+        with _paced(call.counter, call.cost):
+            store = call.store
+            if store is None:
+                return self._send(call, timeout)
+            # The key's send lock: this object's threads one at a time, then the store's.
+            with self._private_lock:
+                handle = store.lock(lease(timeout))
+                try:
+                    return self._send(call, timeout)
+                finally:
+                    store.unlock(handle)
 
-    @contextmanager
-    def _holding(self, store: Store | None, timeout: Timeout) -> Iterator[None]:
-        """Hold the key's send lock: this object's threads one at a time, then the store's."""
-        if store is None:
-            yield
-            return
-        with self._private_lock:
-            handle = store.lock(lease(timeout))
-            try:
-                yield
-            finally:
-                store.unlock(handle)
+    def _send(self, call: protocol.Call, timeout: Timeout) -> Any:
+        """Build and send one attempt; a failure once it may have left is what the call says."""
+        request = call.build()
+        try:
+            return self._transmit(request, timeout)
+        except KrakenError as exc:
+            unknown = call.unknown(exc, request)
+            if unknown is exc:
+                raise
+            raise unknown from exc.__cause__
 
     def _query(self, urlpath: str, data: Mapping[str, Any] | str | bytes | None,
                headers: Mapping[str, str] | None = None, timeout: Timeout | None = None) -> Any:

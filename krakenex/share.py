@@ -213,13 +213,17 @@ else:
 
 
 class FileStore(Store):
-    """A key's store in a directory on this machine: a JSON file, and a lock file.
+    """A key's store in a directory on this machine: a state file, and a lock file.
 
     Every process on the machine that opens the same directory for the same
     key and server shares it. Both files are locked with the operating
     system's file locks, which the system releases when a process dies, so a
     killed process never holds the key. The state file is locked only for the
     moment of each update; the lock file for a whole call.
+
+    The state file's first line is fixed in length, ``krakenex-share 1``
+    and the nonce floor in 20 digits, so issuing a nonce reads and writes 38
+    bytes; the second line is JSON: the server, and the rate counters.
 
     :param directory: where the files go (created, private to the user)
     :param key: the API key, hashed into the file names
@@ -231,24 +235,26 @@ class FileStore(Store):
     def __init__(self, directory: str, key: str, server: str) -> None:
         self.directory = directory
         name = store_name(key, server)
-        #: The state file: format, server, nonce floor and counters, as JSON.
+        #: The state file: the format and nonce floor, then the server and counters as JSON.
         self.path = os.path.join(directory, name + '.json')
         self.where = self.path
         self._server = server
         self._lock_path = os.path.join(directory, name + '.lock')
         self._fds: tuple[int, int] | None = None
-        self._pid = 0
+        self._forks = -1
         self._length = 0
         # File locks exclude other open files, not this object's threads: they take turns here.
         self._turn = threading.RLock()
+        # Nonces take the short way (the first line alone) once the whole file was judged.
+        self._judged = False
         self._fd()
 
     def _fd(self) -> tuple[int, int]:
         """The state file's and the lock file's descriptors, opened anew in a forked child."""
-        if self._fds is not None and self._pid == os.getpid():
+        if self._fds is not None and self._forks == _forks:
             return self._fds
         with self._turn:
-            if self._fds is not None and self._pid != os.getpid():
+            if self._fds is not None and self._forks != _forks:
                 # A forked child's copies: closing them leaves the parent's locks as they are.
                 for fd in self._fds:
                     os.close(fd)
@@ -264,11 +270,11 @@ class FileStore(Store):
                         raise
                 except OSError as exc:
                     raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
-                self._fds, self._pid = (state, lock), os.getpid()
+                self._fds, self._forks = (state, lock), _forks
             return self._fds
 
     def close(self) -> None:
-        if self._fds is not None and self._pid == os.getpid():
+        if self._fds is not None and self._forks == _forks:
             for fd in self._fds:
                 os.close(fd)
         self._fds = None
@@ -313,23 +319,24 @@ class FileStore(Store):
                 raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
             try:
                 if fresh:
-                    self._length, self._state = os.fstat(fd).st_size, self._empty()
-                result, changed = change(self._state if fresh else self._read(fd))
-                if changed:
-                    self._write(fd, json.dumps(self._state))
+                    self._length, state = os.fstat(fd).st_size, self._empty()
+                else:
+                    state = self._read(fd)
+                result, changed = change(state)
+                if changed or not self._judged:
+                    self._write(fd, state)
+                    self._judged = True
                 return result
             finally:
                 _unlock_fd(fd)
 
     def _read(self, fd: int) -> dict[str, Any]:
         try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            raw = os.read(fd, 1 << 20)
+            raw = _pread(fd, 1 << 20, 0)
         except OSError as exc:
             raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
         self._length = len(raw)
-        self._state = self._trusted(raw)
-        return self._state
+        return self._trusted(raw)
 
     def _trusted(self, raw: bytes) -> dict[str, Any]:
         """The state a file holds, or an empty one (with a warning) if it cannot be trusted.
@@ -338,17 +345,22 @@ class FileStore(Store):
         """
         if not raw.strip():
             return self._empty()
-        try:
-            state = json.loads(raw)
-            version = state['format'] if isinstance(state, dict) else None
-        except (ValueError, KeyError, RecursionError):
-            version = None
-        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
+        head, _, rest = raw.partition(b'\n')
+        words = head.split(b' ')
+        if len(words) == 3 and words[0] == b'krakenex-share' and words[1].isdigit() \
+                and int(words[1]) > FORMAT:
             raise ShareUnavailableError(self.where, f'it was written by a newer krakenex '
-                                        f'(format {version}); upgrade krakenex, or remove it '
-                                        f'with: krakenex share reset')
-        problem = _state_problem(state, self._server) if version == FORMAT else \
-            'it is not a krakenex store file'
+                                        f'(format {int(words[1])}); upgrade krakenex, or '
+                                        f'replace it with: krakenex share reset')
+        problem = 'it is not a krakenex store file'
+        if raw.startswith(_PREFIX) and _floor(raw) is not None:
+            try:
+                state = json.loads(rest)
+            except (ValueError, RecursionError):
+                state = None
+            if isinstance(state, dict):
+                state['nonce'] = _floor(raw)
+                problem = _state_problem(state, self._server)
         if problem:
             warnings.warn(f'the key\'s store {self.where} was not trusted ({problem}); it '
                           f'starts again empty, and nonces start from the clock',
@@ -356,25 +368,46 @@ class FileStore(Store):
             return self._empty()
         return state  # type: ignore[no-any-return]
 
-    def _write(self, fd: int, text: str) -> None:
-        data = text.encode()
-        # Padded to the length read, so the file never needs truncating: JSON ignores the spaces.
-        data += b' ' * (self._length - len(data))
+    def _write(self, fd: int, state: dict[str, Any]) -> None:
+        """Write the whole state, over the length last read: the file never needs truncating."""
+        data = _header(state['nonce']) + json.dumps(
+            {'server': state['server'], 'counters': state['counters']}).encode()
+        data += b' ' * (self._length - len(data))  # JSON ignores the spaces
+        self._length = len(data)
+        self._pwrite(fd, data)
+
+    def _pwrite(self, fd: int, data: bytes) -> None:
         try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, data)
+            _pwrite(fd, data, 0)
         except OSError as exc:
             raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
-        self._length = len(data)
 
     def _empty(self) -> dict[str, Any]:
-        return {'format': FORMAT, 'server': self._server, 'nonce': 0, 'counters': {}}
+        return {'nonce': 0, 'server': self._server, 'counters': {}}
 
     def nonce(self, candidate: int) -> int:
-        def issue(state: dict[str, Any]) -> tuple[int, bool]:
-            state['nonce'] = max(candidate, state['nonce'] + 1)
-            return state['nonce'], True
-        return self._update(issue)  # type: ignore[no-any-return]
+        with self._turn:
+            fd = self._fd()[0]
+            try:
+                _lock_fd(fd)
+            except OSError as exc:
+                raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
+            try:
+                try:
+                    floor = _floor(_pread(fd, len(_PREFIX) + 21, 0)) if self._judged else None
+                except OSError as exc:
+                    raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
+                if floor is None:  # the first time, or not the line it should be: all is judged
+                    state = self._read(fd)
+                    state['nonce'] = nonce = _checked_nonce(max(candidate, state['nonce'] + 1))
+                    self._write(fd, state)
+                    self._judged = True
+                else:  # the first line alone, the same length as before
+                    nonce = _checked_nonce(max(candidate, floor + 1))
+                    self._pwrite(fd, _header(nonce))
+                return nonce
+            finally:
+                _unlock_fd(fd)
 
     def take(self, name: str, maximum: float, decay: float, cost: float) -> float:
         def count(state: dict[str, Any]) -> tuple[float, bool]:
@@ -424,13 +457,58 @@ class FileStore(Store):
         self._update(lambda state: (None, True), fresh=True)
 
 
+#: How a state file starts: its format, then the nonce floor in 20 digits and a line end.
+_PREFIX = f'krakenex-share {FORMAT} '.encode()
+
+
+def _header(nonce: int) -> bytes:
+    return _PREFIX + b'%020d\n' % nonce
+
+
+def _checked_nonce(nonce: int) -> int:
+    """``nonce``, if it fits in the store's 20 digits, as it fits in Kraken's 64 bits."""
+    if nonce >= 2 ** 64:
+        raise KrakenUsageError(f'a nonce of {nonce} is above what Kraken accepts (2**64)')
+    return nonce
+
+
+def _floor(raw: bytes) -> int | None:
+    """The nonce floor of a state file's first line, or None if the line is not as written."""
+    digits = raw[len(_PREFIX):len(_PREFIX) + 20]
+    if not raw.startswith(_PREFIX) or raw[len(_PREFIX) + 20:len(_PREFIX) + 21] != b'\n' \
+            or len(digits) != 20 or not digits.isdigit() or not digits.isascii():
+        return None
+    return int(digits)
+
+
+if sys.platform != 'win32':
+    _pread, _pwrite = os.pread, os.pwrite
+else:  # pragma: no cover - Windows
+    def _pread(fd: int, size: int, at: int) -> bytes:
+        os.lseek(fd, at, os.SEEK_SET)
+        return os.read(fd, size)
+
+    def _pwrite(fd: int, data: bytes, at: int) -> int:
+        os.lseek(fd, at, os.SEEK_SET)
+        return os.write(fd, data)
+
+#: Forks so far: a store opened before a fork opens its files again in the child.
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_forked)
+
+
 def _state_problem(state: Any, server: str) -> str:
     """What is wrong with a store file's contents, or '' if nothing is."""
     if state.get('server') != server:
         return 'it belongs to another server'
-    nonce = state.get('nonce')
-    if not isinstance(nonce, int) or isinstance(nonce, bool) or nonce < 0:
-        return 'its nonce floor is not a number'
     counters = state.get('counters')
     if not isinstance(counters, dict) or not all(
             isinstance(v, list) and len(v) == 3 and all(

@@ -659,20 +659,26 @@ def default_store_file(sandbox: Sandbox) -> Path:
     return Path(cache_directory()) / (store_name(sandbox.key, sandbox.url) + '.json')
 
 
+def store_text(url: str, nonce: bytes = b'%020d' % (10**19 - 1),
+               rest: bytes = b'"counters": {}') -> bytes:
+    """A state file as FileStore writes it: the format and floor, then the rest as JSON."""
+    return (b'krakenex-share %d ' % FORMAT + nonce + b'\n{"server": "' + url.encode() + b'", '
+            + rest + b'}')
+
+
 CORRUPT: dict[str, Callable[[str], bytes]] = {
-    'binary': lambda url: b'\x00\xff\xfe not json at all',
-    'cut off': lambda url: b'{"format": 1, "server": "' + url.encode() + b'", "nonce": 9',
-    'not a dict': lambda url: b'[1, 2, 3]',
-    'nonce as text': lambda url: json.dumps(
-        {'format': 1, 'server': url, 'nonce': '99999999999999999999',
-         'counters': {}}).encode(),
-    'another server': lambda url: json.dumps(
-        {'format': 1, 'server': 'https://api.kraken.com', 'nonce': 10**19 - 1,
-         'counters': {}}).encode(),
-    'infinite counter': lambda url: (
-        b'{"format": 1, "server": "' + url.encode() + b'", "nonce": 1, '
-        b'"counters": {"rest": [Infinity, 0, 0.33]}}'),
-    'deeply nested': lambda url: b'[' * 100_000,
+    'binary': lambda url: b'\x00\xff\xfe not a store at all',
+    'cut off': lambda url: store_text(url)[:60],
+    'json of an older layout': lambda url: json.dumps(
+        {'format': 1, 'server': url, 'nonce': 10**19 - 1, 'counters': {}}).encode(),
+    'not a dict': lambda url: store_text(url).split(b'\n')[0] + b'\n[1, 2, 3]',
+    'floor not digits': lambda url: store_text(url, nonce=b'9999999999999999999x'),
+    'floor too short': lambda url: store_text(url, nonce=b'99999999999999999'),
+    'arabic-indic floor': lambda url: store_text(url, nonce='٩'.encode() * 10),
+    'another server': lambda url: store_text('https://api.kraken.com'),
+    'infinite counter': lambda url: store_text(
+        url, rest=b'"counters": {"rest": [Infinity, 0, 0.33]}'),
+    'deeply nested': lambda url: store_text(url).split(b'\n')[0] + b'\n' + b'[' * 100_000,
 }
 
 
@@ -692,16 +698,17 @@ def test_a_corrupt_store_file_is_rebuilt_with_a_warning_and_never_trusted(
     assert len(shown) == 1 and 'not trusted' in shown[0] and str(path) in shown[0]
     nonces = logged(unlimited, 'Balance')
     assert started <= nonces[0] <= started + 60_000, 'the nonce did not start from the clock'
-    state = json.loads(path.read_bytes())
-    assert (state['format'], state['server'], state['nonce']) == (FORMAT, unlimited.url,
-                                                                 nonces[-1])
+    head, rest = path.read_bytes().split(b'\n', 1)
+    assert head == b'krakenex-share %d %020d' % (FORMAT, nonces[-1])
+    state = json.loads(rest)
+    assert state['server'] == unlimited.url
     assert 0 < state['counters']['rest'][0] <= 2
 
 
 def test_a_store_file_of_a_newer_format_raises_and_is_left_as_it_was(unlimited: Sandbox) -> None:
     path = default_store_file(unlimited)
     path.parent.mkdir(parents=True)
-    newer = json.dumps({'format': FORMAT + 1, 'server': unlimited.url, 'floors': [1, 2]})
+    newer = f'krakenex-share {FORMAT + 1} 12\n["floors", 1, 2]'
     path.write_text(newer)
     api = API(unlimited.key, unlimited.secret, uri=unlimited.url, retries=0)
     for method, data in (('Balance', None), ('AddOrder', limit_buy(1))):
