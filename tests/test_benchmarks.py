@@ -3,7 +3,8 @@
 The figures themselves are not checked here (speed targets are benchmark results,
 not timed tests); only that ``python benchmarks/bench.py --quick`` still measures
 everything it reports (the AsyncAPI rows and the 200 calls at once among them), in well
-under a minute.
+under a minute. ``benchmarks/share_bench.py --quick`` (what sharing a key's store costs and
+earns) is checked the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import krakenex
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / 'benchmarks' / 'bench.py'
+SHARE_BENCH = ROOT / 'benchmarks' / 'share_bench.py'
 
 OURS = f'krakenex {krakenex.__version__} (this checkout)'
 ASYNC = f'krakenex {krakenex.__version__} AsyncAPI (this checkout)'
@@ -39,9 +41,9 @@ ROWS = [
 ]
 
 
-def run_quick(output: Path) -> subprocess.CompletedProcess[str]:
+def run_quick(output: Path, script: Path = BENCH) -> subprocess.CompletedProcess[str]:
     """Run the quick benchmark in its own process group, so that a hang leaves nothing behind."""
-    proc = subprocess.Popen([sys.executable, str(BENCH), '--quick', '--output', str(output)],
+    proc = subprocess.Popen([sys.executable, str(script), '--quick', '--output', str(output)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -49,7 +51,7 @@ def run_quick(output: Path) -> subprocess.CompletedProcess[str]:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
-        message = f'bench.py --quick did not finish in 150 s:\n{stderr[-3000:]}'
+        message = f'{script.name} --quick did not finish in 150 s:\n{stderr[-3000:]}'
         raise AssertionError(message) from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
@@ -98,5 +100,47 @@ def test_quick_benchmark_prints_every_row_with_figures(tmp_path: Path) -> None:
     bursts = found['wall ms for all at once (min–max)'][ASYNC]
     assert number(bursts[1]) > 0, bursts
     assert bursts[4] == '600' and bursts[5] == '0', f'a call at once went wrong: {bursts}'
+
+    assert output.read_text(encoding='utf-8').strip() == done.stdout.strip()
+
+
+#: share_bench.py's stores, by the first cell of their rows.
+LOCAL, FILE, REDIS = ('share=None (this object alone)', 'default (file store)',
+                      "share='redis://127.0.0.1:PORT/0'")
+
+
+@pytest.mark.slow
+def test_quick_share_benchmark_measures_every_store(tmp_path: Path) -> None:
+    output = tmp_path / 'SHARE.md'
+    done = run_quick(output, SHARE_BENCH)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'failed' not in done.stdout, done.stdout
+    found = tables(done.stdout)
+    # Redis is measured wherever redis-py and a redis-server are found (the dev extras bring both).
+    stores = [LOCAL, FILE] + ([] if 'redis-server: not measured' in done.stdout else [REDIS])
+
+    cpu = found['CPU ms per call (min–max)']
+    for client in [f'krakenex, {store}' for store in stores] + FLOORS:
+        assert client in cpu, f'{client} missing:\n{done.stdout}'
+        assert min(map(number, cpu[client][1:5])) >= 0 and number(cpu[client][1]) > 0, \
+            cpu[client]
+        assert cpu[client][-1] == '0', f'{client} had errors: {cpu[client]}'
+
+    processes = found['1 process: calls/s']
+    for store in stores:
+        row = processes[store]
+        assert number(row[1]) > 0 and number(row[2]) > 0, row
+    for store in stores[1:]:  # a shared store keeps the 4 processes' nonces in order
+        assert processes[store][-2:] == ['0', '0'], processes[store]
+
+    waits = found['calls of the first process']
+    for store in stores[1:]:  # the second process waits for the counter instead of a refusal
+        row = waits[store]
+        required, first = number(row[4]), number(row[5])
+        assert first >= required - 0.05, row
+        assert row[6] == '0 of 1' and row[7].startswith('0 of'), row
+    local = waits[LOCAL]
+    if number(local[4]) > 0.1:  # the counter was still full: the sandbox refuses the call
+        assert local[6] == '1 of 1' and 'Rate limit' in local[-1], local
 
     assert output.read_text(encoding='utf-8').strip() == done.stdout.strip()
