@@ -28,8 +28,8 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from . import pacing
@@ -311,6 +311,20 @@ class FileStore(Store):
         :param fresh: start from an empty state without reading the file at all
         :returns: the result
         """
+        with self._state_file() as fd:
+            if fresh:
+                self._length, state = os.fstat(fd).st_size, self._empty()
+            else:
+                state = self._read(fd)
+            result, changed = change(state)
+            if changed or not self._judged:
+                self._write(fd, state)
+                self._judged = True
+            return result
+
+    @contextmanager
+    def _state_file(self) -> Iterator[int]:
+        """The state file's descriptor, locked against other processes and this object's threads."""
         with self._turn:
             fd = self._fd()[0]
             try:
@@ -318,15 +332,7 @@ class FileStore(Store):
             except OSError as exc:
                 raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
             try:
-                if fresh:
-                    self._length, state = os.fstat(fd).st_size, self._empty()
-                else:
-                    state = self._read(fd)
-                result, changed = change(state)
-                if changed or not self._judged:
-                    self._write(fd, state)
-                    self._judged = True
-                return result
+                yield fd
             finally:
                 _unlock_fd(fd)
 
@@ -386,28 +392,20 @@ class FileStore(Store):
         return {'nonce': 0, 'server': self._server, 'counters': {}}
 
     def nonce(self, candidate: int) -> int:
-        with self._turn:
-            fd = self._fd()[0]
+        with self._state_file() as fd:
             try:
-                _lock_fd(fd)
+                floor = _floor(_pread(fd, len(_PREFIX) + 21, 0)) if self._judged else None
             except OSError as exc:
                 raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
-            try:
-                try:
-                    floor = _floor(_pread(fd, len(_PREFIX) + 21, 0)) if self._judged else None
-                except OSError as exc:
-                    raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
-                if floor is None:  # the first time, or not the line it should be: all is judged
-                    state = self._read(fd)
-                    state['nonce'] = nonce = _checked_nonce(max(candidate, state['nonce'] + 1))
-                    self._write(fd, state)
-                    self._judged = True
-                else:  # the first line alone, the same length as before
-                    nonce = _checked_nonce(max(candidate, floor + 1))
-                    self._pwrite(fd, _header(nonce))
-                return nonce
-            finally:
-                _unlock_fd(fd)
+            if floor is None:  # the first time, or not the line it should be: all is judged
+                state = self._read(fd)
+                state['nonce'] = nonce = _checked_nonce(max(candidate, state['nonce'] + 1))
+                self._write(fd, state)
+                self._judged = True
+            else:  # the first line alone, the same length as before
+                nonce = _checked_nonce(max(candidate, floor + 1))
+                self._pwrite(fd, _header(nonce))
+            return nonce
 
     def take(self, name: str, maximum: float, decay: float, cost: float) -> float:
         def count(state: dict[str, Any]) -> tuple[float, bool]:
