@@ -22,8 +22,10 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import textwrap
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from .api import API
     from .sandbox import Sandbox
 
-__all__ = ['main', 'EXIT_CODES', 'default_key_file', 'parse_params', 'to_json', 'Call',
+__all__ = ['main', 'program', 'EXIT_CODES', 'default_key_file', 'parse_params', 'to_json', 'Call',
            'report', 'Output', 'OutputError', 'UsageError', 'add_share_option']
 
 #: What each exit code means; scripts may rely on them.
@@ -108,6 +110,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(Call(), _parser(), argv, _run)
 
 
+def program() -> int:
+    """The ``krakenex`` program (``python -m krakenex`` and the installed command): :func:`main`.
+
+    Its exit code is final once the command has it (:attr:`Call.settled`): a
+    Ctrl-C after that, up to the end of the process, is ignored, so a result
+    printed whole is never turned into an interruption (130) by a late Ctrl-C.
+
+    :returns: the exit code, for :func:`sys.exit`
+    """
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return main()  # SIGINT ignored (a background job), or handled by the caller
+    signal.signal(signal.SIGINT, _Interrupts())
+    code = main()
+    # As Python shuts down it gives SIGINT back to the system, which would end the process
+    # as interrupted; an ignored SIGINT stays ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
+
+
 def run_command(call: Call, parser: argparse.ArgumentParser, argv: Sequence[str],
                 run: Callable[[argparse.Namespace, Call], int]) -> int:
     """Parse ``argv`` and ``run`` the command; every failure becomes one line and an exit code.
@@ -115,18 +137,83 @@ def run_command(call: Call, parser: argparse.ArgumentParser, argv: Sequence[str]
     The one entry of ``krakenex``, ``krakenex --futures`` and ``krakenex ws``:
     :func:`report` judges a failure by what ``call`` says was sent.
     """
+    with _interrupting(call):
+        try:
+            return _judged(call, parser, argv, run)
+        except KeyboardInterrupt as late:
+            # The one Ctrl-C that interrupts came just as a failure was caught: judge that.
+            return report(late.__context__ or late, call)
+
+
+def _judged(call: Call, parser: argparse.ArgumentParser, argv: Sequence[str],
+            run: Callable[[argparse.Namespace, Call], int]) -> int:
+    """Parse and run the command, and turn a failure into its exit code; settled either way."""
     try:
         try:
             args = parser.parse_intermixed_args(list(argv))
         except SystemExit as done:  # --help and --version
+            call.settled = True
             return done.code if isinstance(done.code, int) else EXIT_OK
         with warnings.catch_warnings():  # a warning (such as the key's store) is one line too
             warnings.showwarning = lambda message, *_: _warn(str(message), call.prog)
-            return run(args, call)
+            code = run(args, call)
+        call.settled = True
+        return code
     except BaseException as exc:
+        call.settled = True  # first: from here a Ctrl-C cannot change what is reported
         if isinstance(exc, SystemExit):
             raise
         return report(exc, call)
+
+
+class _Interrupts:
+    """The SIGINT handler of a command: Ctrl-C interrupts it once at most, and never after
+    its outcome is settled (:attr:`Call.settled`).
+
+    Python's own handler raises :exc:`KeyboardInterrupt` wherever the program
+    is: a Ctrl-C just after an order's result was printed, or a second one
+    while the first was being reported, ended the process as interrupted (130)
+    with the order placed. With no command running yet (``call`` None) it
+    interrupts as Python's handler does.
+    """
+
+    def __init__(self, call: Call | None = None) -> None:
+        self.call = call
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        call = self.call
+        if call is not None:
+            if call.settled:
+                return
+            call.settled = True  # the report of this interruption is the outcome
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupting(call: Call) -> Iterator[None]:
+    """Let Ctrl-C interrupt ``call``'s command as :class:`_Interrupts` says while it runs.
+
+    The program's own handler (:func:`program`) is kept, settled, to the end
+    of the process; elsewhere Python's handler comes back afterwards. A
+    SIGINT that is ignored (a background job) or handled by the caller, or a
+    command run outside the main thread, is left as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    current = signal.getsignal(signal.SIGINT)
+    if isinstance(current, _Interrupts):
+        current.call = call
+        yield
+        return
+    if current is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, _Interrupts(call))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, current)
 
 
 class Call:
@@ -135,7 +222,8 @@ class Call:
     The one account of a command's call that :func:`report` turns into an exit
     code, for ``krakenex``, ``krakenex --futures`` and ``krakenex ws`` alike.
     The command calls :meth:`sending` just before it sends a call that changes
-    state, and :meth:`accepted` (or sets :attr:`refused`) once Kraken answered.
+    state, :meth:`accepted` (or sets :attr:`refused`) once Kraken answered,
+    and :meth:`delivered` once the result is written whole.
     A subclass says how to look such a call up on its own exchange
     (:meth:`advice`, :meth:`outcome_message`); this one does it for spot REST.
 
@@ -152,6 +240,9 @@ class Call:
         self.result: Any = None
         self.answered = False
         self.refused: list[str] = []
+        #: Whether the outcome is settled: the result was written whole, or a failure is
+        #: being reported. A Ctrl-C from then on no longer interrupts the command.
+        self.settled = False
 
     @property
     def in_doubt(self) -> bool:
@@ -166,6 +257,10 @@ class Call:
         """Note that Kraken accepted the call sent, with ``result``."""
         if self.method is not None:
             self.answered, self.result = True, result
+
+    def delivered(self) -> None:
+        """Note that the result was written whole: a Ctrl-C from here on changes nothing."""
+        self.settled = True
 
     def advice(self) -> str:
         """What to do about a call that may have reached Kraken: how to look it up first."""
@@ -220,17 +315,19 @@ def _run(args: argparse.Namespace, call: Call) -> int:
             _answered(call, envelope)
             if isinstance(envelope, bytes):
                 _write_file(out, method, envelope)
+                call.delivered()
                 return EXIT_OK
             result = None if args.raw else _result(method, envelope)
         if args.raw:
             try:
                 _write(out, to_json(envelope, _indent(out)) + '\n')
+                call.delivered()
             finally:  # Kraken's errors still go to stderr and set the exit code
                 _result(method, envelope)
-        elif args.csv:
-            _write(out, _csv(method, result))
         else:
-            _write(out, to_json(result, _indent(out)) + '\n')
+            _write(out, _csv(method, result) if args.csv else
+                   to_json(result, _indent(out)) + '\n')
+            call.delivered()
     return EXIT_OK
 
 

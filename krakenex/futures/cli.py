@@ -152,6 +152,7 @@ def _run(args: argparse.Namespace, call: Call) -> int:
             call.refused = [str(failed)]
         try:
             out.write((to_json(reply, 2) + '\n').encode())
+            call.delivered()
         finally:  # Kraken's refusal still goes to stderr and sets the exit code
             if failed is not None:
                 raise failed
@@ -159,6 +160,7 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     call.accepted(reply)
     result = _result(reply)
     out.write((_csv(result) if args.csv else to_json(result, 2) + '\n').encode())
+    call.delivered()
     return EXIT_OK
 
 

@@ -254,6 +254,7 @@ def _run(args: argparse.Namespace, call: Call) -> int:
                 raise
             call.accepted(reply)
             _print(out, reply)
+            call.delivered()
             return EXIT_OK
     finally:
         if sandbox is not None:
