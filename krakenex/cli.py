@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from .sandbox import Sandbox
 
 __all__ = ['main', 'program', 'EXIT_CODES', 'default_key_file', 'parse_params', 'to_json', 'Call',
-           'report', 'Output', 'OutputError', 'UsageError', 'add_share_option']
+           'report', 'Output', 'OutputError', 'UsageError', 'add_share_option', 'sending_through',
+           'logging_to_stderr']
 
 #: What each exit code means; scripts may rely on them.
 EXIT_CODES = {
@@ -223,7 +224,7 @@ class Call:
     code, for ``krakenex``, ``krakenex --futures`` and ``krakenex ws`` alike.
     The command calls :meth:`sending` just before it sends a call that changes
     state, :meth:`accepted` (or sets :attr:`refused`) once Kraken answered,
-    and :meth:`delivered` once the result is written whole.
+    and :meth:`delivering` as it writes the result.
     A subclass says how to look such a call up on its own exchange
     (:meth:`advice`, :meth:`outcome_message`); this one does it for spot REST.
 
@@ -240,8 +241,8 @@ class Call:
         self.result: Any = None
         self.answered = False
         self.refused: list[str] = []
-        #: Whether the outcome is settled: the result was written whole, or a failure is
-        #: being reported. A Ctrl-C from then on no longer interrupts the command.
+        #: Whether the outcome is settled: the result is being written, or a failure
+        #: reported. A Ctrl-C from then on no longer interrupts the command.
         self.settled = False
 
     @property
@@ -258,8 +259,11 @@ class Call:
         if self.method is not None:
             self.answered, self.result = True, result
 
-    def delivered(self) -> None:
-        """Note that the result was written whole: a Ctrl-C from here on changes nothing."""
+    def delivering(self) -> None:
+        """Note that the result is written now: a Ctrl-C from here on changes nothing.
+
+        A failure to write it is still reported (exit 4 after a state change).
+        """
         self.settled = True
 
     def advice(self) -> str:
@@ -274,6 +278,28 @@ class Call:
         """The client's account of an unknown outcome, and the commands that look the call up."""
         how = _lookup_commands(exc.userref, exc.cl_ord_id)
         return f'outcome unknown: {exc}' + (f' From the shell: {how}' if how else '')
+
+
+def sending_through(call: Call, session: Any, method: str, data: dict[str, Any]) -> None:
+    """Note ``method`` as sending (:meth:`Call.sending`) once its request goes to ``session``'s
+    transport, and not before.
+
+    Waiting for room on the rate counter or for the key's send lock sends
+    nothing, so a Ctrl-C there exits 130; from the moment the request is handed
+    to the connection it may reach Kraken.
+
+    :param session: the client's :class:`requests.Session`
+    """
+    import requests
+
+    class Noting(requests.adapters.HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, *args: Any,
+                 **kwargs: Any) -> requests.Response:
+            call.sending(method, data)
+            return super().send(request, *args, **kwargs)
+
+    for prefix in ('https://', 'http://'):
+        session.mount(prefix, Noting())
 
 
 class OutputError(Exception):
@@ -299,7 +325,7 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     method, private = _resolve_method(args)
     data = parse_params(args.params)
     _check_options(args, method)
-    with _logging_to_stderr(args.verbose) as log, Output(args.output) as out, \
+    with logging_to_stderr(args.verbose) as log, Output(args.output) as out, \
             _endpoint(args) as sandbox, _api(args, sandbox, method if private else None) as api:
         query = api.query_private if private else api.query_public
         log.debug('%s %s call to %s with parameters: %s', method,
@@ -310,24 +336,25 @@ def _run(args: argparse.Namespace, call: Call) -> int:
             envelope: Any = {'error': [], 'result': result}
         else:
             if private and methods.changes_state(method, data):
-                call.sending(method, data)
+                sending_through(call, api.session, method, data)
             envelope = query(method, data)
             _answered(call, envelope)
             if isinstance(envelope, bytes):
+                call.delivering()
                 _write_file(out, method, envelope)
-                call.delivered()
                 return EXIT_OK
             result = None if args.raw else _result(method, envelope)
         if args.raw:
             try:
-                _write(out, to_json(envelope, _indent(out)) + '\n')
-                call.delivered()
+                text = to_json(envelope, _indent(out)) + '\n'
+                call.delivering()
+                _write(out, text)
             finally:  # Kraken's errors still go to stderr and set the exit code
                 _result(method, envelope)
         else:
-            _write(out, _csv(method, result) if args.csv else
-                   to_json(result, _indent(out)) + '\n')
-            call.delivered()
+            text = _csv(method, result) if args.csv else to_json(result, _indent(out)) + '\n'
+            call.delivering()
+            _write(out, text)
     return EXIT_OK
 
 
@@ -876,7 +903,7 @@ def _container(start: str, items: list[str], end: str, indent: int | None, level
 # ----------------------------------------------------------------- errors
 
 @contextlib.contextmanager
-def _logging_to_stderr(verbose: bool) -> Iterator[logging.Logger]:
+def logging_to_stderr(verbose: bool) -> Iterator[logging.Logger]:
     """Log the client's messages to stderr while the command runs, then restore the logger.
 
     Warnings (retries) only, or everything with --verbose. logging is imported

@@ -253,8 +253,8 @@ def _run(args: argparse.Namespace, call: Call) -> int:
                     call.never_sent = not ws.may_have_sent_orders()
                 raise
             call.accepted(reply)
+            call.delivering()
             _print(out, reply)
-            call.delivered()
             return EXIT_OK
     finally:
         if sandbox is not None:
