@@ -61,7 +61,8 @@ class API(core.SpotCore):
     :param secret: API secret (private key), base64 as Kraken shows it
     :param uri: the server, ``https://api.kraken.com`` or a sandbox's URL
     :param timeout: seconds to wait for a connection and a reply: one number
-        or a ``(connect, read)`` pair; :data:`DEFAULT_TIMEOUT` unless given
+        or a ``(connect, read)`` pair; :data:`DEFAULT_TIMEOUT` unless given.
+        However slowly the reply arrives, an attempt is over by the two together
     :param nonce_unit: ``'ms'`` (the default, as krakenex 2.x and ccxt),
         ``'us'`` or ``'ns'``
     :param otp: one-time password for keys with two-factor authentication:

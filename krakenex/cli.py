@@ -412,7 +412,7 @@ def _parser() -> _Parser:
         help='start the embedded sandbox for this one command and use its funded account: '
              'offline, no key needed')
     add('--timeout', metavar='SECONDS', type=_positive(float),
-        help='seconds to wait for a connection and for a reply, up to a day '
+        help='seconds to wait for a connection and for the whole reply, up to a day '
              '(default 5 and 30)')
     add('--retries', metavar='N', type=_positive(int, zero=True, maximum=100),
         help='retries of a read-only call after a transient fault, up to 100 (default 3)')

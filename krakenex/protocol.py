@@ -81,7 +81,7 @@ log = logging.getLogger('krakenex')
 #: Kraken's spot REST API.
 DEFAULT_URI = 'https://api.kraken.com'
 
-#: Seconds to wait for a connection and then for a reply, unless told otherwise.
+#: Seconds to wait for a connection and then for the whole reply, unless told otherwise.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
 
 #: The longest timeout a call accepts, in seconds (about eleven days).
