@@ -400,9 +400,14 @@ class Reply(NamedTuple):
 MAX_DIGITS = 100
 MAX_EXPONENT_DIGITS = 3
 
-#: Text that may hold a number beyond the bounds; only a reply with some is decoded the slow
-#: way, each number checked (the text may also be inside a string, which is harmless).
-_SUSPECT = re.compile(f'[0-9]{{{MAX_DIGITS + 1}}}|[eE][-+]?[0-9]{{{MAX_EXPONENT_DIGITS + 1}}}')
+#: What the quick look for numbers beyond the bounds sees of a reply: digits and signs as
+#: ``0``, an exponent's letter as ``e``, the rest as blanks. Only a reply with a run of too
+#: many digits, or an ``e`` before too many, is decoded the slow way, each number checked
+#: (the run may also be inside a string, which is harmless).
+_SCAN = bytes(ord('0') if chr(c) in '0123456789+-' else ord('e') if chr(c) in 'eE' else
+               ord(' ') for c in range(256))
+_LONG_RUN = b'0' * (MAX_DIGITS + 1)
+_LONG_EXPONENT = re.compile(b'e' + b'0' * (MAX_EXPONENT_DIGITS + 1))
 _NUMBER_PARTS = re.compile(r'-?([0-9]*)(?:\.([0-9]*))?(?:[eE][-+]?([0-9]*))?')
 
 
@@ -428,6 +433,10 @@ def _no_constant(text: str) -> Any:
     raise UnboundedNumberError(text)
 
 
+#: A reply's decoder when no option is set: json.loads' own, refusing NaN and Infinity.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def loads(content: bytes | str, json_options: Mapping[str, Any] = _EMPTY) -> Any:
     """Decode JSON as :func:`json.loads` does, with every number bounded.
 
@@ -442,10 +451,18 @@ def loads(content: bytes | str, json_options: Mapping[str, Any] = _EMPTY) -> Any
     :raises ValueError: for text that is not JSON
     :raises RecursionError: for JSON nested too deeply
     """
-    text = content if isinstance(content, str) else \
-        content.decode(json.detect_encoding(content), 'surrogatepass')
+    if isinstance(content, str):
+        text, utf8 = content, content.encode('utf-8', 'surrogatepass')
+    else:
+        encoding = json.detect_encoding(content)
+        text = content.decode(encoding, 'surrogatepass')
+        utf8 = content if encoding.startswith('utf-8') else text.encode('utf-8', 'surrogatepass')
+    scanned = utf8.translate(_SCAN)
+    suspect = _LONG_RUN in scanned or _LONG_EXPONENT.search(scanned) is not None
+    if not suspect and not json_options:
+        return _DECODER.decode(text)
     options = {'parse_constant': _no_constant, **json_options}
-    if _SUSPECT.search(text) is not None:
+    if suspect:
         parse_int = options.get('parse_int') or int
         parse_float = options.get('parse_float') or float
         options['parse_int'] = lambda number: parse_int(_bounded(number))

@@ -234,7 +234,9 @@ def _run(args: argparse.Namespace, call: Call) -> int:
                 if symbols:
                     params['symbol'] = symbols
                 ws.subscribe(what, **params)
-                return _stream(ws, args, out)
+                code = _stream(ws, args, out)
+                call.delivering()  # all it was asked for is printed: closing changes nothing
+                return code
             req_id = params.pop('req_id', FIRST_REQ_ID)
             if what in ORDER_METHODS:
                 # Nothing is sent while connecting: a failure or Ctrl-C up to here leaves
