@@ -11,10 +11,12 @@ to resend (exit 1).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +175,51 @@ def test_krakenex_futures_sendorder_exits_4_on_a_server_error(
                  str(key_file), 'sendorder', *(f'{k}={v}' for k, v in FUTURES_ORDER.items()))
     assert result.returncode == 4
     assert 'Server Error' in result.stderr and 'cliOrdId amb-1' in result.stderr
+
+
+class Answering:
+    """A WebSocket server on 127.0.0.1 that answers every order request with one error."""
+
+    def __init__(self, error: str) -> None:
+        from websockets.sync.server import serve
+
+        self.error = error
+        self.server = serve(self._handle, '127.0.0.1', 0)
+        self.url = f'ws://127.0.0.1:{self.server.socket.getsockname()[1]}/v2'
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _handle(self, connection: Any) -> None:
+        with contextlib.suppress(Exception):
+            for frame in connection:
+                request = json.loads(frame)
+                connection.send(json.dumps({
+                    'method': request.get('method'), 'req_id': request.get('req_id'),
+                    'success': False, 'error': self.error, 'time_in': '2026-01-01T00:00:00Z',
+                    'time_out': '2026-01-01T00:00:00Z'}))
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(10)
+
+
+@pytest.mark.parametrize(('error', 'code'), [('EService:Timeout', 4),
+                                             ('EGeneral:Internal error', 4),
+                                             ('EOrder:Insufficient funds', 1)])
+def test_krakenex_ws_add_order_exits_4_on_an_ambiguous_answer_and_1_on_a_refusal(
+        sandbox: Sandbox, tmp_path: Path, error: str, code: int) -> None:
+    server = Answering(error)
+    key_file = tmp_path / 'kraken.key'
+    key_file.write_text(f'{sandbox.key}\n{sandbox.secret}\n')
+    key_file.chmod(0o600)
+    try:
+        result = run(tmp_path, sandbox, 'ws', '--uri', sandbox.url, '--key-file', str(key_file),
+                     '--ws-auth-uri', server.url, '--timeout', '10', 'add_order',
+                     'symbol=BTC/USD', 'side=buy', 'order_type=limit', 'limit_price=40000',
+                     'order_qty=0.01', 'cl_ord_id=amb-ws')
+    finally:
+        server.stop()
+    assert result.returncode == code, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert error in line
+    assert ('krakenex OpenOrders cl_ord_id=amb-ws' in line) == (code == 4)
