@@ -62,7 +62,8 @@ class API(core.SpotCore):
     :param uri: the server, ``https://api.kraken.com`` or a sandbox's URL
     :param timeout: seconds to wait for a connection and a reply: one number
         or a ``(connect, read)`` pair; :data:`DEFAULT_TIMEOUT` unless given.
-        However slowly the reply arrives, an attempt is over by the two together
+        However slowly the reply's body arrives, an attempt is over by the two together
+        (its status line and headers wait at most the read time for each read)
     :param nonce_unit: ``'ms'`` (the default, as krakenex 2.x and ccxt),
         ``'us'`` or ``'ns'``
     :param otp: one-time password for keys with two-factor authentication:

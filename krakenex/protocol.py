@@ -250,7 +250,7 @@ def deadline_seconds(timeout: Timeout) -> float:
     """How long one attempt may last in all: connecting, sending, and the whole reply.
 
     The connection gets its connect time and the reply its read time, and
-    however slowly the reply's bytes come, the attempt is over by their sum.
+    however slowly the reply's body comes, the attempt is over by their sum.
     """
     connect, read = split_timeout(timeout)
     return connect + read
