@@ -142,7 +142,8 @@ def run_command(call: Call, parser: argparse.ArgumentParser, argv: Sequence[str]
         try:
             return _judged(call, parser, argv, run)
         except KeyboardInterrupt as late:
-            # The one Ctrl-C that interrupts came just as a failure was caught: judge that.
+            call.settled = True
+            # A second Ctrl-C came just as a failure was caught: judge the failure.
             return report(late.__context__ or late, call)
 
 
@@ -168,25 +169,23 @@ def _judged(call: Call, parser: argparse.ArgumentParser, argv: Sequence[str],
 
 
 class _Interrupts:
-    """The SIGINT handler of a command: Ctrl-C interrupts it once at most, and never after
-    its outcome is settled (:attr:`Call.settled`).
+    """The SIGINT handler of a command: Ctrl-C interrupts it until its outcome is settled
+    (:attr:`Call.settled`), and changes nothing after.
 
     Python's own handler raises :exc:`KeyboardInterrupt` wherever the program
     is: a Ctrl-C just after an order's result was printed, or a second one
     while the first was being reported, ended the process as interrupted (130)
-    with the order placed. With no command running yet (``call`` None) it
-    interrupts as Python's handler does.
+    with the order placed. A second Ctrl-C while the first is on its way up
+    is the same interruption, judged the same. With no command running yet
+    (``call`` None) it interrupts as Python's handler does.
     """
 
     def __init__(self, call: Call | None = None) -> None:
         self.call = call
 
     def __call__(self, signum: int, frame: Any) -> None:
-        call = self.call
-        if call is not None:
-            if call.settled:
-                return
-            call.settled = True  # the report of this interruption is the outcome
+        if self.call is not None and self.call.settled:
+            return
         raise KeyboardInterrupt
 
 
