@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -24,7 +25,13 @@ except ImportError:  # pragma: no cover - depends on what is installed
     raise ImportError("AsyncAPI needs aiohttp: pip install 'krakenex[async]'") from None
 
 from . import core, protocol
-from .errors import KrakenConnectionError, KrakenError, OutcomeUnknownError, unwrap
+from .errors import (
+    KrakenConnectionError,
+    KrakenError,
+    KrakenUsageError,
+    OutcomeUnknownError,
+    unwrap,
+)
 from .pacing import RateCounter
 from .protocol import Reply, Request, Timeout
 from .share import Store, lease
@@ -53,6 +60,13 @@ class AsyncAPI(core.SpotCore):
     state-changing call is in flight releases the object at once and raises
     :class:`~krakenex.OutcomeUnknownError` instead of :class:`asyncio.CancelledError`,
     since the call may have reached Kraken; it is never sent again.
+
+    An aiohttp session, and so this object while its session is open, belongs
+    to one event loop. Used from another loop it moves there only when no call
+    is in flight and its session is closed (:meth:`aclose`, as ``async with``
+    does), so one object can serve one ``asyncio.run`` after another; otherwise
+    the call raises :class:`~krakenex.KrakenUsageError` saying why, before
+    anything is sent. Give each thread with a loop of its own its own object.
     """
 
     def _open(self) -> None:
@@ -64,6 +78,10 @@ class AsyncAPI(core.SpotCore):
         self._task_response: contextvars.ContextVar[Any] = contextvars.ContextVar(
             'krakenex_response', default=None)
         self._private_lock = asyncio.Lock()
+        # The loop this object's calls, lock and session belong to, and its calls in flight.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight = 0
+        self._binding = threading.Lock()
 
     async def __aenter__(self) -> AsyncAPI:
         return self
@@ -73,9 +91,16 @@ class AsyncAPI(core.SpotCore):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session and its connections."""
+        """Close the session and its connections.
+
+        Called in a loop other than the session's, after that loop ended, it lets
+        go of the session (which can no longer be closed), so the object can move on.
+        """
         if self.session is not None:
-            await self.session.close()
+            ended = self._loop is not None and self._loop.is_closed() \
+                and self._loop is not asyncio.get_running_loop()
+            if not ended:
+                await self.session.close()
             self.session = None
         self._close_store()
 
@@ -112,6 +137,43 @@ class AsyncAPI(core.SpotCore):
     async def _run(self, call: protocol.Call, timeout: Timeout | None) -> Any:
         """Run a call: send it, and again after a transient fault where it may be sent again."""
         timeout = self.timeout if timeout is None else protocol.check_timeout(timeout)
+        self._enter_loop(call.name)
+        try:
+            return await self._retrying(call, timeout)
+        finally:
+            with self._binding:
+                self._in_flight -= 1
+
+    def _enter_loop(self, name: str) -> None:
+        """Count a call in the running loop, moving this object to it if it may move.
+
+        :raises KrakenUsageError: if it belongs to another loop: a call is in
+            flight there, or its session is open there
+        """
+        loop = asyncio.get_running_loop()
+        with self._binding:
+            if self._loop is not loop and self._loop is not None:
+                if self._in_flight:
+                    where = 'another thread' if self._loop.is_running() else 'another loop'
+                    raise KrakenUsageError(
+                        f'{name} was called from an event loop other than the one where this '
+                        f'{type(self).__name__} has calls in flight ({where}): an aiohttp '
+                        f'session belongs to one loop, so give each loop its own object',
+                        method=name)
+                if self.session is not None and not self.session.closed:
+                    state = 'has ended' if self._loop.is_closed() else 'is still open'
+                    raise KrakenUsageError(
+                        f'{name} was called from an event loop other than the one whose session '
+                        f'this {type(self).__name__} holds (that loop {state}): an aiohttp '
+                        f'session belongs to one loop. Close it first (await aclose(), or '
+                        f'async with) in its loop, or give each loop its own object',
+                        method=name)
+                self.session = None
+                self._private_lock = asyncio.Lock()
+            self._loop = loop
+            self._in_flight += 1
+
+    async def _retrying(self, call: protocol.Call, timeout: Timeout) -> Any:
         while True:
             try:
                 reply = await self._attempt(call, timeout)
@@ -132,7 +194,8 @@ class AsyncAPI(core.SpotCore):
         async with _paced(call.counter, call.cost), self._holding(call.store, timeout):
             request = call.build()
             try:
-                return await self._transmit(request, timeout)
+                reply = await self._transmit(request, timeout)
+                return call.answered(reply, request, self._task_response.get())
             except KrakenError as exc:
                 unknown = call.unknown(exc, request)
                 if unknown is exc:
@@ -163,22 +226,26 @@ class AsyncAPI(core.SpotCore):
     async def _transmit(self, request: Request, timeout: Timeout) -> Any:
         """Send ``request`` through the session and read the reply, or raise what went wrong."""
         method = request.method
-        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        connect, read = protocol.split_timeout(timeout)
+        seconds = protocol.deadline_seconds(timeout)
         url = self.uri + request.path + ('?' + request.query if request.query else '')
         started = time.perf_counter()
         try:
             async with self._session().request(
                     request.verb, url, data=request.body, headers=request.headers,
                     allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(sock_connect=connect, sock_read=read)
+                    timeout=aiohttp.ClientTimeout(total=seconds, sock_connect=connect,
+                                                  sock_read=read)
             ) as response:
                 content = await response.read()
         except (aiohttp.InvalidURL, ValueError) as exc:
             raise protocol.transport_error('bad_uri', self.uri, method) from exc
         except aiohttp.ConnectionTimeoutError as exc:
             raise protocol.transport_error('connect_timeout', self.uri, method) from exc
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+        except aiohttp.ServerTimeoutError as exc:  # one read waited the whole read timeout
             raise protocol.transport_error('timeout', self.uri, method) from exc
+        except asyncio.TimeoutError as exc:  # the whole attempt's deadline
+            raise protocol.transport_error('deadline', self.uri, method, f'{seconds:g}') from exc
         except aiohttp.ClientConnectorError as exc:
             raise protocol.transport_error('not_sent', self.uri, method,
                                            str(exc.os_error) or type(exc).__name__) from exc

@@ -61,7 +61,9 @@ class API(core.SpotCore):
     :param secret: API secret (private key), base64 as Kraken shows it
     :param uri: the server, ``https://api.kraken.com`` or a sandbox's URL
     :param timeout: seconds to wait for a connection and a reply: one number
-        or a ``(connect, read)`` pair; :data:`DEFAULT_TIMEOUT` unless given
+        or a ``(connect, read)`` pair; :data:`DEFAULT_TIMEOUT` unless given.
+        However slowly the reply's body arrives, an attempt is over by the two together
+        (its status line and headers wait at most the read time for each read)
     :param nonce_unit: ``'ms'`` (the default, as krakenex 2.x and ccxt),
         ``'us'`` or ``'ns'``
     :param otp: one-time password for keys with two-factor authentication:
@@ -266,7 +268,8 @@ class API(core.SpotCore):
         """Build and send one attempt; a failure once it may have left is what the call says."""
         request = call.build()
         try:
-            return self._transmit(request, timeout)
+            reply = self._transmit(request, timeout)
+            return call.answered(reply, request, getattr(self._thread, 'response', None))
         except KrakenError as exc:
             unknown = call.unknown(exc, request)
             if unknown is exc:
@@ -301,13 +304,23 @@ class API(core.SpotCore):
         return self._transmit(request, self.timeout if timeout is None else timeout)
 
     def _transmit(self, request: Request, timeout: Timeout) -> Any:
-        """Send ``request`` through the session and read the reply, or raise what went wrong."""
+        """Send ``request`` through the session and read the reply, or raise what went wrong.
+
+        The attempt is over by :func:`~krakenex.protocol.deadline_seconds` of
+        ``timeout``, however slowly the reply's body arrives.
+        """
         method = request.method
         started = time.perf_counter()
+        seconds = protocol.deadline_seconds(timeout)
+        deadline = time.monotonic() + seconds
         try:
             prepared = self._prepare(request)
             response = self.session.send(prepared, timeout=timeout, allow_redirects=False,
                                          **self._send_settings())
+            content = _read_whole(response, deadline)
+        except _PastDeadline as exc:
+            raise protocol.transport_error('deadline', self.uri, method,
+                                           f'{seconds:g}') from _alone(exc)
         except requests.exceptions.InvalidHeader as exc:
             raise KrakenUsageError(f'{method} cannot be sent: {exc}', method=method) from None
         except (*_BAD_URI, ValueError) as exc:
@@ -327,7 +340,7 @@ class API(core.SpotCore):
             log.debug('%s %s -> %d in %.1f ms', request.verb, method, response.status_code,
                       (time.perf_counter() - started) * 1000)
         reply = Reply(response.status_code, response.reason or '', response.headers,
-                      response.content, response)
+                      content, response)
         return protocol.read_reply(method, reply, self._json_options)
 
     def _prepare(self, request: Request) -> requests.PreparedRequest:
@@ -395,11 +408,73 @@ class API(core.SpotCore):
                str(session.verify), str(session.cert))
         if key != self._settings[0]:
             settings = session.merge_environment_settings(self.uri + '/', {}, False, None, None)
-            self._settings = (key, dict(settings))
+            # The body is read by _read_whole, against the call's deadline.
+            self._settings = (key, {**settings, 'stream': True})
         return self._settings[1]
 
 
 # ------------------------------------------------------------------- helpers
+
+class _PastDeadline(Exception):
+    """The reply did not arrive whole by the attempt's deadline."""
+
+
+#: The most one read of a reply's body takes at a time, in bytes.
+_READ_SIZE = 1 << 16
+
+
+def _read_whole(response: requests.Response, deadline: float) -> bytes:
+    """The whole body of a streamed ``response``, read by ``deadline`` (:func:`time.monotonic`).
+
+    Each read takes what one receive brings (urllib3 2's ``read1``), and the
+    socket waits no longer than the time left, so a server that sends a byte
+    at a time cannot hold the call past its deadline. A transport other than
+    urllib3's (an adapter of the user's own) is read as requests reads it, and
+    judged when it is done. The body is kept as ``response.content``.
+
+    :raises _PastDeadline: when the deadline passed first; the connection is closed
+    """
+    raw = response.raw
+    if not isinstance(raw, urllib3.response.HTTPResponse):
+        content = response.content
+        if time.monotonic() > deadline:
+            raise _PastDeadline
+        return content
+    read1 = getattr(raw, 'read1', None)  # urllib3 1.26 has none: small reads instead
+    sock = getattr(getattr(raw, 'connection', None), 'sock', None)
+    kept = sock.gettimeout() if sock is not None else None
+    chunks = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _PastDeadline
+            if sock is not None:
+                sock.settimeout(left)
+            chunk = (read1(_READ_SIZE, decode_content=True) if read1 is not None else
+                     raw.read(8192, decode_content=True))
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        response.close()
+        if time.monotonic() >= deadline:
+            raise _PastDeadline from exc
+        raise requests.ReadTimeout(exc) from exc
+    except urllib3.exceptions.HTTPError as exc:  # cut off, reset, or not decodable
+        response.close()
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except BaseException:
+        response.close()
+        raise
+    if sock is not None:
+        with suppress(OSError):
+            sock.settimeout(kept)
+    content = b''.join(chunks)
+    response._content = content  # what requests keeps after reading a body itself
+    response._content_consumed = True  # type: ignore[attr-defined]
+    return content
+
 
 @contextmanager
 def _paced(counter: RateCounter | None, cost: float) -> Iterator[None]:

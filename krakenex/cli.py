@@ -22,8 +22,10 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import textwrap
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
@@ -41,8 +43,9 @@ if TYPE_CHECKING:
     from .api import API
     from .sandbox import Sandbox
 
-__all__ = ['main', 'EXIT_CODES', 'default_key_file', 'parse_params', 'to_json', 'Call',
-           'report', 'Output', 'OutputError', 'UsageError', 'add_share_option']
+__all__ = ['main', 'program', 'EXIT_CODES', 'default_key_file', 'parse_params', 'to_json', 'Call',
+           'report', 'Output', 'OutputError', 'UsageError', 'add_share_option', 'sending_through',
+           'logging_to_stderr']
 
 #: What each exit code means; scripts may rely on them.
 EXIT_CODES = {
@@ -108,6 +111,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(Call(), _parser(), argv, _run)
 
 
+def program() -> int:
+    """The ``krakenex`` program (``python -m krakenex`` and the installed command): :func:`main`.
+
+    Its exit code is final once the command has it (:attr:`Call.settled`): a
+    Ctrl-C after that, up to the end of the process, is ignored, so a result
+    printed whole is never turned into an interruption (130) by a late Ctrl-C.
+
+    :returns: the exit code, for :func:`sys.exit`
+    """
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return main()  # SIGINT ignored (a background job), or handled by the caller
+    signal.signal(signal.SIGINT, _Interrupts())
+    code = main()
+    # As Python shuts down it gives SIGINT back to the system, which would end the process
+    # as interrupted; an ignored SIGINT stays ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
+
+
 def run_command(call: Call, parser: argparse.ArgumentParser, argv: Sequence[str],
                 run: Callable[[argparse.Namespace, Call], int]) -> int:
     """Parse ``argv`` and ``run`` the command; every failure becomes one line and an exit code.
@@ -115,18 +138,82 @@ def run_command(call: Call, parser: argparse.ArgumentParser, argv: Sequence[str]
     The one entry of ``krakenex``, ``krakenex --futures`` and ``krakenex ws``:
     :func:`report` judges a failure by what ``call`` says was sent.
     """
+    with _interrupting(call):
+        try:
+            return _judged(call, parser, argv, run)
+        except KeyboardInterrupt as late:
+            call.settled = True
+            # A second Ctrl-C came just as a failure was caught: judge the failure.
+            return report(late.__context__ or late, call)
+
+
+def _judged(call: Call, parser: argparse.ArgumentParser, argv: Sequence[str],
+            run: Callable[[argparse.Namespace, Call], int]) -> int:
+    """Parse and run the command, and turn a failure into its exit code; settled either way."""
     try:
         try:
             args = parser.parse_intermixed_args(list(argv))
         except SystemExit as done:  # --help and --version
+            call.settled = True
             return done.code if isinstance(done.code, int) else EXIT_OK
         with warnings.catch_warnings():  # a warning (such as the key's store) is one line too
             warnings.showwarning = lambda message, *_: _warn(str(message), call.prog)
-            return run(args, call)
+            code = run(args, call)
+        call.settled = True
+        return code
     except BaseException as exc:
+        call.settled = True  # first: from here a Ctrl-C cannot change what is reported
         if isinstance(exc, SystemExit):
             raise
         return report(exc, call)
+
+
+class _Interrupts:
+    """The SIGINT handler of a command: Ctrl-C interrupts it until its outcome is settled
+    (:attr:`Call.settled`), and changes nothing after.
+
+    Python's own handler raises :exc:`KeyboardInterrupt` wherever the program
+    is: a Ctrl-C just after an order's result was printed, or a second one
+    while the first was being reported, ended the process as interrupted (130)
+    with the order placed. A second Ctrl-C while the first is on its way up
+    is the same interruption, judged the same. With no command running yet
+    (``call`` None) it interrupts as Python's handler does.
+    """
+
+    def __init__(self, call: Call | None = None) -> None:
+        self.call = call
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.call is not None and self.call.settled:
+            return
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupting(call: Call) -> Iterator[None]:
+    """Let Ctrl-C interrupt ``call``'s command as :class:`_Interrupts` says while it runs.
+
+    The program's own handler (:func:`program`) is kept, settled, to the end
+    of the process; elsewhere Python's handler comes back afterwards. A
+    SIGINT that is ignored (a background job) or handled by the caller, or a
+    command run outside the main thread, is left as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    current = signal.getsignal(signal.SIGINT)
+    if isinstance(current, _Interrupts):
+        current.call = call
+        yield
+        return
+    if current is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, _Interrupts(call))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, current)
 
 
 class Call:
@@ -135,7 +222,8 @@ class Call:
     The one account of a command's call that :func:`report` turns into an exit
     code, for ``krakenex``, ``krakenex --futures`` and ``krakenex ws`` alike.
     The command calls :meth:`sending` just before it sends a call that changes
-    state, and :meth:`accepted` (or sets :attr:`refused`) once Kraken answered.
+    state, :meth:`accepted` (or sets :attr:`refused`) once Kraken answered,
+    and :meth:`delivering` as it writes the result.
     A subclass says how to look such a call up on its own exchange
     (:meth:`advice`, :meth:`outcome_message`); this one does it for spot REST.
 
@@ -152,6 +240,9 @@ class Call:
         self.result: Any = None
         self.answered = False
         self.refused: list[str] = []
+        #: Whether the outcome is settled: the result is being written, or a failure
+        #: reported. A Ctrl-C from then on no longer interrupts the command.
+        self.settled = False
 
     @property
     def in_doubt(self) -> bool:
@@ -167,6 +258,13 @@ class Call:
         if self.method is not None:
             self.answered, self.result = True, result
 
+    def delivering(self) -> None:
+        """Note that the result is written now: a Ctrl-C from here on changes nothing.
+
+        A failure to write it is still reported (exit 4 after a state change).
+        """
+        self.settled = True
+
     def advice(self) -> str:
         """What to do about a call that may have reached Kraken: how to look it up first."""
         from .errors import lookup_advice
@@ -179,6 +277,28 @@ class Call:
         """The client's account of an unknown outcome, and the commands that look the call up."""
         how = _lookup_commands(exc.userref, exc.cl_ord_id)
         return f'outcome unknown: {exc}' + (f' From the shell: {how}' if how else '')
+
+
+def sending_through(call: Call, session: Any, method: str, data: dict[str, Any]) -> None:
+    """Note ``method`` as sending (:meth:`Call.sending`) once its request goes to ``session``'s
+    transport, and not before.
+
+    Waiting for room on the rate counter or for the key's send lock sends
+    nothing, so a Ctrl-C there exits 130; from the moment the request is handed
+    to the connection it may reach Kraken.
+
+    :param session: the client's :class:`requests.Session`
+    """
+    import requests
+
+    class Noting(requests.adapters.HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, *args: Any,
+                 **kwargs: Any) -> requests.Response:
+            call.sending(method, data)
+            return super().send(request, *args, **kwargs)
+
+    for prefix in ('https://', 'http://'):
+        session.mount(prefix, Noting())
 
 
 class OutputError(Exception):
@@ -204,7 +324,7 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     method, private = _resolve_method(args)
     data = parse_params(args.params)
     _check_options(args, method)
-    with _logging_to_stderr(args.verbose) as log, Output(args.output) as out, \
+    with logging_to_stderr(args.verbose) as log, Output(args.output) as out, \
             _endpoint(args) as sandbox, _api(args, sandbox, method if private else None) as api:
         query = api.query_private if private else api.query_public
         log.debug('%s %s call to %s with parameters: %s', method,
@@ -215,22 +335,25 @@ def _run(args: argparse.Namespace, call: Call) -> int:
             envelope: Any = {'error': [], 'result': result}
         else:
             if private and methods.changes_state(method, data):
-                call.sending(method, data)
+                sending_through(call, api.session, method, data)
             envelope = query(method, data)
             _answered(call, envelope)
             if isinstance(envelope, bytes):
+                call.delivering()
                 _write_file(out, method, envelope)
                 return EXIT_OK
             result = None if args.raw else _result(method, envelope)
         if args.raw:
             try:
-                _write(out, to_json(envelope, _indent(out)) + '\n')
+                text = to_json(envelope, _indent(out)) + '\n'
+                call.delivering()
+                _write(out, text)
             finally:  # Kraken's errors still go to stderr and set the exit code
                 _result(method, envelope)
-        elif args.csv:
-            _write(out, _csv(method, result))
         else:
-            _write(out, to_json(result, _indent(out)) + '\n')
+            text = _csv(method, result) if args.csv else to_json(result, _indent(out)) + '\n'
+            call.delivering()
+            _write(out, text)
     return EXIT_OK
 
 
@@ -288,7 +411,7 @@ def _parser() -> _Parser:
         help='start the embedded sandbox for this one command and use its funded account: '
              'offline, no key needed')
     add('--timeout', metavar='SECONDS', type=_positive(float),
-        help='seconds to wait for a connection and for a reply, up to a day '
+        help='seconds to wait for a connection and for the whole reply, up to a day '
              '(default 5 and 30)')
     add('--retries', metavar='N', type=_positive(int, zero=True, maximum=100),
         help='retries of a read-only call after a transient fault, up to 100 (default 3)')
@@ -781,7 +904,7 @@ def _container(start: str, items: list[str], end: str, indent: int | None, level
 # ----------------------------------------------------------------- errors
 
 @contextlib.contextmanager
-def _logging_to_stderr(verbose: bool) -> Iterator[logging.Logger]:
+def logging_to_stderr(verbose: bool) -> Iterator[logging.Logger]:
     """Log the client's messages to stderr while the command runs, then restore the logger.
 
     Warnings (retries) only, or everything with --verbose. logging is imported

@@ -24,6 +24,7 @@ from .protocol import (
     Request,
     Retry,
     Timeout,
+    after_answer,
     after_sending,
     check_nonce_unit,
     check_timeout,
@@ -301,7 +302,8 @@ class SpotCore(KeyedCore):
         return Call(method, lambda: self._private_request(method, data), retry, check,
                     self.counter, self._cost(method), store=store,
                     unknown=lambda error, request: after_sending(
-                        error, request, at_most_once=at_most_once))
+                        error, request, at_most_once=at_most_once),
+                    **({'answered': after_answer} if at_most_once else {}))
 
     def _cost(self, method: str) -> float:
         """What ``method`` adds to the rate counter.

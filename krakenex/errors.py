@@ -22,8 +22,8 @@ __all__ = [
     'InvalidOrderArgumentsError', 'OrderNotFoundError', 'UnknownAssetError',
     'ServiceUnavailableError',
     'OutcomeUnknownError', 'OutcomeUnknownHTTPError', 'OutcomeUnknownResponseError',
-    'OutcomeUnknownConnectionError', 'OutcomeUnknownTimeout',
-    'error_class', 'lookup_advice',
+    'OutcomeUnknownConnectionError', 'OutcomeUnknownTimeout', 'OutcomeUnknownAPIError',
+    'AMBIGUOUS_ERRORS', 'ambiguous', 'error_class', 'lookup_advice',
     'failures', 'unwrap',
 ]
 
@@ -241,6 +241,41 @@ class OutcomeUnknownConnectionError(OutcomeUnknownError, KrakenConnectionError):
 
 class OutcomeUnknownTimeout(OutcomeUnknownError, KrakenTimeout):
     """A state-changing call got no reply within the timeout."""
+
+
+class OutcomeUnknownAPIError(OutcomeUnknownError):
+    """Kraken answered a state-changing call with an error that does not say whether it
+    took effect, such as ``EService:Timeout`` (see :data:`AMBIGUOUS_ERRORS`).
+
+    Kraken's error strings are in :attr:`errors`. It is deliberately not a
+    :class:`KrakenAPIError`: an ``except`` clause that resends on Kraken's
+    refusals must not resend this.
+    """
+
+
+#: Kraken's answers to a call that do not say whether it took effect: for a state-changing
+#: call each is an unknown outcome (:class:`OutcomeUnknownAPIError`), not a refusal.
+#: Kraken's spot errors page (https://docs.kraken.com/api/docs/guides/spot-errors) gives
+#: ``EGeneral:Internal error[:<code>]`` only as "Internal Support. Please contact support."
+#: and does not list ``EService:Timeout``, ``EService:Busy`` or ``EDatabase:Internal
+#: error`` at all (they come from its older support article and other clients' error maps):
+#: nothing Kraken publishes says the order was not placed. The same page has
+#: ``EService:Unavailable`` as "The matching engine or API is offline", and ``EService:Deadline
+#: elapsed`` as the request timing out by its deadline, after which "the engine will prevent
+#: this order from matching" (the order's ``deadline``, e.g.
+#: https://docs.kraken.com/exchange/api-reference/unified-ws/batch_add): both stay refusals,
+#: as do the market modes, the rate limits and every ``EOrder`` error. Kraken Futures'
+#: ``Server Error``, and its error replies without a code (``unknownError``), say no more.
+AMBIGUOUS_ERRORS = ('EService:Timeout', 'EService:Busy', 'EGeneral:Internal error',
+                    'EDatabase:Internal error', 'Server Error', 'unknownError')
+
+
+def ambiguous(errors: Sequence[str]) -> list[str]:
+    """Those of Kraken's error strings that leave a call's outcome unknown.
+
+    See :data:`AMBIGUOUS_ERRORS`; a warning or a refusal is not among them.
+    """
+    return [e for e in errors if isinstance(e, str) and e.startswith(AMBIGUOUS_ERRORS)]
 
 
 #: Every error string Kraken documents for spot (by prefix) and the class it raises; the

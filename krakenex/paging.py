@@ -261,12 +261,12 @@ class _Pager:
         new = [(row_id, row) for row_id, row in page.items() if row_id not in self.seen]
         self.seen.update(page)
         self.extra = {k: v for k, v in result.items() if k != member}
-        count = result.get('count')
-        self.total = None if count is None else int(count) - self.start
+        count = _count(self.method, result.get('count'))
+        self.total = None if count is None else count - self.start
         self.ofs += len(page)
         # An entry booked meanwhile shifts the pages: its overlap was dropped above.
         self.done = (not new or len(page) < methods.PAGE_SIZE
-                     or (count is not None and self.ofs >= int(count)))
+                     or (count is not None and self.ofs >= count))
         return new
 
     def _take_since(self, result: dict[str, Any]) -> list[Row]:
@@ -294,6 +294,31 @@ class _Pager:
             or (self.method == 'Trades' and size < asked))
         self.data['since'] = last
         return new
+
+
+#: The most entries a ``count`` can name: far more than any account has (Kraken keeps the
+#: ledger of a key's account), and a number that converts at once.
+MAX_COUNT = 10 ** 12
+
+
+def _count(method: str, count: Any) -> int | None:
+    """A page's ``count`` (the entries in all), as a whole number.
+
+    :raises KrakenResponseError: for one that is not a whole number from 0 to :data:`MAX_COUNT`
+    """
+    from .errors import KrakenResponseError
+
+    if count is None:
+        return None
+    try:
+        value = int(count) if not isinstance(count, bool) and 0 <= count <= MAX_COUNT else None
+    except (TypeError, ValueError, ArithmeticError):
+        value = None
+    if value is None or value != count:
+        raise KrakenResponseError(f'{method} answered a count of {str(count)[:40]!r}, which is '
+                                  f'not a number of entries; the pages were not read',
+                                  method=method)
+    return value
 
 
 def _row_key(method: str, row: list[Any]) -> Hashable:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import methods
 from .errors import (
     BODY_EXCERPT,
+    KrakenAPIError,
     KrakenConnectionError,
     KrakenConnectTimeout,
     KrakenError,
@@ -50,11 +51,13 @@ from .errors import (
     KrakenTimeout,
     KrakenUsageError,
     NotSentError,
+    OutcomeUnknownAPIError,
     OutcomeUnknownConnectionError,
     OutcomeUnknownError,
     OutcomeUnknownHTTPError,
     OutcomeUnknownResponseError,
     OutcomeUnknownTimeout,
+    ambiguous,
     api_error,
     failures,
 )
@@ -67,8 +70,10 @@ __all__ = [
     'DEFAULT_URI', 'DEFAULT_TIMEOUT', 'NONCE_UNITS', 'clock_nonce', 'check_nonce_unit', 'Request',
     'Reply', 'Retry',
     'render', 'query_string', 'encode', 'sign', 'decode_secret', 'nonce_in', 'check_method',
-    'check_timeout', 'public_request', 'private_request', 'read_reply', 'checked',
-    'after_sending', 'transport_error', 'unicode_only',
+    'check_timeout', 'split_timeout', 'deadline_seconds', 'public_request', 'private_request',
+    'loads', 'UnboundedNumberError', 'MAX_DIGITS', 'MAX_EXPONENT_DIGITS', 'read_reply',
+    'checked', 'after_sending', 'ambiguous_answer', 'after_answer', 'transport_error',
+    'unicode_only',
 ]
 
 log = logging.getLogger('krakenex')
@@ -76,7 +81,7 @@ log = logging.getLogger('krakenex')
 #: Kraken's spot REST API.
 DEFAULT_URI = 'https://api.kraken.com'
 
-#: Seconds to wait for a connection and then for a reply, unless told otherwise.
+#: Seconds to wait for a connection and then for the whole reply, unless told otherwise.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
 
 #: The longest timeout a call accepts, in seconds (about eleven days).
@@ -236,6 +241,21 @@ def check_timeout(timeout: Any) -> Timeout:
     return timeout  # type: ignore[no-any-return]
 
 
+def split_timeout(timeout: Timeout) -> tuple[float, float]:
+    """A timeout as its ``(connect, read)`` pair; one number stands for both."""
+    return timeout if isinstance(timeout, tuple) else (timeout, timeout)
+
+
+def deadline_seconds(timeout: Timeout) -> float:
+    """How long one attempt may last in all: connecting, sending, and the whole reply.
+
+    The connection gets its connect time and the reply its read time, and
+    however slowly the reply's body comes, the attempt is over by their sum.
+    """
+    connect, read = split_timeout(timeout)
+    return connect + read
+
+
 # --------------------------------------------------------------- signing
 
 def decode_secret(secret: str, what: str = 'the API secret') -> bytes:
@@ -354,6 +374,9 @@ class Call(NamedTuple):
     store: Store | None = None
     #: The error to raise for a failure once a request may have left.
     unknown: Callable[[KrakenError, Request], KrakenError] = lambda error, request: error
+    #: Kraken's answers that leave the outcome unknown: ``answered(reply, request,
+    #: response)`` returns the reply, or raises (:func:`after_answer`).
+    answered: Callable[[Any, Request, Any], Any] = lambda reply, request, response: reply
 
 
 # --------------------------------------------------------------- replies
@@ -371,12 +394,89 @@ class Reply(NamedTuple):
     response: Any = None
 
 
+#: The most digits a number in a reply may have before its point, after it, and in its
+#: exponent. Kraken's numbers have a few dozen at most; a longer one would take minutes to
+#: convert, or gigabytes to print, so such a reply is refused rather than decoded.
+MAX_DIGITS = 100
+MAX_EXPONENT_DIGITS = 3
+
+#: What the quick look for numbers beyond the bounds sees of a reply: digits and signs as
+#: ``0``, an exponent's letter as ``e``, the rest as blanks. Only a reply with a run of too
+#: many digits, or an ``e`` before too many, is decoded the slow way, each number checked
+#: (the run may also be inside a string, which is harmless).
+_SCAN = bytes(ord('0') if chr(c) in '0123456789+-' else ord('e') if chr(c) in 'eE' else
+               ord(' ') for c in range(256))
+_LONG_RUN = b'0' * (MAX_DIGITS + 1)
+_LONG_EXPONENT = re.compile(b'e' + b'0' * (MAX_EXPONENT_DIGITS + 1))
+_NUMBER_PARTS = re.compile(r'-?([0-9]*)(?:\.([0-9]*))?(?:[eE][-+]?([0-9]*))?')
+
+
+class UnboundedNumberError(ValueError):
+    """A number in JSON text has more digits than :data:`MAX_DIGITS` or
+    :data:`MAX_EXPONENT_DIGITS` allow, or is ``NaN`` or an infinity."""
+
+    def __init__(self, text: str) -> None:
+        shown = text if len(text) <= 40 else f'{text[:20]}...{text[-10:]} ({len(text)} characters)'
+        super().__init__(shown)
+
+
+def _bounded(text: str) -> str:
+    """``text``, a number as JSON writes it, if it is within the bounds."""
+    parts = _NUMBER_PARTS.fullmatch(text)
+    if parts is None or any(len(part or '') > limit for part, limit in zip(
+            parts.groups(), (MAX_DIGITS, MAX_DIGITS, MAX_EXPONENT_DIGITS), strict=True)):
+        raise UnboundedNumberError(text)
+    return text
+
+
+def _no_constant(text: str) -> Any:
+    raise UnboundedNumberError(text)
+
+
+#: A reply's decoder when no option is set: json.loads' own, refusing NaN and Infinity.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def loads(content: bytes | str, json_options: Mapping[str, Any] = _EMPTY) -> Any:
+    """Decode JSON as :func:`json.loads` does, with every number bounded.
+
+    A number with more than :data:`MAX_DIGITS` digits before or after its
+    point, or more than :data:`MAX_EXPONENT_DIGITS` in its exponent, and
+    ``NaN`` or ``Infinity`` (which JSON does not have), are refused before
+    they are converted, whatever ``parse_int`` or ``parse_float`` would make
+    of them; the user's ``parse_constant`` is kept.
+
+    :param json_options: keyword arguments of :func:`json.loads`
+    :raises UnboundedNumberError: for such a number
+    :raises ValueError: for text that is not JSON
+    :raises RecursionError: for JSON nested too deeply
+    """
+    if isinstance(content, str):
+        text, utf8 = content, content.encode('utf-8', 'surrogatepass')
+    else:
+        encoding = json.detect_encoding(content)
+        text = content.decode(encoding, 'surrogatepass')
+        utf8 = content if encoding.startswith('utf-8') else text.encode('utf-8', 'surrogatepass')
+    scanned = utf8.translate(_SCAN)
+    suspect = _LONG_RUN in scanned or _LONG_EXPONENT.search(scanned) is not None
+    if not suspect and not json_options:
+        return _DECODER.decode(text)
+    options = {'parse_constant': _no_constant, **json_options}
+    if suspect:
+        parse_int = options.get('parse_int') or int
+        parse_float = options.get('parse_float') or float
+        options['parse_int'] = lambda number: parse_int(_bounded(number))
+        options['parse_float'] = lambda number: parse_float(_bounded(number))
+    return json.loads(text, **options)
+
+
 def read_reply(method: str, reply: Reply, json_options: Mapping[str, Any]) -> Any:
     """Decode a reply: JSON, or ``bytes`` for a file.
 
     :raises KrakenHTTPError: for a status other than 2xx, naming Cloudflare's
         page or the redirect's target
-    :raises KrakenResponseError: for a 2xx body that is not JSON
+    :raises KrakenResponseError: for a 2xx body that is not JSON, or whose
+        numbers are beyond :func:`loads`' bounds
     """
     if not 200 <= reply.status < 300:
         raise KrakenHTTPError(_http_message(method, reply), method=method, status=reply.status,
@@ -385,7 +485,13 @@ def read_reply(method: str, reply: Reply, json_options: Mapping[str, Any]) -> An
     if content_type.startswith(BINARY_TYPES):
         return reply.content
     try:
-        return json.loads(reply.content, **json_options)
+        return loads(reply.content, json_options)
+    except UnboundedNumberError as exc:
+        raise KrakenResponseError(
+            f'Kraken {method} answered with a number krakenex does not decode ({exc}): at most '
+            f'{MAX_DIGITS} digits before and after the point and {MAX_EXPONENT_DIGITS} in the '
+            f'exponent, and no NaN or Infinity; the reply was not used', method=method,
+            status=reply.status, body=_excerpt(reply.content), response=reply.response) from None
     except (ValueError, RecursionError):
         raise KrakenResponseError(
             f'Kraken {method} answered HTTP {reply.status} with a body that is not JSON '
@@ -486,6 +592,7 @@ class Retry:
 # ------------------------------------------------------- unknown outcomes
 
 _OUTCOME_UNKNOWN: tuple[tuple[type[KrakenError], type[OutcomeUnknownError]], ...] = (
+    (KrakenAPIError, OutcomeUnknownAPIError),  # an answer that leaves it unknown
     (KrakenHTTPError, OutcomeUnknownHTTPError),
     (KrakenResponseError, OutcomeUnknownResponseError),
     (KrakenTimeout, OutcomeUnknownTimeout),
@@ -510,14 +617,51 @@ def after_sending(error: KrakenError, request: Request, *,
                     userref=request.data.get('userref'), cl_ord_id=request.data.get('cl_ord_id'))
 
 
+def ambiguous_answer(reply: Any, method: str, response: Any = None, *,
+                     errors: Callable[[Any], list[str]] | None = None) -> KrakenAPIError | None:
+    """The error of Kraken's answer to ``method`` if it leaves the call's outcome unknown.
+
+    An error such as ``EService:Timeout`` or ``EGeneral:Internal error`` does
+    not say whether the call took effect (:data:`krakenex.errors.AMBIGUOUS_ERRORS`).
+
+    :param errors: the error strings of a reply (spot's ``error`` list unless given)
+    :returns: the error, or None for any other reply
+    """
+    found = errors(reply) if errors is not None else (
+        reply.get('error') if isinstance(reply, dict) else None)
+    if not isinstance(found, list):
+        return None
+    doubtful = ambiguous(failures([str(e) for e in found]))
+    if not doubtful:
+        return None
+    status = getattr(response, 'status_code', getattr(response, 'status', None))
+    return KrakenAPIError(f'Kraken answered {", ".join(doubtful)}, which does not say whether '
+                          f'it took effect', method=method, status=status, errors=found,
+                          response=response)
+
+
+def after_answer(reply: Any, request: Request, response: Any = None) -> Any:
+    """Return Kraken's answer to a state-changing spot ``request``, unless it leaves the
+    outcome unknown (:func:`ambiguous_answer`).
+
+    :raises OutcomeUnknownAPIError: for such an answer, whatever ``raise_errors`` says
+    """
+    cause = ambiguous_answer(reply, request.method, response)
+    if cause is None:
+        return reply
+    raise after_sending(cause, request, at_most_once=True)
+
+
 # ------------------------------------------------------ transport failures
 
 def transport_error(kind: str, uri: str, method: str, reason: str = '') -> KrakenError:
     """The exception for a failure below HTTP, worded the same for every driver.
 
     :param kind: ``'bad_uri'``, ``'not_sent'``, ``'connect_timeout'``,
-        ``'timeout'``, ``'dropped'`` or ``'broken'`` (a reply cut off)
-    :param reason: the transport's innermost cause, in a few words
+        ``'timeout'``, ``'deadline'`` (the reply did not arrive whole in time),
+        ``'dropped'`` or ``'broken'`` (a reply cut off)
+    :param reason: the transport's innermost cause, in a few words; for
+        ``'deadline'``, the seconds the attempt had
     """
     if kind == 'bad_uri':
         return KrakenUsageError(f'API.uri {uri!r} is not a server address such as '
@@ -530,6 +674,9 @@ def transport_error(kind: str, uri: str, method: str, reason: str = '') -> Krake
                                     f'{method}; nothing was sent', method=method)
     if kind == 'timeout':
         return KrakenTimeout(f'no reply from {uri} to {method} within the timeout', method=method)
+    if kind == 'deadline':
+        return KrakenTimeout(f'the reply from {uri} to {method} did not arrive whole within '
+                             f'{reason} s, the connect and read timeouts together', method=method)
     if kind == 'dropped':
         return KrakenConnectionError(f'the connection to {uri} failed during {method}: '
                                      f'{reason}', method=method)

@@ -34,6 +34,7 @@ from typing import Any
 
 from . import pacing
 from .errors import KrakenUsageError, ShareUnavailableError
+from .protocol import deadline_seconds
 
 __all__ = ['Store', 'LocalStore', 'FileStore', 'RedisStore', 'Share', 'SharedCounter',
            'resolve', 'cache_directory', 'store_name', 'lease', 'SHARE_VARIABLE', 'LEASE_MARGIN']
@@ -51,9 +52,8 @@ REDIS_TIMEOUT = 5.0
 
 
 def lease(timeout: float | tuple[float, float]) -> float:
-    """How long a call with ``timeout`` may hold the key's send lock in Redis."""
-    connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-    return connect + read + LEASE_MARGIN
+    """How long a call with ``timeout`` may hold the key's send lock in Redis: its deadline."""
+    return deadline_seconds(timeout) + LEASE_MARGIN
 
 
 def store_name(key: str, server: str) -> str:

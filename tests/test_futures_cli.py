@@ -161,7 +161,8 @@ def test_sendorder_interrupted_while_in_flight_exits_4_and_names_its_cliordid(
     sandbox.inject('reply_delayed', method='sendorder', seconds=5)  # placed, then no reply
     command = [sys.executable, '-m', 'krakenex', '--futures', '--uri', sandbox.futures_url,
                '--key-file', key_file(tmp_path, sandbox), *ORDER]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 20
     while not sandbox.futures.orders(sandbox.futures.key) and time.monotonic() < deadline:
         time.sleep(0.02)  # until the order is placed and the command waits for the reply

@@ -119,7 +119,7 @@ def test_ctrl_c_exits_130_without_a_traceback(sb):
                'BTC/USD']
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=env) as process:
+                          text=True, env=env, preexec_fn=default_sigint) as process:
         try:
             assert process.stdout is not None
             assert json.loads(process.stdout.readline())['channel'] == 'status'
@@ -241,6 +241,11 @@ def swallower() -> Iterator[Swallower]:
     server.stop()
 
 
+def default_sigint() -> None:
+    """In a child: Ctrl-C as a terminal gives it (a background pytest's children ignore it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupted(process: subprocess.Popen[str]) -> tuple[int, str]:
     """Send SIGINT to a running command; its exit code and stderr."""
     process.send_signal(signal.SIGINT)
@@ -254,7 +259,7 @@ def interrupted(process: subprocess.Popen[str]) -> tuple[int, str]:
 def ws_popen(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, '-m', 'krakenex', 'ws', *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+                            env={**os.environ, 'PYTHONUNBUFFERED': '1'}, preexec_fn=default_sigint)
 
 
 @pytest.mark.skipif(os.name == 'nt', reason='sends SIGINT')
@@ -510,7 +515,8 @@ def test_ctrl_c_while_a_dropped_connection_reopens_before_the_order_went_out_exi
         process = subprocess.Popen(
             [sys.executable, '-c', PAUSED_WS, *against, '--ws-auth-uri', server.url,
              '--timeout', '30', *ADD_ORDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+            stderr=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'},
+            preexec_fn=default_sigint)
         assert process.stdout is not None and process.stdin is not None
         assert process.stdout.readline() == 'connected\n'
         server.drop()

@@ -29,8 +29,10 @@ from ..cli import (
     Output,
     UsageError,
     add_share_option,
+    logging_to_stderr,
     parse_params,
     run_command,
+    sending_through,
     to_json,
 )
 from . import protocol
@@ -94,6 +96,8 @@ def _parser() -> _Parser:
     parser.add_argument('--verb', choices=['GET', 'POST', 'PUT', 'DELETE'],
                         help="the HTTP verb, if not the one in Kraken's table")
     parser.add_argument('--timeout', type=float, default=30.0, help='seconds (default 30)')
+    parser.add_argument('-v', '--verbose', action='store_true',
+                        help='log what is sent and received to stderr (never a secret)')
     add_share_option(parser.add_argument)
     output = parser.add_mutually_exclusive_group()
     output.add_argument('--csv', action='store_true', help='a list result as CSV')
@@ -113,6 +117,7 @@ def main(argv: Sequence[str]) -> int:
 def _run(args: argparse.Namespace, call: Call) -> int:
     from .api import FuturesAPI
 
+    call.verbose = args.verbose
     data = parse_params(args.params)
     if args.sandbox and (args.uri or args.key_file):
         raise UsageError('--sandbox runs its own server with its own account: leave out '
@@ -127,7 +132,7 @@ def _run(args: argparse.Namespace, call: Call) -> int:
         raise UsageError(f'--csv is for a list result (such as tickers, openorders or fills); '
                          f'{name} changes state and answers with one object: leave out --csv')
     out = Output(None)  # stdout, refused now if it is closed
-    with _server(args.sandbox) as sandbox:
+    with logging_to_stderr(args.verbose) as log, _server(args.sandbox) as sandbox:
         uri = sandbox.futures_url if sandbox else args.uri or protocol.DEFAULT_URI
         client = FuturesAPI(uri=uri, timeout=args.timeout, raise_errors=not args.raw,
                             **({} if args.share is None else {'share': args.share}))
@@ -140,8 +145,10 @@ def _run(args: argparse.Namespace, call: Call) -> int:
                 raise UsageError(str(exc)) from None
         with client:
             query = client.query_private if private else client.query_public
+            log.debug('%s %s call to %s with parameters: %s', name,
+                      'private' if private else 'public', client.uri, ', '.join(data) or 'none')
             if changes_state:
-                call.sending(name, data)
+                sending_through(call, client.session, name, data)
             reply = query(name, data, verb=args.verb)
     if args.raw:
         failed = protocol.reply_error(reply, name) or protocol.refusal(reply, name) \
@@ -151,14 +158,18 @@ def _run(args: argparse.Namespace, call: Call) -> int:
         else:
             call.refused = [str(failed)]
         try:
-            out.write((to_json(reply, 2) + '\n').encode())
+            text = to_json(reply, 2) + '\n'
+            call.delivering()
+            out.write(text.encode())
         finally:  # Kraken's refusal still goes to stderr and sets the exit code
             if failed is not None:
                 raise failed
         return EXIT_OK
     call.accepted(reply)
     result = _result(reply)
-    out.write((_csv(result) if args.csv else to_json(result, 2) + '\n').encode())
+    text = _csv(result) if args.csv else to_json(result, 2) + '\n'
+    call.delivering()
+    out.write(text.encode())
     return EXIT_OK
 
 

@@ -120,10 +120,12 @@ class FuturesCore(KeyedCore):
 
         if not private:
             return Call(endpoint.name, build, retry, check)
+        changes = {'answered': self._answered} if retry.at_most_once else {}
         return Call(endpoint.name, build, retry, check, self._counter(endpoint),
                     self._cost(endpoint, verb, data), store=self._store(),
                     unknown=lambda error, request: self._unknown(error, request,
-                                                                 at_most_once=retry.at_most_once))
+                                                                 at_most_once=retry.at_most_once),
+                    **changes)
 
     def _counter(self, endpoint: Endpoint) -> RateCounter | None:
         return self.history_pool if endpoint.surface == 'history' else \
@@ -144,6 +146,20 @@ class FuturesCore(KeyedCore):
                 error.status = getattr(response, 'status_code', getattr(response, 'status', None))
                 raise error
         return reply
+
+    @classmethod
+    def _answered(cls, reply: Any, request: Request, response: Any) -> Any:
+        """Kraken Futures' answer to a state change, unless it leaves the outcome unknown.
+
+        :raises OutcomeUnknownAPIError: for an error that does not say whether the
+            call took effect (``Server Error``, or no error code), carrying the
+            ``cliOrdId`` to look it up by
+        """
+        cause = spot.ambiguous_answer(reply, request.method, response,
+                                      errors=protocol.error_codes)
+        if cause is None:
+            return reply
+        raise cls._unknown(cause, request, at_most_once=True)
 
     @staticmethod
     def _unknown(error: KrakenError, request: Request, *, at_most_once: bool) -> KrakenError:

@@ -52,7 +52,7 @@ from .endpoints import (
 __all__ = [
     'DEFAULT_URI', 'SURFACES', 'Endpoint', 'ENDPOINTS', 'lookup', 'urlpath', 'signing_path',
     'encode', 'authent', 'cost', 'BUDGET', 'HISTORY_POOL', 'ERROR_CODES', 'TRANSIENT_CODES',
-    'error_class', 'reply_error', 'order_failures', 'refusal', 'transient_reply',
+    'error_class', 'error_codes', 'reply_error', 'order_failures', 'refusal', 'transient_reply',
     'client_order_ids',
 ]
 
@@ -174,6 +174,14 @@ def _codes(reply: Mapping[str, Any]) -> list[str]:
     if isinstance(errors, list):
         codes += [str(e) for e in errors if str(e) not in codes]
     return codes or ['unknownError']
+
+
+def error_codes(reply: Any) -> list[str]:
+    """The error codes of a reply with ``"result": "error"`` (``unknownError`` if it names
+    none); none for any other reply."""
+    if not isinstance(reply, dict) or reply.get('result') != 'error':
+        return []
+    return _codes(reply)
 
 
 def reply_error(reply: Any, name: str) -> KrakenAPIError | None:

@@ -281,8 +281,9 @@ class Sandbox:
         ``reset`` (TCP RST, not processed), ``unavailable`` (EService:Unavailable, or Kraken
         Futures' ``Unavailable`` on its paths; not processed), ``delay`` (wait ``seconds``,
         then process), ``reply_lost`` (process, then RST), ``reply_delayed`` (process, wait,
-        reply), ``not_json`` (process, reply with plain text). Faults are used in the order
-        they were injected.
+        reply), ``not_json`` (process, reply with plain text), ``trickle`` (process, then
+        send the reply's body a byte every ``seconds``). Faults are used in the order they
+        were injected.
         """
         self._faults.add(kind, method, seconds, times)
 

@@ -36,7 +36,7 @@ log = logging.getLogger('krakenex.sandbox')
 
 #: The fault kinds :meth:`krakenex.sandbox.Sandbox.inject` accepts.
 FAULT_KINDS = frozenset({'html520', 'html502', 'html504', 'reset', 'delay', 'reply_lost',
-                         'reply_delayed', 'not_json', 'unavailable'})
+                         'reply_delayed', 'not_json', 'unavailable', 'trickle'})
 MAX_BODY = 1 << 20  # bytes; a longer request body is refused with HTTP 413
 READ_TIMEOUT = 10.0  # seconds a read from a client may wait, by default
 MAX_CONNECTIONS = 2000  # open connections, by default
@@ -284,14 +284,35 @@ class _Handler(BaseHTTPRequestHandler):
             if kind == 'not_json':
                 reply = Reply(200, b'upstream connect error or disconnect/reset before headers. '
                                    b'reset reason: connection termination', 'text/plain')
+            if fault is not None and kind == 'trickle':
+                self._trickle(reply, fault)
+                return
             self._send(reply)
 
-    def _send(self, reply: Reply) -> None:
+    def _trickle(self, reply: Reply, fault: _Fault) -> None:
+        """Send the headers at once, then the body a byte every ``fault.seconds``.
+
+        It stops when the client goes away or the sandbox stops; the connection
+        is not used again.
+        """
+        self.close_connection = True
+        body = reply.body
+        self._send(Reply(reply.status, b'', reply.content_type, reply.headers), len(body))
+        try:
+            for i in range(len(body)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                if self.server.faults.pause(fault):
+                    return
+        except OSError:  # the client gave up
+            pass
+
+    def _send(self, reply: Reply, length: int | None = None) -> None:
         self.send_response_only(reply.status)
         self.send_header('Server', reply.headers.get('Server', 'krakenex-sandbox'))
         self.send_header('Date', self.date_time_string())
         self.send_header('Content-Type', reply.content_type)
-        self.send_header('Content-Length', str(len(reply.body)))
+        self.send_header('Content-Length', str(len(reply.body) if length is None else length))
         for name, value in reply.headers.items():
             if name != 'Server':
                 self.send_header(name, value)
