@@ -15,6 +15,11 @@ checksum (WebSocket v2)" guide, kraken-protocol.md §8.4 and §10.1):
 Numbers stay :class:`~decimal.Decimal` from the wire to the checksum: a float
 loses the trailing zeros the checksum includes (``0.10000000``) and writes
 small prices as ``1.234e-05``.
+
+A level no exchange can have (a price that is not above zero, a quantity below
+zero, either one not a finite number or at :data:`LEVEL_LIMIT` or more) and a
+checksum that is not a CRC32 make :meth:`Book.apply` raise, whatever the
+checksum says: the book is emptied and never shows them.
 """
 
 from __future__ import annotations
@@ -27,13 +32,21 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-__all__ = ['Book', 'BookView', 'checksum', 'level_text', 'CHECKSUM_LEVELS', 'DEPTHS']
+__all__ = ['Book', 'BookView', 'checksum', 'level_text', 'CHECKSUM_LEVELS', 'DEPTHS',
+           'LEVEL_LIMIT']
 
 #: The checksum covers this many levels per side, whatever the subscribed depth.
 CHECKSUM_LEVELS = 10
 
 #: The depths Kraken's ``book`` channel accepts; 10 is its default.
 DEPTHS = (10, 25, 100, 500, 1000)
+
+#: Prices and quantities stay below this (a billion billion): a level at or above it cannot exist.
+LEVEL_LIMIT = Decimal(10) ** 18
+_LIMIT_DIGITS = 18  # digits before the point of a number just below LEVEL_LIMIT
+
+#: Kraken's checksum is a CRC32: a whole number from 0 to this, inclusive.
+CRC_MAX = (1 << 32) - 1
 
 Level = tuple[Decimal, Decimal]
 
@@ -75,7 +88,39 @@ def _decimal(value: Any) -> Decimal:
         return value
     if isinstance(value, float):
         return Decimal(repr(value))  # the best a float can give; the precision restores zeros
-    return Decimal(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    raise ValueError(f'a level has {_shown(value)} where a number belongs')
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, cut short."""
+    text = repr(value) if not isinstance(value, (list, dict)) else type(value).__name__
+    return text if len(text) <= 40 else text[:30] + '...'
+
+
+def _possible(value: Decimal, what: str, *, zero: bool) -> Decimal:
+    """``value`` if a level can have it as its ``what`` (its price: above zero; its
+    quantity, with ``zero``: zero or more), finite and below :data:`LEVEL_LIMIT`.
+
+    :raises ValueError: if it cannot
+    """
+    if not (value.is_finite() and (value >= 0 if zero else value > 0)
+            and value.adjusted() < _LIMIT_DIGITS):
+        raise ValueError(f'a level with {what} {_shown(value)} cannot exist')
+    return value
+
+
+def _crc(value: Any) -> int:
+    """Kraken's checksum as a whole number from 0 to :data:`CRC_MAX`.
+
+    :raises ValueError: for anything else (no checksum, a fraction, a number out of range)
+    """
+    if isinstance(value, Decimal) and value.is_finite() and 0 <= value <= CRC_MAX \
+            and value == value.to_integral_value():
+        return int(value)
+    raise ValueError(f'the checksum {_shown(value)} is not a CRC32 (a whole number from 0 '
+                     f'to {CRC_MAX})')
 
 
 @dataclass(frozen=True)
@@ -127,9 +172,12 @@ class _Side:
         edge = None if changed else prices[-CHECKSUM_LEVELS] if best_high else prices[
             CHECKSUM_LEVELS - 1]
         # a number written on the wire at the pair's precision ends in '.' and that many
-        # digits; Decimal's str() then gives that text back (and never an exponent)
+        # digits; Decimal's str() then gives that text back (and never an exponent); one that
+        # is not negative and has at most _LIMIT_DIGITS digits before the point is possible
         pdot = -pp - 1 if pp else 0
         qdot = -qp - 1 if qp else 0
+        plong = pp + _LIMIT_DIGITS + 2 if pp else 0
+        qlong = qp + _LIMIT_DIGITS + 2 if qp else 0
         for level in levels:
             price, qty = level['price'], level['qty']
             if price.__class__ is not Decimal:
@@ -137,8 +185,8 @@ class _Side:
             if qty.__class__ is not Decimal:
                 qty = _decimal(qty)
             key: Any = str(price)
-            if not (pdot and len(key) > pp and key[pdot] == '.'  # type: ignore[operator]
-                    and 'E' not in key):
+            if not (pdot and pp < len(key) < plong and key[pdot] == '.'  # type: ignore[operator]
+                    and 'E' not in key and key[0] != '-'):
                 key = _key(price, pp)
             if not changed and (price >= edge if best_high else price <= edge):  # type: ignore[operator]
                 changed = True
@@ -150,10 +198,12 @@ class _Side:
                     del prices[at], keys[at], texts[at]
                 continue
             text = str(qty)
-            if not (qdot and len(text) > qp and text[qdot] == '.'  # type: ignore[operator]
-                    and 'E' not in text):
-                text = _fixed(qty, qp)
+            if not (qdot and qp < len(text) < qlong and text[qdot] == '.'  # type: ignore[operator]
+                    and 'E' not in text and text[0] != '-'):
+                text = _fixed(_possible(qty, 'quantity', zero=True), qp)
             if old is None:
+                if not price:
+                    raise ValueError('a level with price 0 cannot exist')
                 digits = (key if key.__class__ is str else _fixed(price, pp)).replace(
                     '.', '').lstrip('0')
                 at = bisect_left(prices, price)
@@ -216,7 +266,11 @@ def _fixed(value: Decimal, precision: int | None) -> str:
 
 
 def _key(price: Decimal, precision: int | None) -> Any:
-    """What a price is looked up by: its text at the precision, or itself without one."""
+    """What a price is looked up by: its text at the precision, or itself without one.
+
+    :raises ValueError: for a price no level can have
+    """
+    _possible(price, 'price', zero=False)
     return price if precision is None else format(price, f'.{precision}f')
 
 
@@ -284,6 +338,9 @@ class Book:
             ``'mismatch'`` if not (the book is then emptied and waits for a
             snapshot; :attr:`computed` and :attr:`expected` show both values);
             ``'ignored'`` for an update that arrives while the book waits for a snapshot
+        :raises ValueError: for a level that cannot exist, a checksum that is not a CRC32 or
+            a timestamp that is not text; the book is then emptied and waits for a snapshot
+            (other errors, such as a level without ``qty``, do the same)
         """
         with self._lock:
             if snapshot:
@@ -296,10 +353,15 @@ class Book:
                 bids.take(data.get('bids'), pp, qp, depth, snapshot)
                 asks.take(data.get('asks'), pp, qp, depth, snapshot)
                 self.computed = computed = zlib.crc32(bids.text, asks.crc)
-                self.expected = expected = data.get('checksum')
-                self.timestamp = data.get('timestamp', self.timestamp)
-                if expected is not None and computed == (
-                        expected if expected.__class__ is int else int(expected)):
+                expected = data.get('checksum')
+                if not (expected.__class__ is int and 0 <= expected <= CRC_MAX):
+                    expected = _crc(expected)
+                self.expected = expected
+                timestamp = data.get('timestamp', self.timestamp)
+                if timestamp is not None and timestamp.__class__ is not str:
+                    raise ValueError(f'the timestamp {_shown(timestamp)} is not text')
+                self.timestamp = timestamp
+                if computed == expected:
                     self.verified, self.checksum = True, computed
                     return 'verified'
             except BaseException:
