@@ -91,6 +91,7 @@ class FakeKraken:
                       'SHIB/USD': ServedBook(8, 8, Decimal('0.00001234')),
                       'ETH/USD': ServedBook(2, 8, Decimal('3000.00'))}
         self.received: list[dict[str, Any]] = []
+        self.received_at: list[float] = []  # time.monotonic() of each, in step with received
         self.connections: list[ServerConnection] = []
         self.handshakes = 0
         self.refuse: list[int] = []  # HTTP statuses for the next handshakes
@@ -218,6 +219,7 @@ class FakeKraken:
                  'version': '2.0.0'}]}))
             async for raw in connection:
                 message = json.loads(raw)
+                self.received_at.append(time.monotonic())
                 self.received.append(message)
                 if self.quiet(connection):
                     continue
