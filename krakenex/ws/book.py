@@ -95,7 +95,9 @@ def _decimal(value: Any) -> Decimal:
 
 def _shown(value: Any) -> str:
     """A value for an error message, cut short."""
-    text = repr(value) if not isinstance(value, (list, dict)) else type(value).__name__
+    if isinstance(value, (list, dict)):
+        return f'a {type(value).__name__}'
+    text = str(value) if isinstance(value, Decimal) else repr(value)
     return text if len(text) <= 40 else text[:30] + '...'
 
 

@@ -93,6 +93,7 @@ class _PayloadHidden(logging.LoggerAdapter):  # type: ignore[type-arg]
         if self.isEnabledFor(level):
             shown = tuple(f'{a.opcode.name} [{len(a.data)} bytes, not shown: this connection '
                           f'carries a token]' if isinstance(a, Frame) else a for a in args)
+            kwargs.setdefault('stacklevel', 2)  # the line in websockets, not this one
             self.logger.log(level, msg, *shown, **kwargs)
 
 
