@@ -215,11 +215,12 @@ def test_a_book_whose_checksum_keeps_failing_is_subscribed_again_further_and_fur
         waits = [expect(ws, notice('book_resync'))['wait'] for _ in range(6)]
         assert waits == [0.0, 0.1, 0.2, 0.4, 0.4, 0.4]
         eventually(lambda: len(kraken.sent('subscribe', 'book')) >= 7)
-        sent = [at for at, m in zip(kraken.received_at, kraken.received)
+        sent = [at for at, m in zip(kraken.received_at, kraken.received, strict=False)
                 if m.get('method') == 'subscribe' and m['params'].get('channel') == 'book']
-        gaps = [b - a for a, b in zip(sent, sent[1:])]
+        gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
         # each subscribe waited at least what its notice said (unpaced: ~270 a second)
-        assert all(gap >= wait - 0.01 for gap, wait in zip(gaps, waits)), (gaps, waits)
+        paced = zip(gaps, waits, strict=False)
+        assert all(gap >= wait - 0.01 for gap, wait in paced), (gaps, waits)
         with pytest.raises(BookUnavailableError):
             ws.book('BTC/USD')
 
