@@ -124,15 +124,10 @@ def book_frames(draw: Any) -> list[str]:
     return [f'{{"channel":"book","type":{kind},"data":{data}}}']
 
 
-@st.composite
-def impossible_books(draw: Any) -> list[Any]:
+def impossible(symbol: str, odd: str, field: str, at: int, side: str) -> Any:
     """A snapshot of a subscribed book with one level no exchange can have, under a checksum
     computed from its text by Kraken's rule: only the level itself gives it away. Written
-    once the server's levels are known, at sending."""
-    symbol, odd = draw(st.sampled_from(SYMBOLS)), draw(IMPOSSIBLE)
-    field, at = draw(st.sampled_from(['price', 'qty'])), draw(st.integers(0, 9))
-    side = draw(st.sampled_from(['bids', 'asks']))
-
+    when it is sent, from the server's levels then."""
     def write(kraken: FakeKraken) -> str:
         bids, asks = served_levels(kraken, symbol)
         levels = {'bids': bids, 'asks': asks}
@@ -141,7 +136,12 @@ def impossible_books(draw: Any) -> list[Any]:
         served = kraken.books[symbol]
         return wire_book(symbol, 'snapshot', levels['bids'], levels['asks'], pp=served.pp,
                          qp=served.qp)
-    return [write]
+    return write
+
+
+IMPOSSIBLE_BOOKS = st.builds(impossible, st.sampled_from(SYMBOLS), IMPOSSIBLE,
+                             st.sampled_from(['price', 'qty']), st.integers(0, 9),
+                             st.sampled_from(['bids', 'asks'])).map(lambda write: [write])
 
 
 @st.composite
@@ -182,7 +182,7 @@ FLOOD = st.builds(lambda frames, times: frames * times,
 BIG_FLOOD = st.integers(1, 16).map(lambda n: [numbers(i, 256 << 10) for i in range(n)])
 
 KINDS: dict[str, st.SearchStrategy[list[Any]]] = {
-    'book': book_frames(), 'impossible book': impossible_books(),
+    'book': book_frames(), 'impossible book': IMPOSSIBLE_BOOKS,
     'instrument': instrument_frames(), 'reply': REPLIES, 'channel': CHANNELS,
     'not an object': NOT_OBJECTS, 'deep': DEEP, 'not text': NOT_TEXT, 'flood': FLOOD,
     'flood of large messages': BIG_FLOOD}
@@ -228,6 +228,11 @@ PROBES = [
                         checksum='1e10000000')]),
     ('flood of large messages', [numbers(i, 256 << 10) for i in range(16)]),
     ('not an object', ['[1,2]', '"x"', '5', 'null', 'NaN']),
+    *[('impossible book', [impossible('BTC/USD', odd, field, at, 'bids')])
+      for odd, field, at in [('-1.00000000', 'qty', 0), ('0.0', 'price', 9),
+                             ('-44999.9', 'price', 0), ('NaN', 'qty', 3),
+                             ('Infinity', 'price', 0), ('1e400', 'price', 0),
+                             ('1000000000000000000.00000000', 'qty', 1)]],
 ]
 
 
@@ -242,7 +247,8 @@ def test_a_hostile_server_never_stops_freezes_or_swells_the_client(kraken, ws, g
     before = sys.getallocatedblocks()
     for group in frames:  # nobody reads meanwhile
         kraken.push_many(group)
-    assert ws.request('ping')['method'] == 'pong'  # every frame before it has been read
+        assert ws.request('ping')['method'] == 'pong'  # every frame before it has been read
+        check_books(ws, kraken)  # as the group left them
     held = sys.getallocatedblocks() - before
     marker = next(_markers)
     pairs = [{'symbol': s, 'price_precision': b.pp, 'qty_precision': b.qp}
