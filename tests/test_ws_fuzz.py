@@ -41,6 +41,7 @@ from test_ws_hostile import numbers, quick_resyncs, served_levels, verified, wir
 
 from krakenex.ws import WS, BookUnavailableError
 from krakenex.ws.book import LEVEL_LIMIT
+from krakenex.ws.protocol import MAX_DEPTH
 
 EXAMPLES = int(os.environ.get('KRAKENEX_FUZZ_EXAMPLES', '40'))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -174,8 +175,8 @@ CHANNELS = st.builds(lambda c, t, d, s: json.dumps({'channel': c, 'type': t, 'da
 NOT_OBJECTS = st.one_of(st.one_of(SCALARS, st.lists(VALUES, max_size=3)).map(json.dumps),
                         st.sampled_from(['NaN', '-Infinity', '1e1000000', '"x"', '[]'])
                         ).map(lambda text: [text])
-DEEP = st.builds(nested, st.integers(30, 100_000), st.sampled_from(['list', 'object', 'open'])
-                 ).map(lambda text: [text])
+DEEP = st.builds(nested, st.integers(MAX_DEPTH - 8, 100_000),
+                 st.sampled_from(['list', 'object', 'open'])).map(lambda text: [text])
 NOT_TEXT = st.one_of(st.binary(max_size=64), st.text(max_size=40)).map(lambda raw: [raw])
 FLOOD = st.builds(lambda frames, times: frames * times,
                   st.one_of(CHANNELS, NOT_OBJECTS, book_frames()), st.integers(2, 200))

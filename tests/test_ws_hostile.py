@@ -31,6 +31,7 @@ from test_ws_client import (
 from krakenex import API, KrakenAPIError, KrakenUsageError
 from krakenex.sandbox import Sandbox
 from krakenex.ws import WS, BookUnavailableError, ResyncBackoff
+from krakenex.ws.protocol import MAX_DEPTH
 
 
 def quick_resyncs() -> ResyncBackoff:
@@ -129,7 +130,7 @@ def test_a_message_nested_100000_deep_is_a_bad_message_and_the_stream_goes_on(ws
     ws.subscribe('ticker', symbol=['BTC/USD'])
     kraken.push(text)
     bad = expect(ws, notice('bad_message'))
-    assert 'nested deeper than 32 levels' in bad['reason']
+    assert f'nested deeper than {MAX_DEPTH} levels' in bad['reason']
     assert bad['text'].endswith('...') and len(bad['text']) == 203
     the_stream_goes_on(ws, kraken)
     assert ws.subscribe('trade', symbol=['BTC/USD'])[0]['success'] is True

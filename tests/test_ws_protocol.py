@@ -185,8 +185,17 @@ def test_nesting_deeper_than_max_depth_is_a_value_error_never_a_recursion_error(
 
 def test_nesting_up_to_max_depth_decodes():
     assert decode('[' * MAX_DEPTH + ']' * MAX_DEPTH) is not None
-    long = '{"data":[' + ','.join(['{"price":1.5,"qty":[1]}'] * 50) + ']}'  # many brackets
-    assert len(decode(long)['data']) == 50
+    long = '{"data":[' + ','.join(['{"price":1.5,"qty":[1]}'] * 500) + ']}'  # many brackets
+    assert len(decode(long)['data']) == 500
+
+
+def test_nesting_is_found_however_lists_objects_and_values_mix_on_the_way_down():
+    inner = '[1,"x",{"a":null}]'
+    for _ in range(MAX_DEPTH - 2):  # each level holds a number, text, an object and the next
+        inner = f'[2,"y",{{"b":true}},{inner}]'
+    assert decode(inner) is not None
+    with pytest.raises(ValueError, match='nested deeper'):
+        decode(f'{{"c":[{inner},{{}}]}}')
 
 
 @pytest.mark.parametrize('number', [

@@ -118,6 +118,8 @@ def _crc(value: Any) -> int:
 
     :raises ValueError: for anything else (no checksum, a fraction, a number out of range)
     """
+    if value.__class__ is int and 0 <= value <= CRC_MAX:
+        return int(value)
     if isinstance(value, Decimal) and value.is_finite() and 0 <= value <= CRC_MAX \
             and value == value.to_integral_value():
         return int(value)
@@ -143,6 +145,21 @@ class BookView:
     timestamp: str | None
 
 
+#: A pair's precisions and what follows from them for reading its numbers as written on the
+#: wire: ``(price_precision, qty_precision, pdot, qdot, plong, qlong)``.
+_Wire = tuple[Any, Any, int, int, int, int]
+
+
+def _wire(pp: int | None, qp: int | None) -> _Wire:
+    """A number written at the pair's precision ends in '.' and that many digits, where
+    Decimal's str() gives that text back (and never an exponent): ``pdot`` and ``qdot`` are
+    where the '.' is, from the end, or 0 without a precision. A quantity so written that is
+    not negative and shorter than ``qlong`` has at most _LIMIT_DIGITS digits before the point
+    and is possible; a price is checked when its level is added (``plong``)."""
+    return (pp, qp, -pp - 1 if pp else 0, -qp - 1 if qp else 0,
+            pp + _LIMIT_DIGITS + 2 if pp else 0, qp + _LIMIT_DIGITS + 2 if qp else 0)
+
+
 class _Side:
     """One side of the book, kept sorted, with the checksum text of its ten best levels.
 
@@ -166,20 +183,14 @@ class _Side:
         self.text = b''  # the checksum's input for this side's ten best levels
         self.crc = 0  # CRC32 of ``text``, kept for the asks alone
 
-    def apply(self, levels: Iterable[Mapping[str, Any]], pp: int | None, qp: int | None) -> bool:
+    def apply(self, levels: Iterable[Mapping[str, Any]], wire: _Wire) -> bool:
         """Apply the levels of one message in order; whether the ten best may have changed."""
         own, prices, keys, texts = self.levels, self.prices, self.keys, self.texts
         best_high = self.best_high
         changed = len(prices) < CHECKSUM_LEVELS
         edge = None if changed else prices[-CHECKSUM_LEVELS] if best_high else prices[
             CHECKSUM_LEVELS - 1]
-        # a number written on the wire at the pair's precision ends in '.' and that many
-        # digits; Decimal's str() then gives that text back (and never an exponent); one that
-        # is not negative and has at most _LIMIT_DIGITS digits before the point is possible
-        pdot = -pp - 1 if pp else 0
-        qdot = -qp - 1 if qp else 0
-        plong = pp + _LIMIT_DIGITS + 2 if pp else 0
-        qlong = qp + _LIMIT_DIGITS + 2 if qp else 0
+        pp, qp, pdot, qdot, plong, qlong = wire
         for level in levels:
             price, qty = level['price'], level['qty']
             if price.__class__ is not Decimal:
@@ -187,8 +198,8 @@ class _Side:
             if qty.__class__ is not Decimal:
                 qty = _decimal(qty)
             key: Any = str(price)
-            if not (pdot and pp < len(key) < plong and key[pdot] == '.'  # type: ignore[operator]
-                    and 'E' not in key and key[0] != '-'):
+            if not (pdot and len(key) > pp and key[pdot] == '.'
+                    and 'E' not in key):
                 key = _key(price, pp)
             if not changed and (price >= edge if best_high else price <= edge):  # type: ignore[operator]
                 changed = True
@@ -200,12 +211,13 @@ class _Side:
                     del prices[at], keys[at], texts[at]
                 continue
             text = str(qty)
-            if not (qdot and qp < len(text) < qlong and text[qdot] == '.'  # type: ignore[operator]
+            if not (qdot and qp < len(text) < qlong and text[qdot] == '.'
                     and 'E' not in text and text[0] != '-'):
                 text = _fixed(_possible(qty, 'quantity', zero=True), qp)
             if old is None:
-                if not price:
-                    raise ValueError('a level with price 0 cannot exist')
+                # _key checked a price it wrote; one as written on the wire is checked here
+                if key.__class__ is str and (key[0] in '-0' or len(key) >= plong):
+                    _possible(price, 'price', zero=False)
                 digits = (key if key.__class__ is str else _fixed(price, pp)).replace(
                     '.', '').lstrip('0')
                 at = bisect_left(prices, price)
@@ -220,11 +232,11 @@ class _Side:
                 texts[bisect_left(prices, price)] = digits + text.replace('.', '').lstrip('0')
         return changed
 
-    def take(self, levels: Iterable[Mapping[str, Any]] | None, pp: int | None, qp: int | None,
-             depth: int, snapshot: bool) -> None:
+    def take(self, levels: Iterable[Mapping[str, Any]] | None, wire: _Wire, depth: int,
+             snapshot: bool) -> None:
         """Apply one message's levels for this side, cut to ``depth``, and write the
         checksum's input again if its ten best levels may have changed."""
-        if levels and self.apply(levels, pp, qp) or snapshot:
+        if levels and self.apply(levels, wire) or snapshot:
             if len(self.keys) > depth:
                 self.cut(depth)
             self.write()
@@ -293,8 +305,7 @@ class Book:
                  qty_precision: int | None = None) -> None:
         self.symbol = symbol
         self.depth = depth
-        self.price_precision = price_precision
-        self.qty_precision = qty_precision
+        self._wire = _wire(price_precision, qty_precision)
         self.verified = False
         self.checksum: int | None = None  # the last checksum that matched
         self.timestamp: str | None = None
@@ -309,17 +320,26 @@ class Book:
         return (f'<Book {self.symbol} depth {self.depth}, {len(self._bids.levels)} bids, '
                 f'{len(self._asks.levels)} asks, {state}>')
 
+    @property
+    def price_precision(self) -> int | None:
+        """Decimals of the pair's prices, if known (:meth:`set_precision` changes them)."""
+        return self._wire[0]  # type: ignore[no-any-return]
+
+    @property
+    def qty_precision(self) -> int | None:
+        """Decimals of the pair's quantities, if known."""
+        return self._wire[1]  # type: ignore[no-any-return]
+
     def set_precision(self, price_precision: int | None, qty_precision: int | None) -> None:
         """Use these precisions for the checksum from now on (``instrument`` channel data)."""
         with self._lock:
             if (price_precision, qty_precision) == (self.price_precision, self.qty_precision):
                 return
-            self.price_precision, self.qty_precision = price_precision, qty_precision
+            self._wire = _wire(price_precision, qty_precision)
             for side in (self._bids, self._asks):
                 pairs = [level[0] for level in side.levels.values()]
                 fresh = _Side(side.best_high)
-                fresh.apply([{'price': p, 'qty': q} for p, q in pairs], price_precision,
-                            qty_precision)
+                fresh.apply([{'price': p, 'qty': q} for p, q in pairs], self._wire)
                 fresh.write()
                 if side is self._bids:
                     self._bids = fresh
@@ -350,20 +370,26 @@ class Book:
             elif not self.verified:
                 return 'ignored'
             try:
-                pp, qp, depth = self.price_precision, self.qty_precision, self.depth
+                wire, depth = self._wire, self.depth
                 bids, asks = self._bids, self._asks
-                bids.take(data.get('bids'), pp, qp, depth, snapshot)
-                asks.take(data.get('asks'), pp, qp, depth, snapshot)
+                # an update usually touches one side: the other is left alone, uncalled
+                levels = data.get('bids')
+                if levels or snapshot or len(bids.keys) > depth:
+                    bids.take(levels, wire, depth, snapshot)
+                levels = data.get('asks')
+                if levels or snapshot or len(asks.keys) > depth:
+                    asks.take(levels, wire, depth, snapshot)
                 self.computed = computed = zlib.crc32(bids.text, asks.crc)
-                expected = data.get('checksum')
-                if not (expected.__class__ is int and 0 <= expected <= CRC_MAX):
-                    expected = _crc(expected)
-                self.expected = expected
-                timestamp = data.get('timestamp', self.timestamp)
-                if timestamp is not None and timestamp.__class__ is not str:
-                    raise ValueError(f'the timestamp {_shown(timestamp)} is not text')
+                self.expected = expected = data.get('checksum')
+                timestamp = data.get('timestamp')
+                if timestamp.__class__ is not str:
+                    if timestamp is not None:
+                        raise ValueError(f'the timestamp {_shown(timestamp)} is not text')
+                    timestamp = self.timestamp
                 self.timestamp = timestamp
-                if computed == expected:
+                # an int equal to our CRC32 is one; anything else is checked before comparing
+                if computed == expected and expected.__class__ is int or computed == _crc(
+                        expected):
                     self.verified, self.checksum = True, computed
                     return 'verified'
             except BaseException:

@@ -16,6 +16,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -78,9 +79,11 @@ NOTICE_CHANNEL = 'krakenex'
 #: hundred kB); the connections refuse longer ones as websockets' ``max_size``.
 MAX_MESSAGE = 16 << 20
 
-#: Deepest nesting of lists and objects :func:`decode` reads: Kraken's messages nest five deep,
-#: and code that walks a message (``repr``, :func:`json.dumps`) fails near a thousand.
-MAX_DEPTH = 32
+#: Deepest nesting of lists and objects :func:`decode` reads. Kraken's messages nest five
+#: deep; code that walks a message recursively (``copy.deepcopy``, a walker of one's own)
+#: fails near a thousand. A message can nest only half as deep as it is long, so one of up
+#: to twice this many characters (most book updates) needs no look at all.
+MAX_DEPTH = 128
 
 #: Most significant digits of a number with a fraction or an exponent (Kraken's have under
 #: twenty), and the largest power of ten it may reach either way: ``1e400`` is no price.
@@ -162,26 +165,39 @@ def decode(text: str | bytes, max_size: int = MAX_MESSAGE) -> Any:
     except decimal.DecimalException:
         _NAMED.decode(text)  # raises the ValueError that names the number
         raise ValueError('a number beyond the bounds krakenex reads') from None
-    # nesting deeper than MAX_DEPTH needs more than MAX_DEPTH brackets: count before walking
-    if text.count('[') + text.count('{') > MAX_DEPTH and _deeper(value, MAX_DEPTH):
+    # nesting deeper than MAX_DEPTH needs more than twice as many characters, and more than
+    # MAX_DEPTH brackets: both are cheaper to count than the levels
+    if size > 2 * MAX_DEPTH and text.count('[') + text.count('{') > MAX_DEPTH \
+            and _deeper(value, MAX_DEPTH):
         raise ValueError(f'a message nested deeper than {MAX_DEPTH} levels')
     return value
 
 
 def _deeper(value: Any, depth: int) -> bool:
-    """Whether lists and objects nest more than ``depth`` levels deep in ``value``."""
-    level = [value]
+    """Whether lists and objects nest more than ``depth`` levels deep in ``value``.
+
+    It goes a level at a time, in C where a level is all objects or all lists (a book
+    snapshot's levels are), so a snapshot of a thousand levels a side costs a fraction of
+    its decoding.
+    """
+    if value.__class__ is not dict and value.__class__ is not list:
+        return False
+    level: list[Any] = [value]
     for _ in range(depth):
-        inner: list[Any] = []
-        for item in level:
-            if item.__class__ is dict:
-                item = item.values()
-            elif item.__class__ is not list:
-                continue
-            inner += [v for v in item if v.__class__ is dict or v.__class__ is list]
+        kinds = list(map(type, level))
+        if kinds.count(dict) == len(level):
+            values = list(chain.from_iterable(map(dict.values, level)))
+        elif kinds.count(list) == len(level):
+            values = list(chain.from_iterable(level))
+        else:
+            values = list(chain.from_iterable(v.values() if v.__class__ is dict else v
+                                              for v in level))
+        kinds = list(map(type, values))
+        inner = kinds.count(dict) + kinds.count(list)
         if not inner:
             return False
-        level = inner
+        level = values if inner == len(values) else [
+            v for v, kind in zip(values, kinds, strict=True) if kind is dict or kind is list]
     return True
 
 
