@@ -164,40 +164,48 @@ class _Stream:
     its size on the wire); past either, the oldest are dropped, and the newest is always
     kept. A reader on another thread waits on a :class:`queue.SimpleQueue`, never on a lock
     the loop also takes: Ctrl-C in the middle of a ``threading.Condition`` wait can leave
-    its lock held or released twice, and then the loop thread blocks for good. The deques'
-    ``append`` and ``popleft`` are atomic, so nothing else is locked: only the loop counts
-    the bytes kept, and readers hand it the sizes of what they took through ``_taken``.
+    its lock held or released twice, and then the loop thread blocks for good. The deque's
+    ``append`` and ``popleft`` are atomic, so nothing else is locked. Only the loop counts
+    bytes: each message is kept with the count of bytes put before it, so the bytes kept
+    are the count now less the oldest message's; ``_head``, the oldest's as last seen, can
+    only lag behind, which at worst makes the loop look again.
     """
 
     def __init__(self, maxlen: int, max_bytes: int) -> None:
         self.maxlen = maxlen
         self.max_bytes = max_bytes
         self.closed = False
-        self._items: deque[tuple[Any, int]] = deque()
-        self._bytes = 0  # the sizes of the messages kept; only the loop writes it
-        self._taken: deque[int] = deque()  # sizes of messages readers took since
+        self._items: deque[tuple[Any, int]] = deque()  # (message, bytes put before it)
+        self._total = 0  # bytes put so far
+        self._head = 0  # bytes put before the oldest message kept, as last seen
         self._dropped = 0  # about: a reader taking the count while the loop adds may lose one
         self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._event = asyncio.Event()
 
     def put(self, message: Any, size: int) -> None:
-        items, taken = self._items, self._taken
-        while taken:
-            self._bytes -= taken.popleft()
-        while items and (len(items) >= self.maxlen or self._bytes + size > self.max_bytes):
-            try:
-                _, dropped = items.popleft()
-            except IndexError:  # a reader took the last one meanwhile: its size is in taken
-                break
-            self._bytes -= dropped
-            self._dropped += 1
-            while taken:
-                self._bytes -= taken.popleft()
-        self._bytes += size
-        items.append((message, size))
+        start = self._total
+        self._total = total = start + size
+        if total - self._head > self.max_bytes or len(self._items) >= self.maxlen:
+            self._make_room(start)
+        self._items.append((message, start))
         if self._wake.empty():  # one waiting token is enough: readers look again after it
             self._wake.put(None)
         self._event.set()
+
+    def _make_room(self, start: int) -> None:
+        """Drop the oldest messages until the one starting at ``start`` fits."""
+        items = self._items
+        while True:
+            try:
+                self._head = items[0][1]
+            except IndexError:  # nothing kept (a reader may have just taken the last one)
+                self._head = start
+                return
+            if self._total - self._head <= self.max_bytes and len(items) < self.maxlen:
+                return
+            with contextlib.suppress(IndexError):  # a reader may have taken it meanwhile
+                items.popleft()
+                self._dropped += 1
 
     def close(self) -> None:
         self.closed = True
@@ -209,9 +217,7 @@ class _Stream:
             dropped, self._dropped = self._dropped, 0
             return True, notice('overflow', dropped=dropped)
         with contextlib.suppress(IndexError):
-            message, size = self._items.popleft()
-            self._taken.append(size)
-            return True, message
+            return True, self._items.popleft()[0]
         if self.closed:
             if self._wake.empty():
                 self._wake.put(None)  # for the next reader waiting
