@@ -28,7 +28,7 @@ from test_ws_client import (
     quick_backoff,
 )
 
-from krakenex import API, KrakenAPIError, KrakenUsageError
+from krakenex import API, KrakenAPIError, KrakenTimeout, KrakenUsageError
 from krakenex.sandbox import Sandbox
 from krakenex.ws import WS, BookUnavailableError, ResyncBackoff
 from krakenex.ws.protocol import MAX_DEPTH
@@ -174,7 +174,30 @@ def test_nan_where_a_number_belongs_is_a_bad_message(ws, kraken):
     the_stream_goes_on(ws, kraken)
 
 
+@pytest.mark.parametrize('reply', [{'req_id': 'one'}, {'req_id': 1.0}, {'success': 'yes'},
+                                   {'success': None}])
+def test_a_reply_krakenex_cannot_trust_is_a_bad_message_and_settles_nothing(ws, kraken, reply):
+    kraken.handlers['ping'] = lambda connection, message: {'method': 'pong', **reply}
+    with pytest.raises(KrakenTimeout):
+        ws.request('ping', timeout=0.5)
+    bad = expect(ws, notice('bad_message'))
+    assert 'a reply whose' in bad['reason']
+    del kraken.handlers['ping']
+    assert ws.request('ping')['method'] == 'pong'
+
+
 # -- books: never a level that cannot exist --------------------------------------------------
+
+def test_a_book_message_neither_snapshot_nor_update_is_a_bad_message_and_resyncs(ws, kraken):
+    ws.subscribe('book', symbol=['BTC/USD'])
+    expect(ws, book_message('BTC/USD'))
+    bids, asks = served_levels(kraken, 'BTC/USD')
+    kraken.push(wire_book('BTC/USD', 'delta', bids, asks))
+    assert 'neither snapshot nor update' in expect(ws, notice('bad_message'))['reason']
+    assert expect(ws, notice('book_resync'))['symbol'] == 'BTC/USD'
+    expect(ws, book_message('BTC/USD'))
+    assert verified(ws, 'BTC/USD') == kraken.books['BTC/USD'].checksum()
+
 
 @pytest.mark.parametrize('price, qty', [
     (None, '-1.00000000'), ('-45000.1', None), ('0.0', None),  # Book refuses them

@@ -1020,6 +1020,10 @@ class AsyncWS:
         if req_id is not None and 'method' in message:
             # a reply: to the request with its req_id and method; one that answers nothing
             # krakenex knows of (a reply later than LATE_REPLY_WAIT) goes to the stream too
+            if req_id.__class__ is not int:
+                raise ValueError(f'a reply whose req_id {req_id!r:.40} is not a whole number')
+            if message.get('success', False).__class__ is not bool:
+                raise ValueError('a reply whose success is neither true nor false')
             request = connection.pending.get(req_id)
             if request is not None and answers(request.method, message['method']):
                 if request.reply(message):
@@ -1044,13 +1048,17 @@ class AsyncWS:
         self.emit(message, size)
 
     def _on_book(self, connection: _Connection, message: dict[str, Any], size: int) -> None:
-        snapshot = message.get('type') == 'snapshot'
+        kind = message.get('type')
+        snapshot = kind == 'snapshot'
         items = message.get('data')
         if not isinstance(items, list) or not all(
                 isinstance(d, dict) and isinstance(d.get('symbol'), str) for d in items):
             # which book it was for is unknown: every book of the connection starts again
             raise _BadBook('a book message without a list of data with symbols',
                            set(connection.books))
+        if not snapshot and kind != 'update':
+            raise _BadBook(f'a book message of type {kind!r:.40}, neither snapshot nor update',
+                           {d['symbol'] for d in items})
         broken: list[Book] = []
         for data in items:
             book = self.books.get(data['symbol'])
