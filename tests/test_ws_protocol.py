@@ -266,3 +266,5 @@ def test_pacing_never_overflows_after_days_of_failures():
     for _ in range(5000):
         backoff.failed()
     assert backoff.delay(0.0) == 60.0
+    steep = ResyncBackoff(first=1.0, factor=1e10, cap=60.0)
+    assert [steep.delay('BTC/USD', 0.0) for _ in range(80)][-1] == 60.0

@@ -484,9 +484,12 @@ class Backoff:
 
 
 def _doubled(first: float, factor: float, times: int, cap: float) -> float:
-    """``first`` multiplied by ``factor`` ``times`` times, at most ``cap``; a count that grows
+    """``first`` multiplied by ``factor`` ``times`` times, at most ``cap``: a count that grows
     for days (a server down for a day) never overflows a float."""
-    return min(cap, first * factor ** min(times, 64))
+    try:
+        return min(cap, first * factor ** min(times, 64))
+    except OverflowError:  # a factor so large that 64 times is past any float
+        return cap
 
 
 class ResyncBackoff:
