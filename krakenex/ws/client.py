@@ -987,12 +987,15 @@ class AsyncWS:
         """
         # a little more than is shown, so that a token across the cut is found whole
         wide = BAD_TEXT + 200
-        text = raw[:wide] if isinstance(raw, str) else raw[:wide * 4].decode('utf-8', 'replace')
-        text = connection.hide_token(text[:wide])
+        if isinstance(raw, str):
+            text, cut = raw[:wide], len(raw) > wide
+        else:
+            text, cut = raw[:wide * 4].decode('utf-8', 'replace'), len(raw) > wide * 4
+        text = connection.hide_token(text)
         reason = connection.hide_token(f'{type(error).__name__}: {error}')
         self.emit(notice('bad_message', url=connection.url,
                          reason=reason[:BAD_REASON] + ('...' if len(reason) > BAD_REASON else ''),
-                         text=text[:BAD_TEXT] + ('...' if len(raw) > BAD_TEXT else '')))
+                         text=text[:BAD_TEXT] + ('...' if cut or len(text) > BAD_TEXT else '')))
         for symbol in sorted(books):
             book = self.books.get(symbol)
             if book is not None:
