@@ -198,8 +198,7 @@ class _Side:
             if qty.__class__ is not Decimal:
                 qty = _decimal(qty)
             key: Any = str(price)
-            if not (pdot and len(key) > pp and key[pdot] == '.'
-                    and 'E' not in key):
+            if not (pdot and len(key) > pp and key[pdot] == '.' and 'E' not in key):
                 key = _key(price, pp)
             if not changed and (price >= edge if best_high else price <= edge):  # type: ignore[operator]
                 changed = True
