@@ -1146,6 +1146,7 @@ def test_krakenex_s_own_req_ids_skip_one_that_gave_up(private, kraken):
 def test_a_req_id_that_gave_up_is_kept_for_a_bounded_time(private, kraken, monkeypatch):
     monkeypatch.setattr('krakenex.ws.client.LATE_REPLY_WAIT', 0.2)
     kraken.handlers['cancel_order'] = lambda c, m: None
+    private.connect(private=True)  # the 0.2 s below is for the reply alone
     with pytest.raises(OutcomeUnknownError):
         private.request('cancel_order', req_id=3, timeout=0.2, order_id=['OABC'])
     time.sleep(0.3)
