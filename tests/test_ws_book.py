@@ -230,3 +230,80 @@ def test_a_book_never_shows_levels_from_a_message_whose_checksum_failed():
     assert book.apply({'bids': BTC_BIDS, 'asks': BTC_ASKS, 'checksum': 3310070434},
                       snapshot=True) == 'verified'
     assert D('45284.0') not in [p for p, _ in book.view().bids]
+
+
+# ------------------------------------------------------- levels and checksums that cannot exist
+
+def _wire_crc(bids: list[tuple[Decimal, Decimal]], asks: list[tuple[Decimal, Decimal]],
+              pp: int, qp: int) -> int:
+    """The checksum of these levels by Kraken's rule at the precisions, whatever they hold."""
+    return _kraken_checksum(*[[(format(p, f'.{pp}f'), format(q, f'.{qp}f')) for p, q in side]
+                              for side in (asks, bids)])
+
+
+@pytest.mark.parametrize('precise', [True, False])
+@pytest.mark.parametrize('price, qty', [
+    ('45283.5', '-0.10000000'),  # a negative quantity
+    ('-45283.5', '0.10000000'),  # a negative price
+    ('0.0', '0.10000000'),  # a price of zero
+    ('45283.5', 'NaN'), ('NaN', '0.10000000'),
+    ('45283.5', 'Infinity'), ('Infinity', '0.10000000'), ('-Infinity', '0.10000000'),
+    ('1E+400', '0.10000000'),  # Decimal reads it; no market has it
+    ('45283.5', '1000000000000000000.00000000'),  # 10^18: LEVEL_LIMIT
+])
+def test_a_level_that_cannot_exist_is_refused_even_when_the_checksum_matches_it(price, qty,
+                                                                              precise):
+    odd = (D(price), D(qty))
+    bids = [odd] + [(x['price'], x['qty']) for x in BTC_BIDS[1:]]
+    asks = [(x['price'], x['qty']) for x in BTC_ASKS]
+    ordered = sorted(bids, key=lambda level: level[0] if not level[0].is_nan() else D(0),
+                     reverse=True)
+    book = Book('BTC/USD', depth=10, price_precision=1 if precise else None,
+                qty_precision=8 if precise else None)
+    data = {'bids': [{'price': p, 'qty': q} for p, q in bids],
+            'asks': [{'price': p, 'qty': q} for p, q in asks],
+            'checksum': _wire_crc(ordered, asks, 1, 8)}
+    with pytest.raises(ValueError, match='cannot exist'):
+        book.apply(data, snapshot=True)
+    assert book.view() is None and not book.verified
+    # the same book without that level verifies: the book recovers on its next snapshot
+    assert book.apply({'bids': BTC_BIDS, 'asks': BTC_ASKS, 'checksum': 3310070434},
+                      snapshot=True) == 'verified'
+
+
+def test_an_impossible_level_in_an_update_empties_a_verified_book():
+    book = Book('BTC/USD', depth=10, price_precision=1, qty_precision=8)
+    assert book.apply({'bids': BTC_BIDS, 'asks': BTC_ASKS, 'checksum': 3310070434},
+                      snapshot=True) == 'verified'
+    with pytest.raises(ValueError, match='quantity -1.00000000 cannot exist'):
+        book.apply({'bids': levels('45283.5/-1.00000000'), 'asks': [], 'checksum': 1},
+                   snapshot=False)
+    assert book.view() is None
+
+
+@pytest.mark.parametrize('value', [True, '45283.5', None, [1], {'a': 1}])
+def test_a_level_whose_price_or_qty_is_not_a_number_is_refused(value):
+    book = Book('BTC/USD', depth=10)
+    for level in ({'price': value, 'qty': D('1.0')}, {'price': D('45283.5'), 'qty': value}):
+        with pytest.raises(ValueError, match='where a number belongs'):
+            book.apply({'bids': [level], 'asks': [], 'checksum': 0}, snapshot=True)
+        assert book.view() is None
+
+
+@pytest.mark.parametrize('checksum', [1 << 32, -1, D('1E+1000000'), D('3310070434.5'), True,
+                                      None, '3310070434', 3310070434.0, [3310070434]])
+def test_a_checksum_that_is_not_a_crc32_is_refused_without_converting_it(checksum):
+    book = Book('BTC/USD', depth=10)
+    with pytest.raises(ValueError, match='is not a CRC32'):
+        book.apply({'bids': BTC_BIDS, 'asks': BTC_ASKS, 'checksum': checksum}, snapshot=True)
+    assert book.view() is None
+    assert book.apply({'bids': BTC_BIDS, 'asks': BTC_ASKS, 'checksum': D('3310070434')},
+                      snapshot=True) == 'verified'
+
+
+def test_a_timestamp_that_is_not_text_is_refused():
+    book = Book('BTC/USD', depth=10)
+    with pytest.raises(ValueError, match='timestamp'):
+        book.apply({'bids': BTC_BIDS, 'asks': BTC_ASKS, 'checksum': 3310070434,
+                    'timestamp': ['2026']}, snapshot=True)
+    assert book.view() is None

@@ -91,6 +91,7 @@ class FakeKraken:
                       'SHIB/USD': ServedBook(8, 8, Decimal('0.00001234')),
                       'ETH/USD': ServedBook(2, 8, Decimal('3000.00'))}
         self.received: list[dict[str, Any]] = []
+        self.received_at: list[float] = []  # time.monotonic() of each, in step with received
         self.connections: list[ServerConnection] = []
         self.handshakes = 0
         self.refuse: list[int] = []  # HTTP statuses for the next handshakes
@@ -218,6 +219,7 @@ class FakeKraken:
                  'version': '2.0.0'}]}))
             async for raw in connection:
                 message = json.loads(raw)
+                self.received_at.append(time.monotonic())
                 self.received.append(message)
                 if self.quiet(connection):
                     continue
@@ -1144,6 +1146,7 @@ def test_krakenex_s_own_req_ids_skip_one_that_gave_up(private, kraken):
 def test_a_req_id_that_gave_up_is_kept_for_a_bounded_time(private, kraken, monkeypatch):
     monkeypatch.setattr('krakenex.ws.client.LATE_REPLY_WAIT', 0.2)
     kraken.handlers['cancel_order'] = lambda c, m: None
+    private.connect(private=True)  # the 0.2 s below is for the reply alone
     with pytest.raises(OutcomeUnknownError):
         private.request('cancel_order', req_id=3, timeout=0.2, order_id=['OABC'])
     time.sleep(0.3)

@@ -11,10 +11,12 @@ from krakenex import InvalidOrderError, KrakenAPIError, RateLimitError
 from krakenex.ws.protocol import (
     AUTH,
     LEVEL3,
+    MAX_DEPTH,
     ORDER_METHODS,
     PRIVATE_CHANNELS,
     PUBLIC,
     Backoff,
+    ResyncBackoff,
     SequenceCheck,
     Subscriptions,
     decode,
@@ -165,3 +167,104 @@ def test_exceeded_msg_rate_is_a_rate_limit_error_that_says_nothing_was_done():
     assert isinstance(reply_error(['EOrder:Insufficient funds'], 'add_order'), KrakenAPIError)
     assert not isinstance(reply_error(['EOrder:Unknown order'], 'cancel_order'), RateLimitError)
     assert isinstance(reply_error(['EOrder:Invalid price'], 'add_order'), InvalidOrderError)
+
+
+# -- bounds: a message from a server never costs more than its size ------------------------
+
+@pytest.mark.parametrize('text', [
+    '[' * 100_000 + ']' * 100_000,  # 200 kB, deeper than Python's recursion limit
+    '{"a":' * 100_000 + '1' + '}' * 100_000,
+    '[' * 100_000,  # never closed
+    '[' * (MAX_DEPTH + 1) + ']' * (MAX_DEPTH + 1),
+    '{"data":[{"bids":' + '[' * MAX_DEPTH + ']' * MAX_DEPTH + '}]}',
+])
+def test_nesting_deeper_than_max_depth_is_a_value_error_never_a_recursion_error(text):
+    with pytest.raises(ValueError, match=f'nested deeper than {MAX_DEPTH}|Expecting'):
+        decode(text)
+
+
+def test_nesting_up_to_max_depth_decodes():
+    assert decode('[' * MAX_DEPTH + ']' * MAX_DEPTH) is not None
+    long = '{"data":[' + ','.join(['{"price":1.5,"qty":[1]}'] * 500) + ']}'  # many brackets
+    assert len(decode(long)['data']) == 500
+
+
+def test_nesting_is_found_however_lists_objects_and_values_mix_on_the_way_down():
+    inner = '[1,"x",{"a":null}]'
+    for _ in range(MAX_DEPTH - 2):  # each level holds a number, text, an object and the next
+        inner = f'[2,"y",{{"b":true}},{inner}]'
+    assert decode(inner) is not None
+    with pytest.raises(ValueError, match='nested deeper'):
+        decode(f'{{"c":[{inner},{{}}]}}')
+
+
+@pytest.mark.parametrize('number', [
+    '1e1000000', '1e10000000', '-1e400', '1e-400', '1E+61', '1e-61',
+    '1' * 41 + '.5',  # 42 significant digits
+    '0.' + '0' * 5000 + '1',
+])
+def test_a_number_beyond_the_bounds_is_refused_before_it_is_converted(number):
+    with pytest.raises(ValueError, match=r'the number .* has more than 40 digits or lies beyond'):
+        decode(f'{{"channel":"book","data":[{{"checksum":{number}}}]}}')
+
+
+def test_a_whole_number_of_more_than_1000_digits_is_refused_in_a_message_of_any_length():
+    with pytest.raises(ValueError, match='1001 digits is longer than the 1000'):
+        decode('{"checksum":' + '9' * 1001 + '}')
+    padded = '{"pad":"' + 'x' * 5000 + '","checksum":' + '9' * 1000 + '}'
+    assert decode(padded)['checksum'] == 10 ** 1000 - 1
+
+
+@pytest.mark.parametrize('constant', ['NaN', 'Infinity', '-Infinity'])
+def test_nan_and_infinity_are_refused_they_are_not_json(constant):
+    with pytest.raises(ValueError, match='not a JSON number'):
+        decode(f'{{"price":{constant}}}')
+
+
+def test_numbers_within_the_bounds_keep_their_text():
+    message = decode('{"a":0.10000000,"b":1e5,"c":1E+60,"d":-0.0,"e":'
+                     + '9' * 39 + '.5,"f":1.5e-60}')
+    assert [str(v) for v in message.values()] == [
+        '0.10000000', '1E+5', '1E+60', '-0.0', '9' * 39 + '.5', '1.5E-60']
+
+
+def test_a_message_longer_than_max_size_is_refused_unread():
+    assert decode('[1]', max_size=3) == [1]
+    with pytest.raises(ValueError, match='4 characters is longer than the 3'):
+        decode('[10]', max_size=3)
+    with pytest.raises(ValueError, match='longer than the 3'):
+        decode(b'\xff\xff\xff\xff', max_size=3)
+
+
+# -- pacing of resyncs ----------------------------------------------------------------------
+
+def test_a_failing_book_is_subscribed_again_at_once_then_further_and_further_apart():
+    pacing = ResyncBackoff(first=1.0, factor=2.0, cap=60.0, stable=60.0)
+    now, waits = 0.0, []
+    for _ in range(10):  # every resync fails again as soon as it is sent
+        wait = pacing.delay('BTC/USD', now)
+        waits.append(wait)
+        now += wait + 0.01
+    assert waits == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    assert pacing.delay('ETH/USD', now) == 0.0  # each symbol on its own
+
+
+def test_a_book_that_stayed_good_for_a_while_is_subscribed_again_at_once():
+    pacing = ResyncBackoff(first=1.0, stable=60.0)
+    assert pacing.delay('BTC/USD', 0.0) == 0.0
+    assert pacing.delay('BTC/USD', 30.0) == 1.0
+    assert pacing.delay('BTC/USD', 31.0 + 60.0) == 0.0
+
+
+def test_pacing_never_overflows_after_days_of_failures():
+    pacing = ResyncBackoff(first=1.0, cap=60.0)
+    now = 0.0
+    for _ in range(5000):  # three and a half days at the cap
+        now += pacing.delay('BTC/USD', now) + 0.01
+    assert pacing.delay('BTC/USD', now) == 60.0
+    backoff = Backoff(immediate=3, first=1.0, cap=60.0, jitter=0.0)
+    for _ in range(5000):
+        backoff.failed()
+    assert backoff.delay(0.0) == 60.0
+    steep = ResyncBackoff(first=1.0, factor=1e10, cap=60.0)
+    assert [steep.delay('BTC/USD', 0.0) for _ in range(80)][-1] == 60.0

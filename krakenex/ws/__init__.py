@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from .book import Book, BookView
 from .errors import BookUnavailableError, SocketOutcomeUnknownError, SocketOutcomeUnknownTimeout
-from .protocol import AUTH_URL, L3_URL, URL, Backoff
+from .protocol import AUTH_URL, L3_URL, URL, Backoff, ResyncBackoff
 
 if TYPE_CHECKING:
     from .client import AsyncWS
     from .sync import WS
 
-__all__ = ['WS', 'AsyncWS', 'Book', 'BookView', 'Backoff', 'URL', 'AUTH_URL', 'L3_URL',
-           'BookUnavailableError', 'SocketOutcomeUnknownError', 'SocketOutcomeUnknownTimeout']
+__all__ = ['WS', 'AsyncWS', 'Book', 'BookView', 'Backoff', 'ResyncBackoff', 'URL', 'AUTH_URL',
+           'L3_URL', 'BookUnavailableError', 'SocketOutcomeUnknownError',
+           'SocketOutcomeUnknownTimeout']
 
 _DRIVERS = {'WS': 'sync', 'AsyncWS': 'client'}
 

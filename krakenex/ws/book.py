@@ -15,6 +15,11 @@ checksum (WebSocket v2)" guide, kraken-protocol.md §8.4 and §10.1):
 Numbers stay :class:`~decimal.Decimal` from the wire to the checksum: a float
 loses the trailing zeros the checksum includes (``0.10000000``) and writes
 small prices as ``1.234e-05``.
+
+A level no exchange can have (a price that is not above zero, a quantity below
+zero, either one not a finite number or at :data:`LEVEL_LIMIT` or more) and a
+checksum that is not a CRC32 make :meth:`Book.apply` raise, whatever the
+checksum says: the book is emptied and never shows them.
 """
 
 from __future__ import annotations
@@ -27,13 +32,21 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-__all__ = ['Book', 'BookView', 'checksum', 'level_text', 'CHECKSUM_LEVELS', 'DEPTHS']
+__all__ = ['Book', 'BookView', 'checksum', 'level_text', 'CHECKSUM_LEVELS', 'DEPTHS',
+           'LEVEL_LIMIT']
 
 #: The checksum covers this many levels per side, whatever the subscribed depth.
 CHECKSUM_LEVELS = 10
 
 #: The depths Kraken's ``book`` channel accepts; 10 is its default.
 DEPTHS = (10, 25, 100, 500, 1000)
+
+#: Prices and quantities stay below this (a billion billion): a level at or above it cannot exist.
+LEVEL_LIMIT = Decimal(10) ** 18
+_LIMIT_DIGITS = 18  # digits before the point of a number just below LEVEL_LIMIT
+
+#: Kraken's checksum is a CRC32: a whole number from 0 to this, inclusive.
+CRC_MAX = (1 << 32) - 1
 
 Level = tuple[Decimal, Decimal]
 
@@ -75,7 +88,43 @@ def _decimal(value: Any) -> Decimal:
         return value
     if isinstance(value, float):
         return Decimal(repr(value))  # the best a float can give; the precision restores zeros
-    return Decimal(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    raise ValueError(f'a level has {_shown(value)} where a number belongs')
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, cut short."""
+    if isinstance(value, (list, dict)):
+        return f'a {type(value).__name__}'
+    text = str(value) if isinstance(value, Decimal) else repr(value)
+    return text if len(text) <= 40 else text[:30] + '...'
+
+
+def _possible(value: Decimal, what: str, *, zero: bool) -> Decimal:
+    """``value`` if a level can have it as its ``what`` (its price: above zero; its
+    quantity, with ``zero``: zero or more), finite and below :data:`LEVEL_LIMIT`.
+
+    :raises ValueError: if it cannot
+    """
+    if not (value.is_finite() and (value >= 0 if zero else value > 0)
+            and value.adjusted() < _LIMIT_DIGITS):
+        raise ValueError(f'a level with {what} {_shown(value)} cannot exist')
+    return value
+
+
+def _crc(value: Any) -> int:
+    """Kraken's checksum as a whole number from 0 to :data:`CRC_MAX`.
+
+    :raises ValueError: for anything else (no checksum, a fraction, a number out of range)
+    """
+    if value.__class__ is int and 0 <= value <= CRC_MAX:
+        return int(value)
+    if isinstance(value, Decimal) and value.is_finite() and 0 <= value <= CRC_MAX \
+            and value == value.to_integral_value():
+        return int(value)
+    raise ValueError(f'the checksum {_shown(value)} is not a CRC32 (a whole number from 0 '
+                     f'to {CRC_MAX})')
 
 
 @dataclass(frozen=True)
@@ -94,6 +143,21 @@ class BookView:
     asks: list[Level]
     checksum: int
     timestamp: str | None
+
+
+#: A pair's precisions and what follows from them for reading its numbers as written on the
+#: wire: ``(price_precision, qty_precision, pdot, qdot, plong, qlong)``.
+_Wire = tuple[Any, Any, int, int, int, int]
+
+
+def _wire(pp: int | None, qp: int | None) -> _Wire:
+    """A number written at the pair's precision ends in '.' and that many digits, where
+    Decimal's str() gives that text back (and never an exponent): ``pdot`` and ``qdot`` are
+    where the '.' is, from the end, or 0 without a precision. A quantity so written that is
+    not negative and shorter than ``qlong`` has at most _LIMIT_DIGITS digits before the point
+    and is possible; a price is checked when its level is added (``plong``)."""
+    return (pp, qp, -pp - 1 if pp else 0, -qp - 1 if qp else 0,
+            pp + _LIMIT_DIGITS + 2 if pp else 0, qp + _LIMIT_DIGITS + 2 if qp else 0)
 
 
 class _Side:
@@ -119,17 +183,14 @@ class _Side:
         self.text = b''  # the checksum's input for this side's ten best levels
         self.crc = 0  # CRC32 of ``text``, kept for the asks alone
 
-    def apply(self, levels: Iterable[Mapping[str, Any]], pp: int | None, qp: int | None) -> bool:
+    def apply(self, levels: Iterable[Mapping[str, Any]], wire: _Wire) -> bool:
         """Apply the levels of one message in order; whether the ten best may have changed."""
         own, prices, keys, texts = self.levels, self.prices, self.keys, self.texts
         best_high = self.best_high
         changed = len(prices) < CHECKSUM_LEVELS
         edge = None if changed else prices[-CHECKSUM_LEVELS] if best_high else prices[
             CHECKSUM_LEVELS - 1]
-        # a number written on the wire at the pair's precision ends in '.' and that many
-        # digits; Decimal's str() then gives that text back (and never an exponent)
-        pdot = -pp - 1 if pp else 0
-        qdot = -qp - 1 if qp else 0
+        pp, qp, pdot, qdot, plong, qlong = wire
         for level in levels:
             price, qty = level['price'], level['qty']
             if price.__class__ is not Decimal:
@@ -137,8 +198,7 @@ class _Side:
             if qty.__class__ is not Decimal:
                 qty = _decimal(qty)
             key: Any = str(price)
-            if not (pdot and len(key) > pp and key[pdot] == '.'  # type: ignore[operator]
-                    and 'E' not in key):
+            if not (pdot and len(key) > pp and key[pdot] == '.' and 'E' not in key):
                 key = _key(price, pp)
             if not changed and (price >= edge if best_high else price <= edge):  # type: ignore[operator]
                 changed = True
@@ -150,10 +210,13 @@ class _Side:
                     del prices[at], keys[at], texts[at]
                 continue
             text = str(qty)
-            if not (qdot and len(text) > qp and text[qdot] == '.'  # type: ignore[operator]
-                    and 'E' not in text):
-                text = _fixed(qty, qp)
+            if not (qdot and qp < len(text) < qlong and text[qdot] == '.'
+                    and 'E' not in text and text[0] != '-'):
+                text = _fixed(_possible(qty, 'quantity', zero=True), qp)
             if old is None:
+                # _key checked a price it wrote; one as written on the wire is checked here
+                if key.__class__ is str and (key[0] in '-0' or len(key) >= plong):
+                    _possible(price, 'price', zero=False)
                 digits = (key if key.__class__ is str else _fixed(price, pp)).replace(
                     '.', '').lstrip('0')
                 at = bisect_left(prices, price)
@@ -168,11 +231,11 @@ class _Side:
                 texts[bisect_left(prices, price)] = digits + text.replace('.', '').lstrip('0')
         return changed
 
-    def take(self, levels: Iterable[Mapping[str, Any]] | None, pp: int | None, qp: int | None,
-             depth: int, snapshot: bool) -> None:
+    def take(self, levels: Iterable[Mapping[str, Any]] | None, wire: _Wire, depth: int,
+             snapshot: bool) -> None:
         """Apply one message's levels for this side, cut to ``depth``, and write the
         checksum's input again if its ten best levels may have changed."""
-        if levels and self.apply(levels, pp, qp) or snapshot:
+        if levels and self.apply(levels, wire) or snapshot:
             if len(self.keys) > depth:
                 self.cut(depth)
             self.write()
@@ -216,7 +279,11 @@ def _fixed(value: Decimal, precision: int | None) -> str:
 
 
 def _key(price: Decimal, precision: int | None) -> Any:
-    """What a price is looked up by: its text at the precision, or itself without one."""
+    """What a price is looked up by: its text at the precision, or itself without one.
+
+    :raises ValueError: for a price no level can have
+    """
+    _possible(price, 'price', zero=False)
     return price if precision is None else format(price, f'.{precision}f')
 
 
@@ -237,8 +304,7 @@ class Book:
                  qty_precision: int | None = None) -> None:
         self.symbol = symbol
         self.depth = depth
-        self.price_precision = price_precision
-        self.qty_precision = qty_precision
+        self._wire = _wire(price_precision, qty_precision)
         self.verified = False
         self.checksum: int | None = None  # the last checksum that matched
         self.timestamp: str | None = None
@@ -253,17 +319,26 @@ class Book:
         return (f'<Book {self.symbol} depth {self.depth}, {len(self._bids.levels)} bids, '
                 f'{len(self._asks.levels)} asks, {state}>')
 
+    @property
+    def price_precision(self) -> int | None:
+        """Decimals of the pair's prices, if known (:meth:`set_precision` changes them)."""
+        return self._wire[0]  # type: ignore[no-any-return]
+
+    @property
+    def qty_precision(self) -> int | None:
+        """Decimals of the pair's quantities, if known."""
+        return self._wire[1]  # type: ignore[no-any-return]
+
     def set_precision(self, price_precision: int | None, qty_precision: int | None) -> None:
         """Use these precisions for the checksum from now on (``instrument`` channel data)."""
         with self._lock:
             if (price_precision, qty_precision) == (self.price_precision, self.qty_precision):
                 return
-            self.price_precision, self.qty_precision = price_precision, qty_precision
+            self._wire = _wire(price_precision, qty_precision)
             for side in (self._bids, self._asks):
                 pairs = [level[0] for level in side.levels.values()]
                 fresh = _Side(side.best_high)
-                fresh.apply([{'price': p, 'qty': q} for p, q in pairs], price_precision,
-                            qty_precision)
+                fresh.apply([{'price': p, 'qty': q} for p, q in pairs], self._wire)
                 fresh.write()
                 if side is self._bids:
                     self._bids = fresh
@@ -284,6 +359,9 @@ class Book:
             ``'mismatch'`` if not (the book is then emptied and waits for a
             snapshot; :attr:`computed` and :attr:`expected` show both values);
             ``'ignored'`` for an update that arrives while the book waits for a snapshot
+        :raises ValueError: for a level that cannot exist, a checksum that is not a CRC32 or
+            a timestamp that is not text; the book is then emptied and waits for a snapshot
+            (other errors, such as a level without ``qty``, do the same)
         """
         with self._lock:
             if snapshot:
@@ -291,15 +369,26 @@ class Book:
             elif not self.verified:
                 return 'ignored'
             try:
-                pp, qp, depth = self.price_precision, self.qty_precision, self.depth
+                wire, depth = self._wire, self.depth
                 bids, asks = self._bids, self._asks
-                bids.take(data.get('bids'), pp, qp, depth, snapshot)
-                asks.take(data.get('asks'), pp, qp, depth, snapshot)
+                # an update usually touches one side: the other is left alone, uncalled
+                levels = data.get('bids')
+                if levels or snapshot or len(bids.keys) > depth:
+                    bids.take(levels, wire, depth, snapshot)
+                levels = data.get('asks')
+                if levels or snapshot or len(asks.keys) > depth:
+                    asks.take(levels, wire, depth, snapshot)
                 self.computed = computed = zlib.crc32(bids.text, asks.crc)
                 self.expected = expected = data.get('checksum')
-                self.timestamp = data.get('timestamp', self.timestamp)
-                if expected is not None and computed == (
-                        expected if expected.__class__ is int else int(expected)):
+                timestamp = data.get('timestamp')
+                if timestamp.__class__ is not str:
+                    if timestamp is not None:
+                        raise ValueError(f'the timestamp {_shown(timestamp)} is not text')
+                    timestamp = self.timestamp
+                self.timestamp = timestamp
+                # an int equal to our CRC32 is one; anything else is checked before comparing
+                if computed == expected and expected.__class__ is int or computed == _crc(
+                        expected):
                     self.verified, self.checksum = True, computed
                     return 'verified'
             except BaseException:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 try:
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+    from websockets.frames import Frame
     from websockets.protocol import State
     from websockets.version import version as websockets_version
 except ImportError:  # pragma: no cover - the message is the point
@@ -49,11 +50,13 @@ from .protocol import (
     KRAKEN_TIMEOUT_METHODS,
     L3_URL,
     LEVEL3,
+    MAX_MESSAGE,
     ORDER_METHODS,
     PRIVATE_CHANNELS,
     PUBLIC,
     URL,
     Backoff,
+    ResyncBackoff,
     SequenceCheck,
     Subscriptions,
     answers,
@@ -72,12 +75,29 @@ from .protocol import (
 if TYPE_CHECKING:
     from ..api import API
 
-__all__ = ['AsyncWS', 'DEFAULT_TIMEOUT', 'DEFAULT_SILENCE']
+__all__ = ['AsyncWS', 'DEFAULT_TIMEOUT', 'DEFAULT_SILENCE', 'MAX_MESSAGE']
 
 #: websockets logs every frame at DEBUG, tokens included; its logger for krakenex's
-#: connections stops at INFO so that turning on debug logging never writes a token.
+#: connections stops at INFO so that turning on debug logging never writes a token, and
+#: a private connection's frames are logged without their payload even below that.
 FRAMES_LOG = logging.getLogger('krakenex.ws.frames')
 FRAMES_LOG.setLevel(logging.INFO)
+
+
+class _PayloadHidden(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' frame log for a connection that carries a token: each frame shows its
+    type and length, never its payload (websockets shows the start and the end of a long
+    one, which is where a request's token goes)."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            shown = tuple(f'{a.opcode.name} [{len(a.data)} bytes, not shown: this connection '
+                          f'carries a token]' if isinstance(a, Frame) else a for a in args)
+            kwargs.setdefault('stacklevel', 2)  # the line in websockets, not this one
+            self.logger.log(level, msg, *shown, **kwargs)
+
+
+PRIVATE_FRAMES_LOG = _PayloadHidden(FRAMES_LOG, {})
 
 #: Seconds to wait for a connection or a reply unless told otherwise.
 DEFAULT_TIMEOUT = 10.0
@@ -90,8 +110,12 @@ DEFAULT_SILENCE = 10.0
 #: ``overflow`` notice says how many.
 DEFAULT_MAX_QUEUE = 100_000
 
-#: Largest message accepted, in bytes (a depth-1000 book snapshot is a few hundred kB).
-MAX_MESSAGE = 16 << 20
+#: The same in bytes, as the messages came over the wire (decoded, they take from about 5
+#: times as much memory for a book update to about 30 for a long list of numbers).
+DEFAULT_MAX_QUEUE_BYTES = 16 << 20
+
+#: What one of krakenex's own notices counts against ``max_queue_bytes``.
+NOTICE_SIZE = 256
 
 #: The close code websockets sends for a message over ``max_size`` (RFC 6455).
 MESSAGE_TOO_BIG = 1009
@@ -101,8 +125,15 @@ MESSAGE_TOO_BIG = 1009
 #: sent it for itself) keeps its ``req_id``, so that its late reply settles nothing else.
 LATE_REPLY_WAIT = 600.0
 
-#: Characters of a message krakenex could not read that a ``bad_message`` notice quotes.
+#: Characters of a message krakenex could not read that a ``bad_message`` notice quotes, and
+#: of the reason it gives.
 BAD_TEXT = 200
+BAD_REASON = 500
+
+
+#: What a JSON value that is not an object is called, for a ``bad_message``'s reason.
+_JSON_NAMES = {list: 'an array', str: 'a string', int: 'a number', Decimal: 'a number',
+               bool: 'true or false', type(None): 'null'}
 
 
 class _Closed(Exception):
@@ -129,29 +160,52 @@ def _precision(value: Any) -> int:
 class _Stream:
     """Messages for the user, in order: filled on the loop, read from the loop or a thread.
 
-    A reader on another thread waits on a :class:`queue.SimpleQueue`, never on a lock the
-    loop also takes: Ctrl-C in the middle of a ``threading.Condition`` wait can leave its
-    lock held or released twice, and then the loop thread blocks for good. The deque's
-    ``append`` and ``popleft`` are atomic, so nothing else is locked.
+    It keeps at most ``maxlen`` messages and ``max_bytes`` bytes (each message counted at
+    its size on the wire); past either, the oldest are dropped, and the newest is always
+    kept. A reader on another thread waits on a :class:`queue.SimpleQueue`, never on a lock
+    the loop also takes: Ctrl-C in the middle of a ``threading.Condition`` wait can leave
+    its lock held or released twice, and then the loop thread blocks for good. The deque's
+    ``append`` and ``popleft`` are atomic, so nothing else is locked. Only the loop counts
+    bytes: each message is kept with the count of bytes put before it, so the bytes kept
+    are the count now less the oldest message's; ``_head``, the oldest's as last seen, can
+    only lag behind, which at worst makes the loop look again.
     """
 
-    def __init__(self, maxlen: int) -> None:
+    def __init__(self, maxlen: int, max_bytes: int) -> None:
         self.maxlen = maxlen
+        self.max_bytes = max_bytes
         self.closed = False
-        self._items: deque[Any] = deque()
+        self._items: deque[tuple[Any, int]] = deque()  # (message, bytes put before it)
+        self._total = 0  # bytes put so far
+        self._head = 0  # bytes put before the oldest message kept, as last seen
         self._dropped = 0  # about: a reader taking the count while the loop adds may lose one
         self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._event = asyncio.Event()
 
-    def put(self, message: Any) -> None:
-        if len(self._items) >= self.maxlen:
-            with contextlib.suppress(IndexError):  # a reader may have emptied it meanwhile
-                self._items.popleft()
-                self._dropped += 1
-        self._items.append(message)
+    def put(self, message: Any, size: int) -> None:
+        start = self._total
+        self._total = total = start + size
+        if total - self._head > self.max_bytes or len(self._items) >= self.maxlen:
+            self._make_room(start)
+        self._items.append((message, start))
         if self._wake.empty():  # one waiting token is enough: readers look again after it
             self._wake.put(None)
         self._event.set()
+
+    def _make_room(self, start: int) -> None:
+        """Drop the oldest messages until the one starting at ``start`` fits."""
+        items = self._items
+        while True:
+            try:
+                self._head = items[0][1]
+            except IndexError:  # nothing kept (a reader may have just taken the last one)
+                self._head = start
+                return
+            if self._total - self._head <= self.max_bytes and len(items) < self.maxlen:
+                return
+            with contextlib.suppress(IndexError):  # a reader may have taken it meanwhile
+                items.popleft()
+                self._dropped += 1
 
     def close(self) -> None:
         self.closed = True
@@ -163,7 +217,7 @@ class _Stream:
             dropped, self._dropped = self._dropped, 0
             return True, notice('overflow', dropped=dropped)
         with contextlib.suppress(IndexError):
-            return True, self._items.popleft()
+            return True, self._items.popleft()[0]
         if self.closed:
             if self._wake.empty():
                 self._wake.put(None)  # for the next reader waiting
@@ -236,6 +290,13 @@ class _Pending:
             self.future.exception()  # retrieved: no "never retrieved" warning if nobody waits
 
 
+def _count(value: Any, name: str) -> int:
+    """A bound given by the user: a whole number above 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise KrakenUsageError(f'{name} must be a whole number above 0, not {value!r}')
+    return value
+
+
 def _check_req_id(method: str, req_id: Any) -> None:
     if req_id is not None and (isinstance(req_id, bool) or not isinstance(req_id, int)):
         raise KrakenUsageError(f'{method} was not sent: req_id must be a whole number, '
@@ -265,6 +326,8 @@ class _Connection:
         self.subs = Subscriptions()
         self.sequences = SequenceCheck()
         self.backoff = client.backoff_factory()
+        self.resync_backoff = client.resync_backoff_factory()
+        self.resyncs: dict[str, tuple[float, asyncio.Task[None]]] = {}  # symbol: (due, task)
         self.ws: ClientConnection | None = None
         self.ready = asyncio.Event()
         self.pending: dict[int, _Pending] = {}  # by req_id; a new socket clears it
@@ -347,7 +410,8 @@ class _Connection:
         if self.private:
             self._token = await self.fetch_token()
         return await connect(self.url, open_timeout=self.client.timeout, max_size=MAX_MESSAGE,
-                             close_timeout=1, logger=FRAMES_LOG,
+                             close_timeout=1,
+                             logger=PRIVATE_FRAMES_LOG if self.private else FRAMES_LOG,
                              user_agent_header=f'krakenex websockets/{websockets_version}')
 
     async def fetch_token(self) -> str:
@@ -364,8 +428,14 @@ class _Connection:
         self._token = await self.fetch_token()
         self.client.emit(notice('token_refreshed', url=self.url, reason=why))
 
+    def hide_token(self, text: str) -> str:
+        """``text`` without this connection's token, if it holds it."""
+        token = self._token
+        return text.replace(token, '[token]') if token and token in text else text
+
     async def shutdown(self) -> None:
         """Close the socket (its reader then ends and so does :meth:`run`); stop it if not."""
+        self.cancel_resyncs()
         ws, task = self.ws, self.task
         if ws is not None:
             with contextlib.suppress(Exception):
@@ -413,6 +483,7 @@ class _Connection:
             self.ws = None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 1)
+            self.cancel_resyncs()  # the next connection subscribes every book again
             for symbol in self.books:
                 self.client.books[symbol].reset()
             self.instrument = False
@@ -426,11 +497,11 @@ class _Connection:
                 self.last_seen = loop.time()
                 try:
                     message = decode(raw)
-                except ValueError as exc:  # not JSON, or not UTF-8
+                except Exception as exc:  # not JSON, not UTF-8, or beyond krakenex's bounds
                     self.client.bad_message(self, raw, exc, books=self.books)
                     continue
                 try:
-                    self.client.dispatch(self, message)
+                    self.client.dispatch(self, message, len(raw))
                 except _BadBook as exc:
                     self.client.bad_message(self, raw, exc, books=exc.symbols)
                 except Exception as exc:
@@ -611,8 +682,30 @@ class _Connection:
         if 'instrument' not in self.subs.channels():
             await self.send('subscribe', {'channel': 'instrument'}, internal=True)
 
-    async def resync(self, book: Book) -> None:
-        """Subscribe one symbol's book again, from the user's own parameters, for a new snapshot."""
+    def schedule_resync(self, book: Book) -> float:
+        """Subscribe a book again once :attr:`resync_backoff` allows it, unless that is
+        already planned; return the seconds until it is sent."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        planned = self.resyncs.get(book.symbol)
+        if planned is not None and not planned[1].done():
+            return max(0.0, planned[0] - now)
+        wait = self.resync_backoff.delay(book.symbol, now)
+        self.resyncs[book.symbol] = (now + wait, loop.create_task(self.resync(book, wait)))
+        return wait
+
+    def cancel_resyncs(self) -> None:
+        for _, task in self.resyncs.values():
+            task.cancel()
+        self.resyncs.clear()
+
+    async def resync(self, book: Book, wait: float = 0.0) -> None:
+        """Subscribe one symbol's book again, from the user's own parameters, for a new
+        snapshot, after ``wait`` seconds, unless a snapshot has verified it meanwhile."""
+        if wait:
+            await asyncio.sleep(wait)
+        if book.verified or self.client.books.get(book.symbol) is not book:
+            return  # verified by a snapshot meanwhile, or no longer subscribed
         params = self.subs.params_for('book', book.symbol) or {'symbol': [book.symbol],
                                                                 'depth': book.depth}
         with contextlib.suppress(KrakenError):
@@ -641,13 +734,22 @@ class AsyncWS:
     :raises KrakenUsageError: also for a ``timeout`` or ``silence`` that is not a number
         of seconds above 0
     :param backoff: makes the reconnect policy for each connection (:class:`Backoff`)
+    :param resync_backoff: makes the policy for subscribing failed books again, for each
+        connection (:class:`ResyncBackoff`)
     :param max_queue: messages kept for a reader that falls behind
+    :param max_queue_bytes: bytes kept for a reader that falls behind, each message counted
+        at its size on the wire; past either bound the oldest messages are dropped and an
+        ``overflow`` notice says how many
+    :raises KrakenUsageError: also for a ``max_queue`` or ``max_queue_bytes`` that is not a
+        whole number above 0
     """
 
     def __init__(self, api: API | None = None, *, url: str = URL, auth_url: str = AUTH_URL,
                  l3_url: str = L3_URL, timeout: float = DEFAULT_TIMEOUT,
                  silence: float = DEFAULT_SILENCE, backoff: Callable[[], Backoff] = Backoff,
-                 max_queue: int = DEFAULT_MAX_QUEUE) -> None:
+                 resync_backoff: Callable[[], ResyncBackoff] = ResyncBackoff,
+                 max_queue: int = DEFAULT_MAX_QUEUE,
+                 max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES) -> None:
         self.api = api
         self.url, self.auth_url = check_url(url), check_url(auth_url, 'auth_url')
         self.l3_url = check_url(l3_url, 'l3_url')
@@ -658,13 +760,15 @@ class AsyncWS:
             raise KrakenUsageError(f'silence must be a finite number of seconds, not {silence!r}')
         self.silence = silence
         self.backoff_factory = backoff
+        self.resync_backoff_factory = resync_backoff
         self.closed = False
         self.books: dict[str, Book] = {}
         self.precisions: dict[str, tuple[int, int]] = {}
         self.ids = itertools.count(1)
         #: Order requests handed to a socket so far (each may have reached Kraken).
         self.orders_sent = 0
-        self._stream = _Stream(max_queue)
+        self._stream = _Stream(_count(max_queue, 'max_queue'),
+                               _count(max_queue_bytes, 'max_queue_bytes'))
         self._connections: dict[str, _Connection] = {}
 
     def __repr__(self) -> str:
@@ -866,8 +970,9 @@ class AsyncWS:
 
     # -- for the connections ------------------------------------------------------------
 
-    def emit(self, message: Any) -> None:
-        self._stream.put(message)
+    def emit(self, message: Any, size: int = NOTICE_SIZE) -> None:
+        """Put a message into the stream; ``size`` is what it counts against ``max_queue_bytes``."""
+        self._stream.put(message, size)
 
     def connection_ended(self, connection: _Connection) -> None:
         if all(c.gave_up is not None for c in self._connections.values()):
@@ -875,11 +980,22 @@ class AsyncWS:
 
     def bad_message(self, connection: _Connection, raw: str | bytes, error: Exception,
                     books: Iterable[str] = ()) -> None:
-        """Say in the stream that a message could not be read; resync ``books`` it may touch."""
-        text = raw if isinstance(raw, str) else raw.decode('utf-8', 'replace')
-        cut = text[:BAD_TEXT] + ('...' if len(text) > BAD_TEXT else '')
+        """Say in the stream that a message could not be read; resync ``books`` it may touch.
+
+        The notice quotes the start of the message and the reason, cut short and without
+        the connection's token.
+        """
+        # a little more than is shown, so that a token across the cut is found whole
+        wide = BAD_TEXT + 200
+        if isinstance(raw, str):
+            text, cut = raw[:wide], len(raw) > wide
+        else:
+            text, cut = raw[:wide * 4].decode('utf-8', 'replace'), len(raw) > wide * 4
+        text = connection.hide_token(text)
+        reason = connection.hide_token(f'{type(error).__name__}: {error}')
         self.emit(notice('bad_message', url=connection.url,
-                         reason=f'{type(error).__name__}: {error}', text=cut))
+                         reason=reason[:BAD_REASON] + ('...' if len(reason) > BAD_REASON else ''),
+                         text=text[:BAD_TEXT] + ('...' if cut or len(text) > BAD_TEXT else '')))
         for symbol in sorted(books):
             book = self.books.get(symbol)
             if book is not None:
@@ -887,31 +1003,41 @@ class AsyncWS:
 
     def _resync(self, connection: _Connection, book: Book, reason: str,
                 **fields: Any) -> None:
-        """Forget a book, say ``book_resync`` and subscribe it again for a new snapshot."""
+        """Forget a book, say ``book_resync`` and subscribe it again for a new snapshot,
+        paced by the connection's :class:`ResyncBackoff` (``wait``: seconds until then)."""
         book.reset()
-        self.emit(notice('book_resync', symbol=book.symbol, reason=reason, **fields))
-        asyncio.get_running_loop().create_task(connection.resync(book))
+        wait = connection.schedule_resync(book)
+        self.emit(notice('book_resync', symbol=book.symbol, reason=reason, wait=wait, **fields))
 
-    def dispatch(self, connection: _Connection, message: Any) -> None:
-        """Route one message from Kraken: replies to their callers, books and notices."""
-        if not isinstance(message, dict):
-            self.emit(message)
-            return
+    def dispatch(self, connection: _Connection, message: Any, size: int = NOTICE_SIZE) -> None:
+        """Route one message from Kraken: replies to their callers, books and notices.
+
+        ``size`` is the message's on the wire, for ``max_queue_bytes``.
+
+        :raises ValueError: for a message that is not a JSON object (Kraken sends none)
+        """
+        if message.__class__ is not dict:
+            raise ValueError(f'{_JSON_NAMES.get(type(message), "a value")} where Kraken always '
+                             f'sends a JSON object')
         req_id = message.get('req_id')
         if req_id is not None and 'method' in message:
             # a reply: to the request with its req_id and method; one that answers nothing
             # krakenex knows of (a reply later than LATE_REPLY_WAIT) goes to the stream too
+            if req_id.__class__ is not int:
+                raise ValueError(f'a reply whose req_id {req_id!r:.40} is not a whole number')
+            if message.get('success', False).__class__ is not bool:
+                raise ValueError('a reply whose success is neither true nor false')
             request = connection.pending.get(req_id)
             if request is not None and answers(request.method, message['method']):
                 if request.reply(message):
                     del connection.pending[req_id]
                 if request.internal:
                     return
-            self.emit(message)
+            self.emit(message, size)
             return
         channel = message.get('channel')
         if channel == 'book':
-            self._on_book(connection, message)
+            self._on_book(connection, message, size)
             return
         if channel == 'instrument':
             self._on_instrument(message)
@@ -922,16 +1048,20 @@ class AsyncWS:
             gap = connection.sequences.check(channel, sequence)
             if gap is not None:
                 self.emit(notice('gap', feed=channel, expected=gap[0], received=gap[1]))
-        self.emit(message)
+        self.emit(message, size)
 
-    def _on_book(self, connection: _Connection, message: dict[str, Any]) -> None:
-        snapshot = message.get('type') == 'snapshot'
+    def _on_book(self, connection: _Connection, message: dict[str, Any], size: int) -> None:
+        kind = message.get('type')
+        snapshot = kind == 'snapshot'
         items = message.get('data')
         if not isinstance(items, list) or not all(
                 isinstance(d, dict) and isinstance(d.get('symbol'), str) for d in items):
             # which book it was for is unknown: every book of the connection starts again
             raise _BadBook('a book message without a list of data with symbols',
                            set(connection.books))
+        if not snapshot and kind != 'update':
+            raise _BadBook(f'a book message of type {kind!r:.40}, neither snapshot nor update',
+                           {d['symbol'] for d in items})
         broken: list[Book] = []
         for data in items:
             book = self.books.get(data['symbol'])
@@ -945,7 +1075,7 @@ class AsyncWS:
                                {d['symbol'] for d in items}) from exc
             if result == 'mismatch':
                 broken.append(book)
-        self.emit(message)
+        self.emit(message, size)
         for book in broken:
             self._resync(connection, book, 'the checksum did not match',
                          checksum=book.expected, computed=book.computed)

@@ -8,6 +8,7 @@ WebSocket v2 documentation (kraken-protocol.md §5.4, §8 and §10.2).
 from __future__ import annotations
 
 import contextlib
+import decimal
 import json
 import math
 import random
@@ -15,6 +16,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +29,8 @@ __all__ = [
     'ORDER_METHODS', 'PRIVATE_METHODS', 'KRAKEN_TIMEOUT_METHODS', 'MSG_RATE_ERROR',
     'check_url', 'check_timeout', 'check_depth', 'decode', 'encode', 'notice', 'is_private',
     'endpoint', 'reply_error', 'token_refused', 'answers', 'split_subscription',
-    'Subscriptions', 'SequenceCheck', 'Backoff',
+    'Subscriptions', 'SequenceCheck', 'Backoff', 'ResyncBackoff',
+    'MAX_MESSAGE', 'MAX_DEPTH', 'MAX_DIGITS', 'MAX_EXPONENT', 'MAX_INT_DIGITS',
 ]
 
 #: Kraken's public and authenticated WebSocket v2 endpoints.
@@ -72,26 +75,130 @@ TOKEN_ERRORS = ('ESession:Invalid session', 'EAPI:Invalid token', 'EAuth:Invalid
 NOTICE_CHANNEL = 'krakenex'
 
 
-_DECODER = json.JSONDecoder(parse_float=Decimal)
+#: Longest message :func:`decode` reads, in characters (a depth-1000 book snapshot is a few
+#: hundred kB); the connections refuse longer ones as websockets' ``max_size``.
+MAX_MESSAGE = 16 << 20
+
+#: Deepest nesting of lists and objects :func:`decode` reads. Kraken's messages nest five
+#: deep; code that walks a message recursively (``copy.deepcopy``, a walker of one's own)
+#: fails near a thousand. A message can nest only half as deep as it is long, so one of up
+#: to twice this many characters (most book updates) needs no look at all.
+MAX_DEPTH = 128
+
+#: Most significant digits of a number with a fraction or an exponent (Kraken's have under
+#: twenty), and the largest power of ten it may reach either way: ``1e400`` is no price.
+MAX_DIGITS, MAX_EXPONENT = 40, 60
+
+#: Most digits of a whole number (Kraken's are checksums, sequence numbers and ids): converting
+#: a long one to ``int`` takes time that grows with the square of its length.
+MAX_INT_DIGITS = 1000
+
+#: Decimal numbers within the bounds above, exactly as written (trailing zeros kept); any
+#: rounding or a number out of range raises instead.
+_NUMBERS = decimal.Context(prec=MAX_DIGITS, Emax=MAX_EXPONENT, Emin=-MAX_EXPONENT, traps=[
+    decimal.InvalidOperation, decimal.Overflow, decimal.Underflow, decimal.Subnormal,
+    decimal.Inexact, decimal.Rounded, decimal.Clamped])
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f'{name} is not a JSON number, and Kraken sends none')
+
+
+def _whole(text: str) -> int:
+    digits = len(text.lstrip('-'))
+    if digits > MAX_INT_DIGITS:
+        raise ValueError(f'a whole number of {digits} digits is longer than the '
+                         f'{MAX_INT_DIGITS} krakenex reads')
+    return int(text)
+
+
+def _fraction(text: str) -> Decimal:
+    try:
+        return _NUMBERS.create_decimal(text)
+    except decimal.DecimalException:
+        shown = text if len(text) <= 30 else f'{text[:20]}... ({len(text)} characters)'
+        raise ValueError(f'the number {shown} has more than {MAX_DIGITS} digits or lies '
+                         f'beyond 1e{MAX_EXPONENT} or 1e-{MAX_EXPONENT}') from None
+
+
+# The scanner alone reads a message a fifth faster than JSONDecoder.decode, which first looks
+# for whitespace on both sides. A message no longer than MAX_INT_DIGITS cannot hold a longer
+# whole number, so only longer ones pay for checking each; _fraction names a number out of
+# bounds once _NUMBERS has refused one.
+_DECODER = json.JSONDecoder(parse_float=_NUMBERS.create_decimal, parse_constant=_not_json)
 _SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
+_LONG = json.JSONDecoder(parse_float=_NUMBERS.create_decimal, parse_int=_whole,
+                         parse_constant=_not_json)
+_SCAN_LONG = _LONG.scan_once  # type: ignore[attr-defined]
+_NAMED = json.JSONDecoder(parse_float=_fraction, parse_int=_whole, parse_constant=_not_json)
 
 
-def decode(text: str | bytes) -> Any:
+def decode(text: str | bytes, max_size: int = MAX_MESSAGE) -> Any:
     """Decode one of Kraken's messages, numbers with a fraction as :class:`~decimal.Decimal`.
 
-    :raises ValueError: for text that is not one JSON value (:class:`json.JSONDecodeError`)
-        or bytes that are not UTF-8 (:class:`UnicodeDecodeError`)
+    Every message is bounded before anything is converted: at most ``max_size``
+    characters, :data:`MAX_DEPTH` levels of nesting, :data:`MAX_DIGITS` significant
+    digits and an exponent within :data:`MAX_EXPONENT` for a number with a fraction or
+    an exponent, :data:`MAX_INT_DIGITS` digits for a whole number; ``NaN`` and
+    ``Infinity`` are refused (they are not JSON).
+
+    :raises ValueError: for text that is not one JSON value (:class:`json.JSONDecodeError`),
+        bytes that are not UTF-8 (:class:`UnicodeDecodeError`), or a message beyond the bounds
     """
+    size = len(text)
+    if size > max_size:
+        raise ValueError(f'a message of {size} characters is longer than the {max_size} '
+                         f'krakenex reads')
     if text.__class__ is not str:
         text = text.decode()  # type: ignore[union-attr]
-    # Kraken's messages are one JSON value without surrounding whitespace: the decoder's
-    # scanner reads that alone, a fifth faster than JSONDecoder.decode, which first looks for
-    # whitespace on both sides; anything else gets decode()'s answer and error messages
+        size = len(text)
+    scan = _SCAN if size <= MAX_INT_DIGITS else _SCAN_LONG
     try:
-        value, end = _SCAN(text, 0)
-    except StopIteration:
-        end = -1
-    return value if end == len(text) else _DECODER.decode(text)
+        try:
+            value, end = scan(text, 0)
+        except StopIteration:
+            end = -1
+        if end != size:  # not one value alone: decode() says why, or allows the whitespace
+            value = (_DECODER if scan is _SCAN else _LONG).decode(text)
+    except RecursionError:
+        raise ValueError(f'a message nested deeper than {MAX_DEPTH} levels') from None
+    except decimal.DecimalException:
+        _NAMED.decode(text)  # raises the ValueError that names the number
+        raise ValueError('a number beyond the bounds krakenex reads') from None
+    # nesting deeper than MAX_DEPTH needs more than twice as many characters, and more than
+    # MAX_DEPTH brackets: both are cheaper to count than the levels
+    if size > 2 * MAX_DEPTH and text.count('[') + text.count('{') > MAX_DEPTH \
+            and _deeper(value, MAX_DEPTH):
+        raise ValueError(f'a message nested deeper than {MAX_DEPTH} levels')
+    return value
+
+
+def _deeper(value: Any, depth: int) -> bool:
+    """Whether lists and objects nest more than ``depth`` levels deep in ``value``.
+
+    It goes a level at a time, in C where a level is all objects or all lists (a book
+    snapshot's levels are), so a snapshot of a thousand levels a side costs a fraction of
+    its decoding.
+    """
+    if value.__class__ is not dict and value.__class__ is not list:
+        return False
+    level: list[Any] = [value]
+    for _ in range(depth):
+        kinds = list(map(type, level))
+        if kinds.count(dict) == len(level):
+            values = list(chain.from_iterable(map(dict.values, level)))
+        elif kinds.count(list) == len(level):
+            values = list(chain.from_iterable(level))
+        else:
+            values = list(chain.from_iterable(v.values() if v.__class__ is dict else v
+                                              for v in level))
+        kinds = list(map(type, values))
+        inner = kinds.count(dict) + kinds.count(list)
+        if not inner:
+            return False
+        level = values if inner == len(values) else [
+            v for v, kind in zip(values, kinds, strict=True) if kind is dict or kind is list]
+    return True
 
 
 def _marked(value: Any, numbers: list[str]) -> Any:
@@ -344,7 +451,7 @@ class Backoff:
         if self.failures < self.immediate:
             wait = self.jitter * spread
         else:
-            wait = min(self.cap, self.first * self.factor ** (self.failures - self.immediate))
+            wait = _doubled(self.first, self.factor, self.failures - self.immediate, self.cap)
             wait *= 1 + self.jitter * (2 * spread - 1)
         if throttled:
             wait = max(wait, self.throttled)
@@ -374,3 +481,37 @@ class Backoff:
             self.failures = 0
         else:
             self.failures += 1
+
+
+def _doubled(first: float, factor: float, times: int, cap: float) -> float:
+    """``first`` multiplied by ``factor`` ``times`` times, at most ``cap``: a count that grows
+    for days (a server down for a day) never overflows a float."""
+    try:
+        return min(cap, first * factor ** min(times, 64))
+    except OverflowError:  # a factor so large that 64 times is past any float
+        return cap
+
+
+class ResyncBackoff:
+    """When to subscribe a book again after it failed its checksum or could not be read.
+
+    Each resync sends two requests (unsubscribe, subscribe), and Kraken counts both against
+    the connection's message rate: a book that keeps failing must not be subscribed again as
+    fast as the server answers. The first resync of a symbol goes at once; each one that
+    follows within ``stable`` seconds of the previous one waits ``factor`` times as long as
+    the wait before it, from ``first`` up to ``cap`` seconds. A book that has stayed good for
+    ``stable`` seconds starts again at once.
+    """
+
+    def __init__(self, *, first: float = 1.0, factor: float = 2.0, cap: float = 60.0,
+                 stable: float = 60.0) -> None:
+        self.first, self.factor, self.cap, self.stable = first, factor, cap, stable
+        self._last: dict[str, tuple[float, int]] = {}  # symbol: (when it was sent, how many)
+
+    def delay(self, symbol: str, now: float) -> float:
+        """Seconds to wait before subscribing ``symbol`` again; the resync counts as sent then."""
+        last = self._last.get(symbol)
+        count = 0 if last is None or now - last[0] >= self.stable else last[1] + 1
+        wait = 0.0 if count == 0 else _doubled(self.first, self.factor, count - 1, self.cap)
+        self._last[symbol] = (now + wait, count)
+        return wait
