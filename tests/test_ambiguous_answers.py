@@ -223,3 +223,28 @@ def test_krakenex_ws_add_order_exits_4_on_an_ambiguous_answer_and_1_on_a_refusal
     (line,) = result.stderr.splitlines()
     assert error in line
     assert ('krakenex OpenOrders cl_ord_id=amb-ws' in line) == (code == 4)
+
+
+@pytest.mark.parametrize(('error', 'unknown'), [('EService:Timeout', True),
+                                                ('EGeneral:Internal error', True),
+                                                ('EOrder:Insufficient funds', False)])
+def test_ws_add_order_answered_ambiguously_is_an_unknown_outcome_in_the_library_too(
+        sandbox: Sandbox, error: str, unknown: bool) -> None:
+    from krakenex import API, KrakenAPIError
+    from krakenex.errors import OutcomeUnknownAPIError
+    from krakenex.ws import WS
+
+    server = Answering(error)
+    try:
+        with WS(API(sandbox.key, sandbox.secret, uri=sandbox.url),
+                auth_url=server.url, timeout=10) as ws:
+            expected = OutcomeUnknownAPIError if unknown else KrakenAPIError
+            with pytest.raises(expected) as caught:
+                ws.request('add_order', symbol='BTC/USD', side='buy', order_type='limit',
+                           limit_price=40000, order_qty=0.01, cl_ord_id='amb-lib')
+    finally:
+        server.stop()
+    assert isinstance(caught.value, KrakenAPIError) is not unknown  # never taken as a refusal
+    assert caught.value.errors == [error]
+    if unknown:
+        assert caught.value.cl_ord_id == 'amb-lib' and 'API.reconcile' in str(caught.value)

@@ -38,7 +38,6 @@ from ..cli import (
     run_command,
     to_json,
 )
-from ..errors import KrakenAPIError, OutcomeUnknownAPIError, ambiguous, lookup_advice
 from .protocol import AUTH_URL, L3_URL, ORDER_METHODS, URL, is_private
 
 if TYPE_CHECKING:
@@ -255,10 +254,6 @@ def _run(args: argparse.Namespace, call: Call) -> int:
                     ws.close()
                     call.never_sent = not ws.may_have_sent_orders()
                 raise
-            except KrakenAPIError as exc:
-                if what in ORDER_METHODS and ambiguous(exc.errors):
-                    raise _answer_unknown(what, req_id, params, exc) from None
-                raise
             call.accepted(reply)
             call.delivering()
             _print(out, reply)
@@ -266,18 +261,6 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     finally:
         if sandbox is not None:
             sandbox.stop()
-
-
-def _answer_unknown(method: str, req_id: int, params: dict[str, Any],
-                    answer: KrakenAPIError) -> OutcomeUnknownAPIError:
-    """The unknown outcome of an order request Kraken answered without saying whether it
-    took effect (:data:`krakenex.errors.AMBIGUOUS_ERRORS`), as the REST command has it."""
-    userref, cl_ord_id = params.get('order_userref'), params.get('cl_ord_id')
-    return OutcomeUnknownAPIError(
-        f'{method} was sent over the WebSocket (req_id {req_id}) but Kraken answered '
-        f'{", ".join(answer.errors)}, which does not say whether it took effect. '
-        + lookup_advice(method, userref, cl_ord_id, 'API.reconcile'),
-        userref=userref, cl_ord_id=cl_ord_id, method=method, errors=answer.errors)
 
 
 def _stream(ws: WS, args: argparse.Namespace, out: Output) -> int:

@@ -40,10 +40,11 @@ from ..errors import (
     KrakenTimeout,
     KrakenUsageError,
     NotSentError,
+    ambiguous,
     unwrap,
 )
 from .book import Book, BookView
-from .errors import BookUnavailableError, outcome_unknown
+from .errors import BookUnavailableError, answer_unknown, outcome_unknown
 from .protocol import (
     AUTH,
     AUTH_URL,
@@ -906,6 +907,8 @@ class AsyncWS:
 
         :returns: Kraken's reply, matched by ``req_id`` and ``method``
         :raises KrakenAPIError: (a subclass) if Kraken answered ``success: false``
+        :raises OutcomeUnknownAPIError: for an order request Kraken answered with an error
+            that does not say whether it took effect, such as ``EService:Timeout``
         :raises SocketOutcomeUnknownError: for an order request whose reply did not come
             (connection lost, or the task cancelled after sending)
         :raises NotSentError: if it was not sent because the connection was not open
@@ -923,7 +926,10 @@ class AsyncWS:
         await connection.wait_ready(timeout)
         reply = (await connection.call(method, params, timeout, req_id=req_id))[0]
         if reply.get('success') is False:
-            raise reply_error([str(reply.get('error'))], method)
+            errors = [str(reply.get('error'))]
+            if method in ORDER_METHODS and ambiguous(errors):
+                raise answer_unknown(method, reply.get('req_id'), params, errors)
+            raise reply_error(errors, method)
         return reply
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:

@@ -7,13 +7,14 @@ from typing import Any
 
 from ..errors import (
     KrakenError,
+    OutcomeUnknownAPIError,
     OutcomeUnknownConnectionError,
     OutcomeUnknownTimeout,
     lookup_advice,
 )
 
 __all__ = ['BookUnavailableError', 'SocketOutcomeUnknownError', 'SocketOutcomeUnknownTimeout',
-           'outcome_unknown']
+           'outcome_unknown', 'answer_unknown']
 
 
 class BookUnavailableError(KrakenError, LookupError):
@@ -60,6 +61,19 @@ def outcome_unknown(
     error.params = params
     error.order_userref = userref
     return error
+
+
+def answer_unknown(method: str, req_id: int | None, params: Mapping[str, Any],
+                   errors: list[str]) -> OutcomeUnknownAPIError:
+    """The exception for an order request Kraken answered without saying whether it took
+    effect (:data:`krakenex.errors.AMBIGUOUS_ERRORS`), as the REST clients have it."""
+    ids = _identifiers({k: v for k, v in params.items() if k != 'token'})
+    userref, cl_ord_id = ids.get('order_userref'), ids.get('cl_ord_id')
+    return OutcomeUnknownAPIError(
+        f'{method} was sent over the WebSocket (req_id {req_id}) but Kraken answered '
+        f'{", ".join(errors)}, which does not say whether it took effect. '
+        + lookup_advice(method, userref, cl_ord_id, 'API.reconcile'),
+        userref=userref, cl_ord_id=cl_ord_id, method=method, errors=errors)
 
 
 def _identifiers(params: Mapping[str, Any]) -> dict[str, str]:
