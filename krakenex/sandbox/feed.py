@@ -897,6 +897,37 @@ def _numbers(params: dict[str, Any], *names: str) -> None:
             raise ApiError(f'{name.capitalize()} field must be a number_float')
 
 
+#: What Kraken answers a price it cannot use (seen from Kraken over REST and v1).
+INVALID_PRICE = 'EOrder:Invalid price:Invalid price argument'
+#: The largest power of ten the sandbox reads in a v2 number; beyond it the number is refused.
+MAX_EXPONENT = 20
+
+
+def _plain(params: dict[str, Any], name: str) -> str | None:
+    """A v2 number (checked by :func:`_numbers`) as REST's plain text, or None if not
+    given; a number no exchange can carry (not finite, or beyond 1e20) is refused."""
+    value = params.get(name)
+    if value is None:
+        return None
+    number = Decimal(str(value))
+    if not number.is_finite() or number.adjusted() > MAX_EXPONENT:
+        raise ApiError(f'EGeneral:Invalid arguments:{name}')
+    return format(number, 'f')
+
+
+def _price(params: dict[str, Any], name: str = 'limit_price') -> str | None:
+    """v2's ``limit_price`` as REST's ``price``: the price itself. REST reads a leading
+    ``+``, ``-`` or ``#`` as an offset from the last trade, v2 takes a number as the
+    price, so zero or a negative price is refused, never taken as an offset."""
+    try:
+        text = _plain(params, name)
+    except ApiError:
+        raise ApiError(INVALID_PRICE) from None
+    if text is not None and Decimal(text) <= 0:
+        raise ApiError(INVALID_PRICE)
+    return text
+
+
 def _order_pair(params: dict[str, Any]) -> PairSpec:
     """The pair of a well-formed order of ``add_order`` or ``batch_add``."""
     _required(params, 'order_type', 'side', 'order_qty', 'symbol')
@@ -910,9 +941,12 @@ def _order_pair(params: dict[str, Any]) -> PairSpec:
 def _add_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
     spec = _order_pair(params)
     rest = {'pair': spec.name, 'type': params.get('side'), 'ordertype': params.get('order_type'),
-            'volume': str(params.get('order_qty'))}
-    for v2, v0 in (('limit_price', 'price'), ('cl_ord_id', 'cl_ord_id'),
-                   ('order_userref', 'userref'), ('time_in_force', 'timeinforce')):
+            'volume': _plain(params, 'order_qty')}
+    price = _price(params)
+    if price is not None:
+        rest['price'] = price
+    for v2, v0 in (('cl_ord_id', 'cl_ord_id'), ('order_userref', 'userref'),
+                   ('time_in_force', 'timeinforce')):
         if params.get(v2) is not None:
             rest[v0] = str(params[v2]).upper() if v2 == 'time_in_force' else str(params[v2])
     if params.get('validate'):
@@ -976,8 +1010,11 @@ def _batch_add(feed: Feed, key: str, params: dict[str, Any]) -> list[dict[str, A
 
 def _amend_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
     _numbers(params, 'order_qty', 'limit_price')
-    rest = {name: str(params[name]) for name in ('cl_ord_id', 'order_qty', 'limit_price')
-            if params.get(name) is not None}
+    rest = {name: str(params[name]) for name in ('cl_ord_id',) if params.get(name) is not None}
+    for name, text in (('order_qty', _plain(params, 'order_qty')),
+                       ('limit_price', _price(params))):
+        if text is not None:
+            rest[name] = text
     if params.get('order_id') is not None:
         rest['txid'] = str(params['order_id'])
     result = feed.private_call(key, 'AmendOrder', rest)
@@ -992,10 +1029,11 @@ def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
     if spec is None:
         raise ApiError(f'Currency pair not supported {params.get("symbol")}')
     rest = {'txid': str(params.get('order_id')), 'pair': spec.name}
-    for v2, v0 in (('order_qty', 'volume'), ('limit_price', 'price'),
-                   ('order_userref', 'userref')):
-        if params.get(v2) is not None:
-            rest[v0] = str(params[v2])
+    for v0, text in (('volume', _plain(params, 'order_qty')), ('price', _price(params)),
+                     ('userref', None if params.get('order_userref') is None
+                      else str(params['order_userref']))):
+        if text is not None:
+            rest[v0] = text
     result = feed.private_call(key, 'EditOrder', rest)
     return {'order_id': result['txid'], 'original_order_id': result['originaltxid']}
 
