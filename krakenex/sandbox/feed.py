@@ -29,6 +29,7 @@ without slowing anyone else.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import threading
@@ -807,9 +808,12 @@ def dumps(message: dict[str, Any]) -> str:
     token = secrets.token_hex(4)
 
     def mark(value: Any) -> Any:
-        if isinstance(value, _Raw):
-            marks.append(str(value))
+        if isinstance(value, _Raw) or (isinstance(value, Decimal) and value.is_finite()
+                                       and not math.isfinite(float(value))):
+            marks.append(str(value))  # as written; beyond a float's range too (1E+400)
             return f'\0{token}:{len(marks) - 1}\0'
+        if isinstance(value, (float, Decimal)) and not math.isfinite(value):
+            return None  # JSON has no NaN or Infinity
         if isinstance(value, dict):
             return {k: mark(v) for k, v in value.items()}
         if isinstance(value, list):

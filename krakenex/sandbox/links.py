@@ -13,7 +13,8 @@ The bounds that keep one client from costing others:
   ``idle_timeout`` seconds is closed, as Kraken closes idle connections after
   about a minute; the HTTP server may also close it sooner to make room for a
   newcomer (see :class:`~krakenex.sandbox.server.Upgraded`).
-- **Slow readers**: while more than :data:`BACKLOG` bytes wait for a client,
+- **Slow readers**: the kernel holds at most :data:`SEND_BUFFER` bytes for a
+  client; while more than :data:`BACKLOG` bytes wait beyond it,
   its handler is not asked to look (its next update then carries every change
   since the last one it was sent) and nothing more is read from it; a client
   that reads nothing of what waits for ``idle_timeout`` seconds, or lets more
@@ -53,6 +54,9 @@ IDLE_TIMEOUT = 60.0
 BACKLOG = 256 * 1024
 #: Bytes waiting for a client beyond which it is disconnected.
 MAX_BACKLOG = 16 * 1024 * 1024
+#: The kernel's send buffer of a connection: a client that stops reading backs up here
+#: soon, and 2,000 of them hold a bounded amount of the kernel's memory.
+SEND_BUFFER = 128 * 1024
 READ_SIZE = 65536
 CLOSE_TIMEOUT = 1.0  # seconds to wait for the client's close frame after ours
 SWEEP = 1.0  # seconds between two looks at every link's deadlines
@@ -285,6 +289,8 @@ class Loop:
         assert self._selector is not None and link.handler is not None
         link.loop = self
         link.sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            link.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self.links.add(link)
         self._selector.register(link.sock, selectors.EVENT_READ, link)
         link.upgraded.idle(link.heard)
