@@ -149,6 +149,8 @@ class Link:
     # -- I/O, driven by the loop -----------------------------------------------------------
 
     def _queue(self) -> None:
+        """Take what the protocol has to send; the loop writes it at the end of its turn,
+        after the server knows what the handler made of the last message."""
         for data in self.protocol.data_to_send():
             if data:
                 if not self.out:
@@ -156,7 +158,10 @@ class Link:
                 self.out += data
             else:
                 self.eof = True
-        self.flush()
+        if self.loop is None:
+            self.flush()
+        else:
+            self.loop.unsent.add(self)
 
     def flush(self) -> None:
         """Write what the socket takes now, without waiting."""
@@ -241,6 +246,7 @@ class Loop:
         self._stopping = False
         self.links: set[Link] = set()
         self.listeners: set[Link] = set()  # links whose handler wants looks
+        self.unsent: set[Link] = set()  # links with something new to write this turn
         #: Times round the loop, for tests that check it sleeps when it has nothing to do.
         self.turns = 0
 
@@ -302,6 +308,7 @@ class Loop:
         """Stop serving ``link`` (its :meth:`Link.end` calls this)."""
         self.links.discard(link)
         self.listeners.discard(link)
+        self.unsent.discard(link)
         if self._selector is not None:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._selector.unregister(link.sock)
@@ -350,6 +357,8 @@ class Loop:
                 if now >= next_sweep:
                     next_sweep = now + SWEEP
                     self._sweep(now)
+                while self.unsent:
+                    self.unsent.pop().flush()
                 wait = None if not self.links else max(0.0, min(next_tick, next_sweep)
                                                         - time.monotonic())
                 for key, mask in selector.select(wait):

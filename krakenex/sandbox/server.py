@@ -239,9 +239,12 @@ class Server(ThreadingHTTPServer):
                     (rank, time.monotonic() if since is None else since) if idle else None)
 
     def upgrade(self, connection: socket.socket) -> Upgraded:
-        """Hand ``connection`` to the route that took it over (see :meth:`Request.take_over`)."""
+        """Hand ``connection`` to the route that took it over (see :meth:`Request.take_over`);
+        it counts as idle from now until the route says otherwise."""
         with self.guard:
             self.upgraded.add(connection)
+            if connection in self.idle_since:
+                self.idle_since[connection] = (0, time.monotonic())
         return Upgraded(self, connection)
 
     def release(self, connection: socket.socket) -> None:
