@@ -15,10 +15,13 @@ import logging
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -279,6 +282,54 @@ def test_a_fragmented_message_is_answered_as_one(sb: Sandbox) -> None:
         assert '"req_id": 77' in reply_to(bare, '"pong"')
 
 
+def test_a_message_over_1_mib_closes_the_connection_with_1009(sb: Sandbox) -> None:
+    with connect(sb.ws_url, open_timeout=WAIT, max_size=None) as bare:
+        bare.send('x' * ((1 << 20) + 1))
+        with pytest.raises(ConnectionClosed) as ended:
+            while True:
+                bare.recv(WAIT)
+        assert ended.value.rcvd is not None and ended.value.rcvd.code == 1009
+
+
+def test_a_text_frame_that_is_not_utf8_closes_the_connection_with_1007(sb: Sandbox) -> None:
+    mask = os.urandom(4)
+    broken = b'\x81\x82' + mask + bytes(b ^ mask[i] for i, b in enumerate(b'\xff\xfe'))
+    sock = open_raw(sb, extra=broken)
+    try:
+        data, sent = b'', []
+        sock.settimeout(WAIT)
+        while not any(opcode == 8 for opcode, _ in sent):
+            chunk = sock.recv(1 << 16)
+            assert chunk, 'closed without a close frame'
+            data += chunk
+            sent = server_frames(data)
+        [close] = [payload for opcode, payload in sent if opcode == 8]
+        assert struct.unpack('!H', close[:2])[0] == 1007
+        assert wait_for(lambda: closed(sock))
+    finally:
+        sock.close()
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """The whole frames (opcode, payload) at the start of what a server sent (unmasked)."""
+    frames, at = [], 0
+    while at + 2 <= len(data):
+        size, head = data[at + 1] & 0x7F, 2
+        if size == 126:
+            if at + 4 > len(data):
+                break
+            size, head = struct.unpack('!H', data[at + 2:at + 4])[0], 4
+        elif size == 127:
+            if at + 10 > len(data):
+                break
+            size, head = struct.unpack('!Q', data[at + 2:at + 10])[0], 10
+        if at + head + size > len(data):
+            break
+        frames.append((data[at] & 0x0F, data[at + head:at + head + size]))
+        at += head + size
+    return frames
+
+
 def test_frames_sent_with_the_handshake_are_read(sb: Sandbox) -> None:
     sock = open_raw(sb, extra=frame(json.dumps({'method': 'ping', 'req_id': 9})))
     try:
@@ -415,3 +466,14 @@ def test_stop_closes_websocket_connections_and_joins_the_feeds_thread() -> None:
         sb.stop()
         for sock in sockets:
             sock.close()
+
+
+@pytest.mark.slow
+def test_the_server_benchmark_quick_mode_runs_and_finds_rest_served() -> None:
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, str(root / 'benchmarks' / 'sandbox_server.py'),
+                          '--quick'], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert '| REST `Time` beside them | HTTP 200' in run.stdout
+    assert '| a new WebSocket client beside them | HTTP 101, status message received |' \
+        in run.stdout
