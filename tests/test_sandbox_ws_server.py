@@ -377,6 +377,15 @@ def test_a_negative_or_zero_limit_price_is_refused_not_read_as_an_offset(
     assert sb.orders() == []
 
 
+def test_a_batch_with_one_negative_limit_price_places_none_of_its_orders(
+        sb: Sandbox, trader: Callable[..., dict[str, Any]]) -> None:
+    order = {'order_type': 'limit', 'side': 'buy', 'order_qty': 0.01, 'limit_price': 50000}
+    reply = trader('batch_add', symbol='BTC/USD',
+                   orders=[order, {**order, 'limit_price': -100}, order])
+    assert reply['success'] is False and reply['error'] == INVALID_PRICE
+    assert sb.orders() == []
+
+
 def test_limit_price_is_the_price_itself_in_add_amend_and_edit(
         sb: Sandbox, trader: Callable[..., dict[str, Any]]) -> None:
     sb.set_price('XBTUSD', 60000)

@@ -936,6 +936,8 @@ def _order_pair(params: dict[str, Any]) -> PairSpec:
     """The pair of a well-formed order of ``add_order`` or ``batch_add``."""
     _required(params, 'order_type', 'side', 'order_qty', 'symbol')
     _numbers(params, 'order_qty', 'limit_price')
+    _plain(params, 'order_qty')
+    _price(params)
     spec = _v2_pair(params['symbol'])
     if spec is None:
         raise ApiError(f'Currency pair not supported {params["symbol"]}')

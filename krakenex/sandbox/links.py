@@ -349,7 +349,10 @@ class Loop:
                 if stopping:
                     break
                 for call in calls:
-                    call()
+                    try:
+                        call()
+                    except Exception:
+                        log.error('the feed failed on a call from another thread', exc_info=True)
                 now = time.monotonic()
                 if self.links and now >= next_tick:
                     next_tick = now + self._tick()
@@ -358,7 +361,8 @@ class Loop:
                     next_sweep = now + SWEEP
                     self._sweep(now)
                 while self.unsent:
-                    self.unsent.pop().flush()
+                    unsent = self.unsent.pop()
+                    self._guarded(unsent, unsent.flush)
                 wait = None if not self.links else max(0.0, min(next_tick, next_sweep)
                                                         - time.monotonic())
                 for key, mask in selector.select(wait):
@@ -367,13 +371,7 @@ class Loop:
                             while waker[0].recv(4096):
                                 pass
                         continue
-                    link: Link = key.data
-                    if mask & selectors.EVENT_WRITE and not link.ended:
-                        link.flush()
-                        if link.inbox and not link.ended and link.backlog <= BACKLOG:
-                            self._answer(link)  # it reads again: its requests are next
-                    if mask & selectors.EVENT_READ and not link.ended:
-                        self._read(link)
+                    self._guarded(key.data, functools.partial(self._serve, key.data, mask))
         finally:
             for link in list(self.links):
                 link.reset()
@@ -384,6 +382,15 @@ class Loop:
             selector.close()
             for end in waker:
                 end.close()
+
+    def _serve(self, link: Link, mask: int) -> None:
+        """What the selector found ``link`` ready for: writing, reading or both."""
+        if mask & selectors.EVENT_WRITE and not link.ended:
+            link.flush()
+            if link.inbox and not link.ended and link.backlog <= BACKLOG:
+                self._answer(link)  # it reads again: its requests are next
+        if mask & selectors.EVENT_READ and not link.ended:
+            self._read(link)
 
     def _read(self, link: Link) -> None:
         if link.read():
@@ -433,4 +440,5 @@ class Loop:
             call()
         except Exception:
             log.error('the feed failed serving a connection; it is closed', exc_info=True)
-            link.reset()
+            with contextlib.suppress(Exception):
+                link.reset()
