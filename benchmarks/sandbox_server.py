@@ -13,7 +13,8 @@ Each measurement starts ``python -m krakenex.sandbox`` in a process of its own o
 * **serialization**: the feed's time to write a book snapshot as JSON at depth 10,
   100 and 1,000 (in this process; linear growth is about 10x a step);
 * **slow readers**: the book messages (depth 1,000, ``--motion 0.05``) a reading
-  client gets in 5 s alone, then beside 20 clients that subscribe and never read.
+  client gets in 5 s alone, beside 20 clients that subscribe and never read, and
+  while 50 more such clients subscribe during those 5 s.
 
 Run from the repository root::
 
@@ -37,6 +38,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -235,7 +237,7 @@ def serialization(repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
-def slow_readers(hogs: int, seconds: float) -> dict[str, Any]:
+def slow_readers(hogs: int, burst_count: int, seconds: float) -> dict[str, Any]:
     from websockets.sync.client import connect
 
     with sandbox('--motion', '0.05') as (process, url, port):
@@ -251,18 +253,25 @@ def slow_readers(hogs: int, seconds: float) -> dict[str, Any]:
                     count += text.startswith('{"channel": "book"')
                 return count
 
+        def subscribe_and_never_read(count: int) -> None:
+            for _ in range(count):
+                sock, _, _ = open_ws(port, extra=frame(BOOK))
+                silent_readers.append(sock)
+
         alone = messages()
-        silent_readers = []
-        for _ in range(hogs):
-            sock, _, _ = open_ws(port, extra=frame(BOOK))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            silent_readers.append(sock)
+        silent_readers: list[socket.socket] = []
+        subscribe_and_never_read(hogs)
         time.sleep(3)
         before = cpu_seconds(process.pid)
         crowded = messages()
         used = 100 * (cpu_seconds(process.pid) - before) / seconds
+        burst = threading.Timer(min(0.5, seconds / 4), subscribe_and_never_read,
+                                args=(burst_count,))
+        burst.start()
+        during = messages()
+        burst.join()
         row = {'alone': alone, 'crowded': crowded, 'hogs': hogs, 'cpu': used,
-               'rss': memory_mib(process.pid)}
+               'rss': memory_mib(process.pid), 'burst': burst_count, 'during': during}
         for sock in silent_readers:
             sock.close()
     return row
@@ -308,7 +317,9 @@ def report(results: dict[str, Any], idle_seconds: float, read_seconds: float) ->
     lines += [f'| book messages to a reader in {read_seconds:.0f} s, depth 1000, alone | '
               f'{r["alone"]} |',
               f'| the same beside {r["hogs"]} clients that never read | {r["crowded"]} '
-              f'(sandbox CPU {r["cpu"]:.0f}%, RSS {r["rss"]:.0f} MiB) |', '']
+              f'(sandbox CPU {r["cpu"]:.0f}%, RSS {r["rss"]:.0f} MiB) |',
+              f'| the same while {r["burst"]} more subscribe at depth 1000 and never read | '
+              f'{r["during"]} |', '']
     return '\n'.join(lines)
 
 
@@ -331,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         'silent': silent(silent_count),
         'charts': charts(),
         'serialization': serialization(5 if args.quick else 25),
-        'slow': slow_readers(4 if args.quick else 20, read_seconds),
+        'slow': slow_readers(4 if args.quick else 20, 10 if args.quick else 50, read_seconds),
     }
     text = report(results, idle_seconds, read_seconds)
     print(text)

@@ -264,6 +264,29 @@ def test_requests_sent_faster_than_the_replies_are_read_wait_in_the_socket(sb: S
         sock.close()
 
 
+@pytest.mark.parametrize(('request_text', 'count', 'reply'), [
+    (json.dumps({'method': 'ping'}), 300, b'"pong"'),
+    (subscribe('book', symbol=['BTC/USD'], depth=1000), 20, b'"type": "snapshot"'),
+])
+def test_every_one_of_many_requests_sent_in_one_write_is_answered(
+        sb: Sandbox, request_text: str, count: int, reply: bytes) -> None:
+    """Requests wait their turn (a few a turn, none while the client has unread replies)
+    and every one is answered once the client reads."""
+    sock = open_raw(sb)
+    try:
+        sock.sendall(frame(request_text) * count)
+        data, deadline = b'', time.monotonic() + 3 * WAIT
+        sock.settimeout(0.5)
+        while data.count(reply) < count and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                chunk = sock.recv(1 << 20)
+                assert chunk, 'closed'
+                data += chunk
+        assert data.count(reply) == count
+    finally:
+        sock.close()
+
+
 # -- what a client sends ----------------------------------------------------------------------
 
 def test_a_message_nested_100000_deep_is_a_malformed_request_and_the_link_lives(

@@ -90,6 +90,10 @@ CHANNEL_FIELDS = {
 }
 
 
+#: A book's levels as wire text: ``{'bids': [(price, qty), ...], 'asks': [...]}``.
+Levels = dict[str, list[tuple[str, str]]]
+
+
 def v2_symbol(spec: PairSpec) -> str:
     """A pair's name on WebSocket v2, which says BTC where v1 and REST say XBT."""
     return spec.wsname.replace('XBT', 'BTC')
@@ -148,10 +152,16 @@ class Feed:
         self._guard = threading.Lock()
         #: The open connections' sessions; the loop's thread alone changes them.
         self._sessions: list[_Session] = []
-        self._levels: dict[tuple[str, int], dict[str, list[tuple[str, str]]]] = {}
-        #: This tick's updates, kept for every subscriber that goes from the same levels
-        #: to the same levels: key -> (levels before, levels after, what was made of them)
-        self._shared: dict[tuple[str, str, int], tuple[object, object, Any]] = {}
+        #: The levels last seen of each (pair, depth): every subscriber whose book they are
+        #: holds this very object, so that subscribers in step are known by identity.
+        self._known: dict[tuple[str, int], Levels] = {}
+        self._levels: dict[tuple[str, int], Levels] = {}  # this tick's
+        #: The last book snapshot made of each (symbol, depth): (levels, text).
+        self._snapshots: dict[tuple[str, int], tuple[Levels, str]] = {}
+        #: This tick's updates, made once for every subscriber that goes from the same
+        #: levels to the same levels: (kind, symbol, depth, id of the levels before) ->
+        #: (levels before, levels after, what was made of them)
+        self._shared: dict[tuple[str, str, int, int], tuple[object, object, Any]] = {}
         #: Every connection, served by one thread.
         self.loop = Loop(tick=lambda: self.tick, on_tick=self._on_tick,
                          idle_timeout=lambda: self.idle_timeout)
@@ -236,24 +246,42 @@ class Feed:
         with self.sandbox.exchange.lock:
             return self.sandbox.exchange.market.top(spec, depth)
 
-    def levels_this_tick(self, spec: PairSpec,
-                         depth: int) -> dict[str, list[tuple[str, str]]]:
-        """:meth:`book_levels` as of this tick: every subscriber of a book shares one look."""
+    def current_levels(self, spec: PairSpec, depth: int) -> Levels:
+        """:meth:`book_levels` now, as the very object last seen if nothing has changed."""
+        key = (spec.name, depth)
+        levels, known = self.book_levels(spec, depth), self._known.get(key)
+        if known is not None and known == levels:
+            return known
+        self._known[key] = levels
+        return levels
+
+    def levels_this_tick(self, spec: PairSpec, depth: int) -> Levels:
+        """:meth:`current_levels` as of this tick: every subscriber of a book shares one look."""
         key = (spec.name, depth)
         levels = self._levels.get(key)
         if levels is None:
-            levels = self._levels[key] = self.book_levels(spec, depth)
+            levels = self._levels[key] = self.current_levels(spec, depth)
         return levels
+
+    def snapshot(self, symbol: str, depth: int, book: Levels) -> str:
+        """The text of a snapshot of ``book`` (from :meth:`current_levels`), made again only
+        when the book has changed."""
+        made = self._snapshots.get((symbol, depth))
+        if made is None or made[0] is not book:
+            made = self._snapshots[(symbol, depth)] = (
+                book, _Session.book_text(symbol, 'snapshot', book, book))
+        return made[1]
 
     def shared(self, key: tuple[str, str, int], before: object, after: object,
                make: Callable[[], Any]) -> Any:
         """What ``make`` makes of going from ``before`` to ``after``, made once a tick for
         every subscriber that went from these very levels to these very levels."""
-        entry = self._shared.get(key)
+        slot = key + (id(before),)
+        entry = self._shared.get(slot)
         if entry is not None and entry[0] is before and entry[1] is after:
             return entry[2]
         made = make()
-        self._shared[key] = (before, after, made)  # holds both: their ids stay theirs
+        self._shared[slot] = (before, after, made)  # holds both: their ids stay theirs
         return made
 
     @staticmethod
@@ -554,7 +582,7 @@ class _Session:
                     return NOT_SUBSCRIBED
                 self.send(ack)
                 return None
-            levels = self.feed.book_levels(spec, depth)
+            levels = self.feed.current_levels(spec, depth)
             book3 = queues(spec, levels)
             self.level3[symbol] = (spec, depth, levels, book3)
             self.send({**ack, 'result': {**result, 'snapshot': True}})
@@ -576,10 +604,10 @@ class _Session:
                     return NOT_SUBSCRIBED
                 self.send(ack)
                 return None
-            book = self.feed.book_levels(spec, depth)
+            book = self.feed.current_levels(spec, depth)
             self.books[symbol] = (spec, depth, book)
             self.send({**ack, 'result': {**result, 'snapshot': True}})
-            self.send_book(symbol, 'snapshot', book, book)
+            self.send_book_snapshot(symbol, depth, book)
         elif channel == 'ohlc':
             interval = params.get('interval', 1)
             if interval not in OHLC_INTERVALS:
@@ -729,10 +757,13 @@ class _Session:
             self.send({'channel': 'executions', 'type': 'update', 'data': [update],
                        'sequence': self.next()})
 
-    def send_book(self, symbol: str, kind: str, book: dict[str, list[tuple[str, str]]],
-                  levels: dict[str, list[tuple[str, str]]]) -> None:
-        self.link.send(self.book_text(symbol, kind, book, levels,
-                                      bad=self.feed.take('bad_checksum')))
+    def send_book_snapshot(self, symbol: str, depth: int,
+                           book: dict[str, list[tuple[str, str]]]) -> None:
+        """A snapshot of ``book``: one text for every subscriber while the book stays."""
+        if self.feed.take('bad_checksum'):
+            self.link.send(self.book_text(symbol, 'snapshot', book, book, bad=True))
+            return
+        self.link.send(self.feed.snapshot(symbol, depth, book))
 
     def send_book_update(self, symbol: str, depth: int,
                          sent: dict[str, list[tuple[str, str]]],

@@ -58,6 +58,8 @@ MAX_BACKLOG = 16 * 1024 * 1024
 #: soon, and 2,000 of them hold a bounded amount of the kernel's memory.
 SEND_BUFFER = 128 * 1024
 READ_SIZE = 65536
+#: Messages of one client answered in a turn before every other client's turn comes.
+ANSWERS_PER_TURN = 4
 CLOSE_TIMEOUT = 1.0  # seconds to wait for the client's close frame after ours
 SWEEP = 1.0  # seconds between two looks at every link's deadlines
 
@@ -247,6 +249,7 @@ class Loop:
         self.links: set[Link] = set()
         self.listeners: set[Link] = set()  # links whose handler wants looks
         self.unsent: set[Link] = set()  # links with something new to write this turn
+        self.waiting: set[Link] = set()  # links with requests to answer at the next turn
         #: Times round the loop, for tests that check it sleeps when it has nothing to do.
         self.turns = 0
 
@@ -309,6 +312,7 @@ class Loop:
         self.links.discard(link)
         self.listeners.discard(link)
         self.unsent.discard(link)
+        self.waiting.discard(link)
         if self._selector is not None:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._selector.unregister(link.sock)
@@ -319,6 +323,10 @@ class Loop:
         selector = self._selector
         if link.ended or selector is None:
             return
+        if link.inbox and link.backlog <= BACKLOG:
+            self.waiting.add(link)  # its next requests, at the next turn
+        else:
+            self.waiting.discard(link)
         events = 0
         if not link.inbox and link.backlog <= BACKLOG:
             events |= selectors.EVENT_READ
@@ -353,6 +361,8 @@ class Loop:
                         call()
                     except Exception:
                         log.error('the feed failed on a call from another thread', exc_info=True)
+                for link in list(self.waiting):
+                    self._guarded(link, functools.partial(self._answer, link))
                 now = time.monotonic()
                 if self.links and now >= next_tick:
                     next_tick = now + self._tick()
@@ -363,8 +373,8 @@ class Loop:
                 while self.unsent:
                     unsent = self.unsent.pop()
                     self._guarded(unsent, unsent.flush)
-                wait = None if not self.links else max(0.0, min(next_tick, next_sweep)
-                                                        - time.monotonic())
+                wait = None if not self.links else 0.0 if self.waiting else max(
+                    0.0, min(next_tick, next_sweep) - time.monotonic())
                 for key, mask in selector.select(wait):
                     if key.data is None:
                         with contextlib.suppress(OSError):
@@ -386,9 +396,7 @@ class Loop:
     def _serve(self, link: Link, mask: int) -> None:
         """What the selector found ``link`` ready for: writing, reading or both."""
         if mask & selectors.EVENT_WRITE and not link.ended:
-            link.flush()
-            if link.inbox and not link.ended and link.backlog <= BACKLOG:
-                self._answer(link)  # it reads again: its requests are next
+            link.flush()  # if it reads again, its waiting requests come at the next turn
         if mask & selectors.EVENT_READ and not link.ended:
             self._read(link)
 
@@ -398,10 +406,13 @@ class Loop:
         self._answer(link)
 
     def _answer(self, link: Link) -> None:
-        """Hand the inbox to the handler while the client takes what it is sent."""
+        """Hand the inbox to the handler while the client takes what it is sent, a few
+        messages a turn, so that one busy client does not hold up the others."""
         handler = link.handler
         assert handler is not None
-        while link.inbox and not link.ended and link.backlog <= BACKLOG:
+        for _ in range(ANSWERS_PER_TURN):
+            if not link.inbox or link.ended or link.backlog > BACKLOG:
+                break
             self._guarded(link, functools.partial(handler.message, link.inbox.popleft()))
         if link.ended:
             return
