@@ -151,7 +151,8 @@ class Feed:
         self._faults: list[str] = []
         self._guard = threading.Lock()
         #: The open connections' sessions; the loop's thread alone changes them.
-        self._sessions: list[_Session] = []
+        self._sessions: dict[_Session, None] = {}
+        self._status_told = ''  # the system status every connection has been told
         #: The levels last seen of each (pair, depth): every subscriber whose book they are
         #: holds this very object, so that subscribers in step are known by identity.
         self._known: dict[tuple[str, int], Levels] = {}
@@ -174,7 +175,8 @@ class Feed:
 
     def inject(self, kind: str, *, times: int = 1) -> None:
         """Give the feed a fault (see the module doc); ``drop``, ``close1001`` and
-        ``stall`` hit every open connection at once, the others the next occasion."""
+        ``stall`` hit every open connection at the feed's next turn, the others the next
+        occasion."""
         if kind not in FEED_FAULTS:
             raise ValueError(f'unknown fault {kind!r}; choose one of {sorted(FEED_FAULTS)}')
         if kind in ('drop', 'close1001', 'stall'):
@@ -235,9 +237,11 @@ class Feed:
         self._levels.clear()
         self._shared.clear()
         status = self.system_status()
-        for session in self._sessions:
-            if session.status_sent != status:
-                session.send_status()
+        if status != self._status_told:  # a look at each connection only on a change
+            self._status_told = status
+            for session in list(self._sessions):
+                if session.status_sent != status:
+                    session.send_status()
 
     # -- market data, as Kraken's v2 channels carry it ----------------------------------
 
@@ -407,12 +411,11 @@ class _Session:
     # -- the link's handler (see :class:`.links.Handler`) ----------------------------
 
     def opened(self) -> None:
-        self.feed._sessions.append(self)
+        self.feed._sessions[self] = None
         self.send_status()
 
     def gone(self) -> None:
-        if self in self.feed._sessions:
-            self.feed._sessions.remove(self)
+        self.feed._sessions.pop(self, None)
 
     def message(self, data: str | bytes) -> None:
         if self.fault != 'stall':  # a stalled connection swallows what comes
