@@ -241,6 +241,8 @@ class Sandbox:
         server.server_close()
         for worker in server.close_connections():
             worker.join(timeout=5)
+        if self.feed is not None:
+            self.feed.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
 

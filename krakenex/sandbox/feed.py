@@ -18,14 +18,20 @@ the faults WebSocket users meet: ``drop`` (no close frame), ``close1001``,
 ``invalid_session``, ``reply_lost`` (an order executed, its reply lost) and
 ``msg_rate`` (a request refused with ``Exceeded msg rate``, as
 :attr:`Feed.msg_rate` refuses requests over a connection's message rate).
+
+Every connection is served by one thread for all (:mod:`.links`): an idle
+connection costs nothing between messages, one that listens to nothing and
+stays silent for :attr:`Feed.idle_timeout` seconds is closed, and a client that
+reads slowly gets fewer, fuller updates and is cut off if it stops reading,
+without slowing anyone else.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import struct
+import math
+import re
+import secrets
 import threading
 import time
 import zlib
@@ -33,13 +39,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as Handshake
 from websockets.server import ServerProtocol
-from websockets.sync.connection import Connection
 
 from ..ws.book import DEPTHS as BOOK_DEPTHS
 from .level3 import Level3Side, changes, placed, queues
+from .links import IDLE_TIMEOUT, Link, Loop
 from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
 from .params import ApiError
 from .replies import Reply, iso, iso_ns
@@ -85,6 +90,10 @@ CHANNEL_FIELDS = {
 }
 
 
+#: A book's levels as wire text: ``{'bids': [(price, qty), ...], 'asks': [...]}``.
+Levels = dict[str, list[tuple[str, str]]]
+
+
 def v2_symbol(spec: PairSpec) -> str:
     """A pair's name on WebSocket v2, which says BTC where v1 and REST say XBT."""
     return spec.wsname.replace('XBT', 'BTC')
@@ -123,6 +132,9 @@ class Feed:
 
     :ivar heartbeat: seconds between heartbeats on a connection with a subscription
     :ivar tick: seconds between looks at the market and the accounts for changes
+    :ivar idle_timeout: seconds a connection that listens to nothing may stay silent,
+        and a client may leave what it is sent unread, before it is closed (Kraken
+        closes idle connections after about a minute)
     :ivar msg_rate: each connection's message counter, ``(maximum, decay per second)``:
         every request adds one, and one that would pass the maximum is refused with
         ``Exceeded msg rate`` and not carried out; None (the default) keeps no limit
@@ -132,12 +144,28 @@ class Feed:
         self.sandbox = sandbox
         self.heartbeat = 1.0
         self.tick = 0.05
+        self.idle_timeout = IDLE_TIMEOUT
         self.msg_rate: tuple[float, float] | None = None
         self.tokens: dict[str, list[Any]] = {}  # token -> [key, issued, used]
         self.handshakes = 0
         self._faults: list[str] = []
         self._guard = threading.Lock()
-        self._sessions: list[_Session] = []
+        #: The open connections' sessions; the loop's thread alone changes them.
+        self._sessions: dict[_Session, None] = {}
+        self._status_told = ''  # the system status every connection has been told
+        #: The levels last seen of each (pair, depth): every subscriber whose book they are
+        #: holds this very object, so that subscribers in step are known by identity.
+        self._known: dict[tuple[str, int], Levels] = {}
+        self._levels: dict[tuple[str, int], Levels] = {}  # this tick's
+        #: The last book snapshot made of each (symbol, depth): (levels, text).
+        self._snapshots: dict[tuple[str, int], tuple[Levels, str]] = {}
+        #: This tick's updates, made once for every subscriber that goes from the same
+        #: levels to the same levels: (kind, symbol, depth, id of the levels before) ->
+        #: (levels before, levels after, what was made of them)
+        self._shared: dict[tuple[str, str, int, int], tuple[object, object, Any]] = {}
+        #: Every connection, served by one thread.
+        self.loop = Loop(tick=lambda: self.tick, on_tick=self._on_tick,
+                         idle_timeout=lambda: self.idle_timeout)
 
     @staticmethod
     def endpoint(base: str, *, private: bool, level3: bool = False) -> str:
@@ -147,15 +175,24 @@ class Feed:
 
     def inject(self, kind: str, *, times: int = 1) -> None:
         """Give the feed a fault (see the module doc); ``drop``, ``close1001`` and
-        ``stall`` hit every open connection at once, the others the next occasion."""
+        ``stall`` hit every open connection at the feed's next turn, the others the next
+        occasion."""
         if kind not in FEED_FAULTS:
             raise ValueError(f'unknown fault {kind!r}; choose one of {sorted(FEED_FAULTS)}')
+        if kind in ('drop', 'close1001', 'stall'):
+            self.loop.call_soon(lambda: self._hit_every_connection(kind))
+            return
         with self._guard:
-            if kind in ('drop', 'close1001', 'stall'):
-                for session in self._sessions:
-                    session.fault = kind
-                return
             self._faults += [kind] * times
+
+    def _hit_every_connection(self, kind: str) -> None:
+        for session in list(self._sessions):
+            session.apply_fault(kind)
+
+    def stop(self) -> None:
+        """Close every connection and join the thread that serves them (the sandbox
+        stops it; the next connection starts it again)."""
+        self.loop.stop()
 
     def take(self, kind: str) -> bool:
         """Use up one injected fault of ``kind``, if there is one."""
@@ -180,21 +217,31 @@ class Feed:
         assert isinstance(handshake, Handshake)
         response = protocol.accept(handshake)
         protocol.send_response(response)
-        sock: socket.socket = request.handler.connection
-        sock.sendall(b''.join(protocol.data_to_send()))
+        handler.connection.sendall(b''.join(protocol.data_to_send()))
         if response.status_code != 101:
             return None
-        sock.settimeout(None)
-        connection = Connection(sock, protocol, ping_interval=None, close_timeout=1)
-        session = _Session(self, connection, sock, private)
-        with self._guard:
-            self._sessions.append(session)
-        try:
-            session.run()
-        finally:
-            with self._guard:
-                self._sessions.remove(session)
+        upgraded = request.take_over()
+        upgraded.socket.setblocking(False)
+        try:  # what the client sent after its handshake, if the HTTP reader has it already
+            early = handler.rfile.read1(1 << 16) or b''
+        except (OSError, ValueError):
+            early = b''
+        link = Link(upgraded, protocol, early)
+        link.handler = _Session(self, link, private)
+        self.loop.add(link)
         return None
+
+    def _on_tick(self) -> None:
+        """Before each round of looks: forget last tick's books, tell every connection
+        of a new system status."""
+        self._levels.clear()
+        self._shared.clear()
+        status = self.system_status()
+        if status != self._status_told:  # a look at each connection only on a change
+            self._status_told = status
+            for session in list(self._sessions):
+                if session.status_sent != status:
+                    session.send_status()
 
     # -- market data, as Kraken's v2 channels carry it ----------------------------------
 
@@ -202,6 +249,44 @@ class Feed:
         """The top ``depth`` levels of both sides as wire text at the pair's precision."""
         with self.sandbox.exchange.lock:
             return self.sandbox.exchange.market.top(spec, depth)
+
+    def current_levels(self, spec: PairSpec, depth: int) -> Levels:
+        """:meth:`book_levels` now, as the very object last seen if nothing has changed."""
+        key = (spec.name, depth)
+        levels, known = self.book_levels(spec, depth), self._known.get(key)
+        if known is not None and known == levels:
+            return known
+        self._known[key] = levels
+        return levels
+
+    def levels_this_tick(self, spec: PairSpec, depth: int) -> Levels:
+        """:meth:`current_levels` as of this tick: every subscriber of a book shares one look."""
+        key = (spec.name, depth)
+        levels = self._levels.get(key)
+        if levels is None:
+            levels = self._levels[key] = self.current_levels(spec, depth)
+        return levels
+
+    def snapshot(self, symbol: str, depth: int, book: Levels) -> str:
+        """The text of a snapshot of ``book`` (from :meth:`current_levels`), made again only
+        when the book has changed."""
+        made = self._snapshots.get((symbol, depth))
+        if made is None or made[0] is not book:
+            made = self._snapshots[(symbol, depth)] = (
+                book, _Session.book_text(symbol, 'snapshot', book, book))
+        return made[1]
+
+    def shared(self, key: tuple[str, str, int], before: object, after: object,
+               make: Callable[[], Any]) -> Any:
+        """What ``make`` makes of going from ``before`` to ``after``, made once a tick for
+        every subscriber that went from these very levels to these very levels."""
+        slot = key + (id(before),)
+        entry = self._shared.get(slot)
+        if entry is not None and entry[0] is before and entry[1] is after:
+            return entry[2]
+        made = make()
+        self._shared[slot] = (before, after, made)  # holds both: their ids stay theirs
+        return made
 
     @staticmethod
     def checksum(book: dict[str, list[tuple[str, str]]]) -> int:
@@ -294,9 +379,8 @@ class Feed:
 class _Session:
     """One WebSocket connection: its subscriptions, and what the subscriber already has."""
 
-    def __init__(self, feed: Feed, connection: Connection, sock: socket.socket,
-                 private: bool) -> None:
-        self.feed, self.connection, self.sock, self.private = feed, connection, sock, private
+    def __init__(self, feed: Feed, link: Link, private: bool) -> None:
+        self.feed, self.link, self.private = feed, link, private
         self.fault: str | None = None
         self.books: dict[str, tuple[PairSpec, int, dict[str, list[tuple[str, str]]]]] = {}
         self.tickers: dict[str, tuple[PairSpec, dict[str, Any]]] = {}
@@ -314,10 +398,9 @@ class _Session:
         self.sequence = 0
         self.orders: dict[str, tuple[str, str]] = {}  # txid -> (status, vol_exec) last sent
         self.last_beat = time.monotonic()
-        self.turns = 0  # times round the loop of :meth:`run`
 
     def send(self, message: dict[str, Any]) -> None:
-        self.connection.send(_dumps(message))
+        self.link.send(dumps(message))
 
     def send_status(self) -> None:
         self.status_sent = self.feed.system_status()
@@ -325,49 +408,38 @@ class _Session:
             'api_version': 'v2', 'connection_id': id(self), 'system': self.status_sent,
             'version': '2.0.10'}]})
 
-    def run(self) -> None:
-        self.send_status()
-        next_look = time.monotonic()
-        while True:
-            self.turns += 1
-            if self.fault is not None and self.apply_fault():
-                return
-            try:
-                raw = self.connection.recv(timeout=max(0.0, next_look - time.monotonic()))
-            except TimeoutError:
-                raw = None
-            except ConnectionClosed:
-                return
-            if self.fault == 'stall':  # swallow what comes, send nothing, wait a tick
-                next_look = time.monotonic() + self.feed.tick
-                continue
-            try:
-                if raw is not None:
-                    self.answer(raw)
-                if time.monotonic() >= next_look:
-                    next_look = time.monotonic() + self.feed.tick
-                    self.look()
-            except ConnectionClosed:
-                return
+    # -- the link's handler (see :class:`.links.Handler`) ----------------------------
 
-    def apply_fault(self) -> bool:
-        """Act on a connection fault; True if the connection is gone."""
-        if self.fault == 'drop':
-            with contextlib.suppress(OSError):  # a TCP reset: no close frame
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
-                self.sock.close()
-            return True
-        if self.fault == 'close1001':
-            self.connection.close(1001, 'CloudFlare WebSocket proxy restarting')
-            return True
-        return False
+    def opened(self) -> None:
+        self.feed._sessions[self] = None
+        self.send_status()
+
+    def gone(self) -> None:
+        self.feed._sessions.pop(self, None)
+
+    def message(self, data: str | bytes) -> None:
+        if self.fault != 'stall':  # a stalled connection swallows what comes
+            self.answer(data)
+
+    def listening(self) -> bool:
+        return bool(self.books or self.tickers or self.trades or self.ohlc or self.level3
+                    or self.executions is not None or self.balances is not None)
+
+    def apply_fault(self, kind: str) -> None:
+        """Act on a fault injected into every connection."""
+        if kind == 'drop':
+            self.link.reset()  # a TCP reset: no close frame
+        elif kind == 'close1001':
+            self.link.close(1001, 'CloudFlare WebSocket proxy restarting')
+        else:
+            self.fault = kind
 
     # -- requests ------------------------------------------------------------------------
 
     def answer(self, raw: str | bytes) -> None:
         try:
             message = json.loads(raw, parse_float=Decimal)
-        except ValueError:  # Kraken answers it with the method "error"
+        except (ValueError, RecursionError):  # Kraken answers it with the method "error"
             self.send({'error': 'Malformed request', 'method': 'error', 'success': False,
                        'time_in': iso(time.time()), 'time_out': iso(time.time())})
             return
@@ -513,7 +585,7 @@ class _Session:
                     return NOT_SUBSCRIBED
                 self.send(ack)
                 return None
-            levels = self.feed.book_levels(spec, depth)
+            levels = self.feed.current_levels(spec, depth)
             book3 = queues(spec, levels)
             self.level3[symbol] = (spec, depth, levels, book3)
             self.send({**ack, 'result': {**result, 'snapshot': True}})
@@ -535,10 +607,10 @@ class _Session:
                     return NOT_SUBSCRIBED
                 self.send(ack)
                 return None
-            book = self.feed.book_levels(spec, depth)
+            book = self.feed.current_levels(spec, depth)
             self.books[symbol] = (spec, depth, book)
             self.send({**ack, 'result': {**result, 'snapshot': True}})
-            self.send_book(symbol, 'snapshot', book, book)
+            self.send_book_snapshot(symbol, depth, book)
         elif channel == 'ohlc':
             interval = params.get('interval', 1)
             if interval not in OHLC_INTERVALS:
@@ -614,7 +686,7 @@ class _Session:
             self.send({**head, 'success': False, 'error': str(exc), **stamp})
             return
         if self.feed.take('reply_lost'):
-            self.fault = 'drop'  # executed; the reply never leaves
+            self.link.reset()  # executed; the reply never leaves
             return
         self.send({**head, 'success': True, 'result': result, **stamp})
 
@@ -622,11 +694,13 @@ class _Session:
 
     def look(self) -> None:
         """Send what changed since the last look, and a heartbeat when it is due."""
+        if self.fault == 'stall':  # no heartbeats, no updates
+            return
         for symbol, (spec, depth, sent) in list(self.books.items()):
-            book = self.feed.book_levels(spec, depth)
-            if book != sent:
+            book = self.feed.levels_this_tick(spec, depth)
+            if book is not sent and book != sent:
                 self.books[symbol] = (spec, depth, book)
-                self.send_book(symbol, 'update', book, _changes(sent, book))
+                self.send_book_update(symbol, depth, sent, book)
         for symbol, (spec, sent_ticker) in list(self.tickers.items()):
             ticker = self.feed.ticker(spec)
             if ticker != sent_ticker:
@@ -644,13 +718,9 @@ class _Session:
                     self.send({'channel': 'ohlc', 'type': 'update',
                                'timestamp': iso(time.time()), 'data': fresh})
         for symbol, (spec, depth, sent_levels, sent_l3) in list(self.level3.items()):
-            levels = self.feed.book_levels(spec, depth)
-            if levels != sent_levels:  # the queues follow from the levels
-                book3 = queues(spec, levels)
-                self.level3[symbol] = (spec, depth, levels, book3)
-                self.send_level3(symbol, 'update', book3, _level3_changes(sent_l3, book3))
-        if self.feed.system_status() != self.status_sent:
-            self.send_status()
+            levels = self.feed.levels_this_tick(spec, depth)
+            if levels is not sent_levels and levels != sent_levels:  # queues follow levels
+                self.send_level3_update(symbol, spec, depth, (sent_levels, sent_l3), levels)
         for symbol, (spec, last_id) in list(self.trades.items()):
             fresh = self.feed.trades(spec, after=last_id)
             if fresh:
@@ -666,9 +736,7 @@ class _Session:
                 self.balances = balances
                 self.send({'channel': 'balances', 'type': 'update', 'data': changed,
                            'sequence': self.next()})
-        subscribed = self.books or self.tickers or self.trades or self.ohlc or self.level3 or (
-            self.executions is not None or self.balances is not None)
-        if subscribed and time.monotonic() - self.last_beat >= self.feed.heartbeat:
+        if self.listening() and time.monotonic() - self.last_beat >= self.feed.heartbeat:
             self.last_beat = time.monotonic()
             self.send({'channel': 'heartbeat'})
 
@@ -692,23 +760,65 @@ class _Session:
             self.send({'channel': 'executions', 'type': 'update', 'data': [update],
                        'sequence': self.next()})
 
-    def send_book(self, symbol: str, kind: str, book: dict[str, list[tuple[str, str]]],
-                  levels: dict[str, list[tuple[str, str]]]) -> None:
-        checksum = self.feed.checksum(book)
+    def send_book_snapshot(self, symbol: str, depth: int,
+                           book: dict[str, list[tuple[str, str]]]) -> None:
+        """A snapshot of ``book``: one text for every subscriber while the book stays."""
         if self.feed.take('bad_checksum'):
-            checksum ^= 0x5A5A5A5A
+            self.link.send(self.book_text(symbol, 'snapshot', book, book, bad=True))
+            return
+        self.link.send(self.feed.snapshot(symbol, depth, book))
+
+    def send_book_update(self, symbol: str, depth: int,
+                         sent: dict[str, list[tuple[str, str]]],
+                         book: dict[str, list[tuple[str, str]]]) -> None:
+        """The update from ``sent`` to ``book``: one text for every subscriber in step."""
+        if self.feed.take('bad_checksum'):
+            self.link.send(self.book_text(symbol, 'update', book, _changes(sent, book),
+                                          bad=True))
+            return
+        self.link.send(self.feed.shared(
+            ('book', symbol, depth), sent, book,
+            lambda: self.book_text(symbol, 'update', book, _changes(sent, book))))
+
+    @staticmethod
+    def book_text(symbol: str, kind: str, book: dict[str, list[tuple[str, str]]],
+                  levels: dict[str, list[tuple[str, str]]], *, bad: bool = False) -> str:
+        """A ``book`` message carrying ``levels``, with the checksum of ``book`` (a wrong
+        one if ``bad``)."""
+        checksum = Feed.checksum(book) ^ (0x5A5A5A5A if bad else 0)
         data = {'symbol': symbol,
                 'bids': [{'price': _Raw(p), 'qty': _Raw(q)} for p, q in levels['bids']],
                 'asks': [{'price': _Raw(p), 'qty': _Raw(q)} for p, q in levels['asks']],
                 'checksum': checksum, 'timestamp': iso(time.time())}
-        self.send({'channel': 'book', 'type': kind, 'data': [data]})
+        return dumps({'channel': 'book', 'type': kind, 'data': [data]})
+
+    def send_level3_update(self, symbol: str, spec: PairSpec, depth: int,
+                           sent: tuple[dict[str, list[tuple[str, str]]], dict[str, Level3Side]],
+                           levels: dict[str, list[tuple[str, str]]]) -> None:
+        """The level3 update from the ``sent`` levels and queues to those of ``levels``:
+        one text for every subscriber in step."""
+        sent_levels, sent_l3 = sent
+        book3 = self.feed.shared(('queues', symbol, depth), levels, levels,
+                                 lambda: queues(spec, levels))
+        self.level3[symbol] = (spec, depth, levels, book3)
+        if self.feed.take('bad_checksum'):
+            self.link.send(self.level3_text(symbol, 'update', book3,
+                                            _level3_changes(sent_l3, book3), bad=True))
+            return
+        self.link.send(self.feed.shared(
+            ('level3', symbol, depth), sent_levels, levels,
+            lambda: self.level3_text(symbol, 'update', book3, _level3_changes(sent_l3, book3))))
 
     def send_level3(self, symbol: str, kind: str, book: dict[str, Level3Side],
                     orders: dict[str, list[dict[str, Any]]]) -> None:
-        checksum = self.feed.level3_checksum(book)
-        if self.feed.take('bad_checksum'):
-            checksum ^= 0x5A5A5A5A
-        self.send({'channel': 'level3', 'type': kind, 'data': [{
+        self.link.send(self.level3_text(symbol, kind, book, orders,
+                                        bad=self.feed.take('bad_checksum')))
+
+    @staticmethod
+    def level3_text(symbol: str, kind: str, book: dict[str, Level3Side],
+                    orders: dict[str, list[dict[str, Any]]], *, bad: bool = False) -> str:
+        checksum = Feed.level3_checksum(book) ^ (0x5A5A5A5A if bad else 0)
+        return dumps({'channel': 'level3', 'type': kind, 'data': [{
             'symbol': symbol, 'bids': orders['bids'], 'asks': orders['asks'],
             'checksum': checksum, 'timestamp': iso(time.time())}]})
 
@@ -717,24 +827,38 @@ class _Raw(str):
     """Wire text of a number, written into the JSON as a number (``0.10000000``)."""
 
 
-def _dumps(message: dict[str, Any]) -> str:
-    """JSON with numbers in :class:`_Raw` written as themselves, trailing zeros included."""
+_MARK = re.compile(r'"\\u0000([0-9a-f]{8}):(\d+)\\u0000"')
+
+
+def dumps(message: dict[str, Any]) -> str:
+    """JSON with numbers in :class:`_Raw` written as themselves, trailing zeros included.
+
+    Each :class:`_Raw` goes into the JSON as a marked string, and one pass over the
+    text puts the numbers in their place: the time is linear in the message's size.
+    The marks carry a token drawn for the message, so no text a client sent can pass
+    for one.
+    """
     marks: list[str] = []
+    token = secrets.token_hex(4)
 
     def mark(value: Any) -> Any:
-        if isinstance(value, _Raw):
-            marks.append(str(value))
-            return f'\0{len(marks) - 1}\0'
+        if isinstance(value, _Raw) or (isinstance(value, Decimal) and value.is_finite()
+                                       and not math.isfinite(float(value))):
+            marks.append(str(value))  # as written; beyond a float's range too (1E+400)
+            return f'\0{token}:{len(marks) - 1}\0'
+        if isinstance(value, (float, Decimal)) and not math.isfinite(value):
+            return None  # JSON has no NaN or Infinity
         if isinstance(value, dict):
             return {k: mark(v) for k, v in value.items()}
         if isinstance(value, list):
             return [mark(v) for v in value]
         return value
 
+    def number(found: re.Match[str]) -> str:
+        return marks[int(found.group(2))] if found.group(1) == token else found.group(0)
+
     text = json.dumps(mark(message), default=_number)
-    for i, raw in enumerate(marks):
-        text = text.replace(f'"\\u0000{i}\\u0000"', raw, 1)
-    return text
+    return _MARK.sub(number, text) if marks else text
 
 
 def _number(value: Any) -> Any:
@@ -811,10 +935,43 @@ def _numbers(params: dict[str, Any], *names: str) -> None:
             raise ApiError(f'{name.capitalize()} field must be a number_float')
 
 
+#: What Kraken answers a price it cannot use (seen from Kraken over REST and v1).
+INVALID_PRICE = 'EOrder:Invalid price:Invalid price argument'
+#: The largest power of ten the sandbox reads in a v2 number; beyond it the number is refused.
+MAX_EXPONENT = 20
+
+
+def _plain(params: dict[str, Any], name: str) -> str | None:
+    """A v2 number (checked by :func:`_numbers`) as REST's plain text, or None if not
+    given; a number no exchange can carry (not finite, or beyond 1e20) is refused."""
+    value = params.get(name)
+    if value is None:
+        return None
+    number = Decimal(str(value))
+    if not number.is_finite() or number.adjusted() > MAX_EXPONENT:
+        raise ApiError(f'EGeneral:Invalid arguments:{name}')
+    return format(number, 'f')
+
+
+def _price(params: dict[str, Any], name: str = 'limit_price') -> str | None:
+    """v2's ``limit_price`` as REST's ``price``: the price itself. REST reads a leading
+    ``+``, ``-`` or ``#`` as an offset from the last trade, v2 takes a number as the
+    price, so zero or a negative price is refused, never taken as an offset."""
+    try:
+        text = _plain(params, name)
+    except ApiError:
+        raise ApiError(INVALID_PRICE) from None
+    if text is not None and Decimal(text) <= 0:
+        raise ApiError(INVALID_PRICE)
+    return text
+
+
 def _order_pair(params: dict[str, Any]) -> PairSpec:
     """The pair of a well-formed order of ``add_order`` or ``batch_add``."""
     _required(params, 'order_type', 'side', 'order_qty', 'symbol')
     _numbers(params, 'order_qty', 'limit_price')
+    _plain(params, 'order_qty')
+    _price(params)
     spec = _v2_pair(params['symbol'])
     if spec is None:
         raise ApiError(f'Currency pair not supported {params["symbol"]}')
@@ -824,9 +981,12 @@ def _order_pair(params: dict[str, Any]) -> PairSpec:
 def _add_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
     spec = _order_pair(params)
     rest = {'pair': spec.name, 'type': params.get('side'), 'ordertype': params.get('order_type'),
-            'volume': str(params.get('order_qty'))}
-    for v2, v0 in (('limit_price', 'price'), ('cl_ord_id', 'cl_ord_id'),
-                   ('order_userref', 'userref'), ('time_in_force', 'timeinforce')):
+            'volume': _plain(params, 'order_qty')}
+    price = _price(params)
+    if price is not None:
+        rest['price'] = price
+    for v2, v0 in (('cl_ord_id', 'cl_ord_id'), ('order_userref', 'userref'),
+                   ('time_in_force', 'timeinforce')):
         if params.get(v2) is not None:
             rest[v0] = str(params[v2]).upper() if v2 == 'time_in_force' else str(params[v2])
     if params.get('validate'):
@@ -890,8 +1050,11 @@ def _batch_add(feed: Feed, key: str, params: dict[str, Any]) -> list[dict[str, A
 
 def _amend_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
     _numbers(params, 'order_qty', 'limit_price')
-    rest = {name: str(params[name]) for name in ('cl_ord_id', 'order_qty', 'limit_price')
-            if params.get(name) is not None}
+    rest = {name: str(params[name]) for name in ('cl_ord_id',) if params.get(name) is not None}
+    for name, text in (('order_qty', _plain(params, 'order_qty')),
+                       ('limit_price', _price(params))):
+        if text is not None:
+            rest[name] = text
     if params.get('order_id') is not None:
         rest['txid'] = str(params['order_id'])
     result = feed.private_call(key, 'AmendOrder', rest)
@@ -906,10 +1069,11 @@ def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
     if spec is None:
         raise ApiError(f'Currency pair not supported {params.get("symbol")}')
     rest = {'txid': str(params.get('order_id')), 'pair': spec.name}
-    for v2, v0 in (('order_qty', 'volume'), ('limit_price', 'price'),
-                   ('order_userref', 'userref')):
-        if params.get(v2) is not None:
-            rest[v0] = str(params[v2])
+    for v0, text in (('volume', _plain(params, 'order_qty')), ('price', _price(params)),
+                     ('userref', None if params.get('order_userref') is None
+                      else str(params['order_userref']))):
+        if text is not None:
+            rest[v0] = text
     result = feed.private_call(key, 'EditOrder', rest)
     return {'order_id': result['txid'], 'original_order_id': result['originaltxid']}
 

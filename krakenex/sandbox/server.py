@@ -11,7 +11,11 @@ Connections are bounded so that slow or idle clients cannot lock others out:
 every read waits at most ``read_timeout`` seconds (a request whose body never
 arrives is dropped), and beyond ``max_connections`` open connections the one
 idle the longest is closed to make room; when none is idle the newcomer gets
-HTTP 503. Standard library only.
+HTTP 503. A route that takes a connection over (:meth:`Request.take_over`, a
+WebSocket upgrade) keeps it counted among the open connections and tells the
+server through the :class:`Upgraded` it gets when the connection is idle, so
+that upgraded connections make room as idle keep-alive ones do. Standard
+library only.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 
 from .replies import Reply, cloudflare, error, text
 
-__all__ = ['Request', 'Route', 'Faults', 'Server', 'FAULT_KINDS', 'MAX_BODY',
+__all__ = ['Request', 'Route', 'Faults', 'Server', 'Upgraded', 'FAULT_KINDS', 'MAX_BODY',
            'READ_TIMEOUT', 'MAX_CONNECTIONS']
 
 log = logging.getLogger('krakenex.sandbox')
@@ -67,6 +71,43 @@ class Request:
     #: The connection's handler: a route that takes the connection over reads
     #: ``handler.rfile``, writes ``handler.wfile`` and returns None.
     handler: BaseHTTPRequestHandler
+
+    def take_over(self) -> Upgraded:
+        """Take the connection away from the HTTP server, for good.
+
+        Once the route returns None the server neither reads the connection again
+        nor closes it; it keeps counting it among the open connections until
+        :meth:`Upgraded.release`, and may close it (shut it down) to make room for a
+        newcomer while it is marked idle.
+
+        :returns: the handle through which the route marks the connection idle and
+            releases it
+        """
+        server = self.handler.server
+        assert isinstance(server, Server)
+        return server.upgrade(self.handler.connection)
+
+
+class Upgraded:
+    """A connection a route has taken over: it marks its idleness and releases it here."""
+
+    def __init__(self, server: Server, connection: socket.socket) -> None:
+        self._server = server
+        #: The connection's socket; the route reads, writes and closes it.
+        self.socket = connection
+
+    def idle(self, since: float, *, rank: int = 0) -> None:
+        """Mark the connection idle since ``since`` (a :func:`time.monotonic` time).
+
+        To make room the server closes the connection with the lowest ``rank``
+        first, then the one idle the longest: an upgraded connection that listens
+        to a subscription ranks above (after) one that has nothing to lose.
+        """
+        self._server.mark(self.socket, True, since=since, rank=rank)
+
+    def release(self) -> None:
+        """Close the connection and stop counting it (safe to repeat)."""
+        self._server.release(self.socket)
 
 
 #: A route: answers a request, or returns None once it has taken the connection over.
@@ -134,7 +175,10 @@ class Server(ThreadingHTTPServer):
         self.routes: dict[str, Route] = {}
         #: The reply to the ``unavailable`` fault on a prefix's paths, if not spot's.
         self.unavailable: dict[str, Callable[[], Reply]] = {}
-        self.idle_since: dict[socket.socket, float | None] = {}  # None: busy with a request
+        #: Open connections: (rank, idle since) of those that may be closed to make room
+        #: (the lowest first), None for those busy with a request.
+        self.idle_since: dict[socket.socket, tuple[int, float] | None] = {}
+        self.upgraded: set[socket.socket] = set()  # taken over by a route, which closes them
         self.workers: list[threading.Thread] = []
         self.guard = threading.Lock()
         super().__init__(address, _Handler)
@@ -161,7 +205,7 @@ class Server(ThreadingHTTPServer):
                 refuse = True
             else:
                 refuse = False
-                self.idle_since[request] = time.monotonic()
+                self.idle_since[request] = (0, time.monotonic())
                 worker = threading.Thread(target=self.process_request_thread, daemon=True,
                                           args=(request, client_address),
                                           name='krakenex-sandbox-conn')
@@ -175,23 +219,46 @@ class Server(ThreadingHTTPServer):
         worker.start()
 
     def _evict_idle(self) -> bool:
-        """Close the connection idle the longest (under the guard); False if none is idle."""
-        idle = [(since, sock) for sock, since in self.idle_since.items() if since is not None]
+        """Close the idle connection of the lowest rank, idle the longest (under the
+        guard); False if none is idle."""
+        idle = [(mark, sock) for sock, mark in self.idle_since.items() if mark is not None]
         if not idle:
             return False
-        _, oldest = min(idle, key=lambda pair: pair[0])
-        del self.idle_since[oldest]
+        _, chosen = min(idle, key=lambda pair: pair[0])
+        del self.idle_since[chosen]
         with contextlib.suppress(OSError):
-            oldest.shutdown(socket.SHUT_RDWR)
+            chosen.shutdown(socket.SHUT_RDWR)  # its reader sees the end and lets it go
         return True
 
-    def mark(self, connection: socket.socket, idle: bool) -> None:
+    def mark(self, connection: socket.socket, idle: bool, *, since: float | None = None,
+             rank: int = 0) -> None:
+        """Mark a connection idle (since ``since``, or now) or busy with a request."""
         with self.guard:
             if connection in self.idle_since:
-                self.idle_since[connection] = time.monotonic() if idle else None
+                self.idle_since[connection] = (
+                    (rank, time.monotonic() if since is None else since) if idle else None)
+
+    def upgrade(self, connection: socket.socket) -> Upgraded:
+        """Hand ``connection`` to the route that took it over (see :meth:`Request.take_over`);
+        it counts as idle from now until the route says otherwise."""
+        with self.guard:
+            self.upgraded.add(connection)
+            if connection in self.idle_since:
+                self.idle_since[connection] = (0, time.monotonic())
+        return Upgraded(self, connection)
+
+    def release(self, connection: socket.socket) -> None:
+        """Forget and close a connection a route took over."""
+        with self.guard:
+            self.idle_since.pop(connection, None)
+            self.upgraded.discard(connection)
+        with contextlib.suppress(OSError):
+            connection.close()
 
     def shutdown_request(self, request: Any) -> None:
         with self.guard:
+            if request in self.upgraded:  # the route closes it, later
+                return
             self.idle_since.pop(request, None)
         super().shutdown_request(request)
 

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import random
 import threading
 import time
@@ -29,13 +30,16 @@ from .params import (
     Refusal,
     boolean,
     decimal,
+    integer,
     iso,
     listed,
+    load_json,
     need,
     only,
     parse,
     parse_time,
     plain,
+    whole,
     wire,
 )
 
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ['FuturesExchange', 'attach', 'BUDGET', 'HISTORY_POOL', 'FUTURES_PATHS']
 
+log = logging.getLogger('krakenex.sandbox')
 D = Decimal
 
 #: The path prefixes Kraken Futures answers on; the sandbox routes them to this package.
@@ -161,16 +166,19 @@ class FuturesExchange:
                     payload['serverTime'] = iso(self.clock())
                     return 200, 'application/json', json.dumps(payload, default=plain).encode()
                 envelope = {'result': 'success', **payload, 'serverTime': iso(self.clock())}
-                status = 200
+                return 200, 'application/json', json.dumps(envelope, default=plain).encode()
             except Refusal as refusal:
-                envelope = {'result': 'error', 'serverTime': iso(self.clock()),
-                            'error': refusal.code}
-                status = refusal.status
+                return self._error(refusal.code, refusal.status)
             except (ValueError, ArithmeticError, OverflowError):  # a number no check foresaw
-                envelope = {'result': 'error', 'serverTime': iso(self.clock()),
-                            'error': 'invalidArgument'}
-                status = 200
-            return status, 'application/json', json.dumps(envelope, default=plain).encode()
+                return self._error('invalidArgument', 200)
+            except Exception:
+                log.exception('the futures sandbox failed on %s %s', verb, path)
+                return self._error('Server Error', 500)
+
+    def _error(self, code: str, status: int) -> tuple[int, str, bytes]:
+        """Kraken Futures' error envelope: ``{"result": "error", "serverTime", "error"}``."""
+        envelope = {'result': 'error', 'serverTime': iso(self.clock()), 'error': code}
+        return status, 'application/json', json.dumps(envelope).encode()
 
     def _route(self, verb: str, path: str, query: str, headers: dict[str, str],
                body: bytes) -> Any:
@@ -214,6 +222,8 @@ class FuturesExchange:
         account, nonce = self._authenticate(path, query, headers, body)
         self._expire(account)
         params = parse(query, body)
+        if name == 'batchorder' and 'json' in params:
+            batch_instructions(params)  # refused before anything is charged or placed
         self._charge(account, kraken.cost(kraken.lookup(name), verb, params))
         self.requests_log.append((name, nonce))
         return private[(verb, name)](account, params)
@@ -237,7 +247,7 @@ class FuturesExchange:
         if not hmac.compare_digest(given, expected):
             raise Refusal('authenticationError')
         if nonce is not None:
-            if not nonce.isdigit():
+            if nonce.startswith('-') or whole(nonce) < 0:
                 raise Refusal('invalidArgument')
             if int(nonce) == account.last_nonce:
                 raise Refusal('nonceDuplicate')
@@ -279,12 +289,15 @@ class FuturesExchange:
         sort = params.get('sort', 'desc')
         if sort not in ('asc', 'desc'):
             raise Refusal('invalidArgument')
-        try:
-            since, before = int(params.get('since', 0)), int(params.get('before', 1 << 62))
-            count = int(params.get('count', 500))
-            start = int(base64.b64decode(params.get('continuation_token', 'MA==')))
-        except ValueError:
+        since, before = integer(params, 'since', 0), integer(params, 'before', 1 << 62)
+        count = integer(params, 'count', 500)
+        try:  # the token is the sandbox's own: base64 of the position of the next element
+            token = base64.b64decode(params.get('continuation_token', 'MA=='), validate=True)
+        except (binascii.Error, ValueError):
             raise Refusal('invalidArgument') from None
+        start = whole(token.decode('ascii', 'replace'))
+        if start < 0:
+            raise Refusal('invalidArgument')
         kinds = set()
         if boolean({'opened': params.get('opened', 'true')}, 'opened'):
             kinds.add('OrderPlaced')
@@ -593,6 +606,11 @@ class FuturesExchange:
     def _edit(self, account: FuturesAccount, params: dict[str, str],
               id_name: str) -> dict[str, Any]:
         now = self.clock()
+        size = decimal(params, 'size')  # a malformed request is refused whatever it names
+        limit, stop = decimal(params, 'limitPrice'), decimal(params, 'stopPrice')
+        mode = params.get('qtyMode', 'RELATIVE')
+        if mode not in ('ABSOLUTE', 'RELATIVE'):
+            raise Refusal('invalidArgument')
         order = self._find(account, params, id_name)
         base = {'receivedTime': iso(now)}
         if order is None or order.state != 'open':
@@ -601,11 +619,6 @@ class FuturesExchange:
         if order.cli_ord_id is not None:
             base['cliOrdId'] = order.cli_ord_id
         instrument = BY_SYMBOL[order.symbol]
-        size = decimal(params, 'size')
-        limit, stop = decimal(params, 'limitPrice'), decimal(params, 'stopPrice')
-        mode = params.get('qtyMode', 'RELATIVE')
-        if mode not in ('ABSOLUTE', 'RELATIVE'):
-            raise Refusal('invalidArgument')
         if stop is not None and not order.is_trigger:
             return {**base, 'status': 'orderForEditNotAStop', 'orderEvents': []}
         if size is not None:
@@ -691,12 +704,10 @@ class FuturesExchange:
         only(params, {'json', 'processBefore'})
         if 'json' not in params:
             raise Refusal('requiredArgumentMissing')
-        instructions = kraken.batch(params)
-        if not instructions:
-            raise Refusal('Json Parse Error')
+        instructions = batch_instructions(params)
         results = []
         for item in instructions:
-            if not isinstance(item, dict) or item.get('order') not in ('send', 'edit', 'cancel'):
+            if item.get('order') not in ('send', 'edit', 'cancel'):
                 raise Refusal('invalidArgument')
             fields = {k: wire(v) for k, v in item.items() if k != 'order' and v is not None}
             if item['order'] == 'send':
@@ -761,6 +772,23 @@ def attach(sandbox: Sandbox, *, seed: int = 0) -> FuturesExchange:
     for prefix in FUTURES_PATHS:
         sandbox.add_route(prefix, exchange.route, unavailable=exchange.unavailable)
     return exchange
+
+
+def batch_instructions(params: dict[str, str]) -> list[dict[str, Any]]:
+    """The instructions of a ``batchorder`` call's ``json`` parameter.
+
+    :raises Refusal: ``Json Parse Error`` if it is not JSON (or nests past the parser's
+        depth) or holds no ``batchOrder`` list; ``invalidArgument`` if an instruction is not
+        an object of plain values
+    """
+    value = load_json(params['json'])
+    orders = value.get('batchOrder') if isinstance(value, dict) else None
+    if not isinstance(orders, list) or not orders:
+        raise Refusal('Json Parse Error')
+    for item in orders:
+        if not isinstance(item, dict) or any(isinstance(v, (dict, list)) for v in item.values()):
+            raise Refusal('invalidArgument')
+    return orders
 
 
 def _order_of(element: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
 from ..market import TAPE_TRADES, TRIM_BATCH
-from .params import Refusal, iso, need, only, parse_time
+from .params import Refusal, integer, iso, need, number, only, parse_time
 
 __all__ = ['Instrument', 'INSTRUMENTS', 'BY_SYMBOL', 'RESOLUTIONS', 'TICK_TYPES', 'FuturesMarket']
 
@@ -61,6 +61,11 @@ INSTRUMENTS = (
 BY_SYMBOL = {i.symbol: i for i in INSTRUMENTS}
 DAY = 86400
 
+#: The most candles one charts request answers with: a longer range gets the first 2,000
+#: and ``more_candles`` (measured at Kraken; its docs say 5,000).
+MAX_CANDLES = 2000
+#: The latest time a chart's ``from`` or ``to`` may name: the end of the year 9999.
+LATEST = 253402300799
 RESOLUTIONS = {'1m': 60, '5m': 300, '15m': 900, '30m': 1800, '1h': 3600, '4h': 14400,
                '12h': 43200, '1d': 86400, '1w': 604800}
 TICK_TYPES = ('spot', 'mark', 'trade')
@@ -235,14 +240,21 @@ class FuturesMarket:
         step = RESOLUTIONS.get(parts[2])
         if step is None:
             raise Refusal('notFound', 404)
-        only(params, {'from', 'to', 'count'})
-        now = self.clock()
-        end = int(float(params.get('to', now)) // step * step)
-        count = int(params.get('count', 0) or 0) or 2000
-        start = int(float(params.get('from', end - step * (min(count, 2000) - 1))) // step * step)
+        try:
+            only(params, {'from', 'to', 'count'})
+        except Refusal:
+            raise Refusal('invalidArgument', 400) from None
+        now = int(self.clock())
+        count = integer(params, 'count', 0, status=400)
+        if count < 0:
+            raise Refusal('invalidArgument', 400)
+        count = min(count or MAX_CANDLES, MAX_CANDLES)
+        end = min(_epoch(params, 'to', now), now) // step * step  # no candle of the future
+        start = _epoch(params, 'from', max(0, end - step * (count - 1))) // step * step
         if start > end:
             raise Refusal('invalidArgument', 400)
-        times = list(range(start, end + 1, step))[:count]
+        total = (end - start) // step + 1  # counted, never listed: from=0 is 29 million
+        times = [start + i * step for i in range(min(total, count))]
         candles = []
         for t in times:
             rng = random.Random(f'{self.seed}:{instrument.symbol}:{parts[0]}:{step}:{t}')
@@ -252,4 +264,17 @@ class FuturesMarket:
             candles.append({'time': t * 1000, 'open': f'{open_:.1f}', 'high': f'{high:.1f}',
                             'low': f'{low:.1f}', 'close': f'{close:.1f}',
                             'volume': rng.randint(0, 500)})
-        return {'candles': candles, 'more_candles': len(times) < len(range(start, end + 1, step))}
+        return {'candles': candles, 'more_candles': len(times) < total}
+
+
+def _epoch(params: dict[str, str], name: str, default: int) -> int:
+    """A chart's ``from`` or ``to``: seconds since 1970, from 0 to :data:`LATEST`.
+
+    :raises Refusal: ``invalidArgument`` (HTTP 400) for anything else, such as -3e9
+    """
+    if name not in params:
+        return default
+    value = number(params[name], status=400)
+    if not 0 <= value <= LATEST:
+        raise Refusal('invalidArgument', 400)
+    return int(value)
