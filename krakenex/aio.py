@@ -132,7 +132,7 @@ class AsyncAPI(core.SpotCore):
         async with _paced(call.counter, call.cost), self._holding(call.store, timeout):
             request = call.build()
             try:
-                return await self._transmit(request, timeout)
+                return call.read(await self._transmit(request, timeout))
             except KrakenError as exc:
                 unknown = call.unknown(exc, request)
                 if unknown is exc:
@@ -160,8 +160,8 @@ class AsyncAPI(core.SpotCore):
             finally:
                 store.unlock(handle)
 
-    async def _transmit(self, request: Request, timeout: Timeout) -> Any:
-        """Send ``request`` through the session and read the reply, or raise what went wrong."""
+    async def _transmit(self, request: Request, timeout: Timeout) -> Reply:
+        """Send ``request`` through the session: the reply as it came, or what went wrong."""
         method = request.method
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         url = self.uri + request.path + ('?' + request.query if request.query else '')
@@ -192,9 +192,7 @@ class AsyncAPI(core.SpotCore):
         if log.isEnabledFor(logging.DEBUG):
             log.debug('%s %s -> %d in %.1f ms', request.verb, method, response.status,
                       (time.perf_counter() - started) * 1000)
-        reply = Reply(response.status, response.reason or '', response.headers, content,
-                      response)
-        return protocol.read_reply(method, reply, self._json_options)
+        return Reply(response.status, response.reason or '', response.headers, content, response)
 
     def _session(self) -> aiohttp.ClientSession:
         """The session, opened on first use inside the running loop."""

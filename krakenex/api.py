@@ -137,7 +137,7 @@ class API(core.SpotCore):
         :param timeout: overrides :attr:`timeout` for this call
         :returns: the decoded envelope ``{"error": [...], "result": ...}``
         :raises KrakenHTTPError: on a reply that is not 2xx (also a :class:`requests.HTTPError`)
-        :raises KrakenResponseError: on a 2xx reply that is not JSON
+        :raises KrakenResponseError: on a 2xx reply that is not JSON, or not Kraken's envelope
         :raises KrakenConnectionError: when the connection failed (:class:`NotSentError`
             if it could not be opened)
         :raises KrakenTimeout: when no reply came within the timeout
@@ -172,7 +172,7 @@ class API(core.SpotCore):
             its reply was lost: it may or may not have taken effect
         :raises NotSentError: when the connection could not be opened
         :raises KrakenHTTPError: on a reply that is not 2xx
-        :raises KrakenResponseError: on a 2xx reply that is not JSON
+        :raises KrakenResponseError: on a 2xx reply that is not JSON, or not Kraken's envelope
         :raises KrakenConnectionError: when the connection failed
         :raises KrakenTimeout: when no reply came within the timeout
         :raises KrakenAPIError: when Kraken answers with an error and
@@ -253,7 +253,7 @@ class API(core.SpotCore):
         with _paced(call.counter, call.cost), self._holding(call.store, timeout):
             request = call.build()
             try:
-                return self._transmit(request, timeout)
+                return call.read(self._transmit(request, timeout))
             except KrakenError as exc:
                 unknown = call.unknown(exc, request)
                 if unknown is exc:
@@ -298,10 +298,11 @@ class API(core.SpotCore):
                 body, content_type = protocol.encode(data or {})
             request = Request(method, 'POST', urlpath, body=body,
                               headers={'Content-Type': content_type, **(headers or {})})
-        return self._transmit(request, self.timeout if timeout is None else timeout)
+        reply = self._transmit(request, self.timeout if timeout is None else timeout)
+        return protocol.read_reply(method, reply, self._json_options)
 
-    def _transmit(self, request: Request, timeout: Timeout) -> Any:
-        """Send ``request`` through the session and read the reply, or raise what went wrong."""
+    def _transmit(self, request: Request, timeout: Timeout) -> Reply:
+        """Send ``request`` through the session: the reply as it came, or what went wrong."""
         method = request.method
         started = time.perf_counter()
         try:
@@ -326,9 +327,8 @@ class API(core.SpotCore):
         if log.isEnabledFor(logging.DEBUG):
             log.debug('%s %s -> %d in %.1f ms', request.verb, method, response.status_code,
                       (time.perf_counter() - started) * 1000)
-        reply = Reply(response.status_code, response.reason or '', response.headers,
-                      response.content, response)
-        return protocol.read_reply(method, reply, self._json_options)
+        return Reply(response.status_code, response.reason or '', response.headers,
+                     response.content, response)
 
     def _prepare(self, request: Request) -> requests.PreparedRequest:
         """The request as ``session.prepare_request`` makes it, built step by step for speed.

@@ -21,6 +21,7 @@ from .protocol import (
     DEFAULT_URI,
     Call,
     Otp,
+    Reply,
     Request,
     Retry,
     Timeout,
@@ -31,9 +32,11 @@ from .protocol import (
     clock_nonce,
     decode_secret,
     encode,
+    envelope_problem,
     nonce_in,
     private_request,
     public_request,
+    read_envelope,
     sign,
 )
 from .share import SharedCounter, Store, resolve
@@ -293,12 +296,18 @@ class SpotCore(KeyedCore):
         def check(reply: Any, last: Any) -> Any:
             return checked(method, reply, raise_errors=self.raise_errors, response=last)
 
+        # A file is an answer to a read (RetrieveExport); a state change answers with JSON.
+        problem = _change_problem if at_most_once else _read_problem
+
+        def read(reply: Reply) -> Any:
+            return read_envelope(method, reply, self._json_options, problem)
+
         if not private:
             return Call(method, lambda: public_request(self.apiversion, method, data), retry,
-                        check, self.public_counter)
+                        check, read, self.public_counter)
         # With a nonce window, sharers send at once: unique nonces are enough within it.
         store = None if self.nonce_window else self._store()
-        return Call(method, lambda: self._private_request(method, data), retry, check,
+        return Call(method, lambda: self._private_request(method, data), retry, check, read,
                     self.counter, self._cost(method), store=store,
                     unknown=lambda error, request: after_sending(
                         error, request, at_most_once=at_most_once))
@@ -333,6 +342,14 @@ class SpotCore(KeyedCore):
         """Sign ``data`` as ``method`` with a fresh nonce; call it in send order."""
         return private_request(self.apiversion, method, data, key=self.key,
                                secret=self._secret_bytes(), nonce=self._nonce(), otp=self.otp)
+
+
+def _read_problem(decoded: Any) -> str | None:
+    return envelope_problem(decoded, files=True)
+
+
+def _change_problem(decoded: Any) -> str | None:
+    return envelope_problem(decoded, files=False)
 
 
 def order_filter(userref: int | str | None, cl_ord_id: str | None) -> tuple[str, str]:

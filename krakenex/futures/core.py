@@ -16,7 +16,7 @@ from .. import protocol as spot
 from ..core import KeyedCore
 from ..errors import KrakenError, KrakenUsageError, OutcomeUnknownError
 from ..pacing import RateCounter
-from ..protocol import DEFAULT_TIMEOUT, Call, Request, Timeout
+from ..protocol import DEFAULT_TIMEOUT, Call, Reply, Request, Timeout
 from . import protocol
 from .endpoints import DEFAULT_URI, Endpoint
 
@@ -118,9 +118,14 @@ class FuturesCore(KeyedCore):
         def check(reply: Any, response: Any) -> Any:
             return self._checked(endpoint.name, reply, response)
 
+        def read(reply: Reply) -> Any:
+            return spot.read_envelope(endpoint.name, reply, self._driver._json_options,
+                                      lambda decoded: protocol.envelope_problem(endpoint, decoded),
+                                      protocol.ENVELOPE, 'Kraken Futures')
+
         if not private:
-            return Call(endpoint.name, build, retry, check)
-        return Call(endpoint.name, build, retry, check, self._counter(endpoint),
+            return Call(endpoint.name, build, retry, check, read)
+        return Call(endpoint.name, build, retry, check, read, self._counter(endpoint),
                     self._cost(endpoint, verb, data), store=self._store(),
                     unknown=lambda error, request: self._unknown(error, request,
                                                                  at_most_once=retry.at_most_once))

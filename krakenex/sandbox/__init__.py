@@ -74,13 +74,22 @@ from .market import PAIRS, find_pair
 from .motion import Motion
 from .params import arithmetic
 from .replies import Reply, envelope
-from .server import FAULT_KINDS, MAX_CONNECTIONS, READ_TIMEOUT, Faults, Request, Route, Server
+from .server import (
+    FAULT_KINDS,
+    MAX_CONNECTIONS,
+    ODD_REPLIES,
+    READ_TIMEOUT,
+    Faults,
+    Request,
+    Route,
+    Server,
+)
 
 if TYPE_CHECKING:
     from .feed import Feed
 
 __all__ = ['Sandbox', 'Account', 'Request', 'Reply', 'Route', 'envelope', 'TIERS',
-           'FAULT_KINDS', 'READ_TIMEOUT', 'MAX_CONNECTIONS', 'main']
+           'FAULT_KINDS', 'ODD_REPLIES', 'READ_TIMEOUT', 'MAX_CONNECTIONS', 'main']
 
 
 class Sandbox:
@@ -281,8 +290,13 @@ class Sandbox:
         ``reset`` (TCP RST, not processed), ``unavailable`` (EService:Unavailable, or Kraken
         Futures' ``Unavailable`` on its paths; not processed), ``delay`` (wait ``seconds``,
         then process), ``reply_lost`` (process, then RST), ``reply_delayed`` (process, wait,
-        reply), ``not_json`` (process, reply with plain text). Faults are used in the order
-        they were injected.
+        reply), ``not_json`` (process, reply with plain text), and the 2xx replies that are
+        not Kraken's envelope (process, then answer HTTP 200 with it; :data:`ODD_REPLIES`):
+        ``empty_object`` (``{}``), ``no_result`` (``{"error": []}``), ``error_text``
+        (``{"error": "a string"}``), ``json_list`` (``[]``), ``json_null`` (``null``),
+        ``json_text`` (``"ok"``), ``bare_success`` (``{"result": "success"}``, with no
+        order status for Kraken Futures) and ``octet_stream`` (bytes as
+        ``application/octet-stream``). Faults are used in the order they were injected.
         """
         self._faults.add(kind, method, seconds, times)
 
