@@ -42,7 +42,7 @@ class API(core.SpotCore):
 
     A key and secret are optional; without them only public calls work. When
     both are left empty they are read from ``KRAKEN_API_KEY`` and
-    ``KRAKEN_API_SECRET`` if those are set.
+    ``KRAKEN_API_SECRET`` if those are set; the server, from ``KRAKEN_API_URL``.
 
     :attr:`session` is a :class:`requests.Session`, honoured as requests
     honours it: its headers, cookies, auth, params, hooks, proxies, ``verify``,
@@ -59,7 +59,9 @@ class API(core.SpotCore):
 
     :param key: API key
     :param secret: API secret (private key), base64 as Kraken shows it
-    :param uri: the server, ``https://api.kraken.com`` or a sandbox's URL
+    :param uri: the server, ``https://api.kraken.com`` or a sandbox's URL; if not
+        given, ``KRAKEN_API_URL`` when it is set (so a script reaches a sandbox
+        unchanged), else Kraken's
     :param timeout: seconds to wait for a connection and a reply: one number
         or a ``(connect, read)`` pair; :data:`DEFAULT_TIMEOUT` unless given
     :param nonce_unit: ``'ms'`` (the default, as krakenex 2.x and ccxt),
@@ -89,7 +91,8 @@ class API(core.SpotCore):
         units. Above 0, private calls are sent at once, without the send
         lock, each with a unique nonce from the store; Kraken accepts those
         that arrive out of order within the window
-    :raises KrakenUsageError: for an unknown nonce unit or tier, a timeout
+    :raises KrakenUsageError: for an unknown nonce unit or tier, a ``KRAKEN_API_URL``
+        that is not a server address, a timeout
         that is not a finite number of seconds above zero, or a ``share``
         that is neither a directory, a Redis URL or client, nor None
     """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import methods
@@ -28,6 +28,7 @@ from .protocol import (
     after_sending,
     check_nonce_unit,
     check_timeout,
+    check_uri,
     checked,
     clock_nonce,
     decode_secret,
@@ -44,8 +45,28 @@ from .share import SharedCounter, Store, resolve
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ['KeyedCore', 'SpotCore', 'read_key_file', 'order_filter', 'matching_orders',
-           'reconcile_filter', 'ORDER_LISTS', 'KEY_FILE_LIMIT']
+__all__ = ['KeyedCore', 'SpotCore', 'server', 'read_key_file', 'order_filter',
+           'matching_orders', 'reconcile_filter', 'ORDER_LISTS', 'KEY_FILE_LIMIT']
+
+
+# --------------------------------------------------------------- servers
+
+def server(given: str | None, variable: str, default: str,
+           check: Callable[[str, str], str] = check_uri) -> str:
+    """The address a client talks to: ``given``; else ``$variable`` if it is set; else ``default``.
+
+    The one rule by which every client (spot, futures, WebSocket) and every
+    command picks its server, so that a script written for Kraken reaches a
+    sandbox with only the environment changed.
+
+    :param variable: the environment variable, such as ``KRAKEN_API_URL``
+    :param check: checks an address from the environment, given its variable's name
+    :raises KrakenUsageError: if the variable holds something that is not a server address
+    """
+    if given is not None:
+        return given
+    value = os.environ.get(variable, '').strip()
+    return check(value, variable) if value else default
 
 
 # ------------------------------------------------------------- key files
@@ -106,6 +127,8 @@ class KeyedCore:
 
     #: The environment variables a key and secret are read from when neither is given.
     KEY_VARIABLES = ('KRAKEN_API_KEY', 'KRAKEN_API_SECRET')
+    #: The environment variable the server's address is read from when none is given.
+    URL_VARIABLE = 'KRAKEN_API_URL'
     #: What the client calls what it calls, for messages: ``'method'`` or ``'endpoint'``.
     CALLS = 'method'
 
@@ -237,7 +260,7 @@ class SpotCore(KeyedCore):
     to send; the parameters are documented on :class:`~krakenex.API`.
     """
 
-    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
+    def __init__(self, key: str = '', secret: str = '', *, uri: str | None = None,
                  timeout: Timeout = DEFAULT_TIMEOUT,
                  nonce_unit: str = 'ms', otp: Otp | None = None, raise_errors: bool = False,
                  retries: int = 3, backoff: float = 0.5, retry_time: float = 30.0,
@@ -262,7 +285,7 @@ class SpotCore(KeyedCore):
         #: sends private calls one at a time, so nonces arrive in order.
         self.nonce_window = nonce_window
         #: The server's address, without a trailing slash.
-        self.uri = uri
+        self.uri = server(uri, self.URL_VARIABLE, DEFAULT_URI)
         #: Kraken's API version, part of every path.
         self.apiversion = '0'
         #: The one-time password, or a function that returns a fresh one.

@@ -68,8 +68,8 @@ __all__ = [
     'DEFAULT_URI', 'DEFAULT_TIMEOUT', 'NONCE_UNITS', 'clock_nonce', 'check_nonce_unit', 'Request',
     'Reply', 'Retry',
     'render', 'query_string', 'encode', 'sign', 'decode_secret', 'nonce_in', 'check_method',
-    'check_timeout', 'public_request', 'private_request', 'read_reply', 'read_envelope',
-    'envelope_problem', 'checked',
+    'check_timeout', 'check_uri', 'public_request', 'private_request', 'read_reply',
+    'read_envelope', 'envelope_problem', 'checked',
     'after_sending', 'transport_error', 'unicode_only',
 ]
 
@@ -238,6 +238,24 @@ def check_timeout(timeout: Any) -> Timeout:
     return timeout  # type: ignore[no-any-return]
 
 
+def check_uri(uri: str, name: str = 'uri') -> str:
+    """Return ``uri`` without a trailing slash if it is an ``http://`` or ``https://`` server.
+
+    :param name: where the address came from, for the message (``--uri``, ``KRAKEN_API_URL``)
+    :raises KrakenUsageError: otherwise, before anything is sent
+    """
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        usable = parts.scheme in ('http', 'https') and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except (ValueError, TypeError, AttributeError):
+        usable = False
+    if not usable or any(c.isspace() or not c.isprintable() for c in uri):
+        raise KrakenUsageError(f'{name} {uri!r} is not a server address: give one such as '
+                               f'{DEFAULT_URI} or http://127.0.0.1:8080')
+    return uri.rstrip('/')
+
+
 # --------------------------------------------------------------- signing
 
 def decode_secret(secret: str, what: str = 'the API secret') -> bytes:
@@ -376,16 +394,19 @@ class Reply(NamedTuple):
     response: Any = None
 
 
-def read_reply(method: str, reply: Reply, json_options: Mapping[str, Any]) -> Any:
+def read_reply(method: str, reply: Reply, json_options: Mapping[str, Any],
+               server: str = 'Kraken') -> Any:
     """Decode a reply: JSON, or ``bytes`` for a file.
 
+    :param server: who answered, for messages: ``'Kraken'`` or ``'Kraken Futures'``
     :raises KrakenHTTPError: for a status other than 2xx, naming Cloudflare's
         page or the redirect's target
     :raises KrakenResponseError: for a 2xx body that is not JSON
     """
     if not 200 <= reply.status < 300:
-        raise KrakenHTTPError(_http_message(method, reply), method=method, status=reply.status,
-                              body=_excerpt(reply.content), response=reply.response)
+        raise KrakenHTTPError(_http_message(method, reply, server), method=method,
+                              status=reply.status, body=_excerpt(reply.content),
+                              response=reply.response)
     content_type = reply.headers.get('Content-Type') or ''
     if content_type.startswith(BINARY_TYPES):
         return reply.content
@@ -393,7 +414,7 @@ def read_reply(method: str, reply: Reply, json_options: Mapping[str, Any]) -> An
         return json.loads(reply.content, **json_options)
     except (ValueError, RecursionError):
         raise KrakenResponseError(
-            f'Kraken {method} answered HTTP {reply.status} with a body that is not JSON '
+            f'{server} {method} answered HTTP {reply.status} with a body that is not JSON '
             f'({content_type or "no content type"}): {_excerpt(reply.content)!r}',
             method=method, status=reply.status, body=_excerpt(reply.content),
             response=reply.response) from None
@@ -440,7 +461,7 @@ def read_envelope(method: str, reply: Reply, json_options: Mapping[str, Any],
     :raises KrakenHTTPError: for a status other than 2xx
     :raises KrakenResponseError: for a 2xx reply that is not the envelope
     """
-    decoded = read_reply(method, reply, json_options)
+    decoded = read_reply(method, reply, json_options, server)
     what = problem(decoded)
     if what is None:
         return decoded
@@ -486,9 +507,9 @@ def _excerpt(content: bytes) -> str:
     return content[:BODY_EXCERPT].decode('utf-8', 'replace')
 
 
-def _http_message(method: str, reply: Reply) -> str:
+def _http_message(method: str, reply: Reply, server: str) -> str:
     """Say what a non-2xx reply was, naming Cloudflare's pages and redirects."""
-    message = f'Kraken {method} answered HTTP {reply.status}'
+    message = f'{server} {method} answered HTTP {reply.status}'
     if reply.reason:
         message += f' {reply.reason}'
     headers = reply.headers

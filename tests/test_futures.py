@@ -402,6 +402,29 @@ def test_pacing_keeps_a_burst_under_the_futures_budget(sandbox: Sandbox) -> None
     assert len(sandbox.futures.orders(sandbox.futures.key)) == 55
 
 
+@pytest.mark.parametrize(('query', 'name', 'suggested'), [
+    ('query_private', 'acounts', 'accounts'), ('query_public', 'tikers', 'tickers'),
+    ('query_private', 'Sendorder', 'sendorder'), ('query_history', 'ordrs', 'orders'),
+])
+def test_a_misspelt_endpoint_is_refused_before_anything_is_sent(
+        sandbox: Sandbox, futures: FuturesAPI, query: str, name: str, suggested: str) -> None:
+    sandbox.inject('reset')  # waits for the first request of any kind
+    with pytest.raises(KrakenUsageError, match=f"'{name}' is not one of Kraken Futures' "
+                                               f'endpoints .*did you mean {suggested}') as caught:
+        getattr(futures, query)(name)
+    assert f"{query}('{name}', verb='POST')" in str(caught.value)  # how to send it anyway
+    with pytest.raises(KrakenError):  # the fault was still waiting: nothing had been sent
+        FuturesAPI(uri=sandbox.futures_url, retries=0).query_public('tickers')
+
+
+def test_an_endpoint_not_in_the_table_is_sent_with_its_verb_and_at_most_once(
+        sandbox: Sandbox, futures: FuturesAPI) -> None:
+    with pytest.raises(OutcomeUnknownHTTPError, match='HTTP 404'):  # may be a change
+        futures.query_private('assignmentprogram/add', {'x': 1}, verb='POST')
+    ticker = futures.query_public('tickers/PF_XBTUSD')  # below a public endpoint: known
+    assert ticker['ticker']['symbol'] == 'PF_XBTUSD'
+
+
 def test_usage_errors_come_before_anything_is_sent(sandbox: Sandbox, futures: FuturesAPI) -> None:
     for bad in ('/derivatives/api/v3/tickers', '../x', '', 'tickers?x=1'):
         with pytest.raises(KrakenUsageError):

@@ -45,12 +45,15 @@ from .endpoints import (
     Endpoint,
     batch,
     cost,
+    known,
     lookup,
+    unknown_message,
     urlpath,
 )
 
 __all__ = [
-    'DEFAULT_URI', 'SURFACES', 'Endpoint', 'ENDPOINTS', 'lookup', 'urlpath', 'signing_path',
+    'DEFAULT_URI', 'SURFACES', 'Endpoint', 'ENDPOINTS', 'known', 'unknown_message', 'lookup',
+    'urlpath', 'signing_path',
     'encode', 'authent', 'cost', 'BUDGET', 'HISTORY_POOL', 'ERROR_CODES', 'TRANSIENT_CODES',
     'error_class', 'reply_error', 'order_failures', 'refusal', 'transient_reply',
     'client_order_ids', 'ENVELOPE', 'STATUS_MEMBERS', 'envelope_problem',

@@ -23,7 +23,8 @@ from ..protocol import render
 from .book import DEPTHS
 
 __all__ = [
-    'URL', 'AUTH_URL', 'L3_URL', 'PUBLIC', 'AUTH', 'LEVEL3', 'ENDPOINTS', 'PRIVATE_CHANNELS',
+    'URL', 'AUTH_URL', 'L3_URL', 'PUBLIC', 'AUTH', 'LEVEL3', 'URL_VARIABLES', 'ENDPOINTS',
+    'PRIVATE_CHANNELS',
     'ORDER_METHODS', 'PRIVATE_METHODS', 'KRAKEN_TIMEOUT_METHODS', 'MSG_RATE_ERROR',
     'check_url', 'check_timeout', 'check_depth', 'decode', 'encode', 'notice', 'is_private',
     'endpoint', 'reply_error', 'token_refused', 'answers', 'split_subscription',
@@ -38,6 +39,11 @@ L3_URL = 'wss://ws-l3.kraken.com/v2'
 
 #: The three endpoints, by the name the tables below use.
 PUBLIC, AUTH, LEVEL3 = 'public', 'auth', 'level3'
+
+#: The environment variable naming each endpoint when a client is given none, and the
+#: address used when that is not set either.
+URL_VARIABLES = {PUBLIC: ('KRAKEN_WS_URL', URL), AUTH: ('KRAKEN_WS_AUTH_URL', AUTH_URL),
+                 LEVEL3: ('KRAKEN_WS_L3_URL', L3_URL)}
 
 #: Requests that change orders: never sent twice; a lost reply is an unknown outcome.
 ORDER_METHODS = frozenset({'add_order', 'amend_order', 'edit_order', 'cancel_order',
