@@ -68,7 +68,7 @@ PUBLIC_RATE = 1.0
 #: The options of ``krakenex sandbox`` (:func:`krakenex.sandbox.main`), as the usage shows
 #: them; written out so that ``krakenex --help`` need not import the sandbox.
 SANDBOX_OPTIONS = ('[--port N]', '[--tier T]', '[--seed S]', '[--nonce-window N]',
-                   '[--motion SECONDS]', '[--key-file PATH]', '[--env]')
+                   '[--motion SECONDS]', '[--env]')
 
 #: The commands beside the REST call, as ``krakenex --help`` lists them.
 COMMANDS = (

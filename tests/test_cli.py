@@ -1029,3 +1029,20 @@ def test_fuzz_command_line_in_a_subprocess_gives_a_known_exit_code_and_one_line_
     with with_fault(target, data):
         result = krakenex_process(*argv, env={**os.environ, 'PYTHONIOENCODING': 'utf-8'})
     check_outcome(argv, result.returncode, result.stderr)
+
+
+def test_help_names_every_command_and_every_option_of_the_sandbox_command() -> None:
+    from krakenex.sandbox import parser as sandbox_parser
+
+    code, out, _ = in_process(['--help'])
+    assert code == 0
+    usage = out.split('\n\n')[0]
+    for command in ('krakenex --futures', 'krakenex ws', 'krakenex share', 'krakenex sandbox'):
+        assert command in usage
+    options = {option for action in sandbox_parser()._actions
+               for option in action.option_strings} - {'-h', '--help'}
+    assert {option for option in options if f'[{option}' not in usage} == set()
+    assert 'KRAKEN_API_URL' in out
+    for argv in (['--futures', '--help'], ['ws', '--help'], ['sandbox', '--help']):
+        code, shown, _ = in_process(argv)
+        assert code == 0 and shown.startswith('usage: krakenex '), argv

@@ -57,6 +57,7 @@ from .protocol import (
     Subscriptions,
     answers,
     check_depth,
+    check_interval,
     check_timeout,
     check_url,
     decode,
@@ -736,13 +737,16 @@ class AsyncWS:
         :returns: Kraken's acknowledgements, one per symbol
         :raises KrakenAPIError: (a subclass) if Kraken refused it, with Kraken's error text
         :raises KrakenConnectionError: if the connection dropped before the acknowledgement
-        :raises KrakenUsageError: for a book ``depth`` that is not a whole number, or a bad
-            ``req_id`` or ``timeout``; nothing is sent
+        :raises KrakenUsageError: for a book ``depth`` that is not a whole number, an
+            ``ohlc`` ``interval`` that is not one of Kraken's (such as the text ``'60'``),
+            or a bad ``req_id`` or ``timeout``; nothing is sent
         :raises NotSentError: if the connection was not open; nothing is sent, now or
             after a reconnect
         """
         timeout, params = self._timeout(timeout), _listed(params)
         depth = check_depth(params.get('depth', 10)) if channel == 'book' else 0
+        if channel == 'ohlc' and 'interval' in params:
+            check_interval(params['interval'])
         _check_req_id('subscribe', req_id)
         connection = self._connection(endpoint(channel))
         await connection.wait_ready(timeout)
@@ -1028,9 +1032,10 @@ class AsyncWS:
     def _connection(self, endpoint: str) -> _Connection:
         if self.closed:
             raise KrakenConnectionError('the WebSocket client is closed')
-        if endpoint != PUBLIC and self.api is None:
-            raise KrakenUsageError('private channels and trading need an API with a key: '
-                                   'AsyncWS(api=krakenex.API(key, secret))')
+        if endpoint != PUBLIC and self.api is None and self.token is None:
+            raise KrakenUsageError('private channels and trading need an API with a key, '
+                                   'AsyncWS(api=krakenex.API(key, secret)), or a token from '
+                                   'GetWebSocketsToken, AsyncWS(token=...)')
         if endpoint not in self._connections:
             self._connections[endpoint] = _Connection(self, endpoint)
         return self._connections[endpoint]
