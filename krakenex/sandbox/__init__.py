@@ -455,8 +455,8 @@ def main(argv: list[str] | None = None, *, prog: str = 'python -m krakenex.sandb
     """
     try:
         args = parser(prog).parse_args(argv)
-    except SystemExit as done:  # --help, or a usage error already printed
-        return done.code if isinstance(done.code, int) else 2
+    except SystemExit as exited:  # --help, or a usage error already printed
+        return exited.code if isinstance(exited.code, int) else 2
     sandbox = Sandbox(args.port, seed=args.seed, tier=args.tier, motion=args.motion,
                       nonce_window=args.nonce_window)
     try:
