@@ -21,7 +21,9 @@ from typing import Any
 try:
     import aiohttp
 except ImportError:  # pragma: no cover - depends on what is installed
-    raise ImportError("AsyncAPI needs aiohttp: pip install 'krakenex[async]'") from None
+    from ._extras import needs
+
+    raise ImportError(needs('AsyncAPI', 'async')) from None
 
 from . import core, protocol
 from .errors import KrakenConnectionError, KrakenError, OutcomeUnknownError, unwrap

@@ -9,7 +9,9 @@ from typing import Any
 try:
     import aiohttp
 except ImportError:  # pragma: no cover - depends on the environment
-    raise ImportError("AsyncFuturesAPI needs aiohttp: pip install 'krakenex[async]'") from None
+    from .._extras import needs
+
+    raise ImportError(needs('AsyncFuturesAPI', 'async')) from None
 
 from ..aio import AsyncAPI
 from ..core import server

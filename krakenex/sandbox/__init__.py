@@ -177,7 +177,7 @@ class Sandbox:
         self._thread: threading.Thread | None = None
         #: Kraken Futures on the same server, with its own accounts (:mod:`.futures`).
         self.futures = futures.attach(self, seed=seed)
-        #: The WebSocket v2 feed (:mod:`krakenex.sandbox.feed`); None without ``krakenex[ws]``.
+        #: The WebSocket v2 feed (:mod:`krakenex.sandbox.feed`); None without the ``ws`` extra.
         self.feed = _feed(self)
 
     def __repr__(self) -> str:
@@ -203,8 +203,9 @@ class Sandbox:
 
     def _ws_feed(self) -> Feed:
         if self.feed is None:
-            raise RuntimeError("the sandbox serves WebSocket v2 with the 'websockets' package: "
-                               "pip install 'krakenex[ws]'")
+            from .._extras import needs
+
+            raise RuntimeError(needs('the sandbox\'s WebSocket v2 feed', 'ws'))
         return self.feed
 
     @property

@@ -1,7 +1,7 @@
 """The sandbox's WebSocket v2 feed: Kraken's public and private channels over its market.
 
 Served on the sandbox's own port when the ``websockets`` package is installed
-(``pip install 'krakenex[ws]'``): :attr:`Sandbox.ws_url
+(the ``ws`` extra, ``pip install '.[ws]'`` in a checkout): :attr:`Sandbox.ws_url
 <krakenex.sandbox.Sandbox.ws_url>` (``ws://127.0.0.1:PORT/v2``) for ``book``,
 ``ticker``, ``trade``, ``ohlc``, ``instrument`` and ``status``, and
 :attr:`Sandbox.ws_auth_url <krakenex.sandbox.Sandbox.ws_auth_url>`

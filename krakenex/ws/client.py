@@ -27,8 +27,9 @@ try:
     from websockets.protocol import State
     from websockets.version import version as websockets_version
 except ImportError:  # pragma: no cover - the message is the point
-    raise ImportError("krakenex.ws needs the 'websockets' package: "
-                      "pip install 'krakenex[ws]'") from None
+    from .._extras import needs
+
+    raise ImportError(needs('krakenex.ws', 'ws')) from None
 
 from ..core import server
 from ..errors import (
