@@ -59,3 +59,14 @@ def test_every_install_advice_names_an_extra_a_checkout_has_never_the_package_in
         unknown += [f'{relative}: {name}' for m in re.finditer(r"'\.\[([a-z,]+)\]'", text)
                     for name in m.group(1).split(',') if name not in extras]
     assert from_index == [] and unknown == []
+
+
+def test_a_ctrl_c_test_passes_when_the_suite_runs_as_a_background_job() -> None:
+    """A shell starts ``pytest &`` with SIGINT ignored; the commands the tests interrupt are not."""
+    test = ('tests/test_cli.py::'
+            'test_addorder_interrupted_while_in_flight_exits_4_and_names_its_userref')
+    result = subprocess.run(
+        ['sh', '-c', f'"$0" -m pytest -q -p no:cacheprovider {test} & wait $!', sys.executable],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert '1 passed' in result.stdout
