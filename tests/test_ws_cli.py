@@ -107,6 +107,15 @@ def test_an_order_whose_reply_is_lost_exits_4(capsys, sb, against):
     assert [o['cl_ord_id'] for o in sb.orders()] == ['cli-lost']
 
 
+def test_an_order_whose_reply_says_neither_success_nor_failure_exits_4(capsys, sb, against):
+    sb.feed.inject('reply_odd')
+    assert main(['ws', *against, 'add_order', 'symbol=BTC/USD', 'side=buy',
+                 'order_type=market', 'order_qty=0.01', 'cl_ord_id=cli-odd']) == 4
+    out, err = capsys.readouterr()
+    assert out == '' and 'outcome unknown' in err and 'cli-odd' in err
+    assert [o['cl_ord_id'] for o in sb.orders()] == ['cli-odd']
+
+
 def test_a_private_channel_without_a_key_is_a_usage_error(capsys, sb, monkeypatch, tmp_path):
     monkeypatch.delenv('KRAKEN_API_KEY', raising=False)
     monkeypatch.delenv('KRAKEN_API_SECRET', raising=False)

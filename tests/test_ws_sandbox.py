@@ -423,6 +423,18 @@ def test_reply_lost_after_the_order_executed_is_an_unknown_outcome_reconcile_fin
     assert [o['cl_ord_id'] for o in snapshot['data']] == ['lost-reply-1']
 
 
+def test_an_order_reply_saying_neither_success_nor_failure_is_an_unknown_outcome(sb, ws, api):
+    sb.feed.inject('reply_odd')
+    with pytest.raises(OutcomeUnknownError, match='neither success nor failure') as odd:
+        ws.request('add_order', symbol='BTC/USD', side='buy', order_type='limit',
+                   limit_price=Decimal('40000'), order_qty=Decimal('0.01'),
+                   cl_ord_id='odd-reply-1')
+    assert odd.value.req_id and odd.value.cl_ord_id == 'odd-reply-1'
+    placed = [o for o in sb.orders() if o['cl_ord_id'] == 'odd-reply-1']
+    assert len(placed) == 1 and list(api.reconcile(odd.value)) == [placed[0]['txid']]
+    assert ws.request('ping')['method'] == 'pong'  # a pong, which says neither, is no order
+
+
 def test_after_a_reconnect_the_executions_snapshot_shows_what_happened_meanwhile(sb, api):
     with WS(api, url=sb.ws_url, auth_url=sb.ws_auth_url, timeout=WAIT, silence=1.5,
             backoff=lambda: Backoff(immediate=0, first=0.3, cap=0.3, jitter=0.0,

@@ -842,7 +842,8 @@ class AsyncWS:
         :returns: Kraken's reply, matched by ``req_id`` and ``method``
         :raises KrakenAPIError: (a subclass) if Kraken answered ``success: false``
         :raises SocketOutcomeUnknownError: for an order request whose reply did not come
-            (connection lost, or the task cancelled after sending)
+            (connection lost, or the task cancelled after sending), or came without
+            saying ``success`` true or false
         :raises NotSentError: if it was not sent because the connection was not open
             (safe to send again); a connection lost while the request was being written
             is an unknown outcome for an order request, never this
@@ -857,8 +858,14 @@ class AsyncWS:
         connection = self._connection(endpoint(method))
         await connection.wait_ready(timeout)
         reply = (await connection.call(method, params, timeout, req_id=req_id))[0]
-        if reply.get('success') is False:
+        success = reply.get('success')
+        if success is False:
             raise reply_error([str(reply.get('error'))], method)
+        if success is not True and method in ORDER_METHODS:  # (ping's pong carries none)
+            # a reply that says neither yes nor no does not say what became of the order
+            raise outcome_unknown(method, reply.get('req_id') or 0, params,
+                                  f'its reply says neither success nor failure: '
+                                  f'{str(reply)[:200]}')
         return reply
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
