@@ -104,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     add('what', metavar='CHANNEL|METHOD', help='a v2 channel or request method')
     add('args', nargs='*', metavar='SYMBOL|name=value',
         help="symbols (BTC/USD) and Kraken's parameters as name=value or name:=JSON")
-    add('--count', type=_at_least_one, metavar='N', help='stop after N messages')
+    add('--count', type=_at_least_one, metavar='N',
+        help="stop after N of the channel's messages (the status and the acknowledgements "
+             'are printed, not counted)')
     add('--seconds', type=_seconds, metavar='S', help='stop after S seconds')
     add('--top', type=_at_least_one, metavar='N',
         help='book only: print the verified top N levels after each update (what krakenex '
