@@ -3,7 +3,8 @@
     python examples/follow_book.py BTC/USD --seconds 60
     python examples/follow_book.py --sandbox --count 10   # a local sandbox whose price moves
 
-Needs websockets: pip install 'krakenex[ws]'. Public data only, no key.
+Needs websockets, the ws extra: pip install '.[ws]' in a checkout of krakenex.
+Public data only, no key.
 krakenex checks the book against Kraken's checksum after every update, so a
 line is printed only for a verified book whose best bid or ask changed.
 Ctrl-C stops it.

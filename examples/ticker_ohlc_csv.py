@@ -3,7 +3,8 @@
     python examples/ticker_ohlc_csv.py XBTUSD --interval 1h --out data
     python examples/ticker_ohlc_csv.py --sandbox        # a local sandbox instead of Kraken
 
-Needs pandas: pip install 'krakenex[pandas]'. Public data only, no key.
+Needs pandas, the pandas extra: pip install '.[pandas]' in a checkout of krakenex.
+Public data only, no key.
 """
 
 from __future__ import annotations

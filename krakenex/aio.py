@@ -22,7 +22,9 @@ from typing import Any
 try:
     import aiohttp
 except ImportError:  # pragma: no cover - depends on what is installed
-    raise ImportError("AsyncAPI needs aiohttp: pip install 'krakenex[async]'") from None
+    from ._extras import needs
+
+    raise ImportError(needs('AsyncAPI', 'async')) from None
 
 from . import core, protocol
 from .errors import (
@@ -194,7 +196,7 @@ class AsyncAPI(core.SpotCore):
         async with _paced(call.counter, call.cost), self._holding(call.store, timeout):
             request = call.build()
             try:
-                reply = await self._transmit(request, timeout)
+                reply = call.read(await self._transmit(request, timeout))
                 return call.answered(reply, request, self._task_response.get())
             except KrakenError as exc:
                 unknown = call.unknown(exc, request)
@@ -223,8 +225,8 @@ class AsyncAPI(core.SpotCore):
             finally:
                 store.unlock(handle)
 
-    async def _transmit(self, request: Request, timeout: Timeout) -> Any:
-        """Send ``request`` through the session and read the reply, or raise what went wrong."""
+    async def _transmit(self, request: Request, timeout: Timeout) -> Reply:
+        """Send ``request`` through the session: the reply as it came, or what went wrong."""
         method = request.method
         connect, read = protocol.split_timeout(timeout)
         seconds = protocol.deadline_seconds(timeout)
@@ -259,9 +261,7 @@ class AsyncAPI(core.SpotCore):
         if log.isEnabledFor(logging.DEBUG):
             log.debug('%s %s -> %d in %.1f ms', request.verb, method, response.status,
                       (time.perf_counter() - started) * 1000)
-        reply = Reply(response.status, response.reason or '', response.headers, content,
-                      response)
-        return protocol.read_reply(method, reply, self._json_options)
+        return Reply(response.status, response.reason or '', response.headers, content, response)
 
     def _session(self) -> aiohttp.ClientSession:
         """The session, opened on first use inside the running loop."""

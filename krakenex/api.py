@@ -42,7 +42,7 @@ class API(core.SpotCore):
 
     A key and secret are optional; without them only public calls work. When
     both are left empty they are read from ``KRAKEN_API_KEY`` and
-    ``KRAKEN_API_SECRET`` if those are set.
+    ``KRAKEN_API_SECRET`` if those are set; the server, from ``KRAKEN_API_URL``.
 
     :attr:`session` is a :class:`requests.Session`, honoured as requests
     honours it: its headers, cookies, auth, params, hooks, proxies, ``verify``,
@@ -59,7 +59,9 @@ class API(core.SpotCore):
 
     :param key: API key
     :param secret: API secret (private key), base64 as Kraken shows it
-    :param uri: the server, ``https://api.kraken.com`` or a sandbox's URL
+    :param uri: the server, ``https://api.kraken.com`` or a sandbox's URL; if not
+        given, ``KRAKEN_API_URL`` when it is set (so a script reaches a sandbox
+        unchanged), else Kraken's
     :param timeout: seconds to wait for a connection and a reply: one number
         or a ``(connect, read)`` pair; :data:`DEFAULT_TIMEOUT` unless given.
         However slowly the reply's body arrives, an attempt is over by the two together
@@ -91,7 +93,8 @@ class API(core.SpotCore):
         units. Above 0, private calls are sent at once, without the send
         lock, each with a unique nonce from the store; Kraken accepts those
         that arrive out of order within the window
-    :raises KrakenUsageError: for an unknown nonce unit or tier, a timeout
+    :raises KrakenUsageError: for an unknown nonce unit or tier, a ``KRAKEN_API_URL``
+        that is not a server address, a timeout
         that is not a finite number of seconds above zero, or a ``share``
         that is neither a directory, a Redis URL or client, nor None
     """
@@ -139,7 +142,7 @@ class API(core.SpotCore):
         :param timeout: overrides :attr:`timeout` for this call
         :returns: the decoded envelope ``{"error": [...], "result": ...}``
         :raises KrakenHTTPError: on a reply that is not 2xx (also a :class:`requests.HTTPError`)
-        :raises KrakenResponseError: on a 2xx reply that is not JSON
+        :raises KrakenResponseError: on a 2xx reply that is not JSON, or not Kraken's envelope
         :raises KrakenConnectionError: when the connection failed (:class:`NotSentError`
             if it could not be opened)
         :raises KrakenTimeout: when no reply came within the timeout
@@ -174,7 +177,7 @@ class API(core.SpotCore):
             its reply was lost: it may or may not have taken effect
         :raises NotSentError: when the connection could not be opened
         :raises KrakenHTTPError: on a reply that is not 2xx
-        :raises KrakenResponseError: on a 2xx reply that is not JSON
+        :raises KrakenResponseError: on a 2xx reply that is not JSON, or not Kraken's envelope
         :raises KrakenConnectionError: when the connection failed
         :raises KrakenTimeout: when no reply came within the timeout
         :raises KrakenAPIError: when Kraken answers with an error and
@@ -268,7 +271,7 @@ class API(core.SpotCore):
         """Build and send one attempt; a failure once it may have left is what the call says."""
         request = call.build()
         try:
-            reply = self._transmit(request, timeout)
+            reply = call.read(self._transmit(request, timeout))
             return call.answered(reply, request, getattr(self._thread, 'response', None))
         except KrakenError as exc:
             unknown = call.unknown(exc, request)
@@ -301,10 +304,11 @@ class API(core.SpotCore):
                 body, content_type = protocol.encode(data or {})
             request = Request(method, 'POST', urlpath, body=body,
                               headers={'Content-Type': content_type, **(headers or {})})
-        return self._transmit(request, self.timeout if timeout is None else timeout)
+        reply = self._transmit(request, self.timeout if timeout is None else timeout)
+        return protocol.read_reply(method, reply, self._json_options)
 
-    def _transmit(self, request: Request, timeout: Timeout) -> Any:
-        """Send ``request`` through the session and read the reply, or raise what went wrong.
+    def _transmit(self, request: Request, timeout: Timeout) -> Reply:
+        """Send ``request`` through the session: the reply as it came, or what went wrong.
 
         The attempt is over by :func:`~krakenex.protocol.deadline_seconds` of
         ``timeout``, however slowly the reply's body arrives.
@@ -339,9 +343,8 @@ class API(core.SpotCore):
         if log.isEnabledFor(logging.DEBUG):
             log.debug('%s %s -> %d in %.1f ms', request.verb, method, response.status_code,
                       (time.perf_counter() - started) * 1000)
-        reply = Reply(response.status_code, response.reason or '', response.headers,
-                      content, response)
-        return protocol.read_reply(method, reply, self._json_options)
+        return Reply(response.status_code, response.reason or '', response.headers,
+                     content, response)
 
     def _prepare(self, request: Request) -> requests.PreparedRequest:
         """The request as ``session.prepare_request`` makes it, built step by step for speed.

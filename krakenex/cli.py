@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ['main', 'program', 'EXIT_CODES', 'default_key_file', 'parse_params', 'to_json', 'Call',
            'report', 'Output', 'OutputError', 'UsageError', 'add_share_option', 'sending_through',
-           'logging_to_stderr']
+           'add_shared_options', 'log_to_stderr', 'indent', 'check_uri_option', 'warn']
 
 #: What each exit code means; scripts may rely on them.
 EXIT_CODES = {
@@ -66,6 +66,20 @@ EXIT_CLOSED = 141
 #: Kraken's public endpoints allow about one call a second per IP
 #: (https://support.kraken.com/hc/en-us/articles/206548367).
 PUBLIC_RATE = 1.0
+
+#: The options of ``krakenex sandbox`` (:func:`krakenex.sandbox.main`), as the usage shows
+#: them; written out so that ``krakenex --help`` need not import the sandbox.
+SANDBOX_OPTIONS = ('[--port N]', '[--tier T]', '[--seed S]', '[--nonce-window N]',
+                   '[--motion SECONDS]', '[--env]')
+
+#: The commands beside the REST call, as ``krakenex --help`` lists them.
+COMMANDS = (
+    ('krakenex --futures ENDPOINT ...', 'Kraken Futures REST (krakenex --futures --help)'),
+    ('krakenex ws CHANNEL|METHOD ...', 'WebSocket v2: ticker, book, add_order, ... '
+                                       '(krakenex ws --help)'),
+    ('krakenex sandbox ...', 'a local Kraken (spot, futures, WebSocket) until Ctrl-C'),
+    ('krakenex share status|reset', 'show or forget what is shared for a key'),
+)
 
 #: Parameters that Kraken takes as a JSON list, shown as ``name:=JSON`` in help.
 JSON_PARAMS = ('orders', 'cl_ord_ids')
@@ -157,7 +171,7 @@ def _judged(call: Call, parser: argparse.ArgumentParser, argv: Sequence[str],
             call.settled = True
             return done.code if isinstance(done.code, int) else EXIT_OK
         with warnings.catch_warnings():  # a warning (such as the key's store) is one line too
-            warnings.showwarning = lambda message, *_: _warn(str(message), call.prog)
+            warnings.showwarning = lambda message, *_: warn(str(message), call.prog)
             code = run(args, call)
         call.settled = True
         return code
@@ -319,12 +333,12 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     if args.method == 'help':
         return _print_help(args.params)
     if args.method == 'sandbox':
-        raise UsageError('sandbox takes its own options and goes first: '
-                         'krakenex sandbox [--port N] [--tier T] [--seed S] [--motion S]')
+        raise UsageError(f'sandbox takes its own options and goes first: '
+                         f'krakenex sandbox {" ".join(SANDBOX_OPTIONS)}')
     method, private = _resolve_method(args)
     data = parse_params(args.params)
     _check_options(args, method)
-    with logging_to_stderr(args.verbose) as log, Output(args.output) as out, \
+    with log_to_stderr(args.verbose) as log, Output(args.output) as out, \
             _endpoint(args) as sandbox, _api(args, sandbox, method if private else None) as api:
         query = api.query_private if private else api.query_public
         log.debug('%s %s call to %s with parameters: %s', method,
@@ -345,13 +359,13 @@ def _run(args: argparse.Namespace, call: Call) -> int:
             result = None if args.raw else _result(method, envelope)
         if args.raw:
             try:
-                text = to_json(envelope, _indent(out)) + '\n'
+                text = to_json(envelope, indent(out)) + '\n'
                 call.delivering()
                 _write(out, text)
             finally:  # Kraken's errors still go to stderr and set the exit code
                 _result(method, envelope)
         else:
-            text = _csv(method, result) if args.csv else to_json(result, _indent(out)) + '\n'
+            text = _csv(method, result) if args.csv else to_json(result, indent(out)) + '\n'
             call.delivering()
             _write(out, text)
     return EXIT_OK
@@ -377,49 +391,65 @@ def _parser() -> _Parser:
         prog='krakenex', allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
         usage='krakenex [options] METHOD [name=value | name:=JSON ...]\n'
               '       krakenex help METHOD\n'
-              '       krakenex share status|reset [--key-file F] [--uri URL] [--share S]\n'
-              '       krakenex sandbox [--port N] [--tier T] [--seed S]',
+              '       krakenex --futures [options] ENDPOINT [name=value | name:=JSON ...]\n'
+              '       krakenex ws [options] CHANNEL|METHOD [SYMBOL ...] [name=value ...]\n'
+              '       krakenex share status|reset [--key-file F] [--uri URL | --futures] '
+              '[--share S]\n'
+              f'       krakenex sandbox {" ".join(SANDBOX_OPTIONS[:4])}\n'
+              f'                        {" ".join(SANDBOX_OPTIONS[4:])}',
         description='Call one of Kraken\'s REST methods and print its result as JSON.\n'
                     'Public or private is decided from Kraken\'s method list (below).',
         epilog=_epilog())
     parser.add_argument('method', nargs='?', metavar='METHOD', help=argparse.SUPPRESS)
     parser.add_argument('params', nargs='*', metavar='name=value', help=argparse.SUPPRESS)
     parser.add_argument('--version', action='version', version=f'krakenex {__version__}')
-    add = parser.add_argument_group('the call').add_argument
-    add('--private', action='store_true',
-        help='send METHOD as a private (signed) call, for a method not in the list')
-    add('--public', action='store_true',
-        help='send METHOD as a public call, for a method not in the list')
-    add('--all', action='store_true',
-        help=f'fetch every page and merge them: {", ".join(PAGED)}')
-    add('--otp', metavar='CODE', help='one-time password, for a key with two-factor auth')
-    add = parser.add_argument_group('output').add_argument
-    add('--raw', action='store_true',
-        help='print Kraken\'s whole reply {"error": [...], "result": ...}')
-    add('--csv', action='store_true',
-        help=f'write the result as CSV with a header row: {", ".join(TABLES)}')
-    add('-o', '--output', metavar='FILE',
-        help='write the result to FILE (needed for a file such as RetrieveExport\'s zip '
-             'when stdout is a terminal)')
-    add('-v', '--verbose', action='store_true',
-        help='log what is sent and received to stderr (never a secret)')
-    add = parser.add_argument_group('where to, and how').add_argument
-    add('--key-file', metavar='PATH', help='API key on the first line, secret on the second')
-    add('--uri', metavar='URL', help='another server, such as a sandbox\'s URL '
-                                     '(default: Kraken, https://api.kraken.com)')
-    add('--sandbox', action='store_true',
-        help='start the embedded sandbox for this one command and use its funded account: '
-             'offline, no key needed')
-    add('--timeout', metavar='SECONDS', type=_positive(float),
-        help='seconds to wait for a connection and for the whole reply, up to a day '
-             '(default 5 and 30)')
-    add('--retries', metavar='N', type=_positive(int, zero=True, maximum=100),
-        help='retries of a read-only call after a transient fault, up to 100 (default 3)')
-    add('--tier', metavar='TIER', type=_tier,
-        help='pace calls under Kraken\'s rate limit of this tier: starter, intermediate, '
-             'pro, MAX,DECAY or none (default: none, or starter with --all unless --sandbox)')
-    add_share_option(add)
+    call = parser.add_argument_group('the call').add_argument
+    output = parser.add_argument_group('output').add_argument
+    where = parser.add_argument_group('where to, and how').add_argument
+    call('--all', action='store_true',
+         help=f'fetch every page and merge them: {", ".join(PAGED)}')
+    output('--raw', action='store_true',
+           help='print Kraken\'s whole reply {"error": [...], "result": ...}')
+    output('--csv', action='store_true',
+           help=f'write the result as CSV with a header row: {", ".join(TABLES)}')
+    where('--key-file', metavar='PATH', help='API key on the first line, secret on the second')
+    where('--uri', metavar='URL', help='another server, such as a sandbox\'s URL (default: '
+                                       '$KRAKEN_API_URL, else Kraken, https://api.kraken.com)')
+    where('--sandbox', action='store_true',
+          help='start the embedded sandbox for this one command and use its funded account: '
+               'offline, no key needed')
+    add_shared_options(call, output, where, what='METHOD', tier_help=(
+        'pace calls under Kraken\'s rate limit of this tier: starter, intermediate, pro, '
+        'MAX,DECAY or none (default: none, or starter with --all unless --sandbox)'))
     return parser
+
+
+def add_shared_options(call: Callable[..., Any], output: Callable[..., Any],
+                       where: Callable[..., Any], *, what: str, tier_help: str) -> None:
+    """The options ``krakenex`` and ``krakenex --futures`` share, each worded once.
+
+    :param call: adds an option to the help's "the call" group; ``output`` and
+        ``where`` to its "output" and "where to, and how" groups
+    :param what: what the command calls, for the help (``METHOD``, ``ENDPOINT``)
+    :param tier_help: what ``--tier`` does for this command
+    """
+    call('--private', action='store_true',
+         help=f'send {what} as a private (signed) call, for one krakenex does not know')
+    call('--public', action='store_true',
+         help=f'send {what} as a public call, for one krakenex does not know')
+    call('--otp', metavar='CODE', help='one-time password, for a key with two-factor auth')
+    output('-o', '--output', metavar='FILE',
+           help='write the result to FILE (needed for a file such as RetrieveExport\'s zip '
+                'when stdout is a terminal)')
+    output('-v', '--verbose', action='store_true',
+           help='log what is sent and received to stderr (never a secret)')
+    where('--timeout', metavar='SECONDS', type=_positive(float),
+          help='seconds to wait for a connection and for a reply, up to a day '
+               '(default 5 and 30)')
+    where('--retries', metavar='N', type=_positive(int, zero=True, maximum=100),
+          help='retries of a read-only call after a transient fault, up to 100 (default 3)')
+    where('--tier', metavar='TIER', type=_tier, help=tier_help)
+    add_share_option(where)
 
 
 def add_share_option(add: Callable[..., Any]) -> None:
@@ -442,7 +472,9 @@ def _share_parser() -> _Parser:
     parser.add_argument('--key-file', metavar='PATH',
                         help='API key on line 1, secret on line 2 (default: KRAKEN_API_KEY and '
                              'KRAKEN_API_SECRET, then ' + _default_key_file_text() + ')')
-    parser.add_argument('--uri', metavar='URL', help='the server (default: Kraken)')
+    parser.add_argument('--uri', metavar='URL', help='the server (default: $KRAKEN_API_URL, '
+                                                     'or $KRAKEN_FUTURES_URL with --futures, '
+                                                     'else Kraken)')
     parser.add_argument('--futures', action='store_true',
                         help='the key of Kraken Futures (KRAKEN_FUTURES_KEY), on its server')
     add_share_option(parser.add_argument)
@@ -457,10 +489,13 @@ def _epilog() -> str:
     for group, title in groups.items():
         members = [m for m in methods.METHODS.values() if m.group == group]
         lines += ['', f'  {title}:'] + [f'    {m.name:<{width}}{m.summary}' for m in members]
+    lines += ['', 'other commands:'] + [f'  {name:<33}{text}' for name, text in COMMANDS]
     lines += ['', 'credentials for private methods, first found wins:',
               '  --key-file PATH',
               '  the environment variables KRAKEN_API_KEY and KRAKEN_API_SECRET',
               f'  {_default_key_file_text()}',
+              '', 'the server: --uri, else the environment variable KRAKEN_API_URL, else '
+                  'https://api.kraken.com',
               '', 'exit codes:']
     lines += [f'  {code}  {text}' for code, text in EXIT_CODES.items()]
     lines += ['', 'examples:',
@@ -469,7 +504,9 @@ def _epilog() -> str:
               '  krakenex --sandbox AddOrder pair=XBTUSD type=buy ordertype=limit '
               'price=37500 volume=0.01',
               '  krakenex --all --csv Ledgers asset=XBT > ledgers.csv',
-              '  krakenex sandbox --port 8080']
+              '  krakenex --futures --sandbox accounts',
+              '  krakenex ws --sandbox book BTC/USD --top 5 --count 3',
+              '  krakenex sandbox --port 8080 --motion 1']
     return '\n'.join(lines)
 
 
@@ -562,18 +599,7 @@ def _check_options(args: argparse.Namespace, method: str) -> None:
     if args.sandbox and (args.uri or args.key_file):
         raise UsageError('--sandbox runs its own server with its own account: leave out '
                          f'{"--uri" if args.uri else "--key-file"}')
-    if args.uri:
-        import urllib.parse
-
-        try:
-            parts = urllib.parse.urlsplit(args.uri)
-            usable = parts.scheme in ('http', 'https') and bool(parts.hostname)
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        except ValueError:
-            usable = False
-        if not usable or any(c.isspace() or not c.isprintable() for c in args.uri):
-            raise UsageError(f'--uri {args.uri!r} is not a server address: give one such as '
-                             f'https://api.kraken.com or http://127.0.0.1:8080')
+    check_uri_option(args.uri)
     if args.all and method not in PAGED:
         raise UsageError(f'{method} has no pages; --all works with {", ".join(PAGED)}')
     if args.csv and args.raw:
@@ -581,6 +607,17 @@ def _check_options(args: argparse.Namespace, method: str) -> None:
     if args.csv and method not in TABLES:
         raise UsageError(f'{method} does not answer with a table; --csv works with '
                          f'{", ".join(TABLES)}')
+
+
+def check_uri_option(uri: str | None) -> None:
+    """Refuse a ``--uri`` that is not a server address, before anything is sent."""
+    if uri is not None:
+        from .protocol import check_uri
+
+        try:
+            check_uri(uri, '--uri')
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _print_help(names: Sequence[str]) -> int:
@@ -688,7 +725,7 @@ def _load_key_file(api: Any, path: str) -> None:
     except OSError as exc:  # a KeyFileError says what was wrong with the file
         raise UsageError(str(exc)) from None
     for warning in caught:
-        _warn(str(warning.message))
+        warn(str(warning.message))
 
 
 # ------------------------------------------------------------------ calls
@@ -712,24 +749,25 @@ def _share(args: argparse.Namespace, call: Call) -> int:
     client: Any
     if args.futures:
         from .futures import FuturesAPI
-        from .futures.endpoints import DEFAULT_URI as FUTURES_URI
 
-        client = FuturesAPI(uri=args.uri or FUTURES_URI, **options)
+        check_uri_option(args.uri)
+        client = FuturesAPI(uri=args.uri, **options)
         if args.key_file:
             _load_key_file(client, args.key_file)
         elif not (client.key and client.secret):
             raise UsageError('krakenex share --futures needs the futures key: --key-file, or '
                              'KRAKEN_FUTURES_KEY and KRAKEN_FUTURES_SECRET')
     else:
-        from .api import API, DEFAULT_URI
+        from .api import API
 
-        client = API(uri=args.uri or DEFAULT_URI, **options)
+        check_uri_option(args.uri)
+        client = API(uri=args.uri, **options)
         _load_credentials(client, args.key_file, 'krakenex share')
     with contextlib.closing(client):
         store = client._store()
         if args.action == 'reset':
             store.reset()
-            _warn(f'forgot the nonce floor and the rate counters in {store.where}')
+            warn(f'forgot the nonce floor and the rate counters in {store.where}')
             return EXIT_OK
         shown = store.status()
         shown.setdefault('server', client.uri)  # the file store keeps it; the others are told
@@ -739,7 +777,7 @@ def _share(args: argparse.Namespace, call: Call) -> int:
 
 def _api(args: argparse.Namespace, sandbox: Sandbox | None, private_method: str | None) -> API:
     """An API object set up from the options, with credentials for a private call."""
-    from .api import API, DEFAULT_URI
+    from .api import API
 
     tier = args.tier
     if tier is None and args.all:
@@ -758,7 +796,7 @@ def _api(args: argparse.Namespace, sandbox: Sandbox | None, private_method: str 
     if sandbox is not None:
         api = API(sandbox.key, sandbox.secret, uri=sandbox.url, **options)
     else:
-        api = API(uri=args.uri or DEFAULT_URI, **options)
+        api = API(uri=args.uri, **options)
         try:
             _load_credentials(api, args.key_file, private_method)
         except BaseException:
@@ -773,7 +811,7 @@ def _result(method: str, envelope: Any) -> Any:
 
     result = unwrap(envelope, method)
     for warning in envelope.get('error') or ():
-        _warn(f'Kraken warns: {warning}')
+        warn(f'Kraken warns: {warning}')
     return result
 
 
@@ -840,7 +878,7 @@ class Output:
             raise OutputError(self.name, exc) from exc
 
 
-def _indent(out: Output) -> int | None:
+def indent(out: Output) -> int | None:
     """Indent JSON for a person at a terminal, not for a pipe or a file."""
     return 2 if out.is_terminal() else None
 
@@ -904,7 +942,7 @@ def _container(start: str, items: list[str], end: str, indent: int | None, level
 # ----------------------------------------------------------------- errors
 
 @contextlib.contextmanager
-def logging_to_stderr(verbose: bool) -> Iterator[logging.Logger]:
+def log_to_stderr(verbose: bool, prog: str = 'krakenex') -> Iterator[logging.Logger]:
     """Log the client's messages to stderr while the command runs, then restore the logger.
 
     Warnings (retries) only, or everything with --verbose. logging is imported
@@ -916,7 +954,7 @@ def logging_to_stderr(verbose: bool) -> Iterator[logging.Logger]:
     saved = log.level, log.propagate
     handler = logging.StreamHandler(sys.stderr)
     fmt = '%(relativeCreated)6.0f ms %(name)s %(levelname)s: %(message)s' if verbose else \
-        'krakenex: %(message)s'
+        f'{prog}: %(message)s'
     handler.setFormatter(logging.Formatter(fmt))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -1003,7 +1041,7 @@ def _lookup_commands(userref: object, cl_ord_id: object) -> str:
     return found and f'krakenex OpenOrders {found} and krakenex ClosedOrders {found}'
 
 
-def _warn(message: str, prog: str = 'krakenex') -> None:
+def warn(message: str, prog: str = 'krakenex') -> None:
     """Print one line on stderr, whatever line breaks the message had."""
     if sys.stderr is None:
         return
@@ -1012,5 +1050,5 @@ def _warn(message: str, prog: str = 'krakenex') -> None:
 
 
 def _fail(message: str, code: int, prog: str = 'krakenex') -> int:
-    _warn(message, prog)
+    warn(message, prog)
     return code

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import methods
@@ -21,6 +21,7 @@ from .protocol import (
     DEFAULT_URI,
     Call,
     Otp,
+    Reply,
     Request,
     Retry,
     Timeout,
@@ -28,13 +29,16 @@ from .protocol import (
     after_sending,
     check_nonce_unit,
     check_timeout,
+    check_uri,
     checked,
     clock_nonce,
     decode_secret,
     encode,
+    envelope_problem,
     nonce_in,
     private_request,
     public_request,
+    read_envelope,
     sign,
 )
 from .share import SharedCounter, Store, resolve
@@ -42,8 +46,28 @@ from .share import SharedCounter, Store, resolve
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ['KeyedCore', 'SpotCore', 'read_key_file', 'order_filter', 'matching_orders',
-           'reconcile_filter', 'ORDER_LISTS', 'KEY_FILE_LIMIT']
+__all__ = ['KeyedCore', 'SpotCore', 'server', 'read_key_file', 'order_filter',
+           'matching_orders', 'reconcile_filter', 'ORDER_LISTS', 'KEY_FILE_LIMIT']
+
+
+# --------------------------------------------------------------- servers
+
+def server(given: str | None, variable: str, default: str,
+           check: Callable[[str, str], str] = check_uri) -> str:
+    """The address a client talks to: ``given``; else ``$variable`` if it is set; else ``default``.
+
+    The one rule by which every client (spot, futures, WebSocket) and every
+    command picks its server, so that a script written for Kraken reaches a
+    sandbox with only the environment changed.
+
+    :param variable: the environment variable, such as ``KRAKEN_API_URL``
+    :param check: checks an address from the environment, given its variable's name
+    :raises KrakenUsageError: if the variable holds something that is not a server address
+    """
+    if given is not None:
+        return given
+    value = os.environ.get(variable, '').strip()
+    return check(value, variable) if value else default
 
 
 # ------------------------------------------------------------- key files
@@ -104,6 +128,8 @@ class KeyedCore:
 
     #: The environment variables a key and secret are read from when neither is given.
     KEY_VARIABLES = ('KRAKEN_API_KEY', 'KRAKEN_API_SECRET')
+    #: The environment variable the server's address is read from when none is given.
+    URL_VARIABLE = 'KRAKEN_API_URL'
     #: What the client calls what it calls, for messages: ``'method'`` or ``'endpoint'``.
     CALLS = 'method'
 
@@ -235,7 +261,7 @@ class SpotCore(KeyedCore):
     to send; the parameters are documented on :class:`~krakenex.API`.
     """
 
-    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
+    def __init__(self, key: str = '', secret: str = '', *, uri: str | None = None,
                  timeout: Timeout = DEFAULT_TIMEOUT,
                  nonce_unit: str = 'ms', otp: Otp | None = None, raise_errors: bool = False,
                  retries: int = 3, backoff: float = 0.5, retry_time: float = 30.0,
@@ -260,7 +286,7 @@ class SpotCore(KeyedCore):
         #: sends private calls one at a time, so nonces arrive in order.
         self.nonce_window = nonce_window
         #: The server's address, without a trailing slash.
-        self.uri = uri
+        self.uri = server(uri, self.URL_VARIABLE, DEFAULT_URI)
         #: Kraken's API version, part of every path.
         self.apiversion = '0'
         #: The one-time password, or a function that returns a fresh one.
@@ -294,12 +320,18 @@ class SpotCore(KeyedCore):
         def check(reply: Any, last: Any) -> Any:
             return checked(method, reply, raise_errors=self.raise_errors, response=last)
 
+        # A file is an answer to a read (RetrieveExport); a state change answers with JSON.
+        problem = _change_problem if at_most_once else _read_problem
+
+        def read(reply: Reply) -> Any:
+            return read_envelope(method, reply, self._json_options, problem)
+
         if not private:
             return Call(method, lambda: public_request(self.apiversion, method, data), retry,
-                        check, self.public_counter)
+                        check, read, self.public_counter)
         # With a nonce window, sharers send at once: unique nonces are enough within it.
         store = None if self.nonce_window else self._store()
-        return Call(method, lambda: self._private_request(method, data), retry, check,
+        return Call(method, lambda: self._private_request(method, data), retry, check, read,
                     self.counter, self._cost(method), store=store,
                     unknown=lambda error, request: after_sending(
                         error, request, at_most_once=at_most_once),
@@ -335,6 +367,14 @@ class SpotCore(KeyedCore):
         """Sign ``data`` as ``method`` with a fresh nonce; call it in send order."""
         return private_request(self.apiversion, method, data, key=self.key,
                                secret=self._secret_bytes(), nonce=self._nonce(), otp=self.otp)
+
+
+def _read_problem(decoded: Any) -> str | None:
+    return envelope_problem(decoded, files=True)
+
+
+def _change_problem(decoded: Any) -> str | None:
+    return envelope_problem(decoded, files=False)
 
 
 def order_filter(userref: int | str | None, cl_ord_id: str | None) -> tuple[str, str]:

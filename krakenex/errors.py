@@ -72,7 +72,7 @@ class KrakenHTTPError(KrakenError, requests.HTTPError):
 
 
 class KrakenResponseError(KrakenError, requests.exceptions.InvalidJSONError, ValueError):
-    """A 2xx reply whose body is not the JSON Kraken sends."""
+    """A 2xx reply whose body is not JSON, or not the envelope Kraken sends."""
 
 
 class KrakenConnectionError(KrakenError, requests.ConnectionError):
@@ -232,7 +232,7 @@ class OutcomeUnknownHTTPError(OutcomeUnknownError, KrakenHTTPError):
 
 
 class OutcomeUnknownResponseError(OutcomeUnknownError, KrakenResponseError):
-    """A state-changing call got a 2xx reply that was not JSON."""
+    """A state-changing call got a 2xx reply that was not JSON, or not Kraken's envelope."""
 
 
 class OutcomeUnknownConnectionError(OutcomeUnknownError, KrakenConnectionError):

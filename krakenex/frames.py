@@ -1,4 +1,4 @@
-"""pandas DataFrames from Kraken's replies, every page fetched: ``pip install 'krakenex[pandas]'``.
+"""pandas DataFrames from Kraken's replies, every page fetched (the ``pandas`` extra).
 
 >>> from krakenex import API, frames
 >>> candles = frames.ohlc(API(), 'XBTUSD', interval='1h')      # doctest: +SKIP
@@ -35,6 +35,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import methods, paging
+from ._extras import needs
 
 if TYPE_CHECKING:
     import pandas
@@ -43,9 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ['ohlc', 'trades', 'spread', 'depth', 'ticker', 'asset_pairs', 'balance',
            'ledgers', 'closed_orders', 'trades_history', 'COLUMNS']
-
-#: The one-line error when pandas is missing.
-NEEDS_PANDAS = "krakenex.frames needs pandas: pip install 'krakenex[pandas]'"
 
 #: Kraken's ids of ledger entries, orders and trades, such as ``LBOIXS-ELNGL-XW6T6Y``.
 KRAKEN_ID = re.compile(r'[A-Z0-9]{6}-[A-Z0-9]{5}-[A-Z0-9]{6}\Z')
@@ -312,7 +310,7 @@ def _pandas() -> Any:
     try:
         import pandas
     except ImportError:
-        raise ImportError(NEEDS_PANDAS) from None
+        raise ImportError(needs('krakenex.frames', 'pandas')) from None
     return pandas
 
 

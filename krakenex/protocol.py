@@ -10,7 +10,8 @@ are written once:
 - :func:`sign`: Kraken's ``API-Sign``;
 - :func:`public_request`, :func:`private_request`: a :class:`Request` to send;
 - :func:`read_reply`: a transport's :class:`Reply` -> decoded JSON, bytes, or
-  the typed exception; :func:`checked` applies ``raise_errors``;
+  the typed exception; :func:`read_envelope` also refuses a reply that is not
+  Kraken's envelope (:func:`envelope_problem`); :func:`checked` applies ``raise_errors``;
 - :class:`Retry`: whether and when a call is tried again;
 - :func:`after_sending`: a failure after a state-changing call left is an
   :class:`~krakenex.OutcomeUnknownError`;
@@ -72,8 +73,8 @@ __all__ = [
     'render', 'query_string', 'encode', 'sign', 'decode_secret', 'nonce_in', 'check_method',
     'check_timeout', 'split_timeout', 'deadline_seconds', 'public_request', 'private_request',
     'loads', 'UnboundedNumberError', 'MAX_DIGITS', 'MAX_EXPONENT_DIGITS', 'read_reply',
-    'checked', 'after_sending', 'ambiguous_answer', 'after_answer', 'transport_error',
-    'unicode_only',
+    'check_uri', 'read_envelope', 'envelope_problem', 'checked', 'after_sending',
+    'ambiguous_answer', 'after_answer', 'transport_error', 'unicode_only',
 ]
 
 log = logging.getLogger('krakenex')
@@ -254,6 +255,22 @@ def deadline_seconds(timeout: Timeout) -> float:
     """
     connect, read = split_timeout(timeout)
     return connect + read
+def check_uri(uri: str, name: str = 'uri') -> str:
+    """Return ``uri`` without a trailing slash if it is an ``http://`` or ``https://`` server.
+
+    :param name: where the address came from, for the message (``--uri``, ``KRAKEN_API_URL``)
+    :raises KrakenUsageError: otherwise, before anything is sent
+    """
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        usable = parts.scheme in ('http', 'https') and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except (ValueError, TypeError, AttributeError):
+        usable = False
+    if not usable or any(c.isspace() or not c.isprintable() for c in uri):
+        raise KrakenUsageError(f'{name} {uri!r} is not a server address: give one such as '
+                               f'{DEFAULT_URI} or http://127.0.0.1:8080')
+    return uri.rstrip('/')
 
 
 # --------------------------------------------------------------- signing
@@ -365,6 +382,9 @@ class Call(NamedTuple):
     retry: Retry
     #: Checks the final reply: ``check(reply, response)`` returns the result or raises.
     check: Callable[[Any, Any], Any]
+    #: Reads the transport's reply: the decoded reply, or the error it is
+    #: (:func:`read_envelope`); a failure here after sending is judged by :attr:`unknown`.
+    read: Callable[[Reply], Any]
     #: The rate counter to wait on, if the call is paced (waited on before the send lock).
     counter: RateCounter | None = None
     #: What the call adds to :attr:`counter`.
@@ -470,17 +490,20 @@ def loads(content: bytes | str, json_options: Mapping[str, Any] = _EMPTY) -> Any
     return json.loads(text, **options)
 
 
-def read_reply(method: str, reply: Reply, json_options: Mapping[str, Any]) -> Any:
+def read_reply(method: str, reply: Reply, json_options: Mapping[str, Any],
+               server: str = 'Kraken') -> Any:
     """Decode a reply: JSON, or ``bytes`` for a file.
 
+    :param server: who answered, for messages: ``'Kraken'`` or ``'Kraken Futures'``
     :raises KrakenHTTPError: for a status other than 2xx, naming Cloudflare's
         page or the redirect's target
     :raises KrakenResponseError: for a 2xx body that is not JSON, or whose
         numbers are beyond :func:`loads`' bounds
     """
     if not 200 <= reply.status < 300:
-        raise KrakenHTTPError(_http_message(method, reply), method=method, status=reply.status,
-                              body=_excerpt(reply.content), response=reply.response)
+        raise KrakenHTTPError(_http_message(method, reply, server), method=method,
+                              status=reply.status, body=_excerpt(reply.content),
+                              response=reply.response)
     content_type = reply.headers.get('Content-Type') or ''
     if content_type.startswith(BINARY_TYPES):
         return reply.content
@@ -494,10 +517,77 @@ def read_reply(method: str, reply: Reply, json_options: Mapping[str, Any]) -> An
             status=reply.status, body=_excerpt(reply.content), response=reply.response) from None
     except (ValueError, RecursionError):
         raise KrakenResponseError(
-            f'Kraken {method} answered HTTP {reply.status} with a body that is not JSON '
+            f'{server} {method} answered HTTP {reply.status} with a body that is not JSON '
             f'({content_type or "no content type"}): {_excerpt(reply.content)!r}',
             method=method, status=reply.status, body=_excerpt(reply.content),
             response=reply.response) from None
+
+
+#: Kraken's spot envelope, as messages show it.
+ENVELOPE = '{"error": [...], "result": ...}'
+
+
+def envelope_problem(decoded: Any, *, files: bool = False) -> str | None:
+    """What keeps a decoded reply from being Kraken's spot envelope; None if it is one.
+
+    An envelope is a JSON object whose ``error`` is a list of strings and
+    which holds a ``result`` unless an error (not a warning) says why not.
+
+    :param files: whether a file (``bytes``, RetrieveExport's zip) is an answer too
+    """
+    if isinstance(decoded, bytes):
+        return None if files else 'a file'
+    if not isinstance(decoded, dict):
+        return f'JSON {_json_kind(decoded)}'
+    errors = decoded.get('error')
+    if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
+        return 'JSON whose "error" is not a list of error strings'
+    if 'result' not in decoded and not failures(errors):
+        return 'JSON holding neither a result nor an error'
+    return None
+
+
+def read_envelope(method: str, reply: Reply, json_options: Mapping[str, Any],
+                  problem: Callable[[Any], str | None], shape: str = ENVELOPE,
+                  server: str = 'Kraken') -> Any:
+    """Decode a reply (:func:`read_reply`) that must be the envelope ``problem`` accepts.
+
+    A 2xx reply that is JSON but not the envelope (``{}``, ``[]``, ``null``,
+    ``"ok"``, an ``error`` that is not a list) says nothing about what
+    happened: it is a :class:`~krakenex.KrakenResponseError`, which a driver
+    turns into an unknown outcome for a state-changing call
+    (:func:`after_sending`).
+
+    :param problem: what keeps a decoded reply from being the envelope, or None
+    :param shape: the envelope, for the message
+    :param server: who should have sent it, for the message
+    :raises KrakenHTTPError: for a status other than 2xx
+    :raises KrakenResponseError: for a 2xx reply that is not the envelope
+    """
+    decoded = read_reply(method, reply, json_options, server)
+    what = problem(decoded)
+    if what is None:
+        return decoded
+    content_type = reply.headers.get('Content-Type') or 'no content type'
+    raise KrakenResponseError(
+        f'{server} {method} answered HTTP {reply.status} with {what} ({content_type}), not '
+        f'its reply {shape}: {_excerpt(reply.content)!r}', method=method, status=reply.status,
+        body=_excerpt(reply.content), response=reply.response)
+
+
+def _json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in a word or two: ``an empty list``, ``text``, ``null``."""
+    if value is None:
+        return 'null'
+    if isinstance(value, str):
+        return 'text'
+    if isinstance(value, list):
+        return 'an empty list' if not value else 'a list'
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, dict):
+        return 'an empty object' if not value else 'an object'
+    return 'a number'
 
 
 def checked(method: str, reply: Any, *, raise_errors: bool, response: Any = None) -> Any:
@@ -520,9 +610,9 @@ def _excerpt(content: bytes) -> str:
     return content[:BODY_EXCERPT].decode('utf-8', 'replace')
 
 
-def _http_message(method: str, reply: Reply) -> str:
+def _http_message(method: str, reply: Reply, server: str) -> str:
     """Say what a non-2xx reply was, naming Cloudflare's pages and redirects."""
-    message = f'Kraken {method} answered HTTP {reply.status}'
+    message = f'{server} {method} answered HTTP {reply.status}'
     if reply.reason:
         message += f' {reply.reason}'
     headers = reply.headers

@@ -595,8 +595,9 @@ class RedisStore(Store):
         try:
             import redis
         except ImportError:
-            raise KrakenUsageError("share='redis://...' needs redis-py: "
-                                   "pip install 'krakenex[redis]'") from None
+            from ._extras import needs
+
+            raise KrakenUsageError(needs("share='redis://...'", 'redis')) from None
         self._errors = (redis.RedisError, OSError)
         if isinstance(client, str):
             self.where = _safe_url(client)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,24 @@ from typing import Any
 import pytest
 
 from krakenex.sandbox import Sandbox
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the commands the tests interrupt with Ctrl-C as a terminal would, even from a job.
+
+    A shell starts a background job (``pytest &``) with SIGINT ignored, and its
+    children inherit that: a command under test would never see the SIGINT its
+    test sends. A signal a process catches is set back to its default in every
+    program it starts, so this process catches SIGINT with a handler that does
+    nothing: pytest itself still ignores it, and each command starts as from a
+    terminal.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _ignore)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """SIGINT caught and ignored (see :func:`pytest_configure`)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

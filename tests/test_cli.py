@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import krakenex
 from krakenex import API, cli, methods
-from krakenex.sandbox import FAULT_KINDS, Sandbox
+from krakenex.sandbox import FAULT_KINDS, ODD_REPLIES, Sandbox
 
 Run = Callable[..., 'subprocess.CompletedProcess[str]']
 PACKAGE = Path(krakenex.__file__).parent
@@ -837,12 +837,14 @@ def test_addorder_interrupted_while_in_flight_exits_4_and_names_its_userref(
 @pytest.mark.parametrize(('fault', 'code'), [
     ('reply_lost', 4), ('reply_delayed', 4), ('delay', 4), ('not_json', 4), ('reset', 4),
     ('html520', 4), ('html502', 4), ('html504', 4), ('unavailable', 1),
+    *[(kind, 4) for kind in sorted(ODD_REPLIES)],  # 2xx, but not Kraken's envelope
 ])
 def test_addorder_under_each_sandbox_fault_exits_4_unless_kraken_answered(
         run: Run, sandbox: Sandbox, fault: str, code: int) -> None:
     sandbox.inject(fault, method='AddOrder', seconds=2)
     result = run('--timeout', '0.5', *ADD_ORDER)
     assert result.returncode == code
+    assert result.stdout == ''  # nothing printed as if it were the result
     line = one_line_error(result)
     if code == 4:
         assert 'may or may not have taken effect' in line and 'userref=42' in line
@@ -870,7 +872,8 @@ def test_read_only_call_whose_output_file_cannot_be_written_exits_2(run: Run) ->
                                       'No space left on device')
 
 
-@pytest.mark.parametrize('fault', ['reply_lost', 'not_json', 'reset', 'html502', 'delay'])
+@pytest.mark.parametrize('fault', ['reply_lost', 'not_json', 'reset', 'html502', 'delay',
+                                   'empty_object', 'no_result', 'json_null', 'error_text'])
 def test_read_only_call_under_each_sandbox_fault_exits_3_with_one_line(
         run: Run, sandbox: Sandbox, fault: str) -> None:
     sandbox.inject(fault, seconds=2)
@@ -1032,3 +1035,20 @@ def test_fuzz_command_line_in_a_subprocess_gives_a_known_exit_code_and_one_line_
     with with_fault(target, data):
         result = krakenex_process(*argv, env={**os.environ, 'PYTHONIOENCODING': 'utf-8'})
     check_outcome(argv, result.returncode, result.stderr)
+
+
+def test_help_names_every_command_and_every_option_of_the_sandbox_command() -> None:
+    from krakenex.sandbox import parser as sandbox_parser
+
+    code, out, _ = in_process(['--help'])
+    assert code == 0
+    usage = out.split('\n\n')[0]
+    for command in ('krakenex --futures', 'krakenex ws', 'krakenex share', 'krakenex sandbox'):
+        assert command in usage
+    options = {option for action in sandbox_parser()._actions
+               for option in action.option_strings} - {'-h', '--help'}
+    assert {option for option in options if f'[{option}' not in usage} == set()
+    assert 'KRAKEN_API_URL' in out
+    for argv in (['--futures', '--help'], ['ws', '--help'], ['sandbox', '--help']):
+        code, shown, _ = in_process(argv)
+        assert code == 0 and shown.startswith('usage: krakenex '), argv

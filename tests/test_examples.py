@@ -235,3 +235,46 @@ def test_each_notebook_runs_every_cell_against_the_sandbox_and_draws_its_charts(
         ledger = next(cell for cell in notebook.cells if 'frames.ledgers(' in cell.source)
         shown = ''.join(o.get('text', '') for o in ledger.outputs if o.get('name') == 'stderr')
         assert 'Ledgers' in shown and '243/243' in shown, shown
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_notebook_extra_brings_jupyterlab_and_the_docs_command_serves_the_notebooks(
+        tmp_path: Path) -> None:
+    import json
+    import urllib.request
+    from importlib import metadata
+
+    requires = metadata.requires('krakenex') or []
+    assert any(r.startswith('jupyterlab') and 'extra == "notebook"' in r for r in requires)
+    # doc/notebooks.rst: jupyter lab examples/notebooks/, run from the checkout
+    port, token = free_port(), 'notebook-test'
+    command = [str(Path(sys.executable).parent / 'jupyter'), 'lab', 'examples/notebooks/',
+               '--no-browser', f'--port={port}', '--ServerApp.ip=127.0.0.1',
+               '--ServerApp.port_retries=0', f'--IdentityProvider.token={token}']
+    if hasattr(os, 'geteuid') and os.geteuid() == 0:
+        command.append('--allow-root')  # CI runs as root, which Jupyter refuses unless told
+    env = {**os.environ, **{f'JUPYTER_{kind}_DIR': str(tmp_path / kind.lower())
+                            for kind in ('RUNTIME', 'CONFIG', 'DATA')}}
+    server = subprocess.Popen(command, cwd=EXAMPLES.parent, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        listed = None
+        deadline = time.monotonic() + 60
+        while listed is None and server.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f'http://127.0.0.1:{port}/api/contents?'
+                                            f'token={token}', timeout=5) as reply:
+                    listed = sorted(item['name'] for item in json.load(reply)['content'])
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert listed == sorted(NOTEBOOKS), output[-3000:]

@@ -239,7 +239,8 @@ def test_without_pandas_a_one_line_error_names_the_extra(shared: Sandbox) -> Non
         f'frames.balance(API({shared.key!r}, {shared.secret!r}, uri={shared.url!r}))\n')
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (
-        "ImportError: krakenex.frames needs pandas: pip install 'krakenex[pandas]'")
+        "ImportError: krakenex.frames needs pandas: pip install 'pandas<4,>=2.1' (or, in a "
+        "checkout of krakenex: pip install '.[pandas]')")
     assert 'During handling' not in done.stderr
 
 

@@ -22,6 +22,7 @@ from krakenex import (
     InvalidOrderError,
     KrakenAPIError,
     KrakenError,
+    KrakenResponseError,
     KrakenUsageError,
     OutcomeUnknownConnectionError,
     OutcomeUnknownError,
@@ -33,7 +34,7 @@ from krakenex import (
 )
 from krakenex.futures import FuturesAPI
 from krakenex.futures import protocol as fp
-from krakenex.sandbox import Sandbox
+from krakenex.sandbox import ODD_REPLIES, Sandbox
 
 TIMEOUT = 0.5
 SLOW = 1.0
@@ -233,6 +234,8 @@ FAULTS: list[tuple[str, bool, type[OutcomeUnknownError]]] = [
     ('reply_lost', True, OutcomeUnknownConnectionError),
     ('reply_delayed', True, OutcomeUnknownTimeout),
     ('not_json', True, OutcomeUnknownResponseError),
+    # 2xx replies that are not Kraken Futures' envelope, or a success with no sendStatus
+    *[(kind, True, OutcomeUnknownResponseError) for kind in sorted(ODD_REPLIES)],
 ]
 
 
@@ -252,6 +255,16 @@ def test_sendorder_under_each_fault_is_placed_at_most_once_and_reconciles(
     assert len(placed) == (1 if processed else 0)
     found = futures.reconcile(error)
     assert [o['order']['cliOrdId'] for o in found['orders']] == (['once-1'] if processed else [])
+
+
+@pytest.mark.parametrize('fault', ['json_list', 'json_null', 'no_result'])
+def test_a_read_answered_every_time_with_something_not_futures_envelope_is_a_clear_error(
+        sandbox: Sandbox, futures: FuturesAPI, fault: str) -> None:
+    sandbox.inject(fault, method='accounts', times=futures.retries + 1)
+    with pytest.raises(KrakenResponseError, match='^Kraken Futures accounts answered HTTP 200 '
+                                                  'with ') as caught:
+        futures.query_private('accounts')
+    assert not isinstance(caught.value, OutcomeUnknownError)
 
 
 def test_sendorder_while_futures_is_unavailable_is_refused_in_futures_shape_and_not_placed(
@@ -387,6 +400,29 @@ def test_pacing_keeps_a_burst_under_the_futures_budget(sandbox: Sandbox) -> None
             paced.query_private('sendorder', order)
         assert time.monotonic() - started > 0.5  # it waited for the budget to refill
     assert len(sandbox.futures.orders(sandbox.futures.key)) == 55
+
+
+@pytest.mark.parametrize(('query', 'name', 'suggested'), [
+    ('query_private', 'acounts', 'accounts'), ('query_public', 'tikers', 'tickers'),
+    ('query_private', 'Sendorder', 'sendorder'), ('query_history', 'ordrs', 'orders'),
+])
+def test_a_misspelt_endpoint_is_refused_before_anything_is_sent(
+        sandbox: Sandbox, futures: FuturesAPI, query: str, name: str, suggested: str) -> None:
+    sandbox.inject('reset')  # waits for the first request of any kind
+    with pytest.raises(KrakenUsageError, match=f"'{name}' is not one of Kraken Futures' "
+                                               f'endpoints .*did you mean {suggested}') as caught:
+        getattr(futures, query)(name)
+    assert f"{query}('{name}', verb='POST')" in str(caught.value)  # how to send it anyway
+    with pytest.raises(KrakenError):  # the fault was still waiting: nothing had been sent
+        FuturesAPI(uri=sandbox.futures_url, retries=0).query_public('tickers')
+
+
+def test_an_endpoint_not_in_the_table_is_sent_with_its_verb_and_at_most_once(
+        sandbox: Sandbox, futures: FuturesAPI) -> None:
+    with pytest.raises(OutcomeUnknownHTTPError, match='HTTP 404'):  # may be a change
+        futures.query_private('assignmentprogram/add', {'x': 1}, verb='POST')
+    ticker = futures.query_public('tickers/PF_XBTUSD')  # below a public endpoint: known
+    assert ticker['ticker']['symbol'] == 'PF_XBTUSD'
 
 
 def test_usage_errors_come_before_anything_is_sent(sandbox: Sandbox, futures: FuturesAPI) -> None:

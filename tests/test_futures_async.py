@@ -143,4 +143,5 @@ def test_without_aiohttp_the_error_names_the_extra() -> None:
             '    print(exc)\n')
     run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          timeout=60)
-    assert run.stdout.strip() == "AsyncFuturesAPI needs aiohttp: pip install 'krakenex[async]'"
+    assert run.stdout.strip() == ("AsyncFuturesAPI needs aiohttp: pip install 'aiohttp<4,>=3.10' "
+                                  "(or, in a checkout of krakenex: pip install '.[async]')")

@@ -54,7 +54,7 @@ def test_credentials_from_a_key_file_and_errors_from_kraken(
     assert main(['--futures', '--uri', sandbox.futures_url, '--key-file', keys,
                  'openorders']) == 0
     out = capsys.readouterr().out
-    assert '"cliOrdId": "cli-1"' in out
+    assert '"cliOrdId":"cli-1"' in out  # compact JSON when piped
     assert main(['--futures', '--uri', sandbox.futures_url, '--key-file', keys,
                  'openorders', 'symbol=x']) == 1
     assert 'invalidArgument' in capsys.readouterr().err
@@ -182,3 +182,131 @@ def test_sendorder_with_stdout_closed_from_the_start_exits_2_and_sends_nothing(
     assert result.returncode == 2
     assert 'stdout is closed' in only_line(result.stderr)
     assert sandbox.futures.orders(sandbox.futures.key) == []
+
+
+# ------------------------------------------------------------ names and options
+
+def untouched(sandbox: Sandbox) -> bool:
+    """Whether no request reached the sandbox since the ``reset`` fault below was queued.
+
+    The fault waits for the next request of any kind; a public call that meets it now shows
+    that no request before it did.
+    """
+    from krakenex import KrakenConnectionError
+    from krakenex.futures import FuturesAPI
+
+    with FuturesAPI(uri=sandbox.futures_url, retries=0) as probe:
+        try:
+            probe.query_public('tickers')
+        except KrakenConnectionError:
+            return True
+    return False
+
+
+@pytest.mark.parametrize(('args', 'suggested'), [
+    (['tikers'], 'did you mean tickers?'),
+    (['acounts'], 'did you mean accounts'),
+    (['sendordr', 'symbol=PF_XBTUSD'], 'did you mean sendorder'),
+])
+def test_a_misspelt_endpoint_exits_2_naming_the_close_ones_and_sends_nothing(
+        sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        args: list[str], suggested: str) -> None:
+    sandbox.inject('reset')
+    assert main(['--futures', '--uri', sandbox.futures_url, '--key-file',
+                 key_file(tmp_path, sandbox), *args]) == 2
+    line = only_line(capsys.readouterr().err)
+    assert f"'{args[0]}' is not one of Kraken Futures' endpoints" in line and suggested in line
+    assert 'add --private' in line
+    assert untouched(sandbox)
+
+
+def test_an_endpoint_krakenex_does_not_know_goes_with_private_or_public(
+        sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = key_file(tmp_path, sandbox)
+    assert main(['--futures', '--uri', sandbox.futures_url, '--key-file', keys,
+                 '--public', '--verb', 'GET', 'instruments']) == 0
+    assert main(['--futures', '--uri', sandbox.futures_url, '--key-file', keys,
+                 '--private', 'assignmentprogram/add']) == 4  # a change: 404 leaves it in doubt
+    assert "assignmentprogram/add was sent" in capsys.readouterr().err
+
+
+def test_a_public_path_below_a_known_endpoint_is_known(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(['--futures', '--sandbox', 'tickers/PF_XBTUSD']) == 0
+    assert json.loads(capsys.readouterr().out)['symbol'] == 'PF_XBTUSD'
+
+
+def test_json_is_compact_when_piped_and_goes_to_the_output_file(
+        sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys, saved = key_file(tmp_path, sandbox), tmp_path / 'accounts.json'
+    assert main(['--futures', '--uri', sandbox.futures_url, '--key-file', keys,
+                 'accounts', '-o', str(saved)]) == 0
+    assert capsys.readouterr().out == ''
+    text = saved.read_text()
+    assert '\n' not in text.rstrip('\n') and 'flex' in json.loads(text)
+
+
+def test_json_is_indented_on_a_terminal(sandbox: Sandbox, tmp_path: Path) -> None:
+    from test_cli import run_on_terminal
+
+    code, shown, _ = run_on_terminal(['--futures', '--uri', sandbox.futures_url, '--key-file',
+                                      key_file(tmp_path, sandbox), 'accounts'],
+                                     dict(os.environ), 'stdout')
+    assert code == 0 and shown.startswith('{\n  "')
+
+
+def test_verbose_logs_the_call_and_retries_are_one_krakenex_line_each(
+        sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox.inject('html502', method='tickers')
+    assert main(['--futures', '--uri', sandbox.futures_url, 'tickers']) == 0
+    retry, = capsys.readouterr().err.splitlines()
+    assert retry.startswith('krakenex: tickers failed (Kraken Futures tickers answered HTTP '
+                            '502')
+    assert main(['--futures', '--uri', sandbox.futures_url, '--key-file',
+                 key_file(tmp_path, sandbox), '-v', 'accounts']) == 0
+    err = capsys.readouterr().err
+    assert 'accounts private call to ' + sandbox.futures_url in err
+    assert sandbox.futures.secret not in err
+
+
+def test_retries_zero_gives_up_at_the_first_fault(
+        sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox.inject('html502', method='tickers')
+    assert main(['--futures', '--uri', sandbox.futures_url, '--retries', '0', 'tickers']) == 3
+    assert 'answered HTTP 502' in only_line(capsys.readouterr().err)
+
+
+def test_tier_paces_on_the_keys_shared_budget_and_none_does_not(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    from krakenex.futures import FuturesAPI
+
+    keys = key_file(tmp_path, sandbox)
+
+    def spent() -> float:
+        with FuturesAPI(sandbox.futures.key, sandbox.futures.secret,
+                        uri=sandbox.futures_url) as client:
+            return float(client._store().status()['counters'].get('derivatives', 0))
+
+    assert main(['--futures', '--uri', sandbox.futures_url, '--key-file', keys,
+                 '--tier', 'none', 'accounts']) == 0
+    assert spent() == 0
+    assert main(['--futures', '--uri', sandbox.futures_url, '--key-file', keys,
+                 '--tier', 'starter', *ORDER]) == 0
+    assert spent() > 0  # sendorder's 10, decaying at 50 a second
+
+
+def test_otp_is_refused_as_kraken_futures_takes_none(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(['--futures', '--sandbox', '--otp', '123456', 'accounts']) == 2
+    assert 'takes no one-time password' in only_line(capsys.readouterr().err)
+
+
+def test_every_option_doc_futures_promises_from_krakenex_is_taken() -> None:
+    from krakenex.cli import _parser as spot_parser
+    from krakenex.futures.cli import _parser as futures_parser
+
+    def options(parser: Any) -> set[str]:
+        return {o for action in parser._actions for o in action.option_strings}
+
+    # doc/futures.rst: "with the options and exit codes of krakenex"; --all pages spot only
+    assert options(spot_parser()) - options(futures_parser()) == {'--all', '--version'}

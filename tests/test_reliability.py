@@ -20,6 +20,7 @@ from krakenex import (
     KrakenConnectionError,
     KrakenError,
     KrakenHTTPError,
+    KrakenResponseError,
     KrakenUsageError,
     NotSentError,
     OutcomeUnknownConnectionError,
@@ -30,7 +31,7 @@ from krakenex import (
     methods,
 )
 from krakenex.pacing import RateCounter
-from krakenex.sandbox import Sandbox
+from krakenex.sandbox import ODD_REPLIES, Sandbox
 
 TIMEOUT = 1.0  # the client's read timeout in these tests
 SLOW = 1.5  # how long 'delay' and 'reply_delayed' faults hold a request: past TIMEOUT
@@ -47,6 +48,9 @@ FAULTS: list[tuple[str, bool, type[KrakenError] | None]] = [
     ('reply_delayed', True, OutcomeUnknownTimeout),
     ('not_json', True, OutcomeUnknownResponseError),
     ('unavailable', False, None),
+    # 2xx replies that are JSON but not Kraken's envelope: they say nothing of what happened
+    *[(kind, True, OutcomeUnknownResponseError) for kind in sorted(ODD_REPLIES)
+      if kind != 'octet_stream'],
 ]
 
 
@@ -159,6 +163,40 @@ def test_many_addorder_intents_under_mixed_faults_never_make_more_orders(
         assert len(orders_with(sandbox, userref)) == expected, (kind, outcome)
         assert outcome == ('placed' if raised is None and processed else
                            'refused' if raised is None else 'unknown'), (kind, outcome)
+
+
+@pytest.mark.parametrize('kind', sorted(ODD_REPLIES))
+def test_addorder_answered_with_a_2xx_that_is_not_krakens_envelope_raises_even_with_raise_errors(
+        sandbox: Sandbox, kind: str) -> None:
+    with API(sandbox.key, sandbox.secret, uri=sandbox.url, raise_errors=True) as api:
+        sandbox.inject(kind, method='AddOrder')
+        with pytest.raises(OutcomeUnknownResponseError) as caught:
+            api.query_private('AddOrder', limit_buy(88))
+        error = caught.value
+        assert (error.method, error.userref, error.status) == ('AddOrder', '88', 200)
+        assert error.nonce == int(next(n for m, n in sandbox.requests_log if m == 'AddOrder'))
+        assert "not its reply {\"error\": [...], \"result\": ...}" in str(error)
+        assert [o['userref'] for o in sandbox.orders()] == [88]  # placed, and only once
+        assert set(api.reconcile(error)) == {o['txid'] for o in sandbox.orders()}
+
+
+@pytest.mark.parametrize('kind', sorted(set(ODD_REPLIES) - {'octet_stream'}))
+def test_a_read_answered_every_time_with_a_2xx_that_is_not_krakens_envelope_is_a_clear_error(
+        api: API, sandbox: Sandbox, kind: str) -> None:
+    sandbox.inject(kind, method='Balance', times=api.retries + 1)
+    with pytest.raises(KrakenResponseError) as caught:
+        api.query_private('Balance')
+    assert not isinstance(caught.value, OutcomeUnknownError)
+    assert str(caught.value).startswith('Kraken Balance answered HTTP 200 with ')
+    assert ODD_REPLIES[kind][0].decode() in str(caught.value)  # the body, as it came
+
+
+def test_a_file_answers_a_read_but_not_a_state_change(api: API, sandbox: Sandbox) -> None:
+    sandbox.inject('octet_stream', method='Balance')
+    assert api.query_private('Balance') == ODD_REPLIES['octet_stream'][0]
+    sandbox.inject('octet_stream', method='CancelAll')
+    with pytest.raises(OutcomeUnknownResponseError, match='with a file'):
+        api.query_private('CancelAll')
 
 
 # ------------------------------------------------ CancelOrder under faults

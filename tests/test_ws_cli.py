@@ -47,11 +47,12 @@ def lines(capsys: pytest.CaptureFixture[str]) -> tuple[list[dict], str]:
     return [json.loads(line) for line in out.splitlines()], err
 
 
-def test_ticker_prints_one_json_message_per_line_and_stops_at_count(capsys):
+def test_ticker_prints_one_json_message_per_line_and_stops_after_count_tickers(capsys):
     assert main(['ws', '--sandbox', 'ticker', 'BTC/USD', 'ETH/USD', '--count', '4']) == 0
     messages, _ = lines(capsys)
-    assert len(messages) == 4
     tickers = [m for m in messages if m.get('channel') == 'ticker']
+    assert len(tickers) == 4  # the status and the acknowledgements are shown, not counted
+    assert messages[-1] == tickers[-1]
     assert {m['data'][0]['symbol'] for m in tickers} <= {'BTC/USD', 'ETH/USD'}
 
 
@@ -88,7 +89,7 @@ def test_executions_and_add_order_with_the_users_key(capsys, sb, against):
                  'cl_ord_id=cli-1']) == 0
     (reply,), _ = lines(capsys)
     assert reply['success'] is True
-    assert main(['ws', *against, 'executions', '--count', '3']) == 0
+    assert main(['ws', *against, 'executions', '--count', '1']) == 0  # the snapshot
     messages, _ = lines(capsys)
     snapshot = next(m for m in messages if m.get('channel') == 'executions')
     assert [o['cl_ord_id'] for o in snapshot['data']] == ['cli-1']
@@ -104,6 +105,15 @@ def test_an_order_whose_reply_is_lost_exits_4(capsys, sb, against):
     err = capsys.readouterr().err
     assert 'outcome unknown' in err and 'cli-lost' in err
     assert [o['cl_ord_id'] for o in sb.orders()] == ['cli-lost']
+
+
+def test_an_order_whose_reply_says_neither_success_nor_failure_exits_4(capsys, sb, against):
+    sb.feed.inject('reply_odd')
+    assert main(['ws', *against, 'add_order', 'symbol=BTC/USD', 'side=buy',
+                 'order_type=market', 'order_qty=0.01', 'cl_ord_id=cli-odd']) == 4
+    out, err = capsys.readouterr()
+    assert out == '' and 'outcome unknown' in err and 'cli-odd' in err
+    assert [o['cl_ord_id'] for o in sb.orders()] == ['cli-odd']
 
 
 def test_a_private_channel_without_a_key_is_a_usage_error(capsys, sb, monkeypatch, tmp_path):
@@ -315,7 +325,7 @@ def test_cancel_all_orders_after_timeout_is_krakens_parameter_and_arms_it(capsys
 
 
 def test_a_req_id_given_to_a_channel_comes_back_on_its_acknowledgement(capsys, sb, against):
-    assert main(['ws', *against, 'ticker', 'BTC/USD', 'req_id=9', '--count', '2']) == 0
+    assert main(['ws', *against, 'ticker', 'BTC/USD', 'req_id=9', '--count', '1']) == 0
     messages, _ = lines(capsys)
     (ack,) = [m for m in messages if m.get('method') == 'subscribe']
     assert ack['req_id'] == 9 and ack['success'] is True
@@ -420,12 +430,13 @@ def test_sandbox_channels_stream_updates_and_end_at_count(channel):
     result = sandbox_ws(channel, 'BTC/USD', '--count', '4')
     assert result.returncode == 0, result.stderr
     messages = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(messages) == 4
-    assert any(m.get('channel') == channel and m.get('type') == 'update' for m in messages)
+    data = [m for m in messages if m.get('channel') == channel]
+    assert len(data) == 4 and messages[-1] == data[-1]  # four of the channel's, then it ends
+    assert any(m.get('type') == 'update' for m in data)
 
 
 def test_status_is_a_channel_the_command_knows(capsys):
-    assert main(['ws', '--sandbox', 'status', '--count', '2']) == 0
+    assert main(['ws', '--sandbox', 'status', '--count', '1']) == 0
     messages, _ = lines(capsys)
     assert any(m.get('channel') == 'status' and m['data'][0]['system'] == 'online'
                for m in messages)
@@ -436,7 +447,7 @@ def test_status_is_a_channel_the_command_knows(capsys):
 def test_level3_goes_to_the_ws_l3_uri_not_the_authenticated_endpoint(capsys, sb, against):
     nowhere = 'ws://127.0.0.1:9/v2'  # nothing listens there
     assert main(['ws', *against, '--ws-auth-uri', nowhere, '--ws-l3-uri', sb.ws_l3_url,
-                 'level3', 'BTC/USD', '--count', '3']) == 0
+                 'level3', 'BTC/USD', '--count', '1']) == 0
     messages, _ = lines(capsys)
     snapshot = next(m for m in messages if m.get('channel') == 'level3')
     assert snapshot['type'] == 'snapshot' and snapshot['data'][0]['symbol'] == 'BTC/USD'
@@ -543,3 +554,71 @@ def test_sandbox_with_an_endpoint_or_key_of_its_own_is_a_usage_error_as_in_rest(
     assert main(['ws', '--sandbox', *option, 'ticker', 'BTC/USD', '--count', '1']) == 2
     assert capsys.readouterr().err.strip() == (
         f'krakenex ws: --sandbox runs its own server with its own account: leave out {option[0]}')
+
+
+# ---------------------------------------------------------- what --count counts
+
+def test_count_counts_the_books_asked_for_so_a_book_update_is_shown(capsys):
+    assert main(['ws', '--sandbox', 'book', 'BTC/USD', '--count', '2']) == 0
+    messages, _ = lines(capsys)
+    books = [m for m in messages if m.get('channel') == 'book']
+    assert [m['type'] for m in books] == ['snapshot', 'update']
+    assert messages[-1] == books[-1]  # the status and acknowledgement were shown, not counted
+
+
+# --------------------------------------------------------- krakenws.py's habits
+
+@pytest.mark.parametrize(('args', 'member', 'value'), [
+    (['book', 'BTC/USD', '25'], 'depth', 25), (['ohlc', 'BTC/USD', '60'], 'interval', 60)])
+def test_a_bare_number_after_the_symbols_is_the_depth_or_the_interval(
+        capsys, args, member, value):
+    assert main(['ws', '--sandbox', *args, '--count', '1']) == 0
+    messages, _ = lines(capsys)
+    (ack,) = [m for m in messages if m.get('method') == 'subscribe']
+    assert ack['success'] is True and ack['result'][member] == value
+
+
+def test_a_bare_number_where_it_means_nothing_is_explained(capsys):
+    assert main(['ws', '--sandbox', 'ticker', 'BTC/USD', '10']) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == ('krakenex ws: 10 is not a symbol; one bare number is the depth for book, '
+                    'interval for ohlc (or give it as name=value)')
+
+
+def test_reqid_is_taken_as_v2s_req_id_and_said(capsys, sb, against):
+    assert main(['ws', *against, 'ping', 'reqid=41']) == 0
+    (reply,), err = lines(capsys)
+    assert reply['req_id'] == 41
+    assert 'WebSocket v2 calls reqid req_id: using req_id=41' in err
+
+
+@pytest.fixture
+def keyless(monkeypatch, tmp_path):
+    """No key anywhere the command looks: not in the environment, not in a key file."""
+    monkeypatch.delenv('KRAKEN_API_KEY', raising=False)
+    monkeypatch.delenv('KRAKEN_API_SECRET', raising=False)
+    monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path / 'config'))
+
+
+def test_a_token_from_a_file_or_the_environment_serves_a_key_that_lives_elsewhere(
+        capsys, sb, keyless, monkeypatch, tmp_path):
+    with API(sb.key, sb.secret, uri=sb.url) as elsewhere:
+        tokens = [elsewhere.query_private('GetWebSocketsToken')['result']['token']
+                  for _ in range(2)]
+    token_file = tmp_path / 'WS_Token'  # krakenws.py's file
+    token_file.write_text(tokens[0] + '\n')
+    where = ['--ws-auth-uri', sb.ws_auth_url, '--uri', 'http://127.0.0.1:9']  # no REST
+    assert main(['ws', *where, '--token-file', str(token_file), 'balances', '--count', '1']) == 0
+    messages, _ = lines(capsys)
+    assert any(m.get('channel') == 'balances' for m in messages)
+    monkeypatch.setenv('KRAKEN_WS_TOKEN', tokens[1])
+    assert main(['ws', *where, *ADD_ORDER]) == 0
+    (reply,), _ = lines(capsys)
+    assert reply['success'] is True and len(sb.orders()) == 1
+
+
+def test_an_unreadable_token_file_exits_2_and_sends_nothing(capsys, sb, keyless, tmp_path):
+    assert main(['ws', '--ws-auth-uri', sb.ws_auth_url, '--token-file',
+                 str(tmp_path / 'missing'), *ADD_ORDER]) == 2
+    assert 'cannot read token file' in capsys.readouterr().err
+    assert sb.orders() == []

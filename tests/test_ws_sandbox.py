@@ -17,7 +17,7 @@ from test_ws_client import expect, notice, quick_backoff
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from krakenex import API, KrakenError, OutcomeUnknownError
+from krakenex import API, KrakenError, KrakenUsageError, OutcomeUnknownError
 from krakenex.sandbox import Sandbox, market
 from krakenex.sandbox.market import PAIRS
 from krakenex.sandbox.replies import iso
@@ -422,6 +422,18 @@ def test_reply_lost_after_the_order_executed_is_an_unknown_outcome_reconcile_fin
     assert [o['cl_ord_id'] for o in snapshot['data']] == ['lost-reply-1']
 
 
+def test_an_order_reply_saying_neither_success_nor_failure_is_an_unknown_outcome(sb, ws, api):
+    sb.feed.inject('reply_odd')
+    with pytest.raises(OutcomeUnknownError, match='neither success nor failure') as odd:
+        ws.request('add_order', symbol='BTC/USD', side='buy', order_type='limit',
+                   limit_price=Decimal('40000'), order_qty=Decimal('0.01'),
+                   cl_ord_id='odd-reply-1')
+    assert odd.value.req_id and odd.value.cl_ord_id == 'odd-reply-1'
+    placed = [o for o in sb.orders() if o['cl_ord_id'] == 'odd-reply-1']
+    assert len(placed) == 1 and list(api.reconcile(odd.value)) == [placed[0]['txid']]
+    assert ws.request('ping')['method'] == 'pong'  # a pong, which says neither, is no order
+
+
 def test_after_a_reconnect_the_executions_snapshot_shows_what_happened_meanwhile(sb, api):
     with WS(api, url=sb.ws_url, auth_url=sb.ws_auth_url, timeout=WAIT, silence=1.5,
             backoff=lambda: Backoff(immediate=0, first=0.3, cap=0.3, jitter=0.0,
@@ -760,3 +772,24 @@ def test_trading_follows_the_system_status_over_rest_and_the_socket(sb, ws, api)
     assert api.query_private('CancelOrder', {'txid': post})['error'] == []
     sb.set_price('XBTUSD', '58500')
     assert {o['txid']: o['status'] for o in sb.orders()}[resting] == 'closed'
+
+
+def test_a_token_got_elsewhere_opens_private_channels_without_a_key(sb, api):
+    token = api.query_private('GetWebSocketsToken')['result']['token']
+    with WS(url=sb.ws_url, auth_url=sb.ws_auth_url, token=token, timeout=WAIT) as keyless:
+        keyless.subscribe('balances')
+        snapshot = expect(keyless, channel('balances', 'snapshot'))
+        assert 'ZUSD' in {b['asset'] for b in snapshot['data']}
+    fresh = iter([api.query_private('GetWebSocketsToken')['result']['token']])
+    with WS(auth_url=sb.ws_auth_url, token=lambda: next(fresh), timeout=WAIT) as called:
+        called.subscribe('executions')
+        expect(called, channel('executions', 'snapshot'))
+
+
+def test_an_ohlc_interval_given_as_text_is_refused_with_the_number_to_give(sb, ws):
+    with pytest.raises(KrakenUsageError, match=r"not '60', as a number: interval=60"):
+        ws.subscribe('ohlc', symbol=['BTC/USD'], interval='60')
+    with pytest.raises(KrakenUsageError, match='Kraken takes 1, 5, 15'):
+        ws.subscribe('ohlc', symbol=['BTC/USD'], interval=7)
+    ws.subscribe('ohlc', symbol=['BTC/USD'], interval=60)  # nothing was left half-subscribed
+    assert expect(ws, channel('ohlc', 'snapshot'))['data'][0]['interval'] == 60

@@ -5,8 +5,8 @@
 ...     futures.query_public('tickers')['tickers'][0]['symbol']
 'PF_XBTUSD'
 
-:class:`AsyncFuturesAPI` needs the ``async`` extra (``pip install
-'krakenex[async]'``); it is imported on first use. Kraken Futures' rules
+:class:`AsyncFuturesAPI` needs the ``async`` extra (``pip install '.[async]'`` in
+a checkout of krakenex); it is imported on first use. Kraken Futures' rules
 (endpoints, ``Authent``, error codes, order statuses) are in
 :mod:`krakenex.futures.protocol`.
 """

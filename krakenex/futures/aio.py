@@ -9,9 +9,12 @@ from typing import Any
 try:
     import aiohttp
 except ImportError:  # pragma: no cover - depends on the environment
-    raise ImportError("AsyncFuturesAPI needs aiohttp: pip install 'krakenex[async]'") from None
+    from .._extras import needs
+
+    raise ImportError(needs('AsyncFuturesAPI', 'async')) from None
 
 from ..aio import AsyncAPI
+from ..core import server
 from ..errors import OutcomeUnknownError
 from ..protocol import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .core import FuturesCore
@@ -33,7 +36,7 @@ class AsyncFuturesAPI(FuturesCore):
     headers, a proxy or TLS settings.
     """
 
-    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
+    def __init__(self, key: str = '', secret: str = '', *, uri: str | None = None,
                  timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
                  raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
                  retry_time: float = 30.0, pace: bool = False,
@@ -42,7 +45,8 @@ class AsyncFuturesAPI(FuturesCore):
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
                          retry_time=retry_time, pace=pace, costs=costs, share=share)
         # The spot driver sends: session, lock, retries and transport failures are its.
-        self._driver: AsyncAPI = AsyncAPI(uri=uri, timeout=self.timeout, share=None)
+        self._driver: AsyncAPI = AsyncAPI(uri=server(uri, self.URL_VARIABLE, DEFAULT_URI),
+                                           timeout=self.timeout, share=None)
 
     @property
     def uri(self) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import requests
 
 from ..api import API
+from ..core import server
 from ..errors import OutcomeUnknownError
 from ..protocol import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .core import FuturesCore
@@ -37,7 +38,8 @@ class FuturesAPI(FuturesCore):
     :param key: API key; with ``secret`` left empty too, ``KRAKEN_FUTURES_KEY``
     :param secret: API secret, base64; else ``KRAKEN_FUTURES_SECRET``
     :param uri: the server, ``https://futures.kraken.com`` or a sandbox's
-        :attr:`~krakenex.sandbox.Sandbox.futures_url`
+        :attr:`~krakenex.sandbox.Sandbox.futures_url`; if not given,
+        ``KRAKEN_FUTURES_URL`` when it is set, else Kraken's
     :param timeout: seconds, or a ``(connect, read)`` pair
     :param nonce_unit: ``'ms'`` (Kraken's advice), ``'us'`` or ``'ns'``
     :param raise_errors: raise on ``"result": "error"``, and on an order
@@ -55,7 +57,7 @@ class FuturesAPI(FuturesCore):
     :raises KrakenUsageError: for an unknown nonce unit, a bad timeout or ``share``
     """
 
-    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
+    def __init__(self, key: str = '', secret: str = '', *, uri: str | None = None,
                  timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
                  raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
                  retry_time: float = 30.0, pace: bool = False,
@@ -64,7 +66,8 @@ class FuturesAPI(FuturesCore):
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
                          retry_time=retry_time, pace=pace, costs=costs, share=share)
         # The spot driver sends: session, transport failures and reply decoding are its.
-        self._driver: API = API(uri=uri, timeout=self.timeout, share=None)
+        self._driver: API = API(uri=server(uri, self.URL_VARIABLE, DEFAULT_URI),
+                                 timeout=self.timeout, share=None)
         #: The :class:`requests.Session` every call goes through.
         self.session: requests.Session = self._driver.session
 

@@ -28,8 +28,10 @@ from ..cli import (
     Call,
     Output,
     UsageError,
-    add_share_option,
-    logging_to_stderr,
+    add_shared_options,
+    check_uri_option,
+    indent,
+    log_to_stderr,
     parse_params,
     run_command,
     sending_through,
@@ -76,32 +78,46 @@ def _lookup_advice(method: str | None, ids: list[tuple[str, Any]]) -> str:
 
 
 def _parser() -> _Parser:
+    width = max(map(len, protocol.ENDPOINTS)) + 2
+    listing = [f'  {e.name:<{width}}{"private" if e.private else "public"}, {e.verb}'
+               f'{", changes state: never sent twice" if e.changes_state else ""}'
+               for e in protocol.ENDPOINTS.values() if e.surface == 'derivatives']
     parser = _Parser(prog='krakenex --futures', allow_abbrev=False,
                      description='Call Kraken Futures: krakenex --futures ENDPOINT '
                                  '[name=value | name:=JSON ...]',
-                     epilog='examples:\n  krakenex --futures tickers\n'
-                            '  krakenex --futures --sandbox accounts\n'
-                            '  krakenex --futures --sandbox sendorder orderType=lmt '
-                            'symbol=PF_XBTUSD side=buy size=1 limitPrice=1000',
+                     epilog='\n'.join([
+                         f'endpoints under {protocol.SURFACES["derivatives"]} (and paths '
+                         f'below the public ones, such as tickers/PF_XBTUSD):', *listing, '',
+                         'credentials: --key-file, or KRAKEN_FUTURES_KEY and '
+                         'KRAKEN_FUTURES_SECRET',
+                         'the server: --uri, else KRAKEN_FUTURES_URL, else '
+                         f'{protocol.DEFAULT_URI}', '',
+                         'the exit codes are those of krakenex (krakenex --help)', '',
+                         'examples:', '  krakenex --futures tickers',
+                         '  krakenex --futures --sandbox accounts',
+                         '  krakenex --futures --sandbox sendorder orderType=lmt '
+                         'symbol=PF_XBTUSD side=buy size=1 limitPrice=1000']),
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('endpoint', help="Kraken's endpoint name, such as tickers or sendorder")
     parser.add_argument('params', nargs='*', help='parameters as name=value or name:=JSON')
-    parser.add_argument('--sandbox', action='store_true',
-                        help="start the embedded sandbox for this one command and use its "
-                             "futures account")
-    parser.add_argument('--uri', help='another server (default: https://futures.kraken.com)')
-    parser.add_argument('--key-file', metavar='PATH',
-                        help='API key on line 1, secret on line 2 (else KRAKEN_FUTURES_KEY '
-                             'and KRAKEN_FUTURES_SECRET)')
-    parser.add_argument('--verb', choices=['GET', 'POST', 'PUT', 'DELETE'],
-                        help="the HTTP verb, if not the one in Kraken's table")
-    parser.add_argument('--timeout', type=float, default=30.0, help='seconds (default 30)')
-    parser.add_argument('-v', '--verbose', action='store_true',
-                        help='log what is sent and received to stderr (never a secret)')
-    add_share_option(parser.add_argument)
-    output = parser.add_mutually_exclusive_group()
-    output.add_argument('--csv', action='store_true', help='a list result as CSV')
-    output.add_argument('--raw', action='store_true', help="Kraken's whole reply as JSON")
+    call = parser.add_argument_group('the call').add_argument
+    output = parser.add_argument_group('output').add_argument
+    where = parser.add_argument_group('where to, and how').add_argument
+    call('--verb', choices=['GET', 'POST', 'PUT', 'DELETE'],
+         help="the HTTP verb, if not the one in Kraken's table")
+    output('--csv', action='store_true', help='a list result as CSV')
+    output('--raw', action='store_true', help="Kraken's whole reply as JSON")
+    where('--sandbox', action='store_true',
+          help='start the embedded sandbox for this one command and use its futures account')
+    where('--uri', help='another server (default: $KRAKEN_FUTURES_URL, else '
+                        f'{protocol.DEFAULT_URI})')
+    where('--key-file', metavar='PATH',
+          help='API key on line 1, secret on line 2 (else KRAKEN_FUTURES_KEY and '
+               'KRAKEN_FUTURES_SECRET)')
+    add_shared_options(call, output, where, what='ENDPOINT', tier_help=(
+        "pace calls under Kraken Futures' budgets, which are the same for every account (500 "
+        'per 10 s on /derivatives, 100 tokens per 10 min on /history): starter, '
+        'intermediate or pro turns pacing on, none (the default) leaves it off'))
     return parser
 
 
@@ -122,20 +138,25 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     if args.sandbox and (args.uri or args.key_file):
         raise UsageError('--sandbox runs its own server with its own account: leave out '
                          '--uri and --key-file')
-    name = args.endpoint
-    known = protocol.ENDPOINTS.get(name)
-    private = known.private if known else not name.startswith(('tickers/', 'instruments/'))
+    if args.otp:
+        raise UsageError("Kraken Futures' REST API takes no one-time password (its keys have "
+                         'no two-factor password); leave out --otp')
+    check_uri_option(args.uri)
+    name, private, verb = _resolve(args)
     endpoint = protocol.lookup(name, private=private)
     changes_state = private and (endpoint.changes_state or
-                                 (args.verb or endpoint.verb).upper() == 'PUT')
+                                 (verb or endpoint.verb).upper() == 'PUT')
     if args.csv and changes_state:
         raise UsageError(f'--csv is for a list result (such as tickers, openorders or fills); '
                          f'{name} changes state and answers with one object: leave out --csv')
-    out = Output(None)  # stdout, refused now if it is closed
-    with logging_to_stderr(args.verbose) as log, _server(args.sandbox) as sandbox:
-        uri = sandbox.futures_url if sandbox else args.uri or protocol.DEFAULT_URI
-        client = FuturesAPI(uri=uri, timeout=args.timeout, raise_errors=not args.raw,
-                            **({} if args.share is None else {'share': args.share}))
+    options: dict[str, Any] = {'raise_errors': not args.raw,
+                               'pace': args.tier not in (None, 'none')}
+    for option in ('timeout', 'retries', 'share'):
+        if getattr(args, option) is not None:
+            options[option] = getattr(args, option)
+    with log_to_stderr(args.verbose) as log, Output(args.output) as out, \
+            _server(args.sandbox) as sandbox:
+        client = FuturesAPI(uri=sandbox.futures_url if sandbox else args.uri, **options)
         if sandbox is not None:
             client.key, client.secret = sandbox.futures.key, sandbox.futures.secret
         elif args.key_file:
@@ -149,28 +170,47 @@ def _run(args: argparse.Namespace, call: Call) -> int:
                       'private' if private else 'public', client.uri, ', '.join(data) or 'none')
             if changes_state:
                 sending_through(call, client.session, name, data)
-            reply = query(name, data, verb=args.verb)
-    if args.raw:
-        failed = protocol.reply_error(reply, name) or protocol.refusal(reply, name) \
-            if isinstance(reply, dict) else None
-        if failed is None:
-            call.accepted(reply)
-        else:
-            call.refused = [str(failed)]
-        try:
-            text = to_json(reply, 2) + '\n'
-            call.delivering()
-            out.write(text.encode())
-        finally:  # Kraken's refusal still goes to stderr and sets the exit code
-            if failed is not None:
-                raise failed
-        return EXIT_OK
-    call.accepted(reply)
-    result = _result(reply)
-    text = _csv(result) if args.csv else to_json(result, 2) + '\n'
-    call.delivering()
-    out.write(text.encode())
+            reply = query(name, data, verb=verb)
+        if args.raw:
+            failed = protocol.reply_error(reply, name) or protocol.refusal(reply, name) \
+                if isinstance(reply, dict) else None
+            if failed is None:
+                call.accepted(reply)
+            else:
+                call.refused = [str(failed)]
+            try:
+                text = to_json(reply, indent(out)) + '\n'
+                call.delivering()
+                out.write(text.encode())
+            finally:  # Kraken's refusal still goes to stderr and sets the exit code
+                if failed is not None:
+                    raise failed
+            return EXIT_OK
+        call.accepted(reply)
+        result = _result(reply)
+        text = _csv(result) if args.csv else to_json(result, indent(out)) + '\n'
+        call.delivering()
+        out.write(text.encode())
     return EXIT_OK
+
+
+def _resolve(args: argparse.Namespace) -> tuple[str, bool, str | None]:
+    """The endpoint's name, whether it is private, and the verb to give the client.
+
+    :raises UsageError: for a name Kraken's table lacks, unless ``--private`` or
+        ``--public`` says how to send it, before anything is sent
+    """
+    name: str = args.endpoint
+    if args.private and args.public:
+        raise UsageError('give --private or --public, not both')
+    known = protocol.known(name)
+    if known is None and not (args.private or args.public):
+        raise UsageError(f'{protocol.unknown_message(name)}; krakenex --futures --help lists '
+                         f'them. To call one krakenex does not know, add --private (sent '
+                         f'as a change: never twice) or --public')
+    private = bool(args.private) or (not args.public and known is not None and known.private)
+    verb = args.verb or (None if known else 'POST' if private else 'GET')
+    return name, private, verb
 
 
 @contextlib.contextmanager

@@ -16,9 +16,9 @@ from .. import protocol as spot
 from ..core import KeyedCore
 from ..errors import KrakenError, KrakenUsageError, OutcomeUnknownError
 from ..pacing import RateCounter
-from ..protocol import DEFAULT_TIMEOUT, Call, Request, Timeout
+from ..protocol import DEFAULT_TIMEOUT, Call, Reply, Request, Timeout
 from . import protocol
-from .endpoints import DEFAULT_URI, Endpoint
+from .endpoints import Endpoint
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -40,11 +40,12 @@ class FuturesCore(KeyedCore):
     """The key, nonces and options of a futures client; documented on :class:`FuturesAPI`."""
 
     KEY_VARIABLES = ('KRAKEN_FUTURES_KEY', 'KRAKEN_FUTURES_SECRET')
+    URL_VARIABLE = 'KRAKEN_FUTURES_URL'
     CALLS = 'endpoint'
     #: The spot driver that sends; it decodes the replies, so the JSON options are its.
     _driver: KeyedCore
 
-    def __init__(self, key: str = '', secret: str = '', *, uri: str = DEFAULT_URI,
+    def __init__(self, key: str = '', secret: str = '', *, uri: str | None = None,
                  timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
                  raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
                  retry_time: float = 30.0, pace: bool = False,
@@ -71,12 +72,23 @@ class FuturesCore(KeyedCore):
                   private: bool = True) -> tuple[Endpoint, str]:
         """The endpoint called ``name`` and the verb to send it with.
 
-        :raises KrakenUsageError: for a name that is not a path below the surface
+        A name Kraken's table lacks (a typo, or an endpoint newer than krakenex)
+        is sent only with its ``verb`` given, as a call that may change state.
+
+        :raises KrakenUsageError: for a name that is not a path below the surface, or
+            one not in Kraken's table without ``verb``, before anything is sent
         """
         if not isinstance(name, str) or not name or name.startswith('/') or '..' in name \
                 or '?' in name or '#' in name or not name.isascii():
             raise KrakenUsageError(f'{name!r} is not a Kraken Futures endpoint name such as '
                                    f"'tickers', 'sendorder' or 'orders/status'")
+        if verb is None and protocol.known(name, surface) is None:
+            query = {'derivatives': 'query_private' if private else 'query_public',
+                     'history': 'query_history'}.get(surface, 'query_charts')
+            raise KrakenUsageError(
+                f'{protocol.unknown_message(name, surface)}; nothing was sent. To call an '
+                f'endpoint krakenex does not know, give its verb: {query}({name!r}, '
+                f"verb='POST')")
         endpoint = protocol.lookup(name, surface, private=private)
         chosen = (verb or endpoint.verb).upper() if isinstance(verb, (str, type(None))) else ''
         if chosen not in ('GET', 'POST', 'PUT', 'DELETE'):
@@ -118,10 +130,15 @@ class FuturesCore(KeyedCore):
         def check(reply: Any, response: Any) -> Any:
             return self._checked(endpoint.name, reply, response)
 
+        def read(reply: Reply) -> Any:
+            return spot.read_envelope(endpoint.name, reply, self._driver._json_options,
+                                      lambda decoded: protocol.envelope_problem(endpoint, decoded),
+                                      protocol.ENVELOPE, 'Kraken Futures')
+
         if not private:
-            return Call(endpoint.name, build, retry, check)
+            return Call(endpoint.name, build, retry, check, read)
         changes = {'answered': self._answered} if retry.at_most_once else {}
-        return Call(endpoint.name, build, retry, check, self._counter(endpoint),
+        return Call(endpoint.name, build, retry, check, read, self._counter(endpoint),
                     self._cost(endpoint, verb, data), store=self._store(),
                     unknown=lambda error, request: self._unknown(error, request,
                                                                  at_most_once=retry.at_most_once),

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 __all__ = ['DEFAULT_URI', 'SURFACES', 'BUDGET', 'HISTORY_POOL', 'Endpoint', 'ENDPOINTS',
-           'lookup', 'urlpath', 'cost', 'batch']
+           'known', 'unknown_message', 'lookup', 'urlpath', 'cost', 'batch']
 
 #: Kraken Futures' REST server.
 DEFAULT_URI = 'https://futures.kraken.com'
@@ -84,6 +84,36 @@ ENDPOINTS: Mapping[str, Endpoint] = {e.name: e for e in (
 _PUT_COST = 10
 
 
+def known(name: str, surface: str = 'derivatives') -> Endpoint | None:
+    """The endpoint called ``name`` on ``surface``, or None if Kraken's table lacks it.
+
+    A path below a public endpoint of the table (``tickers/PF_XBTUSD``,
+    ``instruments/PF_XBTUSD/status``) is that endpoint's, under its own name.
+    Every path of the charts surface (``trade/PF_XBTUSD/1h``) is known.
+    """
+    if surface == 'charts':
+        return _public(name, surface)
+    endpoint = ENDPOINTS.get(name)
+    if endpoint is not None:
+        return endpoint if endpoint.surface == surface else None
+    family = ENDPOINTS.get(name.split('/', 1)[0])
+    if family is None or family.surface != surface or family.private or '/' not in name:
+        return None
+    return family._replace(name=name)
+
+
+def unknown_message(name: str, surface: str = 'derivatives') -> str:
+    """Say that ``name`` is not an endpoint of ``surface``, suggesting those it resembles."""
+    import difflib
+
+    names = [e.name for e in ENDPOINTS.values() if e.surface == surface]
+    close = [n for n in names if n.lower() == name.lower()]
+    close = close or difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = f' (did you mean {" or ".join(close)}?)' if close else ''
+    where = SURFACES[surface].rstrip('/')
+    return f'{name!r} is not one of Kraken Futures\' endpoints under {where}{hint}'
+
+
 def lookup(name: str, surface: str = 'derivatives', *, private: bool = True) -> Endpoint:
     """Return the endpoint called ``name``, or a safe guess for one not in the table.
 
@@ -91,10 +121,10 @@ def lookup(name: str, surface: str = 'derivatives', *, private: bool = True) -> 
     one is assumed to change state: POST, never re-sent, cost 10 (1 on
     ``/history``, which only reads).
     """
-    endpoint = ENDPOINTS.get(name)
-    if endpoint is not None and endpoint.surface == surface:
+    endpoint = known(name, surface)
+    if endpoint is not None:
         return endpoint
-    if surface == 'charts' or not private:
+    if not private:
         return _public(name, surface)
     if surface == 'history':
         return _read(name, 1, 'history')

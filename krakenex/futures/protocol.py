@@ -45,15 +45,18 @@ from .endpoints import (
     Endpoint,
     batch,
     cost,
+    known,
     lookup,
+    unknown_message,
     urlpath,
 )
 
 __all__ = [
-    'DEFAULT_URI', 'SURFACES', 'Endpoint', 'ENDPOINTS', 'lookup', 'urlpath', 'signing_path',
+    'DEFAULT_URI', 'SURFACES', 'Endpoint', 'ENDPOINTS', 'known', 'unknown_message', 'lookup',
+    'urlpath', 'signing_path',
     'encode', 'authent', 'cost', 'BUDGET', 'HISTORY_POOL', 'ERROR_CODES', 'TRANSIENT_CODES',
     'error_class', 'error_codes', 'reply_error', 'order_failures', 'refusal', 'transient_reply',
-    'client_order_ids',
+    'client_order_ids', 'ENVELOPE', 'STATUS_MEMBERS', 'envelope_problem',
 ]
 
 def signing_path(path: str) -> str:
@@ -161,6 +164,38 @@ _NONCE_ADVICE = (
     'key. Likely causes: another client, or a krakenex on another machine or with share=None, '
     'uses the same key (give every krakenex one share=), or a client with a larger nonce unit '
     'used it: match its nonce_unit=, or create a new key (a new key resets the nonce).')
+
+
+#: Kraken Futures' envelope under ``/derivatives``, as messages show it.
+ENVELOPE = '{"result": "success" or "error", ...}'
+
+#: The member of a success reply that says what became of each order instruction.
+STATUS_MEMBERS: Mapping[str, str] = {
+    'sendorder': 'sendStatus', 'editorder': 'editStatus', 'cancelorder': 'cancelStatus',
+    'cancelallorders': 'cancelStatus', 'batchorder': 'batchStatus',
+}
+
+
+def envelope_problem(endpoint: Endpoint, decoded: Any) -> str | None:
+    """What keeps a decoded reply from being Kraken Futures' answer to ``endpoint``; None if it is.
+
+    Under ``/derivatives`` an answer is a JSON object whose ``result`` is
+    ``"success"`` or ``"error"``, and a success of an order instruction holds
+    its status (:data:`STATUS_MEMBERS`). The history and charts surfaces, which
+    only read, answer in shapes of their own and are taken as they come.
+    """
+    if endpoint.surface != 'derivatives':
+        return None
+    if not isinstance(decoded, dict):
+        return 'a file' if isinstance(decoded, bytes) else 'JSON that is not an object'
+    result = decoded.get('result')
+    if result not in ('success', 'error'):
+        return 'JSON whose "result" is neither "success" nor "error"'
+    member = STATUS_MEMBERS.get(endpoint.name)
+    if result == 'success' and member is not None and \
+            not isinstance(decoded.get(member), (dict, list)):
+        return f'a success without {member}, which says what became of the order'
+    return None
 
 
 def error_class(code: str) -> type[KrakenAPIError]:

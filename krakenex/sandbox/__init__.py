@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import signal
 import sys
 import threading
@@ -74,13 +75,23 @@ from .market import PAIRS, find_pair
 from .motion import Motion
 from .params import arithmetic
 from .replies import Reply, envelope
-from .server import FAULT_KINDS, MAX_CONNECTIONS, READ_TIMEOUT, Faults, Request, Route, Server
+from .server import (
+    FAULT_KINDS,
+    MAX_CONNECTIONS,
+    ODD_REPLIES,
+    READ_TIMEOUT,
+    Faults,
+    Request,
+    Route,
+    Server,
+)
 
 if TYPE_CHECKING:
     from .feed import Feed
 
 __all__ = ['Sandbox', 'Account', 'Request', 'Reply', 'Route', 'envelope', 'TIERS',
-           'FAULT_KINDS', 'READ_TIMEOUT', 'MAX_CONNECTIONS', 'main']
+           'FAULT_KINDS', 'ODD_REPLIES', 'READ_TIMEOUT', 'MAX_CONNECTIONS', 'main', 'parser',
+           'environment']
 
 
 class Sandbox:
@@ -166,7 +177,7 @@ class Sandbox:
         self._thread: threading.Thread | None = None
         #: Kraken Futures on the same server, with its own accounts (:mod:`.futures`).
         self.futures = futures.attach(self, seed=seed)
-        #: The WebSocket v2 feed (:mod:`krakenex.sandbox.feed`); None without ``krakenex[ws]``.
+        #: The WebSocket v2 feed (:mod:`krakenex.sandbox.feed`); None without the ``ws`` extra.
         self.feed = _feed(self)
 
     def __repr__(self) -> str:
@@ -192,14 +203,31 @@ class Sandbox:
 
     def _ws_feed(self) -> Feed:
         if self.feed is None:
-            raise RuntimeError("the sandbox serves WebSocket v2 with the 'websockets' package: "
-                               "pip install 'krakenex[ws]'")
+            from .._extras import needs
+
+            raise RuntimeError(needs('the sandbox\'s WebSocket v2 feed', 'ws'))
         return self.feed
 
     @property
     def futures_url(self) -> str:
         """Where Kraken Futures is served: pass it to ``FuturesAPI`` as ``uri``."""
         return self.url
+
+    def connection(self) -> dict[str, str]:
+        """What a client needs to reach this sandbox: every address it serves, and its keys.
+
+        ``url``, ``key`` and ``secret`` (spot REST); ``ws_url``, ``ws_auth_url`` and
+        ``ws_l3_url`` (WebSocket v2, on the same port; left out without the ``ws``
+        extra); ``futures_url``, ``futures_key`` and ``futures_secret`` (Kraken
+        Futures). What ``krakenex sandbox`` prints.
+        """
+        found = {'url': self.url, 'key': self.key, 'secret': self.secret}
+        if self.feed is not None:
+            found.update(ws_url=self.ws_url, ws_auth_url=self.ws_auth_url,
+                         ws_l3_url=self.ws_l3_url)
+        found.update(futures_url=self.futures_url, futures_key=self.futures.key,
+                     futures_secret=self.futures.secret)
+        return found
 
     @property
     def running(self) -> bool:
@@ -284,8 +312,13 @@ class Sandbox:
         Futures' ``Unavailable`` on its paths; not processed), ``delay`` (wait ``seconds``,
         then process), ``reply_lost`` (process, then RST), ``reply_delayed`` (process, wait,
         reply), ``not_json`` (process, reply with plain text), ``trickle`` (process, then
-        send the reply's body a byte every ``seconds``). Faults are used in the order they
-        were injected.
+        send the reply's body a byte every ``seconds``), and the 2xx replies that are
+        not Kraken's envelope (process, then answer HTTP 200 with it; :data:`ODD_REPLIES`):
+        ``empty_object`` (``{}``), ``no_result`` (``{"error": []}``), ``error_text``
+        (``{"error": "a string"}``), ``json_list`` (``[]``), ``json_null`` (``null``),
+        ``json_text`` (``"ok"``), ``bare_success`` (``{"result": "success"}``, with no
+        order status for Kraken Futures) and ``octet_stream`` (bytes as
+        ``application/octet-stream``). Faults are used in the order they were injected.
         """
         self._faults.add(kind, method, seconds, times)
 
@@ -391,17 +424,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f'{self.prog}: error: {message}\n')
 
 
-def main(argv: list[str] | None = None, *, prog: str = 'python -m krakenex.sandbox') -> int:
-    """Run a sandbox until Ctrl-C or SIGTERM; print its url, key and secret first.
-
-    A port that is taken, or any other usage error, is one line on stderr and
-    exit status 2.
-
-    :param argv: the arguments, without the program name; ``sys.argv[1:]`` by default
-    :param prog: the program name its usage and errors show
-    :returns: 0 once the sandbox has stopped; 2 if it could not start
-    """
-    parser = _Parser(prog=prog, description='A local Kraken-compatible spot exchange.')
+def parser(prog: str = 'python -m krakenex.sandbox') -> argparse.ArgumentParser:
+    """The command's options: ``krakenex sandbox`` and ``python -m krakenex.sandbox``."""
+    parser = _Parser(prog=prog, description='A local Kraken-compatible exchange: spot REST, '
+                     'Kraken Futures and WebSocket v2 on one port, until Ctrl-C.')
     parser.add_argument('--port', type=_port, default=0,
                         help='TCP port (default: any free one)')
     parser.add_argument('--tier', type=_tier_option, metavar='TIER', default='starter',
@@ -414,7 +440,27 @@ def main(argv: list[str] | None = None, *, prog: str = 'python -m krakenex.sandb
     parser.add_argument('--motion', type=_seconds, metavar='SECONDS',
                         help='move every price one seeded random step each SECONDS '
                         '(default: prices stay still)')
-    args = parser.parse_args(argv)
+    parser.add_argument('--env', action='store_true',
+                        help='print the addresses and keys as shell exports of the variables '
+                        'krakenex reads (KRAKEN_API_URL, KRAKEN_API_KEY, ...), for . FILE')
+    return parser
+
+
+def main(argv: list[str] | None = None, *, prog: str = 'python -m krakenex.sandbox') -> int:
+    """Run a sandbox until Ctrl-C or SIGTERM; print where it serves and its keys first.
+
+    One ``name: value`` line each (:meth:`Sandbox.connection`), or with ``--env``
+    one ``export VARIABLE=value`` line each. A port that is taken, or any other
+    usage error, is one line on stderr and exit status 2.
+
+    :param argv: the arguments, without the program name; ``sys.argv[1:]`` by default
+    :param prog: the program name its usage and errors show
+    :returns: 0 once the sandbox has stopped; 2 if it could not start
+    """
+    try:
+        args = parser(prog).parse_args(argv)
+    except SystemExit as exited:  # --help, or a usage error already printed
+        return exited.code if isinstance(exited.code, int) else 2
     sandbox = Sandbox(args.port, seed=args.seed, tier=args.tier, motion=args.motion,
                       nonce_window=args.nonce_window)
     try:
@@ -429,8 +475,13 @@ def main(argv: list[str] | None = None, *, prog: str = 'python -m krakenex.sandb
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, lambda *_: done.set())
     try:
-        print(f'url: {sandbox.url}', f'key: {sandbox.key}', f'secret: {sandbox.secret}',
-              sep='\n', flush=True)
+        connection = sandbox.connection()
+        if args.env:
+            lines = [f'export {variable}={shlex.quote(connection[name])}'
+                     for name, variable in environment().items() if name in connection]
+        else:
+            lines = [f'{name}: {value}' for name, value in connection.items()]
+        print(*lines, sep='\n', flush=True)
         while not done.wait(0.5):
             pass
     except KeyboardInterrupt:
@@ -441,3 +492,23 @@ def main(argv: list[str] | None = None, *, prog: str = 'python -m krakenex.sandb
             signal.signal(signum, handler)
     print('sandbox stopped', file=sys.stderr)
     return 0
+
+
+def environment() -> dict[str, str]:
+    """The environment variable each client reads each of :meth:`Sandbox.connection`'s values from.
+
+    Taken from the clients themselves (imported here, not up front: the
+    sandbox needs only the standard library).
+    """
+    from ..core import KeyedCore
+    from ..futures.core import FuturesCore
+    from ..ws.protocol import AUTH, LEVEL3, PUBLIC, URL_VARIABLES
+
+    return {
+        'url': KeyedCore.URL_VARIABLE, 'key': KeyedCore.KEY_VARIABLES[0],
+        'secret': KeyedCore.KEY_VARIABLES[1],
+        'ws_url': URL_VARIABLES[PUBLIC][0], 'ws_auth_url': URL_VARIABLES[AUTH][0],
+        'ws_l3_url': URL_VARIABLES[LEVEL3][0],
+        'futures_url': FuturesCore.URL_VARIABLE, 'futures_key': FuturesCore.KEY_VARIABLES[0],
+        'futures_secret': FuturesCore.KEY_VARIABLES[1],
+    }

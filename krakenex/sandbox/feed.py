@@ -1,7 +1,7 @@
 """The sandbox's WebSocket v2 feed: Kraken's public and private channels over its market.
 
 Served on the sandbox's own port when the ``websockets`` package is installed
-(``pip install 'krakenex[ws]'``): :attr:`Sandbox.ws_url
+(the ``ws`` extra, ``pip install '.[ws]'`` in a checkout): :attr:`Sandbox.ws_url
 <krakenex.sandbox.Sandbox.ws_url>` (``ws://127.0.0.1:PORT/v2``) for ``book``,
 ``ticker``, ``trade``, ``ohlc``, ``instrument`` and ``status``, and
 :attr:`Sandbox.ws_auth_url <krakenex.sandbox.Sandbox.ws_auth_url>`
@@ -15,8 +15,9 @@ Kraken does. Everything about the exchange goes through the sandbox's public
 methods, its endpoint tables and the exchange lock. :meth:`Feed.inject` adds
 the faults WebSocket users meet: ``drop`` (no close frame), ``close1001``,
 ``stall`` (no heartbeats or replies), ``bad_checksum``, ``handshake429``,
-``invalid_session``, ``reply_lost`` (an order executed, its reply lost) and
-``msg_rate`` (a request refused with ``Exceeded msg rate``, as
+``invalid_session``, ``reply_lost`` (an order executed, its reply lost),
+``reply_odd`` (an order executed, its reply carrying neither ``success`` nor a
+result) and ``msg_rate`` (a request refused with ``Exceeded msg rate``, as
 :attr:`Feed.msg_rate` refuses requests over a connection's message rate).
 
 Every connection is served by one thread for all (:mod:`.links`): an idle
@@ -65,7 +66,7 @@ LEVEL3_PATH = '/l3/v2'
 
 #: The fault kinds :meth:`Feed.inject` accepts.
 FEED_FAULTS = frozenset({'drop', 'close1001', 'stall', 'bad_checksum', 'handshake429',
-                         'invalid_session', 'reply_lost', 'msg_rate'})
+                         'invalid_session', 'reply_lost', 'msg_rate', 'reply_odd'})
 
 #: Seconds a token from GetWebSocketsToken may wait for its first use (Kraken: 15 minutes).
 TOKEN_LIFETIME = 900.0
@@ -687,6 +688,9 @@ class _Session:
             return
         if self.feed.take('reply_lost'):
             self.link.reset()  # executed; the reply never leaves
+            return
+        if self.feed.take('reply_odd'):  # executed; the reply says neither yes nor no
+            self.send({**head, **stamp})
             return
         self.send({**head, 'success': True, 'result': result, **stamp})
 

@@ -33,14 +33,29 @@ from typing import Any
 
 from .replies import Reply, cloudflare, error, text
 
-__all__ = ['Request', 'Route', 'Faults', 'Server', 'Upgraded', 'FAULT_KINDS', 'MAX_BODY',
+__all__ = ['Request', 'Route', 'Faults', 'Server', 'Upgraded', 'FAULT_KINDS', 'ODD_REPLIES',
+           'MAX_BODY',
            'READ_TIMEOUT', 'MAX_CONNECTIONS']
 
 log = logging.getLogger('krakenex.sandbox')
 
+#: Faults that carry the request out and then answer HTTP 200 with something that is not
+#: Kraken's envelope, as a proxy or a broken server in front of Kraken might: kind -> (body,
+#: content type).
+ODD_REPLIES = {
+    'empty_object': (b'{}', 'application/json'),
+    'no_result': (b'{"error":[]}', 'application/json'),
+    'error_text': (b'{"error":"a string"}', 'application/json'),
+    'json_list': (b'[]', 'application/json'),
+    'json_null': (b'null', 'application/json'),
+    'json_text': (b'"ok"', 'application/json'),
+    'bare_success': (b'{"result":"success"}', 'application/json'),
+    'octet_stream': (b'\x00\x01\x02 bytes nobody asked for', 'application/octet-stream'),
+}
+
 #: The fault kinds :meth:`krakenex.sandbox.Sandbox.inject` accepts.
 FAULT_KINDS = frozenset({'html520', 'html502', 'html504', 'reset', 'delay', 'reply_lost',
-                         'reply_delayed', 'not_json', 'unavailable', 'trickle'})
+                         'reply_delayed', 'not_json', 'unavailable', 'trickle', *ODD_REPLIES})
 MAX_BODY = 1 << 20  # bytes; a longer request body is refused with HTTP 413
 READ_TIMEOUT = 10.0  # seconds a read from a client may wait, by default
 MAX_CONNECTIONS = 2000  # open connections, by default
@@ -351,6 +366,8 @@ class _Handler(BaseHTTPRequestHandler):
             if kind == 'not_json':
                 reply = Reply(200, b'upstream connect error or disconnect/reset before headers. '
                                    b'reset reason: connection termination', 'text/plain')
+            elif kind in ODD_REPLIES:
+                reply = Reply(200, *ODD_REPLIES[kind])
             if fault is not None and kind == 'trickle':
                 self._trickle(reply, fault)
                 return

@@ -33,12 +33,13 @@ from ..cli import (
     Output,
     UsageError,
     add_share_option,
+    check_uri_option,
     default_key_file,
     parse_params,
     run_command,
     to_json,
 )
-from .protocol import AUTH_URL, L3_URL, ORDER_METHODS, URL, is_private
+from .protocol import AUTH, LEVEL3, ORDER_METHODS, PUBLIC, URL_VARIABLES, is_private
 
 if TYPE_CHECKING:
     from ..api import API
@@ -69,6 +70,13 @@ V1_NAMES = {
 #: The ``req_id`` of the one request the command sends, unless given as ``req_id=N``.
 FIRST_REQ_ID = 1
 
+#: The environment variable a WebSocket token is read from, for a key that lives elsewhere.
+TOKEN_VARIABLE = 'KRAKEN_WS_TOKEN'
+
+#: What a bare number after the symbols means, by channel (``book BTC/USD 10``, as in
+#: krakenws.py).
+BARE_NUMBERS = {'book': 'depth', 'ohlc': 'interval'}
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -86,14 +94,19 @@ def _parser() -> argparse.ArgumentParser:
             '  krakenex ws book BTC/USD depth=10 --top 5',
             '  krakenex ws --sandbox add_order symbol=BTC/USD side=buy order_type=market '
             'order_qty=0.01', '',
-            'credentials (private channels and methods): --key-file, or KRAKEN_API_KEY and '
-            f'KRAKEN_API_SECRET, or {default_key_file()}', '', 'exit codes:',
+            'credentials (private channels and methods), first found wins: --token-file, '
+            f'--key-file, ${TOKEN_VARIABLE}, KRAKEN_API_KEY and KRAKEN_API_SECRET, '
+            f'{default_key_file()}', '',
+            'a bare number after the symbols is the depth of a book (book BTC/USD 10) or the '
+            'interval of candles (ohlc BTC/USD 60)', '', 'exit codes:',
             *(f'  {code}  {text}' for code, text in EXIT_CODES.items())]))
     add = parser.add_argument
     add('what', metavar='CHANNEL|METHOD', help='a v2 channel or request method')
     add('args', nargs='*', metavar='SYMBOL|name=value',
         help="symbols (BTC/USD) and Kraken's parameters as name=value or name:=JSON")
-    add('--count', type=_at_least_one, metavar='N', help='stop after N messages')
+    add('--count', type=_at_least_one, metavar='N',
+        help="stop after N of the channel's messages (the status and the acknowledgements "
+             'are printed, not counted)')
     add('--seconds', type=_seconds, metavar='S', help='stop after S seconds')
     add('--top', type=_at_least_one, metavar='N',
         help='book only: print the verified top N levels after each update (what krakenex '
@@ -101,13 +114,18 @@ def _parser() -> argparse.ArgumentParser:
     add('--sandbox', action='store_true',
         help='run against an embedded sandbox, its funded account and a market that moves '
              f'every {SANDBOX_MOTION} s (no network)')
-    add('--ws-uri', metavar='URL', default=URL, help=f'public endpoint (default {URL})')
-    add('--ws-auth-uri', metavar='URL', default=AUTH_URL,
-        help=f'authenticated endpoint (default {AUTH_URL})')
-    add('--ws-l3-uri', metavar='URL', default=L3_URL,
-        help=f'level3 endpoint (default {L3_URL})')
-    add('--uri', metavar='URL', help='REST server the token comes from (default Kraken)')
+    for option, name, where in (('--ws-uri', PUBLIC, 'public'),
+                                ('--ws-auth-uri', AUTH, 'authenticated'),
+                                ('--ws-l3-uri', LEVEL3, 'level3')):
+        variable, default = URL_VARIABLES[name]
+        add(option, metavar='URL', help=f'{where} endpoint (default: ${variable}, else {default})')
+    add('--uri', metavar='URL', help='REST server the token comes from (default: '
+                                     '$KRAKEN_API_URL, else Kraken)')
     add('--key-file', metavar='PATH', help='key file: API key on line 1, secret on line 2')
+    add('--token-file', metavar='PATH',
+        help='a WebSocket token from GetWebSocketsToken, got elsewhere, in a file (as '
+             f"krakenws.py's WS_Token; else ${TOKEN_VARIABLE}), instead of a key: Kraken "
+             'accepts it for 15 minutes after it was made')
     add_share_option(add)
     add('--timeout', type=_seconds, default=10.0, metavar='S',
         help='seconds to wait for a connection or a reply (default 10)')
@@ -208,13 +226,17 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     if args.top is not None and what != 'book':
         raise UsageError('--top is for the book channel only')
     if args.sandbox:  # as krakenex --sandbox: a server of its own, never one also named
-        given = [name for name, value, default in (
-            ('--ws-uri', args.ws_uri, URL), ('--ws-auth-uri', args.ws_auth_uri, AUTH_URL),
-            ('--ws-l3-uri', args.ws_l3_uri, L3_URL), ('--uri', args.uri, None),
-            ('--key-file', args.key_file, None)) if value != default]
+        given = [name for name, value in (
+            ('--ws-uri', args.ws_uri), ('--ws-auth-uri', args.ws_auth_uri),
+            ('--ws-l3-uri', args.ws_l3_uri), ('--uri', args.uri),
+            ('--key-file', args.key_file), ('--token-file', args.token_file))
+            if value is not None]
         if given:
             raise UsageError('--sandbox runs its own server with its own account: leave out '
                              + given[0])
+    if args.key_file and args.token_file:
+        raise UsageError('give --key-file or --token-file, not both')
+    check_uri_option(args.uri)
     private = is_private(what)
     out = Output(None)  # stdout, refused now if it is closed
     from .sync import WS
@@ -225,10 +247,11 @@ def _run(args: argparse.Namespace, call: Call) -> int:
 
         sandbox = Sandbox(motion=SANDBOX_MOTION).start()
     try:
-        api = _api(args, sandbox) if private else None
+        token = None if sandbox is not None or not private else _token(args)
+        api = _api(args, sandbox) if private and token is None else None
         urls = ((sandbox.ws_url, sandbox.ws_auth_url, sandbox.ws_l3_url) if sandbox is not None
                 else (args.ws_uri, args.ws_auth_uri, args.ws_l3_uri))
-        with WS(api, url=urls[0], auth_url=urls[1], l3_url=urls[2],
+        with WS(api, url=urls[0], auth_url=urls[1], l3_url=urls[2], token=token,
                 timeout=args.timeout) as ws:
             if what in CHANNELS:
                 if symbols:
@@ -281,7 +304,10 @@ def _stream(ws: WS, args: argparse.Namespace, out: Output) -> int:
             continue
         if args.top is None:
             _print(out, message)
-            printed += 1
+            # --count counts what was asked for: the channel's data, not acknowledgements,
+            # the status, or krakenex's own notices
+            if channel == args.what and message.get('type') in ('snapshot', 'update'):
+                printed += 1
         elif channel == 'krakenex':  # stdout has books only: krakenex's own word to stderr
             _warn(' '.join(f'{name}={value}' for name, value in message.items()
                            if name != 'channel'))
@@ -310,11 +336,24 @@ def _request(what: str, tokens: Sequence[str]) -> tuple[str, list[str], dict[str
     if what not in CHANNELS and what not in METHODS:
         raise UsageError(f'{what!r} is not a v2 channel ({", ".join(CHANNELS)}) or method '
                          f'({", ".join(METHODS)})')
-    symbols = [_v2_symbol(t) for t in tokens if '=' not in t]
+    bare = [t for t in tokens if '=' not in t and t.isascii() and t.isdigit()]
+    symbols = [_v2_symbol(t) for t in tokens if '=' not in t and t not in bare]
     try:
         raw = parse_params([t for t in tokens if '=' in t])
     except Exception as exc:  # the REST command's own usage error
         raise UsageError(str(exc)) from None
+    if bare:  # krakenws.py's habit: book XBT/USD 10, ohlc XBT/USD 60
+        name = BARE_NUMBERS.get(what)
+        if name is None or len(bare) > 1 or name in raw:
+            means = ', '.join(f'{name} for {channel}' for channel, name in BARE_NUMBERS.items())
+            raise UsageError(f'{" ".join(bare)} is not a symbol; one bare number is the '
+                             f'{means} (or give it as name=value)')
+        raw[name] = bare[0]
+    if 'reqid' in raw:  # v1's name for it
+        if 'req_id' in raw:
+            raise UsageError('give req_id (v2\'s name) or reqid (v1\'s), not both')
+        raw['req_id'] = raw.pop('reqid')
+        _warn(f'WebSocket v2 calls reqid req_id: using req_id={raw["req_id"]}')
     params = {name: _value(name, value) for name, value in raw.items()}
     if 'symbol' in params and isinstance(params['symbol'], str):
         params['symbol'] = _v2_symbol(params['symbol'])
@@ -361,14 +400,38 @@ def _value(name: str, value: Any) -> Any:
     return number if number.is_finite() else value
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """A token the user got elsewhere: ``--token-file``, else the environment, else None.
+
+    A key file named outright, or a key in the environment, wins over a token in the
+    environment: a key gets a fresh token for every connection.
+    """
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding='utf-8-sig') as f:
+                token = f.read(4096).strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, 'strerror', None) or exc
+            raise UsageError(f'cannot read token file {args.token_file}: {reason}') from None
+        if not token or not token.isprintable() or '\n' in token:
+            raise UsageError(f'token file {args.token_file} should hold one line: the token '
+                             f'GetWebSocketsToken returned')
+        return token
+    from ..core import KeyedCore
+
+    if args.key_file or all(os.environ.get(name) for name in KeyedCore.KEY_VARIABLES):
+        return None
+    return os.environ.get(TOKEN_VARIABLE, '').strip() or None
+
+
 def _api(args: argparse.Namespace, sandbox: Any) -> API:
     """The REST client the token comes from, with the key from the usual places."""
-    from ..api import API, DEFAULT_URI
+    from ..api import API
 
     options: dict[str, Any] = {} if args.share is None else {'share': args.share}
     if sandbox is not None:
         return API(sandbox.key, sandbox.secret, uri=sandbox.url, **options)
-    api = API(uri=args.uri or DEFAULT_URI, **options)
+    api = API(uri=args.uri, **options)
     if args.key_file:
         try:
             api.load_key(args.key_file)
@@ -380,9 +443,10 @@ def _api(args: argparse.Namespace, sandbox: Any) -> API:
     if os.path.exists(default_key_file()):
         api.load_key(default_key_file())
         return api
-    raise UsageError(f'{args.what} needs an API key (for a WebSocket token); none found in '
-                     f'--key-file, KRAKEN_API_KEY and KRAKEN_API_SECRET, or '
-                     f'{default_key_file()} (or try it offline with --sandbox)')
+    raise UsageError(f'{args.what} needs an API key (for a WebSocket token) or a token; '
+                     f'none found in --token-file, --key-file, ${TOKEN_VARIABLE}, '
+                     f'KRAKEN_API_KEY and KRAKEN_API_SECRET, or {default_key_file()} (or '
+                     f'try it offline with --sandbox)')
 
 
 def _print(out: Output, message: Any) -> None:

@@ -28,9 +28,11 @@ try:
     from websockets.protocol import State
     from websockets.version import version as websockets_version
 except ImportError:  # pragma: no cover - the message is the point
-    raise ImportError("krakenex.ws needs the 'websockets' package: "
-                      "pip install 'krakenex[ws]'") from None
+    from .._extras import needs
 
+    raise ImportError(needs('krakenex.ws', 'ws')) from None
+
+from ..core import server
 from ..errors import (
     AuthenticationError,
     KrakenAPIError,
@@ -47,21 +49,20 @@ from .book import Book, BookView
 from .errors import BookUnavailableError, answer_unknown, outcome_unknown
 from .protocol import (
     AUTH,
-    AUTH_URL,
     KRAKEN_TIMEOUT_METHODS,
-    L3_URL,
     LEVEL3,
     MAX_MESSAGE,
     ORDER_METHODS,
     PRIVATE_CHANNELS,
     PUBLIC,
-    URL,
+    URL_VARIABLES,
     Backoff,
     ResyncBackoff,
     SequenceCheck,
     Subscriptions,
     answers,
     check_depth,
+    check_interval,
     check_timeout,
     check_url,
     decode,
@@ -76,7 +77,11 @@ from .protocol import (
 if TYPE_CHECKING:
     from ..api import API
 
-__all__ = ['AsyncWS', 'DEFAULT_TIMEOUT', 'DEFAULT_SILENCE', 'MAX_MESSAGE']
+__all__ = ['AsyncWS', 'DEFAULT_TIMEOUT', 'DEFAULT_SILENCE', 'MAX_MESSAGE', 'endpoint_urls',
+           'Token']
+
+#: A WebSocket token as a user gives it: the text, or a function returning a fresh one.
+Token = str | Callable[[], str]
 
 #: websockets logs every frame at DEBUG, tokens included; its logger for krakenex's
 #: connections stops at INFO so that turning on debug logging never writes a token, and
@@ -416,10 +421,13 @@ class _Connection:
                              user_agent_header=f'krakenex websockets/{websockets_version}')
 
     async def fetch_token(self) -> str:
-        api = self.client.api
+        given, api = self.client.token, self.client.api
+        if given is not None:  # the user's own: from a file, the environment or a function
+            return given() if callable(given) else given
         if api is None:
-            raise KrakenUsageError('private channels and trading need an API with a key: '
-                                   'WS(api=krakenex.API(key, secret))')
+            raise KrakenUsageError('private channels and trading need an API with a key, '
+                                   'WS(api=krakenex.API(key, secret)), or a token from '
+                                   'GetWebSocketsToken, WS(token=...)')
         loop = asyncio.get_running_loop()
         envelope = await loop.run_in_executor(None, api.query_private, 'GetWebSocketsToken')
         token = unwrap(envelope, 'GetWebSocketsToken')['token']
@@ -714,6 +722,22 @@ class _Connection:
             await self.send('subscribe', {'channel': 'book', **params}, internal=True)
 
 
+def endpoint_urls(url: str | None, auth_url: str | None,
+                  l3_url: str | None) -> tuple[str, str, str]:
+    """The public, authenticated and level3 endpoints: as given, else from the environment
+    (:data:`~krakenex.ws.protocol.URL_VARIABLES`), else Kraken's.
+
+    :raises KrakenUsageError: for one that is not a ``ws://`` or ``wss://`` address
+    """
+    given = {PUBLIC: (url, 'url'), AUTH: (auth_url, 'auth_url'), LEVEL3: (l3_url, 'l3_url')}
+    found = []
+    for name, (value, parameter) in given.items():
+        variable, default = URL_VARIABLES[name]
+        found.append(check_url(value, parameter) if value is not None else
+                     server(None, variable, default, check_url))
+    return found[0], found[1], found[2]
+
+
 class AsyncWS:
     """Kraken's WebSocket v2 from asyncio: ``async with``, ``await``, ``async for``.
 
@@ -724,9 +748,16 @@ class AsyncWS:
 
     :param api: an :class:`krakenex.API` holding a key, for private channels and trading;
         the token comes from its ``GetWebSocketsToken``, fresh for every connection
-    :param url: the public endpoint
-    :param auth_url: the authenticated endpoint: ``executions``, ``balances`` and trading
-    :param l3_url: the level3 endpoint (``level3``, with a token of its own per connection)
+    :param token: a token from ``GetWebSocketsToken`` got elsewhere, for a key that does
+        not live here: the text (Kraken accepts it for a new connection within 15 minutes
+        of its making, so it serves short runs), or a function returning a fresh one,
+        called for every connection. It takes the place of ``api``'s
+    :param url: the public endpoint; if not given, ``KRAKEN_WS_URL`` when it is set,
+        else Kraken's
+    :param auth_url: the authenticated endpoint: ``executions``, ``balances`` and trading;
+        else ``KRAKEN_WS_AUTH_URL``, else Kraken's
+    :param l3_url: the level3 endpoint (``level3``, with a token of its own per connection);
+        else ``KRAKEN_WS_L3_URL``, else Kraken's
     :raises KrakenUsageError: if ``url``, ``auth_url`` or ``l3_url`` is not a ``ws://`` or
         ``wss://`` address, before anything connects
     :param timeout: seconds to wait for a connection or a reply, unless a call says otherwise
@@ -745,15 +776,21 @@ class AsyncWS:
         whole number above 0
     """
 
-    def __init__(self, api: API | None = None, *, url: str = URL, auth_url: str = AUTH_URL,
-                 l3_url: str = L3_URL, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, api: API | None = None, *, url: str | None = None,
+                 auth_url: str | None = None, l3_url: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, token: Token | None = None,
                  silence: float = DEFAULT_SILENCE, backoff: Callable[[], Backoff] = Backoff,
                  resync_backoff: Callable[[], ResyncBackoff] = ResyncBackoff,
                  max_queue: int = DEFAULT_MAX_QUEUE,
                  max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES) -> None:
         self.api = api
-        self.url, self.auth_url = check_url(url), check_url(auth_url, 'auth_url')
-        self.l3_url = check_url(l3_url, 'l3_url')
+        if token is not None and not callable(token) and not (
+                isinstance(token, str) and token.strip() and token.isprintable()):
+            raise KrakenUsageError('token must be the text GetWebSocketsToken returned, or a '
+                                   'function returning a fresh one')
+        #: The user's own token (or a function returning one), used instead of ``api``'s.
+        self.token = token.strip() if isinstance(token, str) else token
+        self.url, self.auth_url, self.l3_url = endpoint_urls(url, auth_url, l3_url)
         #: Each endpoint's address, by the names of :data:`krakenex.ws.protocol.ENDPOINTS`.
         self.urls = {PUBLIC: self.url, AUTH: self.auth_url, LEVEL3: self.l3_url}
         self.timeout = check_timeout(timeout)
@@ -807,13 +844,16 @@ class AsyncWS:
         :returns: Kraken's acknowledgements, one per symbol
         :raises KrakenAPIError: (a subclass) if Kraken refused it, with Kraken's error text
         :raises KrakenConnectionError: if the connection dropped before the acknowledgement
-        :raises KrakenUsageError: for a book ``depth`` that is not a whole number, or a bad
-            ``req_id`` or ``timeout``; nothing is sent
+        :raises KrakenUsageError: for a book ``depth`` that is not a whole number, an
+            ``ohlc`` ``interval`` that is not one of Kraken's (such as the text ``'60'``),
+            or a bad ``req_id`` or ``timeout``; nothing is sent
         :raises NotSentError: if the connection was not open; nothing is sent, now or
             after a reconnect
         """
         timeout, params = self._timeout(timeout), _listed(params)
         depth = check_depth(params.get('depth', 10)) if channel == 'book' else 0
+        if channel == 'ohlc' and 'interval' in params:
+            check_interval(params['interval'])
         _check_req_id('subscribe', req_id)
         connection = self._connection(endpoint(channel))
         await connection.wait_ready(timeout)
@@ -910,7 +950,8 @@ class AsyncWS:
         :raises OutcomeUnknownAPIError: for an order request Kraken answered with an error
             that does not say whether it took effect, such as ``EService:Timeout``
         :raises SocketOutcomeUnknownError: for an order request whose reply did not come
-            (connection lost, or the task cancelled after sending)
+            (connection lost, or the task cancelled after sending), or came without
+            saying ``success`` true or false
         :raises NotSentError: if it was not sent because the connection was not open
             (safe to send again); a connection lost while the request was being written
             is an unknown outcome for an order request, never this
@@ -925,11 +966,17 @@ class AsyncWS:
         connection = self._connection(endpoint(method))
         await connection.wait_ready(timeout)
         reply = (await connection.call(method, params, timeout, req_id=req_id))[0]
-        if reply.get('success') is False:
+        success = reply.get('success')
+        if success is False:
             errors = [str(reply.get('error'))]
             if method in ORDER_METHODS and ambiguous(errors):
                 raise answer_unknown(method, reply.get('req_id'), params, errors)
             raise reply_error(errors, method)
+        if success is not True and method in ORDER_METHODS:  # (ping's pong carries none)
+            # a reply that says neither yes nor no does not say what became of the order
+            raise outcome_unknown(method, reply.get('req_id') or 0, params,
+                                  f'its reply says neither success nor failure: '
+                                  f'{str(reply)[:200]}')
         return reply
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
@@ -1130,9 +1177,10 @@ class AsyncWS:
     def _connection(self, endpoint: str) -> _Connection:
         if self.closed:
             raise KrakenConnectionError('the WebSocket client is closed')
-        if endpoint != PUBLIC and self.api is None:
-            raise KrakenUsageError('private channels and trading need an API with a key: '
-                                   'AsyncWS(api=krakenex.API(key, secret))')
+        if endpoint != PUBLIC and self.api is None and self.token is None:
+            raise KrakenUsageError('private channels and trading need an API with a key, '
+                                   'AsyncWS(api=krakenex.API(key, secret)), or a token from '
+                                   'GetWebSocketsToken, AsyncWS(token=...)')
         if endpoint not in self._connections:
             self._connections[endpoint] = _Connection(self, endpoint)
         return self._connections[endpoint]

@@ -25,9 +25,11 @@ from ..protocol import render
 from .book import DEPTHS
 
 __all__ = [
-    'URL', 'AUTH_URL', 'L3_URL', 'PUBLIC', 'AUTH', 'LEVEL3', 'ENDPOINTS', 'PRIVATE_CHANNELS',
+    'URL', 'AUTH_URL', 'L3_URL', 'PUBLIC', 'AUTH', 'LEVEL3', 'URL_VARIABLES', 'ENDPOINTS',
+    'PRIVATE_CHANNELS',
     'ORDER_METHODS', 'PRIVATE_METHODS', 'KRAKEN_TIMEOUT_METHODS', 'MSG_RATE_ERROR',
-    'check_url', 'check_timeout', 'check_depth', 'decode', 'encode', 'notice', 'is_private',
+    'check_url', 'check_timeout', 'check_depth', 'check_interval', 'INTERVALS', 'decode',
+    'encode', 'notice', 'is_private',
     'endpoint', 'reply_error', 'token_refused', 'answers', 'split_subscription',
     'Subscriptions', 'SequenceCheck', 'Backoff', 'ResyncBackoff',
     'MAX_MESSAGE', 'MAX_DEPTH', 'MAX_DIGITS', 'MAX_EXPONENT', 'MAX_INT_DIGITS',
@@ -41,6 +43,11 @@ L3_URL = 'wss://ws-l3.kraken.com/v2'
 
 #: The three endpoints, by the name the tables below use.
 PUBLIC, AUTH, LEVEL3 = 'public', 'auth', 'level3'
+
+#: The environment variable naming each endpoint when a client is given none, and the
+#: address used when that is not set either.
+URL_VARIABLES = {PUBLIC: ('KRAKEN_WS_URL', URL), AUTH: ('KRAKEN_WS_AUTH_URL', AUTH_URL),
+                 LEVEL3: ('KRAKEN_WS_L3_URL', L3_URL)}
 
 #: Requests that change orders: never sent twice; a lost reply is an unknown outcome.
 ORDER_METHODS = frozenset({'add_order', 'amend_order', 'edit_order', 'cancel_order',
@@ -277,6 +284,29 @@ def check_depth(depth: Any) -> int:
         raise KrakenUsageError(f'depth must be a whole number of levels (Kraken takes {takes}), '
                                f'not {depth!r}')
     return int(depth)
+
+
+#: The candle intervals the ``ohlc`` channel takes, in minutes (Kraken's "Candles (OHLC)"
+#: page of WebSocket v2, https://docs.kraken.com/api/docs/websocket-v2/ohlc).
+INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
+
+
+def check_interval(interval: Any) -> int:
+    """An ``ohlc`` subscription's ``interval``, a whole number of minutes of :data:`INTERVALS`.
+
+    Kraken takes the number, not its text: ``interval='60'`` is refused here, with the hint.
+
+    :raises KrakenUsageError: if it is not one, before anything is sent
+    """
+    whole = isinstance(interval, int) or (isinstance(interval, Decimal) and interval.is_finite()
+                                          and interval == interval.to_integral_value())
+    if isinstance(interval, bool) or not whole or int(interval) not in INTERVALS:
+        takes = ', '.join(map(str, INTERVALS[:-1])) + f' or {INTERVALS[-1]}'
+        hint = f', as a number: interval={interval.strip()}' if isinstance(interval, str) \
+            and interval.strip().isdigit() else ''
+        raise KrakenUsageError(f'interval must be a whole number of minutes (Kraken takes '
+                               f'{takes}), not {interval!r}{hint}')
+    return int(interval)
 
 
 def endpoint(channel_or_method: str) -> str:

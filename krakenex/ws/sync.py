@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import KrakenConnectionError
 from .book import BookView
-from .client import AsyncWS, _Closed
-from .protocol import AUTH_URL, L3_URL, URL, check_timeout, check_url
+from .client import AsyncWS, _Closed, endpoint_urls
+from .protocol import check_timeout
 
 if TYPE_CHECKING:
     from ..api import API
@@ -42,10 +42,10 @@ class WS:
     below does what the same method there does, and waits for it.
     """
 
-    def __init__(self, api: API | None = None, *, url: str = URL, auth_url: str = AUTH_URL,
-                 l3_url: str = L3_URL, **options: Any) -> None:
-        # before a thread starts
-        check_url(url), check_url(auth_url, 'auth_url'), check_url(l3_url, 'l3_url')
+    def __init__(self, api: API | None = None, *, url: str | None = None,
+                 auth_url: str | None = None, l3_url: str | None = None,
+                 **options: Any) -> None:
+        url, auth_url, l3_url = endpoint_urls(url, auth_url, l3_url)  # before a thread starts
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name='krakenex-ws')
