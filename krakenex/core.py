@@ -227,7 +227,6 @@ class KeyedCore:
         """A rate counter of ``tier`` kept as ``name`` in the key's store, shared by its users.
 
         :param name: Kraken's counter: ``'rest'`` (spot REST), ``'derivatives'``, ``'history'``
-
         :raises ValueError: for a tier :func:`krakenex.pacing.parse_tier` refuses
         """
         return SharedCounter(self._store, name, *parse_tier(tier))
