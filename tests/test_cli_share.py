@@ -141,3 +141,16 @@ def test_share_status_without_a_key_is_a_usage_error(paced: Sandbox, tmp_path: P
     done = krakenex('share', 'status', '--uri', paced.url, env=env)
     assert done.returncode == 2
     assert 'needs an API key' in done.stderr
+
+
+def test_krakenex_ws_with_a_share_that_cannot_be_used_says_why_and_sends_nothing(
+        paced: Sandbox, key_file: str, tmp_path: Path) -> None:
+    blocker = tmp_path / 'a-file'
+    blocker.write_text('')
+    done = krakenex('ws', '--uri', paced.url, '--ws-auth-uri', paced.ws_auth_url, '--key-file',
+                    key_file, '--share', str(blocker / 'store'), '--timeout', '2',
+                    'add_order', 'symbol=BTC/USD', 'side=buy', 'order_type=market',
+                    'order_qty=0.01')
+    assert done.returncode == 3, done.stderr
+    assert str(blocker / 'store') in done.stderr and 'nothing was sent' in done.stderr
+    assert paced.requests_log == [] and paced.orders() == []

@@ -341,6 +341,7 @@ class _Connection:
         self.instrument = False  # krakenex subscribed to instrument for precisions
         self.gave_up: KrakenConnectionError | None = None
         self.refused: KrakenAPIError | None = None  # Kraken's own no to the token, if that was why
+        self.failure = ''  # why the last try to connect failed, for the user who waited
         self.task: asyncio.Task[None] | None = None
         self.last_seen = 0.0
         self.drop_reason: str | None = None
@@ -365,7 +366,8 @@ class _Connection:
             return
         if self.gave_up is not None:
             raise self.refused or self.gave_up
-        raise KrakenConnectTimeout(f'no connection to {self.url} within {timeout} s; '
+        why = f' (the last try {self.failure})' if self.failure else ''
+        raise KrakenConnectTimeout(f'no connection to {self.url} within {timeout} s{why}; '
                                    f'nothing was sent')
 
     async def run(self) -> None:
@@ -396,6 +398,7 @@ class _Connection:
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 throttled, reason = status == 429, f'the handshake was refused with HTTP {status}'
+                self.failure = reason
                 self.backoff.failed()
                 continue
             except AuthenticationError as exc:  # Kraken's answer: trying again cannot help
@@ -404,6 +407,7 @@ class _Connection:
                 return
             except (OSError, TimeoutError, InvalidHandshake, KrakenError) as exc:
                 throttled, reason = False, f'could not connect: {exc or type(exc).__name__}'
+                self.failure = reason
                 self.backoff.failed()
                 continue
             throttled = False
