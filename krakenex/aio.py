@@ -14,8 +14,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -34,7 +33,6 @@ from .errors import (
     OutcomeUnknownError,
     unwrap,
 )
-from .pacing import RateCounter
 from .protocol import Reply, Request, Timeout
 from .share import Store, lease
 from .version import __version__
@@ -80,6 +78,8 @@ class AsyncAPI(core.SpotCore):
         self._task_response: contextvars.ContextVar[Any] = contextvars.ContextVar(
             'krakenex_response', default=None)
         self._private_lock = asyncio.Lock()
+        # The last timeout a call was given, and aiohttp's timeouts for it.
+        self._waits: tuple[Timeout | None, aiohttp.ClientTimeout | None] = (None, None)
         # The loop this object's calls, lock and session belong to, and its calls in flight.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight = 0
@@ -192,54 +192,76 @@ class AsyncAPI(core.SpotCore):
             await asyncio.sleep(wait)
 
     async def _attempt(self, call: protocol.Call, timeout: Timeout) -> Any:
-        """Send one attempt; one holding the key's send lock alone, its nonce issued in order."""
-        async with _paced(call.counter, call.cost), self._holding(call.store, timeout):
-            request = call.build()
-            try:
-                reply = call.read(await self._transmit(request, timeout))
-                return call.answered(reply, request, self._task_response.get())
-            except KrakenError as exc:
-                unknown = call.unknown(exc, request)
-                if unknown is exc:
-                    raise
-                raise unknown from exc.__cause__
-            except asyncio.CancelledError:
-                # The request may have left: a state change must not look merely cancelled.
-                cancelled = KrakenConnectionError(f'the task was cancelled while {call.name} '
-                                                  f'was in flight', method=call.name)
-                unknown = call.unknown(cancelled, request)
-                if unknown is cancelled:
-                    raise
-                raise unknown from None
+        """Send one attempt; one holding the key's send lock alone, its nonce issued in order.
 
-    @asynccontextmanager
-    async def _holding(self, store: Store | None, timeout: Timeout) -> AsyncIterator[None]:
-        """Hold the key's send lock: this object's tasks one at a time, then the store's."""
+        Written out rather than as context managers, which cost CPU on every
+        call: an unpaced call goes straight on, and a public call holds no lock.
+        """
+        counter = call.counter
+        if counter is None:
+            return await self._holding(call, timeout)
+        cost = call.cost
+        while (wait := counter.try_acquire(cost)) > 0:
+            await asyncio.sleep(wait)
+        counted_at = time.monotonic()
+        try:
+            return await self._holding(call, timeout)
+        finally:
+            counter.settle(cost, counted_at)
+
+    async def _holding(self, call: protocol.Call, timeout: Timeout) -> Any:
+        """Send holding the key's send lock: this object's tasks one at a time, then the store's."""
+        store = call.store
         if store is None:
-            yield
-            return
-        async with self._private_lock:
-            handle = await _lock(store, lease(timeout))
+            return await self._send(call, timeout)
+        tasks = self._private_lock
+        await tasks.acquire()
+        try:
+            held = lease(timeout)
+            handle = store.try_lock(held)
+            if handle is None:
+                handle = await _lock(store, held)
             try:
-                yield
+                return await self._send(call, timeout)
             finally:
                 store.unlock(handle)
+        finally:
+            tasks.release()
+
+    async def _send(self, call: protocol.Call, timeout: Timeout) -> Any:
+        """Build the request (its nonce issued now), send it, and read the reply or the error."""
+        request = call.build()
+        try:
+            reply = call.read(await self._transmit(request, timeout))
+            return call.answered(reply, request, self._task_response.get())
+        except KrakenError as exc:
+            unknown = call.unknown(exc, request)
+            if unknown is exc:
+                raise
+            raise unknown from exc.__cause__
+        except asyncio.CancelledError:
+            # The request may have left: a state change must not look merely cancelled.
+            cancelled = KrakenConnectionError(f'the task was cancelled while {call.name} '
+                                              f'was in flight', method=call.name)
+            unknown = call.unknown(cancelled, request)
+            if unknown is cancelled:
+                raise
+            raise unknown from None
 
     async def _transmit(self, request: Request, timeout: Timeout) -> Reply:
         """Send ``request`` through the session: the reply as it came, or what went wrong."""
         method = request.method
-        connect, read = protocol.split_timeout(timeout)
-        seconds = protocol.deadline_seconds(timeout)
+        given, waits = self._waits
+        if waits is None or given != timeout:
+            waits = _client_timeout(timeout)
+            self._waits = (timeout, waits)
         url = self.uri + request.path + ('?' + request.query if request.query else '')
         started = time.perf_counter()
         try:
-            async with self._session().request(
-                    request.verb, url, data=request.body, headers=request.headers,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=seconds, sock_connect=connect,
-                                                  sock_read=read)
-            ) as response:
-                content = await response.read()
+            response = await self._session().request(
+                request.verb, url, data=request.body, headers=request.headers,
+                allow_redirects=False, timeout=waits)
+            content = await response.read()  # which closes the response if it fails
         except (aiohttp.InvalidURL, ValueError) as exc:
             raise protocol.transport_error('bad_uri', self.uri, method) from exc
         except aiohttp.ConnectionTimeoutError as exc:
@@ -247,7 +269,8 @@ class AsyncAPI(core.SpotCore):
         except aiohttp.ServerTimeoutError as exc:  # one read waited the whole read timeout
             raise protocol.transport_error('timeout', self.uri, method) from exc
         except asyncio.TimeoutError as exc:  # the whole attempt's deadline
-            raise protocol.transport_error('deadline', self.uri, method, f'{seconds:g}') from exc
+            raise protocol.transport_error('deadline', self.uri, method,
+                                           f'{waits.total:g}') from exc
         except aiohttp.ClientConnectorError as exc:
             raise protocol.transport_error('not_sent', self.uri, method,
                                            str(exc.os_error) or type(exc).__name__) from exc
@@ -294,16 +317,8 @@ async def _lock(store: Store, lease: float) -> Any:
         raise
 
 
-@asynccontextmanager
-async def _paced(counter: RateCounter | None, cost: float) -> AsyncIterator[None]:
-    """Count a call on ``counter``, waiting without blocking the loop; nothing without one."""
-    if counter is None:
-        yield
-        return
-    while (wait := counter.try_acquire(cost)) > 0:
-        await asyncio.sleep(wait)
-    counted_at = time.monotonic()
-    try:
-        yield
-    finally:
-        counter.settle(cost, counted_at)
+def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts of a call with ``timeout``: connect, each read, and the deadline."""
+    connect, read = protocol.split_timeout(timeout)
+    return aiohttp.ClientTimeout(total=protocol.deadline_seconds(timeout),
+                                 sock_connect=connect, sock_read=read)

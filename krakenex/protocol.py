@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 __all__ = [
     'DEFAULT_URI', 'DEFAULT_TIMEOUT', 'NONCE_UNITS', 'clock_nonce', 'check_nonce_unit', 'Request',
     'Reply', 'Retry',
-    'render', 'query_string', 'encode', 'sign', 'decode_secret', 'nonce_in', 'check_method',
+    'render', 'form', 'query_string', 'encode', 'sign', 'decode_secret', 'nonce_in', 'check_method',
     'check_timeout', 'split_timeout', 'deadline_seconds', 'public_request', 'private_request',
     'loads', 'UnboundedNumberError', 'MAX_DIGITS', 'MAX_EXPONENT_DIGITS', 'read_reply',
     'check_uri', 'read_envelope', 'envelope_problem', 'checked', 'after_sending',
@@ -181,15 +181,39 @@ def _rendered_tree(value: Any) -> Any:
     return render(value)
 
 
+#: Text that form encoding writes as it is: what :func:`urllib.parse.quote_plus` never changes.
+_PLAIN = re.compile(r'[A-Za-z0-9_.~-]*')
+
+
+def form(pairs: list[tuple[Any, Any]]) -> str:
+    """``urllib.parse.urlencode(pairs)``: the same text, joined directly when nothing needs quoting.
+
+    Most calls carry names and values such as ``pair=XBTUSD`` and
+    ``nonce=1700000000000``; those are joined as they are, and anything else
+    goes through :func:`urllib.parse.urlencode`.
+    """
+    texts = []
+    for name, value in pairs:
+        kind = type(value)
+        text = value if kind is str else str(value) if kind is int else None
+        if text is None or type(name) is not str or _PLAIN.fullmatch(name) is None \
+                or _PLAIN.fullmatch(text) is None:
+            return urllib.parse.urlencode(pairs)
+        texts.append(f'{name}={text}')
+    return '&'.join(texts)
+
+
 def query_string(data: Mapping[str, Any]) -> str:
     """A public call's query string: values rendered, lists comma-separated.
 
     :raises KrakenUsageError: for NaN, an infinity, or text that is not Unicode
     """
-    with unicode_only():
-        return urllib.parse.urlencode([
+    try:
+        return form([
             (k, ','.join(str(render(item)) for item in v) if isinstance(v, (list, tuple))
              else render(v)) for k, v in data.items() if v is not None])
+    except UnicodeEncodeError as exc:
+        raise _not_unicode(exc) from None
 
 
 def encode(data: Mapping[str, Any]) -> tuple[bytes, str]:
@@ -197,12 +221,15 @@ def encode(data: Mapping[str, Any]) -> tuple[bytes, str]:
 
     :raises KrakenUsageError: for NaN, an infinity, or text that is not Unicode
     """
-    with unicode_only():
-        if any(isinstance(v, (list, tuple, dict)) for v in data.values()):
-            text = json.dumps(_rendered_tree(data), separators=(',', ':'), default=str)
-            return text.encode(), 'application/json'
+    try:
+        for v in data.values():
+            if isinstance(v, (list, tuple, dict)):
+                text = json.dumps(_rendered_tree(data), separators=(',', ':'), default=str)
+                return text.encode(), 'application/json'
         pairs = [(k, render(v)) for k, v in data.items() if v is not None]
-        return urllib.parse.urlencode(pairs).encode(), 'application/x-www-form-urlencoded'
+        return form(pairs).encode(), 'application/x-www-form-urlencoded'
+    except UnicodeEncodeError as exc:
+        raise _not_unicode(exc) from None
 
 
 @contextmanager
@@ -211,8 +238,12 @@ def unicode_only() -> Iterator[None]:
     try:
         yield
     except UnicodeEncodeError as exc:
-        raise KrakenUsageError(f'a parameter holds text that is not valid Unicode '
-                               f'({exc.object[exc.start:exc.end]!r}); nothing was sent') from None
+        raise _not_unicode(exc) from None
+
+
+def _not_unicode(exc: UnicodeEncodeError) -> KrakenUsageError:
+    return KrakenUsageError(f'a parameter holds text that is not valid Unicode '
+                            f'({exc.object[exc.start:exc.end]!r}); nothing was sent')
 
 
 def check_method(method: object) -> str:
@@ -473,6 +504,8 @@ def loads(content: bytes | str, json_options: Mapping[str, Any] = _EMPTY) -> Any
     """
     if isinstance(content, str):
         text, utf8 = content, content.encode('utf-8', 'surrogatepass')
+    elif content[:1] == b'{' and content[1:2] != b'\0':  # what json.detect_encoding calls UTF-8
+        text, utf8 = content.decode('utf-8', 'surrogatepass'), content
     else:
         encoding = json.detect_encoding(content)
         text = content.decode(encoding, 'surrogatepass')
