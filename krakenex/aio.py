@@ -141,7 +141,20 @@ class AsyncAPI(core.SpotCore):
         timeout = self.timeout if timeout is None else protocol.check_timeout(timeout)
         self._enter_loop(call.name)
         try:
-            return await self._retrying(call, timeout)
+            while True:
+                try:
+                    reply = await self._attempt(call, timeout)
+                except KrakenError as exc:
+                    if (wait := call.retry.after_error(exc)) is None:
+                        raise
+                    log.warning('%s failed (%s); retry %d in %.2f s',
+                                call.name, exc, call.retry.attempt, wait)
+                else:
+                    if (wait := call.retry.after_reply(reply)) is None:
+                        return call.check(reply, self._task_response.get())
+                    log.warning('%s answered %s; retry %d in %.2f s',
+                                call.name, reply['error'], call.retry.attempt, wait)
+                await asyncio.sleep(wait)
         finally:
             with self._binding:
                 self._in_flight -= 1
@@ -175,58 +188,37 @@ class AsyncAPI(core.SpotCore):
             self._loop = loop
             self._in_flight += 1
 
-    async def _retrying(self, call: protocol.Call, timeout: Timeout) -> Any:
-        while True:
-            try:
-                reply = await self._attempt(call, timeout)
-            except KrakenError as exc:
-                if (wait := call.retry.after_error(exc)) is None:
-                    raise
-                log.warning('%s failed (%s); retry %d in %.2f s',
-                            call.name, exc, call.retry.attempt, wait)
-            else:
-                if (wait := call.retry.after_reply(reply)) is None:
-                    return call.check(reply, self._task_response.get())
-                log.warning('%s answered %s; retry %d in %.2f s',
-                            call.name, reply['error'], call.retry.attempt, wait)
-            await asyncio.sleep(wait)
-
     async def _attempt(self, call: protocol.Call, timeout: Timeout) -> Any:
         """Send one attempt; one holding the key's send lock alone, its nonce issued in order.
 
         Written out rather than as context managers, which cost CPU on every
         call: an unpaced call goes straight on, and a public call holds no lock.
         """
-        counter = call.counter
-        if counter is None:
-            return await self._holding(call, timeout)
-        cost = call.cost
-        while (wait := counter.try_acquire(cost)) > 0:
-            await asyncio.sleep(wait)
-        counted_at = time.monotonic()
+        counter, cost, store = call.counter, call.cost, call.store
+        if counter is not None:  # wait for room on the rate counter, never blocking the loop
+            while (wait := counter.try_acquire(cost)) > 0:
+                await asyncio.sleep(wait)
+            counted_at = time.monotonic()
         try:
-            return await self._holding(call, timeout)
-        finally:
-            counter.settle(cost, counted_at)
-
-    async def _holding(self, call: protocol.Call, timeout: Timeout) -> Any:
-        """Send holding the key's send lock: this object's tasks one at a time, then the store's."""
-        store = call.store
-        if store is None:
-            return await self._send(call, timeout)
-        tasks = self._private_lock
-        await tasks.acquire()
-        try:
-            held = lease(timeout)
-            handle = store.try_lock(held)
-            if handle is None:
-                handle = await _lock(store, held)
-            try:
+            if store is None:
                 return await self._send(call, timeout)
+            # The key's send lock: this object's tasks one at a time, then the store's.
+            tasks = self._private_lock
+            await tasks.acquire()
+            try:
+                held = lease(timeout)
+                handle = store.try_lock(held)
+                if handle is None:
+                    handle = await _lock(store, held)
+                try:
+                    return await self._send(call, timeout)
+                finally:
+                    store.unlock(handle)
             finally:
-                store.unlock(handle)
+                tasks.release()
         finally:
-            tasks.release()
+            if counter is not None:
+                counter.settle(cost, counted_at)
 
     async def _send(self, call: protocol.Call, timeout: Timeout) -> Any:
         """Build the request (its nonce issued now), send it, and read the reply or the error."""

@@ -324,7 +324,25 @@ def decode_secret(secret: str, what: str = 'the API secret') -> bytes:
 def sign(secret: bytes, urlpath: str, nonce: str | int, body: bytes) -> str:
     """Kraken's ``API-Sign``: ``base64(HMAC-SHA512(secret, path + SHA256(nonce + body)))``."""
     message = urlpath.encode() + hashlib.sha256(str(nonce).encode() + body).digest()
-    return base64.b64encode(hmac.new(secret, message, hashlib.sha512).digest()).decode()
+    signer = _keyed(secret).copy()
+    signer.update(message)
+    return base64.b64encode(signer.digest()).decode()
+
+
+#: The last secret signed with, and HMAC-SHA512 keyed with it: a copy of it signs
+#: without keying a new HMAC for every request.
+_KEYED: tuple[bytes, hmac.HMAC] = (b'', hmac.new(b'', digestmod=hashlib.sha512))
+
+
+def _keyed(secret: bytes) -> hmac.HMAC:
+    global _KEYED
+    last, keyed = _KEYED
+    if secret is last or (type(secret) is bytes and secret == last):
+        return keyed
+    keyed = hmac.new(secret, digestmod=hashlib.sha512)
+    if type(secret) is bytes:  # a secret that cannot change afterwards
+        _KEYED = (secret, keyed)
+    return keyed
 
 
 def nonce_in(body: bytes) -> str:
@@ -381,11 +399,13 @@ def private_request(apiversion: str, method: str, data: Mapping[str, Any], *, ke
 
     :raises KrakenUsageError: if ``nonce`` is not a non-negative integer
     """
-    if isinstance(nonce, bool) or not str(nonce).isdigit():
+    if not (type(nonce) is int and nonce >= 0) and (
+            isinstance(nonce, bool) or not str(nonce).isdigit()):
         raise KrakenUsageError(f'_nonce() returned {nonce!r}; a nonce must be a '
                                f'non-negative integer')
     params: dict[str, Any] = {'nonce': nonce}
-    params.update((k, v) for k, v in data.items() if k != 'nonce')
+    if data:
+        params.update((k, v) for k, v in data.items() if k != 'nonce')
     if otp is not None and 'otp' not in data:
         params['otp'] = otp() if callable(otp) else otp
     body, content_type = encode(params)

@@ -360,3 +360,18 @@ def test_a_reply_decodes_as_json_loads_decodes_it_in_every_encoding_json_reads(
     content = json.dumps({'error': [], 'result': value}, ensure_ascii=False).encode(
         encoding, 'surrogatepass')
     assert protocol.loads(content) == json.loads(content)
+
+
+def test_each_secret_signs_with_itself_when_clients_with_different_secrets_take_turns() -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    def by_hand(secret: bytes, body: bytes) -> str:
+        message = b'/0/private/Balance' + hashlib.sha256(b'1' + body).digest()
+        return base64.b64encode(hmac.new(secret, message, hashlib.sha512).digest()).decode()
+
+    other = bytes(reversed(SECRET))
+    for secret in (SECRET, other, SECRET, bytearray(other), other, bytes(SECRET)):
+        assert protocol.sign(secret, '/0/private/Balance', 1, b'nonce=1') == \
+            by_hand(secret, b'nonce=1')
