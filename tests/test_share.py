@@ -607,7 +607,7 @@ def _not_a_directory(tmp_path: Path) -> str:
     return str(blocker / 'sub')
 
 
-@pytest.mark.parametrize('how', ['share', 'variable', 'redis'])
+@pytest.mark.parametrize('how', ['share', 'variable', 'redis', 'redis-query'])
 def test_a_store_asked_for_that_cannot_be_used_raises_one_line_and_sends_nothing(
         how: str, unlimited: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     options: dict[str, Any] = {}
@@ -615,6 +615,10 @@ def test_a_store_asked_for_that_cannot_be_used_raises_one_line_and_sends_nothing
         from conftest import _free_port
         options['share'] = f'redis://:hunter2@127.0.0.1:{_free_port()}/0'  # nobody listens
         place = options['share'].replace(':hunter2@', '***@')  # the password is never shown
+    elif how == 'redis-query':
+        from conftest import _free_port
+        options['share'] = f'redis://127.0.0.1:{_free_port()}/0?password=hunter2&db=0'
+        place = options['share'].replace('=hunter2', '=***')
     else:
         place = _not_a_directory(tmp_path)
         if how == 'share':
