@@ -58,6 +58,7 @@ class Watch:
         with self._lock:
             self._done = True
             self._conn = None
+        _dog.done()
 
     def attach(self, conn: Any) -> None:
         """Keep the connection the call was given, to cut it at the deadline."""
@@ -80,22 +81,33 @@ class _Watchdog:
     """The thread that expires watches at their deadlines, started on first use."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start afresh: no watches, and no thread until the next one (after a fork, say)."""
         self._heap: list[tuple[float, int, Watch]] = []
+        self._live = 0  # watches added and not yet done; the rest of the heap is litter
         self._order = itertools.count()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._pid = 0
 
     def add(self, watch: Watch) -> None:
         with self._wake:
+            self._live += 1
+            if len(self._heap) > 64 and len(self._heap) > 2 * self._live:
+                self._heap = [entry for entry in self._heap if not entry[2]._done]
+                heapq.heapify(self._heap)
             heapq.heappush(self._heap, (watch.deadline, next(self._order), watch))
-            if self._thread is None or self._pid != os.getpid():  # none yet, or lost in a fork
-                self._pid = os.getpid()
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name='krakenex-deadlines',
                                                 daemon=True)
                 self._thread.start()
             elif self._heap[0][2] is watch:
                 self._wake.notify()
+
+    def done(self) -> None:
+        with self._wake:
+            self._live -= 1
 
     def _run(self) -> None:
         while True:
@@ -107,6 +119,8 @@ class _Watchdog:
 
 
 _dog = _Watchdog()
+if hasattr(os, 'register_at_fork'):  # a forked child has no watchdog thread: it starts its own
+    os.register_at_fork(after_in_child=_dog.reset)
 
 
 def _watched_pool(base: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
