@@ -67,14 +67,14 @@ class Watch:
 
     def expire(self) -> None:
         """Cut the connection, if the call is still waiting on it."""
-        with self._lock:
+        with self._lock:  # held, so that the call cannot leave its watch half cut
             if self._done:
                 return
             self.fired = True
             sock = getattr(self._conn, 'sock', None)
-        if sock is not None:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
+            if sock is not None:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
 
 
 class _Watchdog:

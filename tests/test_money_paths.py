@@ -124,6 +124,22 @@ def test_paced_history_calls_wait_for_the_history_pool_and_are_never_refused(
     assert [m for m, _ in sandbox.futures.requests_log].count('history/orders') == 101
 
 
+def test_async_paced_history_calls_wait_for_the_history_pool_and_are_never_refused(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    async def calls() -> float:
+        async with AsyncFuturesAPI(sandbox.futures.key, sandbox.futures.secret,
+                                   uri=sandbox.futures_url, pace=True, retries=0,
+                                   raise_errors=True, share=tmp_path) as futures:
+            for _ in range(100):
+                await futures.query_history('orders', {'count': 1})
+            started = time.monotonic()
+            assert 'elements' in await futures.query_history('orders', {'count': 1})
+            return time.monotonic() - started
+
+    assert 3 < asyncio.run(calls()) < 12
+    assert [m for m, _ in sandbox.futures.requests_log].count('history/orders') == 101
+
+
 # ---------------------------------------- errors that say to try again, or not
 
 MIXED = {'result': 'error', 'error': 'Unavailable', 'errors': ['Unavailable', 'marketSuspended']}
