@@ -147,8 +147,9 @@ def test_krakenex_addorder_with_a_trickled_reply_exits_4_naming_the_order(
 
 # ------------------------------------------- a status line and headers that trickle
 
-#: How long after its deadline of 0.8 s a call whose reply's head trickles may end.
-SLACK = 0.7
+#: How long after its deadline of 0.8 s a call whose reply's head trickles may end, on a
+#: busy machine; without the deadline such a call lasts about half a minute.
+SLACK = 1.5
 
 
 class HeadTrickle(ThreadingHTTPServer):
@@ -285,19 +286,20 @@ def test_a_futures_order_whose_reply_head_trickles_is_an_unknown_outcome_placed_
 
 
 def test_async_calls_whose_reply_head_trickles_end_at_the_deadline(sandbox: Sandbox) -> None:
-    async def calls(url: str) -> list[BaseException]:
+    async def calls(url: str) -> tuple[float, list[BaseException]]:
         async with AsyncAPI(sandbox.key, sandbox.secret, uri=url, timeout=TIMEOUT,
                             retries=0) as api, \
                 AsyncFuturesAPI(sandbox.futures.key, sandbox.futures.secret, uri=url,
                                 timeout=TIMEOUT, retries=0) as futures:
-            return await asyncio.gather(api.query_private('AddOrder', ORDER),
+            started = time.monotonic()
+            both = await asyncio.gather(api.query_private('AddOrder', ORDER),
                                         futures.query_private('sendorder', FUTURES_ORDER),
                                         return_exceptions=True)
+            return time.monotonic() - started, both
 
     for relay in head_trickle(sandbox.url, slow=2):
-        started = time.monotonic()
-        order, futures_order = asyncio.run(calls(relay.url))
-        assert time.monotonic() - started < 0.8 + SLACK
+        took, (order, futures_order) = asyncio.run(calls(relay.url))
+        assert took < 0.8 + SLACK
     assert isinstance(order, OutcomeUnknownTimeout) and order.userref == '7'
     assert isinstance(futures_order, OutcomeUnknownTimeout)
     assert futures_order.cl_ord_id == 'slow-1'
