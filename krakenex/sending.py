@@ -80,7 +80,6 @@ class RequestsDriver(KeyedCore):
         self.session.close()
         self._close_store()
 
-
     # ---------------------------------------------------------------- sending
 
     def run(self, call: protocol.Call, timeout: Timeout | None = None) -> Any:
