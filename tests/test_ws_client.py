@@ -924,8 +924,8 @@ def test_a_symbol_given_as_text_is_sent_as_the_list_kraken_wants(ws, kraken):
 
 def test_a_message_over_the_size_limit_replaces_the_connection_and_says_why(ws, kraken,
                                                                            monkeypatch):
-    import krakenex.ws.client
-    monkeypatch.setattr(krakenex.ws.client, 'MAX_MESSAGE', 4096)
+    import krakenex.ws.connection
+    monkeypatch.setattr(krakenex.ws.connection, 'MAX_MESSAGE', 4096)
     ws.subscribe('ticker', symbol=['BTC/USD'])
     kraken.push('{"channel":"ticker","type":"update","data":[{"pad":"' + 'x' * 5000 + '"}]}')
     reconnected = expect(ws, notice('reconnected'))
@@ -1144,7 +1144,7 @@ def test_krakenex_s_own_req_ids_skip_one_that_gave_up(private, kraken):
 
 
 def test_a_req_id_that_gave_up_is_kept_for_a_bounded_time(private, kraken, monkeypatch):
-    monkeypatch.setattr('krakenex.ws.client.LATE_REPLY_WAIT', 0.2)
+    monkeypatch.setattr('krakenex.ws.session.LATE_REPLY_WAIT', 0.2)
     kraken.handlers['cancel_order'] = lambda c, m: None
     private.connect(private=True)  # the 0.2 s below is for the reply alone
     with pytest.raises(OutcomeUnknownError):
