@@ -456,6 +456,35 @@ def test_drop_without_close_frame_reconnects_and_resubscribes_the_users_own_requ
                         'event_trigger': 'bbo'}] * 2
 
 
+def test_a_verified_book_is_not_shown_after_a_reconnect_until_a_new_snapshot_matches(ws, kraken):
+    ws.subscribe('book', symbol=['BTC/USD'], depth=10)
+    expect(ws, book_message('BTC/USD'))
+    assert ws.book('BTC/USD').checksum == kraken.books['BTC/USD'].checksum()
+    kraken.hold_snapshots()
+    kraken.drop()
+    expect(ws, notice('resubscribed'))
+    with pytest.raises(BookUnavailableError, match='reconnecting'):
+        ws.book('BTC/USD')  # what it was before the drop may be stale by now
+    kraken.release_snapshots()
+    expect(ws, book_message('BTC/USD'))
+    assert ws.book('BTC/USD').checksum == kraken.books['BTC/USD'].checksum()
+
+
+def test_precisions_from_instrument_messages_are_kept_for_a_bounded_number_of_pairs(ws, kraken):
+    from krakenex.ws.session import MAX_PRECISIONS
+
+    ws.subscribe('book', symbol=['BTC/USD'], depth=10)
+    expect(ws, book_message('BTC/USD'))
+    pairs = [{'symbol': f'P{n}/USD', 'price_precision': 2, 'qty_precision': 4}
+             for n in range(MAX_PRECISIONS + 1000)]
+    kraken.push(json.dumps({'channel': 'instrument', 'type': 'update', 'data': {'pairs': pairs}}))
+    kraken.book_update('BTC/USD', bids={'44999.8': '3'})
+    expect(ws, book_message('BTC/USD', 'update'))  # read after the instrument message
+    assert len(ws._ws.precisions) == MAX_PRECISIONS
+    assert 'P0/USD' not in ws._ws.precisions and f'P{MAX_PRECISIONS + 999}/USD' in ws._ws.precisions
+    assert ws.book('BTC/USD').checksum == kraken.books['BTC/USD'].checksum()  # kept its own
+
+
 def test_server_close_1001_is_replaced(ws, kraken):
     ws.subscribe('ticker', symbol=['BTC/USD'])
     kraken.close(1001, 'CloudFlare WebSocket proxy restarting')
