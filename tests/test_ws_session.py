@@ -7,14 +7,24 @@ answered, books to subscribe again).
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from krakenex import KrakenConnectionError, KrakenTimeout, KrakenUsageError
+import krakenex.ws
+from krakenex import (
+    KrakenAPIError,
+    KrakenConnectionError,
+    KrakenTimeout,
+    KrakenUsageError,
+    OutcomeUnknownAPIError,
+    RateLimitError,
+)
 from krakenex.ws import ResyncBackoff, SocketOutcomeUnknownError, SocketOutcomeUnknownTimeout
 from krakenex.ws.book import checksum
 from krakenex.ws.protocol import SequenceCheck
@@ -25,6 +35,7 @@ from krakenex.ws.session import (
     Precisions,
     Resync,
     Session,
+    carried_out,
 )
 
 URL = 'wss://ws.kraken.com/v2'
@@ -352,3 +363,42 @@ def test_a_value_that_is_not_a_json_object_is_a_bad_message_and_nothing_else():
         events = s.receive(raw, 0.0)
         assert notices(events, 'bad_message') and len(notices(events, 'book_resync')) == 1
         assert s.books['BTC/USD'].view() is None  # unreadable: the book may have been in it
+
+
+# -- what a reply says ------------------------------------------------------------------------
+
+def test_a_reply_says_carried_out_refused_or_for_an_order_unknown():
+    assert carried_out('ping', {}, {'method': 'pong', 'req_id': 1}) == {'method': 'pong',
+                                                                       'req_id': 1}
+    with pytest.raises(RateLimitError):
+        carried_out('add_order', {}, {'success': False, 'error': 'Exceeded msg rate'})
+    with pytest.raises(OutcomeUnknownAPIError):
+        carried_out('add_order', {'cl_ord_id': 'c'}, {'success': False,
+                                                      'error': 'EService:Timeout'})
+    with pytest.raises(KrakenAPIError):
+        carried_out('subscribe', {}, {'success': False, 'error': 'EService:Timeout'})
+    with pytest.raises(SocketOutcomeUnknownError, match='neither success nor failure'):
+        carried_out('cancel_order', {'order_userref': 3}, {'method': 'cancel_order',
+                                                           'req_id': 4})
+
+
+# -- the modules' layers ----------------------------------------------------------------------
+
+LAYERS = ['sync', 'client', 'connection', 'stream', 'session', 'protocol', 'book', 'errors']
+ABOVE = {'sync': set(), 'client': {'sync'}, 'connection': {'sync', 'client'},
+         'stream': {'sync', 'client', 'connection'},
+         'session': {'sync', 'client', 'connection', 'stream'},
+         'protocol': {'sync', 'client', 'connection', 'stream', 'session'},
+         'book': {'sync', 'client', 'connection', 'stream', 'session', 'protocol'},
+         'errors': {'sync', 'client', 'connection', 'stream', 'session', 'protocol', 'book'}}
+
+
+@pytest.mark.parametrize('module', LAYERS)
+def test_no_ws_module_imports_one_above_it(module):
+    """client -> connection -> session -> protocol and book: the arrows run one way."""
+    path = Path(krakenex.ws.__file__).with_name(f'{module}.py')
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            imported.add((node.module or '').split('.')[0])
+    assert imported & ABOVE[module] == set()

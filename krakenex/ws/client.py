@@ -15,16 +15,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..core import server
-from ..errors import KrakenConnectionError, KrakenUsageError, NotSentError, ambiguous
+from ..errors import KrakenConnectionError, KrakenUsageError, NotSentError
 from .book import Book, BookView
 from .connection import Connection, Token
-from .errors import BookUnavailableError, answer_unknown, outcome_unknown
+from .errors import BookUnavailableError
 from .protocol import (
     AUTH,
     KRAKEN_TIMEOUT_METHODS,
     LEVEL3,
     MAX_MESSAGE,
-    ORDER_METHODS,
     PUBLIC,
     URL_VARIABLES,
     Backoff,
@@ -37,7 +36,7 @@ from .protocol import (
     reply_error,
     split_subscription,
 )
-from .session import LATE_REPLY_WAIT, Precisions, Session
+from .session import LATE_REPLY_WAIT, Precisions, Session, carried_out
 from .stream import Stream, StreamClosed
 
 if TYPE_CHECKING:
@@ -310,18 +309,7 @@ class AsyncWS:
         connection = self._connection(endpoint(method))
         await connection.wait_ready(timeout)
         reply = (await connection.call(method, params, timeout, req_id=req_id))[0]
-        success = reply.get('success')
-        if success is False:
-            errors = [str(reply.get('error'))]
-            if method in ORDER_METHODS and ambiguous(errors):
-                raise answer_unknown(method, reply.get('req_id'), params, errors)
-            raise reply_error(errors, method)
-        if success is not True and method in ORDER_METHODS:  # (ping's pong carries none)
-            # a reply that says neither yes nor no does not say what became of the order
-            raise outcome_unknown(method, reply.get('req_id') or 0, params,
-                                  f'its reply says neither success nor failure: '
-                                  f'{str(reply)[:200]}')
-        return reply
+        return carried_out(method, params, reply)
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
         """The next message, as Kraken sent it (or one of krakenex's own notices).

@@ -14,9 +14,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..errors import KrakenConnectionError, KrakenError, KrakenTimeout, KrakenUsageError
+from ..errors import (
+    KrakenConnectionError,
+    KrakenError,
+    KrakenTimeout,
+    KrakenUsageError,
+    ambiguous,
+)
 from .book import Book
-from .errors import outcome_unknown
+from .errors import answer_unknown, outcome_unknown
 from .protocol import (
     ORDER_METHODS,
     PRIVATE_CHANNELS,
@@ -27,12 +33,13 @@ from .protocol import (
     decode,
     encode,
     notice,
+    reply_error,
     split_subscription,
     token_refused,
 )
 
-__all__ = ['Session', 'Request', 'Precisions', 'Deliver', 'Answered', 'Resync', 'Send',
-           'NOTICE_SIZE', 'LATE_REPLY_WAIT', 'MAX_PRECISIONS', 'BAD_TEXT', 'BAD_REASON']
+__all__ = ['Session', 'Request', 'carried_out', 'Precisions', 'Deliver', 'Answered', 'Resync',
+           'Send', 'NOTICE_SIZE', 'LATE_REPLY_WAIT', 'MAX_PRECISIONS', 'BAD_TEXT', 'BAD_REASON']
 
 #: What one of krakenex's own notices counts against ``max_queue_bytes``.
 NOTICE_SIZE = 256
@@ -191,6 +198,28 @@ def symbol_of(message: Mapping[str, Any]) -> Any:
     """The symbol a reply names, at its top or in its ``result``."""
     result = message.get('result')
     return message.get('symbol') or (result.get('symbol') if isinstance(result, dict) else None)
+
+
+def carried_out(method: str, params: Mapping[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+    """A request's reply, if it says Kraken carried the request out.
+
+    :raises KrakenAPIError: (a subclass) if Kraken answered ``success: false``
+    :raises OutcomeUnknownAPIError: for an order request Kraken answered with an error that
+        does not say whether it took effect, such as ``EService:Timeout``
+    :raises SocketOutcomeUnknownError: for an order request whose reply says neither
+        ``success`` true nor false
+    """
+    success = reply.get('success')
+    if success is False:
+        errors = [str(reply.get('error'))]
+        if method in ORDER_METHODS and ambiguous(errors):
+            raise answer_unknown(method, reply.get('req_id'), params, errors)
+        raise reply_error(errors, method)
+    if success is not True and method in ORDER_METHODS:  # (ping's pong carries none)
+        # a reply that says neither yes nor no does not say what became of the order
+        raise outcome_unknown(method, reply.get('req_id') or 0, params,
+                              f'its reply says neither success nor failure: {str(reply)[:200]}')
+    return reply
 
 
 # -- precisions ------------------------------------------------------------------------------
