@@ -36,14 +36,14 @@ from .protocol import (
     reply_error,
     split_subscription,
 )
-from .session import LATE_REPLY_WAIT, Precisions, Session, carried_out
+from .session import Precisions, Session, carried_out
 from .stream import Stream, StreamClosed
 
 if TYPE_CHECKING:
     from ..api import API
 
-__all__ = ['AsyncWS', 'DEFAULT_TIMEOUT', 'DEFAULT_SILENCE', 'MAX_MESSAGE', 'LATE_REPLY_WAIT',
-           'endpoint_urls', 'Token']
+__all__ = ['AsyncWS', 'DEFAULT_TIMEOUT', 'DEFAULT_SILENCE', 'MAX_MESSAGE', 'endpoint_urls',
+           'Token']
 
 #: Seconds to wait for a connection or a reply unless told otherwise.
 DEFAULT_TIMEOUT = 10.0
@@ -285,8 +285,8 @@ class AsyncWS:
         request was refused, not carried out.
 
         A request that timed out or was cancelled keeps its ``req_id`` until its reply
-        comes (at most :data:`LATE_REPLY_WAIT` seconds), so that the late reply settles
-        no other request; it goes into the stream, like every reply.
+        comes (at most :data:`~krakenex.ws.session.LATE_REPLY_WAIT` seconds), so that
+        the late reply settles no other request; it goes into the stream, like every reply.
 
         :returns: Kraken's reply, matched by ``req_id`` and ``method``
         :raises KrakenAPIError: (a subclass) if Kraken answered ``success: false``
