@@ -506,16 +506,24 @@ class Session:
         kind = message.get('type')
         snapshot = kind == 'snapshot'
         items = message.get('data')
-        if not isinstance(items, list) or not all(
-                isinstance(d, dict) and isinstance(d.get('symbol'), str) for d in items):
+        # decoded JSON: a list is a list and a dict a dict, no subclass (a loop, not all():
+        # this runs for every book message)
+        named = items.__class__ is list
+        if named:
+            for data in items:
+                if data.__class__ is not dict or data.get('symbol').__class__ is not str:
+                    named = False
+                    break
+        if not named:
             # which book it was for is unknown: every book starts again
             raise _BadBook('a book message without a list of data with symbols', self.books)
         if not snapshot and kind != 'update':
             raise _BadBook(f'a book message of type {kind!r:.40}, neither snapshot nor update',
                            (d['symbol'] for d in items))
+        books = self.books
         broken: list[Book] = []
         for data in items:
-            book = self.books.get(data['symbol'])
+            book = books.get(data['symbol'])
             if book is None:
                 continue
             try:
