@@ -505,7 +505,7 @@ class Session:
                  now: float) -> None:
         kind = message.get('type')
         snapshot = kind == 'snapshot'
-        items = message.get('data')
+        items: Any = message.get('data')
         # decoded JSON: a list is a list and a dict a dict, no subclass (a loop, not all():
         # this runs for every book message)
         named = items.__class__ is list
