@@ -611,6 +611,16 @@ def test_skipped_executions_sequence_gives_gap(private, kraken):
                    'received': 4}
 
 
+def test_a_repeated_executions_sequence_gives_gap(private, kraken):
+    private.subscribe('executions', snap_orders=True, snap_trades=True)
+    expect(private, lambda m: m.get('channel') == 'executions')
+    for sequence in (2, 2):
+        kraken.push(json.dumps({'channel': 'executions', 'type': 'update', 'data': [],
+                                'sequence': sequence}))
+    gap = expect(private, notice('gap'))
+    assert (gap['expected'], gap['received']) == (3, 2)
+
+
 # -- 5. at most once ---------------------------------------------------------------------
 
 def test_add_order_whose_reply_is_lost_is_never_resent_and_reconcile_finds_it(private, kraken,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -402,3 +404,11 @@ def test_no_ws_module_imports_one_above_it(module):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             imported.add((node.module or '').split('.')[0])
     assert imported & ABOVE[module] == set()
+
+
+def test_the_rules_need_no_websockets_package():
+    code = ('import sys; sys.modules["websockets"] = None; '
+            'import krakenex.ws.session, krakenex.ws.book, krakenex.ws.protocol')
+    run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
