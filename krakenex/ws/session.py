@@ -246,6 +246,7 @@ class Precisions(Mapping[str, tuple[int, int]]):
         return f'Precisions({self._pairs!r})'
 
     def set(self, symbol: str, precisions: tuple[int, int]) -> None:
+        """Keep a pair's precisions as the newest; past :attr:`limit`, forget the oldest."""
         pairs = self._pairs
         pairs.pop(symbol, None)  # named again: the newest
         pairs[symbol] = precisions
@@ -300,11 +301,11 @@ class Session:
     def reconnect_requests(self) -> list[Send]:
         """What to send on a socket that replaces a lost one: the ``instrument`` subscription
         krakenex needs for its books' precisions, then the user's own subscribe requests."""
-        sends = [self.instrument_request()] if self.books and not self.instrument else []
-        sends += [Send('subscribe', {'channel': channel, **params}, internal=False,
+        instrument = self.instrument_request() if self.books and not self.instrument else None
+        return [*([instrument] if instrument is not None else []),
+                *(Send('subscribe', {'channel': channel, **params}, internal=False,
                        expected=len(split_subscription(params)))
-                  for channel, params in self.subs.requests()]
-        return [s for s in sends if s is not None]
+                  for channel, params in self.subs.requests())]
 
     def lost(self, error: KrakenError) -> list[tuple[Request, KrakenError]]:
         """The socket ended: every book waits for a new snapshot (the next socket subscribes
