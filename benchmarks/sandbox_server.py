@@ -10,6 +10,9 @@ Each measurement starts ``python -m krakenex.sandbox`` in a process of its own o
   sandbox's CPU meanwhile;
 * **charts**: the sandbox's peak memory (``VmHWM``) under the futures chart requests
   ``trade/PF_XBTUSD/1m?from=0`` (every minute since 1970) and ``?from=-3e9``;
+* **futures requests**: requests a second, and the sandbox's CPU per request, of
+  ``openorders``, ``sendorder`` (a resting limit order) and ``tickers`` over one
+  keep-alive connection, the futures budget switched off;
 * **serialization**: the feed's time to write a book snapshot as JSON at depth 10,
   100 and 1,000 (in this process; linear growth is about 10x a step);
 * **slow readers**: the book messages (depth 1,000, ``--motion 0.05``) a reading
@@ -212,6 +215,47 @@ def charts() -> list[dict[str, Any]]:
     return rows
 
 
+FUTURES_SERVER = """
+import json, sys
+from krakenex.sandbox import Sandbox
+with Sandbox(tier=None) as sandbox:
+    sandbox.futures.budget = None
+    print(json.dumps([sandbox.futures_url, sandbox.futures.key, sandbox.futures.secret]),
+          flush=True)
+    sys.stdin.read()
+"""
+
+
+def futures_requests(calls: int) -> list[dict[str, Any]]:
+    """Requests a second and sandbox CPU per request of three futures endpoints."""
+    from krakenex.futures import FuturesAPI
+
+    process = subprocess.Popen([sys.executable, '-c', FUTURES_SERVER], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
+    rows = []
+    try:
+        assert process.stdout is not None
+        url, key, secret = json.loads(process.stdout.readline())
+        order = {'orderType': 'lmt', 'symbol': 'PF_XBTUSD', 'side': 'buy', 'size': '0.001',
+                 'limitPrice': '1000'}
+        with FuturesAPI(key, secret, uri=url) as api:
+            for name, call in (
+                    ('openorders', lambda: api.query_private('openorders')),
+                    ('sendorder', lambda: api.query_private('sendorder', order)),
+                    ('tickers', lambda: api.query_public('tickers'))):
+                for _ in range(10):
+                    call()
+                cpu, wall = cpu_seconds(process.pid), time.perf_counter()
+                for _ in range(calls):
+                    call()
+                wall = time.perf_counter() - wall
+                rows.append({'endpoint': name, 'per_second': calls / wall,
+                             'cpu_ms': 1000 * (cpu_seconds(process.pid) - cpu) / calls})
+    finally:
+        process.communicate('', timeout=30)
+    return rows
+
+
 def serialization(repeats: int) -> list[dict[str, Any]]:
     from krakenex.sandbox import Sandbox
     from krakenex.sandbox import feed as feed_module
@@ -308,6 +352,9 @@ def report(results: dict[str, Any], idle_seconds: float, read_seconds: float) ->
     for row in results['charts']:
         lines.append(f'| futures charts `1m?{row["query"]}` | {row["answer"]}; peak memory '
                      f'{row["before"]:.0f} -> {row["peak"]:.0f} MiB |')
+    for row in results['futures']:
+        lines.append(f'| futures `{row["endpoint"]}` | {row["per_second"]:.0f} requests/s, '
+                     f'sandbox CPU {row["cpu_ms"]:.2f} ms a request |')
     previous = None
     for row in results['serialization']:
         growth = f', {row["ms"] / previous:.1f}x the depth before' if previous else ''
@@ -341,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         'idle': idle(idle_count, idle_seconds),
         'silent': silent(silent_count),
         'charts': charts(),
+        'futures': futures_requests(100 if args.quick else 500),
         'serialization': serialization(5 if args.quick else 25),
         'slow': slow_readers(4 if args.quick else 20, 10 if args.quick else 50, read_seconds),
     }

@@ -44,6 +44,7 @@ from websockets.http11 import Request as Handshake
 from websockets.server import ServerProtocol
 
 from ..ws.book import DEPTHS as BOOK_DEPTHS
+from .counter import Counter
 from .level3 import Level3Side, changes, placed, queues
 from .links import IDLE_TIMEOUT, Link, Loop
 from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
@@ -392,7 +393,7 @@ class _Session:
                                      dict[str, Level3Side]]] = {}
         self.status_sent = ''
         self.instrument = False
-        self.counter, self.counter_time = 0.0, time.monotonic()  # the message rate's counter
+        self.counter = Counter()  # the message rate's
         self.executions: dict[str, Any] | None = None
         self.balances: dict[str, Any] | None = None
         self.key: str | None = None
@@ -481,13 +482,7 @@ class _Session:
         if limit is None:
             return False
         maximum, decay = limit
-        now = time.monotonic()
-        self.counter = max(0.0, self.counter - (now - self.counter_time) * decay)
-        self.counter_time = now
-        if self.counter + 1 > maximum:
-            return True  # refused requests add nothing
-        self.counter += 1
-        return False
+        return not self.counter.charge(1, maximum, decay, time.monotonic())
 
     def check_token(self, params: dict[str, Any]) -> tuple[str | None, str]:
         """The account key for a private request, or None and the error to answer with."""
