@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, ROUND_UP, Decimal
 from typing import Any
 
-from .. import methods
 from .counter import Counter
+from .limits import call_cost
 from .market import (
     ASSETS,
     LOT_DECIMALS,
@@ -361,20 +361,6 @@ def _needs(order: Order, plan: list[tuple[Decimal, Decimal]]) -> tuple[str, Deci
 
 # -- the exchange: accounts, request checks, call counter, matching -----------------------
 
-#: Kraken's trading-engine limits per tier: the per-pair rate counter's threshold and
-#: decay per second, and the open orders allowed per pair.
-#: Source: https://docs.kraken.com/api/docs/guides/spot-ratelimits
-ENGINE_TIERS: dict[str, tuple[float, float, int]] = {
-    'starter': (60.0, 1.0, 60),
-    'intermediate': (125.0, 2.34, 80),
-    'pro': (180.0, 3.75, 225),
-}
-#: The engine's extra cost by the age of the order acted on: (younger than seconds, cost).
-AMEND_PENALTY = ((5, 3), (10, 2), (15, 1))
-EDIT_PENALTY = ((5, 6), (10, 5), (15, 4), (45, 2), (90, 1))
-CANCEL_PENALTY = ((5, 8), (10, 6), (15, 5), (45, 4), (90, 2), (300, 1))
-
-
 def penalty(order: Order, table: tuple[tuple[int, int], ...], now: float) -> int:
     """The engine's age-weighted extra cost of amending, editing or cancelling ``order``."""
     age = order.age(now)
@@ -399,7 +385,7 @@ class Exchange:
         #: The trading engine's limits: (threshold, decay per second, open orders per
         #: pair), or None to keep none.
         self.engine = engine
-        self.costs = dict(costs or {})  # overrides of krakenex.methods' costs, by method
+        self.costs = dict(costs or {})  # overrides of Kraken's costs, by method
         self.public_rate = public_rate
         #: The public calls of each client address (the ``public_rate`` bucket's level).
         self.buckets: dict[str, Counter] = {}
@@ -461,7 +447,7 @@ class Exchange:
         if self.tier is None:
             return
         maximum, decay = self.tier
-        cost = self.costs.get(method, methods.cost(method))
+        cost = self.costs.get(method, call_cost(method))
         if not account.counter.charge(cost, maximum, decay, time.monotonic()) and not refused:
             raise ApiError('EAPI:Rate limit exceeded')
 

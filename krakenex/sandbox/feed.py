@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any
 from websockets.http11 import Request as Handshake
 from websockets.server import ServerProtocol
 
-from ..ws.book import DEPTHS as BOOK_DEPTHS
 from .counter import Counter
 from .level3 import Level3Side, changes, placed, queues
 from .links import IDLE_TIMEOUT, Link, Loop
@@ -72,6 +71,8 @@ FEED_FAULTS = frozenset({'drop', 'close1001', 'stall', 'bad_checksum', 'handshak
 #: Seconds a token from GetWebSocketsToken may wait for its first use (Kraken: 15 minutes).
 TOKEN_LIFETIME = 900.0
 CHECKSUM_LEVELS = 10
+#: The depths Kraken's ``book`` channel accepts (10 by default), and its ``level3`` channel.
+BOOK_DEPTHS = (10, 25, 100, 500, 1000)
 LEVEL3_DEPTHS = (10, 100, 1000)
 PRIVATE_CHANNELS = ('executions', 'balances')
 PUBLIC_CHANNELS = ('book', 'ticker', 'trade', 'ohlc', 'instrument')

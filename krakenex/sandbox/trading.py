@@ -14,16 +14,8 @@ from dataclasses import replace
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
-from .exchange import (
-    AMEND_PENALTY,
-    CANCEL_PENALTY,
-    EDIT_PENALTY,
-    TRIGGER_TYPES,
-    Account,
-    Exchange,
-    Order,
-    penalty,
-)
+from .exchange import TRIGGER_TYPES, Account, Exchange, Order, penalty
+from .limits import AMEND_PENALTY, CANCEL_PENALTY, EDIT_PENALTY
 from .market import (
     LOT_DECIMALS,
     PairSpec,
