@@ -15,6 +15,8 @@ from .exchange import (
     Account,
     Exchange,
     Order,
+    PrivateHandler,
+    PublicHandler,
     asset_places,
 )
 from .market import (
@@ -24,8 +26,6 @@ from .market import (
 from .params import (
     ApiError,
     Params,
-    PrivateHandler,
-    PublicHandler,
     flag,
     id_list,
     integer,

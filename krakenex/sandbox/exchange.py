@@ -21,7 +21,7 @@ import re
 import string
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, ROUND_UP, Decimal
 from typing import Any
@@ -337,6 +337,13 @@ class Account:
 
     def available(self, asset: str) -> Decimal:
         return self.balances.get(asset, D(0)) - self.held().get(asset, D(0))
+
+
+#: A public method's handler: its parameters in, its ``result`` out.
+PublicHandler = Callable[[Params], object]
+#: A private method's handler: the caller's account and its parameters in, its
+#: ``result`` (or a whole :class:`~krakenex.sandbox.replies.Reply`) out.
+PrivateHandler = Callable[[Account, Params], object]
 
 
 def _costs(pair: PairSpec, price: Decimal, volume: Decimal, maker: bool) -> tuple[Decimal, Decimal]:

@@ -38,7 +38,7 @@ import time
 import zlib
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.http11 import Request as Handshake
 from websockets.server import ServerProtocol
@@ -52,9 +52,9 @@ from .replies import Reply, iso, iso_ns
 from .replies import text as text_reply
 
 if TYPE_CHECKING:
-    from . import Sandbox
-    from .exchange import Account
-    from .server import Request
+    from .endpoints import Endpoints
+    from .exchange import Account, Exchange
+    from .server import Request, Route
 
 __all__ = ['Feed', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH', 'LEVEL3_PATH']
 
@@ -112,7 +112,20 @@ def _crc_text(price: str, qty: str) -> str:
     return price.replace('.', '').lstrip('0') + qty.replace('.', '').lstrip('0')
 
 
-def attach(sandbox: Sandbox) -> Feed:
+class Host(Protocol):
+    """What the feed needs of a sandbox: its exchange, its REST methods, its orders as
+    the API shows them, and a way to serve a path."""
+
+    exchange: Exchange
+    endpoints: Endpoints
+
+    def orders(self, key: str | None = None) -> list[dict[str, Any]]: ...
+
+    def add_route(self, prefix: str, route: Route, *,
+                  unavailable: Callable[[], Reply] | None = None) -> None: ...
+
+
+def attach(sandbox: Host) -> Feed:
     """Serve the feed on ``sandbox``'s port and record the tokens it hands out."""
     feed = Feed(sandbox)
     sandbox.add_route(PUBLIC_PATH, lambda request: feed.route(request, private=False))
@@ -143,7 +156,7 @@ class Feed:
         ``Exceeded msg rate`` and not carried out; None (the default) keeps no limit
     """
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Host) -> None:
         self.sandbox = sandbox
         self.heartbeat = 1.0
         self.tick = 0.05

@@ -14,7 +14,15 @@ from dataclasses import replace
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
-from .exchange import TRIGGER_TYPES, Account, Exchange, Order, penalty
+from .exchange import (
+    TRIGGER_TYPES,
+    Account,
+    Exchange,
+    Order,
+    PrivateHandler,
+    PublicHandler,
+    penalty,
+)
 from .limits import AMEND_PENALTY, CANCEL_PENALTY, EDIT_PENALTY
 from .market import (
     LOT_DECIMALS,
@@ -24,8 +32,6 @@ from .market import (
 from .params import (
     ApiError,
     Params,
-    PrivateHandler,
-    PublicHandler,
     amount,
     flag,
     id_list,
