@@ -8,6 +8,9 @@ Each measurement starts ``python -m krakenex.sandbox`` in a process of its own o
 * **silent**: 2,000 silent WebSocket connections (the default connection cap), then
   whether a REST call (``Time``) and a new WebSocket client are still served, and the
   sandbox's CPU meanwhile;
+* **unfinished**: 2,000 WebSocket connections that each send 60 KiB of a message and
+  never finish it, then the sandbox's memory (``VmRSS``), how many of them it
+  disconnected, and whether a REST call and a new WebSocket client are served;
 * **charts**: the sandbox's peak memory (``VmHWM``) under the futures chart requests
   ``trade/PF_XBTUSD/1m?from=0`` (every minute since 1970) and ``?from=-3e9``;
 * **futures requests**: requests a second, and the sandbox's CPU per request, of
@@ -194,6 +197,62 @@ def silent(count: int) -> dict[str, Any]:
     return row
 
 
+def closed(sock: socket.socket) -> bool:
+    """Whether the sandbox has closed ``sock`` (what it sent before is read and dropped)."""
+    sock.setblocking(False)
+    try:
+        while sock.recv(1 << 16):
+            pass
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def unfinished_frame(size: int) -> bytes:
+    """A masked text frame of ``size`` bytes (under 64 KiB), all but its last byte."""
+    mask = os.urandom(4)
+    head = b'\x81' + bytes([0x80 | 126]) + struct.pack('!H', size) + mask
+    return head + bytes(b ^ mask[i % 4] for i, b in enumerate(b'x' * (size - 1)))
+
+
+def unfinished(count: int) -> dict[str, Any]:
+    """``count`` connections, each holding an unfinished 60 KiB message."""
+    import requests
+
+    partial = unfinished_frame(60 * 1024)
+    with sandbox() as (process, url, port):
+        before = memory_mib(process.pid)
+        sockets = []
+        for _ in range(count):
+            try:
+                sock, status, _ = open_ws(port, timeout=5)
+                sock.sendall(partial)
+                sockets.append(sock)
+            except OSError:
+                continue
+        time.sleep(2)
+        rss = memory_mib(process.pid)
+        cut = sum(map(closed, sockets))
+        try:
+            reply = requests.get(url + '/0/public/Time', timeout=10)
+            rest = f'HTTP {reply.status_code}'
+        except requests.RequestException as exc:
+            rest = f'failed ({type(exc).__name__})'
+        try:
+            newcomer, status, _ = open_ws(port)
+            newcomer.close()
+            websocket = f'HTTP {status}'
+        except OSError as exc:
+            websocket = f'failed ({type(exc).__name__})'
+        row = {'connections': len(sockets), 'before': before, 'rss': rss, 'cut': cut,
+               'rest': rest, 'websocket': websocket}
+        for sock in sockets:
+            sock.close()
+    return row
+
+
 def charts() -> list[dict[str, Any]]:
     import requests
 
@@ -349,6 +408,10 @@ def report(results: dict[str, Any], idle_seconds: float, read_seconds: float) ->
              f'| REST `Time` beside them | {s["rest"]} |',
              f'| a new WebSocket client beside them | {s["websocket"]} |',
              f'| CPU meanwhile | {s["cpu"]:.0f}% |']
+    u = results['unfinished']
+    lines.append(f'| {u["connections"]} connections holding an unfinished 60 KiB message | '
+                 f'sandbox RSS {u["before"]:.0f} -> {u["rss"]:.0f} MiB, {u["cut"]} '
+                 f'disconnected; REST {u["rest"]}, new WebSocket {u["websocket"]} |')
     for row in results['charts']:
         lines.append(f'| futures charts `1m?{row["query"]}` | {row["answer"]}; peak memory '
                      f'{row["before"]:.0f} -> {row["peak"]:.0f} MiB |')
@@ -387,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         'source': source(Path(krakenex.__file__).resolve().parent.parent),
         'idle': idle(idle_count, idle_seconds),
         'silent': silent(silent_count),
+        'unfinished': unfinished(silent_count),
         'charts': charts(),
         'futures': futures_requests(100 if args.quick else 500),
         'serialization': serialization(5 if args.quick else 25),

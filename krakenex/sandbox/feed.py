@@ -45,7 +45,7 @@ from websockets.server import ServerProtocol
 
 from .counter import Counter
 from .level3 import Level3Side, changes, placed, queues
-from .links import IDLE_TIMEOUT, Link, Loop
+from .links import IDLE_TIMEOUT, MAX_MESSAGE, Link, Loop
 from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
 from .params import ApiError
 from .replies import Reply, iso, iso_ns
@@ -225,7 +225,7 @@ class Feed:
             return text_reply(426, 'WebSocket only: connect with a WebSocket client\n')
         if self.take('handshake429'):
             return text_reply(429, 'Too Many Requests\n')
-        protocol = ServerProtocol(max_size=1 << 20)
+        protocol = ServerProtocol(max_size=MAX_MESSAGE)
         handler = request.handler  # the HTTP server has read the request: give it back
         head = ''.join(f'{k}: {v}\r\n' for k, v in handler.headers.items())
         protocol.receive_data(f'{handler.requestline}\r\n{head}\r\n'.encode('latin-1'))
