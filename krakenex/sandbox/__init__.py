@@ -29,7 +29,12 @@ The package, one responsibility per module:
 - :mod:`~krakenex.sandbox.market`: the seeded market data and book;
 - :mod:`~krakenex.sandbox.level3`: the resting orders behind the book's levels, for
   REST ``Level3`` and the feed's ``level3`` alike;
-- :mod:`~krakenex.sandbox.motion`: the seeded random walk of prices (``motion``).
+- :mod:`~krakenex.sandbox.motion`: the seeded random walk of prices (``motion``);
+- :mod:`~krakenex.sandbox.limits`: Kraken's spot rate limits (the sandbox's own table);
+- :mod:`~krakenex.sandbox.counter`: the leaky counter that keeps every limit;
+- :mod:`~krakenex.sandbox.feed` and :mod:`~krakenex.sandbox.links`: the WebSocket v2
+  feed and its connections (with the ``ws`` extra);
+- :mod:`~krakenex.sandbox.futures`: Kraken Futures, split the same way.
 
 Extending it: another module (a WebSocket feed, a futures API) serves more of
 Kraken from the same sandbox and the same state by registering a route:
