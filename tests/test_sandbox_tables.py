@@ -17,7 +17,7 @@ import pytest
 from krakenex import methods, pacing
 from krakenex.futures import FuturesAPI
 from krakenex.futures import endpoints as client_futures
-from krakenex.sandbox import Sandbox, account_data, feed, limits
+from krakenex.sandbox import Sandbox, account_data, feed, limits, scope
 from krakenex.sandbox.futures import limits as futures_limits
 from krakenex.ws import book
 
@@ -59,6 +59,23 @@ def test_the_spot_call_counter_tiers_are_the_clients() -> None:
 @pytest.mark.parametrize('method', sorted(n for n, m in methods.METHODS.items() if m.private))
 def test_each_private_spot_call_costs_what_the_client_paces_it_at(method: str) -> None:
     assert limits.call_cost(method) == methods.cost(method)
+
+
+#: Parameters the sandbox takes that the client's table leaves out: AddOrder's conditional
+#: close (Kraken documents it), and EditOrder's cl_ord_id, which the sandbox ignores.
+NOT_IN_THE_CLIENTS_TABLE = {
+    'AddOrder': {'close', 'close[ordertype]', 'close[price]', 'close[price2]'},
+    'EditOrder': {'cl_ord_id'},
+}
+
+
+def test_each_spot_method_takes_the_parameters_of_the_clients_table() -> None:
+    assert set(scope.PARAMETERS) == set(methods.METHODS)
+    for name, method in methods.METHODS.items():
+        clients = {p.rstrip('*') for p in method.params.split()}
+        assert set(scope.PARAMETERS[name].split()) - clients \
+            == NOT_IN_THE_CLIENTS_TABLE.get(name, set()), name
+        assert clients <= set(scope.PARAMETERS[name].split()), name
 
 
 def test_the_page_size_and_book_depths_are_the_clients() -> None:
