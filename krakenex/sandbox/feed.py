@@ -407,7 +407,7 @@ class _Session:
                                      dict[str, Level3Side]]] = {}
         self.status_sent = ''
         self.instrument = False
-        self.counter = Counter()  # the message rate's
+        self.counter = Counter()  # what the connection has spent of its message rate
         self.executions: dict[str, Any] | None = None
         self.balances: dict[str, Any] | None = None
         self.key: str | None = None
