@@ -39,6 +39,7 @@ from krakenex import (
     ShareUnavailableError,
 )
 from krakenex.sandbox import Reply, Request, Sandbox
+from krakenex.sandbox.futures import FuturesEndpoints
 from krakenex.share import FORMAT, RedisStore, cache_directory, lease, resolve
 
 INVALID_NONCE = 'EAPI:Invalid nonce'
@@ -961,7 +962,7 @@ def test_two_processes_on_one_futures_key_get_no_nonce_error(
     url = request.getfixturevalue('redis_url') if store == 'redis' else None
     unlimited.futures.budget = None  # nonces alone are checked here
     gate = Gate(unlimited, jitter, prefix='/derivatives/api/v3/',
-                route=unlimited.futures.route)
+                route=FuturesEndpoints(unlimited.futures).route)
     options = {'key': unlimited.futures.key, 'secret': unlimited.futures.secret,
                'uri': unlimited.futures_url, 'retries': 0, **shared(store, url)}
     spec = {'mode': 'futures', 'api': options, 'method': 'accounts', 'threads': 2,
