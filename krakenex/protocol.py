@@ -195,9 +195,15 @@ def form(pairs: list[tuple[Any, Any]]) -> str:
     texts = []
     for name, value in pairs:
         kind = type(value)
-        text = value if kind is str else str(value) if kind is int else None
-        if text is None or type(name) is not str or _PLAIN.fullmatch(name) is None \
-                or _PLAIN.fullmatch(text) is None:
+        if kind is int:
+            text = str(value)  # digits, and perhaps a minus sign: all plain
+        elif kind is str and (value.isascii() and value.isalnum()
+                              or _PLAIN.fullmatch(value) is not None):
+            text = value
+        else:
+            return urllib.parse.urlencode(pairs)
+        if type(name) is not str or not (name.isascii() and name.isalnum()) \
+                and _PLAIN.fullmatch(name) is None:
             return urllib.parse.urlencode(pairs)
         texts.append(f'{name}={text}')
     return '&'.join(texts)
@@ -226,7 +232,8 @@ def encode(data: Mapping[str, Any]) -> tuple[bytes, str]:
             if isinstance(v, (list, tuple, dict)):
                 text = json.dumps(_rendered_tree(data), separators=(',', ':'), default=str)
                 return text.encode(), 'application/json'
-        pairs = [(k, render(v)) for k, v in data.items() if v is not None]
+        pairs = [(k, v if type(v) is int or type(v) is str else render(v))
+                 for k, v in data.items() if v is not None]
         return form(pairs).encode(), 'application/x-www-form-urlencoded'
     except UnicodeEncodeError as exc:
         raise _not_unicode(exc) from None
@@ -533,7 +540,13 @@ def loads(content: bytes | str, json_options: Mapping[str, Any] = _EMPTY) -> Any
     scanned = utf8.translate(_SCAN)
     suspect = _LONG_RUN in scanned or _LONG_EXPONENT.search(scanned) is not None
     if not suspect and not json_options:
-        return _DECODER.decode(text)
+        try:  # the reply as Kraken writes it: a value, with nothing before or after it
+            decoded, end = _DECODER.raw_decode(text)
+            if end == len(text):
+                return decoded
+        except ValueError:
+            pass
+        return _DECODER.decode(text)  # anything else, the way json.loads reads it
     options = {'parse_constant': _no_constant, **json_options}
     if suspect:
         parse_int = options.get('parse_int') or int

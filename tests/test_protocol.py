@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import zipfile
 from decimal import Decimal
@@ -354,12 +355,19 @@ def test_form_writes_exactly_what_urlencode_writes(pairs: list[tuple[str, object
                     lambda inner: st.lists(inner, max_size=3)
                     | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8),
        st.sampled_from(['utf-8', 'utf-8-sig', 'utf-16', 'utf-16-le', 'utf-16-be', 'utf-32',
-                        'utf-32-le', 'utf-32-be']))
+                        'utf-32-le', 'utf-32-be']),
+       st.sampled_from(['', ' ', '\n', ' x', '}']), st.sampled_from(['', ' \r\n', '\t']))
 def test_a_reply_decodes_as_json_loads_decodes_it_in_every_encoding_json_reads(
-        value: Any, encoding: str) -> None:
-    content = json.dumps({'error': [], 'result': value}, ensure_ascii=False).encode(
-        encoding, 'surrogatepass')
-    assert protocol.loads(content) == json.loads(content)
+        value: Any, encoding: str, after: str, before: str) -> None:
+    text = before + json.dumps({'error': [], 'result': value}, ensure_ascii=False) + after
+    content = text.encode(encoding, 'surrogatepass')
+    try:
+        expected = json.loads(content)
+    except ValueError as exc:  # text after the value: both refuse it, as json.loads words it
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            protocol.loads(content)
+        return
+    assert protocol.loads(content) == expected
 
 
 def test_each_secret_signs_with_itself_when_clients_with_different_secrets_take_turns() -> None:
