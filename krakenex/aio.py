@@ -198,8 +198,9 @@ class AsyncAPI(core.SpotCore):
     async def _attempt(self, call: protocol.Call, timeout: Timeout) -> Any:
         """Send one attempt; one holding the key's send lock alone, its nonce issued in order.
 
-        Written out rather than as context managers, which cost CPU on every
-        call: an unpaced call goes straight on, and a public call holds no lock.
+        Written out rather than as context managers and nested coroutines,
+        which cost CPU on every call: an unpaced call goes straight on, and a
+        public call holds no lock.
         """
         counter, cost, store = call.counter, call.cost, call.store
         if counter is not None:  # wait for room on the rate counter, never blocking the loop
@@ -207,45 +208,34 @@ class AsyncAPI(core.SpotCore):
                 await asyncio.sleep(wait)
             counted_at = time.monotonic()
         try:
-            if store is None:
-                return await self._send(call, timeout)
-            # The key's send lock: this object's tasks one at a time, then the store's.
             tasks = self._private_lock
-            await tasks.acquire()
+            if store is not None:
+                handle = await _hold(tasks, store, timeout)
             try:
-                held = lease(timeout)
-                handle = store.try_lock(held)
-                if handle is None:
-                    handle = await _lock(store, held)
+                request = call.build()  # the nonce is issued here, holding the send lock
                 try:
-                    return await self._send(call, timeout)
-                finally:
-                    store.unlock(handle)
+                    reply = call.read(await self._transmit(request, timeout))
+                    return call.answered(reply, request, self._task_response.get())
+                except KrakenError as exc:
+                    unknown = call.unknown(exc, request)
+                    if unknown is exc:
+                        raise
+                    raise unknown from exc.__cause__
+                except asyncio.CancelledError:
+                    # The request may have left: a state change must not look merely cancelled.
+                    cancelled = KrakenConnectionError(f'the task was cancelled while {call.name} '
+                                                      f'was in flight', method=call.name)
+                    unknown = call.unknown(cancelled, request)
+                    if unknown is cancelled:
+                        raise
+                    raise unknown from None
             finally:
-                tasks.release()
+                if store is not None:
+                    store.unlock(handle)
+                    tasks.release()
         finally:
             if counter is not None:
                 counter.settle(cost, counted_at)
-
-    async def _send(self, call: protocol.Call, timeout: Timeout) -> Any:
-        """Build the request (its nonce issued now), send it, and read the reply or the error."""
-        request = call.build()
-        try:
-            reply = call.read(await self._transmit(request, timeout))
-            return call.answered(reply, request, self._task_response.get())
-        except KrakenError as exc:
-            unknown = call.unknown(exc, request)
-            if unknown is exc:
-                raise
-            raise unknown from exc.__cause__
-        except asyncio.CancelledError:
-            # The request may have left: a state change must not look merely cancelled.
-            cancelled = KrakenConnectionError(f'the task was cancelled while {call.name} '
-                                              f'was in flight', method=call.name)
-            unknown = call.unknown(cancelled, request)
-            if unknown is cancelled:
-                raise
-            raise unknown from None
 
     async def _transmit(self, request: Request, timeout: Timeout) -> Reply:
         """Send ``request`` through the session: the reply as it came, or what went wrong."""
@@ -294,6 +284,22 @@ class AsyncAPI(core.SpotCore):
         # drops; what may be sent again is krakenex's decision (a futures PUT changes state).
         self.session._retry_connection = False
         return self.session
+
+
+async def _hold(tasks: asyncio.Lock, store: Store, timeout: Timeout) -> Any:
+    """Take the key's send lock: this object's tasks one at a time, then the store's.
+
+    :returns: the store's handle, for :meth:`~krakenex.share.Store.unlock`;
+        ``tasks`` is held too, until released
+    """
+    await tasks.acquire()
+    try:
+        held = lease(timeout)
+        handle = store.try_lock(held)
+        return handle if handle is not None else await _lock(store, held)
+    except BaseException:
+        tasks.release()
+        raise
 
 
 async def _lock(store: Store, lease: float) -> Any:
