@@ -90,12 +90,15 @@ class Unified:
         return base.replace('http://', 'ws://', 1) + path if base else ''
 
     def account(self, key: str) -> FuturesAccount:
-        """The futures account of the spot key ``key`` (made on first use)."""
+        """The futures account of the spot key ``key`` (made on first use), its dead
+        man's switch run if it is due."""
         with self.exchange.lock:
             futures_key = self._linked.get(key)
             if futures_key is None:
                 futures_key = self._linked[key] = self.exchange.add_account().key
-            return self.exchange.accounts[futures_key]
+            account = self.exchange.accounts[futures_key]
+            self.exchange.expire(account)
+            return account
 
     def session(self, feed: Feed, link: Link, private: bool) -> UnifiedSession:
         return UnifiedSession(feed, link, private, self)

@@ -44,13 +44,16 @@ def execution(order: FuturesOrder, exec_type: str) -> dict[str, Any]:
     """A futures order as an ``executions`` report."""
     status = {'filled': 'filled', 'cancelled': 'canceled', 'rejected': 'canceled'}.get(
         order.state, 'partially_filled' if order.filled else 'new')
+    if exec_type == 'new':  # as it was when it entered the book, whatever came after
+        status = 'new'
+
     kind = ORDER_TYPES[order.kind]
     if order.is_trigger and order.limit_price is not None:
         kind += '-limit'
     report: dict[str, Any] = {
         'order_id': order.order_id, 'exec_type': exec_type, 'order_status': status,
         'symbol': order.symbol, 'side': order.side, 'order_type': kind,
-        'order_qty': order.size, 'cum_qty': order.filled,
+        'order_qty': order.size, 'cum_qty': Decimal(0) if exec_type == 'new' else order.filled,
         'time_in_force': 'ioc' if order.kind in ('ioc', 'mkt') else 'gtc',
         'post_only': order.kind == 'post', 'reduce_only': order.reduce_only,
         'timestamp': iso(order.updated)}
