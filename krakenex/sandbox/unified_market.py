@@ -112,13 +112,13 @@ class UnifiedMarket:
         path = f'{tick_type}/{instrument.symbol}/{OHLC_RESOLUTIONS[interval]}'
         with self.exchange.lock:
             rows = self.exchange.market.charts(path, {'count': str(OHLC_SNAPSHOT)})['candles']
-        pp = price_precision(instrument)
         out = []
-        for row in rows:
+        for row in rows:  # the charts' prices as they write them
             high, low, close = (Decimal(row[k]) for k in ('high', 'low', 'close'))
-            out.append({'symbol': instrument.symbol, 'open': _text(Decimal(row['open']), pp),
-                        'high': _text(high, pp), 'low': _text(low, pp), 'close': _text(close, pp),
-                        'vwap': _text((high + low + close) / 3, pp),
+            typical = ((high + low + close) / 3).quantize(Decimal(row['close']))
+            out.append({'symbol': instrument.symbol, 'open': _Raw(row['open']),
+                        'high': _Raw(row['high']), 'low': _Raw(row['low']),
+                        'close': _Raw(row['close']), 'vwap': _Raw(str(typical)),
                         'volume': _text(Decimal(row['volume']), instrument.precision),
                         'trades': 0, 'interval': interval, 'tick_type': tick_type,
                         'interval_begin': iso(row['time'] / 1000)})
