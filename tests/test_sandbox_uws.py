@@ -584,3 +584,25 @@ def test_the_feeds_faults_reach_unified_connections(sb, public):
     with pytest.raises(ConnectionClosed):
         for _ in range(100):
             public.read()
+
+
+def test_a_private_channel_unsubscribes_once_and_then_is_not_subscribed(private, token):
+    private.request('subscribe', channel='margin', asset_class=D, token=token)
+    assert private.request('unsubscribe', channel='margin', asset_class=D,
+                           token=token)['success'] is True
+    again = private.request('unsubscribe', channel='margin', asset_class=D, token=token)
+    assert (again['success'], again['error']) == (False, 'Subscription Not Found')
+    assert private.request('subscribe', channel='margin', asset_class=D,
+                           token=token)['success'] is True  # once more, after unsubscribing
+
+
+@pytest.mark.parametrize('fields', [{}, {'order_id': 'ID', 'cl_ord_id': 'x'},
+                                    {'order_id': 'not-a-uuid'}])
+def test_amend_order_needs_exactly_one_good_order_id_or_cl_ord_id(private, token, fields):
+    placed = order(private, token, cl_ord_id='x')['result']['order_id']
+    fields = {k: placed if v == 'ID' else v for k, v in fields.items()}
+    reply = private.request('amend_order', asset_class=D, token=token, order_qty=0.6, **fields)
+    assert (reply['success'], reply['error']) == (False, 'EGeneral:Invalid arguments:order_id')
+    by_cl = private.request('amend_order', asset_class=D, token=token, order_qty=0.6,
+                            cl_ord_id='x')
+    assert by_cl['result']['order_id'] == placed
