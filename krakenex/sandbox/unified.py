@@ -186,7 +186,7 @@ class UnifiedSession(Session):
             return 'Snapshot field must be a boolean'
         if channel == 'book':
             depth = params.get('depth', 10)
-            if isinstance(depth, bool) or depth not in BOOK_DEPTHS:
+            if type(depth) is not int or depth not in BOOK_DEPTHS:
                 return f'Invalid depth {depth}'
             result['depth'] = depth
             if method == 'unsubscribe':
@@ -199,9 +199,9 @@ class UnifiedSession(Session):
                                               bad=self.feed.take('bad_checksum')))
         elif channel == 'ohlc':
             interval, tick_type = params.get('interval', 1), params.get('tick_type', 'trade')
-            if isinstance(interval, bool) or interval not in OHLC_RESOLUTIONS:
+            if type(interval) is not int or interval not in OHLC_RESOLUTIONS:
                 return f'Invalid interval {interval}'
-            if tick_type not in TICK_TYPES:
+            if not isinstance(tick_type, str) or tick_type not in TICK_TYPES:
                 return f'Invalid tick_type {tick_type}'
             result.update(interval=interval, tick_type=tick_type)
             if method == 'unsubscribe':
