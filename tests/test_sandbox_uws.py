@@ -200,6 +200,9 @@ def test_book_is_the_futures_order_book_at_the_contract_precisions_with_krakens_
             else:
                 book[side][str(level['price'])] = str(level['qty'])
     assert update['checksum'] == crc(book, pp, qp)
+    moved = futures.query_public('orderbook', {'symbol': symbol})['orderBook']
+    assert sorted(Decimal(p) for p in book['bids']) == sorted(
+        Decimal(str(p)) for p, _ in moved['bids'][:10])  # still the REST book
     public.alive()
 
 
@@ -618,6 +621,7 @@ HOSTILE = [
     ('subscribe', {'channel': 'ohlc', 'symbol': ['PF_XBTUSD'], 'tick_type': ['mark']}),
     ('subscribe', {'channel': 'trade', 'symbol': [1, None, {}, []]}),
     ('subscribe', {'channel': 'trade', 'symbol': ['PF_XBTUSD'], 'snapshot': 1}),
+    ('subscribe', {'channel': 'instrument', 'snapshot': 'no'}),
     ('subscribe', {'channel': 5}),
     ('subscribe', {'channel': ['book']}),
     ('subscribe', {}),

@@ -152,13 +152,16 @@ class UnifiedSession(Session):
         if error:
             self.refuse(head, error)
             return
+        if not isinstance(params.get('snapshot', True), bool):
+            self.refuse(head, 'Snapshot field must be a boolean')
+            return
         if channel == 'instrument':
             if method == 'unsubscribe' and not self.instrument:
                 self.refuse({**head, 'method': 'subscribe'}, NOT_SUBSCRIBED)
                 return
             self.instrument = method == 'subscribe'
             self.send({**head, 'success': True, 'result': {'channel': channel}, **stamp})
-            if method == 'subscribe' and params.get('snapshot', True) is not False:
+            if method == 'subscribe' and params.get('snapshot', True):
                 self.send({'channel': 'instrument', 'type': 'snapshot',
                            'data': self.unified.market.instrument()})
             return
@@ -182,8 +185,6 @@ class UnifiedSession(Session):
         symbol, market = instrument.symbol, self.unified.market
         result: dict[str, Any] = {'channel': channel, 'symbol': symbol}
         snapshot = params.get('snapshot', True)
-        if not isinstance(snapshot, bool):
-            return 'Snapshot field must be a boolean'
         if channel == 'book':
             depth = params.get('depth', 10)
             if type(depth) is not int or depth not in BOOK_DEPTHS:
