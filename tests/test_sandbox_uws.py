@@ -697,3 +697,15 @@ def test_hostile_requests_are_each_refused_with_an_error_and_the_connection_kept
         assert reply['success'] is False and reply['error'], (method, params, reply)
     private.alive()
     assert futures.query_private('openorders')['openOrders'] == []
+
+
+def test_cancel_all_orders_after_cancels_when_the_timer_runs_out_and_executions_say_so(
+        private, token, futures):
+    placed = order(private, token)['result']['order_id']
+    private.request('subscribe', channel='executions', asset_class=D, token=token)
+    private.wait(channel('executions', 'snapshot'))
+    private.request('cancel_all_orders_after', timeout=1, token=token)
+    report = private.wait(lambda m: m.get('channel') == 'executions'
+                          and m['data'][0]['exec_type'] == 'canceled')['data'][0]
+    assert report['order_id'] == placed
+    assert futures.query_private('openorders')['openOrders'] == []
