@@ -25,8 +25,10 @@ from .futures.exchange import FuturesExchange
 from .futures.market import Instrument
 from .links import Link
 from .replies import iso
+from .unified_account import PrivateChannels
 from .unified_market import OHLC_RESOLUTIONS, TICK_TYPES, UnifiedMarket
 from .unified_rules import asset_class_error
+from .unified_trading import METHODS
 
 if TYPE_CHECKING:
     from .replies import Reply
@@ -109,15 +111,15 @@ class UnifiedSession(Session):
 
     def __init__(self, feed: Feed, link: Link, private: bool, unified: Unified) -> None:
         super().__init__(feed, link, private)
-        from .unified_account import PrivateChannels
-        from .unified_trading import METHODS
-
         self.unified = unified
         self.methods = {name: functools.partial(_carry_out, run, unified)
                         for name, run in METHODS.items()}
-        self.contracts: dict[str, tuple[Instrument, int, Levels]] = {}
-        self.tickers_u: dict[str, tuple[Instrument, dict[str, Any]]] = {}
-        self.trades_u: dict[str, tuple[Instrument, int]] = {}
+        # What each subscription of a contract was last sent (the spot tables of the
+        # connection, keyed by pair, stay empty).
+        self.contracts: dict[str, tuple[Instrument, int, Levels]] = {}  # book: depth, levels
+        self.tickers_u: dict[str, tuple[Instrument, dict[str, Any]]] = {}  # the ticker
+        self.trades_u: dict[str, tuple[Instrument, int]] = {}  # the last trade id
+        #: (symbol, interval, tick_type) -> the contract and the last candle sent
         self.candles: dict[tuple[str, int, str], tuple[Instrument, dict[str, Any]]] = {}
         self.account_channels = PrivateChannels(self)
 
