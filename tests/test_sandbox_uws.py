@@ -622,6 +622,8 @@ HOSTILE = [
     ('subscribe', {'channel': 'trade', 'symbol': [1, None, {}, []]}),
     ('subscribe', {'channel': 'trade', 'symbol': ['PF_XBTUSD'], 'snapshot': 1}),
     ('subscribe', {'channel': 'instrument', 'snapshot': 'no'}),
+    ('subscribe', {'channel': 'ticker', 'symbol': ['PF_XBTUSD'], 'event_trigger': 'often'}),
+    ('subscribe', {'channel': 'ticker', 'symbol': ['PF_XBTUSD'], 'event_trigger': ['bbo']}),
     ('subscribe', {'channel': 5}),
     ('subscribe', {'channel': ['book']}),
     ('subscribe', {}),

@@ -216,6 +216,8 @@ class UnifiedSession(Session):
                 self.send({'channel': 'ohlc', 'type': 'snapshot', 'timestamp': iso(time.time()),
                            'data': candles})
         elif channel == 'ticker':
+            if params.get('event_trigger', 'trades') not in ('bbo', 'trades'):
+                return f'Invalid event_trigger {params["event_trigger"]}'
             if method == 'unsubscribe':
                 return self.drop(self.tickers_u, symbol, head, result)
             ticker = market.ticker(instrument)
