@@ -1038,7 +1038,7 @@ def test_fuzz_command_line_in_a_subprocess_gives_a_known_exit_code_and_one_line_
 
 
 def test_help_names_every_command_and_every_option_of_the_sandbox_command() -> None:
-    from krakenex.sandbox import parser as sandbox_parser
+    from krakenex.cli.sandbox import parser as sandbox_parser
 
     code, out, _ = in_process(['--help'])
     assert code == 0

@@ -302,8 +302,8 @@ def test_otp_is_refused_as_kraken_futures_takes_none(
 
 
 def test_every_option_doc_futures_promises_from_krakenex_is_taken() -> None:
-    from krakenex.cli import _parser as spot_parser
-    from krakenex.futures.cli import _parser as futures_parser
+    from krakenex.cli.futures import _parser as futures_parser
+    from krakenex.cli.rest import _parser as spot_parser
 
     def options(parser: Any) -> set[str]:
         return {o for action in parser._actions for o in action.option_strings}

@@ -503,7 +503,8 @@ class Reopening:
 PAUSED_WS = '''
 import sys
 
-from krakenex.ws import WS, cli
+from krakenex.cli import ws as cli
+from krakenex.ws import WS
 
 sending, request = cli._SocketCall.sending, WS.request
 def paused(self, *args):
