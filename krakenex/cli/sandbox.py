@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None, *, prog: str = 'python -m krakenex.sandb
 def environment() -> dict[str, str]:
     """The environment variable each client reads each of :meth:`Sandbox.connection`'s values from.
 
-    Taken from the clients themselves (imported here, not up front: the
-    sandbox needs only the standard library).
+    Taken from the clients themselves, so that each name is written once; imported
+    here, for ``--env`` alone.
     """
     from ..core import KeyedCore
     from ..futures.core import FuturesCore
