@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import default_sigint
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -40,11 +41,6 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     home.mkdir()
     env['HOME'] = str(home)
     return env
-
-
-def default_sigint() -> None:
-    """In a child: Ctrl-C as a terminal gives it (a background pytest's children ignore it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def in_process(argv: list[str]) -> tuple[int, str, str]:
@@ -525,7 +521,7 @@ def test_sandbox_command_prints_url_key_secret_and_serves_until_interrupted(
         clean_env: dict[str, str]) -> None:
     proc = subprocess.Popen([sys.executable, '-m', 'krakenex', 'sandbox', '--seed', '3'],
                             env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
     try:
         assert proc.stdout is not None
         shown = dict(proc.stdout.readline().rstrip('\n').split(': ', 1) for _ in range(3))
