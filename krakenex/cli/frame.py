@@ -29,6 +29,12 @@ from ..pacing import parse_tier
 if TYPE_CHECKING:
     import logging
 
+__all__ = ['EXIT_CODES', 'UsageError', 'Parser', 'run_program', 'run_command', 'Call',
+           'lookup_advice', 'spot_lookup', 'sending_through', 'OutputError', 'Output',
+           'add_shared_options', 'add_share_option', 'parse_params', 'check_uri_option',
+           'default_key_file', 'default_key_file_text', 'load_credentials', 'indent',
+           'write_text', 'to_json', 'log_to_stderr', 'report', 'warn']
+
 #: What each exit code means; scripts may rely on them.
 EXIT_CODES = {
     0: 'success',
@@ -42,11 +48,7 @@ EXIT_CODES = {
     130: 'interrupted (Ctrl-C) before anything that changes state was sent',
     141: 'stdout was closed by its reader (krakenex ... | head) after a read-only call',
 }
-
-
 EXIT_OK, EXIT_KRAKEN, EXIT_USAGE, EXIT_NETWORK, EXIT_UNKNOWN = range(5)
-
-
 EXIT_CLOSED = 141
 
 

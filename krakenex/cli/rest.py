@@ -63,7 +63,7 @@ __all__ = ['main', 'method_help']
 PUBLIC_RATE = 1.0
 
 
-#: The options of ``krakenex sandbox`` (:func:`krakenex.sandbox.main`), as the usage shows
+#: The options of ``krakenex sandbox`` (:func:`krakenex.cli.sandbox.main`), as the usage shows
 #: them; written out so that ``krakenex --help`` need not import the sandbox.
 SANDBOX_OPTIONS = ('[--port N]', '[--tier T]', '[--seed S]', '[--nonce-window N]',
                    '[--motion SECONDS]', '[--env]')
