@@ -8,8 +8,14 @@ Each measurement starts ``python -m krakenex.sandbox`` in a process of its own o
 * **silent**: 2,000 silent WebSocket connections (the default connection cap), then
   whether a REST call (``Time``) and a new WebSocket client are still served, and the
   sandbox's CPU meanwhile;
+* **unfinished**: 2,000 WebSocket connections that each send 60 KiB of a message and
+  never finish it, then the sandbox's memory (``VmRSS``), how many of them it
+  disconnected, and whether a REST call and a new WebSocket client are served;
 * **charts**: the sandbox's peak memory (``VmHWM``) under the futures chart requests
   ``trade/PF_XBTUSD/1m?from=0`` (every minute since 1970) and ``?from=-3e9``;
+* **futures requests**: requests a second, and the sandbox's CPU per request, of
+  ``openorders``, ``sendorder`` (a resting limit order) and ``tickers`` over one
+  keep-alive connection, the futures budget switched off;
 * **serialization**: the feed's time to write a book snapshot as JSON at depth 10,
   100 and 1,000 (in this process; linear growth is about 10x a step);
 * **slow readers**: the book messages (depth 1,000, ``--motion 0.05``) a reading
@@ -191,6 +197,62 @@ def silent(count: int) -> dict[str, Any]:
     return row
 
 
+def closed(sock: socket.socket) -> bool:
+    """Whether the sandbox has closed ``sock`` (what it sent before is read and dropped)."""
+    sock.setblocking(False)
+    try:
+        while sock.recv(1 << 16):
+            pass
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def unfinished_frame(size: int) -> bytes:
+    """A masked text frame of ``size`` bytes (under 64 KiB), all but its last byte."""
+    mask = os.urandom(4)
+    head = b'\x81' + bytes([0x80 | 126]) + struct.pack('!H', size) + mask
+    return head + bytes(b ^ mask[i % 4] for i, b in enumerate(b'x' * (size - 1)))
+
+
+def unfinished(count: int) -> dict[str, Any]:
+    """``count`` connections, each holding an unfinished 60 KiB message."""
+    import requests
+
+    partial = unfinished_frame(60 * 1024)
+    with sandbox() as (process, url, port):
+        before = memory_mib(process.pid)
+        sockets = []
+        for _ in range(count):
+            try:
+                sock, status, _ = open_ws(port, timeout=5)
+                sock.sendall(partial)
+                sockets.append(sock)
+            except OSError:
+                continue
+        time.sleep(2)
+        rss = memory_mib(process.pid)
+        cut = sum(map(closed, sockets))
+        try:
+            reply = requests.get(url + '/0/public/Time', timeout=10)
+            rest = f'HTTP {reply.status_code}'
+        except requests.RequestException as exc:
+            rest = f'failed ({type(exc).__name__})'
+        try:
+            newcomer, status, _ = open_ws(port)
+            newcomer.close()
+            websocket = f'HTTP {status}'
+        except OSError as exc:
+            websocket = f'failed ({type(exc).__name__})'
+        row = {'connections': len(sockets), 'before': before, 'rss': rss, 'cut': cut,
+               'rest': rest, 'websocket': websocket}
+        for sock in sockets:
+            sock.close()
+    return row
+
+
 def charts() -> list[dict[str, Any]]:
     import requests
 
@@ -209,6 +271,47 @@ def charts() -> list[dict[str, Any]]:
                 answer = f'failed ({type(exc).__name__})'
             rows.append({'query': query, 'answer': answer, 'before': before,
                          'peak': memory_mib(process.pid, 'VmHWM')})
+    return rows
+
+
+FUTURES_SERVER = """
+import json, sys
+from krakenex.sandbox import Sandbox
+with Sandbox(tier=None) as sandbox:
+    sandbox.futures.budget = None
+    print(json.dumps([sandbox.futures_url, sandbox.futures.key, sandbox.futures.secret]),
+          flush=True)
+    sys.stdin.read()
+"""
+
+
+def futures_requests(calls: int) -> list[dict[str, Any]]:
+    """Requests a second and sandbox CPU per request of three futures endpoints."""
+    from krakenex.futures import FuturesAPI
+
+    process = subprocess.Popen([sys.executable, '-c', FUTURES_SERVER], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
+    rows = []
+    try:
+        assert process.stdout is not None
+        url, key, secret = json.loads(process.stdout.readline())
+        order = {'orderType': 'lmt', 'symbol': 'PF_XBTUSD', 'side': 'buy', 'size': '0.001',
+                 'limitPrice': '1000'}
+        with FuturesAPI(key, secret, uri=url) as api:
+            for name, call in (
+                    ('openorders', lambda: api.query_private('openorders')),
+                    ('sendorder', lambda: api.query_private('sendorder', order)),
+                    ('tickers', lambda: api.query_public('tickers'))):
+                for _ in range(10):
+                    call()
+                cpu, wall = cpu_seconds(process.pid), time.perf_counter()
+                for _ in range(calls):
+                    call()
+                wall = time.perf_counter() - wall
+                rows.append({'endpoint': name, 'per_second': calls / wall,
+                             'cpu_ms': 1000 * (cpu_seconds(process.pid) - cpu) / calls})
+    finally:
+        process.communicate('', timeout=30)
     return rows
 
 
@@ -305,9 +408,16 @@ def report(results: dict[str, Any], idle_seconds: float, read_seconds: float) ->
              f'| REST `Time` beside them | {s["rest"]} |',
              f'| a new WebSocket client beside them | {s["websocket"]} |',
              f'| CPU meanwhile | {s["cpu"]:.0f}% |']
+    u = results['unfinished']
+    lines.append(f'| {u["connections"]} connections holding an unfinished 60 KiB message | '
+                 f'sandbox RSS {u["before"]:.0f} -> {u["rss"]:.0f} MiB, {u["cut"]} '
+                 f'disconnected; REST {u["rest"]}, new WebSocket {u["websocket"]} |')
     for row in results['charts']:
         lines.append(f'| futures charts `1m?{row["query"]}` | {row["answer"]}; peak memory '
                      f'{row["before"]:.0f} -> {row["peak"]:.0f} MiB |')
+    for row in results['futures']:
+        lines.append(f'| futures `{row["endpoint"]}` | {row["per_second"]:.0f} requests/s, '
+                     f'sandbox CPU {row["cpu_ms"]:.2f} ms a request |')
     previous = None
     for row in results['serialization']:
         growth = f', {row["ms"] / previous:.1f}x the depth before' if previous else ''
@@ -340,7 +450,9 @@ def main(argv: list[str] | None = None) -> int:
         'source': source(Path(krakenex.__file__).resolve().parent.parent),
         'idle': idle(idle_count, idle_seconds),
         'silent': silent(silent_count),
+        'unfinished': unfinished(silent_count),
         'charts': charts(),
+        'futures': futures_requests(100 if args.quick else 500),
         'serialization': serialization(5 if args.quick else 25),
         'slow': slow_readers(4 if args.quick else 20, 10 if args.quick else 50, read_seconds),
     }

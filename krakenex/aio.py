@@ -136,6 +136,13 @@ class AsyncAPI(core.SpotCore):
 
     # ---------------------------------------------------------------- sending
 
+    async def run(self, call: protocol.Call, timeout: Timeout | None = None) -> Any:
+        """Run a call built by a client's core; :meth:`krakenex.API.run` for asyncio.
+
+        :class:`~krakenex.futures.AsyncFuturesAPI` sends its calls through it.
+        """
+        return await self._run(call, timeout)
+
     async def _run(self, call: protocol.Call, timeout: Timeout | None) -> Any:
         """Run a call: send it, and again after a transient fault where it may be sent again."""
         timeout = self.timeout if timeout is None else protocol.check_timeout(timeout)

@@ -144,7 +144,7 @@ class KeyedCore:
         self._share = resolve(share)
         self._opened: tuple[str, str, Store] | None = None
         if not key and not secret:
-            key, secret = (os.environ.get(name, '') for name in self.KEY_VARIABLES)
+            key, secret = self._environment_key()
         #: The API key, sent with every private call.
         self.key = key
         #: The API secret; never sent, logged or shown.
@@ -165,6 +165,14 @@ class KeyedCore:
         self.nonce_unit = nonce_unit
         self._json_options: dict[str, Any] = {}
         self._secret_cache: tuple[str, bytes] = ('', b'')
+
+    def _environment_key(self) -> tuple[str, str]:
+        """The key and secret in :attr:`KEY_VARIABLES`, for a client given neither."""
+        key, secret = (os.environ.get(name, '') for name in self.KEY_VARIABLES)
+        return key, secret
+
+    def _open(self) -> None:
+        """Set up what the driver needs to send (its session, its lock), once :attr:`uri` is set."""
 
     def __repr__(self) -> str:
         shown = self.key[:4] + '...' if self.key else ''
@@ -291,9 +299,6 @@ class SpotCore(KeyedCore):
         #: The one-time password, or a function that returns a fresh one.
         self.otp = otp
         self._open()
-
-    def _open(self) -> None:
-        """Set up what the driver needs to send (its session, its lock)."""
 
     def _sign(self, data: Mapping[str, Any] | str | bytes, urlpath: str) -> str:
         """Sign a request as Kraken checks it, for a hand-made :meth:`_query`.

@@ -24,7 +24,7 @@ __all__ = [
     'OutcomeUnknownError', 'OutcomeUnknownHTTPError', 'OutcomeUnknownResponseError',
     'OutcomeUnknownConnectionError', 'OutcomeUnknownTimeout', 'OutcomeUnknownAPIError',
     'AMBIGUOUS_ERRORS', 'ambiguous', 'error_class', 'lookup_advice',
-    'failures', 'unwrap',
+    'failures', 'unwrap', 'response_status',
 ]
 
 #: How much of a reply body an exception keeps, in characters.
@@ -387,8 +387,13 @@ def api_error(errors: Sequence[str], method: str | None = None,
     message = f"{where} answered {', '.join(errors)}"
     if cls is InvalidNonceError:
         message += '. ' + _NONCE_ADVICE
-    status = getattr(response, 'status_code', getattr(response, 'status', None))
-    return cls(message, method=method, status=status, errors=errors, response=response)
+    return cls(message, method=method, status=response_status(response), errors=errors,
+               response=response)
+
+
+def response_status(response: Any) -> int | None:
+    """The HTTP status of a transport's response (requests' or aiohttp's), or None without one."""
+    return getattr(response, 'status_code', getattr(response, 'status', None))
 
 
 def unwrap(envelope: Any, method: str | None = None) -> Any:

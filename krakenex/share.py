@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import sys
 import threading
@@ -682,11 +683,11 @@ class RedisStore(Store):
 
 
 def _safe_url(url: str) -> str:
-    """A Redis URL without its password, for messages."""
+    """A Redis URL without its password (``user:pass@`` or ``?password=``), for messages."""
     scheme, sep, rest = url.partition('://')
-    if '@' in rest:
+    if '@' in rest.split('?', 1)[0]:
         rest = '***@' + rest.split('@', 1)[1]
-    return scheme + sep + rest
+    return scheme + sep + re.sub(r'(?i)([?&]password=)[^&#]*', r'\1***', rest)
 
 
 # ------------------------------------------------------------ share= itself

@@ -219,6 +219,14 @@ def test_an_empty_window_gives_an_empty_frame_with_the_known_columns(api: API) -
     assert str(df.index.dtype) == TIME_DTYPE
 
 
+def test_ledgers_since_a_time_are_the_entries_after_it(api: API) -> None:
+    everything = frames.ledgers(api)
+    cutoff = everything.index[len(everything) // 2]
+    since = frames.ledgers(api, since=cutoff)
+    assert len(since) > 0 and (since.index > cutoff).all()
+    assert list(since['id']) == list(everything[everything.index > cutoff]['id'])
+
+
 def test_since_and_start_together_are_refused_before_anything_is_sent(
         api: API, shared: Sandbox) -> None:
     shared.requests_log.clear()

@@ -36,8 +36,8 @@ from krakenex.futures import FuturesAPI
 from krakenex.futures import protocol as fp
 from krakenex.sandbox import ODD_REPLIES, Sandbox
 
-TIMEOUT = 0.5
-SLOW = 1.0
+TIMEOUT = 1.0  # a loaded machine can take half a second to answer on 127.0.0.1
+SLOW = 2.0
 
 
 @pytest.fixture
@@ -152,6 +152,36 @@ def test_nonces_reach_kraken_in_order_across_threads(
     assert nonces == sorted(nonces) and len(set(nonces)) == 80
 
 
+# -- the spot key ------------------------------------------------------------------------
+
+def holds(obj: object, text: str, depth: int = 3) -> bool:
+    """Whether ``text`` is an attribute of ``obj`` or of krakenex's objects inside it."""
+    if depth == 0 or not hasattr(obj, '__dict__'):
+        return False
+    for value in vars(obj).values():
+        if value == text or (type(value).__module__.startswith('krakenex')
+                             and holds(value, text, depth - 1)):
+            return True
+    return False
+
+
+def test_a_spot_key_in_the_environment_changes_nothing_for_futures(
+        sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('KRAKEN_API_KEY', 'spot garbage')
+    monkeypatch.setenv('KRAKEN_API_SECRET', 'not base64!')
+    monkeypatch.setenv('KRAKEN_API_URL', 'ftp://nowhere')
+    with FuturesAPI(sandbox.futures.key, sandbox.futures.secret, uri=sandbox.futures_url,
+                    raise_errors=True) as futures:
+        assert futures.query_public('tickers')['result'] == 'success'
+        assert futures.query_private('accounts')['result'] == 'success'
+        assert not holds(futures, 'spot garbage') and not holds(futures, 'not base64!')
+    keyless = FuturesAPI(uri=sandbox.futures_url)
+    assert keyless.key == '' and not holds(keyless, 'spot garbage')
+    with pytest.raises(KrakenUsageError, match='KRAKEN_FUTURES_KEY'):
+        keyless.query_private('accounts')
+    keyless.close()
+
+
 # -- errors ------------------------------------------------------------------------------
 
 def test_error_replies_are_returned_or_raised_as_typed_errors(
@@ -163,6 +193,11 @@ def test_error_replies_are_returned_or_raised_as_typed_errors(
         futures.query_private('sendorder', bad)
     assert caught.value.errors == ['invalidArgument'] and caught.value.method == 'sendorder'
     assert caught.value.status == 200 and caught.value.response is futures.response
+    assert caught.value.request is futures.response.request  # type: ignore[union-attr]
+    with pytest.raises(InsufficientFundsError) as funds:  # refused inside a success reply
+        futures.query_private('sendorder', {**limit_buy(), 'size': 1000})
+    assert funds.value.status == 200 and funds.value.response is futures.response
+    assert funds.value.request is futures.response.request  # type: ignore[union-attr]
 
 
 def test_a_nonce_below_the_last_one_is_an_invalid_nonce_error(sandbox: Sandbox) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from krakenex import (
     InsufficientFundsError,
+    KrakenUsageError,
     NotSentError,
     OutcomeUnknownConnectionError,
     OutcomeUnknownError,
@@ -52,6 +53,38 @@ def test_public_and_private_calls(sandbox: Sandbox) -> None:
     assert placed['sendStatus']['status'] == 'placed'
     assert [o['cliOrdId'] for o in opened['openOrders']] == ['a-1']
     assert len(candles['candles']) == 3
+
+
+def holds(obj: object, text: str, depth: int = 3) -> bool:
+    """Whether ``text`` is an attribute of ``obj`` or of krakenex's objects inside it."""
+    if depth == 0 or not hasattr(obj, '__dict__'):
+        return False
+    return any(value == text or (type(value).__module__.startswith('krakenex')
+                                 and holds(value, text, depth - 1))
+               for value in vars(obj).values())
+
+
+def test_a_spot_key_in_the_environment_changes_nothing_for_futures(
+        sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('KRAKEN_API_KEY', 'spot garbage')
+    monkeypatch.setenv('KRAKEN_API_SECRET', 'not base64!')
+    monkeypatch.setenv('KRAKEN_API_URL', 'ftp://nowhere')
+
+    async def body(client: AsyncFuturesAPI) -> Any:
+        return [await client.query_public('tickers'), await client.query_private('accounts'),
+                holds(client, 'spot garbage') or holds(client, 'not base64!')]
+
+    tickers, accounts, held = run(sandbox, body, raise_errors=True)
+    assert tickers['result'] == accounts['result'] == 'success'
+    assert held is False
+
+    async def keyless() -> None:
+        async with AsyncFuturesAPI(uri=sandbox.futures_url) as client:
+            assert client.key == '' and not holds(client, 'spot garbage')
+            await client.query_private('accounts')
+
+    with pytest.raises(KrakenUsageError, match='KRAKEN_FUTURES_KEY'):
+        asyncio.run(keyless())
 
 
 def test_nonces_reach_kraken_in_order_across_tasks(sandbox: Sandbox) -> None:

@@ -374,3 +374,45 @@ def test_malformed_parameters_are_refused_not_crashed_on(sandbox: Sandbox) -> No
         reply = requests.get(url, params=bad, timeout=5)
         assert reply.status_code in (200, 400)
         assert reply.json().get('error') == 'invalidArgument' or 'candles' in reply.json()
+
+
+# -- the package's shape ----------------------------------------------------------------
+
+def test_futures_modules_hold_the_exchange_by_composition_and_import_no_client_tables() -> None:
+    import ast
+    import inspect
+    from pathlib import Path
+
+    from krakenex.sandbox import futures as package
+    from krakenex.sandbox.futures import account_data, endpoints, trading
+    from krakenex.sandbox.futures.exchange import FuturesExchange
+
+    for path in Path(package.__file__).parent.glob('*.py'):
+        tree = ast.parse(path.read_text())
+        assert (ast.get_docstring(tree) or '').strip(), path.name  # its responsibility, first
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert not [a.name for a in node.names if a.name.startswith('_')], path.name
+                assert node.level < 3, (path.name, node.module)  # nothing of the client's
+    for module in (account_data, trading, endpoints):
+        assert len(inspect.getsource(module).splitlines()) < 500, module.__name__
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__:
+                assert not issubclass(cls, FuturesExchange)
+
+
+def test_the_route_tables_built_once_are_the_ones_requests_go_through(
+        sandbox: Sandbox, futures: FuturesAPI) -> None:
+    from krakenex.sandbox.futures import FUTURES_PATHS, FuturesEndpoints
+    from krakenex.sandbox.futures.account_data import FuturesAccountData
+    from krakenex.sandbox.futures.trading import FuturesTrading
+
+    served = FuturesEndpoints(sandbox.futures)
+    for prefix in FUTURES_PATHS:
+        sandbox.add_route(prefix, served.route, unavailable=served.unavailable)
+    owners = {type(h.__self__) for h in served.private.values()}
+    assert owners == {FuturesAccountData, FuturesTrading}
+    assert served.trading.exchange is served.account_data.exchange is sandbox.futures
+    assert futures.query_private('openorders')['openOrders'] == []
+    served.private[('GET', 'openorders')] = lambda account, params: {'openOrders': ['kept']}
+    assert futures.query_private('openorders')['openOrders'] == ['kept']

@@ -28,6 +28,7 @@ from test_sandbox_hostile import FUZZ, Watch
 
 from krakenex.futures.protocol import authent
 from krakenex.sandbox import Sandbox
+from krakenex.sandbox.counter import Counter
 
 WAIT = 10.0
 #: Kraken Futures' error codes (kraken-protocol.md, 7.3), and the charts' not-found.
@@ -103,11 +104,11 @@ def test_orders_status_with_nested_or_broken_json_ids_is_refused_in_krakens_shap
 def test_a_nested_batch_is_refused_before_anything_is_charged_or_placed(
         sandbox: Sandbox, session: requests.Session, batch: str, code: str) -> None:
     account = sandbox.futures.accounts[sandbox.futures.key]
-    budget = account.budget
+    spent = account.budget.level
     reply = call(sandbox, session, 'POST', '/derivatives/api/v3/batchorder', {'json': batch})
     assert refusal(reply) == code
     assert sandbox.futures.orders(sandbox.futures.key) == []
-    assert account.budget <= budget or code != 'Json Parse Error'
+    assert account.budget.level <= spent or code != 'Json Parse Error'
 
 
 def test_thousands_of_repeated_parameters_are_refused(sandbox: Sandbox,
@@ -334,7 +335,7 @@ def test_no_parameters_of_any_endpoint_drop_the_connection_or_leave_krakens_shap
         sandbox.futures.set_price(data.draw(st.sampled_from(['PF_XBTUSD', 'PF_ETHUSD'])),
                                   data.draw(st.sampled_from(['40000', '60000', '3000'])))
     account = sandbox.futures.accounts[sandbox.futures.key]
-    account.pool = Decimal(0)  # the history pool would refuse most calls otherwise
+    account.pool = Counter()  # the history pool would refuse most calls otherwise
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     reply = call(sandbox, session, verb, path, params, signed=signed)  # raises if dropped
     grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024

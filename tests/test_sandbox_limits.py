@@ -215,3 +215,24 @@ def test_the_sandbox_command_keeps_the_starter_limits_unless_told_none(options: 
     finally:
         proc.kill()
         proc.communicate()
+
+
+# -- the one counter behind every limit ----------------------------------------------------
+
+def test_the_counter_drains_refuses_past_its_maximum_and_adds_nothing_then() -> None:
+    from krakenex.sandbox.counter import Counter
+
+    counter = Counter()
+    assert [counter.charge(4, 10, 1.0, now=0.0) for _ in range(3)] == [True, True, False]
+    assert counter.level == 8  # the refused call added nothing
+    assert counter.drain(1.0, now=3.0) == 5
+    assert counter.charge(5, 10, 1.0, now=3.0) and counter.level == 10
+    assert counter.drain(1.0, now=100.0) == 0  # never below zero
+
+
+def test_the_counter_adds_a_charge_it_must_take_even_past_the_maximum() -> None:
+    from krakenex.sandbox.counter import Counter
+
+    counter = Counter(level=9.0, stamp=0.0)
+    assert counter.charge(5, 10, 0.0, now=0.0, always=True) is False  # did not fit...
+    assert counter.level == 14  # ...and was added: Kraken's engine takes batch cancels

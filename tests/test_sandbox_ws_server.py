@@ -35,9 +35,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from krakenex import API
-from krakenex.sandbox import Sandbox
+from krakenex.sandbox import Sandbox, links
 from krakenex.sandbox.feed import INVALID_PRICE
-from krakenex.sandbox.links import BACKLOG
+from krakenex.sandbox.links import BACKLOG, MAX_MESSAGE
 from krakenex.ws import WS
 
 WAIT = 5.0
@@ -299,10 +299,10 @@ def test_every_one_of_many_requests_sent_in_one_write_is_answered(
 
 # -- what a client sends ----------------------------------------------------------------------
 
-def test_a_message_nested_100000_deep_is_a_malformed_request_and_the_link_lives(
+def test_a_message_nested_30000_deep_is_a_malformed_request_and_the_link_lives(
         sb: Sandbox) -> None:
     with connect(sb.ws_url, open_timeout=WAIT, max_size=None) as bare:
-        bare.send('[' * 100_000 + ']' * 100_000)
+        bare.send('[' * 30_000 + ']' * 30_000)  # within MAX_MESSAGE, past any parser's depth
         assert '"Malformed request"' in reply_to(bare, '"error"')
         bare.send(json.dumps({'method': 'ping', 'req_id': 5}))
         assert '"pong"' in reply_to(bare, '"pong"')
@@ -315,13 +315,57 @@ def test_a_fragmented_message_is_answered_as_one(sb: Sandbox) -> None:
         assert '"req_id": 77' in reply_to(bare, '"pong"')
 
 
-def test_a_message_over_1_mib_closes_the_connection_with_1009(sb: Sandbox) -> None:
+def test_a_message_over_64_kib_closes_the_connection_with_1009(sb: Sandbox) -> None:
+    assert MAX_MESSAGE == 64 * 1024  # Kraken's requests are a few KiB at most
     with connect(sb.ws_url, open_timeout=WAIT, max_size=None) as bare:
-        bare.send('x' * ((1 << 20) + 1))
+        bare.send('x' * (MAX_MESSAGE + 1))
         with pytest.raises(ConnectionClosed) as ended:
             while True:
                 bare.recv(WAIT)
         assert ended.value.rcvd is not None and ended.value.rcvd.code == 1009
+
+
+def test_a_batch_of_fifteen_orders_fits_in_one_message(sb: Sandbox) -> None:
+    orders = [{'order_type': 'limit', 'side': 'buy', 'order_qty': 0.0001, 'limit_price': 1000,
+               'cl_ord_id': f'{n:032x}', 'time_in_force': 'gtc', 'post_only': True}
+              for n in range(15)]
+    text = json.dumps({'method': 'batch_add', 'params': {
+        'symbol': 'BTC/USD', 'token': 'x' * 400, 'orders': orders}, 'req_id': 8})
+    with connect(sb.ws_url, open_timeout=WAIT) as bare:
+        bare.send(text)
+        assert '"batch_add"' in reply_to(bare, '"req_id": 8')  # answered, not closed
+
+
+def unfinished(size: int) -> bytes:
+    """A masked text frame of ``size`` bytes, all but its last byte: a message never finished."""
+    mask = os.urandom(4)
+    head = b'\x81' + (bytes([0x80 | 126]) + struct.pack('!H', size) if size < 1 << 16
+                      else bytes([0x80 | 127]) + struct.pack('!Q', size))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(b'x' * (size - 1)))
+
+
+def test_unfinished_messages_of_many_clients_hold_bounded_memory_and_others_are_served(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    budget = 1 << 20
+    monkeypatch.setattr(links, 'PARTIAL_BUDGET', budget)  # 1 MiB: 16 clients' worth
+    with Sandbox(tier=None) as sb:
+        assert sb.feed is not None
+        loop = sb.feed.loop
+        holders = [open_raw(sb, extra=unfinished(MAX_MESSAGE - 8)) for _ in range(40)]
+        try:
+            # every byte sent is read: the cut-off holders, and all that the rest hold
+            assert wait_for(lambda: sum(closed(sock) for sock in holders) >= 24 and
+                            loop.partial_total >= budget - MAX_MESSAGE)
+            held = sum(link.partial for link in list(loop.links))
+            assert held == loop.partial_total <= budget
+            reply = requests.get(sb.url + '/0/public/Time', timeout=WAIT)
+            assert reply.status_code == 200 and reply.json()['error'] == []
+            with connect(sb.ws_url, open_timeout=WAIT) as newcomer:
+                newcomer.send(json.dumps({'method': 'ping', 'req_id': 3}))
+                assert '"pong"' in reply_to(newcomer, '"pong"')
+        finally:
+            for sock in holders:
+                sock.close()
 
 
 def test_a_text_frame_that_is_not_utf8_closes_the_connection_with_1007(sb: Sandbox) -> None:

@@ -39,6 +39,7 @@ from krakenex import (
     ShareUnavailableError,
 )
 from krakenex.sandbox import Reply, Request, Sandbox
+from krakenex.sandbox.futures import FuturesEndpoints
 from krakenex.share import FORMAT, RedisStore, cache_directory, lease, resolve
 
 INVALID_NONCE = 'EAPI:Invalid nonce'
@@ -607,7 +608,7 @@ def _not_a_directory(tmp_path: Path) -> str:
     return str(blocker / 'sub')
 
 
-@pytest.mark.parametrize('how', ['share', 'variable', 'redis'])
+@pytest.mark.parametrize('how', ['share', 'variable', 'redis', 'redis-query'])
 def test_a_store_asked_for_that_cannot_be_used_raises_one_line_and_sends_nothing(
         how: str, unlimited: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     options: dict[str, Any] = {}
@@ -615,6 +616,10 @@ def test_a_store_asked_for_that_cannot_be_used_raises_one_line_and_sends_nothing
         from conftest import _free_port
         options['share'] = f'redis://:hunter2@127.0.0.1:{_free_port()}/0'  # nobody listens
         place = options['share'].replace(':hunter2@', '***@')  # the password is never shown
+    elif how == 'redis-query':
+        from conftest import _free_port
+        options['share'] = f'redis://127.0.0.1:{_free_port()}/0?password=hunter2&db=0'
+        place = options['share'].replace('=hunter2', '=***')
     else:
         place = _not_a_directory(tmp_path)
         if how == 'share':
@@ -957,7 +962,7 @@ def test_two_processes_on_one_futures_key_get_no_nonce_error(
     url = request.getfixturevalue('redis_url') if store == 'redis' else None
     unlimited.futures.budget = None  # nonces alone are checked here
     gate = Gate(unlimited, jitter, prefix='/derivatives/api/v3/',
-                route=unlimited.futures.route)
+                route=FuturesEndpoints(unlimited.futures).route)
     options = {'key': unlimited.futures.key, 'secret': unlimited.futures.secret,
                'uri': unlimited.futures_url, 'retries': 0, **shared(store, url)}
     spec = {'mode': 'futures', 'api': options, 'method': 'accounts', 'threads': 2,

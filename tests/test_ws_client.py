@@ -456,6 +456,35 @@ def test_drop_without_close_frame_reconnects_and_resubscribes_the_users_own_requ
                         'event_trigger': 'bbo'}] * 2
 
 
+def test_a_verified_book_is_not_shown_after_a_reconnect_until_a_new_snapshot_matches(ws, kraken):
+    ws.subscribe('book', symbol=['BTC/USD'], depth=10)
+    expect(ws, book_message('BTC/USD'))
+    assert ws.book('BTC/USD').checksum == kraken.books['BTC/USD'].checksum()
+    kraken.hold_snapshots()
+    kraken.drop()
+    expect(ws, notice('resubscribed'))
+    with pytest.raises(BookUnavailableError, match='reconnecting'):
+        ws.book('BTC/USD')  # what it was before the drop may be stale by now
+    kraken.release_snapshots()
+    expect(ws, book_message('BTC/USD'))
+    assert ws.book('BTC/USD').checksum == kraken.books['BTC/USD'].checksum()
+
+
+def test_precisions_from_instrument_messages_are_kept_for_a_bounded_number_of_pairs(ws, kraken):
+    from krakenex.ws.session import MAX_PRECISIONS
+
+    ws.subscribe('book', symbol=['BTC/USD'], depth=10)
+    expect(ws, book_message('BTC/USD'))
+    pairs = [{'symbol': f'P{n}/USD', 'price_precision': 2, 'qty_precision': 4}
+             for n in range(MAX_PRECISIONS + 1000)]
+    kraken.push(json.dumps({'channel': 'instrument', 'type': 'update', 'data': {'pairs': pairs}}))
+    kraken.book_update('BTC/USD', bids={'44999.8': '3'})
+    expect(ws, book_message('BTC/USD', 'update'))  # read after the instrument message
+    assert len(ws._ws.precisions) == MAX_PRECISIONS
+    assert 'P0/USD' not in ws._ws.precisions and f'P{MAX_PRECISIONS + 999}/USD' in ws._ws.precisions
+    assert ws.book('BTC/USD').checksum == kraken.books['BTC/USD'].checksum()  # kept its own
+
+
 def test_server_close_1001_is_replaced(ws, kraken):
     ws.subscribe('ticker', symbol=['BTC/USD'])
     kraken.close(1001, 'CloudFlare WebSocket proxy restarting')
@@ -580,6 +609,16 @@ def test_skipped_executions_sequence_gives_gap(private, kraken):
     gap = expect(private, notice('gap'))
     assert gap == {'channel': 'krakenex', 'type': 'gap', 'feed': 'executions', 'expected': 3,
                    'received': 4}
+
+
+def test_a_repeated_executions_sequence_gives_gap(private, kraken):
+    private.subscribe('executions', snap_orders=True, snap_trades=True)
+    expect(private, lambda m: m.get('channel') == 'executions')
+    for sequence in (2, 2):
+        kraken.push(json.dumps({'channel': 'executions', 'type': 'update', 'data': [],
+                                'sequence': sequence}))
+    gap = expect(private, notice('gap'))
+    assert (gap['expected'], gap['received']) == (3, 2)
 
 
 # -- 5. at most once ---------------------------------------------------------------------
@@ -924,8 +963,8 @@ def test_a_symbol_given_as_text_is_sent_as_the_list_kraken_wants(ws, kraken):
 
 def test_a_message_over_the_size_limit_replaces_the_connection_and_says_why(ws, kraken,
                                                                            monkeypatch):
-    import krakenex.ws.client
-    monkeypatch.setattr(krakenex.ws.client, 'MAX_MESSAGE', 4096)
+    import krakenex.ws.connection
+    monkeypatch.setattr(krakenex.ws.connection, 'MAX_MESSAGE', 4096)
     ws.subscribe('ticker', symbol=['BTC/USD'])
     kraken.push('{"channel":"ticker","type":"update","data":[{"pad":"' + 'x' * 5000 + '"}]}')
     reconnected = expect(ws, notice('reconnected'))
@@ -1144,7 +1183,7 @@ def test_krakenex_s_own_req_ids_skip_one_that_gave_up(private, kraken):
 
 
 def test_a_req_id_that_gave_up_is_kept_for_a_bounded_time(private, kraken, monkeypatch):
-    monkeypatch.setattr('krakenex.ws.client.LATE_REPLY_WAIT', 0.2)
+    monkeypatch.setattr('krakenex.ws.session.LATE_REPLY_WAIT', 0.2)
     kraken.handlers['cancel_order'] = lambda c, m: None
     private.connect(private=True)  # the 0.2 s below is for the reply alone
     with pytest.raises(OutcomeUnknownError):

@@ -14,11 +14,10 @@ except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError(needs('AsyncFuturesAPI', 'async')) from None
 
 from ..aio import AsyncAPI
-from ..core import server
 from ..errors import OutcomeUnknownError
-from ..protocol import DEFAULT_TIMEOUT, Timeout, check_timeout
+from ..protocol import Timeout
 from .core import FuturesCore
-from .endpoints import DEFAULT_URI, Endpoint
+from .endpoints import Endpoint
 
 __all__ = ['AsyncFuturesAPI']
 
@@ -30,46 +29,28 @@ class AsyncFuturesAPI(FuturesCore):
     above the one before, so nonces reach Kraken in order however many tasks,
     processes and re-runs use the key (``share``). Use it as
     ``async with AsyncFuturesAPI(...) as futures`` or call :meth:`aclose`.
-    The parameters are those of :class:`~krakenex.futures.FuturesAPI`. It sends through a
-    :class:`krakenex.AsyncAPI`, whose :attr:`session` it shares: assign an
-    :class:`aiohttp.ClientSession` of your own before the first call to set
-    headers, a proxy or TLS settings.
+    The parameters are those of :class:`~krakenex.futures.FuturesAPI`. It sends
+    through the sending loop of :class:`krakenex.AsyncAPI` (:meth:`~krakenex.AsyncAPI.run`),
+    whose :attr:`session` it shares: assign an :class:`aiohttp.ClientSession` of your
+    own before the first call to set headers, a proxy or TLS settings.
     """
 
-    def __init__(self, key: str = '', secret: str = '', *, uri: str | None = None,
-                 timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
-                 raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
-                 retry_time: float = 30.0, pace: bool = False,
-                 costs: Mapping[str, float] | None = None, share: Any = ...) -> None:
-        super().__init__(key, secret, uri=uri, timeout=timeout, nonce_unit=nonce_unit,
-                         raise_errors=raise_errors, retries=retries, backoff=backoff,
-                         retry_time=retry_time, pace=pace, costs=costs, share=share)
-        # The spot driver sends: session, lock, retries and transport failures are its.
-        self._driver: AsyncAPI = AsyncAPI(uri=server(uri, self.URL_VARIABLE, DEFAULT_URI),
-                                           timeout=self.timeout, share=None)
-
-    @property
-    def uri(self) -> str:
-        """The server's address, without a trailing slash."""
-        return self._driver.uri
-
-    @uri.setter
-    def uri(self, value: str) -> None:
-        self._driver.uri = value
+    def _open(self) -> None:
+        self._sender = _Sender(uri=self.uri, timeout=self.timeout, share=None)
 
     @property
     def session(self) -> aiohttp.ClientSession | None:
         """The :class:`aiohttp.ClientSession` calls go through; opened on the first call."""
-        return self._driver.session
+        return self._sender.session
 
     @session.setter
     def session(self, value: aiohttp.ClientSession | None) -> None:
-        self._driver.session = value
+        self._sender.session = value
 
     @property
     def response(self) -> aiohttp.ClientResponse | None:
         """The last response, overwritten by every call."""
-        return self._driver.response
+        return self._sender.response
 
     async def __aenter__(self) -> AsyncFuturesAPI:
         return self
@@ -80,7 +61,7 @@ class AsyncFuturesAPI(FuturesCore):
 
     async def aclose(self) -> None:
         """Close the session and its connections."""
-        await self._driver.aclose()
+        await self._sender.aclose()
         self._close_store()
 
     async def query_public(self, endpoint: str, data: Mapping[str, Any] | None = None, *,
@@ -118,7 +99,18 @@ class AsyncFuturesAPI(FuturesCore):
 
     async def _call(self, endpoint: Endpoint, verb: str, data: dict[str, Any],
                     timeout: Timeout | None, *, private: bool) -> Any:
-        """Run one call on the spot driver: retries, lock, pacing and unknown outcomes are its."""
-        timeout = self.timeout if timeout is None else check_timeout(timeout)
-        return await self._driver._run(
+        """Run one call through :meth:`krakenex.AsyncAPI.run`, the asyncio sending loop."""
+        timeout = self.timeout if timeout is None else timeout
+        self._sender.uri = self.uri  # where this client points now, though uri was changed
+        return await self._sender.run(
             self._futures_call(endpoint, verb, data, private=private), timeout)
+
+
+class _Sender(AsyncAPI):
+    """:class:`~krakenex.AsyncAPI`'s sending loop with no key of its own.
+
+    The futures core signs what it sends; the spot key in the environment is never read.
+    """
+
+    def _environment_key(self) -> tuple[str, str]:
+        return '', ''

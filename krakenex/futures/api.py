@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
-import requests
-
-from ..api import API
-from ..core import server
 from ..errors import OutcomeUnknownError
-from ..protocol import DEFAULT_TIMEOUT, Timeout, check_timeout
+from ..protocol import Timeout
+from ..sending import RequestsDriver
 from .core import FuturesCore
-from .endpoints import DEFAULT_URI, Endpoint
+from .endpoints import Endpoint
 
 __all__ = ['FuturesAPI']
 
 
-class FuturesAPI(FuturesCore):
+class FuturesAPI(RequestsDriver, FuturesCore):
     """Maintains a session with Kraken Futures for one API key.
 
     Calls are named by Kraken's endpoint names under ``/derivatives/api/v3``
@@ -55,47 +51,10 @@ class FuturesAPI(FuturesCore):
         as for :class:`krakenex.API`: shared by every process on this machine
         unless told otherwise
     :raises KrakenUsageError: for an unknown nonce unit, a bad timeout or ``share``
+
+    :attr:`session` (a :class:`requests.Session`) and :attr:`response` are as
+    on :class:`krakenex.API`; the spot key (``KRAKEN_API_KEY``) is never read.
     """
-
-    def __init__(self, key: str = '', secret: str = '', *, uri: str | None = None,
-                 timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
-                 raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
-                 retry_time: float = 30.0, pace: bool = False,
-                 costs: Mapping[str, float] | None = None, share: Any = ...) -> None:
-        super().__init__(key, secret, uri=uri, timeout=timeout, nonce_unit=nonce_unit,
-                         raise_errors=raise_errors, retries=retries, backoff=backoff,
-                         retry_time=retry_time, pace=pace, costs=costs, share=share)
-        # The spot driver sends: session, transport failures and reply decoding are its.
-        self._driver: API = API(uri=server(uri, self.URL_VARIABLE, DEFAULT_URI),
-                                 timeout=self.timeout, share=None)
-        #: The :class:`requests.Session` every call goes through.
-        self.session: requests.Session = self._driver.session
-
-    @property
-    def uri(self) -> str:
-        """The server's address, without a trailing slash."""
-        return self._driver.uri
-
-    @uri.setter
-    def uri(self, value: str) -> None:
-        self._driver.uri = value
-
-    @property
-    def response(self) -> requests.Response | None:
-        """The last :class:`requests.Response`, overwritten by every call."""
-        return self._driver.response
-
-    def __enter__(self) -> FuturesAPI:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the session and its connections."""
-        self._driver.close()
-        self._close_store()
 
     # ------------------------------------------------------------------ calls
 
@@ -186,7 +145,5 @@ class FuturesAPI(FuturesCore):
 
     def _call(self, endpoint: Endpoint, verb: str, data: dict[str, Any],
               timeout: Timeout | None, *, private: bool) -> Any:
-        """Run one call on the spot driver: retries, lock, pacing and unknown outcomes are its."""
-        timeout = self.timeout if timeout is None else check_timeout(timeout)
-        return self._driver._run(
-            self._futures_call(endpoint, verb, data, private=private), timeout)
+        """Run one call on the requests driver (:meth:`run`)."""
+        return self.run(self._futures_call(endpoint, verb, data, private=private), timeout)

@@ -2,26 +2,23 @@
 
 :class:`~krakenex.futures.FuturesAPI` (requests) and
 :class:`~krakenex.futures.AsyncFuturesAPI` (aiohttp) are this plus a way to
-send. Nonces, retry timing and unknown outcomes come from
-:mod:`krakenex.protocol`; Kraken Futures' own rules from
-:mod:`krakenex.futures.protocol`.
+send; their options are this class's, written once here. Nonces, retry
+timing and unknown outcomes come from :mod:`krakenex.protocol`; Kraken
+Futures' own rules from :mod:`krakenex.futures.protocol`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from .. import protocol as spot
-from ..core import KeyedCore
+from ..core import KeyedCore, server
 from ..errors import KrakenError, KrakenUsageError, OutcomeUnknownError
 from ..pacing import RateCounter
 from ..protocol import DEFAULT_TIMEOUT, Call, Reply, Request, Timeout
 from . import protocol
-from .endpoints import Endpoint
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
+from .endpoints import DEFAULT_URI, Endpoint
 
 __all__ = ['FuturesCore', 'FuturesRetry']
 
@@ -42,8 +39,6 @@ class FuturesCore(KeyedCore):
     KEY_VARIABLES = ('KRAKEN_FUTURES_KEY', 'KRAKEN_FUTURES_SECRET')
     URL_VARIABLE = 'KRAKEN_FUTURES_URL'
     CALLS = 'endpoint'
-    #: The spot driver that sends; it decodes the replies, so the JSON options are its.
-    _driver: KeyedCore
 
     def __init__(self, key: str = '', secret: str = '', *, uri: str | None = None,
                  timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
@@ -57,15 +52,9 @@ class FuturesCore(KeyedCore):
         self.budget = self.shared_counter('derivatives', protocol.BUDGET) if pace else None
         #: The ``/history`` token pool (100, refilled 100 per 10 min), kept when ``pace`` is set.
         self.history_pool = self.shared_counter('history', protocol.HISTORY_POOL) if pace else None
-
-    def json_options(self, **kwargs: Any) -> Self:
-        """Set keyword arguments for decoding replies, such as ``parse_float=Decimal``.
-
-        :param kwargs: passed to :func:`json.loads`
-        :returns: this object, for chaining
-        """
-        self._driver.json_options(**kwargs)
-        return self
+        #: The server's address, without a trailing slash.
+        self.uri = server(uri, self.URL_VARIABLE, DEFAULT_URI)
+        self._open()
 
     @staticmethod
     def _endpoint(name: str, surface: str, verb: str | None, *,
@@ -131,7 +120,7 @@ class FuturesCore(KeyedCore):
             return self._checked(endpoint.name, reply, response)
 
         def read(reply: Reply) -> Any:
-            return spot.read_envelope(endpoint.name, reply, self._driver._json_options,
+            return spot.read_envelope(endpoint.name, reply, self._json_options,
                                       lambda decoded: protocol.envelope_problem(endpoint, decoded),
                                       protocol.ENVELOPE, 'Kraken Futures')
 
@@ -157,10 +146,9 @@ class FuturesCore(KeyedCore):
         The error carries the transport's ``response`` (and its request) as evidence.
         """
         if self.raise_errors and isinstance(reply, dict):
-            error = protocol.reply_error(reply, name) or protocol.refusal(reply, name)
+            error = protocol.reply_error(reply, name, response) or \
+                protocol.refusal(reply, name, response)
             if error is not None:
-                error.response, error.request = response, getattr(response, 'request', None)
-                error.status = getattr(response, 'status_code', getattr(response, 'status', None))
                 raise error
         return reply
 

@@ -34,6 +34,7 @@ from ..errors import (
     KrakenResponseError,
     RateLimitError,
     ServiceUnavailableError,
+    response_status,
 )
 from ..protocol import render, unicode_only
 from .endpoints import (
@@ -219,8 +220,10 @@ def error_codes(reply: Any) -> list[str]:
     return _codes(reply)
 
 
-def reply_error(reply: Any, name: str) -> KrakenAPIError | None:
+def reply_error(reply: Any, name: str, response: Any = None) -> KrakenAPIError | None:
     """The typed error of a reply with ``"result": "error"``, or None for any other reply.
+
+    :param response: the transport's response the reply came in, kept as the error's evidence
 
     :raises KrakenResponseError: if ``reply`` is not a JSON object
     """
@@ -234,7 +237,8 @@ def reply_error(reply: Any, name: str) -> KrakenAPIError | None:
     message = f"Kraken Futures {name} answered {', '.join(codes)}"
     if cls is InvalidNonceError:
         message += '. ' + _NONCE_ADVICE
-    return cls(message, method=name, errors=codes)
+    return cls(message, method=name, errors=codes, status=response_status(response),
+               response=response)
 
 
 def order_failures(reply: Mapping[str, Any]) -> list[str]:
@@ -258,8 +262,11 @@ def order_failures(reply: Mapping[str, Any]) -> list[str]:
     return failures
 
 
-def refusal(reply: Mapping[str, Any], name: str) -> KrakenAPIError | None:
-    """The typed error of an order instruction Kraken refused inside a success reply."""
+def refusal(reply: Mapping[str, Any], name: str, response: Any = None) -> KrakenAPIError | None:
+    """The typed error of an order instruction Kraken refused inside a success reply.
+
+    :param response: the transport's response the reply came in, kept as the error's evidence
+    """
     failures = order_failures(reply)
     if not failures:
         return None
@@ -268,7 +275,8 @@ def refusal(reply: Mapping[str, Any], name: str) -> KrakenAPIError | None:
                                  ServiceUnavailableError if first in _MARKET else
                                  InvalidOrderError)
     return cls(f"Kraken Futures {name} answered success but refused the order: "
-               f"{', '.join(failures)}", method=name, errors=failures)
+               f"{', '.join(failures)}", method=name, errors=failures,
+               status=response_status(response), response=response)
 
 
 def transient_reply(reply: Any) -> bool:

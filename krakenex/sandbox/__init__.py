@@ -29,7 +29,12 @@ The package, one responsibility per module:
 - :mod:`~krakenex.sandbox.market`: the seeded market data and book;
 - :mod:`~krakenex.sandbox.level3`: the resting orders behind the book's levels, for
   REST ``Level3`` and the feed's ``level3`` alike;
-- :mod:`~krakenex.sandbox.motion`: the seeded random walk of prices (``motion``).
+- :mod:`~krakenex.sandbox.motion`: the seeded random walk of prices (``motion``);
+- :mod:`~krakenex.sandbox.limits`: Kraken's spot rate limits (the sandbox's own table);
+- :mod:`~krakenex.sandbox.counter`: the leaky counter that keeps every limit;
+- :mod:`~krakenex.sandbox.feed` and :mod:`~krakenex.sandbox.links`: the WebSocket v2
+  feed and its connections (with the ``ws`` extra);
+- :mod:`~krakenex.sandbox.futures`: Kraken Futures, split the same way.
 
 Extending it: another module (a WebSocket feed, a futures API) serves more of
 Kraken from the same sandbox and the same state by registering a route:
@@ -66,7 +71,8 @@ from typing import TYPE_CHECKING, Any
 from ..pacing import TIERS, parse_tier
 from . import futures
 from .endpoints import PRIVATE_PREFIX, PUBLIC_PREFIX, Endpoints
-from .exchange import ENGINE_TIERS, SYSTEM_STATUSES, Account, Exchange
+from .exchange import SYSTEM_STATUSES, Account, Exchange
+from .limits import ENGINE_TIERS, REST_TIERS
 from .market import PAIRS, find_pair
 from .motion import Motion
 from .params import arithmetic
@@ -106,7 +112,7 @@ class Sandbox:
     :param nonce_window: the default key's nonce window, in nonce units.
     :param otp: the default key's 2FA password; every private call must send it.
     :param costs: per-method counter costs that override Kraken's (those of
-        :func:`krakenex.methods.cost`).
+        :func:`krakenex.sandbox.limits.call_cost`).
     :param public_rate: public calls per second per client address (None: no limit).
     :param read_timeout: seconds one read from a client may wait before its
         connection is dropped (an idle keep-alive connection, or a body that never
@@ -155,7 +161,7 @@ class Sandbox:
         engine = None if tier is None else ENGINE_TIERS.get(
             tier if isinstance(tier, str) else '', ENGINE_TIERS['starter'])
         self.exchange = Exchange(seed=seed, start=time.time(),
-                                 tier=None if tier is None else parse_tier(tier), costs=costs,
+                                 tier=_rest_tier(tier), costs=costs,
                                  public_rate=public_rate, engine=engine)
         self.endpoints = Endpoints(self.exchange)
         self.requests_log = self.exchange.requests_log
@@ -371,6 +377,15 @@ class Sandbox:
                 raise ValueError('no account has that key')
             return [{**o.to_kraken(True), 'txid': o.txid, 'cl_ord_id': o.cl_ord_id}
                     for o in account.orders.values() if not o.seeded]
+
+
+def _rest_tier(tier: str | tuple[float, float] | None) -> tuple[float, float] | None:
+    """The REST call counter of a tier by name (the sandbox's table) or ``(maximum, decay)``."""
+    if tier is None:
+        return None
+    if isinstance(tier, str) and tier in REST_TIERS:
+        return REST_TIERS[tier]
+    return parse_tier(tier)
 
 
 def _feed(sandbox: Sandbox) -> Feed | None:

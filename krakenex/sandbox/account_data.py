@@ -11,11 +11,12 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
-from ..methods import PAGE_SIZE
 from .exchange import (
     Account,
     Exchange,
     Order,
+    PrivateHandler,
+    PublicHandler,
     asset_places,
 )
 from .market import (
@@ -25,8 +26,6 @@ from .market import (
 from .params import (
     ApiError,
     Params,
-    PrivateHandler,
-    PublicHandler,
     flag,
     id_list,
     integer,
@@ -38,6 +37,10 @@ from .params import (
 )
 
 D = Decimal
+
+#: Rows in one page of ClosedOrders, TradesHistory and Ledgers (Kraken's docs: "50 results
+#: at a time, the most recent by default").
+PAGE_SIZE = 50
 
 __all__ = ['AccountData']
 

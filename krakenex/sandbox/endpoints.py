@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 from ..methods import valid_name
 from .account_data import AccountData
-from .exchange import Exchange
+from .exchange import Exchange, PrivateHandler, PublicHandler
 from .funding import Funding
 from .market_data import MarketData
-from .params import ApiError, PrivateHandler, PublicHandler, arithmetic, parse_query
+from .params import ApiError, arithmetic, parse_query
 from .replies import Reply, envelope, error, html
 from .replies import text as text_reply
 from .scope import check

@@ -21,12 +21,13 @@ import re
 import string
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, ROUND_UP, Decimal
 from typing import Any
 
-from .. import methods
+from .counter import Counter
+from .limits import call_cost
 from .market import (
     ASSETS,
     LOT_DECIMALS,
@@ -306,10 +307,10 @@ class Account:
     exports: dict[str, Export] = field(default_factory=dict)
     last_nonce: int = 0
     recent_nonces: set[int] = field(default_factory=set)
-    counter: float = 0.0
-    counter_time: float = field(default_factory=time.monotonic)
-    #: The trading engine's rate counter by pair name: (value, when it was last updated).
-    engine: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: Kraken's REST call counter of the key.
+    counter: Counter = field(default_factory=Counter)
+    #: The trading engine's rate counter of the key, by pair name.
+    engine: dict[str, Counter] = field(default_factory=dict)
     cancel_at: float | None = None  # CancelAllOrdersAfter's deadline (Unix time)
     iiban: str = ''  # the account's Kraken IIBAN, e.g. 'AA88 N84G WOAK NMOI'
     created: float = 0.0
@@ -338,6 +339,13 @@ class Account:
         return self.balances.get(asset, D(0)) - self.held().get(asset, D(0))
 
 
+#: A public method's handler: its parameters in, its ``result`` out.
+PublicHandler = Callable[[Params], object]
+#: A private method's handler: the caller's account and its parameters in, its
+#: ``result`` (or a whole :class:`~krakenex.sandbox.replies.Reply`) out.
+PrivateHandler = Callable[[Account, Params], object]
+
+
 def _costs(pair: PairSpec, price: Decimal, volume: Decimal, maker: bool) -> tuple[Decimal, Decimal]:
     """The cost and fee of a fill, in the quote asset's precision."""
     cost = quantize(price * volume, pair.quote)
@@ -359,20 +367,6 @@ def _needs(order: Order, plan: list[tuple[Decimal, Decimal]]) -> tuple[str, Deci
 
 
 # -- the exchange: accounts, request checks, call counter, matching -----------------------
-
-#: Kraken's trading-engine limits per tier: the per-pair rate counter's threshold and
-#: decay per second, and the open orders allowed per pair.
-#: Source: https://docs.kraken.com/api/docs/guides/spot-ratelimits
-ENGINE_TIERS: dict[str, tuple[float, float, int]] = {
-    'starter': (60.0, 1.0, 60),
-    'intermediate': (125.0, 2.34, 80),
-    'pro': (180.0, 3.75, 225),
-}
-#: The engine's extra cost by the age of the order acted on: (younger than seconds, cost).
-AMEND_PENALTY = ((5, 3), (10, 2), (15, 1))
-EDIT_PENALTY = ((5, 6), (10, 5), (15, 4), (45, 2), (90, 1))
-CANCEL_PENALTY = ((5, 8), (10, 6), (15, 5), (45, 4), (90, 2), (300, 1))
-
 
 def penalty(order: Order, table: tuple[tuple[int, int], ...], now: float) -> int:
     """The engine's age-weighted extra cost of amending, editing or cancelling ``order``."""
@@ -398,9 +392,10 @@ class Exchange:
         #: The trading engine's limits: (threshold, decay per second, open orders per
         #: pair), or None to keep none.
         self.engine = engine
-        self.costs = dict(costs or {})  # overrides of krakenex.methods' costs, by method
+        self.costs = dict(costs or {})  # overrides of Kraken's costs, by method
         self.public_rate = public_rate
-        self.buckets: dict[str, tuple[float, float]] = {}
+        #: The public calls of each client address (the ``public_rate`` bucket's level).
+        self.buckets: dict[str, Counter] = {}
         self.accounts: dict[str, Account] = {}
         self.requests_log: list[tuple[str, str | None]] = []
         #: The trading engine's status, one of :data:`SYSTEM_STATUSES` (SystemStatus shows it).
@@ -459,25 +454,16 @@ class Exchange:
         if self.tier is None:
             return
         maximum, decay = self.tier
-        now = time.monotonic()
-        account.counter = max(0.0, account.counter - decay * (now - account.counter_time))
-        account.counter_time = now
-        cost = self.costs.get(method, methods.cost(method))
-        if account.counter + cost > maximum:
-            if refused:
-                return
+        cost = self.costs.get(method, call_cost(method))
+        if not account.counter.charge(cost, maximum, decay, time.monotonic()) and not refused:
             raise ApiError('EAPI:Rate limit exceeded')
-        account.counter += cost
 
     def engine_counter(self, account: Account, pair: PairSpec) -> float:
         """The trading engine's rate counter of ``account`` on ``pair``, decayed to now."""
         if self.engine is None:
             return 0.0
-        now = time.monotonic()
-        value, then = account.engine.get(pair.name, (0.0, now))
-        value = max(0.0, value - self.engine[1] * (now - then))
-        account.engine[pair.name] = (value, now)
-        return value
+        return account.engine.setdefault(pair.name, Counter()).drain(self.engine[1],
+                                                                     time.monotonic())
 
     def engine_charge(self, account: Account, pair: PairSpec, cost: float, *,
                       always: bool = False) -> None:
@@ -485,10 +471,11 @@ class Exchange:
         limit exceeded`` if that passes the threshold (unless ``always``: batch cancels)."""
         if self.engine is None:
             return
-        value = self.engine_counter(account, pair)
-        if value + cost > self.engine[0] and not always:
+        threshold, decay, _ = self.engine
+        counter = account.engine.setdefault(pair.name, Counter())
+        if not counter.charge(cost, threshold, decay, time.monotonic(), always=always) \
+                and not always:
             raise ApiError('EOrder:Rate limit exceeded')
-        account.engine[pair.name] = (value + cost, time.monotonic())
 
     def check_open_orders(self, account: Account, pair: PairSpec, adding: int = 1) -> None:
         """Refuse with ``EOrder:Orders limit exceeded`` past the open orders per pair."""
@@ -501,13 +488,11 @@ class Exchange:
         """Public calls per client address: a token bucket refilled at ``public_rate``/s."""
         if self.public_rate is None:
             return
-        capacity, now = max(1.0, self.public_rate), time.monotonic()
-        tokens, then = self.buckets.get(client, (capacity, now))
-        tokens = min(capacity, tokens + (now - then) * self.public_rate)
-        if tokens < 1:
-            self.buckets[client] = (tokens, now)
+        # a bucket of max(1, rate) tokens refilled at rate/s: a counter of that maximum
+        capacity = max(1.0, self.public_rate)
+        bucket = self.buckets.setdefault(client, Counter())
+        if not bucket.charge(1, capacity, self.public_rate, time.monotonic()):
             raise ApiError('EGeneral:Too many requests')
-        self.buckets[client] = (tokens - 1, now)
 
     def expire_timers(self) -> None:
         """Fire what time brings: CancelAllOrdersAfter deadlines, order start and expiry times."""

@@ -38,23 +38,23 @@ import time
 import zlib
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.http11 import Request as Handshake
 from websockets.server import ServerProtocol
 
-from ..ws.book import DEPTHS as BOOK_DEPTHS
+from .counter import Counter
 from .level3 import Level3Side, changes, placed, queues
-from .links import IDLE_TIMEOUT, Link, Loop
+from .links import IDLE_TIMEOUT, MAX_MESSAGE, Link, Loop
 from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
 from .params import ApiError
 from .replies import Reply, iso, iso_ns
 from .replies import text as text_reply
 
 if TYPE_CHECKING:
-    from . import Sandbox
-    from .exchange import Account
-    from .server import Request
+    from .endpoints import Endpoints
+    from .exchange import Account, Exchange
+    from .server import Request, Route
 
 __all__ = ['Feed', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH', 'LEVEL3_PATH']
 
@@ -71,6 +71,8 @@ FEED_FAULTS = frozenset({'drop', 'close1001', 'stall', 'bad_checksum', 'handshak
 #: Seconds a token from GetWebSocketsToken may wait for its first use (Kraken: 15 minutes).
 TOKEN_LIFETIME = 900.0
 CHECKSUM_LEVELS = 10
+#: The depths Kraken's ``book`` channel accepts (10 by default), and its ``level3`` channel.
+BOOK_DEPTHS = (10, 25, 100, 500, 1000)
 LEVEL3_DEPTHS = (10, 100, 1000)
 PRIVATE_CHANNELS = ('executions', 'balances')
 PUBLIC_CHANNELS = ('book', 'ticker', 'trade', 'ohlc', 'instrument')
@@ -110,7 +112,20 @@ def _crc_text(price: str, qty: str) -> str:
     return price.replace('.', '').lstrip('0') + qty.replace('.', '').lstrip('0')
 
 
-def attach(sandbox: Sandbox) -> Feed:
+class Host(Protocol):
+    """What the feed needs of a sandbox: its exchange, its REST methods, its orders as
+    the API shows them, and a way to serve a path."""
+
+    exchange: Exchange
+    endpoints: Endpoints
+
+    def orders(self, key: str | None = None) -> list[dict[str, Any]]: ...
+
+    def add_route(self, prefix: str, route: Route, *,
+                  unavailable: Callable[[], Reply] | None = None) -> None: ...
+
+
+def attach(sandbox: Host) -> Feed:
     """Serve the feed on ``sandbox``'s port and record the tokens it hands out."""
     feed = Feed(sandbox)
     sandbox.add_route(PUBLIC_PATH, lambda request: feed.route(request, private=False))
@@ -141,7 +156,7 @@ class Feed:
         ``Exceeded msg rate`` and not carried out; None (the default) keeps no limit
     """
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Host) -> None:
         self.sandbox = sandbox
         self.heartbeat = 1.0
         self.tick = 0.05
@@ -210,7 +225,7 @@ class Feed:
             return text_reply(426, 'WebSocket only: connect with a WebSocket client\n')
         if self.take('handshake429'):
             return text_reply(429, 'Too Many Requests\n')
-        protocol = ServerProtocol(max_size=1 << 20)
+        protocol = ServerProtocol(max_size=MAX_MESSAGE)
         handler = request.handler  # the HTTP server has read the request: give it back
         head = ''.join(f'{k}: {v}\r\n' for k, v in handler.headers.items())
         protocol.receive_data(f'{handler.requestline}\r\n{head}\r\n'.encode('latin-1'))
@@ -392,7 +407,7 @@ class _Session:
                                      dict[str, Level3Side]]] = {}
         self.status_sent = ''
         self.instrument = False
-        self.counter, self.counter_time = 0.0, time.monotonic()  # the message rate's counter
+        self.counter = Counter()  # what the connection has spent of its message rate
         self.executions: dict[str, Any] | None = None
         self.balances: dict[str, Any] | None = None
         self.key: str | None = None
@@ -481,13 +496,7 @@ class _Session:
         if limit is None:
             return False
         maximum, decay = limit
-        now = time.monotonic()
-        self.counter = max(0.0, self.counter - (now - self.counter_time) * decay)
-        self.counter_time = now
-        if self.counter + 1 > maximum:
-            return True  # refused requests add nothing
-        self.counter += 1
-        return False
+        return not self.counter.charge(1, maximum, decay, time.monotonic())
 
     def check_token(self, params: dict[str, Any]) -> tuple[str | None, str]:
         """The account key for a private request, or None and the error to answer with."""

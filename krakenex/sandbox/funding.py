@@ -20,6 +20,8 @@ from .exchange import (
     Account,
     Exchange,
     Export,
+    PrivateHandler,
+    PublicHandler,
     asset_places,
     quantize,
 )
@@ -31,8 +33,6 @@ from .market import (
 from .params import (
     ApiError,
     Params,
-    PrivateHandler,
-    PublicHandler,
     amount,
     flag,
     integer,

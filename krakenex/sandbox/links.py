@@ -19,6 +19,10 @@ The bounds that keep one client from costing others:
   since the last one it was sent) and nothing more is read from it; a client
   that reads nothing of what waits for ``idle_timeout`` seconds, or lets more
   than :data:`MAX_BACKLOG` bytes pile up, is disconnected.
+- **Unfinished messages**: a client message may have :data:`MAX_MESSAGE` bytes
+  (a longer one closes the connection with 1009), and what every client has sent
+  of messages not yet finished is held up to :data:`PARTIAL_BUDGET` bytes in all;
+  past it, the connection that holds the most is disconnected, until the rest fit.
 
 Only the loop's thread touches a link or its handler; other threads reach them
 through :meth:`Loop.call_soon`.
@@ -44,7 +48,8 @@ from websockets.server import ServerProtocol
 
 from .server import Upgraded
 
-__all__ = ['Loop', 'Link', 'Handler', 'BACKLOG', 'MAX_BACKLOG', 'IDLE_TIMEOUT']
+__all__ = ['Loop', 'Link', 'Handler', 'BACKLOG', 'MAX_BACKLOG', 'IDLE_TIMEOUT', 'MAX_MESSAGE',
+           'PARTIAL_BUDGET']
 
 log = logging.getLogger('krakenex.sandbox')
 
@@ -57,6 +62,11 @@ MAX_BACKLOG = 16 * 1024 * 1024
 #: The kernel's send buffer of a connection: a client that stops reading backs up here
 #: soon, and 2,000 of them hold a bounded amount of the kernel's memory.
 SEND_BUFFER = 128 * 1024
+#: Bytes one message from a client may have. Kraken's requests are small (a batch of 15
+#: orders is a few KiB), so a longer message is no request: the connection is closed (1009).
+MAX_MESSAGE = 64 * 1024
+#: Bytes that unfinished client messages may hold together, across every connection.
+PARTIAL_BUDGET = 16 * 1024 * 1024
 READ_SIZE = 65536
 #: Messages of one client answered in a turn before every other client's turn comes.
 ANSWERS_PER_TURN = 4
@@ -109,6 +119,12 @@ class Link:
         self.early = early
 
     @property
+    def partial(self) -> int:
+        """Bytes held of a message the client has not finished: its frames so far and the
+        part of a frame the protocol has buffered."""
+        return sum(map(len, self.parts)) + len(self.protocol.reader.buffer)
+
+    @property
     def backlog(self) -> int:
         """Bytes waiting to be sent to the client."""
         return len(self.out)
@@ -147,6 +163,10 @@ class Link:
         self.upgraded.release()
         if self.handler is not None:
             self.handler.gone()
+        # free what it held now, not when the collector finds the link and handler's cycle
+        self.parts, self.out = [], bytearray()
+        self.inbox.clear()
+        self.protocol.reader.buffer.clear()
 
     # -- I/O, driven by the loop -----------------------------------------------------------
 
@@ -250,6 +270,9 @@ class Loop:
         self.listeners: set[Link] = set()  # links whose handler wants looks
         self.unsent: set[Link] = set()  # links with something new to write this turn
         self.waiting: set[Link] = set()  # links with requests to answer at the next turn
+        #: Bytes of unfinished messages by link (those holding any), and their sum.
+        self.partials: dict[Link, int] = {}
+        self.partial_total = 0
         #: Times round the loop, for tests that check it sleeps when it has nothing to do.
         self.turns = 0
 
@@ -313,6 +336,7 @@ class Loop:
         self.listeners.discard(link)
         self.unsent.discard(link)
         self.waiting.discard(link)
+        self.partial_total -= self.partials.pop(link, 0)
         if self._selector is not None:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._selector.unregister(link.sock)
@@ -403,7 +427,22 @@ class Loop:
     def _read(self, link: Link) -> None:
         if link.read():
             link.heard = time.monotonic()
+        if not link.ended:
+            self._hold(link)
         self._answer(link)
+
+    def _hold(self, link: Link) -> None:
+        """Count what ``link`` holds of unfinished messages; past :data:`PARTIAL_BUDGET` in
+        all, disconnect the links holding the most until the rest fit."""
+        held = link.partial
+        self.partial_total += held - self.partials.pop(link, 0)
+        if held:
+            self.partials[link] = held
+        while self.partial_total > PARTIAL_BUDGET and self.partials:
+            largest = max(self.partials, key=self.partials.__getitem__)
+            log.debug('unfinished WebSocket messages hold %d bytes: the client holding %d is '
+                      'disconnected', self.partial_total, self.partials[largest])
+            largest.reset()  # its end() makes the loop forget it, and what it held
 
     def _answer(self, link: Link) -> None:
         """Hand the inbox to the handler while the client takes what it is sent, a few

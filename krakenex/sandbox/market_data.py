@@ -18,6 +18,8 @@ from typing import Any
 from .exchange import (
     Account,
     Exchange,
+    PrivateHandler,
+    PublicHandler,
 )
 from .level3 import placed, resting_orders
 from .market import (
@@ -37,8 +39,6 @@ from .market import (
 from .params import (
     ApiError,
     Params,
-    PrivateHandler,
-    PublicHandler,
     id_list,
     integer,
     invalid,

@@ -11,29 +11,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from decimal import Context, Decimal, InvalidOperation, localcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 from .market import PAIRS, PairSpec, find_pair
 
-if TYPE_CHECKING:
-    from .exchange import Account
-
-__all__ = ['ApiError', 'Params', 'PublicHandler', 'PrivateHandler', 'MAX_NUMBER', 'invalid',
-           'text', 'required', 'number', 'amount', 'optional_amount', 'integer', 'flag',
-           'id_list', 'indexed', 'requested_pairs', 'requested_pair', 'parse_body',
-           'parse_query', 'arithmetic']
+__all__ = ['ApiError', 'Params', 'MAX_NUMBER', 'invalid', 'text', 'required', 'number',
+           'amount', 'optional_amount', 'integer', 'flag', 'id_list', 'indexed',
+           'requested_pairs', 'requested_pair', 'parse_body', 'parse_query', 'arithmetic']
 
 Params = dict[str, Any]
-
-#: A public method's handler: its parameters in, its ``result`` out.
-PublicHandler = Callable[[Params], object]
-#: A private method's handler: the caller's account and its parameters in, its
-#: ``result`` (or a whole :class:`~krakenex.sandbox.replies.Reply`) out.
-PrivateHandler = Callable[['Account', Params], object]
 
 #: The largest volume, price or amount the sandbox takes; larger ones are invalid
 #: arguments (no spot market or account comes near it).

@@ -15,15 +15,15 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from .exchange import (
-    AMEND_PENALTY,
-    CANCEL_PENALTY,
-    EDIT_PENALTY,
     TRIGGER_TYPES,
     Account,
     Exchange,
     Order,
+    PrivateHandler,
+    PublicHandler,
     penalty,
 )
+from .limits import AMEND_PENALTY, CANCEL_PENALTY, EDIT_PENALTY
 from .market import (
     LOT_DECIMALS,
     PairSpec,
@@ -32,8 +32,6 @@ from .market import (
 from .params import (
     ApiError,
     Params,
-    PrivateHandler,
-    PublicHandler,
     amount,
     flag,
     id_list,

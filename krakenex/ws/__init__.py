@@ -10,7 +10,7 @@ Books are checked against Kraken's checksum at each pair's precision and are
 never shown unverified; reconnects, resubscriptions, resyncs and skipped
 sequence numbers appear in the stream as ``{"channel": "krakenex", ...}``
 messages. Needs the ``websockets`` package: the ``ws`` extra, ``pip install '.[ws]'`` in a checkout.
-The book and protocol modules work without it.
+The book, protocol and session modules work without it.
 """
 
 from __future__ import annotations

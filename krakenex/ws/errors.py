@@ -9,6 +9,7 @@ from ..errors import (
     KrakenError,
     OutcomeUnknownAPIError,
     OutcomeUnknownConnectionError,
+    OutcomeUnknownError,
     OutcomeUnknownTimeout,
     lookup_advice,
 )
@@ -21,7 +22,19 @@ class BookUnavailableError(KrakenError, LookupError):
     """There is no verified book for the symbol now: before its snapshot, or while it resyncs."""
 
 
-class SocketOutcomeUnknownError(OutcomeUnknownConnectionError):
+class _SentOverSocket(OutcomeUnknownError):
+    """An order request sent over the socket, with what it carries (the token left out)."""
+
+    def __init__(self, message: str = '', *, req_id: int | None = None,
+                 params: Mapping[str, Any] | None = None, **evidence: Any) -> None:
+        super().__init__(message, **evidence)
+        self.req_id = req_id
+        self.params = None if params is None else {k: v for k, v in params.items()
+                                                    if k != 'token'}
+        self.order_userref = self.userref
+
+
+class SocketOutcomeUnknownError(_SentOverSocket, OutcomeUnknownConnectionError):
     """An order request was sent over the socket and the connection dropped before its reply.
 
     :ivar req_id: the ``req_id`` it was sent with
@@ -30,37 +43,25 @@ class SocketOutcomeUnknownError(OutcomeUnknownConnectionError):
     :ivar params: its parameters, without the token
     """
 
-    req_id: int | None = None
-    order_userref: str | None = None
-    params: dict[str, Any] | None = None
 
-
-class SocketOutcomeUnknownTimeout(OutcomeUnknownTimeout):
+class SocketOutcomeUnknownTimeout(_SentOverSocket, OutcomeUnknownTimeout):
     """An order request was sent over the socket and no reply came within the timeout.
 
     It carries the same fields as :class:`SocketOutcomeUnknownError`.
     """
-
-    req_id: int | None = None
-    order_userref: str | None = None
-    params: dict[str, Any] | None = None
 
 
 def outcome_unknown(
         method: str, req_id: int, params: Mapping[str, Any], what: str,
         timeout: bool = False) -> SocketOutcomeUnknownError | SocketOutcomeUnknownTimeout:
     """The exception for an order request whose reply did not come: ``what`` says why."""
-    params = {k: v for k, v in params.items() if k != 'token'}
     ids = _identifiers(params)
     userref, cl_ord_id = ids.get('order_userref'), ids.get('cl_ord_id')
     message = (f'{method} was sent over the WebSocket (req_id {req_id}) but {what}. '
                + lookup_advice(method, userref, cl_ord_id, 'API.reconcile'))
     cls = SocketOutcomeUnknownTimeout if timeout else SocketOutcomeUnknownError
-    error = cls(message, userref=userref, cl_ord_id=cl_ord_id, method=method)
-    error.req_id = req_id
-    error.params = params
-    error.order_userref = userref
-    return error
+    return cls(message, req_id=req_id, params=params, userref=userref, cl_ord_id=cl_ord_id,
+               method=method)
 
 
 def answer_unknown(method: str, req_id: int | None, params: Mapping[str, Any],

@@ -1,7 +1,7 @@
 """Kraken's WebSocket v2 rules, without I/O: requests, replies, sequences, reconnect pacing.
 
-The drivers (:class:`krakenex.ws.AsyncWS` and :class:`krakenex.ws.WS`) send
-what these functions build and act on what they decide. Facts from Kraken's
+The session (:mod:`krakenex.ws.session`) applies them to each connection's
+messages and requests; the connection sends what it decides. Facts from Kraken's
 WebSocket v2 documentation (kraken-protocol.md §5.4, §8 and §10.2).
 """
 

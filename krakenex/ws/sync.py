@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import KrakenConnectionError
 from .book import BookView
-from .client import AsyncWS, _Closed, endpoint_urls
+from .client import AsyncWS, endpoint_urls
 from .protocol import check_timeout
+from .stream import StreamClosed
 
 if TYPE_CHECKING:
     from ..api import API
@@ -82,7 +83,7 @@ class WS:
         while True:
             try:
                 message: dict[str, Any] = self._ws._stream.get(None)
-            except _Closed:
+            except StreamClosed:
                 return
             yield message
 
@@ -115,7 +116,7 @@ class WS:
         """See :meth:`AsyncWS.recv <krakenex.ws.AsyncWS.recv>`."""
         try:
             message: dict[str, Any] = self._ws._stream.get(check_timeout(timeout, poll=True))
-        except _Closed:
+        except StreamClosed:
             raise KrakenConnectionError('the WebSocket client is closed') from None
         return message
 

@@ -1,7 +1,4 @@
-"""The futures sandbox's accounts: orders, positions and the flex account of one key.
-
-Standard library only.
-"""
+"""The futures sandbox's records: orders, positions and the flex account of one key."""
 
 from __future__ import annotations
 
@@ -9,6 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ..counter import Counter
 from .params import iso
 
 __all__ = ['FuturesOrder', 'Position', 'FuturesAccount']
@@ -99,10 +97,10 @@ class FuturesAccount:
     fills: list[dict[str, Any]] = field(default_factory=list)
     leverage: dict[str, Decimal] = field(default_factory=dict)
     deadline: float | None = None  # cancelallordersafter
-    budget: Decimal = D(0)
-    budget_time: float = 0.0
-    pool: Decimal = D(0)  # the /history token pool
-    pool_time: float = 0.0
+    #: What the key has spent of its ``/derivatives`` budget.
+    budget: Counter = field(default_factory=Counter)
+    #: What the key has spent of its ``/history`` token pool.
+    pool: Counter = field(default_factory=Counter)
     uid: str = ''
     #: Order events as ``/api/history/v3/orders`` lists them, oldest first.
     events: list[dict[str, Any]] = field(default_factory=list)
