@@ -35,8 +35,8 @@ from .errors import (
     unwrap,
 )
 from .pacing import RateCounter
-from .protocol import Reply, Request, Timeout
-from .share import Store, lease
+from .protocol import Reply, Request, SendLock, Timeout
+from .share import lease
 from .version import __version__
 
 __all__ = ['AsyncAPI']
@@ -220,7 +220,7 @@ class AsyncAPI(core.SpotCore):
                 raise unknown from None
 
     @asynccontextmanager
-    async def _holding(self, store: Store | None, timeout: Timeout) -> AsyncIterator[None]:
+    async def _holding(self, store: SendLock | None, timeout: Timeout) -> AsyncIterator[None]:
         """Hold the key's send lock: this object's tasks one at a time, then the store's."""
         if store is None:
             yield
@@ -281,7 +281,7 @@ class AsyncAPI(core.SpotCore):
         return self.session
 
 
-async def _lock(store: Store, lease: float) -> Any:
+async def _lock(store: SendLock, lease: float) -> Any:
     """Take the store's send lock, waiting in a thread if another holds it.
 
     A task cancelled while it waits leaves the thread to take the lock and

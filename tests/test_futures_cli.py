@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import default_sigint
 
 from krakenex.cli import main
 from krakenex.sandbox import Sandbox
@@ -162,7 +163,7 @@ def test_sendorder_interrupted_while_in_flight_exits_4_and_names_its_cliordid(
     command = [sys.executable, '-m', 'krakenex', '--futures', '--uri', sandbox.futures_url,
                '--key-file', key_file(tmp_path, sandbox), *ORDER]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 20
     while not sandbox.futures.orders(sandbox.futures.key) and time.monotonic() < deadline:
         time.sleep(0.02)  # until the order is placed and the command waits for the reply
@@ -302,8 +303,8 @@ def test_otp_is_refused_as_kraken_futures_takes_none(
 
 
 def test_every_option_doc_futures_promises_from_krakenex_is_taken() -> None:
-    from krakenex.cli import _parser as spot_parser
-    from krakenex.futures.cli import _parser as futures_parser
+    from krakenex.cli.futures import _parser as futures_parser
+    from krakenex.cli.rest import _parser as spot_parser
 
     def options(parser: Any) -> set[str]:
         return {o for action in parser._actions for o in action.option_strings}

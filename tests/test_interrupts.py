@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import default_sigint
 from test_ws_cli import Swallower
 
 from krakenex.sandbox import Sandbox
@@ -38,11 +39,6 @@ KILLED = -signal.SIGINT
 #: Python's report of an interruption inside a callback (a weak reference's, say), which
 #: it drops; the command goes on as if that Ctrl-C had not come.
 IGNORED = re.compile(r'Exception ignored in: .*?\nKeyboardInterrupt: ?\n', re.S)
-
-
-def default_sigint() -> None:
-    """In the child: Ctrl-C as a terminal gives it (a background pytest's children ignore it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
