@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .feed import BOOK_DEPTHS, NOT_SUBSCRIBED, Feed, Levels, Session, _changes, _unsupported
+from .feed import BOOK_DEPTHS, NOT_SUBSCRIBED, Feed, Levels, Session, level_changes, unsupported
 from .futures.accounts import FuturesAccount
 from .futures.exchange import FuturesExchange
 from .futures.market import Instrument
@@ -148,7 +148,7 @@ class UnifiedSession(Session):
             return
         unknown = sorted(set(params) - CHANNEL_FIELDS[str(channel)])
         if unknown:
-            self.refuse(head, _unsupported(unknown[0], method))
+            self.refuse(head, unsupported(unknown[0], method))
             return
         error = asset_class_error(params)
         if error:
@@ -257,7 +257,7 @@ class UnifiedSession(Session):
             book = market.levels(instrument, depth)
             if book != sent:
                 self.contracts[symbol] = (instrument, depth, book)
-                self.link.send(self.book_text(symbol, 'update', book, _changes(sent, book),
+                self.link.send(self.book_text(symbol, 'update', book, level_changes(sent, book),
                                               bad=self.feed.take('bad_checksum')))
         for symbol, (instrument, sent_ticker) in list(self.tickers_u.items()):
             ticker = market.ticker(instrument)

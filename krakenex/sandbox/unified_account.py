@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .feed import NOT_SUBSCRIBED, _unsupported
+from .feed import NOT_SUBSCRIBED, unsupported
 from .futures.accounts import FuturesAccount, FuturesOrder
 from .futures.params import iso
 from .unified_rules import LEDGERS_ASSET_CLASS, asset_class_error, not_valid
@@ -113,7 +113,7 @@ class PrivateChannels:
             return
         unknown = sorted(set(params) - CHANNELS[channel])
         if unknown:
-            session.refuse(head, _unsupported(unknown[0], method))
+            session.refuse(head, unsupported(unknown[0], method))
             return
         if channel in WITH_ASSET_CLASS:
             error = asset_class_error(params)

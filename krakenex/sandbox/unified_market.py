@@ -12,7 +12,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from .feed import Levels, _Raw
+from .feed import Levels, Raw
 from .futures.exchange import FuturesExchange
 from .futures.market import BY_SYMBOL, INSTRUMENTS, Instrument
 from .market import places
@@ -38,8 +38,8 @@ def price_precision(instrument: Instrument) -> int:
     return max(0, -int(instrument.tick.normalize().as_tuple().exponent))
 
 
-def _text(value: Decimal, decimals: int) -> _Raw:
-    return _Raw(places(Decimal(value), decimals))
+def _text(value: Decimal, decimals: int) -> Raw:
+    return Raw(places(Decimal(value), decimals))
 
 
 class UnifiedMarket:
@@ -152,9 +152,9 @@ class UnifiedMarket:
         for row in rows:  # the charts' prices as they write them
             high, low, close = (Decimal(row[k]) for k in ('high', 'low', 'close'))
             typical = ((high + low + close) / 3).quantize(Decimal(row['close']))
-            out.append({'symbol': instrument.symbol, 'open': _Raw(row['open']),
-                        'high': _Raw(row['high']), 'low': _Raw(row['low']),
-                        'close': _Raw(row['close']), 'vwap': _Raw(str(typical)),
+            out.append({'symbol': instrument.symbol, 'open': Raw(row['open']),
+                        'high': Raw(row['high']), 'low': Raw(row['low']),
+                        'close': Raw(row['close']), 'vwap': Raw(str(typical)),
                         'volume': _text(Decimal(row['volume']), instrument.precision),
                         'trades': 0, 'interval': interval, 'tick_type': tick_type,
                         'interval_begin': iso(row['time'] / 1000)})

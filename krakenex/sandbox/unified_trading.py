@@ -16,7 +16,15 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .feed import BATCH_SIZES, _arrays, _numbers, _plain, _price, _required, _unsupported
+from .feed import (
+    BATCH_SIZES,
+    check_arrays,
+    check_numbers,
+    check_required,
+    plain_text,
+    price_text,
+    unsupported,
+)
 from .futures.account_data import FuturesAccountData
 from .futures.accounts import FuturesAccount
 from .futures.params import Refusal
@@ -59,7 +67,7 @@ def _fields(params: dict[str, Any], allowed: set[str], method: str) -> None:
             raise ApiError(derivatives_refused(field))
     unknown = sorted(set(params) - allowed - COMMON)
     if unknown:
-        raise ApiError(_unsupported(unknown[0], method))
+        raise ApiError(unsupported(unknown[0], method))
 
 
 def _derivatives(params: dict[str, Any]) -> None:
@@ -85,7 +93,7 @@ def _text(params: dict[str, Any], name: str) -> str | None:
 def _order(order: dict[str, Any], method: str) -> dict[str, str]:
     """One order's Spot v2 fields as the futures ``sendorder`` parameters."""
     _fields(order, ORDER_FIELDS, method)
-    _required(order, 'order_type', 'side', 'order_qty', 'symbol')
+    check_required(order, 'order_type', 'side', 'order_qty', 'symbol')
     kind = order['order_type']
     if kind not in ORDER_TYPES:
         raise _invalid('order_type')
@@ -93,12 +101,12 @@ def _order(order: dict[str, Any], method: str) -> dict[str, str]:
         raise _invalid('side')
     if not isinstance(order['symbol'], str):
         raise _invalid('symbol')
-    _numbers(order, 'order_qty', 'limit_price')
-    size = _plain(order, 'order_qty')
+    check_numbers(order, 'order_qty', 'limit_price')
+    size = plain_text(order, 'order_qty')
     assert size is not None
     fields = {'orderType': ORDER_TYPES[kind], 'symbol': order['symbol'], 'side': order['side'],
               'size': size}
-    limit = _price(order)
+    limit = price_text(order)
     needs_limit = kind in ('limit', 'stop-loss-limit', 'take-profit-limit')
     if (limit is None) == needs_limit:
         raise _invalid('limit_price')
@@ -111,8 +119,8 @@ def _order(order: dict[str, Any], method: str) -> dict[str, str]:
         if not isinstance(triggers, dict) or set(triggers) - {'reference', 'price',
                                                                'price_type'}:
             raise _invalid('triggers')
-        _numbers(triggers, 'price')
-        stop = _price(triggers, 'price')
+        check_numbers(triggers, 'price')
+        stop = price_text(triggers, 'price')
         reference = triggers.get('reference', 'last')
         if stop is None or reference not in TRIGGER_REFERENCES \
                 or triggers.get('price_type', 'static') != 'static':
@@ -169,8 +177,8 @@ def _add_order(unified: Unified, key: str, params: dict[str, Any]) -> dict[str, 
 def _batch_add(unified: Unified, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     _derivatives(params)
     _fields(params, {'symbol', 'orders', 'validate', 'deadline'}, 'batch_add')
-    _required(params, 'symbol', 'orders')
-    _arrays(params, 'orders')
+    check_required(params, 'symbol', 'orders')
+    check_arrays(params, 'orders')
     orders = params['orders']
     if len(orders) not in BATCH_SIZES or not all(isinstance(o, dict) for o in orders):
         raise _invalid('orders')
@@ -210,10 +218,10 @@ def _amend_order(unified: Unified, key: str, params: dict[str, Any]) -> dict[str
     _fields(params, {'order_id', 'cl_ord_id', 'order_qty', 'limit_price', 'trigger_price',
                      'deadline'}, 'amend_order')
     fields = _one_order(params)
-    _numbers(params, 'order_qty', 'limit_price', 'trigger_price')
-    for futures, text in (('size', _plain(params, 'order_qty')),
-                          ('limitPrice', _price(params)),
-                          ('stopPrice', _price(params, 'trigger_price'))):
+    check_numbers(params, 'order_qty', 'limit_price', 'trigger_price')
+    for futures, text in (('size', plain_text(params, 'order_qty')),
+                          ('limitPrice', price_text(params)),
+                          ('stopPrice', price_text(params, 'trigger_price'))):
         if text is not None:
             fields[futures] = text
     if len(fields) == 1:
@@ -243,7 +251,7 @@ def _cancel(unified: Unified, account: FuturesAccount, fields: dict[str, str]) -
 
 def _ids(params: dict[str, Any], name: str, sizes: range | None = None) -> list[dict[str, str]]:
     """The orders a cancel names, as futures ``cancelorder`` parameters."""
-    _arrays(params, 'order_id', 'cl_ord_id', name)
+    check_arrays(params, 'order_id', 'cl_ord_id', name)
     found = [{'order_id': _order_id(i)} for i in params.get(name) or []]
     if name != 'order_id':
         found += [{'order_id': _order_id(i)} for i in params.get('order_id') or []]
@@ -291,7 +299,7 @@ def _cancel_after(unified: Unified, key: str, params: dict[str, Any]) -> dict[st
     if 'asset_class' in params:
         _derivatives(params)
     _fields(params, {'timeout'}, 'cancel_all_orders_after')
-    _required(params, 'timeout')
+    check_required(params, 'timeout')
     timeout = params['timeout']
     if isinstance(timeout, bool) or not isinstance(timeout, int) \
             or not 0 <= timeout <= MAX_TIMEOUT:
@@ -312,7 +320,7 @@ def _set_preference(unified: Unified, key: str, params: dict[str, Any]) -> dict[
     leverage = mode['max_leverage']
     fields = {'symbol': mode['symbol']}
     if leverage is not None:
-        _numbers(mode, 'max_leverage')
+        check_numbers(mode, 'max_leverage')
         fields['maxLeverage'] = format(Decimal(str(leverage)), 'f')
     with unified.exchange.lock:
         try:
