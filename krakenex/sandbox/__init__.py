@@ -94,6 +94,7 @@ from .server import (
 
 if TYPE_CHECKING:
     from .feed import Feed
+    from .unified import Unified
 
 __all__ = ['Sandbox', 'Account', 'Request', 'Reply', 'Route', 'envelope', 'TIERS',
            'FAULT_KINDS', 'ODD_REPLIES', 'READ_TIMEOUT', 'MAX_CONNECTIONS', 'main', 'parser',
@@ -185,6 +186,9 @@ class Sandbox:
         self.futures = futures.attach(self, seed=seed)
         #: The WebSocket v2 feed (:mod:`krakenex.sandbox.feed`); None without the ``ws`` extra.
         self.feed = _feed(self)
+        #: The Unified WebSocket (:mod:`krakenex.sandbox.unified`) over :attr:`futures`;
+        #: None without the ``ws`` extra.
+        self.unified = _unified(self, self.feed)
 
     def __repr__(self) -> str:
         if not self.url:
@@ -207,6 +211,20 @@ class Sandbox:
         ``wss://ws-l3.kraken.com/v2``); the authenticated endpoint serves level3 too."""
         return self._ws_feed().endpoint(self.url, private=True, level3=True)
 
+    @property
+    def unified_url(self) -> str:
+        """The Unified WebSocket's public endpoint, such as
+        ``ws://127.0.0.1:52173/uws/v2/public`` (Kraken's ``wss://uws.kraken.com/v2/public``)."""
+        self._ws_feed()
+        return self.unified.endpoint(self.url, private=False) if self.unified else ''
+
+    @property
+    def unified_auth_url(self) -> str:
+        """The Unified WebSocket's private endpoint, such as
+        ``ws://127.0.0.1:52173/uws/v2/private`` (Kraken's ``wss://uws.kraken.com/v2/private``)."""
+        self._ws_feed()
+        return self.unified.endpoint(self.url, private=True) if self.unified else ''
+
     def _ws_feed(self) -> Feed:
         if self.feed is None:
             from .._extras import needs
@@ -223,14 +241,16 @@ class Sandbox:
         """What a client needs to reach this sandbox: every address it serves, and its keys.
 
         ``url``, ``key`` and ``secret`` (spot REST); ``ws_url``, ``ws_auth_url`` and
-        ``ws_l3_url`` (WebSocket v2, on the same port; left out without the ``ws``
-        extra); ``futures_url``, ``futures_key`` and ``futures_secret`` (Kraken
+        ``ws_l3_url`` (WebSocket v2, on the same port), ``unified_url`` and
+        ``unified_auth_url`` (the Unified WebSocket; these five left out without the
+        ``ws`` extra); ``futures_url``, ``futures_key`` and ``futures_secret`` (Kraken
         Futures). What ``krakenex sandbox`` prints.
         """
         found = {'url': self.url, 'key': self.key, 'secret': self.secret}
         if self.feed is not None:
             found.update(ws_url=self.ws_url, ws_auth_url=self.ws_auth_url,
-                         ws_l3_url=self.ws_l3_url)
+                         ws_l3_url=self.ws_l3_url, unified_url=self.unified_url,
+                         unified_auth_url=self.unified_auth_url)
         found.update(futures_url=self.futures_url, futures_key=self.futures.key,
                      futures_secret=self.futures.secret)
         return found
@@ -401,6 +421,14 @@ def _feed(sandbox: Sandbox) -> Feed | None:
     return attach(sandbox)
 
 
+def _unified(sandbox: Sandbox, feed: Feed | None) -> Unified | None:
+    if feed is None:
+        return None
+    from .unified import attach
+
+    return attach(sandbox, feed)
+
+
 def _port(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f'{text!r} is not a TCP port (0 to 65535)')
@@ -524,6 +552,7 @@ def environment() -> dict[str, str]:
         'secret': KeyedCore.KEY_VARIABLES[1],
         'ws_url': URL_VARIABLES[PUBLIC][0], 'ws_auth_url': URL_VARIABLES[AUTH][0],
         'ws_l3_url': URL_VARIABLES[LEVEL3][0],
+        'unified_url': 'KRAKEN_UWS_URL', 'unified_auth_url': 'KRAKEN_UWS_AUTH_URL',
         'futures_url': FuturesCore.URL_VARIABLE, 'futures_key': FuturesCore.KEY_VARIABLES[0],
         'futures_secret': FuturesCore.KEY_VARIABLES[1],
     }

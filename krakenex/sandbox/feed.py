@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from .exchange import Account, Exchange
     from .server import Request, Route
 
-__all__ = ['Feed', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH', 'LEVEL3_PATH']
+__all__ = ['Feed', 'Session', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH', 'LEVEL3_PATH']
 
 PUBLIC_PATH = '/v2'
 PRIVATE_PATH = '/auth/v2'
@@ -218,8 +218,13 @@ class Feed:
                 return True
             return False
 
-    def route(self, request: Request, *, private: bool) -> Reply | None:
-        """The sandbox route: upgrade to WebSocket and serve the connection until it ends."""
+    def route(self, request: Request, *, private: bool,
+              session: Callable[[Feed, Link, bool], _Session] | None = None) -> Reply | None:
+        """The sandbox route: upgrade to WebSocket and serve the connection until it ends.
+
+        :param session: makes the connection's handler (:class:`_Session` by default); the
+            Unified WebSocket (:mod:`.unified`) serves its own channels through it
+        """
         self.handshakes += 1
         if request.headers.get('upgrade', '').lower() != 'websocket':
             return text_reply(426, 'WebSocket only: connect with a WebSocket client\n')
@@ -243,7 +248,7 @@ class Feed:
         except (OSError, ValueError):
             early = b''
         link = Link(upgraded, protocol, early)
-        link.handler = _Session(self, link, private)
+        link.handler = (session or _Session)(self, link, private)
         self.loop.add(link)
         return None
 
@@ -395,6 +400,9 @@ class Feed:
 class _Session:
     """One WebSocket connection: its subscriptions, and what the subscriber already has."""
 
+    #: The trading methods the connection answers, by name.
+    methods: dict[str, Callable[[Feed, str, dict[str, Any]], Any]]
+
     def __init__(self, feed: Feed, link: Link, private: bool) -> None:
         self.feed, self.link, self.private = feed, link, private
         self.fault: str | None = None
@@ -483,7 +491,7 @@ class _Session:
         if method in ('subscribe', 'unsubscribe'):
             self.subscription(method, params, head, stamp)
             return
-        if method in TRADING:
+        if method in self.methods:
             self.trade(method, params, head, stamp)
             return
         self.send({**head, 'success': False, 'error': f'Unsupported method {method}', **stamp})
@@ -691,7 +699,7 @@ class _Session:
             self.send({**head, 'success': False, 'error': refused, **stamp})
             return
         try:
-            result = TRADING[method](self.feed, key, params)
+            result = self.methods[method](self.feed, key, params)
         except ApiError as exc:
             self.send({**head, 'success': False, 'error': str(exc), **stamp})
             return
@@ -1107,3 +1115,8 @@ TRADING: dict[str, Callable[[Feed, str, dict[str, Any]], Any]] = {
     'cancel_all_orders_after': _cancel_after, 'batch_add': _batch_add,
     'batch_cancel': _batch_cancel,
 }
+
+
+_Session.methods = TRADING
+#: One WebSocket v2 connection's handler; the Unified WebSocket's extends it.
+Session = _Session
