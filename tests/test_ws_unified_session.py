@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from krakenex import API, KrakenUsageError
-from krakenex.ws import UNIFIED_AUTH_URL, UNIFIED_URL, AsyncWS, ResyncBackoff, WS
+from krakenex.ws import UNIFIED_AUTH_URL, UNIFIED_URL, WS, AsyncWS, ResyncBackoff
 from krakenex.ws.book import checksum
 from krakenex.ws.client import endpoint_urls
 from krakenex.ws.protocol import AUTH, PUBLIC

@@ -1,0 +1,195 @@
+"""WS on Kraken's Unified WebSocket (derivatives), over a real socket to the sandbox on 127.0.0.1.
+
+The sandbox serves the Unified WebSocket over its futures market and accounts, so what WS
+does shows in futures REST (``FuturesAPI`` against ``sb.futures_url``), and the reverse.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from test_ws_client import expect, notice, quick_backoff
+
+from krakenex import API, KrakenUsageError, OutcomeUnknownError
+from krakenex.futures import FuturesAPI
+from krakenex.sandbox import Sandbox
+from krakenex.ws import WS, ViewUnavailableError
+
+WAIT = 5.0
+SYMBOL = 'PF_XBTUSD'
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    with Sandbox() as sandbox:
+        assert sandbox.feed is not None
+        sandbox.feed.heartbeat = 0.2
+        yield sandbox
+
+
+@pytest.fixture
+def api(sb: Sandbox) -> Iterator[API]:
+    with API(sb.key, sb.secret, uri=sb.url) as client:
+        yield client
+
+
+@pytest.fixture
+def futures(sb: Sandbox) -> Iterator[FuturesAPI]:
+    with FuturesAPI(sb.futures.key, sb.futures.secret, uri=sb.futures_url) as client:
+        yield client
+
+
+@pytest.fixture
+def ws(sb: Sandbox, api: API) -> Iterator[WS]:
+    with WS(api, unified=True, url=sb.unified_url, auth_url=sb.unified_auth_url,
+            timeout=WAIT, silence=1.5, backoff=quick_backoff) as client:
+        yield client
+
+
+def channel(name: str, kind: str | None = None) -> Any:
+    return lambda m: m.get('channel') == name and (kind is None or m.get('type') == kind)
+
+
+def market(ws: WS, side: str, qty: str, **fields: Any) -> dict[str, Any]:
+    return ws.request('add_order', symbol=SYMBOL, side=side, order_type='market',
+                      order_qty=Decimal(qty), **fields)
+
+
+def until(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_the_environment_variables_pick_the_sandboxs_unified_websocket(sb, api, monkeypatch):
+    monkeypatch.setenv('KRAKEN_UWS_URL', sb.unified_url)
+    monkeypatch.setenv('KRAKEN_UWS_AUTH_URL', sb.unified_auth_url)
+    with WS(api, unified=True, timeout=WAIT) as ws:
+        assert ws.request('ping')['method'] == 'pong'
+        assert ws.subscribe('margin')[0]['success'] is True
+
+
+# -- books -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(('symbol', 'precisions'), [('PF_XBTUSD', (0, 4)), ('PF_ETHUSD', (1, 3))])
+def test_a_derivatives_book_is_verified_at_the_contracts_precision(sb, ws, futures, symbol,
+                                                                   precisions):
+    ws.subscribe('book', symbol=[symbol], depth=10)
+    expect(ws, channel('book', 'snapshot'))
+    assert ws._ws.precisions[symbol] == precisions  # the contract's, from instrument
+    rest = futures.query_public('orderbook', {'symbol': symbol})['orderBook']
+    assert [p for p, _ in ws.book(symbol).bids] == [Decimal(str(p)) for p, _ in rest['bids'][:10]]
+    sb.futures.set_price(symbol, '3100' if symbol == 'PF_ETHUSD' else '61000')
+    checksum = expect(ws, channel('book', 'update'))['data'][0]['checksum']
+    assert ws.book(symbol).checksum == checksum
+
+
+def test_a_derivatives_book_that_fails_its_checksum_is_subscribed_again(sb, ws):
+    ws.subscribe('book', symbol=[SYMBOL], depth=10)
+    expect(ws, channel('book', 'snapshot'))
+    sb.feed.inject('bad_checksum')
+    sb.futures.set_price(SYMBOL, 58000)
+    assert expect(ws, notice('book_resync'))['symbol'] == SYMBOL
+    expect(ws, channel('book', 'snapshot'))
+    assert ws.book(SYMBOL).checksum
+
+
+# -- reconnects and tokens ---------------------------------------------------------------------
+
+def test_a_dropped_connection_is_reconnected_and_resubscribed_and_the_views_wait_for_it(
+        sb, ws):
+    ws.subscribe('book', symbol=[SYMBOL], depth=10)
+    ws.subscribe('positions')
+    ws.subscribe('margin')
+    expect(ws, channel('positions', 'snapshot'))
+    expect(ws, channel('margin', 'snapshot'))
+    assert ws.positions() == {}
+    tokens = len(sb.feed.tokens)
+    sb.feed.inject('drop')
+    expect(ws, notice('reconnected'))
+    with pytest.raises(ViewUnavailableError):
+        ws.positions()
+    resubscribed = [expect(ws, notice('resubscribed'))['subscriptions'] for _ in range(2)]
+    assert sorted(resubscribed, key=len) == [
+        [{'channel': 'book', 'symbol': [SYMBOL], 'depth': 10}],
+        [{'channel': 'positions'}, {'channel': 'margin'}]]
+    expect(ws, channel('positions', 'snapshot'))
+    expect(ws, channel('margin', 'snapshot'))
+    until(lambda: ws._ws.books[SYMBOL].verified, 'the book came back')
+    assert ws.positions() == {} and 'available_margin' in ws.margin()
+    assert len(sb.feed.tokens) > tokens  # a fresh token for the new private connection
+
+
+def test_a_refused_token_is_fetched_afresh_and_never_shown(sb, ws):
+    sb.feed.inject('invalid_session')
+    assert ws.subscribe('margin')[0]['success'] is True
+    refreshed = expect(ws, notice('token_refreshed'))
+    assert 'Invalid session' in refreshed['reason']
+    shown = repr(refreshed) + repr(ws.margin())
+    assert not any(token in shown for token in sb.feed.tokens)
+
+
+# -- orders ------------------------------------------------------------------------------------
+
+def test_an_order_over_the_unified_websocket_is_in_futures_rest_openorders(ws, futures):
+    placed = ws.request('add_order', symbol=SYMBOL, side='buy', order_type='limit',
+                        order_qty=Decimal('0.5'), limit_price=Decimal('50000'),
+                        cl_ord_id='uws-1')
+    listed = futures.query_private('openorders')['openOrders']
+    assert [(o['order_id'], o['cliOrdId']) for o in listed] == [
+        (placed['result']['order_id'], 'uws-1')]
+    assert ws.request('cancel_order', cl_ord_id=['uws-1'])['success'] is True
+    assert futures.query_private('openorders')['openOrders'] == []
+
+
+def test_a_field_kraken_refuses_for_derivatives_never_leaves_and_order_userref_names_cl_ord_id(
+        ws, futures):
+    with pytest.raises(KrakenUsageError, match='use cl_ord_id'):
+        ws.request('add_order', symbol=SYMBOL, side='buy', order_type='limit',
+                   order_qty=Decimal('0.5'), limit_price=Decimal('50000'), order_userref=7)
+    assert not ws.may_have_sent_orders()
+    assert futures.query_private('openorders')['openOrders'] == []
+
+
+def test_an_order_whose_reply_is_lost_is_an_unknown_outcome_and_placed_once(sb, ws, futures):
+    ws.subscribe('executions')
+    sb.feed.inject('reply_lost')
+    with pytest.raises(OutcomeUnknownError) as lost:
+        ws.request('add_order', symbol=SYMBOL, side='buy', order_type='limit',
+                   order_qty=Decimal('0.5'), limit_price=Decimal('50000'),
+                   cl_ord_id='lost-uws-1')
+    assert lost.value.req_id and lost.value.cl_ord_id == 'lost-uws-1'
+    expect(ws, notice('resubscribed'))
+    listed = futures.query_private('openorders')['openOrders']
+    assert [o['cliOrdId'] for o in listed] == ['lost-uws-1'], 'placed once, never sent again'
+
+
+# -- positions and margin ----------------------------------------------------------------------
+
+def test_positions_and_margin_views_follow_the_account(ws, futures):
+    ws.subscribe('positions')
+    ws.subscribe('margin')
+    with pytest.raises(KrakenUsageError, match='one positions subscription per connection'):
+        ws.subscribe('positions')
+    expect(ws, channel('positions', 'snapshot'))
+    expect(ws, channel('margin', 'snapshot'))
+    assert ws.positions() == {}
+    before = ws.margin()['available_margin']
+    market(ws, 'buy', '0.2')
+    expect(ws, channel('positions', 'update'))
+    assert ws.positions()[SYMBOL]['size'] == Decimal('0.2')
+    held = futures.query_private('openpositions')['openPositions']
+    assert [(p['symbol'].upper(), Decimal(str(p['size']))) for p in held] == [
+        (SYMBOL, Decimal('0.2'))]
+    until(lambda: ws.margin()['available_margin'] != before, 'the margin moved')
+    market(ws, 'sell', '0.5')
+    expect(ws, channel('positions', 'update'))
+    assert ws.positions()[SYMBOL]['size'] == Decimal('-0.3')
+    market(ws, 'buy', '0.3')
+    expect(ws, channel('positions', 'update'))
+    assert ws.positions() == {}
