@@ -6,6 +6,7 @@ does shows in futures REST (``FuturesAPI`` against ``sb.futures_url``), and the 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -17,7 +18,7 @@ from test_ws_client import expect, notice, quick_backoff
 from krakenex import API, KrakenUsageError, OutcomeUnknownError
 from krakenex.futures import FuturesAPI
 from krakenex.sandbox import Sandbox
-from krakenex.ws import WS, ViewUnavailableError
+from krakenex.ws import WS, AsyncWS, ViewUnavailableError
 
 WAIT = 5.0
 SYMBOL = 'PF_XBTUSD'
@@ -212,3 +213,24 @@ def test_positions_and_margin_views_follow_the_account(ws, futures):
     market(ws, 'buy', '0.3')
     expect(ws, channel('positions', 'update'))
     assert ws.positions() == {}
+
+
+def test_asyncws_speaks_the_unified_websocket_inside_a_running_loop(sb, api):
+    async def run() -> tuple[dict[str, Any], dict[str, Any], str]:
+        async with AsyncWS(api, unified=True, asset_class='derivatives', url=sb.unified_url,
+                           auth_url=sb.unified_auth_url, timeout=WAIT) as ws:
+            await ws.subscribe('positions')
+            await ws.request('add_order', symbol=SYMBOL, side='buy', order_type='market',
+                             order_qty=Decimal('0.1'))
+            async for message in ws:
+                if message.get('channel') == 'positions' and message['type'] == 'update':
+                    break
+            await ws.subscribe('book', symbol=[SYMBOL])
+            async for message in ws:
+                if message.get('channel') == 'book':
+                    break
+            return ws.positions(), ws.book(SYMBOL).bids[0], ws.unified.asset_class
+
+    positions, best_bid, asset_class = asyncio.run(run())
+    assert positions[SYMBOL]['size'] == Decimal('0.1') and best_bid[1] > 0
+    assert asset_class == 'derivatives'
