@@ -213,16 +213,20 @@ def derivatives(args: argparse.Namespace) -> str:
     updates = 500 if args.quick else args.updates
     rows = []
     for depth in (10, 1000):
-        lines = record(depth, updates, market=DERIVATIVES)
-        rows.append(derivatives_row(f'recorded feed, depth {depth}', lines, depth, args.repeats))
+        for name, market in (('spot BTC/USD', SPOT), ('derivatives PF_XBTUSD', DERIVATIVES)):
+            lines = record(depth, updates, market=market)
+            rows.append(derivatives_row(f'recorded feed, {name}, depth {depth}', lines, depth,
+                                        args.repeats, market))
     recorded = record_sandbox(10, 20 if args.quick else 200)
     passes = 2 if args.quick else 20
-    rows.append(derivatives_row(f'sandbox feed, depth 10, {len(recorded) - 1} updates '
-                                f'replayed {passes} times', recorded * passes, 10, args.repeats))
+    rows.append(derivatives_row(f'sandbox feed, PF_XBTUSD, depth 10, {len(recorded) - 1} '
+                                f'updates replayed {passes} times', recorded * passes, 10,
+                                args.repeats, DERIVATIVES))
     out = ['# WebSocket book benchmark: a derivatives feed (Unified WebSocket)', '',
            "Book updates per second on one core, Kraken's checksum on every message at the "
-           'contract precision (PF_XBTUSD: 0 price decimals, 4 quantity decimals), best of '
-           'the repeats. python benchmarks/ws_book.py --derivatives', '',
+           'precision of the market (PF_XBTUSD: 0 price decimals, 4 quantity decimals; '
+           'BTC/USD: 1 and 8), best of the repeats; the spot rows are measured in the same '
+           'run, for comparison. python benchmarks/ws_book.py --derivatives', '',
            '| feed | messages | bytes per message | floor: decode with Decimal | krakenex | '
            'floor(Decimal) / krakenex |', '|---|---|---|---|---|---|']
     out += [f"| {r['feed']} | {r['messages']} | {r['bytes']:,.0f} | {r['floor_decimal']:,.0f} | "
@@ -233,10 +237,11 @@ def derivatives(args: argparse.Namespace) -> str:
     return '\n'.join(out)
 
 
-def derivatives_row(feed: str, lines: list[str], depth: int, repeats: int) -> dict[str, Any]:
+def derivatives_row(feed: str, lines: list[str], depth: int, repeats: int,
+                    market: Market) -> dict[str, Any]:
     count = len(lines)
     floor_decimal = best(repeats, lambda: replay_floor(lines, True))
-    ours, verified = best(repeats, lambda: replay_krakenex(lines, depth, DERIVATIVES))
+    ours, verified = best(repeats, lambda: replay_krakenex(lines, depth, market))
     assert verified == count, f'krakenex verified {verified} of {count} messages'
     return {'feed': feed, 'messages': count, 'bytes': sum(map(len, lines)) / count,
             'floor_decimal': count / floor_decimal, 'krakenex': count / ours}

@@ -19,4 +19,4 @@ def test_the_derivatives_book_benchmark_verifies_every_message_of_each_feed():
     assert run.returncode == 0, run.stderr[-2000:]
     rows = [line for line in run.stdout.splitlines() if line.startswith(('| recorded',
                                                                          '| sandbox'))]
-    assert len(rows) == 3 and 'krakenex verified every message' in run.stdout
+    assert len(rows) == 5 and 'krakenex verified every message' in run.stdout
