@@ -200,6 +200,9 @@ def test_book_is_the_futures_order_book_at_the_contract_precisions_with_krakens_
             else:
                 book[side][str(level['price'])] = str(level['qty'])
     assert update['checksum'] == crc(book, pp, qp)
+    moved = futures.query_public('orderbook', {'symbol': symbol})['orderBook']
+    assert sorted(Decimal(p) for p in book['bids']) == sorted(
+        Decimal(str(p)) for p, _ in moved['bids'][:10])  # still the REST book
     public.alive()
 
 
@@ -584,3 +587,127 @@ def test_the_feeds_faults_reach_unified_connections(sb, public):
     with pytest.raises(ConnectionClosed):
         for _ in range(100):
             public.read()
+
+
+def test_a_private_channel_unsubscribes_once_and_then_is_not_subscribed(private, token):
+    private.request('subscribe', channel='margin', asset_class=D, token=token)
+    assert private.request('unsubscribe', channel='margin', asset_class=D,
+                           token=token)['success'] is True
+    again = private.request('unsubscribe', channel='margin', asset_class=D, token=token)
+    assert (again['success'], again['error']) == (False, 'Subscription Not Found')
+    assert private.request('subscribe', channel='margin', asset_class=D,
+                           token=token)['success'] is True  # once more, after unsubscribing
+
+
+@pytest.mark.parametrize('fields', [{}, {'order_id': 'ID', 'cl_ord_id': 'x'},
+                                    {'order_id': 'not-a-uuid'}])
+def test_amend_order_needs_exactly_one_good_order_id_or_cl_ord_id(private, token, fields):
+    placed = order(private, token, cl_ord_id='x')['result']['order_id']
+    fields = {k: placed if v == 'ID' else v for k, v in fields.items()}
+    reply = private.request('amend_order', asset_class=D, token=token, order_qty=0.6, **fields)
+    assert (reply['success'], reply['error']) == (False, 'EGeneral:Invalid arguments:order_id')
+    by_cl = private.request('amend_order', asset_class=D, token=token, order_qty=0.6,
+                            cl_ord_id='x')
+    assert by_cl['result']['order_id'] == placed
+
+
+HOSTILE = [
+    ('subscribe', {'channel': 'book', 'symbol': ['PF_XBTUSD'], 'depth': 10.0}),
+    ('subscribe', {'channel': 'book', 'symbol': ['PF_XBTUSD'], 'depth': '10'}),
+    ('subscribe', {'channel': 'book', 'symbol': ['PF_XBTUSD'], 'depth': True}),
+    ('subscribe', {'channel': 'ohlc', 'symbol': ['PF_XBTUSD'], 'interval': 1.0}),
+    ('subscribe', {'channel': 'ohlc', 'symbol': ['PF_XBTUSD'], 'interval': '1'}),
+    ('subscribe', {'channel': 'ohlc', 'symbol': ['PF_XBTUSD'], 'tick_type': 5}),
+    ('subscribe', {'channel': 'ohlc', 'symbol': ['PF_XBTUSD'], 'tick_type': ['mark']}),
+    ('subscribe', {'channel': 'trade', 'symbol': [1, None, {}, []]}),
+    ('subscribe', {'channel': 'trade', 'symbol': ['PF_XBTUSD'], 'snapshot': 1}),
+    ('subscribe', {'channel': 'instrument', 'snapshot': 'no'}),
+    ('subscribe', {'channel': 'ticker', 'symbol': ['PF_XBTUSD'], 'event_trigger': 'often'}),
+    ('subscribe', {'channel': 'ticker', 'symbol': ['PF_XBTUSD'], 'event_trigger': ['bbo']}),
+    ('subscribe', {'channel': 5}),
+    ('subscribe', {'channel': ['book']}),
+    ('subscribe', {}),
+    ('subscribe', {'channel': 'executions', 'snap_orders': 'no'}),
+    ('subscribe', {'channel': 'positions', 'with_margin': 1}),
+    ('subscribe', {'channel': 'executions', 'token': 5}),
+    ('subscribe', {'channel': 'executions', 'token': ['t']}),
+    ('add_order', {'order_qty': True}),
+    ('add_order', {'order_qty': Decimal('1E+400')}),
+    ('add_order', {'order_qty': -1}),
+    ('add_order', {'order_qty': 0}),
+    ('add_order', {'limit_price': 'abc'}),
+    ('add_order', {'limit_price': Decimal('1E+400')}),
+    ('add_order', {'symbol': 5}),
+    ('add_order', {'symbol': ['PF_XBTUSD']}),
+    ('add_order', {'side': None, 'order_type': 5}),
+    ('add_order', {'order_type': 'stop-loss', 'limit_price': None, 'triggers': []}),
+    ('add_order', {'order_type': 'stop-loss', 'limit_price': None, 'triggers': {'price': 'x'}}),
+    ('add_order', {'order_type': 'stop-loss', 'limit_price': None,
+                   'triggers': {'price': 60000, 'reference': 'mark'}}),
+    ('add_order', {'order_type': 'stop-loss', 'limit_price': None,
+                   'triggers': {'price': 60000, 'price_type': 'pct'}}),
+    ('add_order', {'triggers': {'price': 60000}}),
+    ('add_order', {'limit_price_type': 'pct'}),
+    ('add_order', {'cl_ord_id': 5}),
+    ('add_order', {'cl_ord_id': 'x' * 200}),
+    ('add_order', {'time_in_force': 'ioc', 'post_only': True}),
+    ('add_order', {'order_type': 'market', 'post_only': True, 'limit_price': None}),
+    ('add_order', {'reduce_only': 'true'}),
+    ('add_order', {'reduce_only': True}),
+    ('add_order', {'validate': 'yes'}),
+    ('batch_add', {'symbol': 'PF_XBTUSD', 'orders': 'x'}),
+    ('batch_add', {'symbol': 'PF_XBTUSD', 'orders': [1, 2]}),
+    ('batch_add', {'symbol': 'PF_XBTUSD', 'orders': [{}]}),
+    ('batch_add', {'symbol': 5, 'orders': [{}, {}]}),
+    ('batch_add', {'orders': [{'symbol': 'PF_ETHUSD'}, {}], 'symbol': 'PF_XBTUSD'}),
+    ('amend_order', {'order_id': 5, 'order_qty': 1}),
+    ('amend_order', {'cl_ord_id': 'nobody', 'order_qty': 1}),
+    ('amend_order', {'cl_ord_id': 'nobody'}),
+    ('amend_order', {'cl_ord_id': 'nobody', 'order_qty': 'x'}),
+    ('cancel_order', {'order_id': 'x'}),
+    ('cancel_order', {'order_id': [5]}),
+    ('cancel_order', {'cl_ord_id': ['']}),
+    ('cancel_order', {}),
+    ('cancel_order', {'order_userref': [1]}),
+    ('batch_cancel', {'orders': [str(uuid.UUID(int=1))]}),
+    ('batch_cancel', {'orders': 'x'}),
+    ('batch_cancel', {'orders': [str(uuid.UUID(int=n)) for n in range(51)]}),
+    ('cancel_all', {'symbol': 'PF_XBTUSD'}),
+    ('cancel_all_orders_after', {'timeout': 1.5}),
+    ('cancel_all_orders_after', {'timeout': True}),
+    ('cancel_all_orders_after', {'timeout': 86401}),
+    ('cancel_all_orders_after', {}),
+    ('set_preference', {'leverage_mode': 'x'}),
+    ('set_preference', {'leverage_mode': {'symbol': 'PF_XBTUSD'}}),
+    ('set_preference', {'leverage_mode': {'symbol': 'PF_XBTUSD', 'max_leverage': 'x'}}),
+    ('set_preference', {'leverage_mode': {'symbol': 'PF_XBTUSD', 'max_leverage': 500}}),
+    ('set_preference', {'leverage_mode': {'symbol': 'NOPE', 'max_leverage': 5}}),
+    ('edit_order', {}),
+    ('level3', {}),
+]
+
+
+def test_hostile_requests_are_each_refused_with_an_error_and_the_connection_kept(
+        private, token, futures):
+    orders = {'order_type': 'limit', 'side': 'buy', 'order_qty': 0.1, 'symbol': 'PF_XBTUSD',
+              'limit_price': 59000}
+    for method, params in HOSTILE:
+        base = {'token': token, 'asset_class': D} | (orders if method == 'add_order' else {})
+        if method == 'subscribe' and params.get('channel') not in ('executions', 'positions'):
+            base.pop('token')
+        reply = private.request(method, **(base | params))
+        assert reply['success'] is False and reply['error'], (method, params, reply)
+    private.alive()
+    assert futures.query_private('openorders')['openOrders'] == []
+
+
+def test_cancel_all_orders_after_cancels_when_the_timer_runs_out_and_executions_say_so(
+        private, token, futures):
+    placed = order(private, token)['result']['order_id']
+    private.request('subscribe', channel='executions', asset_class=D, token=token)
+    private.wait(channel('executions', 'snapshot'))
+    private.request('cancel_all_orders_after', timeout=1, token=token)
+    report = private.wait(lambda m: m.get('channel') == 'executions'
+                          and m['data'][0]['exec_type'] == 'canceled')['data'][0]
+    assert report['order_id'] == placed
+    assert futures.query_private('openorders')['openOrders'] == []

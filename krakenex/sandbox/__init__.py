@@ -34,6 +34,11 @@ The package, one responsibility per module:
 - :mod:`~krakenex.sandbox.counter`: the leaky counter that keeps every limit;
 - :mod:`~krakenex.sandbox.feed` and :mod:`~krakenex.sandbox.links`: the WebSocket v2
   feed and its connections (with the ``ws`` extra);
+- :mod:`~krakenex.sandbox.unified`: the Unified WebSocket (derivatives) over the feed's
+  connections, with its public data in :mod:`~krakenex.sandbox.unified_market`, its
+  private channels in :mod:`~krakenex.sandbox.unified_account`, its methods in
+  :mod:`~krakenex.sandbox.unified_trading` and its ``asset_class`` rules in
+  :mod:`~krakenex.sandbox.unified_rules`;
 - :mod:`~krakenex.sandbox.futures`: Kraken Futures, split the same way.
 
 Extending it: another module (a WebSocket feed, a futures API) serves more of

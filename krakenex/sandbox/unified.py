@@ -25,8 +25,10 @@ from .futures.exchange import FuturesExchange
 from .futures.market import Instrument
 from .links import Link
 from .replies import iso
+from .unified_account import PrivateChannels
 from .unified_market import OHLC_RESOLUTIONS, TICK_TYPES, UnifiedMarket
 from .unified_rules import asset_class_error
+from .unified_trading import METHODS
 
 if TYPE_CHECKING:
     from .replies import Reply
@@ -109,15 +111,15 @@ class UnifiedSession(Session):
 
     def __init__(self, feed: Feed, link: Link, private: bool, unified: Unified) -> None:
         super().__init__(feed, link, private)
-        from .unified_account import PrivateChannels
-        from .unified_trading import METHODS
-
         self.unified = unified
         self.methods = {name: functools.partial(_carry_out, run, unified)
                         for name, run in METHODS.items()}
-        self.contracts: dict[str, tuple[Instrument, int, Levels]] = {}
-        self.tickers_u: dict[str, tuple[Instrument, dict[str, Any]]] = {}
-        self.trades_u: dict[str, tuple[Instrument, int]] = {}
+        # What each subscription of a contract was last sent (the spot tables of the
+        # connection, keyed by pair, stay empty).
+        self.contracts: dict[str, tuple[Instrument, int, Levels]] = {}  # book: depth, levels
+        self.tickers_u: dict[str, tuple[Instrument, dict[str, Any]]] = {}  # the ticker
+        self.trades_u: dict[str, tuple[Instrument, int]] = {}  # the last trade id
+        #: (symbol, interval, tick_type) -> the contract and the last candle sent
         self.candles: dict[tuple[str, int, str], tuple[Instrument, dict[str, Any]]] = {}
         self.account_channels = PrivateChannels(self)
 
@@ -152,13 +154,16 @@ class UnifiedSession(Session):
         if error:
             self.refuse(head, error)
             return
+        if not isinstance(params.get('snapshot', True), bool):
+            self.refuse(head, 'Snapshot field must be a boolean')
+            return
         if channel == 'instrument':
             if method == 'unsubscribe' and not self.instrument:
                 self.refuse({**head, 'method': 'subscribe'}, NOT_SUBSCRIBED)
                 return
             self.instrument = method == 'subscribe'
             self.send({**head, 'success': True, 'result': {'channel': channel}, **stamp})
-            if method == 'subscribe' and params.get('snapshot', True) is not False:
+            if method == 'subscribe' and params.get('snapshot', True):
                 self.send({'channel': 'instrument', 'type': 'snapshot',
                            'data': self.unified.market.instrument()})
             return
@@ -182,11 +187,9 @@ class UnifiedSession(Session):
         symbol, market = instrument.symbol, self.unified.market
         result: dict[str, Any] = {'channel': channel, 'symbol': symbol}
         snapshot = params.get('snapshot', True)
-        if not isinstance(snapshot, bool):
-            return 'Snapshot field must be a boolean'
         if channel == 'book':
             depth = params.get('depth', 10)
-            if isinstance(depth, bool) or depth not in BOOK_DEPTHS:
+            if type(depth) is not int or depth not in BOOK_DEPTHS:
                 return f'Invalid depth {depth}'
             result['depth'] = depth
             if method == 'unsubscribe':
@@ -199,9 +202,9 @@ class UnifiedSession(Session):
                                               bad=self.feed.take('bad_checksum')))
         elif channel == 'ohlc':
             interval, tick_type = params.get('interval', 1), params.get('tick_type', 'trade')
-            if isinstance(interval, bool) or interval not in OHLC_RESOLUTIONS:
+            if type(interval) is not int or interval not in OHLC_RESOLUTIONS:
                 return f'Invalid interval {interval}'
-            if tick_type not in TICK_TYPES:
+            if not isinstance(tick_type, str) or tick_type not in TICK_TYPES:
                 return f'Invalid tick_type {tick_type}'
             result.update(interval=interval, tick_type=tick_type)
             if method == 'unsubscribe':
@@ -213,6 +216,8 @@ class UnifiedSession(Session):
                 self.send({'channel': 'ohlc', 'type': 'snapshot', 'timestamp': iso(time.time()),
                            'data': candles})
         elif channel == 'ticker':
+            if params.get('event_trigger', 'trades') not in ('bbo', 'trades'):
+                return f'Invalid event_trigger {params["event_trigger"]}'
             if method == 'unsubscribe':
                 return self.drop(self.tickers_u, symbol, head, result)
             ticker = market.ticker(instrument)

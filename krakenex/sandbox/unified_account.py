@@ -92,7 +92,7 @@ class PrivateChannels:
 
     @staticmethod
     def handles(channel: Any) -> bool:
-        return channel in CHANNELS
+        return isinstance(channel, str) and channel in CHANNELS
 
     def listening(self) -> bool:
         return bool(self.subscribed)

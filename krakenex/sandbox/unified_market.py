@@ -8,8 +8,9 @@ the same sandbox. Numbers go out as wire text at each contract's precisions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from .feed import Levels, _Raw
 from .futures.exchange import FuturesExchange
@@ -29,6 +30,9 @@ TICK_TYPES = ('trade', 'mark', 'spot')
 OHLC_SNAPSHOT = 10
 
 
+T = TypeVar('T')
+
+
 def price_precision(instrument: Instrument) -> int:
     """Decimals of a contract's price: those of its tick size."""
     return max(0, -int(instrument.tick.normalize().as_tuple().exponent))
@@ -43,6 +47,22 @@ class UnifiedMarket:
 
     def __init__(self, exchange: FuturesExchange) -> None:
         self.exchange = exchange
+        #: What was last made of each (kind, contract, ...), with the market state it was
+        #: made from: every subscriber of the same data shares one making of it.
+        self._made: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = {}
+
+    def _once(self, key: tuple[Any, ...], instrument: Instrument, timed: bool,
+              make: Callable[[], T]) -> T:
+        """``make()``, made again only when the contract's mark or tape has changed (or,
+        if ``timed``, a second has passed: tickers and candles follow the clock)."""
+        with self.exchange.lock:
+            market = self.exchange.market
+            state = (market.marks[instrument.symbol], market.last_trade_id[instrument.symbol],
+                     int(self.exchange.clock()) if timed else 0)
+        made = self._made.get(key)
+        if made is None or made[0] != state:
+            made = self._made[key] = (state, make())
+        return made[1]
 
     @staticmethod
     def find(symbol: Any) -> Instrument | None:
@@ -67,6 +87,10 @@ class UnifiedMarket:
 
     def levels(self, instrument: Instrument, depth: int) -> Levels:
         """The top ``depth`` levels of the futures REST ``orderbook`` as wire text."""
+        return self._once(('book', instrument.symbol, depth), instrument, False,
+                          lambda: self._levels(instrument, depth))
+
+    def _levels(self, instrument: Instrument, depth: int) -> Levels:
         with self.exchange.lock:
             book = self.exchange.market.orderbook({'symbol': instrument.symbol})['orderBook']
         pp, qp = price_precision(instrument), instrument.precision
@@ -75,6 +99,10 @@ class UnifiedMarket:
 
     def ticker(self, instrument: Instrument) -> dict[str, Any]:
         """Spot v2's ticker fields, with the mark and index prices, funding and open interest."""
+        return self._once(('ticker', instrument.symbol), instrument, True,
+                          lambda: self._ticker(instrument))
+
+    def _ticker(self, instrument: Instrument) -> dict[str, Any]:
         with self.exchange.lock:
             t = self.exchange.market.ticker(instrument)
         pp, qp = price_precision(instrument), instrument.precision
@@ -95,6 +123,9 @@ class UnifiedMarket:
                count: int = 50) -> list[dict[str, Any]]:
         """The newest ``count`` trades, or with ``after`` every trade after that trade id."""
         with self.exchange.lock:
+            if after is not None and after >= self.exchange.market.last_trade_id[
+                    instrument.symbol]:
+                return []
             tape = list(self.exchange.market.trades[instrument.symbol])
         rows = tape[-count:] if after is None else [t for t in tape if t['trade_id'] > after]
         pp, qp = price_precision(instrument), instrument.precision
@@ -109,6 +140,11 @@ class UnifiedMarket:
     def candles(self, instrument: Instrument, interval: int,
                 tick_type: str) -> list[dict[str, Any]]:
         """The newest candles of the futures charts of ``tick_type``, as Spot v2's ``ohlc``."""
+        return self._once(('ohlc', instrument.symbol, interval, tick_type), instrument, True,
+                          lambda: self._candles(instrument, interval, tick_type))
+
+    def _candles(self, instrument: Instrument, interval: int,
+                 tick_type: str) -> list[dict[str, Any]]:
         path = f'{tick_type}/{instrument.symbol}/{OHLC_RESOLUTIONS[interval]}'
         with self.exchange.lock:
             rows = self.exchange.market.charts(path, {'count': str(OHLC_SNAPSHOT)})['candles']
