@@ -270,12 +270,12 @@ def test_a_skipped_ledgers_number_is_a_gap_and_a_new_connection_counts_afresh():
     assert notices(s.receive(ledger(1), 0.0), 'gap') == []
 
 
-def test_a_skipped_executions_number_is_a_gap_on_the_unified_websocket_too():
+@pytest.mark.parametrize('feed', ['executions', 'balances'])
+def test_a_skipped_executions_or_balances_number_is_a_gap_on_the_unified_websocket_too(feed):
     s = session(private=True)
-    s.receive(text({'channel': 'executions', 'type': 'update', 'data': [], 'sequence': 7}), 0.0)
-    events = s.receive(text({'channel': 'executions', 'type': 'update', 'data': [],
-                             'sequence': 9}), 0.0)
-    assert notices(events, 'gap')[0]['feed'] == 'executions'
+    s.receive(text({'channel': feed, 'type': 'update', 'data': [], 'sequence': 7}), 0.0)
+    events = s.receive(text({'channel': feed, 'type': 'update', 'data': [], 'sequence': 9}), 0.0)
+    assert notices(events, 'gap')[0]['feed'] == feed
 
 
 # -- books at derivatives precision ------------------------------------------------------------

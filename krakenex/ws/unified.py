@@ -41,7 +41,7 @@ PRIVATE = frozenset({'executions', 'balances', 'positions', 'margin', 'ledgers',
                      'preferences', 'set_preference', *ORDER_METHODS})
 
 #: Private channels that number their messages per connection (``sequence``).
-SEQUENCED = frozenset({'executions', 'ledgers'})
+SEQUENCED = frozenset({'executions', 'balances', 'ledgers'})
 
 #: Channels Kraken lets a connection subscribe to once (``Already subscribed to ...``).
 ONE_PER_CONNECTION = frozenset({'positions', 'margin'})
