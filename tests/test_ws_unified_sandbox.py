@@ -234,3 +234,31 @@ def test_asyncws_speaks_the_unified_websocket_inside_a_running_loop(sb, api):
     positions, best_bid, asset_class = asyncio.run(run())
     assert positions[SYMBOL]['size'] == Decimal('0.1') and best_bid[1] > 0
     assert asset_class == 'derivatives'
+
+
+# -- ledgers -----------------------------------------------------------------------------------
+
+def skip_a_ledgers_number(sb: Sandbox) -> None:
+    """Make the sandbox's open private connections skip their next ledgers number."""
+    for session in list(sb.feed._sessions):
+        channels = getattr(session, 'account_channels', None)
+        if channels is not None and 'ledgers' in channels.sequences:
+            channels.sequences['ledgers'] += 1
+
+
+def test_ledgers_in_order_give_no_gap_a_skipped_number_does_and_a_new_connection_starts_at_1(
+        sb, ws):
+    ws.subscribe('ledgers')
+    market(ws, 'buy', '0.1')
+    assert expect(ws, channel('ledgers'))['sequence'] == 1
+    market(ws, 'buy', '0.1')
+    assert expect(ws, channel('ledgers'))['sequence'] == 2
+    skip_a_ledgers_number(sb)
+    market(ws, 'buy', '0.1')
+    assert expect(ws, notice('gap')) | {'channel': None} == {
+        'channel': None, 'type': 'gap', 'feed': 'ledgers', 'expected': 3, 'received': 4}
+    sb.feed.inject('drop')
+    expect(ws, notice('resubscribed'))  # one private connection: ledgers and orders
+    market(ws, 'buy', '0.1')
+    message = expect(ws, lambda m: channel('ledgers')(m) or notice('gap')(m))
+    assert (message['channel'], message['sequence']) == ('ledgers', 1)  # no gap: it starts anew
