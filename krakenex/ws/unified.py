@@ -46,12 +46,12 @@ SEQUENCED = frozenset({'executions', 'balances', 'ledgers'})
 #: Channels Kraken lets a connection subscribe to once (``Already subscribed to ...``).
 ONE_PER_CONNECTION = frozenset({'positions', 'margin'})
 
-#: Order fields Kraken refuses for derivatives, and what to use instead where there is something.
+#: Order fields Kraken refuses for derivatives, and what to do instead.
 REFUSED_FOR_DERIVATIVES = {
-    'display_qty': 'iceberg orders are spot only',
-    'expire_time': 'derivatives orders have no expiry time',
-    'fee_preference': 'derivatives fees are paid in the margin currency',
-    'margin': 'every derivatives order is on margin',
+    'display_qty': 'leave it out',
+    'expire_time': 'leave it out',
+    'fee_preference': 'leave it out',
+    'margin': 'leave it out',
     'order_userref': 'use cl_ord_id to name your orders',
 }
 
