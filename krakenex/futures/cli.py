@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import csv
 import io
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -132,7 +133,10 @@ def main(argv: Sequence[str]) -> int:
 
 def _run(args: argparse.Namespace, call: Call) -> int:
     from .api import FuturesAPI
+    from .sunset import KrakenSunsetWarning
 
+    # Kraken's end date is not yet the command's to announce (krakenex.futures.sunset.NOTICE).
+    warnings.filterwarnings('ignore', category=KrakenSunsetWarning)
     call.verbose = args.verbose
     data = parse_params(args.params)
     if args.sandbox and (args.uri or args.key_file):
