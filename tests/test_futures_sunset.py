@@ -68,7 +68,7 @@ def moved_clock(monkeypatch: pytest.MonkeyPatch, day: datetime.date) -> None:
 # ------------------------------------------------------------------ the date, once
 
 def test_the_date_is_kraken_s_and_names_the_unified_websocket() -> None:
-    assert sunset.DECOMMISSIONED == datetime.date(2027, 3, 1)
+    assert sunset.DECOMMISSIONED.isoformat() == '2027-03-01'
     assert '1 March 2027' in sunset.NOTICE
     assert "WS(api, unified=True, asset_class='derivatives')" in sunset.NOTICE
     assert 'doc/futures-migration.rst' in sunset.NOTICE
