@@ -18,6 +18,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +38,7 @@ from krakenex import (
     ShareUnavailableError,
 )
 from krakenex.futures import AsyncFuturesAPI, FuturesAPI, KrakenSunsetWarning, sunset
+from krakenex.futures.endpoints import ENDPOINTS
 from krakenex.sandbox import Sandbox
 
 KRAKEN = 'https://futures.kraken.com'
@@ -330,3 +332,10 @@ def test_the_sandbox_keeps_serving_futures_rest_after_the_date(
         with pytest.raises(KrakenHTTPError) as raised:
             futures.query_public('tickers/PF_NOSUCH/more/depth', verb='GET')
     assert 'decommissioned' not in str(raised.value)
+
+
+# ------------------------------------------------------------ the migration page
+
+def test_the_migration_page_names_every_endpoint_of_kraken_s_table() -> None:
+    page = (Path(__file__).resolve().parent.parent / 'doc' / 'futures-migration.rst').read_text()
+    assert [name for name in ENDPOINTS if f'``{name}``' not in page] == []
