@@ -17,6 +17,7 @@ import pytest
 from conftest import default_sigint
 
 from krakenex.cli import main
+from krakenex.futures.sunset import NOTICE
 from krakenex.sandbox import Sandbox
 
 ORDER = ['sendorder', 'orderType=lmt', 'symbol=PF_XBTUSD', 'side=buy', 'size=0.01',
@@ -102,8 +103,18 @@ def placed_once(sandbox: Sandbox, line: str) -> None:
     assert 'sendorder was sent and Kraken accepted it' in line and 'do not resubmit' in line
 
 
-def only_line(stderr: str) -> str:
+SUNSET_LINE = f'krakenex: {NOTICE}'
+
+
+def without_sunset(stderr: str) -> list[str]:
+    """stderr's lines but Kraken's end-date notice, which a call prints at most once."""
     lines = stderr.splitlines()
+    assert lines.count(SUNSET_LINE) <= 1, stderr
+    return [line for line in lines if line != SUNSET_LINE]
+
+
+def only_line(stderr: str) -> str:
+    lines = without_sunset(stderr)
     assert len(lines) == 1, stderr
     assert lines[0].startswith('krakenex: ')
     return lines[0]
@@ -153,7 +164,16 @@ def test_read_only_endpoint_whose_stdout_reader_went_away_exits_quietly(
         sandbox: Sandbox, tmp_path: Path) -> None:
     result = run_with_stdout_closed_by_its_reader(sandbox, tmp_path, 'openorders')
     assert result.returncode == 141  # what a shell reports for a reader that went away
-    assert result.stderr == ''
+    assert without_sunset(result.stderr) == []
+
+
+def test_the_command_says_once_on_stderr_that_kraken_ends_futures_rest(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    result = futures_process(sandbox, tmp_path, 'openorders', stdout=subprocess.PIPE)
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [SUNSET_LINE]
+    assert '1 March 2027' in SUNSET_LINE and 'unified=True' in SUNSET_LINE
+    assert isinstance(json.loads(result.stdout), list)  # the open orders, as Kraken listed them
 
 
 @pytest.mark.skipif(os.name == 'nt', reason='sends SIGINT')

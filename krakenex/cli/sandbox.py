@@ -139,14 +139,15 @@ def environment() -> dict[str, str]:
     """
     from ..core import KeyedCore
     from ..futures.core import FuturesCore
-    from ..ws.protocol import AUTH, LEVEL3, PUBLIC, URL_VARIABLES
+    from ..ws.protocol import AUTH, LEVEL3, PUBLIC, UNIFIED_URL_VARIABLES, URL_VARIABLES
 
     return {
         'url': KeyedCore.URL_VARIABLE, 'key': KeyedCore.KEY_VARIABLES[0],
         'secret': KeyedCore.KEY_VARIABLES[1],
         'ws_url': URL_VARIABLES[PUBLIC][0], 'ws_auth_url': URL_VARIABLES[AUTH][0],
         'ws_l3_url': URL_VARIABLES[LEVEL3][0],
-        'unified_url': 'KRAKEN_UWS_URL', 'unified_auth_url': 'KRAKEN_UWS_AUTH_URL',
+        'unified_url': UNIFIED_URL_VARIABLES[PUBLIC][0],
+        'unified_auth_url': UNIFIED_URL_VARIABLES[AUTH][0],
         'futures_url': FuturesCore.URL_VARIABLE, 'futures_key': FuturesCore.KEY_VARIABLES[0],
         'futures_secret': FuturesCore.KEY_VARIABLES[1],
     }
