@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 
+from krakenex.futures.sunset import NOTICE
 from krakenex.sandbox import Sandbox
+
+
+def without_sunset(stderr: str) -> str:
+    """``stderr`` without Kraken's end-date notice for Derivatives REST, which a futures
+    command prints once; more than once is a failure."""
+    line = f'krakenex: {NOTICE}\n'
+    assert stderr.count(line) <= 1, stderr
+    return stderr.replace(line, '')
 
 
 def default_sigint() -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import without_sunset
 
 from krakenex.sandbox import Reply, Sandbox
 
@@ -94,7 +95,8 @@ def test_a_key_file_others_can_read_is_warned_of_in_one_line_and_the_call_still_
     result = krakenex(*before(sandbox), '--key-file', path, *after)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
-    assert result.stderr == (f'{prog}: key file {path!r} can be read by other users; make it '
+    assert without_sunset(result.stderr) == (
+        f'{prog}: key file {path!r} can be read by other users; make it '
                              f'private with: chmod 600 {path}\n')
 
 

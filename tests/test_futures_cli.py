@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import default_sigint
+from conftest import default_sigint, without_sunset
 
 from krakenex.cli import main
 from krakenex.futures.sunset import NOTICE
@@ -106,15 +106,8 @@ def placed_once(sandbox: Sandbox, line: str) -> None:
 SUNSET_LINE = f'krakenex: {NOTICE}'
 
 
-def without_sunset(stderr: str) -> list[str]:
-    """stderr's lines but Kraken's end-date notice, which a call prints at most once."""
-    lines = stderr.splitlines()
-    assert lines.count(SUNSET_LINE) <= 1, stderr
-    return [line for line in lines if line != SUNSET_LINE]
-
-
 def only_line(stderr: str) -> str:
-    lines = without_sunset(stderr)
+    lines = without_sunset(stderr).splitlines()
     assert len(lines) == 1, stderr
     assert lines[0].startswith('krakenex: ')
     return lines[0]
@@ -164,7 +157,7 @@ def test_read_only_endpoint_whose_stdout_reader_went_away_exits_quietly(
         sandbox: Sandbox, tmp_path: Path) -> None:
     result = run_with_stdout_closed_by_its_reader(sandbox, tmp_path, 'openorders')
     assert result.returncode == 141  # what a shell reports for a reader that went away
-    assert without_sunset(result.stderr) == []
+    assert without_sunset(result.stderr) == ''
 
 
 def test_the_command_says_once_on_stderr_that_kraken_ends_futures_rest(

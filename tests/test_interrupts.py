@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import default_sigint
+from conftest import default_sigint, without_sunset
 from test_ws_cli import Swallower
 
 from krakenex.sandbox import Sandbox
@@ -288,6 +288,7 @@ def test_sendorder_interrupted_just_after_its_result_is_printed_exits_0(
         printed = process.stdout.readline()
         time.sleep(random.uniform(0, 0.015))
         code, out, err = interrupt(process)
+        err = without_sunset(err)
         outcomes.append(None if (code, err) == (0, '') and an_order_id(printed + out)
                         else f'exit {code}: {err!r}')
         assert futures_orders(sandbox, run) == 1
