@@ -322,7 +322,7 @@ def serialization(repeats: int) -> list[dict[str, Any]]:
 
     # the feed's serializer: ``dumps`` (``_dumps`` in checkouts before it was made linear)
     dumps = getattr(feed_module, 'dumps', None) or feed_module._dumps  # type: ignore[attr-defined]
-    raw = feed_module._Raw
+    raw = getattr(feed_module, 'Raw', None) or feed_module._Raw  # type: ignore[attr-defined]
     market = Sandbox().exchange.market
     rows = []
     for depth in (10, 100, 1000):

@@ -14,10 +14,18 @@ through:
 * python-kraken-sdk's ``SpotOrderBookClient.on_message`` (3.5.1, in its own
   virtual environment under ``.bench-venvs/``; skipped if it cannot be installed).
 
+Then the same for a derivatives feed of Kraken's Unified WebSocket (``--derivatives``):
+the recorded feed again at a futures contract's precision (whole-dollar ticks,
+quantities to 4 decimals), and a feed recorded from the sandbox's Unified WebSocket
+over a real socket on 127.0.0.1 (each price move there reprices the whole book, so
+every update carries every level of it), replayed from its snapshot a number of
+times. No other Python client speaks the Unified WebSocket, so there is no peer.
+
 Run from the repository root::
 
     python benchmarks/ws_book.py            # writes benchmarks/WS_RESULTS.md
     python benchmarks/ws_book.py --quick    # a smoke run, no peers, no file
+    python benchmarks/ws_book.py --derivatives   # the Unified WebSocket's feeds
 
 Nothing reaches the network.
 """
@@ -40,19 +48,23 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 VENV = REPO / '.bench-venvs' / 'python-kraken-sdk'
 PEER = 'python-kraken-sdk==3.5.1'
-SYMBOL, PRICE_DECIMALS, QTY_DECIMALS = 'BTC/USD', 1, 8
+#: A market of the recorded feed: symbol, tick, price and quantity decimals.
+Market = tuple[str, Decimal, int, int]
+SPOT: Market = ('BTC/USD', Decimal('0.1'), 1, 8)
+#: A perpetual's book on the Unified WebSocket, at the sandbox's PF_XBTUSD precisions.
+DERIVATIVES: Market = ('PF_XBTUSD', Decimal('1'), 0, 4)
 
 
-def record(depth: int, updates: int, seed: int = 7) -> list[str]:
+def record(depth: int, updates: int, seed: int = 7, market: Market = SPOT) -> list[str]:
     """A feed as Kraken would send it to a depth-``depth`` subscriber: JSON text lines."""
+    symbol, tick, price_decimals, qty_decimals = market
     rng = random.Random(seed)
-    tick = Decimal('0.1')
     mid = Decimal('60000.0')
     sides = {'bids': {mid - tick * (i + 1): None for i in range(depth + 50)},
              'asks': {mid + tick * (i + 1): None for i in range(depth + 50)}}
     for side in sides.values():
         for price in side:
-            side[price] = Decimal(rng.randint(1, 10**9)).scaleb(-QTY_DECIMALS)
+            side[price] = Decimal(rng.randint(1, 10**9)).scaleb(-qty_decimals)
 
     def top(name: str) -> list[Decimal]:
         return sorted(sides[name], reverse=name == 'bids')[:depth]
@@ -62,16 +74,16 @@ def record(depth: int, updates: int, seed: int = 7) -> list[str]:
 
     def crc() -> int:
         def part(name: str) -> str:
-            return ''.join(text(p, PRICE_DECIMALS).replace('.', '').lstrip('0')
-                           + text(sides[name][p], QTY_DECIMALS).replace('.', '').lstrip('0')
+            return ''.join(text(p, price_decimals).replace('.', '').lstrip('0')
+                           + text(sides[name][p], qty_decimals).replace('.', '').lstrip('0')
                            for p in top(name)[:10])
         return zlib.crc32((part('asks') + part('bids')).encode())
 
     def message(kind: str, levels: dict[str, list[tuple[Decimal, Decimal]]]) -> str:
-        body = {name: ','.join(f'{{"price":{text(p, PRICE_DECIMALS)},'
-                               f'"qty":{text(q, QTY_DECIMALS)}}}' for p, q in levels[name])
+        body = {name: ','.join(f'{{"price":{text(p, price_decimals)},'
+                               f'"qty":{text(q, qty_decimals)}}}' for p, q in levels[name])
                 for name in ('bids', 'asks')}
-        return (f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"{SYMBOL}",'
+        return (f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"{symbol}",'
                 f'"bids":[{body["bids"]}],"asks":[{body["asks"]}],"checksum":{crc()},'
                 f'"timestamp":"2026-11-30T05:00:00.000000Z"}}]}}')
 
@@ -91,7 +103,7 @@ def record(depth: int, updates: int, seed: int = 7) -> list[str]:
             else:  # a level changes or appears within the top 20 ticks
                 sign = -1 if name == 'bids' else 1
                 price = mid + sign * tick * rng.randint(1, min(20, depth + 10))
-                qty = Decimal(rng.randint(1, 10**9)).scaleb(-QTY_DECIMALS)
+                qty = Decimal(rng.randint(1, 10**9)).scaleb(-qty_decimals)
                 sides[name][price] = qty
                 changed.append((price, qty))
         after = top(name)
@@ -113,11 +125,13 @@ def replay_floor(lines: list[str], decimal: bool) -> float:
     return time.perf_counter() - started
 
 
-def replay_krakenex(lines: list[str], depth: int) -> tuple[float, int]:
+def replay_krakenex(lines: list[str], depth: int,
+                    market: Market = SPOT) -> tuple[float, int]:
     from krakenex.ws.book import Book
     from krakenex.ws.protocol import decode
 
-    book = Book(SYMBOL, depth, price_precision=PRICE_DECIMALS, qty_precision=QTY_DECIMALS)
+    symbol, _, price_decimals, qty_decimals = market
+    book = Book(symbol, depth, price_precision=price_decimals, qty_precision=qty_decimals)
     verified = 0
     started = time.perf_counter()
     for line in lines:
@@ -155,9 +169,9 @@ def replay_python_kraken_sdk(lines: list[str], depth: int) -> tuple[float, int]:
         Counted.valid = 0
         client = Counted(depth=depth)
         # the precisions it would fetch from Kraken's AssetPairs, given here: no network
-        client._SpotOrderBookClient__book[SYMBOL] = {
-            'bid': {}, 'ask': {}, 'valid': True, 'price_decimals': PRICE_DECIMALS,
-            'qty_decimals': QTY_DECIMALS}
+        client._SpotOrderBookClient__book[SPOT[0]] = {
+            'bid': {}, 'ask': {}, 'valid': True, 'price_decimals': SPOT[2],
+            'qty_decimals': SPOT[3]}
         started = time.perf_counter()
         for line in lines:
             await client.on_message(json.loads(line))  # its connector decodes with json.loads
@@ -167,6 +181,70 @@ def replay_python_kraken_sdk(lines: list[str], depth: int) -> tuple[float, int]:
 
     seconds = asyncio.run(run())
     return seconds, Counted.valid
+
+
+def record_sandbox(depth: int, updates: int, seed: int = 7) -> list[str]:
+    """A ``PF_XBTUSD`` book feed recorded from the sandbox's Unified WebSocket: its snapshot,
+    then one update for each price move made on the futures sandbox."""
+    from websockets.sync.client import connect
+
+    from krakenex.sandbox import Sandbox
+
+    rng = random.Random(seed)
+    lines: list[str] = []
+    with Sandbox() as sb, connect(sb.unified_url, max_size=None) as socket:
+        socket.send(json.dumps({'method': 'subscribe', 'req_id': 1, 'params': {
+            'channel': 'book', 'symbol': [DERIVATIVES[0]], 'depth': depth,
+            'asset_class': 'derivatives'}}))
+        while len(lines) <= updates:
+            if lines:
+                sb.futures.set_price(DERIVATIVES[0], 60000 + rng.randint(-100, 100))
+            while True:
+                text = socket.recv(10)
+                if isinstance(text, str) and text.startswith('{"channel": "book"'):
+                    lines.append(text)
+                    break
+    return lines
+
+
+def derivatives(args: argparse.Namespace) -> str:
+    """The Unified WebSocket's rows: the recorded feed at a contract's precision, and the
+    sandbox's feed replayed from its snapshot ``passes`` times."""
+    updates = 500 if args.quick else args.updates
+    rows = []
+    for depth in (10, 1000):
+        for name, market in (('spot BTC/USD', SPOT), ('derivatives PF_XBTUSD', DERIVATIVES)):
+            lines = record(depth, updates, market=market)
+            rows.append(derivatives_row(f'recorded feed, {name}, depth {depth}', lines, depth,
+                                        args.repeats, market))
+    recorded = record_sandbox(10, 20 if args.quick else 200)
+    passes = 2 if args.quick else 20
+    rows.append(derivatives_row(f'sandbox feed, PF_XBTUSD, depth 10, {len(recorded) - 1} '
+                                f'updates replayed {passes} times', recorded * passes, 10,
+                                args.repeats, DERIVATIVES))
+    out = ['# WebSocket book benchmark: a derivatives feed (Unified WebSocket)', '',
+           "Book updates per second on one core, Kraken's checksum on every message at the "
+           'precision of the market (PF_XBTUSD: 0 price decimals, 4 quantity decimals; '
+           'BTC/USD: 1 and 8), best of the repeats; the spot rows are measured in the same '
+           'run, for comparison. python benchmarks/ws_book.py --derivatives', '',
+           '| feed | messages | bytes per message | floor: decode with Decimal | krakenex | '
+           'floor(Decimal) / krakenex |', '|---|---|---|---|---|---|']
+    out += [f"| {r['feed']} | {r['messages']} | {r['bytes']:,.0f} | {r['floor_decimal']:,.0f} | "
+            f"{r['krakenex']:,.0f} | {r['floor_decimal'] / r['krakenex']:.1f}x |" for r in rows]
+    out += ['', 'krakenex verified every message against its checksum. No other Python '
+            'client speaks the Unified WebSocket (python-kraken-sdk and ccxt have none), so '
+            'there is no peer to compare with.']
+    return '\n'.join(out)
+
+
+def derivatives_row(feed: str, lines: list[str], depth: int, repeats: int,
+                    market: Market) -> dict[str, Any]:
+    count = len(lines)
+    floor_decimal = best(repeats, lambda: replay_floor(lines, True))
+    ours, verified = best(repeats, lambda: replay_krakenex(lines, depth, market))
+    assert verified == count, f'krakenex verified {verified} of {count} messages'
+    return {'feed': feed, 'messages': count, 'bytes': sum(map(len, lines)) / count,
+            'floor_decimal': count / floor_decimal, 'krakenex': count / ours}
 
 
 def best(repeats: int, run: Any) -> Any:
@@ -198,7 +276,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--quick', action='store_true', help='a smoke run: few updates, no peers')
     parser.add_argument('--output', default=str(REPO / 'benchmarks' / 'WS_RESULTS.md'))
     parser.add_argument('--worker', nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument('--derivatives', action='store_true',
+                        help="a derivatives feed of the Unified WebSocket instead; writes "
+                             "benchmarks/WS_UWS_RESULTS.md")
     args = parser.parse_args(argv)
+    if args.derivatives:
+        table = derivatives(args)
+        print(table)
+        if not args.quick:
+            (REPO / 'benchmarks' / 'WS_UWS_RESULTS.md').write_text(table + '\n')
+        return 0
     if args.worker:
         path, depth, repeats = args.worker
         lines = Path(path).read_text().splitlines()

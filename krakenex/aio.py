@@ -33,8 +33,8 @@ from .errors import (
     OutcomeUnknownError,
     unwrap,
 )
-from .protocol import Reply, Request, Timeout
-from .share import Store, lease
+from .protocol import Reply, Request, SendLock, Timeout
+from .share import lease
 from .version import __version__
 
 __all__ = ['AsyncAPI']
@@ -286,10 +286,10 @@ class AsyncAPI(core.SpotCore):
         return self.session
 
 
-async def _hold(tasks: asyncio.Lock, store: Store, timeout: Timeout) -> Any:
+async def _hold(tasks: asyncio.Lock, store: SendLock, timeout: Timeout) -> Any:
     """Take the key's send lock: this object's tasks one at a time, then the store's.
 
-    :returns: the store's handle, for :meth:`~krakenex.share.Store.unlock`;
+    :returns: the store's handle, for its ``unlock``;
         ``tasks`` is held too, until released
     """
     await tasks.acquire()
@@ -302,7 +302,7 @@ async def _hold(tasks: asyncio.Lock, store: Store, timeout: Timeout) -> Any:
         raise
 
 
-async def _lock(store: Store, lease: float) -> Any:
+async def _lock(store: SendLock, lease: float) -> Any:
     """Take the store's send lock, waiting in a thread if another holds it.
 
     A task cancelled while it waits leaves the thread to take the lock and

@@ -38,7 +38,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from . import methods
 from .errors import (
@@ -63,9 +63,6 @@ from .errors import (
     failures,
 )
 from .pacing import RateCounter
-
-if TYPE_CHECKING:
-    from .share import Store
 
 __all__ = [
     'DEFAULT_URI', 'DEFAULT_TIMEOUT', 'NONCE_UNITS', 'clock_nonce', 'check_nonce_unit', 'Request',
@@ -422,6 +419,16 @@ def private_request(apiversion: str, method: str, data: Mapping[str, Any], *, ke
     return Request(method, 'POST', path, body=body, headers=headers, nonce=nonce, data=data)
 
 
+class SendLock(Protocol):
+    """What a call needs of the key's store (:class:`krakenex.share.Store`): its send lock."""
+
+    def lock(self, lease: float) -> Any: ...
+
+    def try_lock(self, lease: float) -> Any: ...
+
+    def unlock(self, handle: Any) -> None: ...
+
+
 class Call(NamedTuple):
     """One call as a driver runs it: how to build each attempt, and what its outcomes mean.
 
@@ -449,7 +456,7 @@ class Call(NamedTuple):
     cost: float = 1.0
     #: The key's store whose send lock the call holds from its nonce to its reply, so
     #: private calls are sent one at a time by every sharer of the key; None: no lock.
-    store: Store | None = None
+    store: SendLock | None = None
     #: The error to raise for a failure once a request may have left.
     unknown: Callable[[KrakenError, Request], KrakenError] = lambda error, request: error
     #: Kraken's answers that leave the outcome unknown: ``answered(reply, request,

@@ -17,32 +17,42 @@ from typing import Any
 
 import pytest
 
+from krakenex.futures.sunset import NOTICE
 from krakenex.sandbox import Sandbox
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Start the commands the tests interrupt with Ctrl-C as a terminal would, even from a job.
+def without_sunset(stderr: str) -> str:
+    """``stderr`` without Kraken's end-date notice for Derivatives REST, which a futures
+    command prints once; more than once is a failure."""
+    line = f'krakenex: {NOTICE}\n'
+    assert stderr.count(line) <= 1, stderr
+    return stderr.replace(line, '')
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a command a test interrupts: Ctrl-C reaches it as from a terminal.
 
     A shell starts a background job (``pytest &``) with SIGINT ignored, and its
     children inherit that: a command under test would never see the SIGINT its
-    test sends. A signal a process catches is set back to its default in every
-    program it starts, so this process catches SIGINT with a handler that does
-    nothing: pytest itself still ignores it, and each command starts as from a
-    terminal.
+    test sends. Set back to its default in the child, it does; pytest itself
+    keeps ignoring it.
     """
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _ignore(signum: int, frame: object) -> None:
-    """SIGINT caught and ignored (see :func:`pytest_configure`)."""
+#: Seconds a peers' test may take: making their environment and installing about 150 MB
+#: of other clients is allowed 25 minutes (tests/test_peers.py), far above the default.
+PEERS_TIMEOUT = 2400
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The peers' tests install about 150 MB of other clients: they are slow too."""
+    """The peers' tests install about 150 MB of other clients: they are slow too, and may
+    take longer than the default timeout."""
     for item in items:
         if item.get_closest_marker('peers'):
             item.add_marker(pytest.mark.slow)
+            if item.get_closest_marker('timeout') is None:
+                item.add_marker(pytest.mark.timeout(PEERS_TIMEOUT))
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import default_sigint
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -40,11 +41,6 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     home.mkdir()
     env['HOME'] = str(home)
     return env
-
-
-def default_sigint() -> None:
-    """In a child: Ctrl-C as a terminal gives it (a background pytest's children ignore it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def in_process(argv: list[str]) -> tuple[int, str, str]:
@@ -525,7 +521,7 @@ def test_sandbox_command_prints_url_key_secret_and_serves_until_interrupted(
         clean_env: dict[str, str]) -> None:
     proc = subprocess.Popen([sys.executable, '-m', 'krakenex', 'sandbox', '--seed', '3'],
                             env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
     try:
         assert proc.stdout is not None
         shown = dict(proc.stdout.readline().rstrip('\n').split(': ', 1) for _ in range(3))
@@ -1038,7 +1034,7 @@ def test_fuzz_command_line_in_a_subprocess_gives_a_known_exit_code_and_one_line_
 
 
 def test_help_names_every_command_and_every_option_of_the_sandbox_command() -> None:
-    from krakenex.sandbox import parser as sandbox_parser
+    from krakenex.cli.sandbox import parser as sandbox_parser
 
     code, out, _ = in_process(['--help'])
     assert code == 0

@@ -71,13 +71,14 @@ def test_without_sharing_the_same_re_run_is_refused_by_the_rate_limit(
 
 def test_share_status_shows_the_floor_above_the_last_nonce_and_the_counter(
         paced: Sandbox, key_file: str) -> None:
-    done = krakenex('--uri', paced.url, '--key-file', key_file, '--tier', '6,3', 'Balance')
+    # A slow decay, so that a busy machine's seconds before `share status` do not empty it.
+    done = krakenex('--uri', paced.url, '--key-file', key_file, '--tier', '6,0.01', 'Balance')
     assert done.returncode == 0, done.stderr
     last = int(paced.requests_log[-1][1] or 0)
     shown = status(paced, key_file)
     assert shown['nonce'] == last
     assert shown['server'] == paced.url and shown['locked'] is False
-    assert 0 < shown['counters']['rest'] <= 1.0  # type: ignore[index]
+    assert 0.5 < shown['counters']['rest'] <= 1.0  # type: ignore[index]
     where = str(shown['where'])
     assert where.startswith(os.environ['XDG_CACHE_HOME']) and paced.key not in where
 

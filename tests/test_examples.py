@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import default_sigint
 
 from krakenex.sandbox import Sandbox
 
@@ -134,7 +135,7 @@ def follow_book(*args: str, cwd: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith('KRAKEN_')}
     return subprocess.Popen([sys.executable, '-W', 'error', str(EXAMPLES / 'follow_book.py'),
                              *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
 
 
 def test_follow_book_on_its_own_sandbox_prints_a_verified_book_as_the_price_moves(

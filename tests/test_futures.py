@@ -36,8 +36,8 @@ from krakenex.futures import FuturesAPI
 from krakenex.futures import protocol as fp
 from krakenex.sandbox import ODD_REPLIES, Sandbox
 
-TIMEOUT = 0.5
-SLOW = 1.0
+TIMEOUT = 1.0  # a loaded machine can take half a second to answer on 127.0.0.1
+SLOW = 2.0
 
 
 @pytest.fixture

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import default_sigint, without_sunset
 
 from krakenex.cli import main
+from krakenex.futures.sunset import NOTICE
 from krakenex.sandbox import Sandbox
 
 ORDER = ['sendorder', 'orderType=lmt', 'symbol=PF_XBTUSD', 'side=buy', 'size=0.01',
@@ -101,8 +103,11 @@ def placed_once(sandbox: Sandbox, line: str) -> None:
     assert 'sendorder was sent and Kraken accepted it' in line and 'do not resubmit' in line
 
 
+SUNSET_LINE = f'krakenex: {NOTICE}'
+
+
 def only_line(stderr: str) -> str:
-    lines = stderr.splitlines()
+    lines = without_sunset(stderr).splitlines()
     assert len(lines) == 1, stderr
     assert lines[0].startswith('krakenex: ')
     return lines[0]
@@ -152,7 +157,16 @@ def test_read_only_endpoint_whose_stdout_reader_went_away_exits_quietly(
         sandbox: Sandbox, tmp_path: Path) -> None:
     result = run_with_stdout_closed_by_its_reader(sandbox, tmp_path, 'openorders')
     assert result.returncode == 141  # what a shell reports for a reader that went away
-    assert result.stderr == ''
+    assert without_sunset(result.stderr) == ''
+
+
+def test_the_command_says_once_on_stderr_that_kraken_ends_futures_rest(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    result = futures_process(sandbox, tmp_path, 'openorders', stdout=subprocess.PIPE)
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [SUNSET_LINE]
+    assert '1 March 2027' in SUNSET_LINE and 'unified=True' in SUNSET_LINE
+    assert isinstance(json.loads(result.stdout), list)  # the open orders, as Kraken listed them
 
 
 @pytest.mark.skipif(os.name == 'nt', reason='sends SIGINT')
@@ -162,7 +176,7 @@ def test_sendorder_interrupted_while_in_flight_exits_4_and_names_its_cliordid(
     command = [sys.executable, '-m', 'krakenex', '--futures', '--uri', sandbox.futures_url,
                '--key-file', key_file(tmp_path, sandbox), *ORDER]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 20
     while not sandbox.futures.orders(sandbox.futures.key) and time.monotonic() < deadline:
         time.sleep(0.02)  # until the order is placed and the command waits for the reply
@@ -302,8 +316,8 @@ def test_otp_is_refused_as_kraken_futures_takes_none(
 
 
 def test_every_option_doc_futures_promises_from_krakenex_is_taken() -> None:
-    from krakenex.cli import _parser as spot_parser
-    from krakenex.futures.cli import _parser as futures_parser
+    from krakenex.cli.futures import _parser as futures_parser
+    from krakenex.cli.rest import _parser as spot_parser
 
     def options(parser: Any) -> set[str]:
         return {o for action in parser._actions for o in action.option_strings}

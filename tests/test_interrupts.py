@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import default_sigint, without_sunset
 from test_ws_cli import Swallower
 
 from krakenex.sandbox import Sandbox
@@ -38,11 +39,6 @@ KILLED = -signal.SIGINT
 #: Python's report of an interruption inside a callback (a weak reference's, say), which
 #: it drops; the command goes on as if that Ctrl-C had not come.
 IGNORED = re.compile(r'Exception ignored in: .*?\nKeyboardInterrupt: ?\n', re.S)
-
-
-def default_sigint() -> None:
-    """In the child: Ctrl-C as a terminal gives it (a background pytest's children ignore it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -292,6 +288,7 @@ def test_sendorder_interrupted_just_after_its_result_is_printed_exits_0(
         printed = process.stdout.readline()
         time.sleep(random.uniform(0, 0.015))
         code, out, err = interrupt(process)
+        err = without_sunset(err)
         outcomes.append(None if (code, err) == (0, '') and an_order_id(printed + out)
                         else f'exit {code}: {err!r}')
         assert futures_orders(sandbox, run) == 1

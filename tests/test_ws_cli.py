@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import default_sigint
 
 from krakenex import API
 from krakenex.cli import main
@@ -249,11 +250,6 @@ def swallower() -> Iterator[Swallower]:
     server = Swallower()
     yield server
     server.stop()
-
-
-def default_sigint() -> None:
-    """In a child: Ctrl-C as a terminal gives it (a background pytest's children ignore it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def interrupted(process: subprocess.Popen[str]) -> tuple[int, str]:
@@ -503,7 +499,8 @@ class Reopening:
 PAUSED_WS = '''
 import sys
 
-from krakenex.ws import WS, cli
+from krakenex.cli import ws as cli
+from krakenex.ws import WS
 
 sending, request = cli._SocketCall.sending, WS.request
 def paused(self, *args):

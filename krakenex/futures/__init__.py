@@ -1,5 +1,11 @@
 """Kraken Futures REST: :class:`FuturesAPI` on requests, :class:`AsyncFuturesAPI` on aiohttp.
 
+Kraken turns this API off on 1 March 2027 (:data:`krakenex.futures.sunset.DECOMMISSIONED`):
+its replacement is Kraken's Unified WebSocket, ``krakenex.ws.WS(api, unified=True,
+asset_class='derivatives')``. The first call of a process warns once
+(:class:`KrakenSunsetWarning`); doc/futures-migration.rst maps every endpoint to its
+counterpart.
+
 >>> from krakenex.futures import FuturesAPI
 >>> with FuturesAPI() as futures:                       # doctest: +SKIP
 ...     futures.query_public('tickers')['tickers'][0]['symbol']
@@ -17,12 +23,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .endpoints import DEFAULT_URI
+from .sunset import KrakenSunsetWarning
 
 if TYPE_CHECKING:
     from .aio import AsyncFuturesAPI
     from .api import FuturesAPI
 
-__all__ = ['FuturesAPI', 'AsyncFuturesAPI', 'DEFAULT_URI']
+__all__ = ['FuturesAPI', 'AsyncFuturesAPI', 'DEFAULT_URI', 'KrakenSunsetWarning']
 
 _MODULES = {'FuturesAPI': 'api', 'AsyncFuturesAPI': 'aio'}
 

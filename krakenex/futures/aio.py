@@ -1,4 +1,7 @@
-"""The Kraken Futures REST client for asyncio: :class:`AsyncFuturesAPI` (extra ``async``)."""
+"""The Kraken Futures REST client for asyncio: :class:`AsyncFuturesAPI` (extra ``async``).
+
+Kraken decommissions this REST API on 1 March 2027 (:mod:`krakenex.futures.sunset`).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError(needs('AsyncFuturesAPI', 'async')) from None
 
 from ..aio import AsyncAPI
-from ..errors import OutcomeUnknownError
+from ..errors import KrakenError, OutcomeUnknownError
 from ..protocol import Timeout
+from . import sunset
 from .core import FuturesCore
 from .endpoints import Endpoint
 
@@ -24,6 +28,11 @@ __all__ = ['AsyncFuturesAPI']
 
 class AsyncFuturesAPI(FuturesCore):
     """:class:`~krakenex.futures.FuturesAPI` for asyncio: the same calls, awaited.
+
+    Kraken decommissions the REST API it speaks on 1 March 2027, as
+    :class:`~krakenex.futures.FuturesAPI` says (the warning, and the errors
+    after that date, are the same); its replacement for asyncio is
+    ``krakenex.ws.AsyncWS(api, unified=True, asset_class='derivatives')``.
 
     Private calls on one key are sent one at a time, each with a ``Nonce``
     above the one before, so nonces reach Kraken in order however many tasks,
@@ -99,11 +108,16 @@ class AsyncFuturesAPI(FuturesCore):
 
     async def _call(self, endpoint: Endpoint, verb: str, data: dict[str, Any],
                     timeout: Timeout | None, *, private: bool) -> Any:
-        """Run one call through :meth:`krakenex.AsyncAPI.run`, the asyncio sending loop."""
+        """Run one call through :meth:`krakenex.AsyncAPI.run`, with Kraken's end date in mind."""
+        sunset.announce()
         timeout = self.timeout if timeout is None else timeout
         self._sender.uri = self.uri  # where this client points now, though uri was changed
-        return await self._sender.run(
-            self._futures_call(endpoint, verb, data, private=private), timeout)
+        try:
+            return await self._sender.run(
+                self._futures_call(endpoint, verb, data, private=private), timeout)
+        except KrakenError as exc:
+            sunset.explain(exc, self.uri)  # the same error; its message may name the date
+            raise
 
 
 class _Sender(AsyncAPI):

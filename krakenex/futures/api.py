@@ -1,13 +1,17 @@
-"""The Kraken Futures REST client on requests: one :class:`FuturesAPI` object per key."""
+"""The Kraken Futures REST client on requests: one :class:`FuturesAPI` object per key.
+
+Kraken decommissions this REST API on 1 March 2027 (:mod:`krakenex.futures.sunset`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import OutcomeUnknownError
+from ..errors import KrakenError, OutcomeUnknownError
 from ..protocol import Timeout
 from ..sending import RequestsDriver
+from . import sunset
 from .core import FuturesCore
 from .endpoints import Endpoint
 
@@ -16,6 +20,15 @@ __all__ = ['FuturesAPI']
 
 class FuturesAPI(RequestsDriver, FuturesCore):
     """Maintains a session with Kraken Futures for one API key.
+
+    Kraken decommissions the Derivatives (Futures) REST API on 1 March 2027;
+    move to its Unified WebSocket, ``krakenex.ws.WS(api, unified=True,
+    asset_class='derivatives')`` (doc/futures-migration.rst). The first call
+    of a process warns once (:class:`~krakenex.futures.KrakenSunsetWarning`).
+    From that date on, a call to ``futures.kraken.com`` that fails as a
+    server that is gone fails (no connection, 404, 410, a redirect, an HTML
+    page) says so in its message; its error class stays what it was. Calls
+    to a sandbox go on as before.
 
     Calls are named by Kraken's endpoint names under ``/derivatives/api/v3``
     (``'tickers'``, ``'sendorder'``, ``'orders/status'``); the HTTP verb comes
@@ -145,5 +158,10 @@ class FuturesAPI(RequestsDriver, FuturesCore):
 
     def _call(self, endpoint: Endpoint, verb: str, data: dict[str, Any],
               timeout: Timeout | None, *, private: bool) -> Any:
-        """Run one call on the requests driver (:meth:`run`)."""
-        return self.run(self._futures_call(endpoint, verb, data, private=private), timeout)
+        """Run one call on the requests driver (:meth:`run`), with Kraken's end date in mind."""
+        sunset.announce()
+        try:
+            return self.run(self._futures_call(endpoint, verb, data, private=private), timeout)
+        except KrakenError as exc:
+            sunset.explain(exc, self.uri)  # the same error; its message may name the date
+            raise

@@ -3,7 +3,9 @@
 One table, from Kraken's Futures REST reference and its rate-limit guide
 (https://docs.kraken.com/api/docs/guides/futures-rate-limits). The clients use
 it to pick the verb, to decide what may be retried and to pace calls; the
-sandbox uses it to keep Kraken's budgets. Standard library only.
+sandbox uses it to keep Kraken's budgets. Standard library only. Kraken
+decommissions all of them on 1 March 2027 (:mod:`krakenex.futures.sunset`);
+doc/futures-migration.rst gives each one's Unified WebSocket counterpart, or none.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ signature, ``postData`` exactly as sent, the reply envelope and Kraken's
 error codes, and the order statuses that mean an order was refused although
 the reply says ``"result": "success"``. The endpoint table (verb, public or
 private, state-changing, cost) is :mod:`krakenex.futures.endpoints`,
-re-exported here.
+re-exported here. Kraken decommissions this API on 1 March 2027
+(:mod:`krakenex.futures.sunset`).
 
 Kraken's documentation: https://docs.kraken.com/api/docs/guides/futures-rest
 (signing, envelope), https://docs.kraken.com/api/docs/guides/futures-rate-limits

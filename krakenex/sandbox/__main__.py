@@ -1,7 +1,7 @@
-"""``python -m krakenex.sandbox``: run a sandbox until Ctrl-C."""
+"""``python -m krakenex.sandbox``: run a sandbox until Ctrl-C (:mod:`krakenex.cli.sandbox`)."""
 
 import sys
 
-from . import main
+from ..cli.sandbox import main
 
 sys.exit(main())

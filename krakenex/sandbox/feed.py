@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from .exchange import Account, Exchange
     from .server import Request, Route
 
-__all__ = ['Feed', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH', 'LEVEL3_PATH']
+__all__ = ['Feed', 'Session', 'attach', 'FEED_FAULTS', 'PUBLIC_PATH', 'PRIVATE_PATH', 'LEVEL3_PATH']
 
 PUBLIC_PATH = '/v2'
 PRIVATE_PATH = '/auth/v2'
@@ -218,8 +218,13 @@ class Feed:
                 return True
             return False
 
-    def route(self, request: Request, *, private: bool) -> Reply | None:
-        """The sandbox route: upgrade to WebSocket and serve the connection until it ends."""
+    def route(self, request: Request, *, private: bool,
+              session: Callable[[Feed, Link, bool], _Session] | None = None) -> Reply | None:
+        """The sandbox route: upgrade to WebSocket and serve the connection until it ends.
+
+        :param session: makes the connection's handler (:class:`_Session` by default); the
+            Unified WebSocket (:mod:`.unified`) serves its own channels through it
+        """
         self.handshakes += 1
         if request.headers.get('upgrade', '').lower() != 'websocket':
             return text_reply(426, 'WebSocket only: connect with a WebSocket client\n')
@@ -243,7 +248,7 @@ class Feed:
         except (OSError, ValueError):
             early = b''
         link = Link(upgraded, protocol, early)
-        link.handler = _Session(self, link, private)
+        link.handler = (session or _Session)(self, link, private)
         self.loop.add(link)
         return None
 
@@ -324,9 +329,9 @@ class Feed:
             book = market.top(spec, 1)
             mid = market.mid(spec)
         (bid, bid_qty), (ask, ask_qty) = book['bids'][0], book['asks'][0]
-        return {'symbol': v2_symbol(spec), 'bid': _Raw(bid), 'bid_qty': _Raw(bid_qty),
-                'ask': _Raw(ask), 'ask_qty': _Raw(ask_qty),
-                'last': _Raw(places(mid, spec.pair_decimals))}
+        return {'symbol': v2_symbol(spec), 'bid': Raw(bid), 'bid_qty': Raw(bid_qty),
+                'ask': Raw(ask), 'ask_qty': Raw(ask_qty),
+                'last': Raw(places(mid, spec.pair_decimals))}
 
     def trades(self, spec: PairSpec, count: int = 50,
                after: int | None = None) -> list[dict[str, Any]]:
@@ -339,7 +344,7 @@ class Feed:
         for row in rows:
             price, volume, when, side, ordertype = row[:5]
             out.append({'symbol': v2_symbol(spec), 'side': 'buy' if side == 'b' else 'sell',
-                        'price': _Raw(price), 'qty': _Raw(volume),
+                        'price': Raw(price), 'qty': Raw(volume),
                         'ord_type': 'market' if ordertype == 'm' else 'limit',
                         'trade_id': row[6] if len(row) > 6 else 0,
                         'timestamp': iso(float(str(when)))})
@@ -348,8 +353,8 @@ class Feed:
     def candles(self, spec: PairSpec, interval: int) -> list[dict[str, Any]]:
         with self.sandbox.exchange.lock:
             rows, _ = self.sandbox.exchange.market.ohlc(spec, interval, None)
-        return [{'symbol': v2_symbol(spec), 'open': _Raw(o), 'high': _Raw(h), 'low': _Raw(lo),
-                 'close': _Raw(c), 'vwap': _Raw(vw), 'volume': _Raw(v), 'trades': n,
+        return [{'symbol': v2_symbol(spec), 'open': Raw(o), 'high': Raw(h), 'low': Raw(lo),
+                 'close': Raw(c), 'vwap': Raw(vw), 'volume': Raw(v), 'trades': n,
                  'interval': interval, 'interval_begin': iso(float(str(t)))}
                 for t, o, h, lo, c, vw, v, n in rows[-10:]]
 
@@ -394,6 +399,9 @@ class Feed:
 
 class _Session:
     """One WebSocket connection: its subscriptions, and what the subscriber already has."""
+
+    #: The trading methods the connection answers, by name.
+    methods: dict[str, Callable[[Feed, str, dict[str, Any]], Any]]
 
     def __init__(self, feed: Feed, link: Link, private: bool) -> None:
         self.feed, self.link, self.private = feed, link, private
@@ -473,7 +481,7 @@ class _Session:
             self.send({**head, 'success': False, 'error': MSG_RATE_ERROR, **stamp})
             return
         if method == 'ping' and 'params' in message:
-            self.send({**head, 'success': False, 'error': _unsupported('params', method),
+            self.send({**head, 'success': False, 'error': unsupported('params', method),
                        **stamp})
             return
         if method == 'ping':
@@ -483,7 +491,7 @@ class _Session:
         if method in ('subscribe', 'unsubscribe'):
             self.subscription(method, params, head, stamp)
             return
-        if method in TRADING:
+        if method in self.methods:
             self.trade(method, params, head, stamp)
             return
         self.send({**head, 'success': False, 'error': f'Unsupported method {method}', **stamp})
@@ -546,7 +554,7 @@ class _Session:
             return
         unknown = sorted(set(params) - CHANNEL_FIELDS.get(str(channel), set(params)))
         if unknown:
-            self.send({**head, 'success': False, 'error': _unsupported(unknown[0], method),
+            self.send({**head, 'success': False, 'error': unsupported(unknown[0], method),
                        **stamp})
             return
         if channel == 'instrument':
@@ -602,7 +610,7 @@ class _Session:
             if params.get('snapshot', True):
                 market = self.feed.sandbox.exchange.market
                 self.send_level3(symbol, 'snapshot', book3, {
-                    side: [{'order_id': oid, 'limit_price': _Raw(price), 'order_qty': _Raw(qty),
+                    side: [{'order_id': oid, 'limit_price': Raw(price), 'order_qty': Raw(qty),
                             'timestamp': iso_ns(placed(market, position))}
                            for price, orders in ladder
                            for position, (oid, qty) in enumerate(orders)]
@@ -667,7 +675,7 @@ class _Session:
             balances = self.feed.private_call(self.key, 'Balance', {})
             self.balances = dict(balances)
             self.send({'channel': 'balances', 'type': 'snapshot', 'sequence': self.next(),
-                       'data': [{'asset': a, 'balance': _Raw(b)} for a, b in balances.items()]})
+                       'data': [{'asset': a, 'balance': Raw(b)} for a, b in balances.items()]})
             return
         self.executions = dict(params)
         orders = self.feed.sandbox.orders(self.key)
@@ -691,7 +699,7 @@ class _Session:
             self.send({**head, 'success': False, 'error': refused, **stamp})
             return
         try:
-            result = TRADING[method](self.feed, key, params)
+            result = self.methods[method](self.feed, key, params)
         except ApiError as exc:
             self.send({**head, 'success': False, 'error': str(exc), **stamp})
             return
@@ -743,7 +751,7 @@ class _Session:
             self.look_executions()
         if self.key is not None and self.balances is not None:
             balances = dict(self.feed.private_call(self.key, 'Balance', {}))
-            changed = [{'asset': a, 'balance': _Raw(b)} for a, b in balances.items()
+            changed = [{'asset': a, 'balance': Raw(b)} for a, b in balances.items()
                        if self.balances.get(a) != b]
             if changed:
                 self.balances = balances
@@ -786,12 +794,12 @@ class _Session:
                          book: dict[str, list[tuple[str, str]]]) -> None:
         """The update from ``sent`` to ``book``: one text for every subscriber in step."""
         if self.feed.take('bad_checksum'):
-            self.link.send(self.book_text(symbol, 'update', book, _changes(sent, book),
+            self.link.send(self.book_text(symbol, 'update', book, level_changes(sent, book),
                                           bad=True))
             return
         self.link.send(self.feed.shared(
             ('book', symbol, depth), sent, book,
-            lambda: self.book_text(symbol, 'update', book, _changes(sent, book))))
+            lambda: self.book_text(symbol, 'update', book, level_changes(sent, book))))
 
     @staticmethod
     def book_text(symbol: str, kind: str, book: dict[str, list[tuple[str, str]]],
@@ -800,8 +808,8 @@ class _Session:
         one if ``bad``)."""
         checksum = Feed.checksum(book) ^ (0x5A5A5A5A if bad else 0)
         data = {'symbol': symbol,
-                'bids': [{'price': _Raw(p), 'qty': _Raw(q)} for p, q in levels['bids']],
-                'asks': [{'price': _Raw(p), 'qty': _Raw(q)} for p, q in levels['asks']],
+                'bids': [{'price': Raw(p), 'qty': Raw(q)} for p, q in levels['bids']],
+                'asks': [{'price': Raw(p), 'qty': Raw(q)} for p, q in levels['asks']],
                 'checksum': checksum, 'timestamp': iso(time.time())}
         return dumps({'channel': 'book', 'type': kind, 'data': [data]})
 
@@ -836,7 +844,7 @@ class _Session:
             'checksum': checksum, 'timestamp': iso(time.time())}]})
 
 
-class _Raw(str):
+class Raw(str):
     """Wire text of a number, written into the JSON as a number (``0.10000000``)."""
 
 
@@ -844,9 +852,9 @@ _MARK = re.compile(r'"\\u0000([0-9a-f]{8}):(\d+)\\u0000"')
 
 
 def dumps(message: dict[str, Any]) -> str:
-    """JSON with numbers in :class:`_Raw` written as themselves, trailing zeros included.
+    """JSON with numbers in :class:`Raw` written as themselves, trailing zeros included.
 
-    Each :class:`_Raw` goes into the JSON as a marked string, and one pass over the
+    Each :class:`Raw` goes into the JSON as a marked string, and one pass over the
     text puts the numbers in their place: the time is linear in the message's size.
     The marks carry a token drawn for the message, so no text a client sent can pass
     for one.
@@ -855,7 +863,7 @@ def dumps(message: dict[str, Any]) -> str:
     token = secrets.token_hex(4)
 
     def mark(value: Any) -> Any:
-        if isinstance(value, _Raw) or (isinstance(value, Decimal) and value.is_finite()
+        if isinstance(value, Raw) or (isinstance(value, Decimal) and value.is_finite()
                                        and not math.isfinite(float(value))):
             marks.append(str(value))  # as written; beyond a float's range too (1E+400)
             return f'\0{token}:{len(marks) - 1}\0'
@@ -880,11 +888,11 @@ def _number(value: Any) -> Any:
     raise TypeError(f'{type(value).__name__} is not JSON serializable')
 
 
-def _unsupported(field: str, method: str) -> str:
+def unsupported(field: str, method: str) -> str:
     return f"Unsupported field: '{field}' for the given msg type: {method}"
 
 
-def _changes(before: dict[str, list[tuple[str, str]]],
+def level_changes(before: dict[str, list[tuple[str, str]]],
              after: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
     """The levels a subscriber needs to go from ``before`` to ``after`` (qty 0 removes)."""
     out: dict[str, list[tuple[str, str]]] = {}
@@ -898,8 +906,8 @@ def _changes(before: dict[str, list[tuple[str, str]]],
 def _level3_changes(before: dict[str, Level3Side],
                     after: dict[str, Level3Side]) -> dict[str, list[dict[str, Any]]]:
     """The level3 ``update`` rows of :func:`.level3.changes`, by side."""
-    return {side: [{'event': kind, 'order_id': oid, 'limit_price': _Raw(price),
-                    'order_qty': _Raw(qty), 'timestamp': iso(time.time())}
+    return {side: [{'event': kind, 'order_id': oid, 'limit_price': Raw(price),
+                    'order_qty': Raw(qty), 'timestamp': iso(time.time())}
                    for kind, oid, price, qty in events]
             for side, events in changes(before, after).items()}
 
@@ -929,7 +937,7 @@ def _execution(order: dict[str, Any], exec_type: str) -> dict[str, Any]:
 
 # -- trading over the socket: Kraken's v2 parameters onto the sandbox's REST handlers -------
 
-def _required(params: dict[str, Any], *names: str) -> None:
+def check_required(params: dict[str, Any], *names: str) -> None:
     """Refuse a request without one of ``names``, as REST does (``EGeneral:Invalid
     arguments:volume``); v2's own wording for a missing field is not published, so this
     text is the sandbox's choice."""
@@ -938,7 +946,7 @@ def _required(params: dict[str, Any], *names: str) -> None:
             raise ApiError(f'EGeneral:Invalid arguments:{name}')
 
 
-def _numbers(params: dict[str, Any], *names: str) -> None:
+def check_numbers(params: dict[str, Any], *names: str) -> None:
     """Refuse text where v2 wants a JSON number: Kraken answers a quantity sent as
     text with ``Cash_order_qty field must be a number_float`` (seen from Kraken)."""
     for name in names:
@@ -954,8 +962,8 @@ INVALID_PRICE = 'EOrder:Invalid price:Invalid price argument'
 MAX_EXPONENT = 20
 
 
-def _plain(params: dict[str, Any], name: str) -> str | None:
-    """A v2 number (checked by :func:`_numbers`) as REST's plain text, or None if not
+def plain_text(params: dict[str, Any], name: str) -> str | None:
+    """A v2 number (checked by :func:`check_numbers`) as REST's plain text, or None if not
     given; a number no exchange can carry (not finite, or beyond 1e20) is refused."""
     value = params.get(name)
     if value is None:
@@ -966,12 +974,12 @@ def _plain(params: dict[str, Any], name: str) -> str | None:
     return format(number, 'f')
 
 
-def _price(params: dict[str, Any], name: str = 'limit_price') -> str | None:
+def price_text(params: dict[str, Any], name: str = 'limit_price') -> str | None:
     """v2's ``limit_price`` as REST's ``price``: the price itself. REST reads a leading
     ``+``, ``-`` or ``#`` as an offset from the last trade, v2 takes a number as the
     price, so zero or a negative price is refused, never taken as an offset."""
     try:
-        text = _plain(params, name)
+        text = plain_text(params, name)
     except ApiError:
         raise ApiError(INVALID_PRICE) from None
     if text is not None and Decimal(text) <= 0:
@@ -981,10 +989,10 @@ def _price(params: dict[str, Any], name: str = 'limit_price') -> str | None:
 
 def _order_pair(params: dict[str, Any]) -> PairSpec:
     """The pair of a well-formed order of ``add_order`` or ``batch_add``."""
-    _required(params, 'order_type', 'side', 'order_qty', 'symbol')
-    _numbers(params, 'order_qty', 'limit_price')
-    _plain(params, 'order_qty')
-    _price(params)
+    check_required(params, 'order_type', 'side', 'order_qty', 'symbol')
+    check_numbers(params, 'order_qty', 'limit_price')
+    plain_text(params, 'order_qty')
+    price_text(params)
     spec = _v2_pair(params['symbol'])
     if spec is None:
         raise ApiError(f'Currency pair not supported {params["symbol"]}')
@@ -994,8 +1002,8 @@ def _order_pair(params: dict[str, Any]) -> PairSpec:
 def _add_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
     spec = _order_pair(params)
     rest = {'pair': spec.name, 'type': params.get('side'), 'ordertype': params.get('order_type'),
-            'volume': _plain(params, 'order_qty')}
-    price = _price(params)
+            'volume': plain_text(params, 'order_qty')}
+    price = price_text(params)
     if price is not None:
         rest['price'] = price
     for v2, v0 in (('cl_ord_id', 'cl_ord_id'), ('order_userref', 'userref'),
@@ -1013,7 +1021,7 @@ def _add_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-def _arrays(params: dict[str, Any], *names: str) -> None:
+def check_arrays(params: dict[str, Any], *names: str) -> None:
     """Refuse a single id where v2 wants a list, as it refuses a symbol that is not one
     ("Symbol field must be an array")."""
     for name in names:
@@ -1022,7 +1030,7 @@ def _arrays(params: dict[str, Any], *names: str) -> None:
 
 
 def _cancel_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
-    _arrays(params, 'order_id', 'cl_ord_id')
+    check_arrays(params, 'order_id', 'cl_ord_id')
     ids = list(params.get('order_id') or []) + list(params.get('cl_ord_id') or [])
     if not ids:
         raise ApiError('EGeneral:Invalid arguments')
@@ -1037,7 +1045,7 @@ def _cancel_all(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cancel_after(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
-    _required(params, 'timeout')  # 0 disables the timer; nothing given is not 0
+    check_required(params, 'timeout')  # 0 disables the timer; nothing given is not 0
     timeout = params['timeout']
     if isinstance(timeout, bool) or not isinstance(timeout, int):
         raise ApiError('Timeout field must be an integer')  # the sandbox's wording
@@ -1050,11 +1058,11 @@ BATCH_SIZES = range(2, 16)
 
 
 def _batch_add(feed: Feed, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    _required(params, 'symbol', 'orders')
-    _arrays(params, 'orders')
+    check_required(params, 'symbol', 'orders')
+    check_arrays(params, 'orders')
     if len(params['orders']) not in BATCH_SIZES or not all(
             isinstance(order, dict) for order in params['orders']):
-        raise ApiError('EGeneral:Invalid arguments:orders')  # REST's wording, as _required's
+        raise ApiError('EGeneral:Invalid arguments:orders')  # REST's wording, as check_required's
     orders = [{'symbol': params['symbol'], **order} for order in params['orders']]
     for order in orders:  # a malformed order refuses the whole request, before any is placed
         _order_pair(order)
@@ -1062,10 +1070,10 @@ def _batch_add(feed: Feed, key: str, params: dict[str, Any]) -> list[dict[str, A
 
 
 def _amend_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
-    _numbers(params, 'order_qty', 'limit_price')
+    check_numbers(params, 'order_qty', 'limit_price')
     rest = {name: str(params[name]) for name in ('cl_ord_id',) if params.get(name) is not None}
-    for name, text in (('order_qty', _plain(params, 'order_qty')),
-                       ('limit_price', _price(params))):
+    for name, text in (('order_qty', plain_text(params, 'order_qty')),
+                       ('limit_price', price_text(params))):
         if text is not None:
             rest[name] = text
     if params.get('order_id') is not None:
@@ -1076,13 +1084,13 @@ def _amend_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]
 
 
 def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
-    _required(params, 'order_id', 'symbol')
-    _numbers(params, 'order_qty', 'limit_price')
+    check_required(params, 'order_id', 'symbol')
+    check_numbers(params, 'order_qty', 'limit_price')
     spec = _v2_pair(params.get('symbol'))
     if spec is None:
         raise ApiError(f'Currency pair not supported {params.get("symbol")}')
     rest = {'txid': str(params.get('order_id')), 'pair': spec.name}
-    for v0, text in (('volume', _plain(params, 'order_qty')), ('price', _price(params)),
+    for v0, text in (('volume', plain_text(params, 'order_qty')), ('price', price_text(params)),
                      ('userref', None if params.get('order_userref') is None
                       else str(params['order_userref']))):
         if text is not None:
@@ -1092,7 +1100,7 @@ def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _batch_cancel(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
-    _arrays(params, 'orders')
+    check_arrays(params, 'orders')
     orders = [str(o) for o in params.get('orders') or []]
     if not orders:
         raise ApiError('EGeneral:Invalid arguments')
@@ -1107,3 +1115,8 @@ TRADING: dict[str, Callable[[Feed, str, dict[str, Any]], Any]] = {
     'cancel_all_orders_after': _cancel_after, 'batch_add': _batch_add,
     'batch_cancel': _batch_cancel,
 }
+
+
+_Session.methods = TRADING
+#: One WebSocket v2 connection's handler; the Unified WebSocket's extends it.
+Session = _Session

@@ -11,6 +11,9 @@ never shown unverified; reconnects, resubscriptions, resyncs and skipped
 sequence numbers appear in the stream as ``{"channel": "krakenex", ...}``
 messages. Needs the ``websockets`` package: the ``ws`` extra, ``pip install '.[ws]'`` in a checkout.
 The book, protocol and session modules work without it.
+
+``WS(api, unified=True)`` speaks Kraken's Unified WebSocket instead (derivatives now),
+with its rules (:mod:`krakenex.ws.unified`) and the ``positions()`` and ``margin()`` views.
 """
 
 from __future__ import annotations
@@ -19,16 +22,29 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .book import Book, BookView
-from .errors import BookUnavailableError, SocketOutcomeUnknownError, SocketOutcomeUnknownTimeout
-from .protocol import AUTH_URL, L3_URL, URL, Backoff, ResyncBackoff
+from .errors import (
+    BookUnavailableError,
+    SocketOutcomeUnknownError,
+    SocketOutcomeUnknownTimeout,
+    ViewUnavailableError,
+)
+from .protocol import (
+    AUTH_URL,
+    L3_URL,
+    UNIFIED_AUTH_URL,
+    UNIFIED_URL,
+    URL,
+    Backoff,
+    ResyncBackoff,
+)
 
 if TYPE_CHECKING:
     from .client import AsyncWS
     from .sync import WS
 
 __all__ = ['WS', 'AsyncWS', 'Book', 'BookView', 'Backoff', 'ResyncBackoff', 'URL', 'AUTH_URL',
-           'L3_URL', 'BookUnavailableError', 'SocketOutcomeUnknownError',
-           'SocketOutcomeUnknownTimeout']
+           'L3_URL', 'UNIFIED_URL', 'UNIFIED_AUTH_URL', 'BookUnavailableError',
+           'ViewUnavailableError', 'SocketOutcomeUnknownError', 'SocketOutcomeUnknownTimeout']
 
 _DRIVERS = {'WS': 'sync', 'AsyncWS': 'client'}
 

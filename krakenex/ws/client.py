@@ -18,13 +18,14 @@ from ..core import server
 from ..errors import KrakenConnectionError, KrakenUsageError, NotSentError
 from .book import Book, BookView
 from .connection import Connection, Token
-from .errors import BookUnavailableError
+from .errors import BookUnavailableError, ViewUnavailableError
 from .protocol import (
     AUTH,
     KRAKEN_TIMEOUT_METHODS,
     LEVEL3,
     MAX_MESSAGE,
     PUBLIC,
+    UNIFIED_URL_VARIABLES,
     URL_VARIABLES,
     Backoff,
     ResyncBackoff,
@@ -38,6 +39,7 @@ from .protocol import (
 )
 from .session import Precisions, Session, carried_out
 from .stream import Stream, StreamClosed
+from .unified import Unified
 
 if TYPE_CHECKING:
     from ..api import API
@@ -80,17 +82,19 @@ def _listed(params: dict[str, Any]) -> dict[str, Any]:
     return {**params, 'symbol': [symbol]} if isinstance(symbol, str) else params
 
 
-def endpoint_urls(url: str | None, auth_url: str | None,
-                  l3_url: str | None) -> tuple[str, str, str]:
+def endpoint_urls(url: str | None, auth_url: str | None, l3_url: str | None,
+                  unified: bool = False) -> tuple[str, str, str]:
     """The public, authenticated and level3 endpoints: as given, else from the environment
-    (:data:`~krakenex.ws.protocol.URL_VARIABLES`), else Kraken's.
+    (:data:`~krakenex.ws.protocol.URL_VARIABLES`, or with ``unified`` the Unified
+    WebSocket's :data:`~krakenex.ws.protocol.UNIFIED_URL_VARIABLES`), else Kraken's.
 
     :raises KrakenUsageError: for one that is not a ``ws://`` or ``wss://`` address
     """
     given = {PUBLIC: (url, 'url'), AUTH: (auth_url, 'auth_url'), LEVEL3: (l3_url, 'l3_url')}
     found = []
     for name, (value, parameter) in given.items():
-        variable, default = URL_VARIABLES[name]
+        variable, default = (UNIFIED_URL_VARIABLES if unified and name in UNIFIED_URL_VARIABLES
+                             else URL_VARIABLES)[name]
         found.append(check_url(value, parameter) if value is not None else
                      server(None, variable, default, check_url))
     return found[0], found[1], found[2]
@@ -118,6 +122,12 @@ class AsyncWS:
         else ``KRAKEN_WS_L3_URL``, else Kraken's
     :raises KrakenUsageError: if ``url``, ``auth_url`` or ``l3_url`` is not a ``ws://`` or
         ``wss://`` address, before anything connects
+    :param unified: speak Kraken's Unified WebSocket (derivatives) instead of spot v2:
+        ``url`` and ``auth_url`` default to ``KRAKEN_UWS_URL`` and ``KRAKEN_UWS_AUTH_URL``,
+        else Kraken's ``/v2/public`` and ``/v2/private``, and Kraken's derivatives rules
+        are checked before anything is sent (:mod:`krakenex.ws.unified`)
+    :param asset_class: with ``unified``, added to every request that takes it and does not
+        name its own (``'derivatives'`` unless given)
     :param timeout: seconds to wait for a connection or a reply, unless a call says otherwise
         (``None`` or infinity: for ever)
     :param silence: seconds without any message after which a connection is replaced
@@ -140,15 +150,22 @@ class AsyncWS:
                  silence: float = DEFAULT_SILENCE, backoff: Callable[[], Backoff] = Backoff,
                  resync_backoff: Callable[[], ResyncBackoff] = ResyncBackoff,
                  max_queue: int = DEFAULT_MAX_QUEUE,
-                 max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES) -> None:
+                 max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES, unified: bool = False,
+                 asset_class: str | None = None) -> None:
         self.api = api
+        if asset_class is not None and not unified:
+            raise KrakenUsageError('asset_class is for the Unified WebSocket: '
+                                   'AsyncWS(api, unified=True, asset_class=...)')
+        #: The Unified WebSocket's rules, or ``None`` for spot WebSocket v2.
+        self.unified = (Unified() if asset_class is None else Unified(asset_class)) \
+            if unified else None
         if token is not None and not callable(token) and not (
                 isinstance(token, str) and token.strip() and token.isprintable()):
             raise KrakenUsageError('token must be the text GetWebSocketsToken returned, or a '
                                    'function returning a fresh one')
         #: The user's own token (or a function returning one), used instead of ``api``'s.
         self.token = token.strip() if isinstance(token, str) else token
-        self.url, self.auth_url, self.l3_url = endpoint_urls(url, auth_url, l3_url)
+        self.url, self.auth_url, self.l3_url = endpoint_urls(url, auth_url, l3_url, unified)
         #: Each endpoint's address, by the names of :data:`krakenex.ws.protocol.ENDPOINTS`.
         self.urls = {PUBLIC: self.url, AUTH: self.auth_url, LEVEL3: self.l3_url}
         self.timeout = check_timeout(timeout)
@@ -212,7 +229,8 @@ class AsyncWS:
         if channel == 'ohlc' and 'interval' in params:
             check_interval(params['interval'])
         _check_req_id('subscribe', req_id)
-        connection = self._connection(endpoint(channel))
+        connection = self._connection(self._endpoint(channel))
+        connection.session.check_subscription(channel, params)
         await connection.wait_ready(timeout)
         session = connection.session
         entry, new_books = session.subscribing(channel, params, depth)
@@ -241,7 +259,7 @@ class AsyncWS:
         """
         timeout, params = self._timeout(timeout), _listed(params)
         _check_req_id('unsubscribe', req_id)
-        connection = self._connection(endpoint(channel))
+        connection = self._connection(self._endpoint(channel))
         connection.session.unsubscribing(channel, params)
         await connection.wait_ready(timeout)
         replies = await connection.call('unsubscribe', {'channel': channel, **params}, timeout,
@@ -306,7 +324,9 @@ class AsyncWS:
             params, timeout = {'timeout': timeout, **params}, None
         timeout = self._timeout(timeout)
         _check_req_id(method, req_id)
-        connection = self._connection(endpoint(method))
+        if self.unified is not None:
+            self.unified.check_request(method, params)
+        connection = self._connection(self._endpoint(method))
         await connection.wait_ready(timeout)
         reply = (await connection.call(method, params, timeout, req_id=req_id))[0]
         return carried_out(method, params, reply)
@@ -344,6 +364,44 @@ class AsyncWS:
                                        f'checksum mismatch)')
         return view
 
+    def positions(self) -> dict[str, dict[str, Any]]:
+        """The open positions on the Unified WebSocket, by symbol: the ``positions``
+        snapshot with each update folded in, a position whose size became 0 taken out.
+
+        :raises ViewUnavailableError: before the connection's snapshot (after subscribing,
+            or after a reconnect until the new one comes)
+        :raises KrakenUsageError: if ``positions`` is not subscribed
+        """
+        session = self._view_session('positions')
+        current = session.positions.current
+        if current is None:
+            raise ViewUnavailableError('the positions are not current now: they wait for the '
+                                       'snapshot of the connection (after subscribing or '
+                                       'reconnecting; none comes with snapshot=False or '
+                                       'with_margin)')
+        return {symbol: dict(entry) for symbol, entry in current.items()}
+
+    def margin(self) -> dict[str, Any]:
+        """The account's margin on the Unified WebSocket: the latest ``margin`` message's
+        fields over the earlier ones of the connection.
+
+        :raises ViewUnavailableError: before the connection's first ``margin`` message
+        :raises KrakenUsageError: if ``margin`` is not subscribed
+        """
+        current = self._view_session('margin').margin.current
+        if current is None:
+            raise ViewUnavailableError('the margin is not current now: it waits for the first '
+                                       'margin message of the connection')
+        return dict(current)
+
+    def _view_session(self, channel: str) -> Session:
+        connection = self._connections.get(AUTH)
+        if self.unified is None or connection is None \
+                or channel not in connection.session.subs.channels():
+            raise KrakenUsageError(f"no {channel} subscription: AsyncWS(api, unified=True) and "
+                                   f"subscribe('{channel}') first")
+        return connection.session
+
     async def close(self) -> None:
         """Close the connections; the stream ends after the messages already received."""
         if self.closed:
@@ -375,6 +433,12 @@ class AsyncWS:
         """A call's timeout, checked, or the client's."""
         return self.timeout if timeout is None else check_timeout(timeout)
 
+    def _endpoint(self, channel_or_method: str) -> str:
+        """The endpoint a channel or method goes to on the WebSocket this client speaks."""
+        if self.unified is not None:
+            return self.unified.endpoint(channel_or_method)
+        return endpoint(channel_or_method)
+
     def _connection(self, endpoint: str) -> Connection:
         if self.closed:
             raise KrakenConnectionError('the WebSocket client is closed')
@@ -386,7 +450,8 @@ class AsyncWS:
         if connection is None:
             session = Session(self.urls[endpoint], private=endpoint != PUBLIC,
                               precisions=self.precisions,
-                              resync_backoff=self.resync_backoff_factory(), ids=self.ids)
+                              resync_backoff=self.resync_backoff_factory(), ids=self.ids,
+                              unified=self.unified)
             connection = self._connections[endpoint] = Connection(
                 session, self._stream, timeout=self.timeout, silence=self.silence,
                 backoff=self.backoff_factory(), api=self.api, token=self.token,

@@ -14,11 +14,16 @@ from ..errors import (
     lookup_advice,
 )
 
-__all__ = ['BookUnavailableError', 'SocketOutcomeUnknownError', 'SocketOutcomeUnknownTimeout',
-           'outcome_unknown', 'answer_unknown']
+__all__ = ['ViewUnavailableError', 'BookUnavailableError', 'SocketOutcomeUnknownError',
+           'SocketOutcomeUnknownTimeout', 'outcome_unknown', 'answer_unknown']
 
 
-class BookUnavailableError(KrakenError, LookupError):
+class ViewUnavailableError(KrakenError, LookupError):
+    """A view krakenex keeps from a channel (a book, the positions, the margin) is not
+    current now: before the connection's snapshot, or after the connection was lost."""
+
+
+class BookUnavailableError(ViewUnavailableError):
     """There is no verified book for the symbol now: before its snapshot, or while it resyncs."""
 
 

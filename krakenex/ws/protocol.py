@@ -25,7 +25,8 @@ from ..protocol import render
 from .book import DEPTHS
 
 __all__ = [
-    'URL', 'AUTH_URL', 'L3_URL', 'PUBLIC', 'AUTH', 'LEVEL3', 'URL_VARIABLES', 'ENDPOINTS',
+    'URL', 'AUTH_URL', 'L3_URL', 'UNIFIED_URL', 'UNIFIED_AUTH_URL', 'PUBLIC', 'AUTH', 'LEVEL3',
+    'URL_VARIABLES', 'UNIFIED_URL_VARIABLES', 'ENDPOINTS',
     'PRIVATE_CHANNELS',
     'ORDER_METHODS', 'PRIVATE_METHODS', 'KRAKEN_TIMEOUT_METHODS', 'MSG_RATE_ERROR',
     'check_url', 'check_timeout', 'check_depth', 'check_interval', 'INTERVALS', 'decode',
@@ -48,6 +49,13 @@ PUBLIC, AUTH, LEVEL3 = 'public', 'auth', 'level3'
 #: address used when that is not set either.
 URL_VARIABLES = {PUBLIC: ('KRAKEN_WS_URL', URL), AUTH: ('KRAKEN_WS_AUTH_URL', AUTH_URL),
                  LEVEL3: ('KRAKEN_WS_L3_URL', L3_URL)}
+
+#: Kraken's Unified WebSocket (derivatives now, spot planned): public and private endpoints,
+#: and the environment variables naming them (:mod:`krakenex.ws.unified` holds its rules).
+UNIFIED_URL = 'wss://uws.kraken.com/v2/public'
+UNIFIED_AUTH_URL = 'wss://uws.kraken.com/v2/private'
+UNIFIED_URL_VARIABLES = {PUBLIC: ('KRAKEN_UWS_URL', UNIFIED_URL),
+                         AUTH: ('KRAKEN_UWS_AUTH_URL', UNIFIED_AUTH_URL)}
 
 #: Requests that change orders: never sent twice; a lost reply is an unknown outcome.
 ORDER_METHODS = frozenset({'add_order', 'amend_order', 'edit_order', 'cancel_order',

@@ -37,6 +37,7 @@ from .protocol import (
     split_subscription,
     token_refused,
 )
+from .unified import ONE_PER_CONNECTION, SEQUENCED, Margin, Positions, Unified
 
 __all__ = ['Session', 'Request', 'carried_out', 'Precisions', 'Deliver', 'Answered', 'Resync',
            'Send', 'NOTICE_SIZE', 'LATE_REPLY_WAIT', 'MAX_PRECISIONS', 'BAD_TEXT', 'BAD_REASON']
@@ -273,11 +274,19 @@ class Session:
     :param precisions: the pairs' precisions, shared by the client's sessions
     :param resync_backoff: paces the books subscribed again after a failure
     :param ids: the ``req_id`` numbers to take from, shared by the client's sessions
+    :param unified: the Unified WebSocket's rules, for a connection to it
     """
 
     def __init__(self, url: str, *, private: bool, precisions: Precisions,
-                 resync_backoff: ResyncBackoff, ids: Iterator[int]) -> None:
+                 resync_backoff: ResyncBackoff, ids: Iterator[int],
+                 unified: Unified | None = None) -> None:
         self.url = url
+        self.unified = unified
+        #: The private channels that number their messages per connection.
+        self.sequenced = SEQUENCED if unified is not None else PRIVATE_CHANNELS
+        #: The open positions and the margin, on the Unified WebSocket.
+        self.positions = Positions()
+        self.margin = Margin()
         self.private = private
         self.precisions = precisions
         self.resync_backoff = resync_backoff
@@ -314,6 +323,8 @@ class Session:
         self.resyncs.clear()
         for book in self.books.values():
             book.reset()
+        self.positions.reset()
+        self.margin.reset()
         self.instrument = False
         return self.fail(error)
 
@@ -347,7 +358,8 @@ class Session:
     def sending(self, request: Request) -> str:
         """The text of a request about to go on the socket; its replies are awaited from now."""
         body: dict[str, Any] = {'method': request.method, 'req_id': request.req_id}
-        params = dict(request.params)
+        params = dict(request.params) if self.unified is None \
+            else self.unified.outgoing(request.method, request.params)
         if self.private and request.method != 'ping' and self.token is not None:
             params['token'] = self.token
         if params:
@@ -373,6 +385,20 @@ class Session:
         return text.replace(token, '[token]') if token and token in text else text
 
     # -- subscriptions -------------------------------------------------------------------
+
+    def check_subscription(self, channel: str, params: Mapping[str, Any]) -> None:
+        """Refuse a subscription Kraken would refuse on this connection, before it is sent.
+
+        :raises KrakenUsageError: on the Unified WebSocket, for a second ``positions`` or
+            ``margin`` subscription, or parameters Kraken refuses for the channel
+        """
+        if self.unified is None:
+            return
+        self.unified.check_subscription(channel, params)
+        if channel in ONE_PER_CONNECTION and channel in self.subs.channels():
+            raise KrakenUsageError(f'{channel} is subscribed already: Kraken takes one {channel} '
+                                   f'subscription per connection (Already subscribed to '
+                                   f'{channel} channel)')
 
     def subscribing(self, channel: str, params: Mapping[str, Any],
                     depth: int) -> tuple[dict[str, Any], set[str]]:
@@ -494,8 +520,10 @@ class Session:
             self._on_instrument(message)
             if 'instrument' not in self.subs.channels():
                 return
+        if self.unified is not None and channel in ('positions', 'margin'):
+            (self.positions if channel == 'positions' else self.margin).apply(message)
         sequence = message.get('sequence')
-        if channel in PRIVATE_CHANNELS and isinstance(sequence, int):
+        if channel in self.sequenced and isinstance(sequence, int):
             gap = self.sequences.check(channel, sequence)
             if gap is not None:
                 events.append(Deliver(notice('gap', feed=channel, expected=gap[0],

@@ -45,15 +45,17 @@ class WS:
 
     def __init__(self, api: API | None = None, *, url: str | None = None,
                  auth_url: str | None = None, l3_url: str | None = None,
-                 **options: Any) -> None:
-        url, auth_url, l3_url = endpoint_urls(url, auth_url, l3_url)  # before a thread starts
+                 unified: bool = False, **options: Any) -> None:
+        # before a thread starts
+        url, auth_url, l3_url = endpoint_urls(url, auth_url, l3_url, unified)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name='krakenex-ws')
         self._thread.start()
 
         async def make() -> AsyncWS:
-            return AsyncWS(api, url=url, auth_url=auth_url, l3_url=l3_url, **options)
+            return AsyncWS(api, url=url, auth_url=auth_url, l3_url=l3_url, unified=unified,
+                           **options)
 
         self._stopped = False
         try:
@@ -123,6 +125,14 @@ class WS:
     def book(self, symbol: str) -> BookView:
         """See :meth:`AsyncWS.book <krakenex.ws.AsyncWS.book>`."""
         return self._ws.book(symbol)
+
+    def positions(self) -> dict[str, dict[str, Any]]:
+        """See :meth:`AsyncWS.positions <krakenex.ws.AsyncWS.positions>`."""
+        return self._ws.positions()
+
+    def margin(self) -> dict[str, Any]:
+        """See :meth:`AsyncWS.margin <krakenex.ws.AsyncWS.margin>`."""
+        return self._ws.margin()
 
     def may_have_sent_orders(self) -> bool:
         """Whether an order request may have reached Kraken through this client.

@@ -1,18 +1,12 @@
-"""The ``krakenex`` command: every Kraken call from the shell.
+"""What every ``krakenex`` command shares: parsing, credentials, output, exit codes, Ctrl-C.
 
-It reads like the request it sends::
-
-    krakenex Ticker pair=XBTUSD
-    krakenex --sandbox AddOrder pair=XBTUSD type=buy ordertype=limit price=37500 volume=0.01
-
-A method from Kraken's list (:mod:`krakenex.methods` decides public or
-private), then its parameters as ``name=value``, or ``name:=JSON`` for a JSON
-value. The result goes to stdout as JSON (or CSV); an error goes to stderr as
-one line, and the exit code says what kind it was (:data:`EXIT_CODES`).
-
-Only the standard library and :mod:`krakenex.methods` are imported up front,
-so ``krakenex --help`` starts fast; requests, the API and the sandbox are
-imported when a call is made.
+The REST call (:mod:`krakenex.cli.rest`), ``krakenex --futures``
+(:mod:`krakenex.cli.futures`), ``krakenex ws`` (:mod:`krakenex.cli.ws`) and
+``krakenex share`` (:mod:`krakenex.cli.share`) each parse their options with a
+:class:`Parser` and run through :func:`run_command`, which turns every failure
+into one line on stderr and an exit code (:data:`EXIT_CODES`) by what the
+command's :class:`Call` says was sent. Only the standard library and
+:mod:`krakenex.pacing` are imported up front, so ``krakenex --help`` starts fast.
 """
 
 from __future__ import annotations
@@ -24,28 +18,22 @@ import math
 import os
 import signal
 import sys
-import textwrap
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from . import methods
-from ._tables import TABLES, table
-from .pacing import parse_tier
-from .paging import PAGED, Progress, fetch_all
-from .version import __version__
+from ..pacing import parse_tier
 
 if TYPE_CHECKING:
     import logging
 
-    from .api import API
-    from .sandbox import Sandbox
-
-__all__ = ['main', 'program', 'EXIT_CODES', 'default_key_file', 'parse_params', 'to_json', 'Call',
-           'report', 'Output', 'OutputError', 'UsageError', 'add_share_option', 'sending_through',
-           'add_shared_options', 'log_to_stderr', 'indent', 'check_uri_option', 'warn']
+__all__ = ['EXIT_CODES', 'UsageError', 'Parser', 'run_program', 'run_command', 'Call',
+           'lookup_advice', 'spot_lookup', 'sending_through', 'OutputError', 'Output',
+           'add_shared_options', 'add_share_option', 'parse_params', 'check_uri_option',
+           'default_key_file', 'default_key_file_text', 'load_credentials', 'indent',
+           'write_text', 'to_json', 'log_to_stderr', 'report', 'warn']
 
 #: What each exit code means; scripts may rely on them.
 EXIT_CODES = {
@@ -63,70 +51,27 @@ EXIT_CODES = {
 EXIT_OK, EXIT_KRAKEN, EXIT_USAGE, EXIT_NETWORK, EXIT_UNKNOWN = range(5)
 EXIT_CLOSED = 141
 
-#: Kraken's public endpoints allow about one call a second per IP
-#: (https://support.kraken.com/hc/en-us/articles/206548367).
-PUBLIC_RATE = 1.0
-
-#: The options of ``krakenex sandbox`` (:func:`krakenex.sandbox.main`), as the usage shows
-#: them; written out so that ``krakenex --help`` need not import the sandbox.
-SANDBOX_OPTIONS = ('[--port N]', '[--tier T]', '[--seed S]', '[--nonce-window N]',
-                   '[--motion SECONDS]', '[--env]')
-
-#: The commands beside the REST call, as ``krakenex --help`` lists them.
-COMMANDS = (
-    ('krakenex --futures ENDPOINT ...', 'Kraken Futures REST (krakenex --futures --help)'),
-    ('krakenex ws CHANNEL|METHOD ...', 'WebSocket v2: ticker, book, add_order, ... '
-                                       '(krakenex ws --help)'),
-    ('krakenex sandbox ...', 'a local Kraken (spot, futures, WebSocket) until Ctrl-C'),
-    ('krakenex share status|reset', 'show or forget what is shared for a key'),
-)
-
-#: Parameters that Kraken takes as a JSON list, shown as ``name:=JSON`` in help.
-JSON_PARAMS = ('orders', 'cl_ord_ids')
-
 
 class UsageError(Exception):
     """Bad input caught by the command itself; exit code 2."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad option as one line (exit code 2), not a usage screen."""
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one line (exit code 2), not a usage screen.
+
+    :param help_command: the command whose ``--help`` shows the options, named in that line
+    """
+
+    def __init__(self, *args: Any, help_command: str = 'krakenex', **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help_command = help_command
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f'{message} (krakenex --help shows the options)')
+        raise UsageError(f'{message} ({self.help_command} --help shows the options)')
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``krakenex`` command.
-
-    Every failure is reported as one line on stderr; the exit code says what
-    kind it was. Any failure after a state-changing call may have reached
-    Kraken, including one here (the output cannot be written, stdout was
-    closed, Ctrl-C), exits 4 with what is needed to look the call up.
-
-    :param argv: the arguments, without the program name; ``sys.argv[1:]`` by default
-    :returns: the exit code, one of :data:`EXIT_CODES`
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ['sandbox']:
-        from .sandbox import main as serve
-
-        return serve(argv[1:], prog='krakenex sandbox')
-    if argv[:1] == ['share']:
-        return run_command(Call(), _share_parser(), argv[1:], _share)
-    if argv[:1] == ['ws']:
-        from .ws.cli import main as ws
-
-        return ws(argv[1:])
-    if '--futures' in argv:
-        from .futures.cli import main as futures
-
-        return futures([arg for arg in argv if arg != '--futures'])
-    return run_command(Call(), _parser(), argv, _run)
-
-
-def program() -> int:
-    """The ``krakenex`` program (``python -m krakenex`` and the installed command): :func:`main`.
+def run_program(main: Callable[[], int]) -> int:
+    """Run ``main`` (:func:`krakenex.cli.program`) under the Ctrl-C rules of every command.
 
     Its exit code is final once the command has it (:attr:`Call.settled`): a
     Ctrl-C after that, up to the end of the process, is ignored, so a result
@@ -239,7 +184,7 @@ class Call:
     state, :meth:`accepted` (or sets :attr:`refused`) once Kraken answered,
     and :meth:`delivering` as it writes the result.
     A subclass says how to look such a call up on its own exchange
-    (:meth:`advice`, :meth:`outcome_message`); this one does it for spot REST.
+    (:attr:`ID_NAMES`, :attr:`ELSEWHERE`, :meth:`commands`); this one does it for spot REST.
 
     :param prog: the command's name, at the start of every line it prints on stderr
     """
@@ -279,18 +224,58 @@ class Call:
         """
         self.settled = True
 
+    #: The parameters that identify an order, in the order advice names them.
+    ID_NAMES: tuple[str, ...] = ('cl_ord_id', 'userref')
+    #: Where to look for a call that carried none of :attr:`ID_NAMES`.
+    ELSEWHERE = 'look in OpenOrders and ClosedOrders (next time give it a userref or cl_ord_id)'
+
+    def ids(self) -> list[tuple[str, Any]]:
+        """The ids the call was sent with, each as ``(name, value)``."""
+        return [(name, self.data[name]) for name in self.ID_NAMES
+                if self.data.get(name) is not None]
+
+    def commands(self, ids: list[tuple[str, Any]]) -> str:
+        """The shell commands that look the call up by ``ids``; empty without one."""
+        return spot_lookup(ids)
+
     def advice(self) -> str:
         """What to do about a call that may have reached Kraken: how to look it up first."""
-        from .errors import lookup_advice
-
-        userref, cl_ord_id = self.data.get('userref'), self.data.get('cl_ord_id')
-        return lookup_advice(self.method, userref, cl_ord_id,
-                             _lookup_commands(userref, cl_ord_id))
+        ids = self.ids()
+        return lookup_advice(self.method, ids, self.commands(ids), self.ELSEWHERE)
 
     def outcome_message(self, exc: Any) -> str:
         """The client's account of an unknown outcome, and the commands that look the call up."""
-        how = _lookup_commands(exc.userref, exc.cl_ord_id)
+        ids = [(name, getattr(exc, name, None) or self.data.get(name)) for name in self.ID_NAMES]
+        how = self.commands([(name, value) for name, value in ids if value is not None])
         return f'outcome unknown: {exc}' + (f' From the shell: {how}' if how else '')
+
+
+def lookup_advice(method: str | None, ids: list[tuple[str, Any]], how: str,
+                  elsewhere: str) -> str:
+    """The advice of every command after an unknown outcome: look the call up, then resubmit.
+
+    :param ids: the call's ids as ``(name, value)``, to look it up by
+    :param how: the commands that look it up by ``ids``
+    :param elsewhere: where to look without ids
+    """
+    if ids:
+        found = ', '.join(f'{name} {value}' for name, value in ids)
+        lookup = f'look it up by {found} ({how})'
+    else:
+        lookup = elsewhere
+    return (f'It may or may not have taken effect at Kraken, and krakenex did not send it '
+            f'again: {lookup} before you resubmit {method or "it"}.')
+
+
+def spot_lookup(ids: list[tuple[str, Any]]) -> str:
+    """The REST commands that find a spot order by the first of its ids; empty without one."""
+    for name, value in ids:
+        value = ','.join(map(str, value)) if isinstance(value, list) else value
+        if name == 'order_id':
+            return f'krakenex QueryOrders txid={value}'
+        rest = 'userref' if name == 'order_userref' else name
+        return f'krakenex OpenOrders {rest}={value} and krakenex ClosedOrders {rest}={value}'
+    return ''
 
 
 def sending_through(call: Call, session: Any, method: str, data: dict[str, Any]) -> None:
@@ -322,106 +307,6 @@ class OutputError(Exception):
         reason = error.strerror or str(error) or type(error).__name__
         super().__init__(f'cannot write the result to {target}: {reason}')
         self.closed_pipe = isinstance(error, BrokenPipeError)
-
-
-def _run(args: argparse.Namespace, call: Call) -> int:
-    """Check the input, make the call (or fetch every page) and write the result."""
-    call.verbose = args.verbose
-    if args.method is None:
-        raise UsageError('no method given: try krakenex Time, krakenex --sandbox Balance, '
-                         'or krakenex --help for the list')
-    if args.method == 'help':
-        return _print_help(args.params)
-    if args.method == 'sandbox':
-        raise UsageError(f'sandbox takes its own options and goes first: '
-                         f'krakenex sandbox {" ".join(SANDBOX_OPTIONS)}')
-    method, private = _resolve_method(args)
-    data = parse_params(args.params)
-    _check_options(args, method)
-    with log_to_stderr(args.verbose) as log, Output(args.output) as out, \
-            _endpoint(args) as sandbox, _api(args, sandbox, method if private else None) as api:
-        query = api.query_private if private else api.query_public
-        log.debug('%s %s call to %s with parameters: %s', method,
-                  'private' if private else 'public', api.uri, ', '.join(data) or 'none')
-        if args.all:
-            progress = Progress(method, sys.stderr if sys.stderr.isatty() else None)
-            result = fetch_all(api, method, data, pace=False, progress=progress)
-            envelope: Any = {'error': [], 'result': result}
-        else:
-            if private and methods.changes_state(method, data):
-                sending_through(call, api.session, method, data)
-            envelope = query(method, data)
-            _answered(call, envelope)
-            if isinstance(envelope, bytes):
-                call.delivering()
-                _write_file(out, method, envelope)
-                return EXIT_OK
-            result = None if args.raw else _result(method, envelope)
-        if args.raw:
-            try:
-                text = to_json(envelope, indent(out)) + '\n'
-                call.delivering()
-                _write(out, text)
-            finally:  # Kraken's errors still go to stderr and set the exit code
-                _result(method, envelope)
-        else:
-            text = _csv(method, result) if args.csv else to_json(result, indent(out)) + '\n'
-            call.delivering()
-            _write(out, text)
-    return EXIT_OK
-
-
-def _answered(call: Call, envelope: Any) -> None:
-    """Note Kraken's answer to a state-changing call: accepted (with its result) or refused."""
-    from .errors import failures
-
-    if call.method is None or not isinstance(envelope, dict):
-        return
-    errors = envelope.get('error', [])
-    if isinstance(errors, list):  # a Kraken reply, not some other JSON
-        call.answered = True
-        call.refused = failures(errors)
-        call.result = envelope.get('result')
-
-
-# ------------------------------------------------------------------- input
-
-def _parser() -> _Parser:
-    parser = _Parser(
-        prog='krakenex', allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage='krakenex [options] METHOD [name=value | name:=JSON ...]\n'
-              '       krakenex help METHOD\n'
-              '       krakenex --futures [options] ENDPOINT [name=value | name:=JSON ...]\n'
-              '       krakenex ws [options] CHANNEL|METHOD [SYMBOL ...] [name=value ...]\n'
-              '       krakenex share status|reset [--key-file F] [--uri URL | --futures] '
-              '[--share S]\n'
-              f'       krakenex sandbox {" ".join(SANDBOX_OPTIONS[:4])}\n'
-              f'                        {" ".join(SANDBOX_OPTIONS[4:])}',
-        description='Call one of Kraken\'s REST methods and print its result as JSON.\n'
-                    'Public or private is decided from Kraken\'s method list (below).',
-        epilog=_epilog())
-    parser.add_argument('method', nargs='?', metavar='METHOD', help=argparse.SUPPRESS)
-    parser.add_argument('params', nargs='*', metavar='name=value', help=argparse.SUPPRESS)
-    parser.add_argument('--version', action='version', version=f'krakenex {__version__}')
-    call = parser.add_argument_group('the call').add_argument
-    output = parser.add_argument_group('output').add_argument
-    where = parser.add_argument_group('where to, and how').add_argument
-    call('--all', action='store_true',
-         help=f'fetch every page and merge them: {", ".join(PAGED)}')
-    output('--raw', action='store_true',
-           help='print Kraken\'s whole reply {"error": [...], "result": ...}')
-    output('--csv', action='store_true',
-           help=f'write the result as CSV with a header row: {", ".join(TABLES)}')
-    where('--key-file', metavar='PATH', help='API key on the first line, secret on the second')
-    where('--uri', metavar='URL', help='another server, such as a sandbox\'s URL (default: '
-                                       '$KRAKEN_API_URL, else Kraken, https://api.kraken.com)')
-    where('--sandbox', action='store_true',
-          help='start the embedded sandbox for this one command and use its funded account: '
-               'offline, no key needed')
-    add_shared_options(call, output, where, what='METHOD', tier_help=(
-        'pace calls under Kraken\'s rate limit of this tier: starter, intermediate, pro, '
-        'MAX,DECAY or none (default: none, or starter with --all unless --sandbox)'))
-    return parser
 
 
 def add_shared_options(call: Callable[..., Any], output: Callable[..., Any],
@@ -458,56 +343,6 @@ def add_share_option(add: Callable[..., Any]) -> None:
         help='where the key\'s nonces and rate counter are shared: a directory, '
              'redis://HOST:PORT/DB, or none for this command alone (default: $KRAKENEX_SHARE, '
              'else the user\'s cache directory, shared by every process on this machine)')
-
-
-def _share_parser() -> _Parser:
-    parser = _Parser(
-        prog='krakenex share', allow_abbrev=False,
-        usage='krakenex share status|reset [--key-file F] [--uri URL | --futures] [--share S]',
-        description='Show or forget what is shared for a key on a server: the nonce floor '
-                    '(every nonce is above it), whether a call holds the key now, and the rate '
-                    'counters. reset forgets the floor and the counters; the next nonce is the '
-                    'clock\'s again.')
-    parser.add_argument('action', choices=('status', 'reset'))
-    parser.add_argument('--key-file', metavar='PATH',
-                        help='API key on line 1, secret on line 2 (default: KRAKEN_API_KEY and '
-                             'KRAKEN_API_SECRET, then ' + _default_key_file_text() + ')')
-    parser.add_argument('--uri', metavar='URL', help='the server (default: $KRAKEN_API_URL, '
-                                                     'or $KRAKEN_FUTURES_URL with --futures, '
-                                                     'else Kraken)')
-    parser.add_argument('--futures', action='store_true',
-                        help='the key of Kraken Futures (KRAKEN_FUTURES_KEY), on its server')
-    add_share_option(parser.add_argument)
-    return parser
-
-
-def _epilog() -> str:
-    width = max(map(len, methods.METHODS)) + 2
-    groups = dict(methods.GROUPS)
-    groups.update((m.group, m.group) for m in methods.METHODS.values() if m.group not in groups)
-    lines = ['methods (krakenex help METHOD shows its parameters):']
-    for group, title in groups.items():
-        members = [m for m in methods.METHODS.values() if m.group == group]
-        lines += ['', f'  {title}:'] + [f'    {m.name:<{width}}{m.summary}' for m in members]
-    lines += ['', 'other commands:'] + [f'  {name:<33}{text}' for name, text in COMMANDS]
-    lines += ['', 'credentials for private methods, first found wins:',
-              '  --key-file PATH',
-              '  the environment variables KRAKEN_API_KEY and KRAKEN_API_SECRET',
-              f'  {_default_key_file_text()}',
-              '', 'the server: --uri, else the environment variable KRAKEN_API_URL, else '
-                  'https://api.kraken.com',
-              '', 'exit codes:']
-    lines += [f'  {code}  {text}' for code, text in EXIT_CODES.items()]
-    lines += ['', 'examples:',
-              '  krakenex Ticker pair=XBTUSD',
-              '  krakenex --sandbox Balance',
-              '  krakenex --sandbox AddOrder pair=XBTUSD type=buy ordertype=limit '
-              'price=37500 volume=0.01',
-              '  krakenex --all --csv Ledgers asset=XBT > ledgers.csv',
-              '  krakenex --futures --sandbox accounts',
-              '  krakenex ws --sandbox book BTC/USD --top 5 --count 3',
-              '  krakenex sandbox --port 8080 --motion 1']
-    return '\n'.join(lines)
 
 
 def _positive(kind: type[float] | type[int], zero: bool = False,
@@ -567,102 +402,16 @@ def parse_params(tokens: Sequence[str]) -> dict[str, Any]:
     return data
 
 
-def _resolve_method(args: argparse.Namespace) -> tuple[str, bool]:
-    """The method's name and whether it is private, or a usage error for an unknown name."""
-    name: str = args.method
-    if args.private and args.public:
-        raise UsageError('give --private or --public, not both')
-    if args.private or args.public:
-        return name, bool(args.private)
-    known = methods.METHODS.get(name)
-    if known is None:
-        raise UsageError(_unknown(name) + '; to call a method krakenex does not know, '
-                                          'add --private (or --public)')
-    return name, known.private
-
-
-def _unknown(name: str) -> str:
-    """Say that a method is unknown, suggesting the names it resembles."""
-    import difflib
-
-    names = list(methods.METHODS)
-    close = [n for n in names if n.lower() == name.lower()]
-    close = close or difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    if len(close) > 1:
-        close = [', '.join(close[:-1]), close[-1]]
-    hint = f' (did you mean {" or ".join(close)}?)' if close else ''
-    return f'{name!r} is not one of Kraken\'s methods{hint}; krakenex --help lists them'
-
-
-def _check_options(args: argparse.Namespace, method: str) -> None:
-    """Refuse options that do not go together, before anything is sent."""
-    if args.sandbox and (args.uri or args.key_file):
-        raise UsageError('--sandbox runs its own server with its own account: leave out '
-                         f'{"--uri" if args.uri else "--key-file"}')
-    check_uri_option(args.uri)
-    if args.all and method not in PAGED:
-        raise UsageError(f'{method} has no pages; --all works with {", ".join(PAGED)}')
-    if args.csv and args.raw:
-        raise UsageError('give --csv or --raw, not both')
-    if args.csv and method not in TABLES:
-        raise UsageError(f'{method} does not answer with a table; --csv works with '
-                         f'{", ".join(TABLES)}')
-
-
 def check_uri_option(uri: str | None) -> None:
     """Refuse a ``--uri`` that is not a server address, before anything is sent."""
     if uri is not None:
-        from .protocol import check_uri
+        from ..protocol import check_uri
 
         try:
             check_uri(uri, '--uri')
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 
-
-def _print_help(names: Sequence[str]) -> int:
-    """``krakenex help [METHOD]``: the full help, or one method's."""
-    if not names:
-        _parser().print_help()
-        return EXIT_OK
-    if len(names) > 1:
-        raise UsageError('help takes one method name, such as: krakenex help AddOrder')
-    method = methods.METHODS.get(names[0])
-    if method is None:
-        raise UsageError(_unknown(names[0]))
-    print(method_help(method))
-    return EXIT_OK
-
-
-def method_help(method: methods.Method) -> str:
-    """What ``krakenex help METHOD`` prints: group, access, state, parameters, an example."""
-    params = method.params.split()
-    if method.private:
-        access = 'private: a signed POST that needs an API key'
-    else:
-        access = 'public: a GET, no key needed'
-    if method.changes_state:
-        state = 'yes: never sent twice; a lost reply gives exit code 4 (outcome unknown)'
-    else:
-        state = 'no: read-only, retried after transient faults'
-    listed = textwrap.fill('  '.join(params), width=78, initial_indent=' ' * 4,
-                           subsequent_indent=' ' * 4) if params else '    (none)'
-    required = [p.rstrip('*') for p in params if p.endswith('*')]
-    example = ' '.join([f'krakenex {method.name}'] + [
-        f'{p}:=JSON' if p in JSON_PARAMS else f'{p}=...' for p in required])
-    lines = [f'{method.name}: {method.summary}', '',
-             f'  group:          {methods.GROUPS.get(method.group, method.group)}',
-             f'  access:         {access}',
-             f'  changes state:  {state}']
-    if method.name in PAGED:
-        lines.append('  pages:          --all fetches every page')
-    if method.name in TABLES:
-        lines.append('  table:          --csv writes it as CSV')
-    lines += ['', '  parameters (* = required):', listed, '', f'  usage: {example}']
-    return '\n'.join(lines)
-
-
-# ------------------------------------------------------------ credentials
 
 def default_key_file() -> str:
     """Where the command looks for a key file when none is given.
@@ -678,144 +427,59 @@ def default_key_file() -> str:
     return os.path.join(base, 'krakenex', 'kraken.key')
 
 
-def _default_key_file_text() -> str:
+def default_key_file_text() -> str:
+    """The default key file as the help shows it."""
     path = default_key_file()
     home = os.path.expanduser('~')
     shown = '~' + path[len(home):] if path.startswith(home + os.sep) else path
     return f'the key file {shown} ($XDG_CONFIG_HOME/krakenex/kraken.key)'
 
 
-def _load_credentials(api: API, key_file: str | None, private_method: str | None) -> None:
-    """Give ``api`` its key and secret from the first place that has them.
+def load_credentials(client: Any, key_file: str | None, needed_by: str | None, prog: str,
+                     *, missing: str | None, key_file_default: bool = True) -> None:
+    """Give ``client`` its key and secret from the first place that has them.
 
-    The one place that decides where the command's credentials come from, in
-    this order: ``--key-file``; the environment (``KRAKEN_API_KEY`` and
-    ``KRAKEN_API_SECRET``, which :class:`~krakenex.API` has already read);
-    the :func:`default_key_file`. A public call reads only a ``--key-file``
-    given outright.
+    The one policy of every command that uses a key, in this order:
+    ``--key-file``; the environment (the client's ``KEY_VARIABLES``, which it
+    has already read: both, or neither); the :func:`default_key_file`, for a
+    spot key only (``key_file_default``: a Kraken Futures key is another key).
+    A public call reads only a ``--key-file`` given outright. What a key file
+    warns of (a file others may read) is one line each on stderr.
 
-    :param private_method: the private method to be called, or ``None`` for a public one
+    :param needed_by: what needs the key (a private method), or ``None`` for a public call
+    :param prog: the command's name, for those lines
+    :param missing: the usage error of a private call with no key anywhere; ``None``
+        leaves it to the client, which refuses such a call before sending it
     :raises UsageError: for a key file that cannot be used, only one of the two
         environment variables, or a private call with no credentials anywhere
     """
     if key_file:
-        _load_key_file(api, key_file)
+        _load_key_file(client, key_file, prog)
         return
-    if private_method is None or (api.key and api.secret):
+    if needed_by is None or (client.key and client.secret):
         return
-    if api.key or api.secret:
-        have, lack = (('KRAKEN_API_KEY', 'KRAKEN_API_SECRET') if api.key else
-                      ('KRAKEN_API_SECRET', 'KRAKEN_API_KEY'))
+    if client.key or client.secret:
+        have, lack = client.KEY_VARIABLES if client.key else client.KEY_VARIABLES[::-1]
         raise UsageError(f'{have} is set but {lack} is not: set both, or neither')
     path = default_key_file()
-    if os.path.exists(path):
-        _load_key_file(api, path)
+    if key_file_default and os.path.exists(path):
+        _load_key_file(client, path, prog)
         return
-    raise UsageError(f'{private_method} is a private method and needs an API key; none found '
-                     f'in --key-file, KRAKEN_API_KEY and KRAKEN_API_SECRET, or {path} '
-                     f'(or try it offline with --sandbox)')
+    if missing is not None:
+        raise UsageError(missing)
 
 
-def _load_key_file(api: Any, path: str) -> None:
-    """``api.load_key(path)``, with any failure as one line naming the file."""
+def _load_key_file(client: Any, path: str, prog: str) -> None:
+    """``client.load_key(path)``, with any failure as one line naming the file."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
-            api.load_key(path)
+            client.load_key(path)
     except OSError as exc:  # a KeyFileError says what was wrong with the file
         raise UsageError(str(exc)) from None
     for warning in caught:
-        warn(str(warning.message))
+        warn(str(warning.message), prog)
 
-
-# ------------------------------------------------------------------ calls
-
-@contextlib.contextmanager
-def _endpoint(args: argparse.Namespace) -> Iterator[Sandbox | None]:
-    """The sandbox this command runs against (``--sandbox``), or ``None`` for ``--uri``/Kraken."""
-    if not args.sandbox:
-        yield None
-        return
-    from .sandbox import Sandbox
-
-    tier = 'starter' if args.tier is None else None if args.tier == 'none' else args.tier
-    with Sandbox(tier=tier) as sandbox:  # Kraken's limits, as on a real key
-        yield sandbox
-
-
-def _share(args: argparse.Namespace, call: Call) -> int:
-    """``krakenex share status|reset``: the key's store, shown as JSON or forgotten."""
-    options: dict[str, Any] = {} if args.share is None else {'share': args.share}
-    client: Any
-    if args.futures:
-        from .futures import FuturesAPI
-
-        check_uri_option(args.uri)
-        client = FuturesAPI(uri=args.uri, **options)
-        if args.key_file:
-            _load_key_file(client, args.key_file)
-        elif not (client.key and client.secret):
-            raise UsageError('krakenex share --futures needs the futures key: --key-file, or '
-                             'KRAKEN_FUTURES_KEY and KRAKEN_FUTURES_SECRET')
-    else:
-        from .api import API
-
-        check_uri_option(args.uri)
-        client = API(uri=args.uri, **options)
-        _load_credentials(client, args.key_file, 'krakenex share')
-    with contextlib.closing(client):
-        store = client._store()
-        if args.action == 'reset':
-            store.reset()
-            warn(f'forgot the nonce floor and the rate counters in {store.where}')
-            return EXIT_OK
-        shown = store.status()
-        shown.setdefault('server', client.uri)  # the file store keeps it; the others are told
-        print(to_json(shown, 2 if sys.stdout.isatty() else None))
-    return EXIT_OK
-
-
-def _api(args: argparse.Namespace, sandbox: Sandbox | None, private_method: str | None) -> API:
-    """An API object set up from the options, with credentials for a private call."""
-    from .api import API
-
-    tier = args.tier
-    if tier is None and args.all:
-        tier = 'starter'
-    if tier == 'none':
-        tier = None
-    options: dict[str, Any] = {'tier': tier, 'public_rate': PUBLIC_RATE if tier else None}
-    if args.timeout is not None:
-        options['timeout'] = args.timeout
-    if args.retries is not None:
-        options['retries'] = args.retries
-    if args.otp:
-        options['otp'] = args.otp
-    if args.share is not None:
-        options['share'] = args.share
-    if sandbox is not None:
-        api = API(sandbox.key, sandbox.secret, uri=sandbox.url, **options)
-    else:
-        api = API(uri=args.uri, **options)
-        try:
-            _load_credentials(api, args.key_file, private_method)
-        except BaseException:
-            api.close()
-            raise
-    return api.json_options(parse_float=Decimal)
-
-
-def _result(method: str, envelope: Any) -> Any:
-    """The ``result`` of a reply; Kraken's errors raise, its warnings go to stderr."""
-    from .errors import unwrap
-
-    result = unwrap(envelope, method)
-    for warning in envelope.get('error') or ():
-        warn(f'Kraken warns: {warning}')
-    return result
-
-
-# ----------------------------------------------------------------- output
 
 class Output:
     """Where the result goes: the ``--output`` file, or stdout.
@@ -883,31 +547,9 @@ def indent(out: Output) -> int | None:
     return 2 if out.is_terminal() else None
 
 
-def _write(out: Output, text: str) -> None:
+def write_text(out: Output, text: str) -> None:
+    """Write the result, text, to ``out``."""
     out.write(text.encode('utf-8'))
-
-
-def _write_file(out: Output, method: str, content: bytes) -> None:
-    """Write a binary reply (RetrieveExport's zip) as it came, never to a terminal."""
-    if out.is_terminal():
-        raise UsageError(f'{method} answered with a file ({len(content)} bytes), not shown on '
-                         f'a terminal: save it with --output FILE or redirect stdout')
-    out.write(content)
-
-
-def _csv(method: str, result: Any) -> str:
-    import csv
-    import io
-
-    try:
-        header, rows = table(method, result)
-    except ValueError as exc:
-        raise UsageError(f'{exc}, so it cannot be written as CSV; leave out --csv') from None
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator='\n')
-    writer.writerow(header)
-    writer.writerows(rows)
-    return text.getvalue()
 
 
 def to_json(value: Any, indent: int | None = None, level: int = 0) -> str:
@@ -938,8 +580,6 @@ def _container(start: str, items: list[str], end: str, indent: int | None, level
     inner = '\n' + ' ' * indent * (level + 1)
     return start + inner + (',' + inner).join(items) + '\n' + ' ' * indent * level + end
 
-
-# ----------------------------------------------------------------- errors
 
 @contextlib.contextmanager
 def log_to_stderr(verbose: bool, prog: str = 'krakenex') -> Iterator[logging.Logger]:
@@ -987,7 +627,7 @@ def report(exc: BaseException, call: Call) -> int:
         return fail(str(exc), EXIT_USAGE)
     import requests
 
-    from . import errors
+    from .. import errors
 
     if isinstance(exc, errors.KrakenAPIError):  # Kraken answered, so nothing is in doubt
         message = str(exc) if isinstance(exc, errors.InvalidNonceError) else \
@@ -1032,13 +672,6 @@ def _after_sending(call: Call, exc: BaseException) -> str:
         return (f'{call.method} was sent and Kraken accepted it, with the result '
                 f'{to_json(call.result)}; but {what}. It was not sent again: do not resubmit it')
     return f'outcome unknown: {call.method} may have reached Kraken but {what}. {call.advice()}'
-
-
-def _lookup_commands(userref: object, cl_ord_id: object) -> str:
-    """The shell commands that find an order by its ``cl_ord_id`` or ``userref``."""
-    found = next((f'{name}={value}' for name, value in
-                  (('cl_ord_id', cl_ord_id), ('userref', userref)) if value is not None), '')
-    return found and f'krakenex OpenOrders {found} and krakenex ClosedOrders {found}'
 
 
 def warn(message: str, prog: str = 'krakenex') -> None:

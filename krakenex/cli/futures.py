@@ -10,7 +10,7 @@ An endpoint name from Kraken's table (public or private, and the verb, come
 from :data:`krakenex.futures.endpoints.ENDPOINTS`), then its parameters as
 ``name=value`` or ``name:=JSON``. The reply goes to stdout as JSON without
 ``result`` and ``serverTime`` (or CSV with ``--csv``); an error goes to stderr
-as one line, with the exit codes of ``krakenex`` (:data:`krakenex.cli.EXIT_CODES`).
+as one line, with the exit codes of ``krakenex`` (:data:`krakenex.cli.frame.EXIT_CODES`).
 A refused order (``sendStatus`` other than ``placed``) is an error too.
 """
 
@@ -21,30 +21,27 @@ import contextlib
 import csv
 import io
 from collections.abc import Iterator, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
-from ..cli import (
+from ..futures import protocol
+from .frame import (
     EXIT_OK,
     Call,
     Output,
+    Parser,
     UsageError,
     add_shared_options,
     check_uri_option,
     indent,
+    load_credentials,
     log_to_stderr,
     parse_params,
     run_command,
     sending_through,
     to_json,
 )
-from . import protocol
 
 __all__ = ['main']
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f'{message} (krakenex --futures --help shows the options)')
 
 
 class _FuturesCall(Call):
@@ -53,36 +50,27 @@ class _FuturesCall(Call):
     def __init__(self) -> None:
         super().__init__('krakenex')
 
-    def advice(self) -> str:
-        ids = [(name, self.data[name]) for name in ('cliOrdId', 'order_id', 'orderId')
-               if self.data.get(name) is not None]
-        return _lookup_advice(self.method, ids)
+    #: The parameters that identify an order, in the order advice names them.
+    ID_NAMES = ('cliOrdId', 'order_id', 'orderId')
+    ELSEWHERE = ('look in krakenex --futures openorders and krakenex --futures fills (next '
+                 'time give it a cliOrdId)')
+
+    def commands(self, ids: list[tuple[str, Any]]) -> str:
+        return ' and '.join(f'krakenex --futures orders/status '
+                            f'{"cliOrdIds" if name == "cliOrdId" else "orderIds"}={value}'
+                            for name, value in ids)
 
     def outcome_message(self, exc: Any) -> str:
         return str(exc)  # the futures client names the order and how to look it up
 
 
-def _lookup_advice(method: str | None, ids: list[tuple[str, Any]]) -> str:
-    """Look the order up before resubmitting it: by its ids, or in the open orders and fills."""
-    if ids:
-        found = ', '.join(f'{name} {value}' for name, value in ids)
-        how = ' and '.join(f'krakenex --futures orders/status '
-                           f'{"cliOrdIds" if name == "cliOrdId" else "orderIds"}={value}'
-                           for name, value in ids)
-        lookup = f'look it up by {found} ({how})'
-    else:
-        lookup = ('look in krakenex --futures openorders and krakenex --futures fills (next '
-                  'time give it a cliOrdId)')
-    return (f'It may or may not have taken effect at Kraken, and krakenex did not send it '
-            f'again: {lookup} before you resubmit {method or "it"}.')
-
-
-def _parser() -> _Parser:
+def _parser() -> Parser:
     width = max(map(len, protocol.ENDPOINTS)) + 2
     listing = [f'  {e.name:<{width}}{"private" if e.private else "public"}, {e.verb}'
                f'{", changes state: never sent twice" if e.changes_state else ""}'
                for e in protocol.ENDPOINTS.values() if e.surface == 'derivatives']
-    parser = _Parser(prog='krakenex --futures', allow_abbrev=False,
+    parser = Parser(prog='krakenex --futures', help_command='krakenex --futures',
+                    allow_abbrev=False,
                      description='Call Kraken Futures: krakenex --futures ENDPOINT '
                                  '[name=value | name:=JSON ...]',
                      epilog='\n'.join([
@@ -124,14 +112,14 @@ def _parser() -> _Parser:
 def main(argv: Sequence[str]) -> int:
     """Run ``krakenex --futures`` with ``argv`` (without ``--futures``); the exit code.
 
-    Failures are reported as ``krakenex`` reports them (:func:`krakenex.cli.report`):
+    Failures are reported as ``krakenex`` reports them (:func:`krakenex.cli.frame.report`):
     any failure after a state-changing call may have reached Kraken exits 4.
     """
     return run_command(_FuturesCall(), _parser(), argv, _run)
 
 
 def _run(args: argparse.Namespace, call: Call) -> int:
-    from .api import FuturesAPI
+    from ..futures import FuturesAPI
 
     call.verbose = args.verbose
     data = parse_params(args.params)
@@ -159,11 +147,9 @@ def _run(args: argparse.Namespace, call: Call) -> int:
         client = FuturesAPI(uri=sandbox.futures_url if sandbox else args.uri, **options)
         if sandbox is not None:
             client.key, client.secret = sandbox.futures.key, sandbox.futures.secret
-        elif args.key_file:
-            try:
-                client.load_key(args.key_file)
-            except OSError as exc:  # a KeyFileError says what was wrong with the file
-                raise UsageError(str(exc)) from None
+        else:  # a key for a private endpoint; without one the client refuses to send it
+            load_credentials(client, args.key_file, name if private else None, call.prog,
+                             missing=None, key_file_default=False)
         with client:
             query = client.query_private if private else client.query_public
             log.debug('%s %s call to %s with parameters: %s', name,

@@ -23,27 +23,29 @@ import sys
 import time
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from ..cli import (
+from ..ws.protocol import AUTH, LEVEL3, ORDER_METHODS, PUBLIC, URL_VARIABLES, is_private
+from .frame import (
     EXIT_CODES,
     EXIT_NETWORK,
     EXIT_OK,
     Call,
     Output,
+    Parser,
     UsageError,
     add_share_option,
     check_uri_option,
     default_key_file,
+    load_credentials,
     parse_params,
     run_command,
     to_json,
 )
-from .protocol import AUTH, LEVEL3, ORDER_METHODS, PUBLIC, URL_VARIABLES, is_private
 
 if TYPE_CHECKING:
     from ..api import API
-    from .sync import WS
+    from ..ws.sync import WS
 
 __all__ = ['main', 'UsageError']
 
@@ -78,14 +80,10 @@ TOKEN_VARIABLE = 'KRAKEN_WS_TOKEN'
 BARE_NUMBERS = {'book': 'depth', 'ohlc': 'interval'}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f'{message} (krakenex ws --help shows the options)')
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog='krakenex ws', formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = Parser(
+        prog='krakenex ws', help_command='krakenex ws',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Kraken's WebSocket v2 from the shell: subscribe to a channel and print "
                     'each message as one line of JSON, or send one request and print its reply.',
         epilog='\n'.join([
@@ -169,49 +167,27 @@ class _SocketCall(Call):
     def in_doubt(self) -> bool:
         return super().in_doubt and not self.never_sent
 
-    def advice(self) -> str:
-        orders = self.data.get('orders')  # batch_add: the ids of each order
+    #: The parameters that identify an order, in the order advice names them.
+    ID_NAMES = ('cl_ord_id', 'order_userref', 'order_id')
+    ELSEWHERE = ('look in krakenex ws executions, or krakenex OpenOrders and krakenex '
+                 'ClosedOrders (next time give it a cl_ord_id)')
+
+    def ids(self) -> list[tuple[str, Any]]:
+        """The ids of the order, or of each order of a ``batch_add``."""
+        orders = self.data.get('orders')
         sources = [o for o in orders if isinstance(o, dict)] if isinstance(orders, list) else []
-        ids = [(name, source[name]) for source in [self.data, *sources]
-               for name in ('cl_ord_id', 'order_userref', 'order_id')
-               if source.get(name) is not None]
+        return [(name, source[name]) for source in [self.data, *sources]
+                for name in self.ID_NAMES if source.get(name) is not None]
+
+    def advice(self) -> str:
         sent = '' if self.req_id is None else f'It carried req_id {self.req_id}. '
-        return sent + _lookup_advice(self.method, ids)
-
-    def outcome_message(self, exc: Any) -> str:
-        ids = [(name, getattr(exc, name, None) or self.data.get(name))
-               for name in ('cl_ord_id', 'order_userref', 'order_id')]
-        how = _lookup_commands([(name, value) for name, value in ids if value is not None])
-        return f'outcome unknown: {exc}' + (f' From the shell: {how}' if how else '')
-
-
-def _lookup_commands(ids: list[tuple[str, Any]]) -> str:
-    """The REST commands that find a spot order by one of its ids."""
-    for name, value in ids:
-        value = ','.join(map(str, value)) if isinstance(value, list) else value
-        if name == 'order_id':
-            return f'krakenex QueryOrders txid={value}'
-        rest = 'userref' if name == 'order_userref' else name
-        return f'krakenex OpenOrders {rest}={value} and krakenex ClosedOrders {rest}={value}'
-    return ''
-
-
-def _lookup_advice(method: str | None, ids: list[tuple[str, Any]]) -> str:
-    """Look the order up before resubmitting it: by its ids, or in the open and closed orders."""
-    if ids:
-        found = ', '.join(f'{name} {value}' for name, value in ids)
-        lookup = f'look it up by {found} ({_lookup_commands(ids)})'
-    else:
-        lookup = ('look in krakenex ws executions, or krakenex OpenOrders and krakenex '
-                  'ClosedOrders (next time give it a cl_ord_id)')
-    return (f'It may or may not have taken effect at Kraken, and krakenex did not send it '
-            f'again: {lookup} before you resubmit {method or "it"}.')
+        return sent + super().advice()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``krakenex ws``.
 
-    Failures are reported as ``krakenex`` reports them (:func:`krakenex.cli.report`):
+    Failures are reported as ``krakenex`` reports them (:func:`krakenex.cli.frame.report`):
     any failure after an order request may have reached Kraken exits 4.
 
     :param argv: the arguments after ``ws``; ``sys.argv[2:]`` by default
@@ -239,7 +215,7 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     check_uri_option(args.uri)
     private = is_private(what)
     out = Output(None)  # stdout, refused now if it is closed
-    from .sync import WS
+    from ..ws.sync import WS
 
     sandbox = None
     if args.sandbox:
@@ -288,7 +264,7 @@ def _run(args: argparse.Namespace, call: Call) -> int:
 
 def _stream(ws: WS, args: argparse.Namespace, out: Output) -> int:
     """Print what arrives (or, with ``--top``, the verified books) until told to stop."""
-    from .errors import BookUnavailableError
+    from ..ws.errors import BookUnavailableError
 
     printed, stop_at = 0, None if args.seconds is None else time.monotonic() + args.seconds
     while args.count is None or printed < args.count:
@@ -432,21 +408,15 @@ def _api(args: argparse.Namespace, sandbox: Any) -> API:
     if sandbox is not None:
         return API(sandbox.key, sandbox.secret, uri=sandbox.url, **options)
     api = API(uri=args.uri, **options)
-    if args.key_file:
-        try:
-            api.load_key(args.key_file)
-        except OSError as exc:
-            raise UsageError(str(exc)) from None
-        return api
-    if api.key and api.secret:  # KRAKEN_API_KEY and KRAKEN_API_SECRET
-        return api
-    if os.path.exists(default_key_file()):
-        api.load_key(default_key_file())
-        return api
-    raise UsageError(f'{args.what} needs an API key (for a WebSocket token) or a token; '
-                     f'none found in --token-file, --key-file, ${TOKEN_VARIABLE}, '
-                     f'KRAKEN_API_KEY and KRAKEN_API_SECRET, or {default_key_file()} (or '
-                     f'try it offline with --sandbox)')
+    try:
+        load_credentials(api, args.key_file, args.what, 'krakenex ws', missing=(
+            f'{args.what} needs an API key (for a WebSocket token) or a token; none found in '
+            f'--token-file, --key-file, ${TOKEN_VARIABLE}, KRAKEN_API_KEY and '
+            f'KRAKEN_API_SECRET, or {default_key_file()} (or try it offline with --sandbox)'))
+    except BaseException:
+        api.close()
+        raise
+    return api
 
 
 def _print(out: Output, message: Any) -> None:
