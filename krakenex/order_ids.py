@@ -104,7 +104,9 @@ def _futures_batch(data: Mapping[str, Any], naming: Naming) -> Mapping[str, Any]
             value = json.loads(value, parse_float=Decimal)
         except ValueError:
             return data  # Kraken refuses it; nothing to name
-    orders = value.get('batchOrder') if isinstance(value, Mapping) else None
+    if not isinstance(value, Mapping):
+        return data
+    orders = value.get('batchOrder')
     if not isinstance(orders, list) or not any(
             _unnamed(o, naming) and o.get('order') == 'send' for o in orders):
         return data
