@@ -9,6 +9,7 @@ whatever loop awaits it, a notebook's included.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable
 from types import TracebackType
@@ -349,7 +350,8 @@ class AsyncWS:
         """The subscriptions krakenex sends again after a reconnect, as the user asked for
         them: ``{'channel': ..., **params}`` without token or ``req_id``, in the order made,
         public endpoint first. An unsubscribe, or Kraken's refusal, takes its symbols out."""
-        return [{'channel': channel, **params} for connection in self._connections.values()
+        return [copy.deepcopy({'channel': channel, **params})
+                for connection in self._connections.values()
                 for channel, params in connection.session.subs.requests()]
 
     async def reconnect(self, *, timeout: float | None = None) -> None:
