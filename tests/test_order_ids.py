@@ -215,6 +215,26 @@ def test_each_order_of_a_ws_batch_gets_an_id(sandbox: Sandbox, api: API) -> None
     assert len(ids) == 2 and all(kraken_format(i) for i in ids) and ids[0] != ids[1]
 
 
+def test_a_unified_websocket_order_whose_reply_is_lost_is_reconciled_by_krakenexs_id(
+        sandbox: Sandbox, api: API) -> None:
+    assert sandbox.feed is not None
+    with WS(api, unified=True, url=sandbox.unified_url, auth_url=sandbox.unified_auth_url,
+            timeout=WAIT, silence=1.5, backoff=quick_backoff) as ws, \
+            FuturesAPI(sandbox.futures.key, sandbox.futures.secret,
+                       uri=sandbox.futures_url) as futures:
+        ws.subscribe('executions')
+        sandbox.feed.inject('reply_lost')
+        with pytest.raises(OutcomeUnknownError) as lost:
+            ws.request('add_order', symbol='PF_XBTUSD', side='buy', order_type='limit',
+                       order_qty=Decimal('0.5'), limit_price=Decimal('50000'))
+        expect(ws, notice('resubscribed'))
+        assert kraken_format(lost.value.cl_ord_id)
+        listed = futures.query_private('openorders')['openOrders']
+        assert [o['cliOrdId'] for o in listed] == [lost.value.cl_ord_id]
+        found = futures.reconcile(lost.value)
+        assert [o['order']['cliOrdId'] for o in found['orders']] == [lost.value.cl_ord_id]
+
+
 # -- Kraken Futures -------------------------------------------------------------------------
 
 @pytest.fixture
