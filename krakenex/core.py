@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import methods
+from . import methods, order_ids
 from .errors import KeyFileError, KrakenUsageError, OutcomeUnknownError
 from .pacing import RateCounter, parse_tier
 from .protocol import (
@@ -138,8 +138,15 @@ class KeyedCore:
 
     def __init__(self, key: str, secret: str, *, timeout: Timeout, nonce_unit: str,
                  raise_errors: bool, retries: int, backoff: float, retry_time: float,
-                 costs: Mapping[str, float] | None, share: Any = ...) -> None:
+                 costs: Mapping[str, float] | None, share: Any = ...,
+                 client_order_ids: bool = True) -> None:
         check_nonce_unit(nonce_unit)
+        try:
+            #: Whether an order sent without an identifier gets a ``cl_ord_id``
+            #: (``cliOrdId``) from krakenex (:mod:`krakenex.order_ids`).
+            self.client_order_ids = order_ids.check_option(client_order_ids)
+        except TypeError as exc:
+            raise KrakenUsageError(str(exc)) from None
         # What share= asked for; the store itself is opened for the key and server in use.
         self._share = resolve(share)
         self._opened: tuple[str, str, Store] | None = None
@@ -275,10 +282,11 @@ class SpotCore(KeyedCore):
                  tier: str | tuple[float, float] | None = None,
                  costs: Mapping[str, float] | None = None,
                  public_rate: float | None = None, share: Any = ...,
-                 nonce_window: int = 0) -> None:
+                 nonce_window: int = 0, client_order_ids: bool = True) -> None:
         super().__init__(key, secret, timeout=timeout, nonce_unit=nonce_unit,
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
-                         retry_time=retry_time, costs=costs, share=share)
+                         retry_time=retry_time, costs=costs, share=share,
+                         client_order_ids=client_order_ids)
         try:
             #: Kraken's REST call counter of ``tier``, kept in the key's store; None: not paced.
             self.counter = self.shared_counter('rest', tier) if tier is not None else None
@@ -319,6 +327,8 @@ class SpotCore(KeyedCore):
     def _spot_call(self, method: str, data: Mapping[str, Any], *, private: bool) -> Call:
         """How a driver runs one spot call: built, paced, retried and judged by Kraken's rules."""
         at_most_once = private and methods.changes_state(method, data)
+        if at_most_once and self.client_order_ids:  # once: every attempt sends the same id
+            data = order_ids.named(method, data, order_ids.SPOT_REST)
         retry = Retry(self.retries, self.backoff, self.retry_time, at_most_once=at_most_once)
 
         def check(reply: Any, last: Any) -> Any:
@@ -402,6 +412,9 @@ def reconcile_filter(error: OutcomeUnknownError) -> tuple[str, str]:
 
     :raises KrakenUsageError: if the call carried neither identifier
     """
+    if error.cl_ord_id is not None and error.method == 'AddOrderBatch':
+        raise KrakenUsageError(f'AddOrderBatch placed several orders: look each up with '
+                               f'find_order(cl_ord_id=...), by cl_ord_id {error.cl_ord_id}')
     if error.cl_ord_id is not None:
         return 'cl_ord_id', error.cl_ord_id
     if error.userref is not None:

@@ -776,8 +776,13 @@ def after_sending(error: KrakenError, request: Request, *,
         return error
     cls = next((unknown for known, unknown in _OUTCOME_UNKNOWN if isinstance(error, known)),
                OutcomeUnknownConnectionError)
+    cl_ord_id = request.data.get('cl_ord_id')
+    orders = request.data.get('orders') if request.method == 'AddOrderBatch' else None
+    if cl_ord_id is None and isinstance(orders, (list, tuple)):  # a batch: each order's own
+        cl_ord_id = ','.join(str(o['cl_ord_id']) for o in orders
+                             if isinstance(o, Mapping) and o.get('cl_ord_id') is not None) or None
     return cls.sent(error, method=request.method, nonce=request.nonce,
-                    userref=request.data.get('userref'), cl_ord_id=request.data.get('cl_ord_id'))
+                    userref=request.data.get('userref'), cl_ord_id=cl_ord_id)
 
 
 def ambiguous_answer(reply: Any, method: str, response: Any = None, *,

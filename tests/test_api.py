@@ -126,7 +126,9 @@ def test_nested_data_goes_as_json_and_the_signature_covers_that_text(
     sent = api.response.request
     assert sent.headers['Content-Type'] == 'application/json'
     body = json.loads(sent.body)
-    assert body['orders'] == orders and body['pair'] == 'XBTUSD'
+    # each order as given, plus the cl_ord_id krakenex names an unnamed order with
+    assert [{k: v for k, v in o.items() if k != 'cl_ord_id'} for o in body['orders']] == orders
+    assert all(o['cl_ord_id'] for o in body['orders']) and body['pair'] == 'XBTUSD'
     assert api._sign(sent.body, '/0/private/AddOrderBatch') == sent.headers['API-Sign']
 
     txids = [o['txid'] for o in reply['result']['orders']]

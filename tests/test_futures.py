@@ -382,9 +382,11 @@ def test_reconcile_finds_a_finished_order_in_the_history(
     assert events == [('OrderUpdated', 'full_fill'), ('OrderPlaced', 'new_placed_order_by_user')]
 
 
-def test_reconcile_needs_a_cli_ord_id(sandbox: Sandbox, futures: FuturesAPI) -> None:
+def test_reconcile_needs_a_cli_ord_id(sandbox: Sandbox) -> None:
     sandbox.inject('reply_lost', method='sendorder')
-    with pytest.raises(OutcomeUnknownError) as caught:
+    with FuturesAPI(sandbox.futures.key, sandbox.futures.secret, uri=sandbox.futures_url,
+                    timeout=TIMEOUT, client_order_ids=False) as futures, \
+            pytest.raises(OutcomeUnknownError) as caught:
         futures.query_private('sendorder', limit_buy())
     assert 'next time give it a cliOrdId' in str(caught.value)
     with pytest.raises(KrakenUsageError, match='no cliOrdId'):

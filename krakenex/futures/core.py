@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
+from .. import order_ids
 from .. import protocol as spot
 from ..core import KeyedCore, server
 from ..errors import KrakenError, KrakenUsageError, OutcomeUnknownError
@@ -44,10 +45,12 @@ class FuturesCore(KeyedCore):
                  timeout: Timeout = DEFAULT_TIMEOUT, nonce_unit: str = 'ms',
                  raise_errors: bool = False, retries: int = 3, backoff: float = 0.5,
                  retry_time: float = 30.0, pace: bool = False,
-                 costs: Mapping[str, float] | None = None, share: Any = ...) -> None:
+                 costs: Mapping[str, float] | None = None, share: Any = ...,
+                 client_order_ids: bool = True) -> None:
         super().__init__(key, secret, timeout=timeout, nonce_unit=nonce_unit,
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
-                         retry_time=retry_time, costs=costs, share=share)
+                         retry_time=retry_time, costs=costs, share=share,
+                         client_order_ids=client_order_ids)
         #: The ``/derivatives`` budget (500 per 10 s), kept in the key's store when ``pace`` is set.
         self.budget = self.shared_counter('derivatives', protocol.BUDGET) if pace else None
         #: The ``/history`` token pool (100, refilled 100 per 10 min), kept when ``pace`` is set.
@@ -112,6 +115,8 @@ class FuturesCore(KeyedCore):
         """
         retry = FuturesRetry(self.retries, self.backoff, self.retry_time,
                              at_most_once=endpoint.changes_state)
+        if private and retry.at_most_once and self.client_order_ids:  # once for every attempt
+            data = order_ids.named(endpoint.name, data, order_ids.FUTURES)
 
         def build() -> Request:
             return self._request(endpoint, verb, data, private=private)

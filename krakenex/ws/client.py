@@ -9,11 +9,13 @@ whatever loop awaits it, a notebook's included.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .. import order_ids
 from ..core import server
 from ..errors import KrakenConnectionError, KrakenUsageError, NotSentError
 from .book import Book, BookView
@@ -142,6 +144,9 @@ class AsyncWS:
         ``overflow`` notice says how many
     :raises KrakenUsageError: also for a ``max_queue`` or ``max_queue_bytes`` that is not a
         whole number above 0
+    :param client_order_ids: give every order of ``add_order`` and ``batch_add`` sent
+        without ``cl_ord_id`` or ``order_userref`` a ``cl_ord_id`` (:mod:`krakenex.order_ids`),
+        so an unknown outcome can always be looked up; ``False`` sends orders as given
     """
 
     def __init__(self, api: API | None = None, *, url: str | None = None,
@@ -151,8 +156,13 @@ class AsyncWS:
                  resync_backoff: Callable[[], ResyncBackoff] = ResyncBackoff,
                  max_queue: int = DEFAULT_MAX_QUEUE,
                  max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES, unified: bool = False,
-                 asset_class: str | None = None) -> None:
+                 asset_class: str | None = None, client_order_ids: bool = True) -> None:
         self.api = api
+        try:
+            #: Whether an order sent without an identifier gets a ``cl_ord_id`` from krakenex.
+            self.client_order_ids = order_ids.check_option(client_order_ids)
+        except TypeError as exc:
+            raise KrakenUsageError(str(exc)) from None
         if asset_class is not None and not unified:
             raise KrakenUsageError('asset_class is for the Unified WebSocket: '
                                    'AsyncWS(api, unified=True, asset_class=...)')
@@ -296,7 +306,9 @@ class AsyncWS:
         being written) or no reply comes in time,
         :class:`~krakenex.ws.errors.SocketOutcomeUnknownError` (an
         :class:`~krakenex.OutcomeUnknownError`) carries ``req_id``,
-        ``cl_ord_id`` and ``order_userref`` for :meth:`krakenex.API.reconcile`.
+        ``cl_ord_id`` and ``order_userref`` for :meth:`krakenex.API.reconcile`. An order
+        sent with neither gets a ``cl_ord_id`` from krakenex (unless ``client_order_ids``
+        is off), which Kraken's reply echoes.
         The same goes for a task cancelled after an order request was handed to the
         socket; cancelled before that, it raises :class:`asyncio.CancelledError`.
         Kraken's ``Exceeded msg rate`` is a :class:`~krakenex.RateLimitError`: the
@@ -324,12 +336,44 @@ class AsyncWS:
             params, timeout = {'timeout': timeout, **params}, None
         timeout = self._timeout(timeout)
         _check_req_id(method, req_id)
+        if self.client_order_ids:
+            params = dict(order_ids.named(method, params, order_ids.SPOT_WS))
         if self.unified is not None:
             self.unified.check_request(method, params)
         connection = self._connection(self._endpoint(method))
         await connection.wait_ready(timeout)
         reply = (await connection.call(method, params, timeout, req_id=req_id))[0]
         return carried_out(method, params, reply)
+
+    @property
+    def subscriptions(self) -> list[dict[str, Any]]:
+        """The subscriptions krakenex sends again after a reconnect, as the user asked for
+        them: ``{'channel': ..., **params}`` without token or ``req_id``, in the order made,
+        public endpoint first. An unsubscribe, or Kraken's refusal, takes its symbols out."""
+        return [copy.deepcopy({'channel': channel, **params})
+                for connection in self._connections.values()
+                for channel, params in connection.session.subs.requests()]
+
+    async def reconnect(self, *, timeout: float | None = None) -> None:
+        """Drop the open connections and open them again, resubscribing: the stream gets the
+        usual ``reconnected`` and ``resubscribed`` notices.
+
+        An order request whose reply has not come when its connection drops raises
+        :class:`~krakenex.ws.errors.SocketOutcomeUnknownError`, as on any drop: it is
+        not sent again. A connection not opened yet stays closed.
+
+        :param timeout: seconds to wait for each connection to be open again
+        :raises KrakenConnectTimeout: if one did not open again in time (krakenex keeps
+            trying)
+        :raises KrakenConnectionError: if the client is closed, or krakenex gave up
+        """
+        if self.closed:
+            raise KrakenConnectionError('the WebSocket client is closed')
+        timeout = self._timeout(timeout)
+        dropped = [connection for connection in list(self._connections.values())
+                   if await connection.drop('krakenex was asked to reconnect')]
+        for connection in dropped:
+            await connection.wait_ready(timeout)
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
         """The next message, as Kraken sent it (or one of krakenex's own notices).

@@ -222,6 +222,20 @@ class Connection:
             task.cancel()
             await asyncio.wait({task}, timeout=1)
 
+    async def drop(self, reason: str) -> bool:
+        """Close the open socket on purpose; :meth:`run` opens the next one and resubscribes,
+        with the usual ``reconnected`` and ``resubscribed`` notices. Returns whether a socket
+        was open (a request waiting for its reply fails as on any drop)."""
+        ws = self.ws
+        if ws is None or self.closing:
+            return False
+        self.drop_reason = reason
+        self.ready.clear()  # set again once the next socket is open and resubscribed
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 1)
+        ws.transport.abort()
+        return True
+
     def give_up(self, reason: str) -> None:
         self.gave_up = KrakenConnectionError(
             f'krakenex gave up connecting to {self.url} after {self.backoff.failures} failed '

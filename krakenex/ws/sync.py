@@ -114,6 +114,15 @@ class WS:
         """See :meth:`AsyncWS.request <krakenex.ws.AsyncWS.request>`."""
         return self._run(self._ws.request(method, timeout=timeout, req_id=req_id, **params))
 
+    @property
+    def subscriptions(self) -> list[dict[str, Any]]:
+        """See :attr:`krakenex.ws.AsyncWS.subscriptions`."""
+        return self._ws.subscriptions
+
+    def reconnect(self, *, timeout: float | None = None) -> None:
+        """See :meth:`krakenex.ws.AsyncWS.reconnect`."""
+        self._run(self._ws.reconnect(timeout=timeout))
+
     def recv(self, timeout: float | None = None) -> dict[str, Any]:
         """See :meth:`AsyncWS.recv <krakenex.ws.AsyncWS.recv>`."""
         try:
