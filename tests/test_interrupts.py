@@ -177,6 +177,30 @@ def test_addorder_interrupted_once_or_twice_while_the_server_holds_it_exits_4(
     check(outcomes)
 
 
+@pytest.mark.unlimited
+def test_an_order_without_ids_interrupted_while_held_exits_4_naming_the_id_krakenex_gave_it(
+        sandbox: Sandbox, spot_env: dict[str, str]) -> None:
+    sandbox.inject('delay', method='AddOrder', seconds=0.5)  # then it is placed
+    process = start('--uri', sandbox.url, *add_order(0)[:-1], env=spot_env)  # no userref
+    wait_for(lambda: sandbox.open_connections() > 0, 'the order to reach the sandbox')
+    code, _, err = interrupt(process)
+    wait_for(lambda: len(sandbox.orders()) == 1, 'the held order to be placed')
+    given = sandbox.orders()[0]['cl_ord_id']
+    assert code == 4 and given and f'cl_ord_id {given}' in err, err
+    assert 'next time give it' not in err
+
+
+def test_a_futures_order_without_ids_interrupted_while_held_exits_4_naming_its_cliordid(
+        sandbox: Sandbox, futures_args: list[str]) -> None:
+    sandbox.inject('delay', method='sendorder', seconds=0.5)
+    process = start(*futures_args, *send_order(0)[:-1])  # no cliOrdId
+    wait_for(lambda: sandbox.open_connections() > 0, 'the order to reach the sandbox')
+    code, _, err = interrupt(process)
+    wait_for(lambda: len(sandbox.futures.orders(sandbox.futures.key)) == 1, 'the held order')
+    given = sandbox.futures.orders(sandbox.futures.key)[0].cli_ord_id
+    assert code == 4 and given and f'cliOrdId {given}' in err, err
+
+
 @pytest.mark.parametrize('runs', RUNS_AND_ONCE)
 @pytest.mark.unlimited
 def test_addorder_interrupted_just_after_its_result_is_printed_exits_0(

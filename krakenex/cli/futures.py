@@ -23,6 +23,7 @@ import io
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .. import order_ids
 from ..futures import protocol
 from .frame import (
     EXIT_OK,
@@ -155,6 +156,8 @@ def _run(args: argparse.Namespace, call: Call) -> int:
             log.debug('%s %s call to %s with parameters: %s', name,
                       'private' if private else 'public', client.uri, ', '.join(data) or 'none')
             if changes_state:
+                # Named here, so that the advice after a Ctrl-C can name the id too.
+                data = dict(order_ids.named(name, data, order_ids.FUTURES))
                 sending_through(call, client.session, name, data)
             reply = query(name, data, verb=verb)
         if args.raw:

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .. import methods
+from .. import methods, order_ids
 from .._tables import TABLES, table
 from ..paging import PAGED, Progress, fetch_all
 from ..version import __version__
@@ -113,6 +113,8 @@ def _run(args: argparse.Namespace, call: Call) -> int:
             envelope: Any = {'error': [], 'result': result}
         else:
             if private and methods.changes_state(method, data):
+                # Named here, so that the advice after a Ctrl-C can name the id too.
+                data = dict(order_ids.named(method, data, order_ids.SPOT_REST))
                 sending_through(call, api.session, method, data)
             envelope = query(method, data)
             _answered(call, envelope)
