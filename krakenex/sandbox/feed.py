@@ -48,6 +48,7 @@ from .level3 import Level3Side, changes, placed, queues
 from .links import IDLE_TIMEOUT, MAX_MESSAGE, Link, Loop
 from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
 from .params import ApiError
+from .permissions import CHANNELS, DENIED
 from .replies import Reply, iso, iso_ns
 from .replies import text as text_reply
 
@@ -393,8 +394,15 @@ class Feed:
         exchange = self.sandbox.exchange
         with exchange.lock:
             account = exchange.accounts[key]
+            exchange.permit(account, method)
             exchange.expire_timers()
             return self.sandbox.endpoints.private[method](account, params)
+
+    def permit_channel(self, key: str, channel: str) -> str:
+        """Kraken's error if ``key`` may not subscribe to ``channel``, else ''."""
+        with self.sandbox.exchange.lock:
+            held = self.sandbox.exchange.accounts[key].permissions
+        return '' if CHANNELS.get(channel, held) & held else DENIED
 
 
 class _Session:
@@ -531,7 +539,8 @@ class _Session:
             self.key = key
         elif channel in PRIVATE_CHANNELS:
             key, refused = self.check_token(params)
-            if key is None:
+            refused = refused or self.feed.permit_channel(str(key), str(channel))
+            if key is None or refused:
                 self.send({**head, 'success': False, 'error': refused, **stamp})
                 return
             self.key = key
