@@ -326,13 +326,13 @@ class Feed:
 
     def ticker(self, spec: PairSpec) -> dict[str, Any]:
         market = self.sandbox.exchange.market
-        with self.sandbox.exchange.lock:  # one look: the last price sits inside this bid and ask
+        with self.sandbox.exchange.lock:  # one look: the book and the tape of one moment
             book = market.top(spec, 1)
-            mid = market.mid(spec)
+            last = market.last_price(spec)  # the tape's, paper trades included, as REST's
         (bid, bid_qty), (ask, ask_qty) = book['bids'][0], book['asks'][0]
         return {'symbol': v2_symbol(spec), 'bid': Raw(bid), 'bid_qty': Raw(bid_qty),
                 'ask': Raw(ask), 'ask_qty': Raw(ask_qty),
-                'last': Raw(places(mid, spec.pair_decimals))}
+                'last': Raw(places(last, spec.pair_decimals))}
 
     def trades(self, spec: PairSpec, count: int = 50,
                after: int | None = None) -> list[dict[str, Any]]:
