@@ -202,7 +202,7 @@ def _trade_history(seed: int, pair: str) -> tuple[tuple[int, Decimal, Decimal, s
     rows = []
     offset, log_price = 0, math.log(float(spec.start_price))
     side = 'b'
-    for gap, burst in zip(gaps, bursts):
+    for gap, burst in zip(gaps, bursts, strict=True):
         offset += max(1, int(gap * scale))
         price = _ticks(spec, math.exp(log_price))
         volume = _lots(float(spec.lot) * rng.lognormvariate(-1.0, 1.0))
