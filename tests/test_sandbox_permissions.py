@@ -61,6 +61,17 @@ def test_a_trading_key_trades_but_may_not_read_its_ledger_or_export(sb: Sandbox)
         assert errors(api, 'DepositMethods', {'asset': 'XBT'}) == [DENIED]
 
 
+def test_earn_asks_what_krakens_earn_guide_asks(sb: Sandbox) -> None:
+    with client(sb, 'query-funds') as api:
+        assert api.query_private('Earn/Strategies')['error'] == []
+        assert api.query_private('Earn/Allocations')['error'] == []
+        assert errors(api, 'Earn/Allocate', {'amount': '1', 'strategy_id': 'S'}) == [DENIED]
+    with client(sb) as api:
+        assert api.query_private('Earn/Strategies')['error'] == []  # no permission at all
+        assert errors(api, 'Earn/Allocations') == [DENIED]
+        assert errors(api, 'Earn/AllocateStatus', {'strategy_id': 'S'}) == [DENIED]
+
+
 def test_either_query_permission_opens_query_orders(sb: Sandbox) -> None:
     with client(sb, 'query-closed-trades') as api:
         assert api.query_private('QueryOrders', {'txid': 'OABCDE-FGHIJ-KLMNOP'})['error'] == []

@@ -57,9 +57,12 @@ METHODS: dict[str, frozenset[str]] = {method: frozenset(needs.split()) for metho
     'WithdrawInfo': 'withdraw-funds', 'Withdraw': 'withdraw-funds',
     'WithdrawStatus': 'withdraw-funds', 'WithdrawCancel': 'withdraw-funds',
     'WalletTransfer': 'withdraw-funds',
+    # Kraken's Earn guide: Strategies needs no permission, Allocations Query Funds,
+    # the statuses Earn Funds or Query Funds
     'Earn/Allocate': 'earn-funds', 'Earn/Deallocate': 'earn-funds',
-    'Earn/AllocateStatus': 'earn-funds', 'Earn/DeallocateStatus': 'earn-funds',
-    'Earn/Strategies': 'earn-funds', 'Earn/Allocations': 'earn-funds',
+    'Earn/AllocateStatus': 'earn-funds query-funds',
+    'Earn/DeallocateStatus': 'earn-funds query-funds',
+    'Earn/Allocations': 'query-funds',
 }.items()}
 
 #: The permissions that open each private WebSocket v2 channel, besides the
