@@ -146,3 +146,62 @@ def tape(seed: int) -> tuple[Any, ...]:
 def test_the_same_seed_gives_the_same_tape_and_another_seed_another() -> None:
     assert tape(3) == tape(3)
     assert tape(3) != tape(4)
+
+
+# -- Kraken's own names, family by family, as Kraken's documentation examples show them --
+
+def test_assets_carry_krakens_x_and_z_names_and_altnames(sb: Sandbox) -> None:
+    assets = public(sb, 'Assets', asset='XBT,ETH,USD,SOL')
+    assert {name: row['altname'] for name, row in assets.items()} == {
+        'XXBT': 'XBT', 'XETH': 'ETH', 'ZUSD': 'USD', 'SOL': 'SOL'}
+
+
+def test_asset_pairs_carry_krakens_names_altnames_and_wsnames(sb: Sandbox) -> None:
+    pairs = public(sb, 'AssetPairs')
+    assert {name: (row['altname'], row['wsname'], row['base'], row['quote'])
+            for name, row in pairs.items()} == {
+        'XXBTZUSD': ('XBTUSD', 'XBT/USD', 'XXBT', 'ZUSD'),
+        'XETHZUSD': ('ETHUSD', 'ETH/USD', 'XETH', 'ZUSD'),
+        'XETHXXBT': ('ETHXBT', 'ETH/XBT', 'XETH', 'XXBT'),
+        'SOLUSD': ('SOLUSD', 'SOL/USD', 'SOL', 'ZUSD')}
+    assert pairs['XXBTZUSD']['fee_volume_currency'] == 'ZUSD'
+
+
+@pytest.mark.parametrize('method', ['Ticker', 'Depth', 'Trades', 'OHLC', 'Spread'])
+def test_market_data_is_keyed_by_krakens_pair_names_whatever_name_was_asked(
+        sb: Sandbox, method: str) -> None:
+    for asked, key in (('XBTUSD', 'XXBTZUSD'), ('XXBTZUSD', 'XXBTZUSD'),
+                       ('ETHXBT', 'XETHXXBT'), ('SOLUSD', 'SOLUSD')):
+        assert set(public(sb, method, pair=asked)) - {'last'} == {key}, (method, asked)
+
+
+def test_account_replies_name_assets_and_pairs_as_kraken_does(sb: Sandbox) -> None:
+    with API(sb.key, sb.secret, uri=sb.url) as api:
+        private = api.query_private
+        assert set(private('Balance')['result']) == {'ZUSD', 'XXBT', 'XETH'}
+        assert set(private('BalanceEx')['result']) == {'ZUSD', 'XXBT', 'XETH'}
+        ledger = private('Ledgers')['result']['ledger'].values()
+        assert {row['asset'] for row in ledger} <= {'ZUSD', 'XXBT', 'XETH', 'SOL'}
+        trades = private('TradesHistory')['result']['trades'].values()
+        assert {row['pair'] for row in trades} <= {'XXBTZUSD', 'XETHZUSD', 'XETHXXBT'}
+        placed = private('AddOrder', {'pair': 'XXBTZUSD', 'type': 'buy', 'ordertype': 'limit',
+                                      'volume': '0.01', 'price': '50000'})['result']
+        descr = private('OpenOrders')['result']['open'][placed['txid'][0]]['descr']
+        assert descr['pair'] == 'XBTUSD'  # the altname, in descr as in its order text
+        assert placed['descr']['order'] == 'buy 0.01000000 XBTUSD @ limit 50000.0'
+        volume = private('TradeVolume', {'pair': 'XBTUSD'})['result']
+        assert volume['currency'] == 'ZUSD' and set(volume['fees']) == {'XXBTZUSD'}
+        deposits = private('DepositStatus', {'asset': 'XBT'})['result']
+        assert {row['asset'] for row in deposits} == {'XXBT'}
+
+
+def test_the_websocket_names_pairs_as_its_v2_symbols(sb: Sandbox) -> None:
+    with connect(sb.ws_url, open_timeout=WAIT) as ws:
+        ws.send(json.dumps({'method': 'subscribe', 'params': {
+            'channel': 'ticker', 'symbol': ['BTC/USD', 'ETH/BTC']}}))
+        seen = set()
+        while len(seen) < 2:
+            message = json.loads(ws.recv(WAIT))
+            if message.get('channel') == 'ticker':
+                seen |= {row['symbol'] for row in message['data']}
+    assert seen == {'BTC/USD', 'ETH/BTC'}
