@@ -48,7 +48,7 @@ from .level3 import Level3Side, changes, placed, queues
 from .links import IDLE_TIMEOUT, MAX_MESSAGE, Link, Loop
 from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
 from .params import ApiError
-from .permissions import CHANNELS, DENIED
+from .permissions import CHANNELS, permit
 from .replies import Reply, iso, iso_ns
 from .replies import text as text_reply
 
@@ -402,7 +402,11 @@ class Feed:
         """Kraken's error if ``key`` may not subscribe to ``channel``, else ''."""
         with self.sandbox.exchange.lock:
             held = self.sandbox.exchange.accounts[key].permissions
-        return '' if CHANNELS.get(channel, held) & held else DENIED
+        try:
+            permit(held, channel, CHANNELS)
+        except ApiError as exc:
+            return str(exc)
+        return ''
 
 
 class _Session:
