@@ -97,10 +97,10 @@ OHLC_INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
 OHLC_ROWS = 720
 SPREAD_ROWS = 200  # Kraken keeps "the last ~200" spreads
 
-HISTORY_TRADES = 5000  # public trades per pair before the start
-#: ... spread over the last 26 hours, so that the ticker's 24 hours, the candles of
+HISTORY_TRADES = 9000  # public trades per pair before the start
+#: ... spread over the last 25 hours, so that the ticker's 24 hours, the candles of
 #: those hours and the Trades pages all count the same trades on the same tape
-HISTORY_SECONDS = 26 * 3600
+HISTORY_SECONDS = 25 * 3600
 #: Most trades come in bursts: the share of trades that follow the one before within
 #: a burst, and how much shorter a gap within a burst is than a quiet one.
 BURST_SHARE = 0.6
