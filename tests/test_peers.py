@@ -60,11 +60,12 @@ def peer_python() -> Path:
 def test_krakenex2_python_kraken_sdk_and_ccxt_work_unmodified(peer_python: Path) -> None:
     with Sandbox() as sandbox:
         sdk, ccxt = sandbox.add_account(), sandbox.add_account()
+        funds_only = sandbox.add_account({'ZUSD': '1000'}, permissions=['query-funds'])
         # -I: isolated, so a PYTHONPATH pointing at this repository cannot
         # swap this krakenex in for krakenex 2.2.2
         run = subprocess.run(
             [str(peer_python), '-I', str(SCRIPT), sandbox.url, sandbox.key, sandbox.secret,
-             sdk.key, sdk.secret, ccxt.key, ccxt.secret],
+             sdk.key, sdk.secret, ccxt.key, ccxt.secret, funds_only.key, funds_only.secret],
             capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, f'{run.stdout[-6000:]}\n{run.stderr[-3000:]}'
         summary = json.loads(run.stdout)
@@ -72,11 +73,14 @@ def test_krakenex2_python_kraken_sdk_and_ccxt_work_unmodified(peer_python: Path)
         assert ('krakenex', 'Ledgers paging') in names
         assert ('python-kraken-sdk', 'create_order') in names
         assert ('ccxt', 'create_order') in names
-        assert summary['passed'] == {'krakenex': [7, 7], 'python-kraken-sdk': [12, 12],
-                                     'ccxt': [14, 14]}
+        assert ('ccxt', 'create_order refused') in names
+        assert ('python-kraken-sdk', 'create_order refused') in names
+        assert summary['passed'] == {'krakenex': [7, 7], 'python-kraken-sdk': [14, 14],
+                                     'ccxt': [17, 17]}
         # What the clients did is what the sandbox recorded.
         assert [o['status'] for o in sandbox.orders()] == ['canceled']
         assert [o['status'] for o in sandbox.orders(sdk.key)] == ['canceled'] * 4
+        assert sandbox.orders(funds_only.key) == []
         kinds = sorted((o['descr']['ordertype'], o['status']) for o in sandbox.orders(ccxt.key))
         assert kinds == [('limit', 'canceled')] * 3 + [('market', 'closed')] * 2 + [
             ('stop-loss', 'canceled'), ('take-profit', 'canceled'),

@@ -24,6 +24,7 @@ The package, one responsibility per module:
   :mod:`~krakenex.sandbox.trading` and :mod:`~krakenex.sandbox.funding` (with earn,
   exports and subaccounts): Kraken's spot methods, each module over the exchange
   it is given, through the exchange's public methods;
+- :mod:`~krakenex.sandbox.permissions`: Kraken's API key permissions and what each opens;
 - :mod:`~krakenex.sandbox.params`: reading parameters as Kraken reads them;
 - :mod:`~krakenex.sandbox.replies`: the replies and Kraken's formats;
 - :mod:`~krakenex.sandbox.market`: the seeded market data and book;
@@ -68,7 +69,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -325,9 +326,18 @@ class Sandbox:
         return 0 if self._server is None else self._server.open_connections()
 
     def add_account(self, balances: dict[str, str] | None = None, *, otp: str | None = None,
-                    nonce_window: int = 0) -> Account:
-        """Another API key with its own funds, nonces and rate counter."""
-        return self.exchange.add_account(balances, otp=otp, nonce_window=nonce_window)
+                    nonce_window: int = 0,
+                    permissions: Iterable[str] | None = None) -> Account:
+        """Another API key with its own funds, nonces and rate counter.
+
+        :param permissions: the key's permissions, by the names Kraken's
+            ``GetApiKeyInfo`` lists (:data:`krakenex.sandbox.permissions.PERMISSIONS`:
+            ``'query-funds'``, ``'modify-trades'``, ``'websocket-access'``, ...); None
+            (the default) grants them all. A private call outside them, over REST or
+            WebSocket, gets Kraken's ``EGeneral:Permission denied``.
+        """
+        return self.exchange.add_account(balances, otp=otp, nonce_window=nonce_window,
+                                         permissions=permissions)
 
     def inject(self, kind: str, *, times: int = 1, method: str | None = None,
                seconds: float = 1.0) -> None:

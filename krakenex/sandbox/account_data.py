@@ -35,6 +35,7 @@ from .params import (
     required,
     text,
 )
+from .permissions import PERMISSIONS
 
 D = Decimal
 
@@ -240,10 +241,7 @@ class AccountData:
     def api_key_info(self, account: Account, params: Params) -> object:
         return {'apiKeyName': 'sandbox', 'apiKey': account.key, 'nonce': str(account.last_nonce),
                 'nonceWindow': account.nonce_window,
-                'permissions': ['query-funds', 'deposit-funds', 'withdraw-funds',
-                                'query-open-trades', 'query-closed-trades', 'modify-trades',
-                                'close-trades', 'query-ledger', 'export-data', 'earn-funds',
-                                'websocket-access'],
+                'permissions': [name for name in PERMISSIONS if name in account.permissions],
                 'iban': account.iiban, 'validUntil': '0', 'queryFrom': '0', 'queryTo': '0',
                 'createdTime': str(int(account.created)),
                 'modifiedTime': str(int(account.created)), 'ipAllowlist': [],

@@ -40,6 +40,8 @@ from .market import (
     places,
 )
 from .params import ApiError, Params, arithmetic, invalid, parse_body
+from .permissions import METHODS, PERMISSIONS, permit
+from .permissions import permissions as permissions_of
 
 log = logging.getLogger('krakenex.sandbox')
 D = Decimal
@@ -319,6 +321,8 @@ class Account:
     usernames: set[str] = field(default_factory=set)  # subaccounts made by CreateSubaccount
     #: The outcome of the last Earn (de)allocation by (kind, strategy id): None or an error.
     earn_status: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    #: The key's permissions, by the names of :data:`.permissions.PERMISSIONS`.
+    permissions: frozenset[str] = frozenset(PERMISSIONS)
 
     def __repr__(self) -> str:  # never the secret
         return f'<Account {self.key[:8]}...>'
@@ -407,7 +411,8 @@ class Exchange:
 
     def authenticate(self, path: str, headers: dict[str, str],
                       body: bytes) -> tuple[Account, Params, str]:
-        """Kraken's checks, in Kraken's order: key, signature, nonce, then 2FA password."""
+        """Kraken's checks, in Kraken's order: key, signature, nonce, 2FA password, then
+        the key's permission for the method named at the end of ``path``."""
         account = self.accounts.get(headers.get('api-key', ''))
         if account is None:
             raise ApiError('EAPI:Invalid key')
@@ -431,7 +436,16 @@ class Exchange:
         # A key with 2FA and a missing or wrong otp: users report EGeneral:Permission denied.
         if account.otp is not None and params.get('otp') != account.otp:
             raise ApiError('EGeneral:Permission denied')
+        self.permit(account, path.partition('/private/')[2])
         return account, params, nonce_text
+
+    @staticmethod
+    def permit(account: Account, method: str) -> None:
+        """Refuse a private method outside the key's permissions, as Kraken does.
+
+        :raises ApiError: ``EGeneral:Permission denied``
+        """
+        permit(account.permissions, method, METHODS)
 
     @staticmethod
     def _use_nonce(account: Account, nonce: int) -> None:
@@ -512,13 +526,16 @@ class Exchange:
     # -- accounts ------------------------------------------------------------------------
 
     def add_account(self, balances: dict[str, str] | None, *, otp: str | None,
-                    nonce_window: int) -> Account:
-        """A new key; ``balances=None`` funds it with a seeded trading history."""
+                    nonce_window: int, permissions: Iterable[str] | None = None) -> Account:
+        """A new key; ``balances=None`` funds it with a seeded trading history, and
+        ``permissions=None`` gives it every permission."""
+        granted = permissions_of(permissions)
         with self.lock:
             rng = random.Random(f'{self.seed}/account/{len(self.accounts)}')
             key = base64.b64encode(rng.randbytes(42)).decode()
             secret = base64.b64encode(rng.randbytes(64)).decode()
             account = Account(key, secret, otp, nonce_window)
+            account.permissions = granted
             iban = ''.join(rng.choice(_ID_ALPHABET) for _ in range(12))
             account.iiban = f'AA{len(self.accounts) % 90 + 10} {iban[:4]} {iban[4:8]} {iban[8:]}'
             account.created = self.market.start - 86400

@@ -48,6 +48,7 @@ from .level3 import Level3Side, changes, placed, queues
 from .links import IDLE_TIMEOUT, MAX_MESSAGE, Link, Loop
 from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
 from .params import ApiError
+from .permissions import CHANNELS, permit
 from .replies import Reply, iso, iso_ns
 from .replies import text as text_reply
 
@@ -325,13 +326,13 @@ class Feed:
 
     def ticker(self, spec: PairSpec) -> dict[str, Any]:
         market = self.sandbox.exchange.market
-        with self.sandbox.exchange.lock:  # one look: the last price sits inside this bid and ask
+        with self.sandbox.exchange.lock:  # one look: the book and the tape of one moment
             book = market.top(spec, 1)
-            mid = market.mid(spec)
+            last = market.last_price(spec)  # the tape's, paper trades included, as REST's
         (bid, bid_qty), (ask, ask_qty) = book['bids'][0], book['asks'][0]
         return {'symbol': v2_symbol(spec), 'bid': Raw(bid), 'bid_qty': Raw(bid_qty),
                 'ask': Raw(ask), 'ask_qty': Raw(ask_qty),
-                'last': Raw(places(mid, spec.pair_decimals))}
+                'last': Raw(places(last, spec.pair_decimals))}
 
     def trades(self, spec: PairSpec, count: int = 50,
                after: int | None = None) -> list[dict[str, Any]]:
@@ -393,8 +394,19 @@ class Feed:
         exchange = self.sandbox.exchange
         with exchange.lock:
             account = exchange.accounts[key]
+            exchange.permit(account, method)
             exchange.expire_timers()
             return self.sandbox.endpoints.private[method](account, params)
+
+    def permit_channel(self, key: str, channel: str) -> str:
+        """Kraken's error if ``key`` may not subscribe to ``channel``, else ''."""
+        with self.sandbox.exchange.lock:
+            held = self.sandbox.exchange.accounts[key].permissions
+        try:
+            permit(held, channel, CHANNELS)
+        except ApiError as exc:
+            return str(exc)
+        return ''
 
 
 class _Session:
@@ -531,7 +543,8 @@ class _Session:
             self.key = key
         elif channel in PRIVATE_CHANNELS:
             key, refused = self.check_token(params)
-            if key is None:
+            refused = refused or self.feed.permit_channel(str(key), str(channel))
+            if key is None or refused:
                 self.send({**head, 'success': False, 'error': refused, **stamp})
                 return
             self.key = key

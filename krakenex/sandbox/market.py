@@ -97,10 +97,27 @@ OHLC_INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
 OHLC_ROWS = 720
 SPREAD_ROWS = 200  # Kraken keeps "the last ~200" spreads
 
-HISTORY_TRADES = 5000  # public trades per pair before the start
-HISTORY_SECONDS = 12 * 3600  # ... spread over the last 12 hours
+HISTORY_TRADES = 9000  # public trades per pair before the start
+#: ... spread over the last 25 hours, so that the ticker's 24 hours, the candles of
+#: those hours and the Trades pages all count the same trades on the same tape
+HISTORY_SECONDS = 25 * 3600
+#: Most trades come in bursts: the share of trades that follow the one before within
+#: a burst, and how much shorter a gap within a burst is than a quiet one.
+BURST_SHARE = 0.6
+BURST_GAP = 0.02
 VOLATILITY = 1e-4  # price noise per square-root second (about 60 % a year)
 BOOK_LEVELS = 1000  # levels on each side of the synthetic book
+#: The book's shape, drawn once per seed and pair: the spread of each move (ticks
+#: from the mid to the best bid and to the best ask, one to :data:`MAX_SPREAD_TICKS`),
+#: repeated every :data:`SHAPE_MOVES` moves, and :data:`SIZE_VARIANTS` sizes per level,
+#: a level taking the next one every few moves.
+SHAPE_MOVES = 256
+MAX_SPREAD_TICKS = 6
+SIZE_VARIANTS = 4
+#: Levels away from the mid rest thicker: a level's typical size grows by this
+#: share of the first level's per level, up to :data:`THICKEST` times it.
+THICKENING = 0.05
+THICKEST = 6.0
 #: Public trades a pair's tape keeps (ten of Kraken's 1000-trade pages); older ones are
 #: folded into the candles and the ticker's windows, so a market that moves for days
 #: keeps a bounded size. The tape is trimmed :data:`TRIM_BATCH` trades at a time.
@@ -179,15 +196,19 @@ def _trade_history(seed: int, pair: str) -> tuple[tuple[int, Decimal, Decimal, s
     """
     spec = PAIRS[pair]
     rng = random.Random(f'{seed}/{pair}/trades')
-    gaps = [rng.expovariate(1.0) for _ in range(HISTORY_TRADES)]
+    bursts = [rng.random() < BURST_SHARE for _ in range(HISTORY_TRADES)]
+    gaps = [rng.expovariate(1.0) * (BURST_GAP if burst else 1.0) for burst in bursts]
     scale = HISTORY_SECONDS * 1e9 / sum(gaps)
     rows = []
     offset, log_price = 0, math.log(float(spec.start_price))
-    for gap in gaps:
+    side = 'b'
+    for gap, burst in zip(gaps, bursts, strict=True):
         offset += max(1, int(gap * scale))
         price = _ticks(spec, math.exp(log_price))
         volume = _lots(float(spec.lot) * rng.lognormvariate(-1.0, 1.0))
-        rows.append((offset, price, volume, rng.choice('bs'), rng.choice('lmll')))
+        if not burst:  # a burst keeps to one side: one taker sweeping, or a run of them
+            side = rng.choice('bs')
+        rows.append((offset, price, volume, side, rng.choice('lmll')))
         log_price -= VOLATILITY * math.sqrt(gap * scale / 1e9) * rng.gauss(0.0, 1.0)
     rows.reverse()
     return tuple(rows)
@@ -205,8 +226,10 @@ def _old_candles(seed: int, pair: str, interval: int) -> tuple[Candle, ...]:
         open_ = close * math.exp(step * rng.gauss(0.0, 1.0))
         high = max(open_, close) * (1 + abs(rng.gauss(0.0, step / 2)))
         low = min(open_, close) * (1 - abs(rng.gauss(0.0, step / 2)))
-        count = 1 + int(rng.expovariate(1.0) * interval * 6)
-        volume = _lots(float(spec.lot) * count * 0.4 * rng.uniform(0.5, 1.5))
+        count = 1 + int(rng.expovariate(1.0) * interval * 60 * HISTORY_TRADES
+                         / HISTORY_SECONDS)
+        # the history's typical trade: a lognormal lot, whose mean is exp(-0.5) lots
+        volume = _lots(float(spec.lot) * count * 0.6 * rng.uniform(0.5, 1.5))
         o, h, lo, c = (_ticks(spec, v) for v in (open_, high, low, close))
         vwap = _ticks(spec, (float(o) + float(c) + float(h) + float(lo)) / 4)
         candles.append(Candle(index, o, h, lo, c, vwap, volume, count))
@@ -215,14 +238,40 @@ def _old_candles(seed: int, pair: str, interval: int) -> tuple[Candle, ...]:
     return tuple(candles)
 
 
+class _Shape(NamedTuple):
+    """The seeded shape of one pair's book (see :data:`SHAPE_MOVES`)."""
+
+    #: Ticks from the mid to the best (bid, ask) at each move, modulo SHAPE_MOVES.
+    spreads: tuple[tuple[int, int], ...]
+    #: By side (bids, asks), by level: the level's SIZE_VARIANTS sizes.
+    sizes: tuple[tuple[tuple[Decimal, ...], ...], tuple[tuple[Decimal, ...], ...]]
+    #: By side, by level: how many moves a level keeps one size.
+    periods: tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def _spread_ticks(rng: random.Random) -> int:
+    """Ticks from the mid to a best price: mostly one, now and then a few more."""
+    return min(MAX_SPREAD_TICKS, 1 + int(rng.expovariate(1.5)))
+
+
 @lru_cache(maxsize=32)
-def _level_sizes(seed: int, pair: str) -> tuple[tuple[Decimal, ...], tuple[Decimal, ...]]:
-    """Seeded volumes of the synthetic book's ask and bid levels."""
+def _shape(seed: int, pair: str) -> _Shape:
+    """The seeded spreads and level sizes of ``pair``'s synthetic book."""
     spec = PAIRS[pair]
     rng = random.Random(f'{seed}/{pair}/book')
-    asks = tuple(_lots(float(spec.lot) * rng.uniform(0.2, 2.0)) for _ in range(BOOK_LEVELS))
-    bids = tuple(_lots(float(spec.lot) * rng.uniform(0.2, 2.0)) for _ in range(BOOK_LEVELS))
-    return asks, bids
+    spreads = tuple((_spread_ticks(rng), _spread_ticks(rng)) for _ in range(SHAPE_MOVES))
+    lot = float(spec.lot)
+    sizes = []
+    periods = []
+    for _side in 'ba':
+        levels = []
+        for i in range(BOOK_LEVELS):
+            typical = lot * min(THICKEST, 1 + THICKENING * i) * rng.lognormvariate(-0.3, 0.5)
+            levels.append(tuple(_lots(typical * rng.uniform(0.4, 1.6))
+                                for _ in range(SIZE_VARIANTS)))
+        sizes.append(tuple(levels))
+        periods.append(tuple(rng.randint(1, 8) for _ in range(BOOK_LEVELS)))
+    return _Shape(spreads, (sizes[0], sizes[1]), (periods[0], periods[1]))
 
 
 class _Bucket:
@@ -281,9 +330,13 @@ class _PairState:
         self.folded: dict[int, dict[int, _Bucket]] = {i: {} for i in OHLC_INTERVALS}
         #: The close of the newest folded candle dropped, by interval.
         self.dropped_close: dict[int, Decimal] = {}
+        #: The moves of the mid so far (set_price); the book's shape follows them.
+        self.moves = 0
         tick = spec.tick_size
-        self.spreads = [(t.time_ns // 10**9, t.price - tick, t.price + tick)
-                        for t in self.trades[-SPREAD_ROWS:]]
+        spreads = _shape(seed, spec.name).spreads
+        self.spreads = [(t.time_ns // 10**9, t.price - tick * spreads[-n][0],
+                         t.price + tick * spreads[-n][1])
+                        for n, t in enumerate(reversed(self.trades[-SPREAD_ROWS:]), 1)][::-1]
         self.version = 0  # bumped on every change; part of every cache key
         self.cache: dict[tuple[object, ...], object] = {}
 
@@ -370,18 +423,30 @@ class Market:
     def levels(self, spec: PairSpec, side: str) -> Iterator[tuple[Decimal, Decimal]]:
         """The (price, volume) levels of the asks (``side='a'``) or bids (``'b'``), best first.
 
-        The book is a fixed ladder of :data:`BOOK_LEVELS` levels a side around the
-        mid: it does not deplete, so a market order walks it from the top every
-        time, and no order walks more than its depth.
+        The book is a ladder of :data:`BOOK_LEVELS` levels a side around the mid,
+        whose shape (its spread, and each level's size) changes with every move of
+        the mid, seeded (:func:`_shape`); levels away from the mid are thicker. It
+        does not deplete, so a market order walks it from the top every time, and
+        no order walks more than its depth.
         """
         state = self.pair(spec)
-        sizes = _level_sizes(self.seed, spec.name)[0 if side == 'a' else 1]
+        shape = _shape(self.seed, spec.name)
+        which = 1 if side == 'a' else 0
+        sizes, periods = shape.sizes[which], shape.periods[which]
+        moves = state.moves
+        first = shape.spreads[moves % SHAPE_MOVES][which]
         sign = 1 if side == 'a' else -1
         for i in range(BOOK_LEVELS):
-            price = state.mid + sign * spec.tick_size * (1 + i * spec.book_step)
+            price = state.mid + sign * spec.tick_size * (first + i * spec.book_step)
             if price <= 0:
                 return
-            yield price, sizes[i]
+            yield price, sizes[i][(moves // periods[i] + i) % SIZE_VARIANTS]
+
+    def best(self, spec: PairSpec) -> tuple[Decimal, Decimal]:
+        """The best bid and ask now (a bid of zero where the book has no bids)."""
+        bid = next(self.levels(spec, 'b'), (D(0), D(0)))[0]
+        ask = next(self.levels(spec, 'a'))[0]
+        return bid, ask
 
     def top(self, spec: PairSpec, depth: int) -> dict[str, list[tuple[str, str]]]:
         """The best ``depth`` levels of the ``bids`` and ``asks`` as Kraken writes them.
@@ -411,9 +476,10 @@ class Market:
         tick = spec.tick_size
         state.mid = max(tick, (price / tick).to_integral_value() * tick)
         state.mid_time = int(time.time())
+        state.moves += 1
         side = 'b' if state.mid >= state.trades[-1].price else 's'
         self.record_trade(spec, state.mid, spec.ordermin, side, 'l')
-        state.spreads.append((state.mid_time, state.mid - tick, state.mid + tick))
+        state.spreads.append((state.mid_time, *self.best(spec)))
         del state.spreads[:-SPREAD_ROWS]
         return state.mid
 

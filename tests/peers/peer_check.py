@@ -2,11 +2,14 @@
 
 Run with the peer virtualenv's python (see tests/test_peers.py):
 
-    python peer_check.py URL KEY1 SECRET1 KEY2 SECRET2 KEY3 SECRET3
+    python peer_check.py URL KEY1 SECRET1 KEY2 SECRET2 KEY3 SECRET3 [KEY4 SECRET4]
 
 Each client gets its own key, as Kraken advises: krakenex 2.x counts nonces in
 milliseconds and python-kraken-sdk in 10-nanosecond units, so one key shared
-between them would fail on nonces. Exits 1 if any check fails.
+between them would fail on nonces. The optional fourth key holds only the
+``query-funds`` permission: python-kraken-sdk and ccxt then meet Kraken's
+``EGeneral:Permission denied`` as their own permission errors. Exits 1 if any
+check fails.
 """
 
 from __future__ import annotations
@@ -171,14 +174,46 @@ def run_ccxt(url: str, key: str, secret: str) -> None:
         exchange.create_market_buy_order_with_cost('BTC/USD', 100)['id'] is not None, 'no id'))
 
 
+def run_refused(url: str, key: str, secret: str) -> None:
+    """A key that may only query funds: each client's own permission error, not a crash."""
+    import ccxt
+    from kraken.exceptions import KrakenPermissionDeniedError
+    from kraken.spot import Trade, User
+
+    def refused(run: Callable[[], Any], error: type[Exception]) -> None:
+        try:
+            run()
+        except error:
+            return
+        raise AssertionError(f'not refused with {error.__name__}')
+
+    # ccxt first: its nonces (milliseconds) are smaller than python-kraken-sdk's
+    exchange = ccxt.kraken({'apiKey': key, 'secret': secret,
+                            'urls': {'api': {'public': url, 'private': url}}})
+    check('ccxt', 'fetch_balance with a query-funds key', lambda: expect(
+        exchange.fetch_balance()['total']['USD'] > 0, 'no USD'))
+    check('ccxt', 'create_order refused', lambda: refused(
+        lambda: exchange.create_order('BTC/USD', 'limit', 'buy', 0.01, 50000),
+        ccxt.PermissionDenied))
+    check('ccxt', 'fetch_ledger refused', lambda: refused(
+        exchange.fetch_ledger, ccxt.PermissionDenied))
+    user, trade = User(key, secret, url=url), Trade(key, secret, url=url)
+    check('python-kraken-sdk', 'Balance with a query-funds key', lambda: expect(
+        Decimal(user.get_account_balance()['ZUSD']) > 0, 'balance'))
+    check('python-kraken-sdk', 'create_order refused', lambda: refused(
+        lambda: trade.create_order(ordertype='limit', side='buy', pair='XBTUSD',
+                                   volume='0.01', price='50000'),
+        KrakenPermissionDeniedError))
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 7:
+    if len(argv) not in (7, 9):
         print(__doc__, file=sys.stderr)
         return 2
     url, *keys = argv
     credentials = zip(keys[::2], keys[1::2], strict=True)
-    for run, (key, secret) in zip((run_krakenex, run_kraken_sdk, run_ccxt), credentials,
-                                  strict=True):
+    runs = (run_krakenex, run_kraken_sdk, run_ccxt, run_refused)[:len(keys) // 2]
+    for run, (key, secret) in zip(runs, credentials, strict=True):
         try:
             run(url, key, secret)
         except ImportError as exc:
