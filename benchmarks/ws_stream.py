@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ws_book
 
+SYMBOL = ws_book.SPOT[0]  # the pair of the recorded feed
+
 
 async def serve(count: int) -> None:
     from websockets.asyncio.server import ServerConnection, serve
@@ -43,11 +45,11 @@ async def serve(count: int) -> None:
                 await connection.send(json.dumps(reply))
                 await connection.send(json.dumps({'channel': 'instrument', 'type': 'snapshot',
                                                   'data': {'pairs': [{
-                                                      'symbol': ws_book.SYMBOL,
+                                                      'symbol': SYMBOL,
                                                       'price_precision': 1,
                                                       'qty_precision': 8}]}}))
             elif params.get('channel') == 'book':
-                reply['result']['symbol'] = ws_book.SYMBOL
+                reply['result']['symbol'] = SYMBOL
                 await connection.send(json.dumps(reply))
                 for line in feed:
                     await connection.send(line)
@@ -67,7 +69,7 @@ async def bare(url: str, count: int) -> float:
 
     async with connect(url, max_size=None) as ws:
         await ws.send(json.dumps({'method': 'subscribe', 'req_id': 1, 'params': {
-            'channel': 'book', 'symbol': [ws_book.SYMBOL]}}))
+            'channel': 'book', 'symbol': [SYMBOL]}}))
         decode(await ws.recv())  # the ack
         started = time.perf_counter()
         for _ in range(count):
@@ -79,14 +81,14 @@ async def async_ws(url: str, count: int) -> float:
     from krakenex.ws import AsyncWS
 
     async with AsyncWS(url=url) as ws:
-        await ws.subscribe('book', symbol=[ws_book.SYMBOL])
+        await ws.subscribe('book', symbol=[SYMBOL])
         started, seen = time.perf_counter(), 0
         async for message in ws:
             seen += message.get('channel') == 'book'
             if seen == count:
                 break
         elapsed = time.perf_counter() - started
-        assert ws.book(ws_book.SYMBOL).checksum
+        assert ws.book(SYMBOL).checksum
         return elapsed
 
 
@@ -94,14 +96,14 @@ def sync_ws(url: str, count: int) -> float:
     from krakenex.ws import WS
 
     with WS(url=url) as ws:
-        ws.subscribe('book', symbol=[ws_book.SYMBOL])
+        ws.subscribe('book', symbol=[SYMBOL])
         started, seen = time.perf_counter(), 0
         for message in ws:
             seen += message.get('channel') == 'book'
             if seen == count:
                 break
         elapsed = time.perf_counter() - started
-        assert ws.book(ws_book.SYMBOL).checksum
+        assert ws.book(SYMBOL).checksum
         return elapsed
 
 

@@ -625,6 +625,9 @@ def report(exc: BaseException, call: Call) -> int:
 
     if isinstance(exc, UsageError) and not call.in_doubt:
         return fail(str(exc), EXIT_USAGE)
+    if isinstance(exc, KeyboardInterrupt) and not call.in_doubt:
+        # Judged before importing anything: the Ctrl-C may have cut an import short.
+        return fail('interrupted', 130)
     import requests
 
     from .. import errors
@@ -645,8 +648,6 @@ def report(exc: BaseException, call: Call) -> int:
         return fail(str(exc), EXIT_USAGE)
     if isinstance(exc, BrokenPipeError):
         return _stdout_gone()
-    if isinstance(exc, KeyboardInterrupt):
-        return fail('interrupted', 130)
     if isinstance(exc, (errors.KrakenUsageError, ImportError)):  # ImportError: an extra missing
         return fail(str(exc), EXIT_USAGE)
     if isinstance(exc, (errors.KrakenError, requests.RequestException)):
