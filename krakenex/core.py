@@ -134,6 +134,11 @@ class KeyedCore:
     URL_VARIABLE = 'KRAKEN_API_URL'
     #: What the client calls what it calls, for messages: ``'method'`` or ``'endpoint'``.
     CALLS = 'method'
+    #: Seconds a pooled connection may have been idle and still carry a state-changing
+    #: call; one idle longer is not used. Kraken documents no idle timeout for REST; its
+    #: WebSocket drops a silent connection after about a minute, and users of other
+    #: clients report REST connections idle for minutes cut off. Set it per object.
+    stale_after = 60.0
 
     #: The server's address; each driver keeps its own.
     uri: str
