@@ -1111,6 +1111,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     ours < best_peer and len(measured) == len(peers)))
     else:
         out.append(('Client CPU per Balance lower than every peer', 'peers not measured', None))
+    out.append(asyncio_lowest(results))
     imports = results['imports']
     if 'krakenex' in imports and 'requests' in imports:
         k, r = imports['krakenex'], imports['requests']
@@ -1196,6 +1197,85 @@ def report(results: dict[str, Any]) -> str:
     return '\n'.join(parts) + '\n'
 
 
+def asyncio_table(cpu: dict[str, Any], labels: dict[str, str]) -> str:
+    """The asyncio clients' CPU per call, each also as a multiple of AsyncAPI's."""
+    ours = cpu.get('krakenex-async', {})
+    rows = []
+    for key, label in labels.items():
+        data = cpu.get(key)
+        if data is None or not key.endswith('-async'):
+            continue
+        if 'failed' in data:
+            rows.append([label, 'failed: ' + data['failed'].splitlines()[0][:60]] + [''] * 4)
+            continue
+        cells = [label]
+        for call in ('ticker', 'balance'):
+            mine, base = data[call + '_summary'], ours.get(call + '_summary', {}).get('cpu_ms')
+            cells += [f'{mine["cpu_ms"]:.3f} ({mine["cpu_min"]:.3f}–{mine["cpu_max"]:.3f})',
+                      fmt(mine['cpu_ms'] / base if base else None, 2)]
+        rows.append(cells + [str(data['ticker_summary']['errors']
+                                 + data['balance_summary']['errors'])])
+    return table(['Client (asyncio)', 'Ticker CPU ms (min–max)', '÷ AsyncAPI',
+                  'Balance CPU ms (min–max)', '÷ AsyncAPI', 'errors'], rows)
+
+
+def asyncio_lowest(results: dict[str, Any]) -> tuple[str, str, bool | None]:
+    """The target of the asyncio clients: AsyncAPI's CPU per call below every peer's."""
+    cpu, labels = results['cpu'], results['labels']
+    name = 'AsyncAPI CPU per Ticker and per Balance lower than every peer\'s asyncio client'
+    ours = cpu.get('krakenex-async', {})
+    peers = [key for key in cpu if key.endswith('-async') and key != 'krakenex-async']
+    if 'ticker_summary' not in ours or not peers:
+        return name, 'peers not measured', None
+    met, seen = True, []
+    for key in peers:
+        data = cpu[key]
+        if 'ticker_summary' not in data:
+            return name, f'{labels[key]} failed', None
+        for call in ('ticker', 'balance'):
+            peer, mine = data[call + '_summary']['cpu_ms'], ours[call + '_summary']['cpu_ms']
+            met = met and mine < peer
+            seen.append(f'{call.title()} {mine:.3f} vs {peer:.3f} ms ({labels[key]})')
+    return name, '; '.join(seen), met
+
+
+def run_asyncio(args: argparse.Namespace, results: dict[str, Any], subjects: list[Subject],
+                ours: Env, calls: int, repeats: int, burst_rounds: int, warmup: int,
+                output: Path | None) -> int:
+    """``--asyncio``: the asyncio clients alone, CPU per call and the calls at once."""
+    results['cpu'] = measure_cpu(subjects, ours, calls, repeats, warmup)
+    results['bursts'] = measure_bursts(subjects, ours, args.burst_calls, burst_rounds, warmup=2)
+    labels = results['labels']
+    name, measured, met = asyncio_lowest(results)
+    versions = f'aiohttp {ours.versions.get("aiohttp", "?")} for AsyncAPI'
+    text = '\n'.join([
+        '# krakenex benchmarks: the asyncio clients',
+        '',
+        f'Run `python benchmarks/bench.py {" ".join(sys.argv[1:])}` on '
+        f'{datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}, '
+        f'{os.cpu_count()} CPUs, Python {platform.python_version()}. {versions}.',
+        '',
+        f'Median over {repeats} repeats of {calls} calls each, after a warm-up, the '
+        'clients taking turns; CPU is user + system time of the client process only.',
+        '',
+        asyncio_table(results['cpu'], labels),
+        '',
+        f'{args.burst_calls} public `Ticker` calls at once, median of {burst_rounds} rounds:',
+        '',
+        bursts_table(results['bursts'], labels),
+        '',
+        table(['Target', 'measured', 'met'],
+              [[name, measured, {True: 'yes', False: '**no**', None: 'not measured'}[met]]]),
+    ]) + '\n'
+    print(text)
+    if output:
+        output.write_text(text, encoding='utf-8')
+        log(f'wrote {output}')
+    failed = [part for part in ('cpu', 'bursts')
+              if 'failed' in results[part].get('krakenex-async', {'failed': 'not run'})]
+    return 1 if failed else 0
+
+
 # ----------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -1204,6 +1284,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='smoke run in under a minute: krakenex and the requests floors '
                              'only, in the current Python, no virtual environments')
     parser.add_argument('--no-peers', action='store_true', help='skip the peer clients')
+    parser.add_argument('--asyncio', action='store_true',
+                        help='the asyncio clients alone: CPU per call and the calls at once, '
+                             'in a few minutes; writes no report unless given --output')
     parser.add_argument('--calls', type=int, help='calls per repeat (default 1000; quick 100)')
     parser.add_argument('--repeats', type=int, help='repeats per client (default 5; quick 3)')
     parser.add_argument('--thread-seconds', type=float, help='default 10; quick 2')
@@ -1242,13 +1325,15 @@ def run(args: argparse.Namespace) -> int:
     burst_rounds = args.burst_rounds or (2 if quick else 5)
     pacing_seconds = args.pacing_seconds or (None if quick else 60.0)
     warmup = 20 if quick else 100
-    output = args.output or (None if quick else RESULTS)
+    output = args.output or (None if quick or args.asyncio else RESULTS)
 
     ours = krakenex_env(quick)
     envs: dict[str, Env] = {}
     peer_failures: dict[str, str] = {}
     if not quick and not args.no_peers:
         for name, _label, requirement, dist, _module in PEERS:
+            if args.asyncio and name == 'krakenex-2.2.2':
+                continue  # it has no asyncio client
             try:
                 envs[name] = peer_env(name, requirement, dist)
             except (BenchError, subprocess.SubprocessError, OSError) as exc:
@@ -1286,6 +1371,9 @@ def run(args: argparse.Namespace) -> int:
             async_subjects.append(Subject(key, labels[key], envs[name], key))
 
     results: dict[str, Any] = {'labels': labels, 'peer_keys': [s.key for s in peer_subjects]}
+    if args.asyncio:
+        return run_asyncio(args, results, async_subjects, ours, calls, repeats, burst_rounds,
+                           warmup, output)
 
     # Pacing runs in the background while the rest is measured: it spends its
     # time waiting for Kraken's counter, and what it measures is wall-clock time.

@@ -14,8 +14,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -34,7 +33,6 @@ from .errors import (
     OutcomeUnknownError,
     unwrap,
 )
-from .pacing import RateCounter
 from .protocol import Reply, Request, SendLock, Timeout
 from .share import lease
 from .version import __version__
@@ -80,6 +78,8 @@ class AsyncAPI(core.SpotCore):
         self._task_response: contextvars.ContextVar[Any] = contextvars.ContextVar(
             'krakenex_response', default=None)
         self._private_lock = asyncio.Lock()
+        # The last timeout a call was given, and aiohttp's timeouts for it.
+        self._waits: tuple[Timeout | None, aiohttp.ClientTimeout | None] = (None, None)
         # The loop this object's calls, lock and session belong to, and its calls in flight.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight = 0
@@ -148,7 +148,20 @@ class AsyncAPI(core.SpotCore):
         timeout = self.timeout if timeout is None else protocol.check_timeout(timeout)
         self._enter_loop(call.name)
         try:
-            return await self._retrying(call, timeout)
+            while True:
+                try:
+                    reply = await self._attempt(call, timeout)
+                except KrakenError as exc:
+                    if (wait := call.retry.after_error(exc)) is None:
+                        raise
+                    log.warning('%s failed (%s); retry %d in %.2f s',
+                                call.name, exc, call.retry.attempt, wait)
+                else:
+                    if (wait := call.retry.after_reply(reply)) is None:
+                        return call.check(reply, self._task_response.get())
+                    log.warning('%s answered %s; retry %d in %.2f s',
+                                call.name, reply['error'], call.retry.attempt, wait)
+                await asyncio.sleep(wait)
         finally:
             with self._binding:
                 self._in_flight -= 1
@@ -182,71 +195,62 @@ class AsyncAPI(core.SpotCore):
             self._loop = loop
             self._in_flight += 1
 
-    async def _retrying(self, call: protocol.Call, timeout: Timeout) -> Any:
-        while True:
-            try:
-                reply = await self._attempt(call, timeout)
-            except KrakenError as exc:
-                if (wait := call.retry.after_error(exc)) is None:
-                    raise
-                log.warning('%s failed (%s); retry %d in %.2f s',
-                            call.name, exc, call.retry.attempt, wait)
-            else:
-                if (wait := call.retry.after_reply(reply)) is None:
-                    return call.check(reply, self._task_response.get())
-                log.warning('%s answered %s; retry %d in %.2f s',
-                            call.name, reply['error'], call.retry.attempt, wait)
-            await asyncio.sleep(wait)
-
     async def _attempt(self, call: protocol.Call, timeout: Timeout) -> Any:
-        """Send one attempt; one holding the key's send lock alone, its nonce issued in order."""
-        async with _paced(call.counter, call.cost), self._holding(call.store, timeout):
-            request = call.build()
-            try:
-                reply = call.read(await self._transmit(request, timeout))
-                return call.answered(reply, request, self._task_response.get())
-            except KrakenError as exc:
-                unknown = call.unknown(exc, request)
-                if unknown is exc:
-                    raise
-                raise unknown from exc.__cause__
-            except asyncio.CancelledError:
-                # The request may have left: a state change must not look merely cancelled.
-                cancelled = KrakenConnectionError(f'the task was cancelled while {call.name} '
-                                                  f'was in flight', method=call.name)
-                unknown = call.unknown(cancelled, request)
-                if unknown is cancelled:
-                    raise
-                raise unknown from None
+        """Send one attempt; one holding the key's send lock alone, its nonce issued in order.
 
-    @asynccontextmanager
-    async def _holding(self, store: SendLock | None, timeout: Timeout) -> AsyncIterator[None]:
-        """Hold the key's send lock: this object's tasks one at a time, then the store's."""
-        if store is None:
-            yield
-            return
-        async with self._private_lock:
-            handle = await _lock(store, lease(timeout))
+        Written out rather than as context managers and nested coroutines,
+        which cost CPU on every call: an unpaced call goes straight on, and a
+        public call holds no lock.
+        """
+        counter, cost, store = call.counter, call.cost, call.store
+        if counter is not None:  # wait for room on the rate counter, never blocking the loop
+            while (wait := counter.try_acquire(cost)) > 0:
+                await asyncio.sleep(wait)
+            counted_at = time.monotonic()
+        try:
+            tasks = self._private_lock
+            if store is not None:
+                handle = await _hold(tasks, store, timeout)
             try:
-                yield
+                request = call.build()  # the nonce is issued here, holding the send lock
+                try:
+                    reply = call.read(await self._transmit(request, timeout))
+                    return call.answered(reply, request, self._task_response.get())
+                except KrakenError as exc:
+                    unknown = call.unknown(exc, request)
+                    if unknown is exc:
+                        raise
+                    raise unknown from exc.__cause__
+                except asyncio.CancelledError:
+                    # The request may have left: a state change must not look merely cancelled.
+                    cancelled = KrakenConnectionError(f'the task was cancelled while {call.name} '
+                                                      f'was in flight', method=call.name)
+                    unknown = call.unknown(cancelled, request)
+                    if unknown is cancelled:
+                        raise
+                    raise unknown from None
             finally:
-                store.unlock(handle)
+                if store is not None:
+                    store.unlock(handle)
+                    tasks.release()
+        finally:
+            if counter is not None:
+                counter.settle(cost, counted_at)
 
     async def _transmit(self, request: Request, timeout: Timeout) -> Reply:
         """Send ``request`` through the session: the reply as it came, or what went wrong."""
         method = request.method
-        connect, read = protocol.split_timeout(timeout)
-        seconds = protocol.deadline_seconds(timeout)
+        given, waits = self._waits
+        if waits is None or given != timeout:
+            waits = _client_timeout(timeout)
+            self._waits = (timeout, waits)
         url = self.uri + request.path + ('?' + request.query if request.query else '')
         started = time.perf_counter()
         try:
-            async with self._session().request(
-                    request.verb, url, data=request.body, headers=request.headers,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=seconds, sock_connect=connect,
-                                                  sock_read=read)
-            ) as response:
-                content = await response.read()
+            response = await self._session().request(
+                request.verb, url, data=request.body, headers=request.headers,
+                allow_redirects=False, timeout=waits)
+            content = await response.read()  # which closes the response if it fails
         except (aiohttp.InvalidURL, ValueError) as exc:
             raise protocol.transport_error('bad_uri', self.uri, method) from exc
         except aiohttp.ConnectionTimeoutError as exc:
@@ -254,7 +258,8 @@ class AsyncAPI(core.SpotCore):
         except aiohttp.ServerTimeoutError as exc:  # one read waited the whole read timeout
             raise protocol.transport_error('timeout', self.uri, method) from exc
         except asyncio.TimeoutError as exc:  # the whole attempt's deadline
-            raise protocol.transport_error('deadline', self.uri, method, f'{seconds:g}') from exc
+            raise protocol.transport_error('deadline', self.uri, method,
+                                           f'{waits.total:g}') from exc
         except aiohttp.ClientConnectorError as exc:
             raise protocol.transport_error('not_sent', self.uri, method,
                                            str(exc.os_error) or type(exc).__name__) from exc
@@ -281,6 +286,22 @@ class AsyncAPI(core.SpotCore):
         return self.session
 
 
+async def _hold(tasks: asyncio.Lock, store: SendLock, timeout: Timeout) -> Any:
+    """Take the key's send lock: this object's tasks one at a time, then the store's.
+
+    :returns: the store's handle, for its ``unlock``;
+        ``tasks`` is held too, until released
+    """
+    await tasks.acquire()
+    try:
+        held = lease(timeout)
+        handle = store.try_lock(held)
+        return handle if handle is not None else await _lock(store, held)
+    except BaseException:
+        tasks.release()
+        raise
+
+
 async def _lock(store: SendLock, lease: float) -> Any:
     """Take the store's send lock, waiting in a thread if another holds it.
 
@@ -301,16 +322,8 @@ async def _lock(store: SendLock, lease: float) -> Any:
         raise
 
 
-@asynccontextmanager
-async def _paced(counter: RateCounter | None, cost: float) -> AsyncIterator[None]:
-    """Count a call on ``counter``, waiting without blocking the loop; nothing without one."""
-    if counter is None:
-        yield
-        return
-    while (wait := counter.try_acquire(cost)) > 0:
-        await asyncio.sleep(wait)
-    counted_at = time.monotonic()
-    try:
-        yield
-    finally:
-        counter.settle(cost, counted_at)
+def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts of a call with ``timeout``: connect, each read, and the deadline."""
+    connect, read = protocol.split_timeout(timeout)
+    return aiohttp.ClientTimeout(total=protocol.deadline_seconds(timeout),
+                                 sock_connect=connect, sock_read=read)

@@ -67,7 +67,7 @@ from .pacing import RateCounter
 __all__ = [
     'DEFAULT_URI', 'DEFAULT_TIMEOUT', 'NONCE_UNITS', 'clock_nonce', 'check_nonce_unit', 'Request',
     'Reply', 'Retry',
-    'render', 'query_string', 'encode', 'sign', 'decode_secret', 'nonce_in', 'check_method',
+    'render', 'form', 'query_string', 'encode', 'sign', 'decode_secret', 'nonce_in', 'check_method',
     'check_timeout', 'split_timeout', 'deadline_seconds', 'public_request', 'private_request',
     'loads', 'UnboundedNumberError', 'MAX_DIGITS', 'MAX_EXPONENT_DIGITS', 'read_reply',
     'check_uri', 'read_envelope', 'envelope_problem', 'checked', 'after_sending',
@@ -178,15 +178,45 @@ def _rendered_tree(value: Any) -> Any:
     return render(value)
 
 
+#: Text that form encoding writes as it is: what :func:`urllib.parse.quote_plus` never changes.
+_PLAIN = re.compile(r'[A-Za-z0-9_.~-]*')
+
+
+def form(pairs: list[tuple[Any, Any]]) -> str:
+    """``urllib.parse.urlencode(pairs)``: the same text, joined directly when nothing needs quoting.
+
+    Most calls carry names and values such as ``pair=XBTUSD`` and
+    ``nonce=1700000000000``; those are joined as they are, and anything else
+    goes through :func:`urllib.parse.urlencode`.
+    """
+    texts = []
+    for name, value in pairs:
+        kind = type(value)
+        if kind is int:
+            text = str(value)  # digits, and perhaps a minus sign: all plain
+        elif kind is str and (value.isascii() and value.isalnum()
+                              or _PLAIN.fullmatch(value) is not None):
+            text = value
+        else:
+            return urllib.parse.urlencode(pairs)
+        if type(name) is not str or not (name.isascii() and name.isalnum()) \
+                and _PLAIN.fullmatch(name) is None:
+            return urllib.parse.urlencode(pairs)
+        texts.append(f'{name}={text}')
+    return '&'.join(texts)
+
+
 def query_string(data: Mapping[str, Any]) -> str:
     """A public call's query string: values rendered, lists comma-separated.
 
     :raises KrakenUsageError: for NaN, an infinity, or text that is not Unicode
     """
-    with unicode_only():
-        return urllib.parse.urlencode([
+    try:
+        return form([
             (k, ','.join(str(render(item)) for item in v) if isinstance(v, (list, tuple))
              else render(v)) for k, v in data.items() if v is not None])
+    except UnicodeEncodeError as exc:
+        raise _not_unicode(exc) from None
 
 
 def encode(data: Mapping[str, Any]) -> tuple[bytes, str]:
@@ -194,12 +224,16 @@ def encode(data: Mapping[str, Any]) -> tuple[bytes, str]:
 
     :raises KrakenUsageError: for NaN, an infinity, or text that is not Unicode
     """
-    with unicode_only():
-        if any(isinstance(v, (list, tuple, dict)) for v in data.values()):
-            text = json.dumps(_rendered_tree(data), separators=(',', ':'), default=str)
-            return text.encode(), 'application/json'
-        pairs = [(k, render(v)) for k, v in data.items() if v is not None]
-        return urllib.parse.urlencode(pairs).encode(), 'application/x-www-form-urlencoded'
+    try:
+        for v in data.values():
+            if isinstance(v, (list, tuple, dict)):
+                text = json.dumps(_rendered_tree(data), separators=(',', ':'), default=str)
+                return text.encode(), 'application/json'
+        pairs = [(k, v if type(v) is int or type(v) is str else render(v))
+                 for k, v in data.items() if v is not None]
+        return form(pairs).encode(), 'application/x-www-form-urlencoded'
+    except UnicodeEncodeError as exc:
+        raise _not_unicode(exc) from None
 
 
 @contextmanager
@@ -208,8 +242,12 @@ def unicode_only() -> Iterator[None]:
     try:
         yield
     except UnicodeEncodeError as exc:
-        raise KrakenUsageError(f'a parameter holds text that is not valid Unicode '
-                               f'({exc.object[exc.start:exc.end]!r}); nothing was sent') from None
+        raise _not_unicode(exc) from None
+
+
+def _not_unicode(exc: UnicodeEncodeError) -> KrakenUsageError:
+    return KrakenUsageError(f'a parameter holds text that is not valid Unicode '
+                            f'({exc.object[exc.start:exc.end]!r}); nothing was sent')
 
 
 def check_method(method: object) -> str:
@@ -290,7 +328,25 @@ def decode_secret(secret: str, what: str = 'the API secret') -> bytes:
 def sign(secret: bytes, urlpath: str, nonce: str | int, body: bytes) -> str:
     """Kraken's ``API-Sign``: ``base64(HMAC-SHA512(secret, path + SHA256(nonce + body)))``."""
     message = urlpath.encode() + hashlib.sha256(str(nonce).encode() + body).digest()
-    return base64.b64encode(hmac.new(secret, message, hashlib.sha512).digest()).decode()
+    signer = _keyed(secret).copy()
+    signer.update(message)
+    return base64.b64encode(signer.digest()).decode()
+
+
+#: The last secret signed with, and HMAC-SHA512 keyed with it: a copy of it signs
+#: without keying a new HMAC for every request.
+_KEYED: tuple[bytes, hmac.HMAC] = (b'', hmac.new(b'', digestmod=hashlib.sha512))
+
+
+def _keyed(secret: bytes) -> hmac.HMAC:
+    global _KEYED
+    last, keyed = _KEYED
+    if secret is last or (type(secret) is bytes and secret == last):
+        return keyed
+    keyed = hmac.new(secret, digestmod=hashlib.sha512)
+    if type(secret) is bytes:  # a secret that cannot change afterwards
+        _KEYED = (secret, keyed)
+    return keyed
 
 
 def nonce_in(body: bytes) -> str:
@@ -347,11 +403,13 @@ def private_request(apiversion: str, method: str, data: Mapping[str, Any], *, ke
 
     :raises KrakenUsageError: if ``nonce`` is not a non-negative integer
     """
-    if isinstance(nonce, bool) or not str(nonce).isdigit():
+    if not (type(nonce) is int and nonce >= 0) and (
+            isinstance(nonce, bool) or not str(nonce).isdigit()):
         raise KrakenUsageError(f'_nonce() returned {nonce!r}; a nonce must be a '
                                f'non-negative integer')
     params: dict[str, Any] = {'nonce': nonce}
-    params.update((k, v) for k, v in data.items() if k != 'nonce')
+    if data:
+        params.update((k, v) for k, v in data.items() if k != 'nonce')
     if otp is not None and 'otp' not in data:
         params['otp'] = otp() if callable(otp) else otp
     body, content_type = encode(params)
@@ -480,6 +538,8 @@ def loads(content: bytes | str, json_options: Mapping[str, Any] = _EMPTY) -> Any
     """
     if isinstance(content, str):
         text, utf8 = content, content.encode('utf-8', 'surrogatepass')
+    elif content[:1] == b'{' and content[1:2] != b'\0':  # what json.detect_encoding calls UTF-8
+        text, utf8 = content.decode('utf-8', 'surrogatepass'), content
     else:
         encoding = json.detect_encoding(content)
         text = content.decode(encoding, 'surrogatepass')
@@ -487,7 +547,13 @@ def loads(content: bytes | str, json_options: Mapping[str, Any] = _EMPTY) -> Any
     scanned = utf8.translate(_SCAN)
     suspect = _LONG_RUN in scanned or _LONG_EXPONENT.search(scanned) is not None
     if not suspect and not json_options:
-        return _DECODER.decode(text)
+        try:  # the reply as Kraken writes it: a value, with nothing before or after it
+            decoded, end = _DECODER.raw_decode(text)
+            if end == len(text):
+                return decoded
+        except ValueError:
+            pass
+        return _DECODER.decode(text)  # anything else, the way json.loads reads it
     options = {'parse_constant': _no_constant, **json_options}
     if suspect:
         parse_int = options.get('parse_int') or int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import zipfile
 from decimal import Decimal
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from krakenex import core, protocol
 from krakenex.errors import (
@@ -325,3 +328,58 @@ def test_text_that_is_not_unicode_is_refused_before_sending(text: str) -> None:
         protocol.query_string({'pair': text})
     body, _ = protocol.encode({'orders': [{'pair': text}]})  # JSON writes it as an escape
     assert json.loads(body) == {'orders': [{'pair': text}]}
+
+
+# ------------------------------------------------------- the same bytes, sooner
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(st.tuples(
+    st.text(max_size=8) | st.sampled_from(['pair', 'nonce', 'ofs', 'a_b.c~d-e']),
+    st.text(max_size=12) | st.integers() | st.booleans() | st.floats(allow_nan=False)
+    | st.sampled_from(['XBTUSD', '0.01', 'a b', 'a+b', 'é', 'x\ny'])),
+    max_size=5))
+def test_form_writes_exactly_what_urlencode_writes(pairs: list[tuple[str, object]]) -> None:
+    import urllib.parse
+
+    try:
+        expected = urllib.parse.urlencode(pairs)
+    except UnicodeEncodeError:  # a lone surrogate: both refuse it
+        with pytest.raises(UnicodeEncodeError):
+            protocol.form(pairs)
+        return
+    assert protocol.form(pairs) == expected  # the signature covers these exact bytes
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8),
+       st.sampled_from(['utf-8', 'utf-8-sig', 'utf-16', 'utf-16-le', 'utf-16-be', 'utf-32',
+                        'utf-32-le', 'utf-32-be']),
+       st.sampled_from(['', ' ', '\n', ' x', '}']), st.sampled_from(['', ' \r\n', '\t']))
+def test_a_reply_decodes_as_json_loads_decodes_it_in_every_encoding_json_reads(
+        value: Any, encoding: str, after: str, before: str) -> None:
+    text = before + json.dumps({'error': [], 'result': value}, ensure_ascii=False) + after
+    content = text.encode(encoding, 'surrogatepass')
+    try:
+        expected = json.loads(content)
+    except ValueError as exc:  # text after the value: both refuse it, as json.loads words it
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            protocol.loads(content)
+        return
+    assert protocol.loads(content) == expected
+
+
+def test_each_secret_signs_with_itself_when_clients_with_different_secrets_take_turns() -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    def by_hand(secret: bytes, body: bytes) -> str:
+        message = b'/0/private/Balance' + hashlib.sha256(b'1' + body).digest()
+        return base64.b64encode(hmac.new(secret, message, hashlib.sha512).digest()).decode()
+
+    other = bytes(reversed(SECRET))
+    for secret in (SECRET, other, SECRET, bytearray(other), other, bytes(SECRET)):
+        assert protocol.sign(secret, '/0/private/Balance', 1, b'nonce=1') == \
+            by_hand(secret, b'nonce=1')
