@@ -3,8 +3,8 @@
 The sandbox here forgets a keep-alive connection idle for more than a second,
 as a load balancer in front of Kraken does after its own idle timeout: the next
 request on it is dropped unanswered. An order sent that way has an unknown
-outcome. krakenex opens a fresh connection instead, for API, AsyncAPI and
-FuturesAPI, and keeps using fresh pooled connections for everything else.
+outcome. krakenex opens a fresh connection instead, for API, AsyncAPI and the
+futures clients, and keeps using fresh pooled connections for everything else.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import krakenex
-from krakenex.futures import FuturesAPI
+from krakenex.futures import AsyncFuturesAPI, FuturesAPI
 from krakenex.sandbox import Sandbox
 
 #: The sandbox forgets connections idle this long; krakenex's bound is below it.
@@ -25,6 +25,8 @@ DROP = 1.0
 BOUND = 0.5
 RESTING = {'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit', 'volume': '0.01',
            'price': '1000'}
+FUTURES_ORDER = {'orderType': 'lmt', 'symbol': 'PF_XBTUSD', 'side': 'buy', 'size': 0.01,
+                 'limitPrice': 50000}
 
 
 @pytest.fixture
@@ -46,7 +48,8 @@ def orders_sent(sandbox: Sandbox, method: str = 'AddOrder') -> int:
 def connections(api: krakenex.API) -> int:
     """How many connections the client has opened to the sandbox so far."""
     pools = api.session.get_adapter(api.uri).poolmanager.pools
-    return sum(pools[key].num_connections for key in pools.keys())
+    keys = pools.keys()  # a urllib3 container, which cannot be iterated itself
+    return sum(pools[key].num_connections for key in keys)
 
 
 def test_an_order_after_the_idle_period_is_placed_once_on_a_fresh_connection(
@@ -104,7 +107,18 @@ def test_futures_an_order_after_the_idle_period_is_placed_once(forgetful: Sandbo
         futures.stale_after = BOUND
         futures.query_private('accounts')
         time.sleep(DROP + 0.3)
-        order = {'orderType': 'lmt', 'symbol': 'PF_XBTUSD', 'side': 'buy', 'size': 0.01,
-                 'limitPrice': 50000}
-        assert futures.query_private('sendorder', order)['sendStatus']['status'] == 'placed'
+        assert futures.query_private('sendorder', FUTURES_ORDER)['sendStatus']['status'] == 'placed'
         assert len(futures.query_private('openorders')['openOrders']) == 1
+
+
+def test_async_futures_an_order_after_the_idle_period_is_placed_once(
+        forgetful: Sandbox) -> None:
+    async def run() -> Any:
+        async with AsyncFuturesAPI(forgetful.futures.key, forgetful.futures.secret,
+                                   uri=forgetful.futures_url, raise_errors=True) as futures:
+            futures.stale_after = BOUND
+            await futures.query_private('accounts')
+            await asyncio.sleep(DROP + 0.3)
+            return await futures.query_private('sendorder', FUTURES_ORDER)
+
+    assert asyncio.run(run())['sendStatus']['status'] == 'placed'
