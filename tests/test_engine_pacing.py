@@ -131,3 +131,16 @@ def test_the_age_penalties_are_the_sandboxs() -> None:
 def test_each_call_costs_what_kraken_documents(method: str, age: float,
                                                expected: float) -> None:
     assert engine.cost(method, {}, age) == expected
+
+
+def test_the_command_line_paces_orders_with_engine_and_refuses_an_unknown_tier() -> None:
+    order = ['AddOrder', 'pair=XBTUSD', 'type=buy', 'ordertype=limit', 'volume=0.01',
+             'price=1000']
+    done = subprocess.run([sys.executable, '-m', 'krakenex', '--sandbox', '--engine', 'pro',
+                           *order], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert 'txid' in done.stdout
+    refused = subprocess.run([sys.executable, '-m', 'krakenex', '--sandbox', '--engine',
+                              'platinum', *order], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert 'trading-engine tier' in refused.stderr
