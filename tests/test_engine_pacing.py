@@ -144,3 +144,17 @@ def test_the_command_line_paces_orders_with_engine_and_refuses_an_unknown_tier()
                               'platinum', *order], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2
     assert 'trading-engine tier' in refused.stderr
+
+
+@pytest.mark.parametrize('where', ['directory', 'redis'])
+def test_an_order_placed_by_one_sharer_is_cancelled_by_another_at_the_cost_of_its_age(
+        sandbox: Sandbox, where: str, request: pytest.FixtureRequest,
+        tmp_path: object) -> None:
+    share = request.getfixturevalue('redis_url') if where == 'redis' else str(tmp_path)
+    placing, cancelling = (krakenex.API(sandbox.key, sandbox.secret, uri=sandbox.url,
+                                        engine='starter', share=share) for _ in range(2))
+    txid = placing.query_private('AddOrder', RESTING)['result']['txid'][0]
+    assert cancelling.query_private('CancelOrder', {'txid': txid})['error'] == []
+    counters = cancelling._store().status()['counters']
+    assert counters['engine:XBTUSD'] == pytest.approx(1 + 8, abs=0.2)  # known: its pair
+    assert 'engine:?' not in counters
