@@ -150,7 +150,10 @@ class RequestsDriver(KeyedCore):
     def _drop_idle(self) -> None:
         """Close the pooled connections to :attr:`uri`, idle too long to trust with a state
         change: a server that forgot one answers a request on it with nothing at all."""
-        adapter = self.session.get_adapter(self.uri + '/')
+        try:
+            adapter = self.session.get_adapter(self.uri + '/')
+        except requests.RequestException:  # no adapter: the send says what is wrong
+            return
         if isinstance(adapter, requests.adapters.HTTPAdapter):
             log.debug('connections idle over %g s closed before a state change', self.stale_after)
             adapter.close()
