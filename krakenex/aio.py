@@ -30,6 +30,7 @@ from .errors import (
     KrakenConnectionError,
     KrakenError,
     KrakenUsageError,
+    NotSentError,
     OutcomeUnknownError,
     unwrap,
 )
@@ -233,6 +234,10 @@ class AsyncAPI(core.SpotCore):
                 if store is not None:
                     store.unlock(handle)
                     tasks.release()
+        except NotSentError:
+            if counter is not None:  # Kraken never counted it
+                counter.unsent(cost)
+            raise
         finally:
             if counter is not None:
                 counter.settle(cost, counted_at)

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from .errors import NotSentError
+
 __all__ = ['TIERS', 'RateCounter', 'Joint', 'parse_tier', 'decayed', 'wait_for']
 
 #: Kraken's REST call counter per verification tier: (maximum, decay per second).
@@ -152,12 +154,18 @@ class RateCounter:
         with self._lock:
             self._level = self._decayed() + amount
 
+    def unsent(self, cost: float) -> None:
+        """Hear that a call counted here was never sent; this counter keeps it counted."""
+
     @contextmanager
     def counting(self, cost: float) -> Iterator[None]:
         """Wait for room for a call of ``cost``, run it, then settle its cost."""
         counted_at = self.acquire(cost)
         try:
             yield
+        except NotSentError:
+            self.unsent(cost)
+            raise
         finally:
             self.settle(cost, counted_at)
 
@@ -176,6 +184,7 @@ class Joint(RateCounter):
         super().__init__(max(c.maximum for c, _ in parts), 1.0)
         self.parts = list(parts)
         self._taken = 0
+        self._unsent = False
 
     def try_acquire(self, cost: float) -> float:
         while self._taken < len(self.parts):
@@ -186,7 +195,14 @@ class Joint(RateCounter):
             self._taken += 1
         return 0.0
 
+    def unsent(self, cost: float) -> None:
+        """Take back what a call that was never sent added: Kraken never counted it."""
+        for counter, own in self.parts[:self._taken]:
+            counter.add(-own)
+        self._unsent = True
+
     def settle(self, cost: float, counted_at: float) -> None:
-        self._taken = 0  # a retry is counted again, as Kraken counts it
-        for counter, own in self.parts:
-            counter.settle(own, counted_at)
+        unsent, self._unsent, self._taken = self._unsent, False, 0  # a retry counts again
+        if not unsent:
+            for counter, own in self.parts:
+                counter.settle(own, counted_at)

@@ -7,6 +7,7 @@ pacing against it over real HTTP, from two processes at once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -158,3 +159,24 @@ def test_an_order_placed_by_one_sharer_is_cancelled_by_another_at_the_cost_of_it
     counters = cancelling._store().status()['counters']
     assert counters['engine:XBTUSD'] == pytest.approx(1 + 8, abs=0.2)  # known: its pair
     assert 'engine:?' not in counters
+
+
+def test_an_order_that_was_never_sent_is_never_charged(sandbox: Sandbox) -> None:
+    api = krakenex.API(sandbox.key, sandbox.secret, uri=sandbox.url, engine='starter',
+                       retries=0)
+    sandbox.stop()  # its port refuses connections: nothing reaches it
+    with pytest.raises(krakenex.NotSentError):
+        api.query_private('AddOrder', RESTING)
+    assert api._store().status()['counters'].get('engine:XBTUSD', 0.0) == pytest.approx(0.0)
+
+
+def test_async_an_order_that_was_never_sent_is_never_charged(sandbox: Sandbox) -> None:
+    async def run() -> dict[str, float]:
+        async with krakenex.AsyncAPI(sandbox.key, sandbox.secret, uri=sandbox.url,
+                                     engine='starter', retries=0) as api:
+            with pytest.raises(krakenex.NotSentError):
+                await api.query_private('AddOrder', RESTING)
+            return dict(api._store().status()['counters'])
+
+    sandbox.stop()
+    assert asyncio.run(run()).get('engine:XBTUSD', 0.0) == pytest.approx(0.0)
