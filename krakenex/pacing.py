@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from .errors import NotSentError
-
 __all__ = ['TIERS', 'RateCounter', 'Joint', 'parse_tier', 'decayed', 'wait_for']
 
 #: Kraken's REST call counter per verification tier: (maximum, decay per second).
@@ -163,9 +161,6 @@ class RateCounter:
         counted_at = self.acquire(cost)
         try:
             yield
-        except NotSentError:
-            self.unsent(cost)
-            raise
         finally:
             self.settle(cost, counted_at)
 

@@ -23,7 +23,7 @@ import urllib3
 
 from . import protocol
 from .core import KeyedCore
-from .errors import KrakenError, KrakenUsageError
+from .errors import KrakenError, KrakenUsageError, NotSentError
 from .pacing import RateCounter
 from .protocol import Reply, Request, Timeout
 from .share import lease
@@ -352,8 +352,14 @@ def _paced(counter: RateCounter | None, cost: float) -> Iterator[None]:
     if counter is None:
         yield
         return
-    with counter.counting(cost):
+    counted_at = counter.acquire(cost)
+    try:
         yield
+    except NotSentError:
+        counter.unsent(cost)  # Kraken never counted it
+        raise
+    finally:
+        counter.settle(cost, counted_at)
 
 
 def _alone(exc: BaseException) -> BaseException:
