@@ -30,6 +30,7 @@ from .errors import (
     KrakenConnectionError,
     KrakenError,
     KrakenUsageError,
+    NotSentError,
     OutcomeUnknownError,
     unwrap,
 )
@@ -233,6 +234,10 @@ class AsyncAPI(core.SpotCore):
                 if store is not None:
                     store.unlock(handle)
                     tasks.release()
+        except NotSentError:
+            if counter is not None:  # Kraken never counted it
+                counter.unsent(cost)
+            raise
         finally:
             if counter is not None:
                 counter.settle(cost, counted_at)
@@ -278,12 +283,20 @@ class AsyncAPI(core.SpotCore):
     def _session(self) -> aiohttp.ClientSession:
         """The session, opened on first use inside the running loop."""
         if self.session is None or self.session.closed:
+            # aiohttp never reuses a connection idle past its keep-alive timeout (15 s by
+            # default): below stale_after, so no stale connection carries a state change.
             self.session = aiohttp.ClientSession(
-                headers={'User-Agent': f'krakenex/{__version__}'})
+                headers={'User-Agent': f'krakenex/{__version__}'},
+                connector=aiohttp.TCPConnector(keepalive_timeout=min(_KEEPALIVE,
+                                                                     self.stale_after)))
         # aiohttp quietly sends a GET, PUT or DELETE again when a reused connection
         # drops; what may be sent again is krakenex's decision (a futures PUT changes state).
         self.session._retry_connection = False
         return self.session
+
+
+#: aiohttp's own keep-alive timeout, kept unless :attr:`AsyncAPI.stale_after` is shorter.
+_KEEPALIVE = 15.0
 
 
 async def _hold(tasks: asyncio.Lock, store: SendLock, timeout: Timeout) -> Any:

@@ -75,7 +75,15 @@ class API(RequestsDriver, core.SpotCore):
         units. Above 0, private calls are sent at once, without the send
         lock, each with a unique nonce from the store; Kraken accepts those
         that arrive out of order within the window
-    :raises KrakenUsageError: for an unknown nonce unit or tier, a ``KRAKEN_API_URL``
+    :param client_order_ids: give an order that carries neither ``userref`` nor
+        ``cl_ord_id`` (AddOrder, each order of AddOrderBatch) a ``cl_ord_id``
+        before it is first sent, so that :meth:`reconcile` can always look it
+        up; ``False`` sends orders as given
+    :param engine: pace order calls under Kraken's per-pair trading-engine
+        limit of this tier, ``'starter'``, ``'intermediate'`` or ``'pro'``, or
+        a ``(threshold, decay per second)`` pair, shared through the key's
+        store; ``None`` (default) does not pace them
+    :raises KrakenUsageError: for an unknown nonce unit, tier or engine tier, a ``KRAKEN_API_URL``
         that is not a server address, a timeout
         that is not a finite number of seconds above zero, or a ``share``
         that is neither a directory, a Redis URL or client, nor None

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import engine as engine_rules
 from . import methods, order_ids
 from .errors import KeyFileError, KrakenUsageError, OutcomeUnknownError
-from .pacing import RateCounter, parse_tier
+from .pacing import Joint, RateCounter, parse_tier
 from .protocol import (
     DEFAULT_TIMEOUT,
     DEFAULT_URI,
@@ -132,6 +134,11 @@ class KeyedCore:
     URL_VARIABLE = 'KRAKEN_API_URL'
     #: What the client calls what it calls, for messages: ``'method'`` or ``'endpoint'``.
     CALLS = 'method'
+    #: Seconds a pooled connection may have been idle and still carry a state-changing
+    #: call; one idle longer is not used. Kraken documents no idle timeout for REST; its
+    #: WebSocket drops a silent connection after about a minute, and users of other
+    #: clients report REST connections idle for minutes cut off. Set it per object.
+    stale_after = 60.0
 
     #: The server's address; each driver keeps its own.
     uri: str
@@ -282,7 +289,8 @@ class SpotCore(KeyedCore):
                  tier: str | tuple[float, float] | None = None,
                  costs: Mapping[str, float] | None = None,
                  public_rate: float | None = None, share: Any = ...,
-                 nonce_window: int = 0, client_order_ids: bool = True) -> None:
+                 nonce_window: int = 0, client_order_ids: bool = True,
+                 engine: str | tuple[float, float] | None = None) -> None:
         super().__init__(key, secret, timeout=timeout, nonce_unit=nonce_unit,
                          raise_errors=raise_errors, retries=retries, backoff=backoff,
                          retry_time=retry_time, costs=costs, share=share,
@@ -291,6 +299,8 @@ class SpotCore(KeyedCore):
             #: Kraken's REST call counter of ``tier``, kept in the key's store; None: not paced.
             self.counter = self.shared_counter('rest', tier) if tier is not None else None
             self.public_counter = RateCounter(1.0, public_rate) if public_rate is not None else None
+            #: Kraken's trading-engine tier: (threshold, decay per second); None: not paced.
+            self.engine = engine_rules.parse_engine(engine) if engine is not None else None
         except (TypeError, ValueError) as exc:
             raise KrakenUsageError(str(exc)) from None
         if isinstance(nonce_window, bool) or not isinstance(nonce_window, int) \
@@ -345,8 +355,16 @@ class SpotCore(KeyedCore):
                         check, read, self.public_counter)
         # With a nonce window, sharers send at once: unique nonces are enough within it.
         store = None if self.nonce_window else self._store()
+        counter, cost = self.counter, self._cost(method)
+        if self.engine is not None and method in engine_rules.METHODS:
+            counter, cost, noted = self._engine_pacing(method, data, counter, cost)
+
+            def check(reply: Any, last: Any) -> Any:
+                result = checked(method, reply, raise_errors=self.raise_errors, response=last)
+                noted(result)
+                return result
         return Call(method, lambda: self._private_request(method, data), retry, check, read,
-                    self.counter, self._cost(method), store=store,
+                    counter, cost, store=store,
                     unknown=lambda error, request: after_sending(
                         error, request, at_most_once=at_most_once),
                     **({'answered': after_answer} if at_most_once else {}))
@@ -362,6 +380,51 @@ class SpotCore(KeyedCore):
                                    f'rate tier\'s maximum of {self.counter.maximum:g}: lower '
                                    f'its cost or choose a larger tier', method=method)
         return cost
+
+    def _engine_pacing(self, method: str, data: Mapping[str, Any], counter: RateCounter | None,
+                       cost: float) -> tuple[RateCounter, float, Callable[[Any], None]]:
+        """The counters an order call waits on (the engine's of its pair, and the REST
+        counter), and what notes its orders' ages in the key's store once it succeeded.
+
+        An order krakenex did not note (added elsewhere, or long ago) is charged as
+        the youngest: the worst case. A cost above the threshold is refused here,
+        before anything is sent.
+
+        :raises KrakenUsageError: for a cost that could never fit under the threshold
+        """
+        assert self.engine is not None
+        maximum, decay = self.engine
+        store = self._store()
+        ids = engine_rules.order_ids(method, data)
+        kept = store.order(ids[0]) if ids else None
+        pair = str(data.get('pair') or (kept[0] if kept else ''))
+        age = max(0.0, time.time() - kept[1]) if kept else engine_rules.WORST_AGE
+        own = engine_rules.cost(method, data, age)
+        if not own <= maximum:
+            raise KrakenUsageError(f'{method} costs {own:g} on the trading engine\'s counter, '
+                                   f'which can never fit under the threshold of {maximum:g}: '
+                                   f'send fewer orders at once or choose a larger engine '
+                                   f'tier', method=method)
+        engine = SharedCounter(self._store, engine_rules.counter_name(pair or '?'), maximum,
+                               decay)
+        parts = [(engine, own)] + ([(counter, cost)] if counter is not None and cost else [])
+
+        def noted(result: Any) -> None:
+            if not isinstance(result, Mapping) or result.get('error') or not pair:
+                return
+            reply = result.get('result', result)
+            found = list(ids)
+            if isinstance(reply, Mapping):
+                txid = reply.get('txid')
+                found += txid if isinstance(txid, list) else [str(txid)] if txid else []
+                for row in reply.get('orders') or []:
+                    if isinstance(row, Mapping) and row.get('txid'):
+                        found.append(str(row['txid']))
+            if method != 'CancelOrder':
+                found += [str(data[f]) for f in ('cl_ord_id', 'userref') if data.get(f)]
+            if found and method != 'CancelOrder':
+                store.note_orders(found, pair, engine_rules.KEEP_AGE)
+        return Joint(parts), 1.0, noted
 
     def _lookup_filter(self, error: OutcomeUnknownError) -> tuple[str, str]:
         """What to look the order of an unknown outcome up by, with the floor past its window.

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-__all__ = ['TIERS', 'RateCounter', 'parse_tier', 'decayed', 'wait_for']
+__all__ = ['TIERS', 'RateCounter', 'Joint', 'parse_tier', 'decayed', 'wait_for']
 
 #: Kraken's REST call counter per verification tier: (maximum, decay per second).
 #: Source: https://docs.kraken.com/api/docs/guides/spot-rest-ratelimits
@@ -152,6 +152,9 @@ class RateCounter:
         with self._lock:
             self._level = self._decayed() + amount
 
+    def unsent(self, cost: float) -> None:
+        """Hear that a call counted here was never sent; this counter keeps it counted."""
+
     @contextmanager
     def counting(self, cost: float) -> Iterator[None]:
         """Wait for room for a call of ``cost``, run it, then settle its cost."""
@@ -160,3 +163,41 @@ class RateCounter:
             yield
         finally:
             self.settle(cost, counted_at)
+
+
+class Joint(RateCounter):
+    """Several counters one call is paced on, each with its own cost: Kraken's REST counter
+    and the trading engine's counter of a pair.
+
+    Room is taken on each in turn and kept while the call waits for the next, so
+    the call is counted once on each, before it is sent. Made for one call.
+
+    :param parts: ``(counter, cost)`` pairs; the cost passed to the methods is ignored
+    """
+
+    def __init__(self, parts: Sequence[tuple[RateCounter, float]]) -> None:
+        super().__init__(max(c.maximum for c, _ in parts), 1.0)
+        self.parts = list(parts)
+        self._taken = 0
+        self._unsent = False
+
+    def try_acquire(self, cost: float) -> float:
+        while self._taken < len(self.parts):
+            counter, own = self.parts[self._taken]
+            wait = counter.try_acquire(own)
+            if wait > 0:
+                return wait
+            self._taken += 1
+        return 0.0
+
+    def unsent(self, cost: float) -> None:
+        """Take back what a call that was never sent added: Kraken never counted it."""
+        for counter, own in self.parts[:self._taken]:
+            counter.add(-own)
+        self._unsent = True
+
+    def settle(self, cost: float, counted_at: float) -> None:
+        unsent, self._unsent, self._taken = self._unsent, False, 0  # a retry counts again
+        if not unsent:
+            for counter, own in self.parts:
+                counter.settle(own, counted_at)

@@ -23,7 +23,7 @@ import urllib3
 
 from . import protocol
 from .core import KeyedCore
-from .errors import KrakenError, KrakenUsageError
+from .errors import KrakenError, KrakenUsageError, NotSentError
 from .pacing import RateCounter
 from .protocol import Reply, Request, Timeout
 from .share import lease
@@ -59,6 +59,9 @@ class RequestsDriver(KeyedCore):
         # Each thread's last response: the one its error belongs to, when threads share the object.
         self._thread = threading.local()
         self._private_lock = threading.Lock()
+        # When the last reply (or failure) came (time.monotonic): how long the freshest
+        # pooled connection, the one the pool gives next, has been idle.
+        self._used = 0.0
         self._settings: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
         # What _prepare keeps between calls: the state it was made for, the checked address,
         # the .netrc auth, the session's checked headers, and a blank request to copy.
@@ -133,6 +136,8 @@ class RequestsDriver(KeyedCore):
     def _send(self, call: protocol.Call, timeout: Timeout) -> Any:
         """Build and send one attempt; a failure once it may have left is what the call says."""
         request = call.build()
+        if call.retry.at_most_once and time.monotonic() - self._used > self.stale_after:
+            self._drop_idle()
         try:
             reply = call.read(self._transmit(request, timeout))
             return call.answered(reply, request, getattr(self._thread, 'response', None))
@@ -142,6 +147,16 @@ class RequestsDriver(KeyedCore):
                 raise
             raise unknown from exc.__cause__
 
+    def _drop_idle(self) -> None:
+        """Close the pooled connections to :attr:`uri`, idle too long to trust with a state
+        change: a server that forgot one answers a request on it with nothing at all."""
+        try:
+            adapter = self.session.get_adapter(self.uri + '/')
+        except requests.RequestException:  # no adapter: the send says what is wrong
+            return
+        if isinstance(adapter, requests.adapters.HTTPAdapter):
+            log.debug('connections idle over %g s closed before a state change', self.stale_after)
+            adapter.close()
 
     def _transmit(self, request: Request, timeout: Timeout) -> Reply:
         """Send ``request`` through the session: the reply as it came, or what went wrong.
@@ -149,6 +164,13 @@ class RequestsDriver(KeyedCore):
         The attempt is over by :func:`~krakenex.protocol.deadline_seconds` of
         ``timeout``, however slowly the reply's status line, headers and body arrive.
         """
+        try:
+            return self._exchange(request, timeout)
+        finally:
+            self._used = time.monotonic()
+
+    def _exchange(self, request: Request, timeout: Timeout) -> Reply:
+        """One request and its reply, as :meth:`_transmit` says."""
         method = request.method
         started = time.perf_counter()
         seconds = protocol.deadline_seconds(timeout)
@@ -330,8 +352,14 @@ def _paced(counter: RateCounter | None, cost: float) -> Iterator[None]:
     if counter is None:
         yield
         return
-    with counter.counting(cost):
+    counted_at = counter.acquire(cost)
+    try:
         yield
+    except NotSentError:
+        counter.unsent(cost)  # Kraken never counted it
+        raise
+    finally:
+        counter.settle(cost, counted_at)
 
 
 def _alone(exc: BaseException) -> BaseException:

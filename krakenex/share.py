@@ -122,6 +122,14 @@ class Store:
         """Raise counter ``name`` by ``amount`` now (a call's cost, moved to its reply)."""
         raise NotImplementedError
 
+    def note_orders(self, ids: list[str], pair: str, ttl: float) -> None:
+        """Keep for ``ttl`` seconds that orders ``ids`` on ``pair`` were added or changed now."""
+        raise NotImplementedError
+
+    def order(self, ident: str) -> tuple[str, float] | None:
+        """The pair of order ``ident`` and when it was noted (:func:`time.time`), if kept."""
+        raise NotImplementedError
+
     def status(self) -> dict[str, Any]:
         """What the store holds: ``where``, ``nonce`` (the floor), ``locked``, ``counters``."""
         raise NotImplementedError
@@ -143,6 +151,7 @@ class LocalStore(Store):
         self._last = 0
         self._lock = threading.Lock()
         self._counters: dict[str, pacing.RateCounter] = {}
+        self._orders: dict[str, tuple[str, float, float]] = {}
 
     def lock(self, lease: float) -> Any:
         return True  # the driver's own lock orders this object's calls
@@ -171,6 +180,16 @@ class LocalStore(Store):
     def add(self, name: str, decay: float, amount: float) -> None:
         self._counter(name, decay).add(amount)
 
+    def note_orders(self, ids: list[str], pair: str, ttl: float) -> None:
+        now = time.time()
+        with self._lock:
+            self._orders = {i: kept for i, kept in self._orders.items() if kept[2] > now}
+            self._orders.update((i, (pair, now, now + ttl)) for i in ids)
+
+    def order(self, ident: str) -> tuple[str, float] | None:
+        kept = self._orders.get(ident)
+        return None if kept is None or kept[2] <= time.time() else kept[:2]
+
     def status(self) -> dict[str, Any]:
         return {'where': self.where, 'nonce': self._last, 'locked': False,
                 'counters': {name: c.level() for name, c in self._counters.items()}}
@@ -179,6 +198,7 @@ class LocalStore(Store):
         with self._lock:
             self._last = 0
             self._counters.clear()
+            self._orders.clear()
 
 
 # ------------------------------------------------------------ the file store
@@ -378,7 +398,8 @@ class FileStore(Store):
     def _write(self, fd: int, state: dict[str, Any]) -> None:
         """Write the whole state, over the length last read: the file never needs truncating."""
         data = _header(state['nonce']) + json.dumps(
-            {'server': state['server'], 'counters': state['counters']}).encode()
+            {'server': state['server'], 'counters': state['counters'],
+             'orders': state.get('orders', {})}).encode()
         data += b' ' * (self._length - len(data))  # JSON ignores the spaces
         self._length = len(data)
         self._pwrite(fd, data)
@@ -390,7 +411,7 @@ class FileStore(Store):
             raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
 
     def _empty(self) -> dict[str, Any]:
-        return {'nonce': 0, 'server': self._server, 'counters': {}}
+        return {'nonce': 0, 'server': self._server, 'counters': {}, 'orders': {}}
 
     def nonce(self, candidate: int) -> int:
         with self._state_file() as fd:
@@ -431,6 +452,25 @@ class FileStore(Store):
             self._update(raise_level)
         except ShareUnavailableError as exc:  # after the call: its result still counts
             log.warning('krakenex: %s', exc)
+
+    def note_orders(self, ids: list[str], pair: str, ttl: float) -> None:
+        def note(state: dict[str, Any]) -> tuple[None, bool]:
+            now = time.time()
+            kept = state.setdefault('orders', {})
+            for ident in [i for i, (_, _, until) in kept.items() if until <= now]:
+                del kept[ident]
+            kept.update((ident, [pair, now, now + ttl]) for ident in ids)
+            return None, True
+        try:
+            self._update(note)
+        except ShareUnavailableError as exc:  # after the call: its result still counts
+            log.warning('krakenex: %s', exc)
+
+    def order(self, ident: str) -> tuple[str, float] | None:
+        kept = self._update(lambda state: (state.get('orders', {}).get(ident), False))
+        if kept is None or kept[2] <= time.time():
+            return None
+        return str(kept[0]), float(kept[1])
 
     def status(self) -> dict[str, Any]:
         now = time.time()
@@ -514,6 +554,12 @@ def _state_problem(state: Any, server: str) -> str:
                 isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
                 for x in v) for v in counters.values()):
         return 'its counters are not numbers'
+    orders = state.setdefault('orders', {})
+    if not isinstance(orders, dict) or not all(
+            isinstance(v, list) and len(v) == 3 and isinstance(v[0], str) and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                for x in v[1:]) for v in orders.values()):
+        return 'its orders are not as written'
     return ''
 
 
@@ -657,6 +703,29 @@ class RedisStore(Store):
                           args=['0', repr(decay), repr(amount), 'add'])
         except self._errors as exc:
             log.warning('krakenex: could not count a call in %s: %s', self.where, exc)
+
+    def _order_key(self, ident: str) -> str:
+        return f"{self._keys['counters']}.order:{ident}"
+
+    def note_orders(self, ids: list[str], pair: str, ttl: float) -> None:
+        try:
+            with self.client.pipeline() as pipe:
+                for ident in ids:
+                    pipe.set(self._order_key(ident), f'{time.time()!r} {pair}',
+                             px=max(1, math.ceil(ttl * 1000)))
+                pipe.execute()
+        except self._errors as exc:  # after the call: its result still counts
+            log.warning('krakenex: could not note orders in %s: %s', self.where, exc)
+
+    def order(self, ident: str) -> tuple[str, float] | None:
+        kept = self._run(lambda: self.client.get(self._order_key(ident)))
+        if kept is None:
+            return None
+        stamp, _, pair = (kept.decode() if isinstance(kept, bytes) else kept).partition(' ')
+        try:
+            return pair, float(stamp)
+        except ValueError:
+            return None
 
     def _names(self) -> list[str]:
         prefix = self._keys['counters'] + ':'

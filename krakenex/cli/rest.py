@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import methods, order_ids
 from .._tables import TABLES, table
+from ..engine import parse_engine
 from ..paging import PAGED, Progress, fetch_all
 from ..version import __version__
 from .frame import (
@@ -185,7 +186,21 @@ def _parser() -> Parser:
     add_shared_options(call, output, where, what='METHOD', tier_help=(
         'pace calls under Kraken\'s rate limit of this tier: starter, intermediate, pro, '
         'MAX,DECAY or none (default: none, or starter with --all unless --sandbox)'))
+    where('--engine', metavar='TIER', type=_engine,
+          help='pace order calls under Kraken\'s per-pair trading-engine limit of this tier, '
+               'shared with the key\'s other users: starter, intermediate, pro, '
+               'THRESHOLD,DECAY or none (default: none)')
     return parser
+
+
+def _engine(text: str) -> str | tuple[float, float]:
+    """An argparse type: ``none``, or a tier as :func:`krakenex.engine.parse_engine` reads it."""
+    if text == 'none':
+        return text
+    try:
+        return parse_engine(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f'{exc} (or none for no pacing)') from None
 
 
 def _epilog() -> str:
@@ -324,6 +339,8 @@ def _api(args: argparse.Namespace, sandbox: Sandbox | None, private_method: str 
     if tier == 'none':
         tier = None
     options: dict[str, Any] = {'tier': tier, 'public_rate': PUBLIC_RATE if tier else None}
+    if args.engine not in (None, 'none'):
+        options['engine'] = args.engine
     if args.timeout is not None:
         options['timeout'] = args.timeout
     if args.retries is not None:

@@ -57,6 +57,15 @@ class AsyncFuturesAPI(FuturesCore):
         self._sender.session = value
 
     @property
+    def stale_after(self) -> float:
+        """:attr:`krakenex.AsyncAPI.stale_after` of the sending loop, set before the first call."""
+        return self._sender.stale_after
+
+    @stale_after.setter
+    def stale_after(self, value: float) -> None:
+        self._sender.stale_after = value
+
+    @property
     def response(self) -> aiohttp.ClientResponse | None:
         """The last response, overwritten by every call."""
         return self._sender.response

@@ -63,6 +63,9 @@ class FuturesAPI(RequestsDriver, FuturesCore):
     :param share: where the key's nonce floor, send lock and budgets are kept,
         as for :class:`krakenex.API`: shared by every process on this machine
         unless told otherwise
+    :param client_order_ids: give a ``sendorder`` without ``cliOrdId`` (and each
+        ``send`` of a ``batchorder``) a ``cliOrdId`` before it is first sent, so
+        that :meth:`reconcile` can always look it up; ``False`` sends them as given
     :raises KrakenUsageError: for an unknown nonce unit, a bad timeout or ``share``
 
     :attr:`session` (a :class:`requests.Session`) and :attr:`response` are as

@@ -124,6 +124,9 @@ class Sandbox:
     :param read_timeout: seconds one read from a client may wait before its
         connection is dropped (an idle keep-alive connection, or a body that never
         arrives).
+    :param idle_drop: seconds after which an idle keep-alive connection is forgotten,
+        as by a load balancer in front of Kraken: its next request is dropped
+        unanswered. None (the default) keeps it while ``read_timeout`` allows.
     :param max_connections: open connections at most; beyond it the connection
         idle the longest is closed to make room (HTTP 503 if none is idle).
     :param motion: seconds between two moves of the market while the sandbox runs:
@@ -158,7 +161,8 @@ class Sandbox:
                  balances: dict[str, str] | None = None, nonce_window: int = 0,
                  otp: str | None = None, costs: dict[str, float] | None = None,
                  public_rate: float | None = None, read_timeout: float = READ_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS, motion: float | None = None) -> None:
+                 max_connections: int = MAX_CONNECTIONS, motion: float | None = None,
+                 idle_drop: float | None = None) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f'port must be between 0 and 65535, not {port}')
         if not (math.isfinite(read_timeout) and read_timeout > 0) or max_connections < 1:
@@ -178,6 +182,7 @@ class Sandbox:
         self.key, self.secret = account.key, account.secret
         self._read_timeout, self._max_connections = read_timeout, max_connections
         self._faults = Faults()
+        self._faults.idle_drop = idle_drop
         self._routes: dict[str, tuple[Route, Callable[[], Reply] | None]] = {
             PUBLIC_PREFIX: (self.endpoints.route, None),
             PRIVATE_PREFIX: (self.endpoints.route, None)}

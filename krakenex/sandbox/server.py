@@ -145,6 +145,10 @@ class Faults:
         self._lock = threading.Lock()
         #: Set when the sandbox stops, to cut waits short.
         self.stopping = threading.Event()
+        #: Seconds after which an idle keep-alive connection is forgotten: its next
+        #: request is dropped unanswered, as a load balancer that timed it out does.
+        #: None keeps idle connections as long as ``read_timeout`` allows.
+        self.idle_drop: float | None = None
 
     def add(self, kind: str, method: str | None, seconds: float, times: int) -> None:
         if kind not in FAULT_KINDS:
@@ -306,12 +310,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.settimeout(self.server.read_timeout)
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    #: When this connection's last request was answered (:func:`time.monotonic`).
+    answered: float | None = None
+
     def handle_one_request(self) -> None:
         self.server.mark(self.connection, True)
         super().handle_one_request()
+        self.answered = time.monotonic()
 
     def parse_request(self) -> bool:
         self.server.mark(self.connection, False)
+        drop = self.server.faults.idle_drop
+        if drop is not None and self.answered is not None \
+                and time.monotonic() - self.answered > drop:
+            self.close_connection = True  # forgotten: closed with the request unread
+            return False
         return super().parse_request()
 
     def log_message(self, format: str, *args: Any) -> None:

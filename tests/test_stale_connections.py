@@ -1,0 +1,124 @@
+"""No stale pooled connection carries an order: one idle too long is not used for a state change.
+
+The sandbox here forgets a keep-alive connection idle for more than a second,
+as a load balancer in front of Kraken does after its own idle timeout: the next
+request on it is dropped unanswered. An order sent that way has an unknown
+outcome. krakenex opens a fresh connection instead, for API, AsyncAPI and the
+futures clients, and keeps using fresh pooled connections for everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import krakenex
+from krakenex.futures import AsyncFuturesAPI, FuturesAPI
+from krakenex.sandbox import Sandbox
+
+#: The sandbox forgets connections idle this long; krakenex's bound is below it.
+DROP = 1.0
+BOUND = 0.5
+RESTING = {'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit', 'volume': '0.01',
+           'price': '1000'}
+FUTURES_ORDER = {'orderType': 'lmt', 'symbol': 'PF_XBTUSD', 'side': 'buy', 'size': 0.01,
+                 'limitPrice': 50000}
+
+
+@pytest.fixture
+def forgetful() -> Iterator[Sandbox]:
+    with Sandbox(tier=None, idle_drop=DROP) as running:
+        yield running
+
+
+def spot(sandbox: Sandbox, stale_after: float) -> krakenex.API:
+    api = krakenex.API(sandbox.key, sandbox.secret, uri=sandbox.url, raise_errors=True)
+    api.stale_after = stale_after
+    return api
+
+
+def orders_sent(sandbox: Sandbox, method: str = 'AddOrder') -> int:
+    return sum(name == method for name, _ in sandbox.requests_log)
+
+
+def connections(api: krakenex.API) -> int:
+    """How many connections the client has opened to the sandbox so far."""
+    pools = api.session.get_adapter(api.uri).poolmanager.pools
+    keys = pools.keys()  # a urllib3 container, which cannot be iterated itself
+    return sum(pools[key].num_connections for key in keys)
+
+
+def test_an_order_after_the_idle_period_is_placed_once_on_a_fresh_connection(
+        forgetful: Sandbox) -> None:
+    api = spot(forgetful, BOUND)
+    api.query_private('Balance')
+    time.sleep(DROP + 0.3)
+    result = api.query_private('AddOrder', RESTING)  # no OutcomeUnknownError, no reconcile
+    assert len(result['result']['txid']) == 1
+    assert orders_sent(forgetful) == 1
+    assert len(api.query_private('OpenOrders')['result']['open']) == 1
+
+
+def test_without_the_bound_the_same_order_is_an_unknown_outcome(forgetful: Sandbox) -> None:
+    api = spot(forgetful, 3600.0)
+    api.query_private('Balance')
+    time.sleep(DROP + 0.3)
+    with pytest.raises(krakenex.OutcomeUnknownError):
+        api.query_private('AddOrder', RESTING)
+
+
+def test_fresh_connections_keep_being_used_for_reads_and_orders(forgetful: Sandbox) -> None:
+    api = spot(forgetful, BOUND)
+    api.query_public('Time')
+    for _ in range(3):
+        api.query_private('Balance')
+        api.query_private('AddOrder', RESTING)
+    assert connections(api) == 1
+
+
+def test_a_read_after_the_idle_period_keeps_the_pool(forgetful: Sandbox) -> None:
+    api = spot(forgetful, BOUND)
+    api.query_public('Time')
+    time.sleep(BOUND + 0.1)  # past krakenex's bound, within the server's
+    api.query_public('Time')
+    assert connections(api) == 1
+
+
+def test_async_an_order_after_the_idle_period_is_placed_once(forgetful: Sandbox) -> None:
+    async def run() -> Any:
+        async with krakenex.AsyncAPI(forgetful.key, forgetful.secret, uri=forgetful.url,
+                                     raise_errors=True) as api:
+            api.stale_after = BOUND
+            await api.query_private('Balance')
+            await asyncio.sleep(DROP + 0.3)
+            return await api.query_private('AddOrder', RESTING)
+
+    assert len(asyncio.run(run())['result']['txid']) == 1
+    assert orders_sent(forgetful) == 1
+
+
+def test_futures_an_order_after_the_idle_period_is_placed_once(forgetful: Sandbox) -> None:
+    with FuturesAPI(forgetful.futures.key, forgetful.futures.secret, uri=forgetful.futures_url,
+                    raise_errors=True) as futures:
+        futures.stale_after = BOUND
+        futures.query_private('accounts')
+        time.sleep(DROP + 0.3)
+        assert futures.query_private('sendorder', FUTURES_ORDER)['sendStatus']['status'] == 'placed'
+        assert len(futures.query_private('openorders')['openOrders']) == 1
+
+
+def test_async_futures_an_order_after_the_idle_period_is_placed_once(
+        forgetful: Sandbox) -> None:
+    async def run() -> Any:
+        async with AsyncFuturesAPI(forgetful.futures.key, forgetful.futures.secret,
+                                   uri=forgetful.futures_url, raise_errors=True) as futures:
+            futures.stale_after = BOUND
+            await futures.query_private('accounts')
+            await asyncio.sleep(DROP + 0.3)
+            return await futures.query_private('sendorder', FUTURES_ORDER)
+
+    assert asyncio.run(run())['sendStatus']['status'] == 'placed'
