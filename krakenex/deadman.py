@@ -129,7 +129,7 @@ class _Keeper:
         self.armed_until = sent + self.timeout
         self.arms += 1
         if not self.healthy and self.failures:
-            log.warning('krakenex: the dead man\'s switch on %s is armed again after %d '
+            log.warning('the dead man\'s switch on %s is armed again after %d '
                         'failed tries', self.what, self.failures)
             self._tell()
         self.healthy, self.last_error, self.failures = True, None, 0
@@ -145,7 +145,7 @@ class _Keeper:
             fate = (f'Kraken cancels every order at '
                     f'{time.strftime("%H:%M:%S", time.localtime(self.armed_until))} unless '
                     f'a re-arm gets through')
-        log.warning('krakenex: the dead man\'s switch on %s was not re-armed (%s); %s; '
+        log.warning('the dead man\'s switch on %s was not re-armed (%s); %s; '
                     'next try in %g s', self.what, exc or type(exc).__name__, fate, self.retry)
         self._tell()
         return self.retry
@@ -162,7 +162,7 @@ class _Keeper:
 
     def _disarm_failed(self, exc: BaseException) -> None:
         self.healthy, self.last_error = False, exc
-        log.warning('krakenex: the dead man\'s switch on %s could not be disarmed (%s); '
+        log.warning('the dead man\'s switch on %s could not be disarmed (%s); '
                     'Kraken cancels every order when its timer runs out', self.what, exc)
 
 
