@@ -128,11 +128,11 @@ class _Keeper:
         """Note an arming sent at ``sent`` (Unix time); the wait until the next."""
         self.armed_until = sent + self.timeout
         self.arms += 1
-        if not self.healthy and self.failures:
-            log.warning('the dead man\'s switch on %s is armed again after %d '
-                        'failed tries', self.what, self.failures)
+        failures, self.healthy, self.last_error, self.failures = self.failures, True, None, 0
+        if failures:
+            log.warning('the dead man\'s switch on %s is armed again after %d failed %s',
+                        self.what, failures, 'try' if failures == 1 else 'tries')
             self._tell()
-        self.healthy, self.last_error, self.failures = True, None, 0
         return self.every
 
     def _failed(self, exc: BaseException) -> float:
