@@ -239,11 +239,11 @@ def test_async_ws_keeper_rearms_and_an_exception_leaves_it_armed(sandbox: Sandbo
     txid = place(api)
 
     async def bot() -> None:
-        async with AsyncWS(api, url=sandbox.ws_url, auth_url=sandbox.ws_auth_url) as ws:
-            async with ws.dead_man_switch(TIMEOUT, EVERY):
-                await asyncio.sleep(PAST)
-                assert status(sandbox, txid) == ('open', None)
-                raise RuntimeError('the bot failed')
+        async with AsyncWS(api, url=sandbox.ws_url, auth_url=sandbox.ws_auth_url) as ws, \
+                ws.dead_man_switch(TIMEOUT, EVERY):
+            await asyncio.sleep(PAST)
+            assert status(sandbox, txid) == ('open', None)
+            raise RuntimeError('the bot failed')
 
     with pytest.raises(RuntimeError):
         asyncio.run(bot())
