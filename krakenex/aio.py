@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - depends on what is installed
     raise ImportError(needs('AsyncAPI', 'async')) from None
 
 from . import core, protocol
-from .deadman import ADVISED_TIMEOUT, AsyncDeadManSwitch
+from .deadman import ADVISED_TIMEOUT, AsyncDeadManSwitch, call_timeout
 from .errors import (
     KrakenConnectionError,
     KrakenError,
@@ -140,8 +140,9 @@ class AsyncAPI(core.SpotCore):
     def dead_man_switch(self, timeout: int = ADVISED_TIMEOUT, every: float | None = None, *,
                         disarm_on_error: bool = False) -> AsyncDeadManSwitch:
         """:meth:`krakenex.API.dead_man_switch` for asyncio: ``async with`` it."""
-        async def arm(seconds: int) -> None:
-            unwrap(await self.query_private('CancelAllOrdersAfter', {'timeout': seconds}),
+        async def arm(seconds: int, within: float) -> None:
+            unwrap(await self.query_private('CancelAllOrdersAfter', {'timeout': seconds},
+                                            timeout=call_timeout(self.timeout, within)),
                    'CancelAllOrdersAfter')
 
         return AsyncDeadManSwitch(arm, timeout, every, what=f'{self.uri} (REST)',

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import core, protocol
-from .deadman import ADVISED_TIMEOUT, DeadManSwitch
+from .deadman import ADVISED_TIMEOUT, DeadManSwitch, call_timeout
 from .errors import OutcomeUnknownError, unwrap
 from .protocol import DEFAULT_TIMEOUT, DEFAULT_URI, NONCE_UNITS, Request, Timeout
 from .sending import RequestsDriver
@@ -195,8 +195,9 @@ class API(RequestsDriver, core.SpotCore):
         :param disarm_on_error: disarm when an exception leaves the block, too
         :raises KrakenUsageError: for a timeout or period out of those bounds
         """
-        def arm(seconds: int) -> None:
-            unwrap(self.query_private('CancelAllOrdersAfter', {'timeout': seconds}),
+        def arm(seconds: int, within: float) -> None:
+            unwrap(self.query_private('CancelAllOrdersAfter', {'timeout': seconds},
+                                      timeout=call_timeout(self.timeout, within)),
                    'CancelAllOrdersAfter')
 
         return DeadManSwitch(arm, timeout, every, what=f'{self.uri} (REST)',

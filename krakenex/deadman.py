@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import KrakenUsageError
+from .protocol import Timeout
 
 __all__ = ['DeadManSwitch', 'AsyncDeadManSwitch', 'ADVISED_TIMEOUT', 'ADVISED_EVERY',
            'MAX_TIMEOUT', 'check_schedule']
@@ -55,6 +56,12 @@ MAX_TIMEOUT = 86399
 RETRY_SHARE = 0.25
 #: Tries to disarm on a clean exit before giving up, and the wait between two.
 DISARM_TRIES, DISARM_WAIT = 3, 0.5
+#: One try may take a quarter of the time from a missed re-arm to the timer running out
+#: (10 s with Kraken's advice), but at least this many seconds, before it counts as failed.
+MIN_WITHIN = 1.0
+
+#: Sends the call with a timeout in seconds (0 disarms), taking at most ``within`` seconds.
+Arm = Callable[[int, float], object]
 
 #: What the keeper reports a change of health with: ``{'healthy': ..., 'error': ..., ...}``.
 Notify = Callable[[dict[str, Any]], None]
@@ -86,6 +93,15 @@ def check_schedule(timeout: Any, every: Any) -> tuple[int, float]:
     return timeout, float(every)
 
 
+def call_timeout(own: Timeout, within: float) -> Timeout:
+    """A REST call's timeout: the client's own, or shorter, so that the attempt (connect and
+    reply together) is over within ``within`` seconds."""
+    connect, read = own if isinstance(own, tuple) else (own, own)
+    if connect + read <= within:
+        return own
+    return (min(connect, within / 2), min(read, within / 2))
+
+
 def clean_exit(kind: type[BaseException] | None, exc: BaseException | None) -> bool:
     """Whether a ``with`` block was left cleanly: no exception, or ``sys.exit(0)``."""
     if kind is None:
@@ -102,6 +118,8 @@ class _Keeper:
         #: ``every``: seconds between two armings; ``retry``: after a failed one.
         self.timeout, self.every = check_schedule(timeout, every)
         self.retry = self.every * RETRY_SHARE
+        #: Seconds one try may take before it counts as failed (and is tried again).
+        self.within = max(MIN_WITHIN, (self.timeout - self.every) / 4)
         #: Whether an exception leaving the block disarms the switch too.
         self.disarm_on_error = disarm_on_error
         #: Whether the last try to arm the switch succeeded.
@@ -172,7 +190,8 @@ class DeadManSwitch(_Keeper):
     Made by :meth:`krakenex.API.dead_man_switch`, ``FuturesAPI.dead_man_switch`` and
     :meth:`krakenex.ws.WS.dead_man_switch`; see :mod:`krakenex.deadman` for what it does.
 
-    :param arm: sends the call with a timeout in seconds (0 disarms); raises if it failed
+    :param arm: sends the call with a timeout in seconds (0 disarms), giving up after
+        :attr:`within` seconds, its second argument; raises if it failed
     :param timeout: Kraken's timer, in whole seconds
     :param every: seconds between two armings, at most half of ``timeout``
     :param what: names the client in warnings
@@ -181,7 +200,7 @@ class DeadManSwitch(_Keeper):
     :raises KrakenUsageError: for a timeout or period out of bounds (:func:`check_schedule`)
     """
 
-    def __init__(self, arm: Callable[[int], object], timeout: int = ADVISED_TIMEOUT,
+    def __init__(self, arm: Arm, timeout: int = ADVISED_TIMEOUT,
                  every: float | None = None, *, what: str = 'Kraken',
                  notify: Notify | None = None, disarm_on_error: bool = False) -> None:
         super().__init__(timeout, every, what=what, notify=notify,
@@ -238,7 +257,7 @@ class DeadManSwitch(_Keeper):
 
     def _send(self, timeout: int) -> float:
         sent = time.time()
-        self._arm(timeout)
+        self._arm(timeout, self.within)
         return sent
 
     def _keep(self) -> None:
@@ -258,7 +277,8 @@ class AsyncDeadManSwitch(_Keeper):
     :class:`DeadManSwitch`, with ``arm`` a coroutine function.
     """
 
-    def __init__(self, arm: Callable[[int], Awaitable[object]], timeout: int = ADVISED_TIMEOUT,
+    def __init__(self, arm: Callable[[int, float], Awaitable[object]],
+                 timeout: int = ADVISED_TIMEOUT,
                  every: float | None = None, *, what: str = 'Kraken',
                  notify: Notify | None = None, disarm_on_error: bool = False) -> None:
         super().__init__(timeout, every, what=what, notify=notify,
@@ -301,7 +321,7 @@ class AsyncDeadManSwitch(_Keeper):
 
     async def _send(self, timeout: int) -> float:
         sent = time.time()
-        await self._arm(timeout)
+        await asyncio.wait_for(self._arm(timeout, self.within), self.within)
         return sent
 
     async def _keep(self) -> None:

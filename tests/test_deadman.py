@@ -165,6 +165,18 @@ def test_a_failed_rearm_is_a_warning_and_is_tried_again_sooner(
     assert 'armed again after 2 failed tries' in warnings[2]
 
 
+def test_a_rearm_that_hangs_is_cut_short_and_tried_again_before_the_timer_runs_out(
+        sandbox: Sandbox, api: API, caplog: pytest.LogCaptureFixture) -> None:
+    # Each try may take a quarter of timeout - every (at least 1 s), not the client's 10 s.
+    with caplog.at_level(logging.WARNING, 'krakenex'), api.dead_man_switch(4, 1) as switch:
+        txid = place(api)
+        sandbox.inject('delay', method='CancelAllOrdersAfter', seconds=8)
+        time.sleep(5)
+        assert status(sandbox, txid) == ('open', None)
+        assert switch.healthy and switch.within == 1
+    assert any('was not re-armed' in r.getMessage() for r in caplog.records)
+
+
 def test_a_switch_that_cannot_be_armed_raises_on_entry(sandbox: Sandbox, api: API) -> None:
     sandbox.inject('unavailable', method='CancelAllOrdersAfter')
     ran = False

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..deadman import ADVISED_TIMEOUT, DeadManSwitch
+from ..deadman import ADVISED_TIMEOUT, DeadManSwitch, call_timeout
 from ..errors import KrakenError, OutcomeUnknownError
 from ..protocol import Timeout
 from ..sending import RequestsDriver
@@ -161,9 +161,10 @@ class FuturesAPI(RequestsDriver, FuturesCore):
                         disarm_on_error: bool = False) -> DeadManSwitch:
         """A keeper of Kraken Futures' dead man's switch (``cancelallordersafter``);
         the same as :meth:`krakenex.API.dead_man_switch`."""
-        def arm(seconds: int) -> None:
+        def arm(seconds: int, within: float) -> None:
             error = protocol.reply_error(
-                self.query_private('cancelallordersafter', {'timeout': seconds}),
+                self.query_private('cancelallordersafter', {'timeout': seconds},
+                                   timeout=call_timeout(self.timeout, within)),
                 'cancelallordersafter')
             if error is not None:
                 raise error

@@ -347,7 +347,7 @@ class AsyncWS:
         :raises KrakenUsageError: for a timeout or period out of bounds
             (:func:`krakenex.deadman.check_schedule`)
         """
-        async def arm(seconds: int) -> None:
+        async def arm(seconds: int, within: float) -> None:  # the keeper waits ``within``
             await self.request('cancel_all_orders_after', timeout=seconds)
 
         return AsyncDeadManSwitch(arm, timeout, every, what=f'{self.auth_url} (WebSocket)',

@@ -119,8 +119,9 @@ class WS:
                         disarm_on_error: bool = False) -> DeadManSwitch:
         """See :meth:`AsyncWS.dead_man_switch <krakenex.ws.AsyncWS.dead_man_switch>`;
         ``with ws.dead_man_switch(timeout=60, every=20):``, re-armed from a thread."""
-        def arm(seconds: int) -> None:
-            self.request('cancel_all_orders_after', timeout=seconds)
+        def arm(seconds: int, within: float) -> None:
+            self._run(asyncio.wait_for(
+                self._ws.request('cancel_all_orders_after', timeout=seconds), within))
 
         def notify(fields: dict[str, Any]) -> None:
             if not self._stopped:
