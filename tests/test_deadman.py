@@ -301,3 +301,14 @@ def test_cli_refuses_a_schedule_out_of_bounds_and_runs_nothing(sandbox: Sandbox)
     assert done.returncode == 2 and done.stdout == ''
     assert 'more than half of timeout=60' in done.stderr
     assert sandbox.exchange.accounts[sandbox.key].cancel_at is None
+
+
+def test_cli_disarms_again_when_the_command_cannot_be_started(sandbox: Sandbox) -> None:
+    env = {**os.environ, 'KRAKEN_API_KEY': sandbox.key, 'KRAKEN_API_SECRET': sandbox.secret}
+    done = subprocess.run([sys.executable, '-m', 'krakenex', 'dead-man-switch', '--uri',
+                           sandbox.url, '60', '--', 'no-such-bot-anywhere'], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and 'cannot run no-such-bot-anywhere' in done.stderr
+    assert sandbox.exchange.accounts[sandbox.key].cancel_at is None
+    sent = [m for m, _ in sandbox.requests_log if m == 'CancelAllOrdersAfter']
+    assert len(sent) == 2  # armed, then disarmed

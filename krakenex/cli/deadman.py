@@ -131,7 +131,8 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
     with client:
         load_credentials(client, args.key_file, needed, PROG, key_file_default=not args.futures,
                          missing=f'the dead man\'s switch needs an API key ({needed}); none '
-                                 f'found in --key-file or {", ".join(client.KEY_VARIABLES)}')
+                                 f'found in --key-file, {" and ".join(client.KEY_VARIABLES)}'
+                                 + ('' if args.futures else f', or {default_key_file()}'))
         yield client
 
 
