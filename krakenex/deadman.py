@@ -17,7 +17,7 @@ A keeper calls it on that schedule::
   reconnecting WebSocket, Kraken busy) is logged as a warning on the ``krakenex``
   logger (and put into the WebSocket stream as a ``dead_man_switch`` notice) and
   tried again after a quarter of ``every``: at least four more tries before the
-  timer runs out.
+  timer runs out. A try that hangs counts as failed after :attr:`within` seconds.
 - A clean exit of the block (no exception, or ``sys.exit(0)``) disarms the switch
   (``timeout=0``): the orders stay.
 - An exception leaving the block, Ctrl-C included, leaves the switch armed: the
