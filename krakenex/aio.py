@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - depends on what is installed
     raise ImportError(needs('AsyncAPI', 'async')) from None
 
 from . import core, protocol
+from .deadman import ADVISED_TIMEOUT, AsyncDeadManSwitch, call_timeout
 from .errors import (
     KrakenConnectionError,
     KrakenError,
@@ -136,6 +137,17 @@ class AsyncAPI(core.SpotCore):
         return await self.find_order(**{field: value})
 
     # ---------------------------------------------------------------- sending
+
+    def dead_man_switch(self, timeout: int = ADVISED_TIMEOUT, every: float | None = None, *,
+                        disarm_on_error: bool = False) -> AsyncDeadManSwitch:
+        """:meth:`krakenex.API.dead_man_switch` for asyncio: ``async with`` it."""
+        async def arm(seconds: int, within: float) -> None:
+            unwrap(await self.query_private('CancelAllOrdersAfter', {'timeout': seconds},
+                                            timeout=call_timeout(self.timeout, within)),
+                   'CancelAllOrdersAfter')
+
+        return AsyncDeadManSwitch(arm, timeout, every, what=f'{self.uri} (REST)',
+                                  disarm_on_error=disarm_on_error)
 
     async def run(self, call: protocol.Call, timeout: Timeout | None = None) -> Any:
         """Run a call built by a client's core; :meth:`krakenex.API.run` for asyncio.

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import core, protocol
+from .deadman import ADVISED_TIMEOUT, DeadManSwitch, call_timeout
 from .errors import OutcomeUnknownError, unwrap
 from .protocol import DEFAULT_TIMEOUT, DEFAULT_URI, NONCE_UNITS, Request, Timeout
 from .sending import RequestsDriver
@@ -185,6 +186,30 @@ class API(RequestsDriver, core.SpotCore):
         """
         field, value = self._lookup_filter(error)
         return self.find_order(**{field: value})
+
+    def dead_man_switch(self, timeout: int = ADVISED_TIMEOUT, every: float | None = None, *,
+                        disarm_on_error: bool = False) -> DeadManSwitch:
+        """A keeper of Kraken's dead man's switch (CancelAllOrdersAfter) for this key.
+
+        ``with api.dead_man_switch(timeout=60, every=20):`` arms it, re-arms it every
+        ``every`` seconds from a thread, and disarms it when the block ends cleanly; an
+        exception leaves it armed, so Kraken cancels every order when the timer runs
+        out (:mod:`krakenex.deadman`). A failed re-arm is a warning on the ``krakenex``
+        logger and is tried again sooner.
+
+        :param timeout: seconds Kraken waits after the last arming, 1 to 86399
+        :param every: seconds between two armings, at most half of ``timeout``
+            (default: a third of it)
+        :param disarm_on_error: disarm when an exception leaves the block, too
+        :raises KrakenUsageError: for a timeout or period out of those bounds
+        """
+        def arm(seconds: int, within: float) -> None:
+            unwrap(self.query_private('CancelAllOrdersAfter', {'timeout': seconds},
+                                      timeout=call_timeout(self.timeout, within)),
+                   'CancelAllOrdersAfter')
+
+        return DeadManSwitch(arm, timeout, every, what=f'{self.uri} (REST)',
+                             disarm_on_error=disarm_on_error)
 
     def _call(self, method: str, data: dict[str, Any], timeout: Timeout | None, *,
               private: bool) -> Any:

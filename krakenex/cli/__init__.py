@@ -6,6 +6,8 @@
     krakenex --futures ENDPOINT ...   Kraken Futures REST (krakenex.cli.futures)
     krakenex ws CHANNEL|METHOD ...    WebSocket v2 (krakenex.cli.ws)
     krakenex share status|reset       the key's shared store (krakenex.cli.share)
+    krakenex dead-man-switch T CMD    CMD run with Kraken's dead man's switch kept armed
+                                      (krakenex.cli.deadman)
     krakenex sandbox ...              a local Kraken until Ctrl-C (krakenex.cli.sandbox)
 
 What they share (options, credentials, output, exit codes, Ctrl-C) is
@@ -63,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .share import main as share
 
         return share(argv[1:])
+    if argv[:1] == ['dead-man-switch']:
+        from .deadman import main as dead_man_switch
+
+        return dead_man_switch(argv[1:])
     if argv[:1] == ['ws']:
         from .ws import main as ws
 

@@ -77,6 +77,7 @@ COMMANDS = (
                                        '(krakenex ws --help)'),
     ('krakenex sandbox ...', 'a local Kraken (spot, futures, WebSocket) until Ctrl-C'),
     ('krakenex share status|reset', 'show or forget what is shared for a key'),
+    ('krakenex dead-man-switch ...', 'run a bot with Kraken\'s dead man\'s switch kept armed'),
 )
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..deadman import ADVISED_TIMEOUT, DeadManSwitch, call_timeout
 from ..errors import KrakenError, OutcomeUnknownError
 from ..protocol import Timeout
 from ..sending import RequestsDriver
-from . import sunset
+from . import protocol, sunset
 from .core import FuturesCore
 from .endpoints import Endpoint
 
@@ -158,6 +159,21 @@ class FuturesAPI(RequestsDriver, FuturesCore):
         statuses = self.query_private('orders/status', {'cliOrdIds': ids})
         history = self.query_history('orders', {'count': self.RECONCILE_EVENTS})
         return self._matches(ids, statuses, history)
+
+    def dead_man_switch(self, timeout: int = ADVISED_TIMEOUT, every: float | None = None, *,
+                        disarm_on_error: bool = False) -> DeadManSwitch:
+        """A keeper of Kraken Futures' dead man's switch (``cancelallordersafter``);
+        the same as :meth:`krakenex.API.dead_man_switch`."""
+        def arm(seconds: int, within: float) -> None:
+            error = protocol.reply_error(
+                self.query_private('cancelallordersafter', {'timeout': seconds},
+                                   timeout=call_timeout(self.timeout, within)),
+                'cancelallordersafter')
+            if error is not None:
+                raise error
+
+        return DeadManSwitch(arm, timeout, every, what=f'{self.uri} (Kraken Futures)',
+                             disarm_on_error=disarm_on_error)
 
     def _call(self, endpoint: Endpoint, verb: str, data: dict[str, Any],
               timeout: Timeout | None, *, private: bool) -> Any:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import order_ids
 from ..core import server
+from ..deadman import ADVISED_TIMEOUT, AsyncDeadManSwitch
 from ..errors import KrakenConnectionError, KrakenUsageError, NotSentError
 from .book import Book, BookView
 from .connection import Connection, Token
@@ -36,10 +37,11 @@ from .protocol import (
     check_timeout,
     check_url,
     endpoint,
+    notice,
     reply_error,
     split_subscription,
 )
-from .session import Precisions, Session, carried_out
+from .session import NOTICE_SIZE, Precisions, Session, carried_out
 from .stream import Stream, StreamClosed
 from .unified import Unified
 
@@ -374,6 +376,30 @@ class AsyncWS:
                    if await connection.drop('krakenex was asked to reconnect')]
         for connection in dropped:
             await connection.wait_ready(timeout)
+
+    def dead_man_switch(self, timeout: int = ADVISED_TIMEOUT, every: float | None = None, *,
+                        disarm_on_error: bool = False) -> AsyncDeadManSwitch:
+        """A keeper of Kraken's dead man's switch over this client (``cancel_all_orders_after``).
+
+        ``async with ws.dead_man_switch(timeout=60, every=20):`` arms it, re-arms it
+        from a task through reconnects, and disarms it when the block ends cleanly; an
+        exception leaves it armed (:mod:`krakenex.deadman`). A failed re-arm, and the
+        first success after one, is a ``{"channel": "krakenex", "type":
+        "dead_man_switch", "healthy": ..., "error": ...}`` notice in the stream and a
+        warning on the ``krakenex`` logger; a failed one is tried again sooner.
+
+        :raises KrakenUsageError: for a timeout or period out of bounds
+            (:func:`krakenex.deadman.check_schedule`)
+        """
+        async def arm(seconds: int, within: float) -> None:  # the keeper waits ``within``
+            await self.request('cancel_all_orders_after', timeout=seconds)
+
+        return AsyncDeadManSwitch(arm, timeout, every, what=f'{self.auth_url} (WebSocket)',
+                                  notify=self._dead_man_notice,
+                                  disarm_on_error=disarm_on_error)
+
+    def _dead_man_notice(self, fields: dict[str, Any]) -> None:
+        self._stream.put(notice('dead_man_switch', url=self.auth_url, **fields), NOTICE_SIZE)
 
     async def recv(self, timeout: float | None = None) -> dict[str, Any]:
         """The next message, as Kraken sent it (or one of krakenex's own notices).

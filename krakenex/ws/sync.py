@@ -17,6 +17,7 @@ from collections.abc import Coroutine, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..deadman import ADVISED_TIMEOUT, DeadManSwitch
 from ..errors import KrakenConnectionError
 from .book import BookView
 from .client import AsyncWS, endpoint_urls
@@ -122,6 +123,21 @@ class WS:
     def reconnect(self, *, timeout: float | None = None) -> None:
         """See :meth:`krakenex.ws.AsyncWS.reconnect`."""
         self._run(self._ws.reconnect(timeout=timeout))
+
+    def dead_man_switch(self, timeout: int = ADVISED_TIMEOUT, every: float | None = None, *,
+                        disarm_on_error: bool = False) -> DeadManSwitch:
+        """See :meth:`AsyncWS.dead_man_switch <krakenex.ws.AsyncWS.dead_man_switch>`;
+        ``with ws.dead_man_switch(timeout=60, every=20):``, re-armed from a thread."""
+        def arm(seconds: int, within: float) -> None:
+            self._run(asyncio.wait_for(
+                self._ws.request('cancel_all_orders_after', timeout=seconds), within))
+
+        def notify(fields: dict[str, Any]) -> None:
+            if not self._stopped:
+                self._loop.call_soon_threadsafe(self._ws._dead_man_notice, fields)
+
+        return DeadManSwitch(arm, timeout, every, what=f'{self._ws.auth_url} (WebSocket)',
+                             notify=notify, disarm_on_error=disarm_on_error)
 
     def recv(self, timeout: float | None = None) -> dict[str, Any]:
         """See :meth:`AsyncWS.recv <krakenex.ws.AsyncWS.recv>`."""
