@@ -81,7 +81,7 @@ def open_orders(futures: FuturesAPI) -> list[str | None]:
 
 def tokens_given(sb: Sandbox) -> int:
     """How many WebSocket tokens the sandbox's REST gave out: one per private connection."""
-    return sum(1 for _, name in sb.requests_log if name == 'GetWebSocketsToken')
+    return sum(1 for name, _ in sb.requests_log if name == 'GetWebSocketsToken')
 
 
 # ------------------------------------------------------------------------------ public data
