@@ -18,13 +18,13 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import default_sigint
 from test_interrupts import RUNS_AND_ONCE, broken_rule, check, interrupt
 from test_ws_cli import Swallower, crc_text
 
+from krakenex import API
 from krakenex.futures import FuturesAPI
 from krakenex.sandbox import Sandbox
 
@@ -175,6 +175,36 @@ def test_what_the_unified_websocket_does_not_take_is_a_usage_error(argv):
     result = ws('--timeout', '1', *argv)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith('krakenex ws: ') and 'Traceback' not in result.stderr
+
+
+def test_the_kraken_uws_variables_choose_the_endpoints_not_the_spot_ones(sb, futures):
+    env = {**os.environ, 'KRAKEN_UWS_URL': sb.unified_url,
+           'KRAKEN_UWS_AUTH_URL': sb.unified_auth_url, 'KRAKEN_API_URL': sb.url,
+           'KRAKEN_API_KEY': sb.key, 'KRAKEN_API_SECRET': sb.secret,
+           'KRAKEN_WS_URL': 'ws://127.0.0.1:9/v2', 'KRAKEN_WS_AUTH_URL': 'ws://127.0.0.1:9/v2'}
+    for argv in (['book', SYMBOL, '--count', '1'], ORDER):
+        result = subprocess.run([sys.executable, '-m', 'krakenex', 'ws', '--unified',
+                                 '--timeout', '10', *argv],
+                                capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode == 0, result.stderr
+    assert open_orders(futures) == ['uws-cli-1']
+
+
+def test_a_token_from_a_file_serves_a_key_that_lives_elsewhere(sb, futures, tmp_path):
+    with API(sb.key, sb.secret, uri=sb.url) as elsewhere:
+        token = elsewhere.query_private('GetWebSocketsToken')['result']['token']
+    token_file = tmp_path / 'WS_Token'
+    token_file.write_text(token + '\n')
+    env = {name: value for name, value in os.environ.items()
+           if name not in ('KRAKEN_API_KEY', 'KRAKEN_API_SECRET')}
+    result = subprocess.run(
+        [sys.executable, '-m', 'krakenex', 'ws', '--unified', '--ws-auth-uri',
+         sb.unified_auth_url, '--uri', 'http://127.0.0.1:9', '--token-file', str(token_file),
+         '--timeout', '10', *ORDER],
+        capture_output=True, text=True, timeout=60,
+        env={**env, 'XDG_CONFIG_HOME': str(tmp_path / 'config')})
+    assert result.returncode == 0, result.stderr
+    assert open_orders(futures) == ['uws-cli-1']
 
 
 # ------------------------------------------------------------- Ctrl-C around an order request

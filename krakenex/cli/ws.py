@@ -146,7 +146,8 @@ def _parser() -> argparse.ArgumentParser:
              'itself says, such as book_resync, goes to stderr)')
     add('--sandbox', action='store_true',
         help='run against an embedded sandbox, its funded account and a market that moves '
-             f'every {SANDBOX_MOTION} s (no network)')
+             f'every {SANDBOX_MOTION} s (no network; with --unified, its futures market, '
+             'whose prices stay still)')
     add('--unified', action='store_true',
         help="speak Kraken's Unified WebSocket (derivatives; symbols such as PF_XBTUSD) "
              'instead of spot WebSocket v2, with the token of a spot key')
