@@ -8,6 +8,7 @@ what the command did shows in futures REST (``FuturesAPI`` against ``sb.futures_
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -25,6 +26,7 @@ from test_interrupts import RUNS_AND_ONCE, broken_rule, check, interrupt
 from test_ws_cli import Swallower, crc_text
 
 from krakenex import API
+from krakenex.cli import main
 from krakenex.futures import FuturesAPI
 from krakenex.sandbox import Sandbox
 
@@ -239,6 +241,18 @@ def test_ctrl_c_while_connecting_for_an_order_exits_130_and_nothing_is_placed(
             code, _, err = interrupt(process)
     assert code == 130 and err.splitlines() == ['krakenex ws: interrupted']
     assert open_orders(futures) == []
+
+
+def test_ctrl_c_while_the_arguments_are_read_is_an_interruption_not_a_usage_error(
+        capsys, monkeypatch):
+    """argparse puts its positionals back in a ``finally`` that a Ctrl-C can cut short; the
+    error that leaves must not hide the interruption (exit 2 instead of 130)."""
+    def interrupted(self: argparse.ArgumentParser) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(argparse.ArgumentParser, 'format_usage', interrupted)
+    assert main(['ws', '--unified', *ORDER]) == 130
+    assert capsys.readouterr().err == 'krakenex ws: interrupted\n'
 
 
 def an_ack(out: str) -> bool:
