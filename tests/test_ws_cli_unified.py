@@ -9,6 +9,7 @@ what the command did shows in futures REST (``FuturesAPI`` against ``sb.futures_
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -19,6 +20,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import default_sigint
@@ -29,6 +31,7 @@ from krakenex import API
 from krakenex.cli import main
 from krakenex.futures import FuturesAPI
 from krakenex.sandbox import Sandbox
+from krakenex.ws import WS
 
 #: Futures REST is the witness here, not what is under test: its sunset notice is expected.
 pytestmark = pytest.mark.filterwarnings('ignore::krakenex.futures.KrakenSunsetWarning')
@@ -253,6 +256,26 @@ def test_ctrl_c_while_the_arguments_are_read_is_an_interruption_not_a_usage_erro
     monkeypatch.setattr(argparse.ArgumentParser, 'format_usage', interrupted)
     assert main(['ws', '--unified', *ORDER]) == 130
     assert capsys.readouterr().err == 'krakenex ws: interrupted\n'
+
+
+def test_a_second_ctrl_c_while_the_client_closes_leaves_no_pending_task_to_report(
+        sb, caplog, monkeypatch):
+    """The command's WS closes as its first Ctrl-C goes up; a second one cutting that close
+    short left tasks on the loop, which Python reported on stderr at exit."""
+    ws = WS(API(sb.key, sb.secret, uri=sb.url), unified=True, url=sb.unified_url,
+            auth_url=sb.unified_auth_url, timeout=10)
+    ws.subscribe('book', symbol=[SYMBOL])
+    ws.connect(private=True)
+
+    def interrupted(future: Any, timeout: float | None) -> None:
+        raise KeyboardInterrupt  # the second Ctrl-C, while the close is awaited
+
+    monkeypatch.setattr(ws, '_wait', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ws.close()
+    del ws
+    gc.collect()
+    assert 'Task was destroyed but it is pending' not in caplog.text
 
 
 def an_ack(out: str) -> bool:
