@@ -145,6 +145,17 @@ def test_add_order_is_placed_once_and_is_in_futures_rest_openorders(sb, against,
     assert open_orders(futures) == []
 
 
+def test_an_order_whose_reply_is_lost_exits_4_placed_once_with_its_futures_lookup(
+        sb, against, futures):
+    sb.feed.inject('reply_lost')
+    result = ws(*against, *ORDER)
+    assert result.returncode == 4 and result.stdout == ''
+    (line,) = result.stderr.splitlines()
+    assert line.startswith('krakenex ws: outcome unknown') and 'uws-cli-1' in line
+    assert 'krakenex --futures orders/status cliOrdIds=uws-cli-1' in line
+    assert open_orders(futures) == ['uws-cli-1']  # placed once, never sent again
+
+
 def test_sandbox_positions_and_margin_are_channels_of_the_unified_command():
     for channel in ('positions', 'margin'):
         result = ws('--unified', '--sandbox', channel, '--count', '1')
