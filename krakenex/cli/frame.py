@@ -115,6 +115,12 @@ def _judged(call: Call, parser: argparse.ArgumentParser, argv: Sequence[str],
         except SystemExit as done:  # --help and --version
             call.settled = True
             return done.code if isinstance(done.code, int) else EXIT_OK
+        except Exception as exc:
+            # argparse undoes its own changes in a finally that a Ctrl-C can cut short; the
+            # error that leaves is not the user's: the interruption is
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                raise exc.__context__ from None
+            raise
         with warnings.catch_warnings():  # a warning (such as the key's store) is one line too
             warnings.showwarning = lambda message, *_: warn(str(message), call.prog)
             code = run(args, call)

@@ -75,6 +75,8 @@ COMMANDS = (
     ('krakenex --futures ENDPOINT ...', 'Kraken Futures REST (krakenex --futures --help)'),
     ('krakenex ws CHANNEL|METHOD ...', 'WebSocket v2: ticker, book, add_order, ... '
                                        '(krakenex ws --help)'),
+    ('krakenex ws --unified ...', 'the Unified WebSocket (derivatives): book PF_XBTUSD, '
+                                  'positions, add_order, ...'),
     ('krakenex sandbox ...', 'a local Kraken (spot, futures, WebSocket) until Ctrl-C'),
     ('krakenex share status|reset', 'show or forget what is shared for a key'),
     ('krakenex dead-man-switch ...', 'run a bot with Kraken\'s dead man\'s switch kept armed'),
@@ -229,6 +231,7 @@ def _epilog() -> str:
               '  krakenex --all --csv Ledgers asset=XBT > ledgers.csv',
               '  krakenex --futures --sandbox accounts',
               '  krakenex ws --sandbox book BTC/USD --top 5 --count 3',
+              '  krakenex ws --unified --sandbox book PF_XBTUSD --top 5 --count 1',
               '  krakenex sandbox --port 8080 --motion 1']
     return '\n'.join(lines)
 

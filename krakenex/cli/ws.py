@@ -8,7 +8,11 @@
     krakenex ws executions
     krakenex ws add_order symbol=BTC/USD side=buy order_type=market order_qty=0.01
     krakenex ws cancel_order order_id=OABC12-DEF34-GHI567
+    krakenex ws --unified book PF_XBTUSD --top 5
+    krakenex ws --unified add_order symbol=PF_XBTUSD side=buy order_type=limit \
+        order_qty=0.5 limit_price=60000 cl_ord_id=mine-1
 
+With ``--unified`` it speaks Kraken's Unified WebSocket (derivatives) instead.
 A channel subscribes and prints what arrives (heartbeats left out) until
 ``--count``, ``--seconds`` or Ctrl-C; a method sends one request and prints
 its reply. Credentials and exit codes are those of the REST command.
@@ -25,7 +29,24 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from ..ws.protocol import AUTH, LEVEL3, ORDER_METHODS, PUBLIC, URL_VARIABLES, is_private
+from ..errors import KrakenUsageError
+from ..ws.protocol import (
+    AUTH,
+    LEVEL3,
+    ORDER_METHODS,
+    PUBLIC,
+    UNIFIED_URL_VARIABLES,
+    URL_VARIABLES,
+    is_private,
+)
+from ..ws.unified import (
+    ASSET_CLASS_CHANNELS,
+    ASSET_CLASS_METHODS,
+    DERIVATIVES,
+    NO_ASSET_CLASS,
+    Unified,
+)
+from ..ws.unified import PRIVATE as UNIFIED_PRIVATE  # what goes to /v2/private, with a token
 from .frame import (
     EXIT_CODES,
     EXIT_NETWORK,
@@ -38,6 +59,7 @@ from .frame import (
     check_uri_option,
     default_key_file,
     load_credentials,
+    lookup_advice,
     parse_params,
     run_command,
     to_json,
@@ -58,6 +80,12 @@ CHANNELS = ('ticker', 'book', 'ohlc', 'trade', 'instrument', 'status', 'executio
 #: books, tickers, trades and candles change while the command watches them.
 SANDBOX_MOTION = 0.5
 METHODS = ('ping', *sorted(ORDER_METHODS))
+
+#: The Unified WebSocket's methods and channels (``--unified``), from krakenex.ws.unified's
+#: tables: what takes ``asset_class`` and what does not (level3 and edit_order are not there).
+UNIFIED_METHODS = ('ping', *sorted(ASSET_CLASS_METHODS | (NO_ASSET_CLASS & ORDER_METHODS)))
+UNIFIED_CHANNELS = tuple(sorted((ASSET_CLASS_CHANNELS | NO_ASSET_CLASS)
+                                - set(UNIFIED_METHODS) - {'heartbeat'}))
 
 #: v1 names people type out of habit, and what v2 calls them.
 V1_NAMES = {
@@ -85,13 +113,20 @@ def _parser() -> argparse.ArgumentParser:
         prog='krakenex ws', help_command='krakenex ws',
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Kraken's WebSocket v2 from the shell: subscribe to a channel and print "
-                    'each message as one line of JSON, or send one request and print its reply.',
+                    'each message as one line of JSON, or send one request and print its reply. '
+                    "With --unified, Kraken's Unified WebSocket (derivatives, which replaces "
+                    'Derivatives REST) instead.',
         epilog='\n'.join([
             'channels: ' + ', '.join(CHANNELS), 'methods:  ' + ', '.join(METHODS), '',
+            'with --unified:', '  channels: ' + ', '.join(UNIFIED_CHANNELS),
+            '  methods:  ' + ', '.join(UNIFIED_METHODS), '',
             'examples:', '  krakenex ws ticker BTC/USD ETH/USD',
             '  krakenex ws book BTC/USD depth=10 --top 5',
             '  krakenex ws --sandbox add_order symbol=BTC/USD side=buy order_type=market '
-            'order_qty=0.01', '',
+            'order_qty=0.01',
+            '  krakenex ws --unified book PF_XBTUSD --top 5',
+            '  krakenex ws --unified --sandbox add_order symbol=PF_XBTUSD side=buy '
+            'order_type=limit order_qty=0.5 limit_price=60000 cl_ord_id=mine-1', '',
             'credentials (private channels and methods), first found wins: --token-file, '
             f'--key-file, ${TOKEN_VARIABLE}, KRAKEN_API_KEY and KRAKEN_API_SECRET, '
             f'{default_key_file()}', '',
@@ -111,12 +146,22 @@ def _parser() -> argparse.ArgumentParser:
              'itself says, such as book_resync, goes to stderr)')
     add('--sandbox', action='store_true',
         help='run against an embedded sandbox, its funded account and a market that moves '
-             f'every {SANDBOX_MOTION} s (no network)')
+             f'every {SANDBOX_MOTION} s (no network; with --unified, its futures market, '
+             'whose prices stay still)')
+    add('--unified', action='store_true',
+        help="speak Kraken's Unified WebSocket (derivatives; symbols such as PF_XBTUSD) "
+             'instead of spot WebSocket v2, with the token of a spot key')
+    add('--asset-class', metavar='NAME',
+        help=f'with --unified: the asset_class of every request that takes one and does not '
+             f'name its own (default: {DERIVATIVES})')
     for option, name, where in (('--ws-uri', PUBLIC, 'public'),
                                 ('--ws-auth-uri', AUTH, 'authenticated'),
                                 ('--ws-l3-uri', LEVEL3, 'level3')):
         variable, default = URL_VARIABLES[name]
-        add(option, metavar='URL', help=f'{where} endpoint (default: ${variable}, else {default})')
+        unified = ('' if name not in UNIFIED_URL_VARIABLES else
+                   '; with --unified: ${}, else {}'.format(*UNIFIED_URL_VARIABLES[name]))
+        add(option, metavar='URL',
+            help=f'{where} endpoint (default: ${variable}, else {default}{unified})')
     add('--uri', metavar='URL', help='REST server the token comes from (default: '
                                      '$KRAKEN_API_URL, else Kraken)')
     add('--key-file', metavar='PATH', help='key file: API key on line 1, secret on line 2')
@@ -162,6 +207,8 @@ class _SocketCall(Call):
         #: Whether the command has shown that the order request never left (interrupted
         #: while the connection was re-opening, before it was handed to a socket).
         self.never_sent = False
+        #: Whether the order went over the Unified WebSocket (a derivatives order).
+        self.unified = False
 
     @property
     def in_doubt(self) -> bool:
@@ -179,8 +226,25 @@ class _SocketCall(Call):
         return [(name, source[name]) for source in [self.data, *sources]
                 for name in self.ID_NAMES if source.get(name) is not None]
 
+    #: Where to look for a derivatives order sent over the Unified WebSocket without ids.
+    UNIFIED_ELSEWHERE = ('look in krakenex ws --unified executions, or krakenex --futures '
+                         'openorders (next time give it a cl_ord_id)')
+
+    def commands(self, ids: list[tuple[str, Any]]) -> str:
+        if not self.unified:
+            return super().commands(ids)
+        # derivatives orders: the futures REST lookup, by cl_ord_id or order id
+        return ' and '.join(f'krakenex --futures orders/status '
+                            f'{"cliOrdIds" if name == "cl_ord_id" else "orderIds"}='
+                            f'{",".join(map(str, value)) if isinstance(value, list) else value}'
+                            for name, value in ids[:1])
+
     def advice(self) -> str:
         sent = '' if self.req_id is None else f'It carried req_id {self.req_id}. '
+        if self.unified:
+            ids = self.ids()
+            return sent + lookup_advice(self.method, ids, self.commands(ids),
+                                        self.UNIFIED_ELSEWHERE)
         return sent + super().advice()
 
 
@@ -198,9 +262,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, call: Call) -> int:
-    what, symbols, params = _request(args.what, args.args)
+    if args.asset_class is not None and not args.unified:
+        raise UsageError('--asset-class is for the Unified WebSocket: give --unified too')
+    if args.unified and args.ws_l3_uri is not None:
+        raise UsageError('the Unified WebSocket has no level3 endpoint: leave out --ws-l3-uri')
+    what, symbols, params = _request(args.what, args.args, unified=args.unified)
     if args.top is not None and what != 'book':
         raise UsageError('--top is for the book channel only')
+    unified = _unified_rules(args, what, symbols, params) if args.unified else None
+    if isinstance(call, _SocketCall):
+        call.unified = unified is not None
     if args.sandbox:  # as krakenex --sandbox: a server of its own, never one also named
         given = [name for name, value in (
             ('--ws-uri', args.ws_uri), ('--ws-auth-uri', args.ws_auth_uri),
@@ -213,7 +284,7 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     if args.key_file and args.token_file:
         raise UsageError('give --key-file or --token-file, not both')
     check_uri_option(args.uri)
-    private = is_private(what)
+    private = is_private(what) if unified is None else what in UNIFIED_PRIVATE
     out = Output(None)  # stdout, refused now if it is closed
     from ..ws.sync import WS
 
@@ -225,11 +296,13 @@ def _run(args: argparse.Namespace, call: Call) -> int:
     try:
         token = None if sandbox is not None or not private else _token(args)
         api = _api(args, sandbox) if private and token is None else None
-        urls = ((sandbox.ws_url, sandbox.ws_auth_url, sandbox.ws_l3_url) if sandbox is not None
-                else (args.ws_uri, args.ws_auth_uri, args.ws_l3_uri))
+        urls = ((args.ws_uri, args.ws_auth_uri, args.ws_l3_uri) if sandbox is None
+                else (sandbox.unified_url, sandbox.unified_auth_url, None) if unified
+                else (sandbox.ws_url, sandbox.ws_auth_url, sandbox.ws_l3_url))
         with WS(api, url=urls[0], auth_url=urls[1], l3_url=urls[2], token=token,
-                timeout=args.timeout) as ws:
-            if what in CHANNELS:
+                timeout=args.timeout, unified=unified is not None,
+                asset_class=None if unified is None else unified.asset_class) as ws:
+            if what in (CHANNELS if unified is None else UNIFIED_CHANNELS):
                 if symbols:
                     params['symbol'] = symbols
                 ws.subscribe(what, **params)
@@ -304,16 +377,21 @@ def _stream(ws: WS, args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-def _request(what: str, tokens: Sequence[str]) -> tuple[str, list[str], dict[str, Any]]:
-    """The channel or method, its symbols and its parameters, as Kraken's v2 wants them."""
-    if what.lower().replace('_', '') in V1_NAMES and what not in CHANNELS + METHODS:
+def _request(what: str, tokens: Sequence[str], *, unified: bool = False
+             ) -> tuple[str, list[str], dict[str, Any]]:
+    """The channel or method, its symbols and its parameters, as Kraken's v2 wants them
+    (or, with ``unified``, the Unified WebSocket: its own lists, futures symbols as given)."""
+    channels, methods = (UNIFIED_CHANNELS, UNIFIED_METHODS) if unified else (CHANNELS, METHODS)
+    if what.lower().replace('_', '') in V1_NAMES and what not in channels + methods:
         raise UsageError(f'{what} is a WebSocket v1 name; v2 calls it '
                          f'{V1_NAMES[what.lower().replace("_", "")]}')
-    if what not in CHANNELS and what not in METHODS:
-        raise UsageError(f'{what!r} is not a v2 channel ({", ".join(CHANNELS)}) or method '
-                         f'({", ".join(METHODS)})')
+    if what not in channels and what not in methods:
+        where = 'Unified WebSocket' if unified else 'v2'
+        raise UsageError(f'{what!r} is not a {where} channel ({", ".join(channels)}) or method '
+                         f'({", ".join(methods)})')
+    symbol = str if unified else _v2_symbol  # PF_XBTUSD is the futures name: kept as given
     bare = [t for t in tokens if '=' not in t and t.isascii() and t.isdigit()]
-    symbols = [_v2_symbol(t) for t in tokens if '=' not in t and t not in bare]
+    symbols = [symbol(t) for t in tokens if '=' not in t and t not in bare]
     try:
         raw = parse_params([t for t in tokens if '=' in t])
     except Exception as exc:  # the REST command's own usage error
@@ -332,10 +410,10 @@ def _request(what: str, tokens: Sequence[str]) -> tuple[str, list[str], dict[str
         _warn(f'WebSocket v2 calls reqid req_id: using req_id={raw["req_id"]}')
     params = {name: _value(name, value) for name, value in raw.items()}
     if 'symbol' in params and isinstance(params['symbol'], str):
-        params['symbol'] = _v2_symbol(params['symbol'])
+        params['symbol'] = symbol(params['symbol'])
     if isinstance(params.get('symbol'), list):
-        params['symbol'] = [_v2_symbol(s) for s in params['symbol']]
-    if what in CHANNELS and 'symbol' in params:
+        params['symbol'] = [symbol(s) for s in params['symbol']]
+    if what in channels and 'symbol' in params:
         symbols, params = symbols + list(params.pop('symbol')), params
     if what == 'cancel_order':  # lists here (order_id=A,B); one id everywhere else
         for name in ('order_id', 'cl_ord_id', 'order_userref'):
@@ -345,6 +423,22 @@ def _request(what: str, tokens: Sequence[str]) -> tuple[str, list[str], dict[str
             elif name in params and not isinstance(value, list):
                 params[name] = [value]
     return what, symbols, params
+
+
+def _unified_rules(args: argparse.Namespace, what: str, symbols: list[str],
+                   params: dict[str, Any]) -> Unified:
+    """The Unified WebSocket's rules for ``--asset-class``, with the request checked against
+    them before anything connects: a field Kraken refuses for derivatives is a usage error
+    with krakenex's own message, and nothing is sent."""
+    try:
+        rules = Unified(DERIVATIVES if args.asset_class is None else args.asset_class)
+        if what in UNIFIED_CHANNELS:
+            rules.check_subscription(what, {**params, **({'symbol': symbols} if symbols else {})})
+        else:
+            rules.check_request(what, params)
+    except KrakenUsageError as exc:
+        raise UsageError(str(exc)) from None
+    return rules
 
 
 def _v2_symbol(symbol: str) -> str:

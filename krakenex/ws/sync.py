@@ -180,6 +180,7 @@ class WS:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
             if not self._thread.is_alive():
+                _finish(self._loop)
                 self._loop.close()
 
     def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -210,6 +211,16 @@ class WS:
         except queue.Empty:
             raise TimeoutError(f'no result within {timeout} s') from None
         return future.result(0)
+
+
+def _finish(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left on a stopped loop (a close that a second Ctrl-C cut short) and let
+    it end, so that closing the loop leaves no pending task for Python to report at exit."""
+    pending = asyncio.all_tasks(loop)
+    if pending:
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.wait(pending, timeout=5))
 
 
 async def _retrieved(coroutine: Coroutine[Any, Any, T]) -> T:
