@@ -10,9 +10,10 @@ https://docs.kraken.com/api/docs/guides/spot-ratelimits
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from .pacing import parse_tier
 
 __all__ = ['TIERS', 'AMEND_PENALTY', 'EDIT_PENALTY', 'CANCEL_PENALTY', 'METHODS',
            'WORST_AGE', 'parse_engine', 'penalty', 'cost', 'counter_name', 'order_ids']
@@ -44,21 +45,8 @@ def parse_engine(engine: str | Sequence[float | str]) -> tuple[float, float]:
     :param engine: ``'starter'``, ``'intermediate'``, ``'pro'``, ``'MAX,DECAY'``, or a pair
     :raises ValueError: for an unknown name, or values that are not finite and above zero
     """
-    if isinstance(engine, str):
-        if engine in TIERS:
-            return TIERS[engine]
-        parts: Sequence[float | str] = engine.split(',')
-    else:
-        parts = engine
-    try:
-        maximum, decay = (float(part) for part in parts)
-    except (TypeError, ValueError):
-        raise ValueError(f'{engine!r} is not a trading-engine tier: use {", ".join(TIERS)} '
-                         f'or a (threshold, decay) pair such as 60,1') from None
-    if not all(math.isfinite(v) and v > 0 for v in (maximum, decay)):
-        raise ValueError(f'a trading-engine tier needs a finite threshold and decay above 0, '
-                         f'not {maximum!r} and {decay!r}')
-    return maximum, decay
+    return parse_tier(engine, TIERS, what='trading-engine tier', limit='threshold',
+                      example='60,1')
 
 
 def penalty(table: Sequence[tuple[int, int]], age: float) -> int:

@@ -19,27 +19,34 @@ TIERS: dict[str, tuple[float, float]] = {
 }
 
 
-def parse_tier(tier: str | Sequence[float | str]) -> tuple[float, float]:
+def parse_tier(tier: str | Sequence[float | str],
+               tiers: dict[str, tuple[float, float]] | None = None, *,
+               what: str = 'rate tier', limit: str = 'maximum',
+               example: str = '15,0.33') -> tuple[float, float]:
     """Read a tier as ``(maximum, decay per second)``: the one parser for every caller.
 
     :param tier: a tier name (``'starter'``, ``'intermediate'``, ``'pro'``), a
         ``'MAX,DECAY'`` string such as ``'15,0.33'``, or a ``(maximum, decay)`` pair
+    :param tiers: the named tiers; Kraken's REST call counter's (:data:`TIERS`) if not given
+    :param what: what a tier is called in errors; ``limit``: what its maximum is called;
+        ``example``: a pair to show
     :raises ValueError: for an unknown name, or a maximum or decay that is not a
         finite number above zero
     """
+    tiers = TIERS if tiers is None else tiers
     if isinstance(tier, str):
-        if tier in TIERS:
-            return TIERS[tier]
+        if tier in tiers:
+            return tiers[tier]
         parts: Sequence[float | str] = tier.split(',')
     else:
         parts = tier
     try:
         maximum, decay = (float(part) for part in parts)
     except (TypeError, ValueError):
-        raise ValueError(f'{tier!r} is not a rate tier: use {", ".join(TIERS)} or a '
-                         f'(maximum, decay) pair such as 15,0.33') from None
+        raise ValueError(f'{tier!r} is not a {what}: use {", ".join(tiers)} or a '
+                         f'({limit}, decay) pair such as {example}') from None
     if not all(math.isfinite(v) and v > 0 for v in (maximum, decay)):
-        raise ValueError(f'a rate tier needs a finite maximum and decay above 0, '
+        raise ValueError(f'a {what} needs a finite {limit} and decay above 0, '
                          f'not {maximum!r} and {decay!r}')
     return maximum, decay
 
