@@ -322,5 +322,7 @@ def test_every_option_doc_futures_promises_from_krakenex_is_taken() -> None:
     def options(parser: Any) -> set[str]:
         return {o for action in parser._actions for o in action.option_strings}
 
-    # doc/futures.rst: "with the options and exit codes of krakenex"; --all pages spot only
-    assert options(spot_parser()) - options(futures_parser()) == {'--all', '--version'}
+    # doc/futures.rst: "with the options and exit codes of krakenex"; --all pages spot only,
+    # and --engine paces spot's per-pair trading-engine limit
+    assert options(spot_parser()) - options(futures_parser()) == {'--all', '--version',
+                                                                   '--engine'}
