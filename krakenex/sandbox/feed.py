@@ -47,6 +47,8 @@ from .counter import Counter
 from .level3 import Level3Side, changes, placed, queues
 from .links import IDLE_TIMEOUT, MAX_MESSAGE, Link, Loop
 from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
+from .order_fields import TRIGGERED, rest_order, v2_error
+from .order_fields import unsupported as unsupported  # the Unified WebSocket's modules use it
 from .params import ApiError
 from .replies import Reply, iso, iso_ns
 from .replies import text as text_reply
@@ -888,10 +890,6 @@ def _number(value: Any) -> Any:
     raise TypeError(f'{type(value).__name__} is not JSON serializable')
 
 
-def unsupported(field: str, method: str) -> str:
-    return f"Unsupported field: '{field}' for the given msg type: {method}"
-
-
 def level_changes(before: dict[str, list[tuple[str, str]]],
              after: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
     """The levels a subscriber needs to go from ``before`` to ``after`` (qty 0 removes)."""
@@ -992,7 +990,8 @@ def _order_pair(params: dict[str, Any]) -> PairSpec:
     check_required(params, 'order_type', 'side', 'order_qty', 'symbol')
     check_numbers(params, 'order_qty', 'limit_price')
     plain_text(params, 'order_qty')
-    price_text(params)
+    if params.get('limit_price_type', 'static') == 'static':
+        price_text(params)
     spec = _v2_pair(params['symbol'])
     if spec is None:
         raise ApiError(f'Currency pair not supported {params["symbol"]}')
@@ -1002,17 +1001,21 @@ def _order_pair(params: dict[str, Any]) -> PairSpec:
 def _add_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
     spec = _order_pair(params)
     rest = {'pair': spec.name, 'type': params.get('side'), 'ordertype': params.get('order_type'),
-            'volume': plain_text(params, 'order_qty')}
-    price = price_text(params)
-    if price is not None:
-        rest['price'] = price
+            'volume': plain_text(params, 'order_qty'), **rest_order(params)}
+    if params.get('order_type') not in TRIGGERED:  # a triggered order's limit is its price2
+        price = price_text(params)
+        if price is not None:
+            rest['price'] = price
     for v2, v0 in (('cl_ord_id', 'cl_ord_id'), ('order_userref', 'userref'),
                    ('time_in_force', 'timeinforce')):
         if params.get(v2) is not None:
             rest[v0] = str(params[v2]).upper() if v2 == 'time_in_force' else str(params[v2])
     if params.get('validate'):
         rest['validate'] = 'true'
-    result = feed.private_call(key, 'AddOrder', rest)
+    try:
+        result = feed.private_call(key, 'AddOrder', rest)
+    except ApiError as exc:
+        raise v2_error(exc, params) from None
     txids = result.get('txid') or ['']
     reply = {'order_id': txids[0]}
     for name in ('cl_ord_id', 'order_userref'):

@@ -1,0 +1,186 @@
+"""The sandbox answers as Kraken does: every field honoured or refused by name, never dropped.
+
+Each test talks to the sandbox over a real socket on 127.0.0.1: WebSocket v2
+``add_order`` with a bare websockets client (so that nothing on the client's side
+checks the fields first), REST through :class:`krakenex.API`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from krakenex import API, KrakenError
+from krakenex.sandbox import Sandbox
+
+WAIT = 5.0
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    with Sandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def api(sb: Sandbox) -> Iterator[API]:
+    with API(sb.key, sb.secret, uri=sb.url) as client:
+        yield client
+
+
+@pytest.fixture
+def trader(sb: Sandbox, api: API) -> Iterator[Any]:
+    """Send one v2 request on the authenticated feed and return Kraken's reply to it."""
+    token = api.query_private('GetWebSocketsToken')['result']['token']
+    with connect(sb.ws_auth_url, open_timeout=WAIT) as socket:
+        def send(method: str, **params: Any) -> dict[str, Any]:
+            return _request(socket, method, {**params, 'token': token})
+        yield send
+
+
+def _request(socket: ClientConnection, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    socket.send(json.dumps({'method': method, 'params': params, 'req_id': 7}))
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        message = json.loads(socket.recv(WAIT))
+        if message.get('req_id') == 7:
+            return dict(message)
+    raise AssertionError(f'no reply to {method}')
+
+
+def last_price(api: API, pair: str = 'XBTUSD') -> Decimal:
+    result = api.query_public('Ticker', {'pair': pair})['result']
+    return Decimal(next(iter(result.values()))['c'][0])
+
+
+LIMIT = {'symbol': 'BTC/USD', 'side': 'buy', 'order_type': 'limit', 'order_qty': 0.01}
+
+
+# -- WebSocket v2 add_order ----------------------------------------------------------------
+
+def test_a_crossing_post_only_order_is_cancelled_and_never_takes(sb, api, trader):
+    ask = last_price(api) * 2  # far through the book: without post_only it would fill
+    reply = trader('add_order', **LIMIT, limit_price=float(ask), post_only=True)
+    assert reply['success'] is True
+    (order,) = sb.orders()
+    assert (order['status'], order['reason'], order['vol_exec']) == (
+        'canceled', 'Post only order', '0.00000000')
+    assert 'post' in order['oflags'].split(',')
+
+
+def test_a_resting_post_only_order_stays_open_with_the_post_flag(sb, api, trader):
+    bid = (last_price(api) * Decimal('0.9')).quantize(Decimal('1'))
+    assert trader('add_order', **LIMIT, limit_price=float(bid), post_only=True)['success']
+    (order,) = sb.orders()
+    assert order['status'] == 'open' and 'post' in order['oflags'].split(',')
+
+
+@pytest.mark.parametrize('field', ['hidden', 'leverage', 'trigger'])
+def test_a_field_kraken_does_not_document_is_refused_by_name_and_places_nothing(
+        sb, api, trader, field):
+    bid = float((last_price(api) * Decimal('0.9')).quantize(Decimal('1')))
+    reply = trader('add_order', **LIMIT, limit_price=bid, **{field: 1})
+    assert (reply['success'], reply['error']) == (
+        False, f"Unsupported field: '{field}' for the given msg type: add_order")
+    assert sb.orders() == []
+
+
+@pytest.mark.parametrize('field, value', [('reduce_only', True), ('margin', True),
+                                          ('stp_type', 'cancel_both'),
+                                          ('fee_preference', 'base'),
+                                          ('cash_order_qty', 100), ('display_qty', 0.005)])
+def test_a_documented_field_the_sandbox_does_not_model_is_refused_naming_it(
+        sb, api, trader, field, value):
+    bid = float((last_price(api) * Decimal('0.9')).quantize(Decimal('1')))
+    reply = trader('add_order', **LIMIT, limit_price=bid, **{field: value})
+    assert (reply['success'], reply['error']) == (False, f'EGeneral:Invalid arguments:{field}')
+    assert sb.orders() == []
+
+
+def test_reduce_only_false_is_the_default_and_is_accepted(sb, api, trader):
+    bid = float((last_price(api) * Decimal('0.9')).quantize(Decimal('1')))
+    assert trader('add_order', **LIMIT, limit_price=bid, reduce_only=False)['success']
+    assert len(sb.orders()) == 1
+
+
+def test_a_stop_loss_takes_its_trigger_from_triggers(sb, api, trader):
+    stop = (last_price(api) * Decimal('1.1')).quantize(Decimal('1'))
+    reply = trader('add_order', **{**LIMIT, 'order_type': 'stop-loss'},
+                   triggers={'reference': 'last', 'price': float(stop), 'price_type': 'static'})
+    assert reply['success'] is True
+    (order,) = sb.orders()
+    assert (order['descr']['ordertype'], Decimal(order['descr']['price'])) == (
+        'stop-loss', stop)
+
+
+def test_a_stop_loss_limit_reads_limit_price_as_its_limit(sb, api, trader):
+    stop = (last_price(api) * Decimal('1.1')).quantize(Decimal('1'))
+    assert trader('add_order', **{**LIMIT, 'order_type': 'stop-loss-limit'},
+                  limit_price=float(stop + 10), triggers={'price': float(stop)})['success']
+    (order,) = sb.orders()
+    assert (Decimal(order['descr']['price']), Decimal(order['descr']['price2'])) == (
+        stop, stop + 10)
+
+
+def test_a_trailing_stop_over_the_socket_trails_by_its_percent(sb, api, trader):
+    reply = trader('add_order', **{**LIMIT, 'side': 'sell', 'order_type': 'trailing-stop'},
+                   triggers={'price': 2, 'price_type': 'pct'})
+    assert reply['success'] is True
+    (order,) = sb.orders()
+    assert order['descr']['order'].endswith('@ trailing stop +2%')
+
+
+def test_a_triggered_order_without_triggers_is_refused_naming_triggers(sb, trader):
+    reply = trader('add_order', **{**LIMIT, 'order_type': 'stop-loss'})
+    assert (reply['success'], reply['error']) == (False, 'EGeneral:Invalid arguments:triggers')
+    reply = trader('add_order', **{**LIMIT, 'order_type': 'trailing-stop'},
+                   triggers={'price': 100, 'price_type': 'static'})
+    assert reply['error'] == 'EGeneral:Invalid arguments:triggers.price_type'
+    assert sb.orders() == []
+
+
+def test_an_iceberg_shows_display_qty(sb, api, trader):
+    bid = float((last_price(api) * Decimal('0.9')).quantize(Decimal('1')))
+    assert trader('add_order', **{**LIMIT, 'order_type': 'iceberg', 'order_qty': 0.1},
+                  limit_price=bid, display_qty=0.01)['success']
+    (order,) = sb.orders()
+    assert order['descr']['ordertype'] == 'iceberg'
+    reply = trader('add_order', **{**LIMIT, 'order_type': 'iceberg', 'order_qty': 0.1},
+                   limit_price=bid, display_qty=0.001)  # under a fifteenth: Kraken refuses it
+    assert reply['error'] == 'EGeneral:Invalid arguments:display_qty'
+
+
+def test_expire_time_is_the_orders_expiry(sb, api, trader):
+    bid = float((last_price(api) * Decimal('0.9')).quantize(Decimal('1')))
+    expiry = int(time.time()) + 3600
+    stamp = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(expiry))
+    assert trader('add_order', **LIMIT, limit_price=bid, time_in_force='gtd',
+                  expire_time=stamp)['success']
+    (order,) = sb.orders()
+    assert int(float(order['expiretm'])) == expiry
+    reply = trader('add_order', **LIMIT, limit_price=bid, expire_time=stamp)  # not gtd
+    assert reply['error'] == 'EGeneral:Invalid arguments:expire_time'
+    reply = trader('add_order', **LIMIT, limit_price=bid, time_in_force='gtd',
+                   expire_time='tomorrow')
+    assert reply['error'] == 'EGeneral:Invalid arguments:expire_time'
+
+
+def test_conditional_places_the_close_order_once_the_order_fills(sb, api, trader):
+    price = last_price(api)
+    stop = (price * Decimal('0.8')).quantize(Decimal('1'))
+    reply = trader('add_order', **LIMIT, limit_price=float(price * 2),
+                   conditional={'order_type': 'stop-loss', 'trigger_price': float(stop)})
+    assert reply['success'] is True
+    first, close = sb.orders()
+    assert first['status'] == 'closed'
+    assert (close['descr']['type'], close['descr']['ordertype']) == ('sell', 'stop-loss')
+    assert Decimal(close['descr']['price']) == stop
+    reply = trader('add_order', **LIMIT, limit_price=float(price * 2),
+                   conditional={'order_type': 'stop-loss'})
+    assert reply['error'] == 'EGeneral:Invalid arguments:conditional.trigger_price'
