@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from krakenex import API, KrakenError
+from krakenex import API
 from krakenex.sandbox import Sandbox
 
 WAIT = 5.0
@@ -184,3 +184,35 @@ def test_conditional_places_the_close_order_once_the_order_fills(sb, api, trader
     reply = trader('add_order', **LIMIT, limit_price=float(price * 2),
                    conditional={'order_type': 'stop-loss'})
     assert reply['error'] == 'EGeneral:Invalid arguments:conditional.trigger_price'
+
+
+# -- REST funding --------------------------------------------------------------------------
+
+def test_deposit_status_for_an_asset_it_does_not_know_is_refused(api):
+    refused = api.query_private('DepositStatus', {'asset': 'DOGE'})
+    assert refused == {'error': ['EFunding:Unknown asset']}
+    deposits = api.query_private('DepositStatus', {'asset': 'XBT'})['result']
+    assert deposits and {d['asset'] for d in deposits} == {'XXBT'}
+
+
+def test_funding_methods_and_networks_carry_krakens_names(api):
+    (method,) = api.query_private('DepositMethods', {'asset': 'XBT'})['result']
+    assert method['method'] == 'Bitcoin'
+    (address,) = api.query_private('DepositAddresses', {'asset': 'XBT',
+                                                        'method': 'Bitcoin'})['result']
+    assert address['address']
+    withdrawals = api.query_private('WithdrawMethods', {'asset': 'ETH'})['result']
+    assert [(w['method'], w['network']) for w in withdrawals] == [('Ether (Hex)', 'Ethereum')]
+    only = api.query_private('WithdrawMethods', {'network': 'Bitcoin'})['result']
+    assert [w['asset'] for w in only] == ['XXBT']
+    deposits = api.query_private('DepositStatus', {'asset': 'XBT'})['result']
+    assert {d['method'] for d in deposits} == {'Bitcoin'}
+
+
+@pytest.mark.parametrize('cursor, paged', [('False', False), ('false', False), ('0', False),
+                                           ('True', True), ('true', True)])
+def test_deposit_status_reads_cursor_as_a_boolean_in_any_case(api, cursor, paged):
+    """python-kraken-sdk sends Python's ``False``; Kraken reads it as false."""
+    result = api.query_private('DepositStatus', {'cursor': cursor})['result']
+    assert isinstance(result, dict) == paged
+    assert (result['deposit'] if paged else result)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, ROUND_UP, Decimal
 from typing import Any
 
+from . import networks
 from .counter import Counter
 from .limits import call_cost
 from .market import (
@@ -573,7 +574,7 @@ class Exchange:
         refid = self.new_id('F')
         self.book(account, asset.name, amount, D(0), 'deposit', refid, when)
         account.funding.append({
-            'kind': 'deposit', 'method': f'{asset.altname} (sandbox)', 'aclass': 'currency',
+            'kind': 'deposit', 'method': networks.method(asset.name), 'aclass': 'currency',
             'asset': asset.name, 'refid': refid, 'txid': hashlib.sha256(refid.encode()).hexdigest(),
             'info': 'sandbox', 'amount': asset_places(asset.name, amount),
             'fee': asset_places(asset.name, D(0)), 'time': int(when), 'status': 'Success'})
@@ -750,7 +751,8 @@ class Exchange:
         now = time.time()
         self.book(account, asset.name, -amount, fee, kind, refid, now, subtype)
         account.funding.append({
-            'kind': kind, 'method': f'{asset.altname} (sandbox)', 'network': 'sandbox',
+            'kind': kind, 'method': networks.method(asset.name),
+            'network': networks.network(asset.name),
             'aclass': 'currency', 'asset': asset.name, 'refid': refid,
             'txid': hashlib.sha256(refid.encode()).hexdigest(), 'info': 'sandbox',
             'amount': asset_places(asset.name, amount), 'fee': asset_places(asset.name, fee),

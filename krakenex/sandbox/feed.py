@@ -1069,6 +1069,7 @@ def _batch_add(feed: Feed, key: str, params: dict[str, Any]) -> list[dict[str, A
     orders = [{'symbol': params['symbol'], **order} for order in params['orders']]
     for order in orders:  # a malformed order refuses the whole request, before any is placed
         _order_pair(order)
+        rest_order(order, 'batch_add')
     return [_add_order(feed, key, order) for order in orders]
 
 

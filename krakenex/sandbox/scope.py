@@ -116,7 +116,7 @@ NOT_MODELLED: dict[str, dict[str, frozenset[str]]] = {
     'DepositAddresses': {'amount': _NEVER},
     'DepositStatus': {'aclass': frozenset({'currency'})},
     'WithdrawStatus': {'aclass': frozenset({'currency'}), 'cursor': frozenset({'false', '0'})},
-    'WithdrawMethods': {'aclass': frozenset({'currency'}), 'network': frozenset({'sandbox'})},
+    'WithdrawMethods': {'aclass': frozenset({'currency'})},
     'WithdrawAddresses': {'aclass': frozenset({'currency'})},
     'Withdraw': {'aclass': frozenset({'currency'})},
     'Earn/Strategies': {'cursor': frozenset({'false', '0'}), 'lock_type': frozenset({'instant'})},
