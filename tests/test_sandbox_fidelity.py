@@ -216,3 +216,24 @@ def test_deposit_status_reads_cursor_as_a_boolean_in_any_case(api, cursor, paged
     result = api.query_private('DepositStatus', {'cursor': cursor})['result']
     assert isinstance(result, dict) == paged
     assert (result['deposit'] if paged else result)
+
+
+# -- REST orders ---------------------------------------------------------------------------
+
+def test_trailing_stop_limit_takes_its_limit_offset_in_percent(sb, api):
+    sb.set_price('XBTUSD', 60000)
+    placed = api.query_private('AddOrder', {
+        'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'trailing-stop-limit', 'volume': '0.1',
+        'price': '+1%', 'price2': '+0.5%'})
+    assert placed['error'] == []
+    assert placed['result']['descr']['order'].endswith('-> limit +0.5%')
+    txid = placed['result']['txid'][0]
+    sb.set_price('XBTUSD', 59000)  # the low: the trigger is now 59590
+    sb.set_price('XBTUSD', 59600)
+    order = api.query_private('QueryOrders', {'txid': txid})['result'][txid]
+    # 59590 + 0.5 % of it = 59887.95, at the pair's tick
+    assert (order['stopprice'], order['limitprice']) == ('59590.0', '59888.0')
+    refused = api.query_private('AddOrder', {
+        'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'trailing-stop-limit', 'volume': '0.1',
+        'price': '+1%', 'price2': '+100%'})
+    assert refused['error'] == ['EGeneral:Invalid arguments:price2']

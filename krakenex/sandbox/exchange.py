@@ -103,6 +103,7 @@ class Order:
     trailing_percent: bool = False
     #: A trailing-stop-limit's limit, as a signed offset from its trigger price.
     limit_offset: Decimal | None = None
+    limit_percent: bool = False  # the offset is a percentage of the trigger price
     extreme: Decimal | None = None  # the best price a trailing stop has seen
     triggered: bool = False
     stopprice: Decimal | None = None  # the price it triggered at
@@ -179,7 +180,7 @@ class Order:
             if self.price2 is not None:
                 text += f' -> limit {places(self.price2, self.pair.pair_decimals)}'
             elif self.limit_offset is not None:
-                text += f' -> limit {self.limit_offset:+f}'
+                text += f' -> limit {self.limit_offset:+f}' + ('%' if self.limit_percent else '')
         return text
 
     def close_description(self) -> str:
@@ -650,7 +651,11 @@ class Exchange:
         trigger = order.trigger_price()
         order.triggered, order.stopprice = True, trigger
         if order.limit_offset is not None and trigger is not None:
-            order.price2 = max(order.pair.tick_size, trigger + order.limit_offset)
+            offset = (trigger * order.limit_offset / 100 if order.limit_percent
+                      else order.limit_offset)
+            price2 = (trigger + offset) / order.pair.tick_size
+            order.price2 = max(order.pair.tick_size, price2.to_integral_value(ROUND_HALF_UP)
+                               * order.pair.tick_size)
         try:
             self.check_funds(account, [(order, self.plan(order))], released=order)
         except ApiError:

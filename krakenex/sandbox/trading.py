@@ -218,9 +218,12 @@ class Trading:
             order.price2 = self._price(required(params, 'price2'), 'price2', pair, side, 'limit')
         elif kind == 'trailing-stop-limit':
             value = required(params, 'price2')
-            if value[:1] not in ('+', '-') or value.endswith('%'):
+            if value[:1] not in ('+', '-'):
                 raise invalid('price2')
-            offset = number(value[1:], 'price2')
+            order.limit_percent = value.endswith('%')  # Kraken: +X, -X, +X% or -X%
+            offset = number(value[1:].removesuffix('%'), 'price2')
+            if order.limit_percent and offset >= 100:
+                raise invalid('price2')
             order.limit_offset = offset if value[0] == '+' else -offset
         elif raw2 not in (None, ''):
             raise invalid('price2')
