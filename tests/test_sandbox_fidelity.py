@@ -237,3 +237,27 @@ def test_trailing_stop_limit_takes_its_limit_offset_in_percent(sb, api):
         'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'trailing-stop-limit', 'volume': '0.1',
         'price': '+1%', 'price2': '+100%'})
     assert refused['error'] == ['EGeneral:Invalid arguments:price2']
+
+
+def test_edit_order_changes_a_stop_loss_limits_limit_with_price2(sb, api):
+    sb.set_price('XBTUSD', 60000)
+    txid = api.query_private('AddOrder', {
+        'pair': 'XBTUSD', 'type': 'sell', 'ordertype': 'stop-loss-limit', 'volume': '0.1',
+        'price': '55000', 'price2': '54900'})['result']['txid'][0]
+    edited = api.query_private('EditOrder', {'txid': txid, 'pair': 'XBTUSD',
+                                             'price2': '54500'})
+    assert edited['error'] == []
+    assert edited['result']['price2'] == '54500.0'
+    new = edited['result']['txid']
+    order = api.query_private('QueryOrders', {'txid': new})['result'][new]
+    assert (order['descr']['price'], order['descr']['price2']) == ('55000.0', '54500.0')
+
+
+def test_edit_order_keeps_a_trailing_stops_offsets(sb, api):
+    txid = api.query_private('AddOrder', {
+        'pair': 'XBTUSD', 'type': 'sell', 'ordertype': 'trailing-stop-limit', 'volume': '0.1',
+        'price': '+2%', 'price2': '-0.5%'})['result']['txid'][0]
+    edited = api.query_private('EditOrder', {'txid': txid, 'pair': 'XBTUSD', 'volume': '0.2'})
+    assert edited['error'] == []
+    assert edited['result']['descr']['order'] == (
+        'sell 0.20000000 XBTUSD @ trailing stop +2% -> limit -0.5%')

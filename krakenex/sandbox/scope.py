@@ -110,7 +110,7 @@ NOT_MODELLED: dict[str, dict[str, frozenset[str]]] = {
         'stptype': frozenset({'cancel-newest'}), 'trigger': frozenset({'last'})},
     'AmendOrder': {'display_qty': _NEVER, 'trigger_price': _NEVER,
                    'post_only': frozenset({'false', '0'})},
-    'EditOrder': {'displayvol': _NEVER, 'price2': _NEVER,
+    'EditOrder': {'displayvol': _NEVER,
                   'cancel_response': frozenset({'false', '0'})},
     'DepositMethods': {'aclass': frozenset({'currency'})},
     'DepositAddresses': {'amount': _NEVER},

@@ -339,9 +339,8 @@ class Trading:
         pair = requested_pair(params)
         if pair is not old.pair:
             raise invalid('pair')
-        merged = {'type': old.side, 'ordertype': old.ordertype,
-                  'volume': str(old.volume), 'price': str(old.price or ''),
-                  'oflags': ','.join(sorted(old.oflags)), **params}
+        merged = {'type': old.side, 'ordertype': old.ordertype, 'volume': str(old.volume),
+                  **_prices_of(old), 'oflags': ','.join(sorted(old.oflags)), **params}
         merged.pop('cl_ord_id', None)
         new = self._new_order(account, merged, pair, ignore=old)
         if new.userref is None:
@@ -349,7 +348,8 @@ class Trading:
         self.exchange.check_funds(account, [(new, self.exchange.plan(new))], released=old)
         result = {'descr': {'order': new.description()}, 'status': 'ok',
                   'volume': places(new.volume, LOT_DECIMALS),
-                  'price': places(new.price or D(0), pair.pair_decimals), 'price2': '0'}
+                  'price': places(new.price or D(0), pair.pair_decimals),
+                  'price2': places(new.price2 or D(0), pair.pair_decimals)}
         if flag(params, 'validate'):
             return result
         self.exchange.close(old, 'canceled', 'Order replaced')
@@ -419,6 +419,20 @@ class Trading:
         for order in orders.values():
             self.exchange.close(order, 'canceled', 'User requested')
         return {'count': len(orders)}
+
+
+def _prices_of(order: Order) -> dict[str, str]:
+    """An open order's ``price`` and ``price2`` as AddOrder took them, for EditOrder to keep
+    what the edit does not change."""
+    if order.trailing is not None:
+        prices = {'price': f'+{order.trailing:f}' + ('%' if order.trailing_percent else '')}
+    else:
+        prices = {'price': '' if order.price is None else f'{order.price:f}'}
+    if order.limit_offset is not None:
+        prices['price2'] = f'{order.limit_offset:+f}' + ('%' if order.limit_percent else '')
+    elif order.price2 is not None:
+        prices['price2'] = f'{order.price2:f}'
+    return prices
 
 
 def _order_time(params: Params, name: str, now: float) -> float:
