@@ -261,3 +261,42 @@ def test_edit_order_keeps_a_trailing_stops_offsets(sb, api):
     assert edited['error'] == []
     assert edited['result']['descr']['order'] == (
         'sell 0.20000000 XBTUSD @ trailing stop +2% -> limit -0.5%')
+
+
+def _export_rows(api: API, **params: str) -> list[dict[str, str]]:
+    import csv
+    import io
+    import zipfile
+
+    added = api.query_private('AddExport', {'report': 'ledgers', 'description': 'span',
+                                            **params})
+    assert added['error'] == []
+    status = api.query_private('ExportStatus', {'report': 'ledgers'})['result']
+    mine = next(s for s in status if s['id'] == added['result']['id'])
+    archive = api.query_private('RetrieveExport', {'id': added['result']['id']})
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        (name,) = opened.namelist()
+        rows = list(csv.DictReader(io.StringIO(opened.read(name).decode())))
+    return [{**row, 'datastarttm': mine['datastarttm']} for row in rows]
+
+
+def test_add_export_covers_starttm_to_endtm(api):
+    everything = _export_rows(api)
+    times = sorted(row['time'] for row in everything)
+    middle = times[len(times) // 2]
+    cut = calendar_time(middle)
+    later = _export_rows(api, starttm=str(cut))
+    assert later and len(later) < len(everything)
+    assert all(calendar_time(row['time']) >= cut for row in later)
+    assert later[0]['datastarttm'] == str(cut)
+    earlier = _export_rows(api, endtm=str(cut - 1))
+    assert earlier and all(calendar_time(row['time']) < cut for row in earlier)
+    backwards = api.query_private('AddExport', {'report': 'ledgers', 'description': 'none',
+                                                'starttm': str(cut), 'endtm': str(cut - 1)})
+    assert backwards['error'] == ['EGeneral:Invalid arguments:starttm']
+
+
+def calendar_time(stamp: str) -> int:
+    import calendar
+
+    return calendar.timegm(time.strptime(stamp.split('.')[0], '%Y-%m-%d %H:%M:%S'))

@@ -291,6 +291,8 @@ class Export:
     description: str
     created: float
     data: bytes
+    data_start: float = 0.0  # the rows' span, AddExport's starttm and endtm
+    data_end: float = 0.0
 
 
 @dataclass(eq=False, repr=False)

@@ -326,9 +326,13 @@ class Funding:
         if fmt not in ('CSV', 'TSV'):
             raise invalid('format')
         description = required(params, 'description')
+        start = integer(params, 'starttm', 0, 0, 10**11)  # Kraken: from the account's start
+        end = integer(params, 'endtm', 0, 0, 10**11) or time.time()  # Kraken: to now
+        if start > end:
+            raise invalid('starttm')
         export_id = self.exchange.new_id('')[:4]
         export = Export(export_id, report, fmt, description, time.time(),
-                        _zip_report(account, report, fmt))
+                        _zip_report(account, report, fmt, start, end), start, end)
         account.exports[export_id] = export
         return {'id': export_id}
 
@@ -339,7 +343,8 @@ class Funding:
                  'subtype': 'all', 'status': 'Processed', 'flags': '0', 'fields': 'all',
                  'createdtm': str(int(e.created)), 'expiretm': str(int(e.created) + 86400 * 30),
                  'starttm': str(int(e.created)), 'completedtm': str(int(e.created)),
-                 'datastarttm': '0', 'dataendtm': str(int(e.created)), 'aclass': 'forex',
+                 'datastarttm': str(int(e.data_start)), 'dataendtm': str(int(e.data_end)),
+                 'aclass': 'forex',
                  'asset': 'all'} for e in created]
 
     def _export(self, account: Account, params: Params) -> Export:
@@ -389,8 +394,9 @@ def _strategy_id(asset: AssetSpec) -> str:
     return f'ES{raw[:5]}-{raw[5:10]}-{raw[10:16]}'
 
 
-def _zip_report(account: Account, report: str, fmt: str) -> bytes:
-    """A zip holding ``trades.csv`` or ``ledgers.csv`` (tab-separated for TSV), oldest first."""
+def _zip_report(account: Account, report: str, fmt: str, start: float, end: float) -> bytes:
+    """A zip holding ``trades.csv`` or ``ledgers.csv`` (tab-separated for TSV), oldest first,
+    of the rows from ``start`` to ``end`` (Unix times, both included)."""
     text = io.StringIO()
     writer = csv.writer(text, delimiter='\t' if fmt == 'TSV' else ',', quoting=csv.QUOTE_ALL,
                         lineterminator='\n')
@@ -402,6 +408,8 @@ def _zip_report(account: Account, report: str, fmt: str) -> bytes:
         writer.writerow(['txid', 'ordertxid', 'pair', 'time', 'type', 'ordertype', 'price',
                          'cost', 'fee', 'vol', 'margin', 'misc', 'ledgers'])
         for f in account.fills.values():
+            if not start <= f.time <= end:
+                continue
             k = f.to_kraken()
             writer.writerow([f.txid, k['ordertxid'], k['pair'], stamp(f.time), k['type'],
                              k['ordertype'], k['price'], k['cost'], k['fee'], k['vol'],
@@ -410,6 +418,8 @@ def _zip_report(account: Account, report: str, fmt: str) -> bytes:
         writer.writerow(['txid', 'refid', 'time', 'type', 'subtype', 'aclass', 'asset',
                          'amount', 'fee', 'balance'])
         for e in account.ledger.values():
+            if not start <= e.time <= end:
+                continue
             k = e.to_kraken()
             writer.writerow([e.id, e.refid, stamp(e.time), e.type, e.subtype, 'currency',
                              e.asset, k['amount'], k['fee'], k['balance']])

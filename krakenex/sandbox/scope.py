@@ -120,7 +120,7 @@ NOT_MODELLED: dict[str, dict[str, frozenset[str]]] = {
     'WithdrawAddresses': {'aclass': frozenset({'currency'})},
     'Withdraw': {'aclass': frozenset({'currency'})},
     'Earn/Strategies': {'cursor': frozenset({'false', '0'}), 'lock_type': frozenset({'instant'})},
-    'AddExport': {'fields': frozenset({'all'}), 'starttm': _NEVER, 'endtm': _NEVER},
+    'AddExport': {'fields': frozenset({'all'})},
 }
 
 def _names(method: str) -> set[str]:
