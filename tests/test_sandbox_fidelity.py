@@ -300,3 +300,86 @@ def calendar_time(stamp: str) -> int:
     import calendar
 
     return calendar.timegm(time.strptime(stamp.split('.')[0], '%Y-%m-%d %H:%M:%S'))
+
+
+# -- WebSocket v2 payloads -----------------------------------------------------------------
+
+@pytest.fixture
+def public(sb: Sandbox) -> Iterator[ClientConnection]:
+    with connect(sb.ws_url, open_timeout=WAIT) as socket:
+        yield socket
+
+
+def _next(socket: ClientConnection, wanted: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        message = json.loads(socket.recv(WAIT), parse_float=Decimal)
+        if wanted(message):
+            return dict(message)
+    raise AssertionError('no such message')
+
+
+def _subscribe(socket: ClientConnection, **params: Any) -> str:
+    """Subscribe; the acknowledgement's raw text."""
+    socket.send(json.dumps({'method': 'subscribe', 'params': params, 'req_id': 3}))
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        text = str(socket.recv(WAIT))
+        if json.loads(text).get('req_id') == 3:
+            return text
+    raise AssertionError('no acknowledgement')
+
+
+def test_the_ticker_carries_krakens_fields_and_its_ack_krakens_keys_in_order(public):
+    ack = json.loads(_subscribe(public, channel='ticker', symbol=['BTC/USD']))
+    assert list(ack) == ['method', 'result', 'success', 'time_in', 'time_out', 'req_id']
+    assert ack['result'] == {'channel': 'ticker', 'event_trigger': 'trades', 'snapshot': True,
+                             'symbol': 'BTC/USD'}
+    assert list(ack['result']) == sorted(ack['result'])
+    row = _next(public, lambda m: m.get('channel') == 'ticker')['data'][0]
+    assert list(row) == ['symbol', 'bid', 'bid_qty', 'ask', 'ask_qty', 'last', 'volume', 'vwap',
+                         'low', 'high', 'change', 'change_pct']
+    assert row['low'] <= row['vwap'] <= row['high'] and row['volume'] > 0
+    assert row['low'] <= row['last'] <= row['high']
+
+
+def test_the_tickers_last_is_the_last_paper_trade(sb, api, public):
+    _subscribe(public, channel='ticker', symbol=['ETH/USD'])
+    _next(public, lambda m: m.get('channel') == 'ticker')
+    bought = api.query_private('AddOrder', {'pair': 'ETHUSD', 'type': 'buy',
+                                            'ordertype': 'market', 'volume': '5'})
+    txid = bought['result']['txid'][0]
+    order = api.query_private('QueryOrders', {'txid': txid, 'trades': 'true'})['result'][txid]
+    fills = api.query_private('QueryTrades', {'txid': ','.join(order['trades'])})['result']
+    newest = max(fills.values(), key=lambda f: f['time'])
+    update = _next(public, lambda m: m.get('channel') == 'ticker' and m['type'] == 'update')
+    assert update['data'][0]['last'] == Decimal(newest['price'])
+
+
+def test_a_bbo_ticker_is_acknowledged_as_bbo_and_an_unknown_trigger_refused(public):
+    ack = json.loads(_subscribe(public, channel='ticker', symbol=['BTC/USD'],
+                                event_trigger='bbo'))
+    assert ack['result']['event_trigger'] == 'bbo'
+    refused = json.loads(_subscribe(public, channel='ticker', symbol=['ETH/USD'],
+                                    event_trigger='often'))
+    assert refused['success'] is False and 'event_trigger' in refused['error']
+
+
+def test_candles_carry_interval_begin_and_timestamp(public):
+    ack = json.loads(_subscribe(public, channel='ohlc', symbol=['BTC/USD'], interval=5))
+    assert ack['result'] == {'channel': 'ohlc', 'interval': 5, 'snapshot': True,
+                             'symbol': 'BTC/USD'}
+    candle = _next(public, lambda m: m.get('channel') == 'ohlc')['data'][-1]
+    assert candle['interval_begin'] <= candle['timestamp']
+    assert candle['interval_begin'].endswith('Z') and candle['timestamp'].endswith('Z')
+
+
+def test_the_trade_channel_sends_no_snapshot_unless_asked_as_kraken_documents(sb, public):
+    ack = json.loads(_subscribe(public, channel='trade', symbol=['BTC/USD']))
+    assert ack['result']['snapshot'] is False
+    sb.set_price('XBTUSD', 61000)
+    first = _next(public, lambda m: m.get('channel') == 'trade')
+    assert first['type'] == 'update'
+    asked = json.loads(_subscribe(public, channel='trade', symbol=['ETH/USD'], snapshot=True))
+    assert asked['result']['snapshot'] is True
+    assert _next(public, lambda m: m.get('channel') == 'trade')['type'] == 'snapshot'

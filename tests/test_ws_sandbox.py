@@ -110,7 +110,7 @@ def test_ws_keeps_every_sandbox_book_verified_as_the_market_moves(sb, ws):
 
 def test_ticker_trade_ohlc_and_instrument_channels(sb, ws):
     ws.subscribe('ticker', symbol=['BTC/USD'])
-    ws.subscribe('trade', symbol=['BTC/USD'])
+    ws.subscribe('trade', symbol=['BTC/USD'], snapshot=True)  # Kraken's default is none
     ws.subscribe('ohlc', symbol=['BTC/USD'], interval=60)
     ws.subscribe('instrument')
     ticker = expect(ws, channel('ticker'))['data'][0]
@@ -125,7 +125,7 @@ def test_ticker_trade_ohlc_and_instrument_channels(sb, ws):
 
 
 def test_the_trade_channel_sends_every_trade_of_a_burst_once(sb, ws, api):
-    ws.subscribe('trade', symbol=['SOL/USD'])
+    ws.subscribe('trade', symbol=['SOL/USD'], snapshot=True)
     snapshot = expect(ws, channel('trade', 'snapshot'))['data']
     for _ in range(300):  # far more trades than a snapshot holds, faster than the feed looks
         sb.move()

@@ -86,6 +86,10 @@ MSG_RATE_ERROR = 'Exceeded msg rate'
 NOT_SUBSCRIBED = 'Subscription Not Found'
 #: The parameters each public channel takes (Kraken's v2 docs); Kraken refuses others,
 #: as it refuses ``params`` on a ping: "Unsupported field: 'params' for the given msg type: ping".
+#: What the ticker channel's ``event_trigger`` takes (Kraken's v2 docs; ``trades`` by default),
+#: and the fields whose change a ``bbo`` subscriber hears of.
+TICKER_TRIGGERS = ('trades', 'bbo')
+BBO_FIELDS = ('bid', 'bid_qty', 'ask', 'ask_qty')
 CHANNEL_FIELDS = {
     'book': {'channel', 'symbol', 'depth', 'snapshot'},
     'ticker': {'channel', 'symbol', 'event_trigger', 'snapshot'},
@@ -326,14 +330,14 @@ class Feed:
         return {'assets': [], 'pairs': pairs}
 
     def ticker(self, spec: PairSpec) -> dict[str, Any]:
+        """The ``ticker`` channel's row, with Kraken's fields in Kraken's order."""
         market = self.sandbox.exchange.market
-        with self.sandbox.exchange.lock:  # one look: the last price sits inside this bid and ask
+        with self.sandbox.exchange.lock:  # one look at the book and the tape
             book = market.top(spec, 1)
-            mid = market.mid(spec)
+            numbers = ticker_numbers(spec, market.ticker(spec))
         (bid, bid_qty), (ask, ask_qty) = book['bids'][0], book['asks'][0]
         return {'symbol': v2_symbol(spec), 'bid': Raw(bid), 'bid_qty': Raw(bid_qty),
-                'ask': Raw(ask), 'ask_qty': Raw(ask_qty),
-                'last': Raw(places(mid, spec.pair_decimals))}
+                'ask': Raw(ask), 'ask_qty': Raw(ask_qty), **numbers}
 
     def trades(self, spec: PairSpec, count: int = 50,
                after: int | None = None) -> list[dict[str, Any]]:
@@ -357,7 +361,8 @@ class Feed:
             rows, _ = self.sandbox.exchange.market.ohlc(spec, interval, None)
         return [{'symbol': v2_symbol(spec), 'open': Raw(o), 'high': Raw(h), 'low': Raw(lo),
                  'close': Raw(c), 'vwap': Raw(vw), 'volume': Raw(v), 'trades': n,
-                 'interval': interval, 'interval_begin': iso(float(str(t)))}
+                 'interval_begin': iso(float(str(t))), 'interval': interval,
+                 'timestamp': iso(min(float(str(t)) + interval * 60, time.time()))}
                 for t, o, h, lo, c, vw, v, n in rows[-10:]]
 
     def last_trade_id(self, spec: PairSpec) -> int:
@@ -399,6 +404,18 @@ class Feed:
             return self.sandbox.endpoints.private[method](account, params)
 
 
+class Ack(dict[str, Any]):
+    """A subscription's acknowledgement with Kraken's key order: ``method``, ``result`` (its
+    keys sorted, as Kraken sorts them), ``success``, ``time_in``, ``time_out``, ``req_id``."""
+
+    def __init__(self, method: str, req_id: Any, result: dict[str, Any]) -> None:
+        now = iso(time.time())
+        super().__init__(method=method, result=dict(sorted(result.items())), success=True,
+                         time_in=now, time_out=now)
+        if req_id is not None:
+            self['req_id'] = req_id
+
+
 class _Session:
     """One WebSocket connection: its subscriptions, and what the subscriber already has."""
 
@@ -409,7 +426,9 @@ class _Session:
         self.feed, self.link, self.private = feed, link, private
         self.fault: str | None = None
         self.books: dict[str, tuple[PairSpec, int, dict[str, list[tuple[str, str]]]]] = {}
-        self.tickers: dict[str, tuple[PairSpec, dict[str, Any]]] = {}
+        #: Each ticker subscription: the pair, the row last sent, its event_trigger and the
+        #: tape's last trade id then.
+        self.tickers: dict[str, tuple[PairSpec, dict[str, Any], str, int]] = {}
         self.trades: dict[str, tuple[PairSpec, int]] = {}
         #: (symbol, interval) -> the pair, the last trade id and the last candle sent
         self.ohlc: dict[tuple[str, int], tuple[PairSpec, int, dict[str, Any]]] = {}
@@ -591,10 +610,8 @@ class _Session:
                        params: dict[str, Any], req_id: Any) -> str | None:
         """Subscribe or unsubscribe one symbol of a public channel; an error text or None."""
         result: dict[str, Any] = {'channel': channel, 'symbol': symbol}
-        ack = {'method': method, 'success': True, 'result': result,
-               'time_in': iso(time.time()), 'time_out': iso(time.time())}
-        if req_id is not None:
-            ack['req_id'] = req_id
+        if method == 'subscribe' and channel != 'level3':
+            result['snapshot'] = bool(params.get('snapshot', channel != 'trade'))
         if channel == 'level3':
             depth = params.get('depth', 10)
             if depth not in LEVEL3_DEPTHS:
@@ -603,12 +620,12 @@ class _Session:
             if method == 'unsubscribe':
                 if self.level3.pop(symbol, None) is None:
                     return NOT_SUBSCRIBED
-                self.send(ack)
+                self.send(Ack(method, req_id, result))
                 return None
             levels = self.feed.current_levels(spec, depth)
             book3 = queues(spec, levels)
             self.level3[symbol] = (spec, depth, levels, book3)
-            self.send({**ack, 'result': {**result, 'snapshot': True}})
+            self.send(Ack(method, req_id, {**result, 'snapshot': True}))
             if params.get('snapshot', True):
                 market = self.feed.sandbox.exchange.market
                 self.send_level3(symbol, 'snapshot', book3, {
@@ -625,11 +642,11 @@ class _Session:
             if method == 'unsubscribe':
                 if self.books.pop(symbol, None) is None:
                     return NOT_SUBSCRIBED
-                self.send(ack)
+                self.send(Ack(method, req_id, result))
                 return None
             book = self.feed.current_levels(spec, depth)
             self.books[symbol] = (spec, depth, book)
-            self.send({**ack, 'result': {**result, 'snapshot': True}})
+            self.send(Ack(method, req_id, result))
             self.send_book_snapshot(symbol, depth, book)
         elif channel == 'ohlc':
             interval = params.get('interval', 1)
@@ -639,12 +656,12 @@ class _Session:
             if method == 'unsubscribe':
                 if self.ohlc.pop((symbol, interval), None) is None:
                     return NOT_SUBSCRIBED
-                self.send(ack)
+                self.send(Ack(method, req_id, result))
                 return None
             last_trade = self.feed.last_trade_id(spec)
             candles = self.feed.candles(spec, interval)
             self.ohlc[(symbol, interval)] = (spec, last_trade, candles[-1])
-            self.send(ack)
+            self.send(Ack(method, req_id, result))
             if params.get('snapshot', True):
                 self.send({'channel': 'ohlc', 'type': 'snapshot', 'timestamp': iso(time.time()),
                            'data': candles})
@@ -652,22 +669,27 @@ class _Session:
             if method == 'unsubscribe':
                 if self.tickers.pop(symbol, None) is None:
                     return NOT_SUBSCRIBED
-                self.send(ack)
+                self.send(Ack(method, req_id, result))
                 return None
+            trigger = params.get('event_trigger', 'trades')
+            if trigger not in TICKER_TRIGGERS:
+                return f'Invalid event_trigger {trigger}'  # the sandbox's wording
+            result['event_trigger'] = trigger
             ticker = self.feed.ticker(spec)
-            self.tickers[symbol] = (spec, ticker)
-            self.send(ack)
-            self.send({'channel': 'ticker', 'type': 'snapshot', 'data': [ticker]})
+            self.tickers[symbol] = (spec, ticker, trigger, self.feed.last_trade_id(spec))
+            self.send(Ack(method, req_id, result))
+            if params.get('snapshot', True):
+                self.send({'channel': 'ticker', 'type': 'snapshot', 'data': [ticker]})
         else:  # trade
             if method == 'unsubscribe':
                 if self.trades.pop(symbol, None) is None:
                     return NOT_SUBSCRIBED
-                self.send(ack)
+                self.send(Ack(method, req_id, result))
                 return None
             trades = self.feed.trades(spec)
             self.trades[symbol] = (spec, trades[-1]['trade_id'] if trades else 0)
-            self.send(ack)
-            if params.get('snapshot', True):
+            self.send(Ack(method, req_id, result))
+            if params.get('snapshot', False):  # Kraken's v2 docs: "Default: false"
                 self.send({'channel': 'trade', 'type': 'snapshot', 'data': trades})
         return None
 
@@ -724,10 +746,13 @@ class _Session:
             if book is not sent and book != sent:
                 self.books[symbol] = (spec, depth, book)
                 self.send_book_update(symbol, depth, sent, book)
-        for symbol, (spec, sent_ticker) in list(self.tickers.items()):
-            ticker = self.feed.ticker(spec)
-            if ticker != sent_ticker:
-                self.tickers[symbol] = (spec, ticker)
+        for symbol, (spec, sent_ticker, trigger, sent_trade) in list(self.tickers.items()):
+            # Kraken: "trades" sends on each trade, "bbo" on each change of the best bid or ask
+            ticker, trade = self.feed.ticker(spec), self.feed.last_trade_id(spec)
+            due = (trade != sent_trade if trigger == 'trades'
+                   else any(ticker[k] != sent_ticker[k] for k in BBO_FIELDS))
+            if due:
+                self.tickers[symbol] = (spec, ticker, trigger, trade)
                 self.send({'channel': 'ticker', 'type': 'update', 'data': [ticker]})
         for (symbol, interval), (spec, last_trade, sent) in list(self.ohlc.items()):
             trade = self.feed.last_trade_id(spec)
@@ -735,7 +760,7 @@ class _Session:
                 candles = self.feed.candles(spec, interval)
                 # and one that closed since the last look gets its last trades too
                 fresh = [c for c in candles if c['interval_begin'] >= sent['interval_begin']
-                         and c['trades'] and c != sent]
+                         and c['trades'] and {**c, 'timestamp': ''} != {**sent, 'timestamp': ''}]
                 self.ohlc[(symbol, interval)] = (spec, trade, candles[-1])
                 if fresh:
                     self.send({'channel': 'ohlc', 'type': 'update',
@@ -888,6 +913,21 @@ def _number(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f'{type(value).__name__} is not JSON serializable')
+
+
+def ticker_numbers(spec: PairSpec, rest: dict[str, Any]) -> dict[str, Any]:
+    """The ticker's figures of the tape, from REST Ticker's entry of the pair (one source for
+    both): ``last`` (the last trade, paper trades included), the last 24 hours' ``volume``,
+    ``vwap``, ``low``, ``high``, and ``change``/``change_pct`` from today's opening price."""
+    decimals = spec.pair_decimals
+    last, opening = Decimal(rest['c'][0]), Decimal(rest['o'])
+    change = last - opening
+    percent = (change / opening * 100).quantize(Decimal('0.01')) if opening else Decimal(0)
+    return {'last': Raw(places(last, decimals)), 'volume': Raw(rest['v'][1]),
+            'vwap': Raw(places(Decimal(rest['p'][1]), decimals)),
+            'low': Raw(places(Decimal(rest['l'][1]), decimals)),
+            'high': Raw(places(Decimal(rest['h'][1]), decimals)),
+            'change': Raw(places(change, decimals)), 'change_pct': Raw(f'{percent:f}')}
 
 
 def level_changes(before: dict[str, list[tuple[str, str]]],
