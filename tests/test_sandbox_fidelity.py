@@ -383,3 +383,31 @@ def test_the_trade_channel_sends_no_snapshot_unless_asked_as_kraken_documents(sb
     asked = json.loads(_subscribe(public, channel='trade', symbol=['ETH/USD'], snapshot=True))
     assert asked['result']['snapshot'] is True
     assert _next(public, lambda m: m.get('channel') == 'trade')['type'] == 'snapshot'
+
+
+def test_balances_carry_v2_names_asset_class_and_wallets(api, trader_socket):
+    strategy = api.query_private('Earn/Strategies')['result']['items'][0]['id']
+    assert api.query_private('Earn/Allocate', {'amount': '0.01', 'strategy_id': strategy})[
+        'result'] is True
+    socket, token = trader_socket
+    _request(socket, 'subscribe', {'channel': 'balances', 'token': token})
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        message = json.loads(socket.recv(WAIT), parse_float=Decimal)
+        if message.get('channel') == 'balances':
+            break
+    assert list(message) == ['channel', 'type', 'data', 'sequence']
+    rows = {row['asset']: row for row in message['data']}
+    assert set(rows) == {'USD', 'BTC', 'ETH'}
+    btc = rows['BTC']
+    assert btc['asset_class'] == 'currency'
+    assert sorted((w['type'], w['id']) for w in btc['wallets']) == [('earn', 'flex'),
+                                                                      ('spot', 'main')]
+    assert btc['balance'] == sum(w['balance'] for w in btc['wallets']) == Decimal(10)
+
+
+@pytest.fixture
+def trader_socket(sb: Sandbox, api: API) -> Iterator[tuple[ClientConnection, str]]:
+    token = api.query_private('GetWebSocketsToken')['result']['token']
+    with connect(sb.ws_auth_url, open_timeout=WAIT) as socket:
+        yield socket, token

@@ -46,7 +46,7 @@ from websockets.server import ServerProtocol
 from .counter import Counter
 from .level3 import Level3Side, changes, placed, queues
 from .links import IDLE_TIMEOUT, MAX_MESSAGE, Link, Loop
-from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
+from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_asset, find_pair, places
 from .order_fields import TRIGGERED, rest_order, v2_error
 from .order_fields import unsupported as unsupported  # the Unified WebSocket's modules use it
 from .params import ApiError
@@ -698,8 +698,8 @@ class _Session:
         if channel == 'balances':
             balances = self.feed.private_call(self.key, 'Balance', {})
             self.balances = dict(balances)
-            self.send({'channel': 'balances', 'type': 'snapshot', 'sequence': self.next(),
-                       'data': [{'asset': a, 'balance': Raw(b)} for a, b in balances.items()]})
+            self.send({'channel': 'balances', 'type': 'snapshot',
+                       'data': v2_balances(balances), 'sequence': self.next()})
             return
         self.executions = dict(params)
         orders = self.feed.sandbox.orders(self.key)
@@ -778,12 +778,12 @@ class _Session:
             self.look_executions()
         if self.key is not None and self.balances is not None:
             balances = dict(self.feed.private_call(self.key, 'Balance', {}))
-            changed = [{'asset': a, 'balance': Raw(b)} for a, b in balances.items()
-                       if self.balances.get(a) != b]
-            if changed:
+            moved = {v2_asset(a) for a, b in balances.items() if self.balances.get(a) != b}
+            if moved:
                 self.balances = balances
-                self.send({'channel': 'balances', 'type': 'update', 'data': changed,
-                           'sequence': self.next()})
+                self.send({'channel': 'balances', 'type': 'update',
+                           'data': [row for row in v2_balances(balances)
+                                    if row['asset'] in moved], 'sequence': self.next()})
         if self.listening() and time.monotonic() - self.last_beat >= self.feed.heartbeat:
             self.last_beat = time.monotonic()
             self.send({'channel': 'heartbeat'})
@@ -913,6 +913,33 @@ def _number(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f'{type(value).__name__} is not JSON serializable')
+
+
+#: REST's suffixes of earn balances (``XBT.B``), as the v2 ``wallets`` entry they are.
+EARN_WALLETS = {'B': 'flex', 'F': 'flex', 'M': 'flex', 'S': 'bonded', 'P': 'bonded'}
+
+
+def v2_asset(name: str) -> str:
+    """A REST balance's asset (``XXBT``, ``XBT.B``) under its v2 name (``BTC``)."""
+    spec = find_asset(name.split('.')[0])
+    return (spec.altname if spec else name.split('.')[0]).replace('XBT', 'BTC')
+
+
+def v2_balances(balances: dict[str, str]) -> list[dict[str, Any]]:
+    """REST Balance's rows as the v2 ``balances`` channel's: one row an asset under its v2
+    name, with ``asset_class`` and its ``wallets`` (spot ``main``; earn ``flex`` or
+    ``bonded`` for REST's suffixed names), ``balance`` the wallets' sum."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name, amount in balances.items():
+        base, _, suffix = name.partition('.')
+        row = rows.setdefault(v2_asset(name), {'asset': v2_asset(name), 'asset_class': 'currency',
+                                               'balance': Decimal(0), 'wallets': []})
+        row['balance'] += Decimal(amount)
+        wallet = ('earn', EARN_WALLETS.get(suffix, 'bonded')) if suffix else ('spot', 'main')
+        row['wallets'].append({'type': wallet[0], 'id': wallet[1], 'balance': Raw(amount)})
+    for row in rows.values():
+        row['balance'] = Raw(format(row['balance'], 'f'))
+    return list(rows.values())
 
 
 def ticker_numbers(spec: PairSpec, rest: dict[str, Any]) -> dict[str, Any]:
