@@ -411,3 +411,21 @@ def trader_socket(sb: Sandbox, api: API) -> Iterator[tuple[ClientConnection, str
     token = api.query_private('GetWebSocketsToken')['result']['token']
     with connect(sb.ws_auth_url, open_timeout=WAIT) as socket:
         yield socket, token
+
+
+def test_the_instrument_channel_lists_assets_and_pairs_with_krakens_fields(public):
+    ack = json.loads(_subscribe(public, channel='instrument'))
+    assert ack['success'] is True
+    data = _next(public, lambda m: m.get('channel') == 'instrument')['data']
+    assets = {a['id']: a for a in data['assets']}
+    assert set(assets) == {'BTC', 'ETH', 'SOL', 'USD'}
+    assert set(assets['BTC']) == {'id', 'status', 'precision', 'precision_display',
+                                  'borrowable', 'collateral_value', 'margin_rate'}
+    assert (assets['BTC']['precision'], assets['USD']['precision_display']) == (10, 2)
+    pairs = {p['symbol']: p for p in data['pairs']}
+    btc = pairs['BTC/USD']
+    assert (btc['base'], btc['quote']) == ('BTC', 'USD')
+    assert {'qty_increment', 'cost_precision', 'marginable', 'has_index', 'price_increment',
+            'qty_min', 'cost_min', 'price_precision', 'qty_precision'} <= set(btc)
+    assert btc['qty_increment'] == Decimal('0.00000001')
+    assert pairs['ETH/BTC']['quote'] == 'BTC'

@@ -46,7 +46,16 @@ from websockets.server import ServerProtocol
 from .counter import Counter
 from .level3 import Level3Side, changes, placed, queues
 from .links import IDLE_TIMEOUT, MAX_MESSAGE, Link, Loop
-from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_asset, find_pair, places
+from .market import (
+    ASSETS,
+    LOT_DECIMALS,
+    OHLC_INTERVALS,
+    PAIRS,
+    PairSpec,
+    find_asset,
+    find_pair,
+    places,
+)
 from .order_fields import TRIGGERED, rest_order, v2_error
 from .order_fields import unsupported as unsupported  # the Unified WebSocket's modules use it
 from .params import ApiError
@@ -323,11 +332,21 @@ class Feed:
         return zlib.crc32(text.encode('ascii'))
 
     def instrument(self) -> dict[str, Any]:
-        pairs = [{'symbol': v2_symbol(p), 'base': p.base, 'quote': p.quote, 'status': 'online',
-                  'price_precision': p.pair_decimals, 'qty_precision': LOT_DECIMALS,
-                  'price_increment': Decimal(places(p.tick_size, p.pair_decimals)),
-                  'qty_min': p.ordermin, 'cost_min': p.costmin} for p in PAIRS.values()]
-        return {'assets': [], 'pairs': pairs}
+        """The ``instrument`` channel's snapshot: assets and pairs with the fields of Kraken's
+        v2 docs, under v2 names. Margin is not modelled: nothing is borrowable or marginable."""
+        assets = [{'id': v2_asset(a.name), 'status': 'enabled', 'precision': a.decimals,
+                   'precision_display': a.display_decimals, 'borrowable': False,
+                   'collateral_value': Decimal(0), 'margin_rate': Decimal(0)}
+                  for a in ASSETS.values()]
+        pairs = [{'symbol': v2_symbol(p), 'base': v2_asset(p.base), 'quote': v2_asset(p.quote),
+                  'status': 'online', 'qty_precision': LOT_DECIMALS,
+                  'qty_increment': Raw(places(Decimal(1).scaleb(-LOT_DECIMALS), LOT_DECIMALS)),
+                  'price_precision': p.pair_decimals, 'cost_precision': p.cost_decimals,
+                  'marginable': False, 'has_index': False, 'cost_min': p.costmin,
+                  'tick_size': Raw(places(p.tick_size, p.pair_decimals)),
+                  'price_increment': Raw(places(p.tick_size, p.pair_decimals)),
+                  'qty_min': p.ordermin} for p in PAIRS.values()]
+        return {'assets': assets, 'pairs': pairs}
 
     def ticker(self, spec: PairSpec) -> dict[str, Any]:
         """The ``ticker`` channel's row, with Kraken's fields in Kraken's order."""
