@@ -429,3 +429,17 @@ def test_the_instrument_channel_lists_assets_and_pairs_with_krakens_fields(publi
             'qty_min', 'cost_min', 'price_precision', 'qty_precision'} <= set(btc)
     assert btc['qty_increment'] == Decimal('0.00000001')
     assert pairs['ETH/BTC']['quote'] == 'BTC'
+
+
+def test_trade_volume_takes_fee_info_and_fee_schedule(api):
+    asked = api.query_private('TradeVolume', {'pair': 'XBTUSD', 'fee-info': 'true'})
+    assert asked['error'] == []
+    assert asked['result']['fees']['XXBTZUSD']['fee'] == '0.2600'
+    assert 'schedules' not in asked['result']
+    bare = api.query_private('TradeVolume', {'pair': 'XBTUSD', 'fee-info': 'false'})['result']
+    assert set(bare) == {'currency', 'volume'}
+    full = api.query_private('TradeVolume', {'pair': 'XBTUSD', 'fee_schedule': 'true'})['result']
+    taker = full['schedules']['XXBTZUSD']['fees']
+    assert taker[0] == {'volume': '0.0000', 'fee': '0.2600'}
+    assert [Decimal(t['volume']) for t in taker] == sorted(Decimal(t['volume']) for t in taker)
+    assert full['schedules']['XXBTZUSD']['fees_maker'][-1]['fee'] == '0.0000'

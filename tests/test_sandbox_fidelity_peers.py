@@ -2,10 +2,11 @@
 
 Each call in tests/peers/fidelity_check.py is the peer's own, unmodified, in the
 peer virtualenv of tests/test_peers.py: ccxt's ``fetch_deposit_address``
-(Kraken's method names), ccxt.pro's ``create_order_ws`` with ``postOnly``,
-trigger prices, a preset stop-loss and ``reduceOnly`` (WebSocket v2 fields
-honoured or refused by name), python-kraken-sdk's deposit calls (``cursor`` as
-Kraken reads it, an unknown asset refused).
+(Kraken's method names) and ``fetch_trading_fee`` (TradeVolume's ``fee-info``),
+ccxt.pro's ``create_order_ws`` with ``postOnly``, trigger prices, a preset
+stop-loss and ``reduceOnly`` (WebSocket v2 fields honoured or refused by name),
+python-kraken-sdk's deposit calls (``cursor`` as Kraken reads it, an unknown
+asset refused).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def test_peer_calls_that_found_the_sandbox_unlike_kraken_pass(
             capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, f'{run.stdout[-6000:]}\n{run.stderr[-3000:]}'
         summary = json.loads(run.stdout)
-        assert summary['passed'] == {'ccxt': [1, 1], 'ccxt.pro': [6, 6],
+        assert summary['passed'] == {'ccxt': [2, 2], 'ccxt.pro': [6, 6],
                                      'python-kraken-sdk': [3, 3]}
         # What ccxt.pro did is what the sandbox recorded: the post-only order never took.
         first = sandbox.orders(ccxt.key)[0]

@@ -48,7 +48,7 @@ PARAMETERS: dict[str, str] = {
     'OpenPositions': 'txid docalcs consolidation',
     'Ledgers': 'asset aclass type start end ofs without_count',
     'QueryLedgers': 'id trades',
-    'TradeVolume': 'pair',
+    'TradeVolume': 'pair fee-info fee_schedule',
     'GetApiKeyInfo': '',
     'ListWalletAccounts': '',
     'Level3': 'pair depth',

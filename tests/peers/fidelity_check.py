@@ -52,6 +52,12 @@ async def run_ccxt(url: str, ws_auth: str, key: str, secret: str) -> None:
 
     await check('ccxt', 'fetch_deposit_address', deposit_address)
 
+    async def trading_fee() -> None:
+        fee = rest.fetch_trading_fee('BTC/USD')
+        expect(fee['taker'] == 0.0026 and fee['maker'] == 0.0016, f'fee: {fee}')
+
+    await check('ccxt', 'fetch_trading_fee', trading_fee)
+
     pro = ccxt.pro.kraken({'apiKey': key, 'secret': secret, 'urls': {'api': {
         'public': url, 'private': url, 'ws': {'privateV2': ws_auth}}}})
     try:
