@@ -443,3 +443,23 @@ def test_trade_volume_takes_fee_info_and_fee_schedule(api):
     assert taker[0] == {'volume': '0.0000', 'fee': '0.2600'}
     assert [Decimal(t['volume']) for t in taker] == sorted(Decimal(t['volume']) for t in taker)
     assert full['schedules']['XXBTZUSD']['fees_maker'][-1]['fee'] == '0.0000'
+
+
+def test_a_conditional_close_is_in_add_orders_descr_and_names_its_parent(sb, api):
+    sb.set_price('XBTUSD', 60000)
+    placed = api.query_private('AddOrder', {
+        'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit', 'volume': '0.1',
+        'price': '61000', 'close[ordertype]': 'stop-loss-limit', 'close[price]': '55000',
+        'close[price2]': '54900'})
+    assert placed['error'] == []
+    assert placed['result']['descr'] == {
+        'order': 'buy 0.10000000 XBTUSD @ limit 61000.0',
+        'close': 'close position @ stop loss 55000.0 -> limit 54900.0'}
+    parent = placed['result']['txid'][0]
+    opened = api.query_private('OpenOrders')['result']['open']
+    (close,) = [o for o in opened.values() if o['descr']['ordertype'] == 'stop-loss-limit']
+    assert close['refid'] == parent
+    plain = api.query_private('AddOrder', {'pair': 'XBTUSD', 'type': 'buy',
+                                           'ordertype': 'limit', 'volume': '0.1',
+                                           'price': '50000'})
+    assert list(plain['result']['descr']) == ['order']

@@ -112,6 +112,8 @@ class Order:
     displayvol: Decimal | None = None  # an iceberg order's visible volume
     #: Conditional close: (ordertype, price, price2) of the order placed once this fills.
     close_order: tuple[str, Decimal | None, Decimal | None] | None = None
+    #: The txid of the order whose conditional close this order is (Kraken's ``refid``).
+    refid: str | None = None
 
     @property
     def amended(self) -> bool:
@@ -188,6 +190,8 @@ class Order:
             return ''
         kind, price, price2 = self.close_order
         d = self.pair.pair_decimals
+        if price2 is not None:  # Kraken: "close position @ stop loss 38000.0 -> limit 36000.0"
+            kind = kind.removesuffix('-limit')
         text = f'close position @ {kind.replace("-", " ")}'
         if price is not None:
             text += f' {places(price, d)}'
@@ -200,7 +204,7 @@ class Order:
         d, c = self.pair.pair_decimals, self.pair.cost_decimals
         average = self.cost / self.vol_exec if self.vol_exec else D(0)
         info: dict[str, Any] = {
-            'refid': None, 'userref': self.userref, 'status': self.status,
+            'refid': self.refid, 'userref': self.userref, 'status': self.status,
             'opentm': round(self.opentm, 4), 'starttm': round(self.starttm, 4) or 0,
             'expiretm': round(self.expiretm, 4) or 0,
             'descr': {'pair': self.pair.altname, 'type': self.side, 'ordertype': self.ordertype,
@@ -727,7 +731,7 @@ class Exchange:
         kind, price, price2 = parent.close_order
         side = 'sell' if parent.side == 'buy' else 'buy'
         order = Order('', parent.pair, side, kind, parent.vol_exec, price, time.time(),
-                      parent.userref, price2=price2)
+                      parent.userref, price2=price2, refid=parent.txid)
         try:
             self.check_funds(account, [(order, self.plan(order))])
         except ApiError:

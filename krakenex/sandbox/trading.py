@@ -29,6 +29,7 @@ from .market import (
     PairSpec,
     places,
 )
+from .order_views import descr, prices_of
 from .params import (
     ApiError,
     Params,
@@ -261,9 +262,9 @@ class Trading:
         self.exchange.check_open_orders(account, pair)
         self.exchange.check_funds(account, [(order, self.exchange.plan(order))])
         if flag(params, 'validate'):
-            return {'descr': {'order': order.description()}}
+            return {'descr': descr(order)}
         self.exchange.place(account, order)
-        return {'descr': {'order': order.description()}, 'txid': [order.txid]}
+        return {'descr': descr(order), 'txid': [order.txid]}
 
     def add_order_batch(self, account: Account, params: Params) -> object:
         self._in_status('AddOrderBatch', params)
@@ -290,7 +291,7 @@ class Trading:
                 rows.append({'error': str(refused)})
                 continue
             accepted.append((order, plan))
-            rows.append({'descr': {'order': order.description()}, 'order': order})
+            rows.append({'descr': descr(order), 'order': order})
         validate = flag(params, 'validate')
         for row in rows:
             order = row.pop('order', None)
@@ -340,7 +341,7 @@ class Trading:
         if pair is not old.pair:
             raise invalid('pair')
         merged = {'type': old.side, 'ordertype': old.ordertype, 'volume': str(old.volume),
-                  **_prices_of(old), 'oflags': ','.join(sorted(old.oflags)), **params}
+                  **prices_of(old), 'oflags': ','.join(sorted(old.oflags)), **params}
         merged.pop('cl_ord_id', None)
         new = self._new_order(account, merged, pair, ignore=old)
         if new.userref is None:
@@ -419,20 +420,6 @@ class Trading:
         for order in orders.values():
             self.exchange.close(order, 'canceled', 'User requested')
         return {'count': len(orders)}
-
-
-def _prices_of(order: Order) -> dict[str, str]:
-    """An open order's ``price`` and ``price2`` as AddOrder took them, for EditOrder to keep
-    what the edit does not change."""
-    if order.trailing is not None:
-        prices = {'price': f'+{order.trailing:f}' + ('%' if order.trailing_percent else '')}
-    else:
-        prices = {'price': '' if order.price is None else f'{order.price:f}'}
-    if order.limit_offset is not None:
-        prices['price2'] = f'{order.limit_offset:+f}' + ('%' if order.limit_percent else '')
-    elif order.price2 is not None:
-        prices['price2'] = f'{order.price2:f}'
-    return prices
 
 
 def _order_time(params: Params, name: str, now: float) -> float:
