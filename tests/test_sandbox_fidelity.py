@@ -463,3 +463,47 @@ def test_a_conditional_close_is_in_add_orders_descr_and_names_its_parent(sb, api
                                            'ordertype': 'limit', 'volume': '0.1',
                                            'price': '50000'})
     assert list(plain['result']['descr']) == ['order']
+
+
+# -- Kraken Futures ------------------------------------------------------------------------
+
+@pytest.mark.parametrize('path', ['/derivatives/api/v4/openorders', '/api/history/v1/orders',
+                                  '/api/history/v3/accountlogcsv', '/derivatives/nothing'])
+def test_an_unmodelled_futures_path_gets_krakens_json_not_found(sb, path):
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(sb.url + path, timeout=WAIT)
+    assert refused.value.code == 404
+    assert refused.value.headers['Content-Type'].startswith('application/json')
+    body = json.loads(refused.value.read())
+    assert (body['result'], body['error']) == ('error', 'notFound') and 'serverTime' in body
+
+
+def test_futures_order_history_answers_on_v2_as_on_v3(sb):
+    from krakenex.futures import FuturesAPI
+
+    with FuturesAPI(sb.futures.key, sb.futures.secret, uri=sb.url) as futures:
+        futures.query_private('sendorder', {'orderType': 'lmt', 'symbol': 'PF_XBTUSD',
+                                            'side': 'buy', 'size': '0.01',
+                                            'limitPrice': '50000'})
+        events = {version: requests_get(sb, futures, f'/api/history/{version}/orders')
+                  for version in ('v2', 'v3')}
+    assert events['v2']['elements'] and events['v2']['elements'] == events['v3']['elements']
+
+
+def requests_get(sb: Sandbox, futures: Any, path: str) -> dict[str, Any]:
+    """GET a history path signed as Kraken Futures signs: Authent over the path, no nonce."""
+    import base64
+    import hashlib
+    import hmac
+    import urllib.request
+
+    digest = hashlib.sha256(path.encode()).digest()
+    authent = base64.b64encode(hmac.new(base64.b64decode(sb.futures.secret), digest,
+                                        hashlib.sha512).digest()).decode()
+    request = urllib.request.Request(sb.url + path, headers={'APIKey': sb.futures.key,
+                                                              'Authent': authent})
+    with urllib.request.urlopen(request, timeout=WAIT) as reply:
+        return dict(json.loads(reply.read()))
