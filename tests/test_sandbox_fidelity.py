@@ -507,3 +507,26 @@ def requests_get(sb: Sandbox, futures: Any, path: str) -> dict[str, Any]:
                                                               'Authent': authent})
     with urllib.request.urlopen(request, timeout=WAIT) as reply:
         return dict(json.loads(reply.read()))
+
+
+@pytest.mark.parametrize('params', [
+    {'orderType': 'limit', 'symbol': 'PF_XBTUSD', 'side': 'buy', 'size': '1'},
+    {'orderType': 'lmt', 'symbol': 'PF_NOPE', 'side': 'buy', 'size': '1'},
+    {'orderType': 'lmt', 'symbol': 'PF_XBTUSD', 'side': 'buy', 'size': '1', 'colour': 'red'},
+])
+def test_futures_arguments_are_checked_before_credentials(sb, params):
+    import urllib.parse
+    import urllib.request
+
+    body = urllib.parse.urlencode(params).encode()
+    request = urllib.request.Request(sb.url + '/derivatives/api/v3/sendorder', data=body,
+                                     headers={'APIKey': 'unknown', 'Authent': 'bad'})
+    with urllib.request.urlopen(request, timeout=WAIT) as reply:
+        answer = json.loads(reply.read())
+    assert (answer['result'], answer['error']) == ('error', 'invalidArgument')
+    good = urllib.parse.urlencode({'orderType': 'lmt', 'symbol': 'PF_XBTUSD', 'side': 'buy',
+                                   'size': '1', 'limitPrice': '50000'}).encode()
+    request = urllib.request.Request(sb.url + '/derivatives/api/v3/sendorder', data=good,
+                                     headers={'APIKey': 'unknown', 'Authent': 'bad'})
+    with urllib.request.urlopen(request, timeout=WAIT) as reply:
+        assert json.loads(reply.read())['error'] == 'authenticationError'

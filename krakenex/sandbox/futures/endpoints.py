@@ -161,9 +161,10 @@ class FuturesEndpoints:
         if handler is None:
             known = name in self._private_names
             raise Refusal('invalidArgument' if known else 'notFound', 405 if known else 404)
+        params = parse(query, body)
+        self.trading.check_arguments(name, params)  # before the credentials, as Kraken
         account, nonce = exchange.authenticate(path, query, headers, body)
         exchange.expire(account)
-        params = parse(query, body)
         instructions = 0
         if name == 'batchorder' and 'json' in params:
             # refused before anything is charged or placed
