@@ -530,3 +530,23 @@ def test_futures_arguments_are_checked_before_credentials(sb, params):
                                      headers={'APIKey': 'unknown', 'Authent': 'bad'})
     with urllib.request.urlopen(request, timeout=WAIT) as reply:
         assert json.loads(reply.read())['error'] == 'authenticationError'
+
+
+@pytest.mark.parametrize('method, params, error', [
+    ('amend_order', {'order_id': 'X', 'order_qty': 0.02, 'display_qty': 0.01},
+     'EGeneral:Invalid arguments:display_qty'),
+    ('amend_order', {'order_id': 'X', 'trigger_price': 100},
+     'EGeneral:Invalid arguments:trigger_price'),
+    ('amend_order', {'order_id': 'X', 'limit_price': 10, 'colour': 1},
+     "Unsupported field: 'colour' for the given msg type: amend_order"),
+    ('edit_order', {'order_id': 'X', 'symbol': 'BTC/USD', 'post_only': True},
+     'EGeneral:Invalid arguments:post_only'),
+    ('cancel_order', {'order_id': ['X'], 'order_userref': [1]},
+     'EGeneral:Invalid arguments:order_userref'),
+    ('cancel_all', {'symbol': 'BTC/USD'},
+     "Unsupported field: 'symbol' for the given msg type: cancel_all"),
+])
+def test_the_other_trading_requests_refuse_what_they_would_drop(sb, trader, method, params,
+                                                                 error):
+    reply = trader(method, **params)
+    assert (reply['success'], reply['error']) == (False, error)

@@ -56,7 +56,7 @@ from .market import (
     find_pair,
     places,
 )
-from .order_fields import TRIGGERED, rest_order, v2_error
+from .order_fields import TRIGGERED, check_fields, rest_order, v2_error
 from .order_fields import unsupported as unsupported  # the Unified WebSocket's modules use it
 from .params import ApiError
 from .replies import Reply, iso, iso_ns
@@ -1119,6 +1119,7 @@ def check_arrays(params: dict[str, Any], *names: str) -> None:
 
 
 def _cancel_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_fields(params, 'cancel_order')
     check_arrays(params, 'order_id', 'cl_ord_id')
     ids = list(params.get('order_id') or []) + list(params.get('cl_ord_id') or [])
     if not ids:
@@ -1129,11 +1130,13 @@ def _cancel_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any
 
 
 def _cancel_all(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_fields(params, 'cancel_all')
     result = feed.private_call(key, 'CancelAll', {})
     return {'count': result.get('count', 0)}
 
 
 def _cancel_after(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_fields(params, 'cancel_all_orders_after')
     check_required(params, 'timeout')  # 0 disables the timer; nothing given is not 0
     timeout = params['timeout']
     if isinstance(timeout, bool) or not isinstance(timeout, int):
@@ -1160,6 +1163,7 @@ def _batch_add(feed: Feed, key: str, params: dict[str, Any]) -> list[dict[str, A
 
 
 def _amend_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_fields(params, 'amend_order')
     check_numbers(params, 'order_qty', 'limit_price')
     rest = {name: str(params[name]) for name in ('cl_ord_id',) if params.get(name) is not None}
     for name, text in (('order_qty', plain_text(params, 'order_qty')),
@@ -1174,6 +1178,7 @@ def _amend_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]
 
 
 def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_fields(params, 'edit_order')
     check_required(params, 'order_id', 'symbol')
     check_numbers(params, 'order_qty', 'limit_price')
     spec = _v2_pair(params.get('symbol'))
@@ -1190,6 +1195,7 @@ def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _batch_cancel(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_fields(params, 'batch_cancel')
     check_arrays(params, 'orders')
     orders = [str(o) for o in params.get('orders') or []]
     if not orders:

@@ -21,7 +21,7 @@ from typing import Any
 
 from .params import ApiError
 
-__all__ = ['ADD_ORDER_FIELDS', 'TRIGGERED', 'rest_order', 'v2_error']
+__all__ = ['ADD_ORDER_FIELDS', 'FIELDS', 'TRIGGERED', 'check_fields', 'rest_order', 'v2_error']
 
 #: The fields of Kraken's v2 ``add_order`` (its docs' request, ``token`` included).
 ADD_ORDER_FIELDS = frozenset({
@@ -201,6 +201,48 @@ def rest_order(params: dict[str, Any], method: str = 'add_order') -> dict[str, A
         rest['deadline'] = params['deadline']
     _conditional(params, rest)
     return rest
+
+
+#: The fields of Kraken's other v2 trading requests, and those the sandbox refuses by name
+#: because it does not model them (a value that means Kraken's default is accepted).
+FIELDS = {
+    'amend_order': frozenset({'order_id', 'cl_ord_id', 'order_qty', 'display_qty', 'limit_price',
+                              'limit_price_type', 'post_only', 'trigger_price',
+                              'trigger_price_type', 'deadline', 'symbol', 'token'}),
+    'edit_order': frozenset({'order_id', 'symbol', 'order_qty', 'limit_price', 'display_qty',
+                             'post_only', 'reduce_only', 'triggers', 'deadline',
+                             'fee_preference', 'no_mpp', 'order_userref', 'validate', 'token'}),
+    'cancel_order': frozenset({'order_id', 'cl_ord_id', 'order_userref', 'token'}),
+    'cancel_all': frozenset({'token'}),
+    'cancel_all_orders_after': frozenset({'timeout', 'token'}),
+    'batch_cancel': frozenset({'orders', 'cl_ord_id', 'token'}),
+}
+UNMODELLED = {
+    'amend_order': ('display_qty', 'trigger_price', 'trigger_price_type', 'post_only',
+                    'limit_price_type', 'deadline', 'symbol'),
+    'edit_order': ('display_qty', 'post_only', 'reduce_only', 'triggers', 'deadline',
+                   'fee_preference', 'no_mpp', 'validate'),
+    'cancel_order': ('order_userref',),
+    'batch_cancel': ('cl_ord_id',),
+}
+#: Values of those fields that mean Kraken's default, and so are accepted.
+DEFAULTS: dict[str, tuple[object, ...]] = {
+    'post_only': (False,), 'reduce_only': (False,), 'no_mpp': (False,), 'validate': (False,),
+    'limit_price_type': ('static',), 'trigger_price_type': ('static',),
+    'fee_preference': ('quote',)}
+
+
+def check_fields(params: dict[str, Any], method: str) -> None:
+    """Refuse a field ``method`` does not take (Kraken's wording), or one the sandbox does
+    not model, by its name, unless its value is Kraken's default."""
+    for name in params:
+        if name not in FIELDS[method]:
+            raise ApiError(unsupported(name, method))
+    for name in UNMODELLED.get(method, ()):
+        value = params.get(name)
+        if value is not None and not any(value is d or (not isinstance(d, bool) and value == d)
+                                         for d in DEFAULTS.get(name, ())):
+            raise invalid(name)
 
 
 def v2_error(error: ApiError, params: dict[str, Any]) -> ApiError:
