@@ -110,7 +110,7 @@ def test_ws_keeps_every_sandbox_book_verified_as_the_market_moves(sb, ws):
 
 def test_ticker_trade_ohlc_and_instrument_channels(sb, ws):
     ws.subscribe('ticker', symbol=['BTC/USD'])
-    ws.subscribe('trade', symbol=['BTC/USD'])
+    ws.subscribe('trade', symbol=['BTC/USD'], snapshot=True)  # Kraken's default is none
     ws.subscribe('ohlc', symbol=['BTC/USD'], interval=60)
     ws.subscribe('instrument')
     ticker = expect(ws, channel('ticker'))['data'][0]
@@ -125,7 +125,7 @@ def test_ticker_trade_ohlc_and_instrument_channels(sb, ws):
 
 
 def test_the_trade_channel_sends_every_trade_of_a_burst_once(sb, ws, api):
-    ws.subscribe('trade', symbol=['SOL/USD'])
+    ws.subscribe('trade', symbol=['SOL/USD'], snapshot=True)
     snapshot = expect(ws, channel('trade', 'snapshot'))['data']
     for _ in range(300):  # far more trades than a snapshot holds, faster than the feed looks
         sb.move()
@@ -321,11 +321,11 @@ def test_executions_show_orders_placed_over_rest_and_over_the_socket(sb, ws, api
 def test_balances_follow_paper_trading(sb, ws):
     ws.subscribe('balances')
     snapshot = expect(ws, channel('balances', 'snapshot'))
-    usd = {b['asset']: b['balance'] for b in snapshot['data']}['ZUSD']
+    usd = {b['asset']: b['balance'] for b in snapshot['data']}['USD']  # v2's name
     ws.request('add_order', symbol='BTC/USD', side='buy', order_type='market',
                order_qty=Decimal('0.01'))
     update = expect(ws, channel('balances', 'update'))
-    assert {b['asset']: b['balance'] for b in update['data']}['ZUSD'] < usd
+    assert {b['asset']: b['balance'] for b in update['data']}['USD'] < usd
 
 
 def test_tokens_are_checked_and_expire_15_minutes_after_issue_unless_used(sb, api):
@@ -779,7 +779,7 @@ def test_a_token_got_elsewhere_opens_private_channels_without_a_key(sb, api):
     with WS(url=sb.ws_url, auth_url=sb.ws_auth_url, token=token, timeout=WAIT) as keyless:
         keyless.subscribe('balances')
         snapshot = expect(keyless, channel('balances', 'snapshot'))
-        assert 'ZUSD' in {b['asset'] for b in snapshot['data']}
+        assert 'USD' in {b['asset'] for b in snapshot['data']}
     fresh = iter([api.query_private('GetWebSocketsToken')['result']['token']])
     with WS(auth_url=sb.ws_auth_url, token=lambda: next(fresh), timeout=WAIT) as called:
         called.subscribe('executions')

@@ -20,6 +20,8 @@ from .exchange import (
     asset_places,
 )
 from .market import (
+    FEES_MAKER,
+    FEES_TAKER,
     find_asset,
     places,
 )
@@ -38,6 +40,11 @@ from .params import (
 from .permissions import PERMISSIONS
 
 D = Decimal
+
+
+def _percent(rate: float) -> str:
+    """A fee rate of AssetPairs' tables (percent) as TradeVolume writes it: ``0.2600``."""
+    return places(D(str(rate)), 4)
 
 #: Rows in one page of ClosedOrders, TradesHistory and Ledgers (Kraken's docs: "50 results
 #: at a time, the most recent by default").
@@ -214,12 +221,23 @@ class AccountData:
                       for f in account.fills.values() if f.time >= since), D(0))
         result: dict[str, Any] = {'currency': 'ZUSD', 'volume': places(volume, 4)}
         pairs = requested_pairs(params, required=False) if params.get('pair') else []
-        for key, fee, low, next_ in (('fees', '0.2600', '0.1000', '0.2400'),
-                                     ('fees_maker', '0.1600', '0.0000', '0.1400')):
+        if params.get('fee-info') is not None and not flag(params, 'fee-info'):
+            pairs = []  # fee-info=false: the volume alone
+        for key, table in (('fees', FEES_TAKER), ('fees_maker', FEES_MAKER)):
+            # the sandbox charges the first tier whatever the volume (exchange.TAKER_FEE)
+            rates = [_percent(rate) for _, rate in table]
             if pairs:
-                result[key] = {p.name: {'fee': fee, 'minfee': low, 'maxfee': fee,
-                                        'nextfee': next_, 'nextvolume': '50000.0000',
-                                        'tiervolume': '0.0000'} for p in pairs}
+                result[key] = {p.name: {'fee': rates[0], 'minfee': min(rates, key=D),
+                                        'maxfee': max(rates, key=D), 'nextfee': rates[1],
+                                        'nextvolume': places(D(str(table[1][0])), 4),
+                                        'tiervolume': places(D(str(table[0][0])), 4)}
+                               for p in pairs}
+            if pairs and flag(params, 'fee_schedule'):  # the tiers' shape is the sandbox's
+                schedules = result.setdefault('schedules', {})
+                for p in pairs:
+                    schedules.setdefault(p.name, {})[key] = [
+                        {'volume': places(D(str(volume)), 4), 'fee': _percent(rate)}
+                        for volume, rate in table]
         return result
 
     def websockets_token(self, account: Account, params: Params) -> object:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, ROUND_UP, Decimal
 from typing import Any
 
+from . import networks
 from .counter import Counter
 from .limits import call_cost
 from .market import (
@@ -104,6 +105,7 @@ class Order:
     trailing_percent: bool = False
     #: A trailing-stop-limit's limit, as a signed offset from its trigger price.
     limit_offset: Decimal | None = None
+    limit_percent: bool = False  # the offset is a percentage of the trigger price
     extreme: Decimal | None = None  # the best price a trailing stop has seen
     triggered: bool = False
     stopprice: Decimal | None = None  # the price it triggered at
@@ -112,6 +114,8 @@ class Order:
     displayvol: Decimal | None = None  # an iceberg order's visible volume
     #: Conditional close: (ordertype, price, price2) of the order placed once this fills.
     close_order: tuple[str, Decimal | None, Decimal | None] | None = None
+    #: The txid of the order whose conditional close this order is (Kraken's ``refid``).
+    refid: str | None = None
 
     @property
     def amended(self) -> bool:
@@ -180,7 +184,7 @@ class Order:
             if self.price2 is not None:
                 text += f' -> limit {places(self.price2, self.pair.pair_decimals)}'
             elif self.limit_offset is not None:
-                text += f' -> limit {self.limit_offset:+f}'
+                text += f' -> limit {self.limit_offset:+f}' + ('%' if self.limit_percent else '')
         return text
 
     def close_description(self) -> str:
@@ -188,6 +192,8 @@ class Order:
             return ''
         kind, price, price2 = self.close_order
         d = self.pair.pair_decimals
+        if price2 is not None:  # Kraken: "close position @ stop loss 38000.0 -> limit 36000.0"
+            kind = kind.removesuffix('-limit')
         text = f'close position @ {kind.replace("-", " ")}'
         if price is not None:
             text += f' {places(price, d)}'
@@ -200,7 +206,7 @@ class Order:
         d, c = self.pair.pair_decimals, self.pair.cost_decimals
         average = self.cost / self.vol_exec if self.vol_exec else D(0)
         info: dict[str, Any] = {
-            'refid': None, 'userref': self.userref, 'status': self.status,
+            'refid': self.refid, 'userref': self.userref, 'status': self.status,
             'opentm': round(self.opentm, 4), 'starttm': round(self.starttm, 4) or 0,
             'expiretm': round(self.expiretm, 4) or 0,
             'descr': {'pair': self.pair.altname, 'type': self.side, 'ordertype': self.ordertype,
@@ -291,6 +297,8 @@ class Export:
     description: str
     created: float
     data: bytes
+    data_start: float = 0.0  # the rows' span, AddExport's starttm and endtm
+    data_end: float = 0.0
 
 
 @dataclass(eq=False, repr=False)
@@ -590,7 +598,7 @@ class Exchange:
         refid = self.new_id('F')
         self.book(account, asset.name, amount, D(0), 'deposit', refid, when)
         account.funding.append({
-            'kind': 'deposit', 'method': f'{asset.altname} (sandbox)', 'aclass': 'currency',
+            'kind': 'deposit', 'method': networks.method(asset.name), 'aclass': 'currency',
             'asset': asset.name, 'refid': refid, 'txid': hashlib.sha256(refid.encode()).hexdigest(),
             'info': 'sandbox', 'amount': asset_places(asset.name, amount),
             'fee': asset_places(asset.name, D(0)), 'time': int(when), 'status': 'Success'})
@@ -666,7 +674,11 @@ class Exchange:
         trigger = order.trigger_price()
         order.triggered, order.stopprice = True, trigger
         if order.limit_offset is not None and trigger is not None:
-            order.price2 = max(order.pair.tick_size, trigger + order.limit_offset)
+            offset = (trigger * order.limit_offset / 100 if order.limit_percent
+                      else order.limit_offset)
+            price2 = (trigger + offset) / order.pair.tick_size
+            order.price2 = max(order.pair.tick_size, price2.to_integral_value(ROUND_HALF_UP)
+                               * order.pair.tick_size)
         try:
             self.check_funds(account, [(order, self.plan(order))], released=order)
         except ApiError:
@@ -736,7 +748,7 @@ class Exchange:
         kind, price, price2 = parent.close_order
         side = 'sell' if parent.side == 'buy' else 'buy'
         order = Order('', parent.pair, side, kind, parent.vol_exec, price, time.time(),
-                      parent.userref, price2=price2)
+                      parent.userref, price2=price2, refid=parent.txid)
         try:
             self.check_funds(account, [(order, self.plan(order))])
         except ApiError:
@@ -767,7 +779,8 @@ class Exchange:
         now = time.time()
         self.book(account, asset.name, -amount, fee, kind, refid, now, subtype)
         account.funding.append({
-            'kind': kind, 'method': f'{asset.altname} (sandbox)', 'network': 'sandbox',
+            'kind': kind, 'method': networks.method(asset.name),
+            'network': networks.network(asset.name),
             'aclass': 'currency', 'asset': asset.name, 'refid': refid,
             'txid': hashlib.sha256(refid.encode()).hexdigest(), 'info': 'sandbox',
             'amount': asset_places(asset.name, amount), 'fee': asset_places(asset.name, fee),

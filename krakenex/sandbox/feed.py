@@ -46,7 +46,18 @@ from websockets.server import ServerProtocol
 from .counter import Counter
 from .level3 import Level3Side, changes, placed, queues
 from .links import IDLE_TIMEOUT, MAX_MESSAGE, Link, Loop
-from .market import LOT_DECIMALS, OHLC_INTERVALS, PAIRS, PairSpec, find_pair, places
+from .market import (
+    ASSETS,
+    LOT_DECIMALS,
+    OHLC_INTERVALS,
+    PAIRS,
+    PairSpec,
+    find_asset,
+    find_pair,
+    places,
+)
+from .order_fields import TRIGGERED, check_fields, rest_order, v2_error
+from .order_fields import unsupported as unsupported  # the Unified WebSocket's modules use it
 from .params import ApiError
 from .permissions import CHANNELS, permit
 from .replies import Reply, iso, iso_ns
@@ -85,6 +96,10 @@ MSG_RATE_ERROR = 'Exceeded msg rate'
 NOT_SUBSCRIBED = 'Subscription Not Found'
 #: The parameters each public channel takes (Kraken's v2 docs); Kraken refuses others,
 #: as it refuses ``params`` on a ping: "Unsupported field: 'params' for the given msg type: ping".
+#: What the ticker channel's ``event_trigger`` takes (Kraken's v2 docs; ``trades`` by default),
+#: and the fields whose change a ``bbo`` subscriber hears of.
+TICKER_TRIGGERS = ('trades', 'bbo')
+BBO_FIELDS = ('bid', 'bid_qty', 'ask', 'ask_qty')
 CHANNEL_FIELDS = {
     'book': {'channel', 'symbol', 'depth', 'snapshot'},
     'ticker': {'channel', 'symbol', 'event_trigger', 'snapshot'},
@@ -318,21 +333,31 @@ class Feed:
         return zlib.crc32(text.encode('ascii'))
 
     def instrument(self) -> dict[str, Any]:
-        pairs = [{'symbol': v2_symbol(p), 'base': p.base, 'quote': p.quote, 'status': 'online',
-                  'price_precision': p.pair_decimals, 'qty_precision': LOT_DECIMALS,
-                  'price_increment': Decimal(places(p.tick_size, p.pair_decimals)),
-                  'qty_min': p.ordermin, 'cost_min': p.costmin} for p in PAIRS.values()]
-        return {'assets': [], 'pairs': pairs}
+        """The ``instrument`` channel's snapshot: assets and pairs with the fields of Kraken's
+        v2 docs, under v2 names. Margin is not modelled: nothing is borrowable or marginable."""
+        assets = [{'id': v2_asset(a.name), 'status': 'enabled', 'precision': a.decimals,
+                   'precision_display': a.display_decimals, 'borrowable': False,
+                   'collateral_value': Decimal(0), 'margin_rate': Decimal(0)}
+                  for a in ASSETS.values()]
+        pairs = [{'symbol': v2_symbol(p), 'base': v2_asset(p.base), 'quote': v2_asset(p.quote),
+                  'status': 'online', 'qty_precision': LOT_DECIMALS,
+                  'qty_increment': Raw(places(Decimal(1).scaleb(-LOT_DECIMALS), LOT_DECIMALS)),
+                  'price_precision': p.pair_decimals, 'cost_precision': p.cost_decimals,
+                  'marginable': False, 'has_index': False, 'cost_min': p.costmin,
+                  'tick_size': Raw(places(p.tick_size, p.pair_decimals)),
+                  'price_increment': Raw(places(p.tick_size, p.pair_decimals)),
+                  'qty_min': p.ordermin} for p in PAIRS.values()]
+        return {'assets': assets, 'pairs': pairs}
 
     def ticker(self, spec: PairSpec) -> dict[str, Any]:
+        """The ``ticker`` channel's row, with Kraken's fields in Kraken's order."""
         market = self.sandbox.exchange.market
-        with self.sandbox.exchange.lock:  # one look: the book and the tape of one moment
+        with self.sandbox.exchange.lock:  # one look at the book and the tape
             book = market.top(spec, 1)
-            last = market.last_price(spec)  # the tape's, paper trades included, as REST's
+            numbers = ticker_numbers(spec, market.ticker(spec))
         (bid, bid_qty), (ask, ask_qty) = book['bids'][0], book['asks'][0]
         return {'symbol': v2_symbol(spec), 'bid': Raw(bid), 'bid_qty': Raw(bid_qty),
-                'ask': Raw(ask), 'ask_qty': Raw(ask_qty),
-                'last': Raw(places(last, spec.pair_decimals))}
+                'ask': Raw(ask), 'ask_qty': Raw(ask_qty), **numbers}
 
     def trades(self, spec: PairSpec, count: int = 50,
                after: int | None = None) -> list[dict[str, Any]]:
@@ -356,7 +381,8 @@ class Feed:
             rows, _ = self.sandbox.exchange.market.ohlc(spec, interval, None)
         return [{'symbol': v2_symbol(spec), 'open': Raw(o), 'high': Raw(h), 'low': Raw(lo),
                  'close': Raw(c), 'vwap': Raw(vw), 'volume': Raw(v), 'trades': n,
-                 'interval': interval, 'interval_begin': iso(float(str(t)))}
+                 'interval_begin': iso(float(str(t))), 'interval': interval,
+                 'timestamp': iso(min(float(str(t)) + interval * 60, time.time()))}
                 for t, o, h, lo, c, vw, v, n in rows[-10:]]
 
     def last_trade_id(self, spec: PairSpec) -> int:
@@ -409,6 +435,18 @@ class Feed:
         return ''
 
 
+class Ack(dict[str, Any]):
+    """A subscription's acknowledgement with Kraken's key order: ``method``, ``result`` (its
+    keys sorted, as Kraken sorts them), ``success``, ``time_in``, ``time_out``, ``req_id``."""
+
+    def __init__(self, method: str, req_id: Any, result: dict[str, Any]) -> None:
+        now = iso(time.time())
+        super().__init__(method=method, result=dict(sorted(result.items())), success=True,
+                         time_in=now, time_out=now)
+        if req_id is not None:
+            self['req_id'] = req_id
+
+
 class _Session:
     """One WebSocket connection: its subscriptions, and what the subscriber already has."""
 
@@ -419,7 +457,9 @@ class _Session:
         self.feed, self.link, self.private = feed, link, private
         self.fault: str | None = None
         self.books: dict[str, tuple[PairSpec, int, dict[str, list[tuple[str, str]]]]] = {}
-        self.tickers: dict[str, tuple[PairSpec, dict[str, Any]]] = {}
+        #: Each ticker subscription: the pair, the row last sent, its event_trigger and the
+        #: tape's last trade id then.
+        self.tickers: dict[str, tuple[PairSpec, dict[str, Any], str, int]] = {}
         self.trades: dict[str, tuple[PairSpec, int]] = {}
         #: (symbol, interval) -> the pair, the last trade id and the last candle sent
         self.ohlc: dict[tuple[str, int], tuple[PairSpec, int, dict[str, Any]]] = {}
@@ -602,10 +642,8 @@ class _Session:
                        params: dict[str, Any], req_id: Any) -> str | None:
         """Subscribe or unsubscribe one symbol of a public channel; an error text or None."""
         result: dict[str, Any] = {'channel': channel, 'symbol': symbol}
-        ack = {'method': method, 'success': True, 'result': result,
-               'time_in': iso(time.time()), 'time_out': iso(time.time())}
-        if req_id is not None:
-            ack['req_id'] = req_id
+        if method == 'subscribe' and channel != 'level3':
+            result['snapshot'] = bool(params.get('snapshot', channel != 'trade'))
         if channel == 'level3':
             depth = params.get('depth', 10)
             if depth not in LEVEL3_DEPTHS:
@@ -614,12 +652,12 @@ class _Session:
             if method == 'unsubscribe':
                 if self.level3.pop(symbol, None) is None:
                     return NOT_SUBSCRIBED
-                self.send(ack)
+                self.send(Ack(method, req_id, result))
                 return None
             levels = self.feed.current_levels(spec, depth)
             book3 = queues(spec, levels)
             self.level3[symbol] = (spec, depth, levels, book3)
-            self.send({**ack, 'result': {**result, 'snapshot': True}})
+            self.send(Ack(method, req_id, {**result, 'snapshot': True}))
             if params.get('snapshot', True):
                 market = self.feed.sandbox.exchange.market
                 self.send_level3(symbol, 'snapshot', book3, {
@@ -636,11 +674,11 @@ class _Session:
             if method == 'unsubscribe':
                 if self.books.pop(symbol, None) is None:
                     return NOT_SUBSCRIBED
-                self.send(ack)
+                self.send(Ack(method, req_id, result))
                 return None
             book = self.feed.current_levels(spec, depth)
             self.books[symbol] = (spec, depth, book)
-            self.send({**ack, 'result': {**result, 'snapshot': True}})
+            self.send(Ack(method, req_id, result))
             self.send_book_snapshot(symbol, depth, book)
         elif channel == 'ohlc':
             interval = params.get('interval', 1)
@@ -650,12 +688,12 @@ class _Session:
             if method == 'unsubscribe':
                 if self.ohlc.pop((symbol, interval), None) is None:
                     return NOT_SUBSCRIBED
-                self.send(ack)
+                self.send(Ack(method, req_id, result))
                 return None
             last_trade = self.feed.last_trade_id(spec)
             candles = self.feed.candles(spec, interval)
             self.ohlc[(symbol, interval)] = (spec, last_trade, candles[-1])
-            self.send(ack)
+            self.send(Ack(method, req_id, result))
             if params.get('snapshot', True):
                 self.send({'channel': 'ohlc', 'type': 'snapshot', 'timestamp': iso(time.time()),
                            'data': candles})
@@ -663,22 +701,27 @@ class _Session:
             if method == 'unsubscribe':
                 if self.tickers.pop(symbol, None) is None:
                     return NOT_SUBSCRIBED
-                self.send(ack)
+                self.send(Ack(method, req_id, result))
                 return None
+            trigger = params.get('event_trigger', 'trades')
+            if trigger not in TICKER_TRIGGERS:
+                return f'Invalid event_trigger {trigger}'  # the sandbox's wording
+            result['event_trigger'] = trigger
             ticker = self.feed.ticker(spec)
-            self.tickers[symbol] = (spec, ticker)
-            self.send(ack)
-            self.send({'channel': 'ticker', 'type': 'snapshot', 'data': [ticker]})
+            self.tickers[symbol] = (spec, ticker, trigger, self.feed.last_trade_id(spec))
+            self.send(Ack(method, req_id, result))
+            if params.get('snapshot', True):
+                self.send({'channel': 'ticker', 'type': 'snapshot', 'data': [ticker]})
         else:  # trade
             if method == 'unsubscribe':
                 if self.trades.pop(symbol, None) is None:
                     return NOT_SUBSCRIBED
-                self.send(ack)
+                self.send(Ack(method, req_id, result))
                 return None
             trades = self.feed.trades(spec)
             self.trades[symbol] = (spec, trades[-1]['trade_id'] if trades else 0)
-            self.send(ack)
-            if params.get('snapshot', True):
+            self.send(Ack(method, req_id, result))
+            if params.get('snapshot', False):  # Kraken's v2 docs: "Default: false"
                 self.send({'channel': 'trade', 'type': 'snapshot', 'data': trades})
         return None
 
@@ -687,8 +730,8 @@ class _Session:
         if channel == 'balances':
             balances = self.feed.private_call(self.key, 'Balance', {})
             self.balances = dict(balances)
-            self.send({'channel': 'balances', 'type': 'snapshot', 'sequence': self.next(),
-                       'data': [{'asset': a, 'balance': Raw(b)} for a, b in balances.items()]})
+            self.send({'channel': 'balances', 'type': 'snapshot',
+                       'data': v2_balances(balances), 'sequence': self.next()})
             return
         self.executions = dict(params)
         orders = self.feed.sandbox.orders(self.key)
@@ -735,10 +778,13 @@ class _Session:
             if book is not sent and book != sent:
                 self.books[symbol] = (spec, depth, book)
                 self.send_book_update(symbol, depth, sent, book)
-        for symbol, (spec, sent_ticker) in list(self.tickers.items()):
-            ticker = self.feed.ticker(spec)
-            if ticker != sent_ticker:
-                self.tickers[symbol] = (spec, ticker)
+        for symbol, (spec, sent_ticker, trigger, sent_trade) in list(self.tickers.items()):
+            # Kraken: "trades" sends on each trade, "bbo" on each change of the best bid or ask
+            ticker, trade = self.feed.ticker(spec), self.feed.last_trade_id(spec)
+            due = (trade != sent_trade if trigger == 'trades'
+                   else any(ticker[k] != sent_ticker[k] for k in BBO_FIELDS))
+            if due:
+                self.tickers[symbol] = (spec, ticker, trigger, trade)
                 self.send({'channel': 'ticker', 'type': 'update', 'data': [ticker]})
         for (symbol, interval), (spec, last_trade, sent) in list(self.ohlc.items()):
             trade = self.feed.last_trade_id(spec)
@@ -746,7 +792,7 @@ class _Session:
                 candles = self.feed.candles(spec, interval)
                 # and one that closed since the last look gets its last trades too
                 fresh = [c for c in candles if c['interval_begin'] >= sent['interval_begin']
-                         and c['trades'] and c != sent]
+                         and c['trades'] and {**c, 'timestamp': ''} != {**sent, 'timestamp': ''}]
                 self.ohlc[(symbol, interval)] = (spec, trade, candles[-1])
                 if fresh:
                     self.send({'channel': 'ohlc', 'type': 'update',
@@ -764,12 +810,12 @@ class _Session:
             self.look_executions()
         if self.key is not None and self.balances is not None:
             balances = dict(self.feed.private_call(self.key, 'Balance', {}))
-            changed = [{'asset': a, 'balance': Raw(b)} for a, b in balances.items()
-                       if self.balances.get(a) != b]
-            if changed:
+            moved = {v2_asset(a) for a, b in balances.items() if self.balances.get(a) != b}
+            if moved:
                 self.balances = balances
-                self.send({'channel': 'balances', 'type': 'update', 'data': changed,
-                           'sequence': self.next()})
+                self.send({'channel': 'balances', 'type': 'update',
+                           'data': [row for row in v2_balances(balances)
+                                    if row['asset'] in moved], 'sequence': self.next()})
         if self.listening() and time.monotonic() - self.last_beat >= self.feed.heartbeat:
             self.last_beat = time.monotonic()
             self.send({'channel': 'heartbeat'})
@@ -901,8 +947,46 @@ def _number(value: Any) -> Any:
     raise TypeError(f'{type(value).__name__} is not JSON serializable')
 
 
-def unsupported(field: str, method: str) -> str:
-    return f"Unsupported field: '{field}' for the given msg type: {method}"
+#: REST's suffixes of earn balances (``XBT.B``), as the v2 ``wallets`` entry they are.
+EARN_WALLETS = {'B': 'flex', 'F': 'flex', 'M': 'flex', 'S': 'bonded', 'P': 'bonded'}
+
+
+def v2_asset(name: str) -> str:
+    """A REST balance's asset (``XXBT``, ``XBT.B``) under its v2 name (``BTC``)."""
+    spec = find_asset(name.split('.')[0])
+    return (spec.altname if spec else name.split('.')[0]).replace('XBT', 'BTC')
+
+
+def v2_balances(balances: dict[str, str]) -> list[dict[str, Any]]:
+    """REST Balance's rows as the v2 ``balances`` channel's: one row an asset under its v2
+    name, with ``asset_class`` and its ``wallets`` (spot ``main``; earn ``flex`` or
+    ``bonded`` for REST's suffixed names), ``balance`` the wallets' sum."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name, amount in balances.items():
+        base, _, suffix = name.partition('.')
+        row = rows.setdefault(v2_asset(name), {'asset': v2_asset(name), 'asset_class': 'currency',
+                                               'balance': Decimal(0), 'wallets': []})
+        row['balance'] += Decimal(amount)
+        wallet = ('earn', EARN_WALLETS.get(suffix, 'bonded')) if suffix else ('spot', 'main')
+        row['wallets'].append({'type': wallet[0], 'id': wallet[1], 'balance': Raw(amount)})
+    for row in rows.values():
+        row['balance'] = Raw(format(row['balance'], 'f'))
+    return list(rows.values())
+
+
+def ticker_numbers(spec: PairSpec, rest: dict[str, Any]) -> dict[str, Any]:
+    """The ticker's figures of the tape, from REST Ticker's entry of the pair (one source for
+    both): ``last`` (the last trade, paper trades included), the last 24 hours' ``volume``,
+    ``vwap``, ``low``, ``high``, and ``change``/``change_pct`` from today's opening price."""
+    decimals = spec.pair_decimals
+    last, opening = Decimal(rest['c'][0]), Decimal(rest['o'])
+    change = last - opening
+    percent = (change / opening * 100).quantize(Decimal('0.01')) if opening else Decimal(0)
+    return {'last': Raw(places(last, decimals)), 'volume': Raw(rest['v'][1]),
+            'vwap': Raw(places(Decimal(rest['p'][1]), decimals)),
+            'low': Raw(places(Decimal(rest['l'][1]), decimals)),
+            'high': Raw(places(Decimal(rest['h'][1]), decimals)),
+            'change': Raw(places(change, decimals)), 'change_pct': Raw(f'{percent:f}')}
 
 
 def level_changes(before: dict[str, list[tuple[str, str]]],
@@ -1005,7 +1089,8 @@ def _order_pair(params: dict[str, Any]) -> PairSpec:
     check_required(params, 'order_type', 'side', 'order_qty', 'symbol')
     check_numbers(params, 'order_qty', 'limit_price')
     plain_text(params, 'order_qty')
-    price_text(params)
+    if params.get('limit_price_type', 'static') == 'static':
+        price_text(params)
     spec = _v2_pair(params['symbol'])
     if spec is None:
         raise ApiError(f'Currency pair not supported {params["symbol"]}')
@@ -1015,17 +1100,21 @@ def _order_pair(params: dict[str, Any]) -> PairSpec:
 def _add_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
     spec = _order_pair(params)
     rest = {'pair': spec.name, 'type': params.get('side'), 'ordertype': params.get('order_type'),
-            'volume': plain_text(params, 'order_qty')}
-    price = price_text(params)
-    if price is not None:
-        rest['price'] = price
+            'volume': plain_text(params, 'order_qty'), **rest_order(params)}
+    if params.get('order_type') not in TRIGGERED:  # a triggered order's limit is its price2
+        price = price_text(params)
+        if price is not None:
+            rest['price'] = price
     for v2, v0 in (('cl_ord_id', 'cl_ord_id'), ('order_userref', 'userref'),
                    ('time_in_force', 'timeinforce')):
         if params.get(v2) is not None:
             rest[v0] = str(params[v2]).upper() if v2 == 'time_in_force' else str(params[v2])
     if params.get('validate'):
         rest['validate'] = 'true'
-    result = feed.private_call(key, 'AddOrder', rest)
+    try:
+        result = feed.private_call(key, 'AddOrder', rest)
+    except ApiError as exc:
+        raise v2_error(exc, params) from None
     txids = result.get('txid') or ['']
     reply = {'order_id': txids[0]}
     for name in ('cl_ord_id', 'order_userref'):
@@ -1043,6 +1132,7 @@ def check_arrays(params: dict[str, Any], *names: str) -> None:
 
 
 def _cancel_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_fields(params, 'cancel_order')
     check_arrays(params, 'order_id', 'cl_ord_id')
     ids = list(params.get('order_id') or []) + list(params.get('cl_ord_id') or [])
     if not ids:
@@ -1053,11 +1143,13 @@ def _cancel_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any
 
 
 def _cancel_all(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_fields(params, 'cancel_all')
     result = feed.private_call(key, 'CancelAll', {})
     return {'count': result.get('count', 0)}
 
 
 def _cancel_after(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_fields(params, 'cancel_all_orders_after')
     check_required(params, 'timeout')  # 0 disables the timer; nothing given is not 0
     timeout = params['timeout']
     if isinstance(timeout, bool) or not isinstance(timeout, int):
@@ -1079,10 +1171,12 @@ def _batch_add(feed: Feed, key: str, params: dict[str, Any]) -> list[dict[str, A
     orders = [{'symbol': params['symbol'], **order} for order in params['orders']]
     for order in orders:  # a malformed order refuses the whole request, before any is placed
         _order_pair(order)
+        rest_order(order, 'batch_add')
     return [_add_order(feed, key, order) for order in orders]
 
 
 def _amend_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_fields(params, 'amend_order')
     check_numbers(params, 'order_qty', 'limit_price')
     rest = {name: str(params[name]) for name in ('cl_ord_id',) if params.get(name) is not None}
     for name, text in (('order_qty', plain_text(params, 'order_qty')),
@@ -1097,6 +1191,7 @@ def _amend_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]
 
 
 def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_fields(params, 'edit_order')
     check_required(params, 'order_id', 'symbol')
     check_numbers(params, 'order_qty', 'limit_price')
     spec = _v2_pair(params.get('symbol'))
@@ -1113,6 +1208,7 @@ def _edit_order(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _batch_cancel(feed: Feed, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    check_fields(params, 'batch_cancel')
     check_arrays(params, 'orders')
     orders = [str(o) for o in params.get('orders') or []]
     if not orders:

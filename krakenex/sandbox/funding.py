@@ -16,6 +16,7 @@ import time
 import zipfile
 from decimal import Decimal
 
+from . import networks
 from .exchange import (
     Account,
     Exchange,
@@ -93,13 +94,13 @@ class Funding:
 
     def deposit_methods(self, account: Account, params: Params) -> object:
         asset = self._asset(params)
-        return [{'method': f'{asset.altname} (sandbox)', 'limit': False,
+        return [{'method': networks.method(asset.name), 'limit': False,
                  'fee': asset_places(asset.name, D(0)), 'gen-address': asset.name != 'ZUSD',
                  'minimum': asset_places(asset.name, D('0.0001'))}]
 
     def deposit_addresses(self, account: Account, params: Params) -> object:
         asset = self._asset(params)
-        if required(params, 'method') != f'{asset.altname} (sandbox)':
+        if required(params, 'method') != networks.method(asset.name):
             raise ApiError('EFunding:Unknown method')
         seed = f'{account.key}/{asset.name}'.encode()
         return [{'address': 'sandbox-' + hashlib.sha256(seed).hexdigest()[:34],
@@ -107,7 +108,10 @@ class Funding:
 
     def _funding(self, account: Account, params: Params, kind: str) -> object:
         """DepositStatus and WithdrawStatus: newest first, filtered, paged as Kraken pages."""
-        asset = find_asset(text(params, 'asset') or 'all')
+        named = text(params, 'asset')
+        asset = find_asset(named) if named else None
+        if named and asset is None:  # never every deposit for a name it does not know
+            raise ApiError('EFunding:Unknown asset')
         method = text(params, 'method')
         start, end = (self._time(params, name) for name in ('start', 'end'))
         rows = [{k: v for k, v in record.items() if k != 'kind'}
@@ -118,6 +122,8 @@ class Funding:
                 and (end is None or record['time'] <= end)]
         limit = integer(params, 'limit', 25 if kind == 'deposit' else 500, 1, 10**6)
         cursor = params.get('cursor')
+        if isinstance(cursor, str) and cursor.lower() in ('true', 'false'):
+            cursor = cursor.lower()  # Kraken reads a boolean in any case: Python's "False" too
         if kind != 'deposit' or cursor in (None, False, '', 'false', '0'):
             return rows[:limit]
         if cursor in (True, 'true', '1'):
@@ -136,13 +142,16 @@ class Funding:
 
     def withdraw_methods(self, account: Account, params: Params) -> object:
         assets = [self._asset(params)] if params.get('asset') else list(ASSETS.values())
-        return [{'asset': a.name, 'method': f'{a.altname} (sandbox)', 'network': 'sandbox',
-                 'minimum': asset_places(a.name, WITHDRAW_FEES[a.name] * 2)} for a in assets]
+        chosen = text(params, 'network')
+        return [{'asset': a.name, 'method': networks.method(a.name),
+                 'network': networks.network(a.name),
+                 'minimum': asset_places(a.name, WITHDRAW_FEES[a.name] * 2)} for a in assets
+                if chosen in (None, networks.network(a.name))]
 
     def withdraw_addresses(self, account: Account, params: Params) -> object:
         assets = [self._asset(params)] if params.get('asset') else list(ASSETS.values())
         rows = [{'address': _withdraw_address(a), 'asset': a.name,
-                 'method': f'{a.altname} (sandbox)', 'key': WITHDRAW_KEY, 'verified': True}
+                 'method': networks.method(a.name), 'key': WITHDRAW_KEY, 'verified': True}
                 for a in assets]
         verified = text(params, 'verified')
         return [r for r in rows if text(params, 'method') in (None, r['method'])
@@ -161,7 +170,7 @@ class Funding:
 
     def withdraw_info(self, account: Account, params: Params) -> object:
         asset, amount, fee = self._withdrawal(account, params)
-        return {'method': f'{asset.altname} (sandbox)',
+        return {'method': networks.method(asset.name),
                 'limit': asset_places(asset.name, max(D(0), account.available(asset.name) - fee)),
                 'amount': asset_places(asset.name, amount), 'fee': asset_places(asset.name, fee)}
 
@@ -317,9 +326,13 @@ class Funding:
         if fmt not in ('CSV', 'TSV'):
             raise invalid('format')
         description = required(params, 'description')
+        start = integer(params, 'starttm', 0, 0, 10**11)  # Kraken: from the account's start
+        end = integer(params, 'endtm', 0, 0, 10**11) or time.time()  # Kraken: to now
+        if start > end:
+            raise invalid('starttm')
         export_id = self.exchange.new_id('')[:4]
         export = Export(export_id, report, fmt, description, time.time(),
-                        _zip_report(account, report, fmt))
+                        _zip_report(account, report, fmt, start, end), start, end)
         account.exports[export_id] = export
         return {'id': export_id}
 
@@ -330,7 +343,8 @@ class Funding:
                  'subtype': 'all', 'status': 'Processed', 'flags': '0', 'fields': 'all',
                  'createdtm': str(int(e.created)), 'expiretm': str(int(e.created) + 86400 * 30),
                  'starttm': str(int(e.created)), 'completedtm': str(int(e.created)),
-                 'datastarttm': '0', 'dataendtm': str(int(e.created)), 'aclass': 'forex',
+                 'datastarttm': str(int(e.data_start)), 'dataendtm': str(int(e.data_end)),
+                 'aclass': 'forex',
                  'asset': 'all'} for e in created]
 
     def _export(self, account: Account, params: Params) -> Export:
@@ -380,8 +394,9 @@ def _strategy_id(asset: AssetSpec) -> str:
     return f'ES{raw[:5]}-{raw[5:10]}-{raw[10:16]}'
 
 
-def _zip_report(account: Account, report: str, fmt: str) -> bytes:
-    """A zip holding ``trades.csv`` or ``ledgers.csv`` (tab-separated for TSV), oldest first."""
+def _zip_report(account: Account, report: str, fmt: str, start: float, end: float) -> bytes:
+    """A zip holding ``trades.csv`` or ``ledgers.csv`` (tab-separated for TSV), oldest first,
+    of the rows from ``start`` to ``end`` (Unix times, both included)."""
     text = io.StringIO()
     writer = csv.writer(text, delimiter='\t' if fmt == 'TSV' else ',', quoting=csv.QUOTE_ALL,
                         lineterminator='\n')
@@ -393,6 +408,8 @@ def _zip_report(account: Account, report: str, fmt: str) -> bytes:
         writer.writerow(['txid', 'ordertxid', 'pair', 'time', 'type', 'ordertype', 'price',
                          'cost', 'fee', 'vol', 'margin', 'misc', 'ledgers'])
         for f in account.fills.values():
+            if not start <= f.time <= end:
+                continue
             k = f.to_kraken()
             writer.writerow([f.txid, k['ordertxid'], k['pair'], stamp(f.time), k['type'],
                              k['ordertype'], k['price'], k['cost'], k['fee'], k['vol'],
@@ -401,6 +418,8 @@ def _zip_report(account: Account, report: str, fmt: str) -> bytes:
         writer.writerow(['txid', 'refid', 'time', 'type', 'subtype', 'aclass', 'asset',
                          'amount', 'fee', 'balance'])
         for e in account.ledger.values():
+            if not start <= e.time <= end:
+                continue
             k = e.to_kraken()
             writer.writerow([e.id, e.refid, stamp(e.time), e.type, e.subtype, 'currency',
                              e.asset, k['amount'], k['fee'], k['balance']])

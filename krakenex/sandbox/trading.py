@@ -29,6 +29,7 @@ from .market import (
     PairSpec,
     places,
 )
+from .order_views import descr, prices_of
 from .params import (
     ApiError,
     Params,
@@ -218,9 +219,12 @@ class Trading:
             order.price2 = self._price(required(params, 'price2'), 'price2', pair, side, 'limit')
         elif kind == 'trailing-stop-limit':
             value = required(params, 'price2')
-            if value[:1] not in ('+', '-') or value.endswith('%'):
+            if value[:1] not in ('+', '-'):
                 raise invalid('price2')
-            offset = number(value[1:], 'price2')
+            order.limit_percent = value.endswith('%')  # Kraken: +X, -X, +X% or -X%
+            offset = number(value[1:].removesuffix('%'), 'price2')
+            if order.limit_percent and offset >= 100:
+                raise invalid('price2')
             order.limit_offset = offset if value[0] == '+' else -offset
         elif raw2 not in (None, ''):
             raise invalid('price2')
@@ -258,9 +262,9 @@ class Trading:
         self.exchange.check_open_orders(account, pair)
         self.exchange.check_funds(account, [(order, self.exchange.plan(order))])
         if flag(params, 'validate'):
-            return {'descr': {'order': order.description()}}
+            return {'descr': descr(order)}
         self.exchange.place(account, order)
-        return {'descr': {'order': order.description()}, 'txid': [order.txid]}
+        return {'descr': descr(order), 'txid': [order.txid]}
 
     def add_order_batch(self, account: Account, params: Params) -> object:
         self._in_status('AddOrderBatch', params)
@@ -287,7 +291,7 @@ class Trading:
                 rows.append({'error': str(refused)})
                 continue
             accepted.append((order, plan))
-            rows.append({'descr': {'order': order.description()}, 'order': order})
+            rows.append({'descr': descr(order), 'order': order})
         validate = flag(params, 'validate')
         for row in rows:
             order = row.pop('order', None)
@@ -336,9 +340,8 @@ class Trading:
         pair = requested_pair(params)
         if pair is not old.pair:
             raise invalid('pair')
-        merged = {'type': old.side, 'ordertype': old.ordertype,
-                  'volume': str(old.volume), 'price': str(old.price or ''),
-                  'oflags': ','.join(sorted(old.oflags)), **params}
+        merged = {'type': old.side, 'ordertype': old.ordertype, 'volume': str(old.volume),
+                  **prices_of(old), 'oflags': ','.join(sorted(old.oflags)), **params}
         merged.pop('cl_ord_id', None)
         new = self._new_order(account, merged, pair, ignore=old)
         if new.userref is None:
@@ -346,7 +349,8 @@ class Trading:
         self.exchange.check_funds(account, [(new, self.exchange.plan(new))], released=old)
         result = {'descr': {'order': new.description()}, 'status': 'ok',
                   'volume': places(new.volume, LOT_DECIMALS),
-                  'price': places(new.price or D(0), pair.pair_decimals), 'price2': '0'}
+                  'price': places(new.price or D(0), pair.pair_decimals),
+                  'price2': places(new.price2 or D(0), pair.pair_decimals)}
         if flag(params, 'validate'):
             return result
         self.exchange.close(old, 'canceled', 'Order replaced')

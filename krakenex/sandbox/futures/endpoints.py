@@ -34,10 +34,15 @@ __all__ = ['FuturesEndpoints', 'FUTURES_PATHS', 'attach']
 log = logging.getLogger('krakenex.sandbox')
 
 DERIVATIVES = '/derivatives/api/v3/'
-HISTORY = '/api/history/v3/'
+HISTORY = '/api/history/'
+#: The versions of the history endpoints served: v3, and v2 as ccxt's krakenfutures asks
+#: (the same elements: Kraken's docs describe v2's orders as v3's).
+HISTORY_VERSIONS = ('v2', 'v3')
 CHARTS = '/api/charts/v1/'
-#: The path prefixes Kraken Futures answers on; the sandbox routes them here.
-FUTURES_PATHS = (DERIVATIVES, CHARTS, HISTORY)
+#: The path prefixes Kraken Futures answers on; the sandbox routes them here. The last two
+#: catch what the sandbox does not model, which gets Kraken's JSON ``notFound``, never a
+#: plain-text page (the longest prefix wins, so the others keep their requests and faults).
+FUTURES_PATHS = (DERIVATIVES, CHARTS, HISTORY + 'v3/', HISTORY + 'v2/', '/derivatives/', HISTORY)
 
 PublicHandler = Callable[[dict[str, str]], Any]
 PrivateHandler = Callable[[FuturesAccount, dict[str, str]], Any]
@@ -125,8 +130,8 @@ class FuturesEndpoints:
 
     def _history(self, verb: str, path: str, query: str, headers: dict[str, str],
                  body: bytes) -> dict[str, Any]:
-        name = path.removeprefix(HISTORY)
-        handler = self.history.get(name)
+        version, _, name = path.removeprefix(HISTORY).partition('/')
+        handler = self.history.get(name) if version in HISTORY_VERSIONS else None
         if handler is None:
             raise Refusal('notFound', 404)
         if verb != 'GET':
@@ -156,9 +161,10 @@ class FuturesEndpoints:
         if handler is None:
             known = name in self._private_names
             raise Refusal('invalidArgument' if known else 'notFound', 405 if known else 404)
+        params = parse(query, body)
+        self.trading.check_arguments(name, params)  # before the credentials, as Kraken
         account, nonce = exchange.authenticate(path, query, headers, body)
         exchange.expire(account)
-        params = parse(query, body)
         instructions = 0
         if name == 'batchorder' and 'json' in params:
             # refused before anything is charged or placed

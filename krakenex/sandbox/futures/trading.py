@@ -45,6 +45,20 @@ class FuturesTrading:
     def __init__(self, exchange: FuturesExchange) -> None:
         self.exchange = exchange
 
+    def check_arguments(self, name: str, params: dict[str, str]) -> None:
+        """Refuse a request's arguments before its credentials are looked at, as Kraken
+        does: a sendorder that names no known contract, side or order type, or any request
+        with a parameter its endpoint does not take, is ``invalidArgument`` whoever sent it."""
+        if name == 'sendorder':
+            only(params, ORDER_PARAMS)
+            self.exchange.market.instrument(need(params, 'symbol'))
+            decimal(params, 'size', required=True)
+            if need(params, 'orderType') not in ORDER_TYPES or \
+                    need(params, 'side') not in ('buy', 'sell'):
+                raise Refusal('invalidArgument')
+        elif name == 'editorder':
+            only(params, EDIT_PARAMS)
+
     def send_order(self, account: FuturesAccount, params: dict[str, str]) -> dict[str, Any]:
         only(params, ORDER_PARAMS)
         return {'sendStatus': self._place(account, params)}
