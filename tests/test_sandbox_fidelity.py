@@ -351,7 +351,7 @@ def test_the_tickers_last_is_the_last_paper_trade(sb, api, public):
     txid = bought['result']['txid'][0]
     order = api.query_private('QueryOrders', {'txid': txid, 'trades': 'true'})['result'][txid]
     fills = api.query_private('QueryTrades', {'txid': ','.join(order['trades'])})['result']
-    newest = max(fills.values(), key=lambda f: f['time'])
+    newest = fills[order['trades'][-1]]  # a market order walks the book: its last fill
     update = _next(public, lambda m: m.get('channel') == 'ticker' and m['type'] == 'update')
     assert update['data'][0]['last'] == Decimal(newest['price'])
 
