@@ -16,7 +16,7 @@ from .futures.params import iso
 from .unified_rules import LEDGERS_ASSET_CLASS, asset_class_error, not_valid
 
 if TYPE_CHECKING:
-    from .unified import UnifiedSession
+    from .unified_rules import Connection
 
 __all__ = ['PrivateChannels', 'execution', 'CHANNELS']
 
@@ -77,7 +77,7 @@ class PrivateChannels:
     """What one connection hears of its account: the channels it listens to and what
     each has been sent."""
 
-    def __init__(self, session: UnifiedSession) -> None:
+    def __init__(self, session: Connection) -> None:
         self.session = session
         self.account: FuturesAccount | None = None
         self.subscribed: dict[str, dict[str, Any]] = {}  # channel -> its parameters

@@ -1,4 +1,5 @@
-"""The Unified WebSocket's ``asset_class`` rules and its refusals' texts.
+"""The Unified WebSocket's ``asset_class`` rules, its refusals' texts, and what its channels
+and methods need of the server (:class:`Venue`, :class:`Connection`).
 
 Kraken documents one text (the ``ledgers`` refusal); the others are the
 sandbox's assumptions, listed in ``doc/sandbox.rst``.
@@ -6,10 +7,14 @@ sandbox's assumptions, listed in ``doc/sandbox.rst``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ['ASSET_CLASS_MISSING', 'SPOT_NOT_YET', 'LEDGERS_ASSET_CLASS', 'asset_class_error',
-           'derivatives_refused', 'not_valid']
+if TYPE_CHECKING:
+    from .futures.accounts import FuturesAccount
+    from .futures.exchange import FuturesExchange
+
+__all__ = ['Venue', 'Connection', 'ASSET_CLASS_MISSING', 'SPOT_NOT_YET', 'LEDGERS_ASSET_CLASS',
+           'asset_class_error', 'derivatives_refused', 'not_valid']
 
 #: A request that needs ``asset_class`` and lacks it, or names an unknown one.
 ASSET_CLASS_MISSING = 'EGeneral:Invalid arguments:asset_class'
@@ -35,3 +40,34 @@ def not_valid(field: str, channel: str) -> str:
 def derivatives_refused(field: str) -> str:
     """The refusal of an order field derivatives do not take."""
     return f'EGeneral:Invalid arguments:{field} is not supported for derivatives'
+
+
+class Venue(Protocol):
+    """What the trading methods and private channels need of the Unified WebSocket's server."""
+
+    @property
+    def exchange(self) -> FuturesExchange:
+        """The futures sandbox that holds the market and the accounts."""
+
+    def account(self, key: str) -> FuturesAccount:
+        """The futures account a spot key trades in."""
+
+
+class Connection(Protocol):
+    """What the private channels need of one Unified WebSocket connection."""
+
+    @property
+    def unified(self) -> Venue:
+        """The server the connection belongs to."""
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send ``message`` to the subscriber."""
+
+    def ack(self, head: dict[str, Any], result: dict[str, Any]) -> None:
+        """Acknowledge the request of ``head`` with ``result``."""
+
+    def refuse(self, head: dict[str, Any], error: str, **extra: Any) -> None:
+        """Refuse the request of ``head`` with ``error``."""
+
+    def check_token(self, params: dict[str, Any]) -> tuple[str | None, str]:
+        """The key behind the request's token, or the error that refuses it."""

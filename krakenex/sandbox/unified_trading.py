@@ -33,7 +33,7 @@ from .params import ApiError
 from .unified_rules import asset_class_error, derivatives_refused
 
 if TYPE_CHECKING:
-    from .unified import Unified
+    from .unified_rules import Venue
 
 __all__ = ['METHODS', 'REFUSED_FIELDS', 'ORDER_FIELDS']
 
@@ -53,7 +53,7 @@ BATCH_CANCEL_SIZES = range(2, 51)
 #: The longest ``cancel_all_orders_after`` timeout (Kraken Futures: a day).
 MAX_TIMEOUT = 86400
 
-Method = Callable[['Unified', str, dict[str, Any]], Any]
+Method = Callable[['Venue', str, dict[str, Any]], Any]
 
 
 def _invalid(name: str) -> ApiError:
@@ -152,7 +152,7 @@ def _refusal(status: dict[str, Any], good: str) -> None:
         raise ApiError(f'EOrder:{status["status"]}')
 
 
-def _place(unified: Unified, account: FuturesAccount, fields: dict[str, str]) -> dict[str, Any]:
+def _place(unified: Venue, account: FuturesAccount, fields: dict[str, str]) -> dict[str, Any]:
     try:
         status = FuturesTrading(unified.exchange).send_order(account, fields)['sendStatus']
     except Refusal as refusal:
@@ -164,7 +164,7 @@ def _place(unified: Unified, account: FuturesAccount, fields: dict[str, str]) ->
     return reply
 
 
-def _add_order(unified: Unified, key: str, params: dict[str, Any]) -> dict[str, Any]:
+def _add_order(unified: Venue, key: str, params: dict[str, Any]) -> dict[str, Any]:
     _derivatives(params)
     order = {k: v for k, v in params.items() if k not in ('validate', 'deadline')}
     fields = _order({k: v for k, v in order.items() if k not in COMMON}, 'add_order')
@@ -174,7 +174,7 @@ def _add_order(unified: Unified, key: str, params: dict[str, Any]) -> dict[str, 
         return _place(unified, unified.account(key), fields)
 
 
-def _batch_add(unified: Unified, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+def _batch_add(unified: Venue, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     _derivatives(params)
     _fields(params, {'symbol', 'orders', 'validate', 'deadline'}, 'batch_add')
     check_required(params, 'symbol', 'orders')
@@ -213,7 +213,7 @@ def _one_order(params: dict[str, Any]) -> dict[str, str]:
     return {'cliOrdId': cl_ord_id}
 
 
-def _amend_order(unified: Unified, key: str, params: dict[str, Any]) -> dict[str, Any]:
+def _amend_order(unified: Venue, key: str, params: dict[str, Any]) -> dict[str, Any]:
     _derivatives(params)
     _fields(params, {'order_id', 'cl_ord_id', 'order_qty', 'limit_price', 'trigger_price',
                      'deadline'}, 'amend_order')
@@ -241,7 +241,7 @@ def _amend_order(unified: Unified, key: str, params: dict[str, Any]) -> dict[str
     return reply
 
 
-def _cancel(unified: Unified, account: FuturesAccount, fields: dict[str, str]) -> str:
+def _cancel(unified: Venue, account: FuturesAccount, fields: dict[str, str]) -> str:
     """Cancel one order named by ``fields`` (futures ``cancelorder``); its id."""
     status = FuturesTrading(unified.exchange).cancel_order(account, fields)['cancelStatus']
     if status['status'] != 'cancelled':
@@ -264,7 +264,7 @@ def _ids(params: dict[str, Any], name: str, sizes: range | None = None) -> list[
     return found
 
 
-def _cancel_order(unified: Unified, key: str, params: dict[str, Any]) -> dict[str, Any]:
+def _cancel_order(unified: Venue, key: str, params: dict[str, Any]) -> dict[str, Any]:
     _derivatives(params)
     _fields(params, {'order_id', 'cl_ord_id'}, 'cancel_order')
     orders = _ids(params, 'order_id')
@@ -278,7 +278,7 @@ def _cancel_order(unified: Unified, key: str, params: dict[str, Any]) -> dict[st
     return {'order_id': done[0]}
 
 
-def _batch_cancel(unified: Unified, key: str, params: dict[str, Any]) -> dict[str, Any]:
+def _batch_cancel(unified: Venue, key: str, params: dict[str, Any]) -> dict[str, Any]:
     _derivatives(params)
     _fields(params, {'orders', 'cl_ord_id'}, 'batch_cancel')
     orders = _ids(params, 'orders', BATCH_CANCEL_SIZES)
@@ -287,7 +287,7 @@ def _batch_cancel(unified: Unified, key: str, params: dict[str, Any]) -> dict[st
         return {'count': len([_cancel(unified, account, fields) for fields in orders])}
 
 
-def _cancel_all(unified: Unified, key: str, params: dict[str, Any]) -> dict[str, Any]:
+def _cancel_all(unified: Venue, key: str, params: dict[str, Any]) -> dict[str, Any]:
     _derivatives(params)
     _fields(params, set(), 'cancel_all')
     with unified.exchange.lock:
@@ -295,7 +295,7 @@ def _cancel_all(unified: Unified, key: str, params: dict[str, Any]) -> dict[str,
     return {'count': len(status['cancelStatus']['cancelledOrders'])}
 
 
-def _cancel_after(unified: Unified, key: str, params: dict[str, Any]) -> dict[str, Any]:
+def _cancel_after(unified: Venue, key: str, params: dict[str, Any]) -> dict[str, Any]:
     if 'asset_class' in params:
         _derivatives(params)
     _fields(params, {'timeout'}, 'cancel_all_orders_after')
@@ -310,7 +310,7 @@ def _cancel_after(unified: Unified, key: str, params: dict[str, Any]) -> dict[st
     return {'currentTime': status['currentTime'], 'triggerTime': status['triggerTime']}
 
 
-def _set_preference(unified: Unified, key: str, params: dict[str, Any]) -> dict[str, Any]:
+def _set_preference(unified: Venue, key: str, params: dict[str, Any]) -> dict[str, Any]:
     _derivatives(params)
     _fields(params, {'leverage_mode'}, 'set_preference')
     mode = params.get('leverage_mode')
