@@ -132,7 +132,8 @@ class Sandbox:
     :param motion: seconds between two moves of the market while the sandbox runs:
         every pair's price takes a seeded random step of whole ticks, so books,
         tickers, trades and candles change on their own, and resting orders and
-        stops fill as on :meth:`set_price`. None (the default) keeps prices still
+        stops fill as on :meth:`set_price`; each futures contract's mark follows its
+        spot pair (Kraken Futures REST and the Unified WebSocket move too). None (the default) keeps prices still
         until :meth:`set_price` or :meth:`move`.
 
     A stopped sandbox keeps its accounts, orders and market; :meth:`start` serves
@@ -176,8 +177,6 @@ class Sandbox:
                                  public_rate=public_rate, engine=engine)
         self.endpoints = Endpoints(self.exchange)
         self.requests_log = self.exchange.requests_log
-        #: The market's walk (:mod:`.motion`); it steps on its own with ``motion``.
-        self.motion = Motion(self.exchange, seed=seed, interval=motion)
         account = self.add_account(balances, otp=otp, nonce_window=nonce_window)
         self.key, self.secret = account.key, account.secret
         self._read_timeout, self._max_connections = read_timeout, max_connections
@@ -190,6 +189,9 @@ class Sandbox:
         self._thread: threading.Thread | None = None
         #: Kraken Futures on the same server, with its own accounts (:mod:`.futures`).
         self.futures = futures.attach(self, seed=seed)
+        #: The market's walk (:mod:`.motion`), spot pairs and futures contracts alike; it
+        #: steps on its own with ``motion``.
+        self.motion = Motion(self.exchange, seed=seed, interval=motion, futures=self.futures)
         #: The WebSocket v2 feed (:mod:`krakenex.sandbox.feed`); None without the ``ws`` extra.
         self.feed = _feed(self)
         #: The Unified WebSocket (:mod:`krakenex.sandbox.unified`) over :attr:`futures`;
