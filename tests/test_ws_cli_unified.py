@@ -104,6 +104,28 @@ def test_sandbox_book_top_prints_a_derivatives_book_verified_by_krakens_checksum
     assert zlib.crc32(text.encode()) == int(book['checksum'])
 
 
+def test_sandbox_book_count_3_prints_three_moving_verified_books_and_exits_0():
+    # the embedded sandbox's futures market moves with its spot market: updates come
+    result = ws('--unified', '--sandbox', 'book', SYMBOL, '--top', '5', '--count', '3')
+    assert result.returncode == 0, result.stderr
+    books = [json.loads(line, parse_float=str) for line in result.stdout.splitlines()]
+    assert len(books) == 3 and all(b['symbol'] == SYMBOL for b in books)
+    assert all(len(b['bids']) == len(b['asks']) == 5 for b in books)
+    assert all(float(b['bids'][0][0]) < float(b['asks'][0][0]) for b in books)
+    assert len({json.dumps(b['bids'] + b['asks']) for b in books}) == 3  # each one moved
+
+
+def test_sandbox_ticker_count_3_prints_the_snapshot_and_two_moves_and_exits_0():
+    result = ws('--unified', '--sandbox', 'ticker', SYMBOL, '--count', '3')
+    assert result.returncode == 0, result.stderr
+    messages = [json.loads(line, parse_float=str) for line in result.stdout.splitlines()]
+    tickers = [m for m in messages if m.get('channel') == 'ticker']
+    assert [m['type'] for m in tickers] == ['snapshot', 'update', 'update']
+    assert messages[-1] == tickers[-1]
+    marks = [m['data'][0]['mark_price'] for m in tickers]
+    assert marks[0] != marks[1] != marks[2]
+
+
 def test_count_counts_the_books_asked_for_not_the_status_or_the_acknowledgement(sb, against):
     process = popen(*against, 'book', SYMBOL, 'depth=10', '--count', '2')
     try:

@@ -133,8 +133,8 @@ class Sandbox:
         every pair's price takes a seeded random step of whole ticks, so books,
         tickers, trades and candles change on their own, and resting orders and
         stops fill as on :meth:`set_price`; each futures contract's mark follows its
-        spot pair (Kraken Futures REST and the Unified WebSocket move too). None (the default) keeps prices still
-        until :meth:`set_price` or :meth:`move`.
+        spot pair (Kraken Futures REST and the Unified WebSocket move too). None (the
+        default) keeps prices still until :meth:`set_price` or :meth:`move`.
 
     A stopped sandbox keeps its accounts, orders and market; :meth:`start` serves
     them again on the same port, so :attr:`url` stays valid. Until then its port
