@@ -53,11 +53,12 @@ class UnifiedMarket:
 
     def _once(self, key: tuple[Any, ...], instrument: Instrument, timed: bool,
               make: Callable[[], T]) -> T:
-        """``make()``, made again only when the contract's mark or tape has changed (or,
-        if ``timed``, a second has passed: tickers and candles follow the clock)."""
+        """``make()``, made again only when the contract's mark, tape or resting orders have
+        changed (or, if ``timed``, a second has passed: tickers and candles follow the clock)."""
         with self.exchange.lock:
             market = self.exchange.market
             state = (market.marks[instrument.symbol], market.last_trade_id[instrument.symbol],
+                     tuple(market.resting(instrument.symbol)),
                      int(self.exchange.clock()) if timed else 0)
         made = self._made.get(key)
         if made is None or made[0] != state:

@@ -62,6 +62,7 @@ class FuturesExchange:
         self.accounts: dict[str, FuturesAccount] = {}
         #: Contracts, mark prices, trades and candles.
         self.market = FuturesMarket(seed=seed, clock=clock)
+        self.market.resting = self.resting
         #: Seconds ``orders/status`` keeps reporting a finished order (Kraken: 5).
         self.status_window = STATUS_WINDOW
         #: ``(endpoint, nonce)`` of every request handled, in order; None for public ones.
@@ -94,6 +95,13 @@ class FuturesExchange:
                 for order in account.open_orders():
                     if order.symbol == symbol:
                         self.on_price(account, order)
+
+    def resting(self, symbol: str) -> list[tuple[str, Decimal, Decimal]]:
+        """Every account's open limit orders on a contract as ``(side, price, size left)``."""
+        with self.lock:
+            return [(o.side, o.limit_price, o.open_size) for account in self.accounts.values()
+                    for o in account.open_orders() if o.symbol == symbol
+                    and o.kind in ('lmt', 'post') and o.limit_price is not None]
 
     def suspend(self, symbol: str, suspended: bool = True) -> None:
         """Suspend a market (orders get ``marketSuspended``) or resume it."""

@@ -93,6 +93,9 @@ class FuturesMarket:
         #: kept 24 hours for the ticker.
         self.folded: dict[str, dict[int, list[Decimal]]] = {s: {} for s in BY_SYMBOL}
         self.last_trade_id = {s: 0 for s in BY_SYMBOL}
+        #: The resting limit orders of a contract, as ``(side, price, size)``: the exchange
+        #: that holds the orders sets it, so the book shows them.
+        self.resting: Callable[[str], list[tuple[str, Decimal, Decimal]]] = lambda symbol: []
         self._seed_trades()
 
     def _uid(self) -> str:
@@ -198,6 +201,7 @@ class FuturesMarket:
         return {'tickers': [self.ticker(i) for i in INSTRUMENTS]}
 
     def orderbook(self, params: dict[str, str]) -> dict[str, Any]:
+        """20 seeded levels a side around the mark, with the resting orders added in."""
         only(params, {'symbol'})
         instrument = self.instrument(need(params, 'symbol'))
         bid, ask = self.quote(instrument)
@@ -207,9 +211,14 @@ class FuturesMarket:
         def size() -> Decimal:
             return D(rng.randint(1000, 50000)) * unit
 
+        levels = {'bids': {bid - i * instrument.tick: size() for i in range(20)},
+                  'asks': {ask + i * instrument.tick: size() for i in range(20)}}
+        for side, price, open_size in self.resting(instrument.symbol):
+            book = levels['bids' if side == 'buy' else 'asks']
+            book[price] = book.get(price, D(0)) + open_size
         return {'orderBook': {
-            'bids': [[bid - i * instrument.tick, size()] for i in range(20)],
-            'asks': [[ask + i * instrument.tick, size()] for i in range(20)]}}
+            side: [[price, book[price]] for price in sorted(book, reverse=side == 'bids')]
+            for side, book in levels.items()}}
 
     def history(self, params: dict[str, str]) -> dict[str, Any]:
         only(params, {'symbol', 'lastTime'})
