@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import math
 import logging
+import math
 import os
 import socket
 import threading

@@ -141,6 +141,27 @@ def test_async_an_order_after_the_idle_period_is_placed_once(forgetful: Sandbox)
     assert orders_sent(forgetful) == 1
 
 
+def test_async_stale_after_is_set_before_the_session_opens_or_after_it_closes(
+        forgetful: Sandbox) -> None:
+    async def run() -> None:
+        api = krakenex.AsyncAPI(forgetful.key, forgetful.secret, uri=forgetful.url,
+                                raise_errors=True)
+        api.stale_after = 30.0
+        await api.query_public('Time')
+        with pytest.raises(krakenex.KrakenUsageError, match='before the first call'):
+            api.stale_after = BOUND  # the open session's connections keep their timeout
+        api.stale_after = 30.0  # the same value is no change
+        await api.aclose()
+        api.stale_after = BOUND  # taken by the next session
+        await api.query_private('Balance')
+        await asyncio.sleep(IDLE)
+        assert len((await api.query_private('AddOrder', RESTING))['result']['txid']) == 1
+        await api.aclose()
+
+    asyncio.run(run())
+    assert orders_sent(forgetful) == 1
+
+
 def test_futures_an_order_after_the_idle_period_is_placed_once(forgetful: Sandbox) -> None:
     with FuturesAPI(forgetful.futures.key, forgetful.futures.secret, uri=forgetful.futures_url,
                     raise_errors=True) as futures:
