@@ -143,7 +143,7 @@ def _watched_pool(base: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
         watch = getattr(_current, 'watch', None)
         if watch is not None:
             if watch.stale_after is not None and getattr(conn, 'sock', None) is not None:
-                idle = time.monotonic() - getattr(conn, _IDLE_SINCE, -math.inf)
+                idle = time.monotonic() - getattr(conn, '_krakenex_idle_since', -math.inf)
                 if idle > watch.stale_after:  # closed here, it connects afresh when used
                     log.debug('a connection idle for %.1f s closed before a state change', idle)
                     conn.close()
@@ -151,18 +151,13 @@ def _watched_pool(base: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
         return conn
 
     def _put_conn(self: HTTPConnectionPool, conn: Any) -> None:
-        if conn is not None:
-            with suppress(AttributeError):  # a connection class with __slots__ is not judged
-                setattr(conn, _IDLE_SINCE, time.monotonic())
+        # Stamped with when it comes back idle (time.monotonic), for _get_conn to judge.
+        with suppress(AttributeError):  # None, or a connection class with __slots__: not judged
+            conn._krakenex_idle_since = time.monotonic()
         base._put_conn(self, conn)
 
     return type(f'Watched{base.__name__}', (base,), {'_get_conn': _get_conn,
                                                      '_put_conn': _put_conn})
-
-
-#: The attribute a watched pool stamps a connection with when it comes back: time.monotonic().
-_IDLE_SINCE = '_krakenex_idle_since'
-
 
 
 _WATCHED: dict[type[HTTPConnectionPool], type[HTTPConnectionPool]] = {}
