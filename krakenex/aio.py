@@ -86,6 +86,26 @@ class AsyncAPI(core.SpotCore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight = 0
         self._binding = threading.Lock()
+        self._stale_after = core.KeyedCore.stale_after
+
+    @property
+    def stale_after(self) -> float:
+        """:attr:`krakenex.API.stale_after`, read when the session opens: aiohttp reuses no
+        connection idle longer than its keep-alive timeout, 15 seconds or this if it is shorter.
+
+        :raises KrakenUsageError: when changed while the session is open; set it before the
+            first call, or after :meth:`aclose`
+        """
+        return self._stale_after
+
+    @stale_after.setter
+    def stale_after(self, value: float) -> None:
+        if value != self._stale_after and self.session is not None and not self.session.closed:
+            raise KrakenUsageError(
+                'stale_after cannot change while the session is open: it sets the keep-alive '
+                'timeout of the session\'s connections. Set it before the first call, or close '
+                'the session first (await aclose())')
+        self._stale_after = value
 
     async def __aenter__(self) -> AsyncAPI:
         return self

@@ -59,9 +59,6 @@ class RequestsDriver(KeyedCore):
         # Each thread's last response: the one its error belongs to, when threads share the object.
         self._thread = threading.local()
         self._private_lock = threading.Lock()
-        # When the last reply (or failure) came (time.monotonic): how long the freshest
-        # pooled connection, the one the pool gives next, has been idle.
-        self._used = 0.0
         self._settings: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
         # What _prepare keeps between calls: the state it was made for, the checked address,
         # the .netrc auth, the session's checked headers, and a blank request to copy.
@@ -136,10 +133,10 @@ class RequestsDriver(KeyedCore):
     def _send(self, call: protocol.Call, timeout: Timeout) -> Any:
         """Build and send one attempt; a failure once it may have left is what the call says."""
         request = call.build()
-        if call.retry.at_most_once and time.monotonic() - self._used > self.stale_after:
-            self._drop_idle()
+        # A state change goes on no pooled connection idle past stale_after (watchdog.py).
+        stale_after = self.stale_after if call.retry.at_most_once else None
         try:
-            reply = call.read(self._transmit(request, timeout))
+            reply = call.read(self._transmit(request, timeout, stale_after))
             return call.answered(reply, request, getattr(self._thread, 'response', None))
         except KrakenError as exc:
             unknown = call.unknown(exc, request)
@@ -147,35 +144,20 @@ class RequestsDriver(KeyedCore):
                 raise
             raise unknown from exc.__cause__
 
-    def _drop_idle(self) -> None:
-        """Close the pooled connections to :attr:`uri`, idle too long to trust with a state
-        change: a server that forgot one answers a request on it with nothing at all."""
-        try:
-            adapter = self.session.get_adapter(self.uri + '/')
-        except requests.RequestException:  # no adapter: the send says what is wrong
-            return
-        if isinstance(adapter, requests.adapters.HTTPAdapter):
-            log.debug('connections idle over %g s closed before a state change', self.stale_after)
-            adapter.close()
-
-    def _transmit(self, request: Request, timeout: Timeout) -> Reply:
+    def _transmit(self, request: Request, timeout: Timeout,
+                  stale_after: float | None = None) -> Reply:
         """Send ``request`` through the session: the reply as it came, or what went wrong.
 
         The attempt is over by :func:`~krakenex.protocol.deadline_seconds` of
         ``timeout``, however slowly the reply's status line, headers and body arrive.
+        With ``stale_after``, a pooled connection idle longer is closed and opened afresh
+        before the request goes on it.
         """
-        try:
-            return self._exchange(request, timeout)
-        finally:
-            self._used = time.monotonic()
-
-    def _exchange(self, request: Request, timeout: Timeout) -> Reply:
-        """One request and its reply, as :meth:`_transmit` says."""
         method = request.method
         started = time.perf_counter()
         seconds = protocol.deadline_seconds(timeout)
         deadline = time.monotonic() + seconds
-        watch = Watch(deadline)
+        watch = Watch(deadline, stale_after)
         try:
             prepared = self._prepare(request)
             watch_adapter(self.session.get_adapter(prepared.url or ''))

@@ -1,4 +1,4 @@
-"""Cuts off a requests call at its deadline while it waits for the status line and headers.
+"""Watches the connection a requests call is given: cut off at the call's deadline, never stale.
 
 urllib3 bounds each read of a socket, not the wait for a reply's head: a
 server sending its status line and headers a byte at a time would hold a call
@@ -7,12 +7,19 @@ shut the connection's socket down at the call's deadline, which wakes the
 blocked read. It covers the connections of requests' own
 :class:`~requests.adapters.HTTPAdapter`; a transport of the user's own
 (another adapter class, a proxy's pool) is bounded per read only.
+
+The same pools stamp each connection when it comes back idle, so that a call
+that must not meet a connection the server may have forgotten (a state change,
+with :attr:`Watch.stale_after`) gets that connection closed and opened afresh,
+whatever other threads are doing with the pool's other connections.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
+import math
 import os
 import socket
 import threading
@@ -26,6 +33,8 @@ from urllib3 import HTTPConnectionPool, PoolManager
 
 __all__ = ['Watch', 'watch_adapter']
 
+log = logging.getLogger('krakenex')
+
 # The watch of the call this thread is sending, for the pools below to hand its connection to.
 _current = threading.local()
 
@@ -36,11 +45,14 @@ class Watch:
     :attr:`fired` says whether the deadline passed first and the connection was cut.
     """
 
-    __slots__ = ('deadline', 'fired', '_conn', '_lock', '_done')
+    __slots__ = ('deadline', 'stale_after', 'fired', '_conn', '_lock', '_done')
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, stale_after: float | None = None) -> None:
         #: The deadline, in :func:`time.monotonic` seconds.
         self.deadline = deadline
+        #: Seconds a pooled connection may have been idle and still carry the call; one idle
+        #: longer is closed and opened afresh. ``None``: any pooled connection will do.
+        self.stale_after = stale_after
         #: Whether the deadline passed while the call was watched, and its connection was cut.
         self.fired = False
         self._conn: Any = None
@@ -130,10 +142,22 @@ def _watched_pool(base: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
         conn = base._get_conn(self, timeout)
         watch = getattr(_current, 'watch', None)
         if watch is not None:
+            if watch.stale_after is not None and getattr(conn, 'sock', None) is not None:
+                idle = time.monotonic() - getattr(conn, '_krakenex_idle_since', -math.inf)
+                if idle > watch.stale_after:  # closed here, it connects afresh when used
+                    log.debug('a connection idle for %.1f s closed before a state change', idle)
+                    conn.close()
             watch.attach(conn)
         return conn
 
-    return type(f'Watched{base.__name__}', (base,), {'_get_conn': _get_conn})
+    def _put_conn(self: HTTPConnectionPool, conn: Any) -> None:
+        # Stamped with when it comes back idle (time.monotonic), for _get_conn to judge.
+        with suppress(AttributeError):  # None, or a connection class with __slots__: not judged
+            conn._krakenex_idle_since = time.monotonic()
+        base._put_conn(self, conn)
+
+    return type(f'Watched{base.__name__}', (base,), {'_get_conn': _get_conn,
+                                                     '_put_conn': _put_conn})
 
 
 _WATCHED: dict[type[HTTPConnectionPool], type[HTTPConnectionPool]] = {}

@@ -10,6 +10,7 @@ futures clients, and keeps using fresh pooled connections for everything else.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,9 +21,11 @@ import krakenex
 from krakenex.futures import AsyncFuturesAPI, FuturesAPI
 from krakenex.sandbox import Sandbox
 
-#: The sandbox forgets connections idle this long; krakenex's bound is below it.
+#: The sandbox forgets connections idle this long; krakenex's bound is below it. A test
+#: waits IDLE to be sure a connection is forgotten, and less than BOUND to be sure it is not.
 DROP = 1.0
 BOUND = 0.5
+IDLE = 2.5
 RESTING = {'pair': 'XBTUSD', 'type': 'buy', 'ordertype': 'limit', 'volume': '0.01',
            'price': '1000'}
 FUTURES_ORDER = {'orderType': 'lmt', 'symbol': 'PF_XBTUSD', 'side': 'buy', 'size': 0.01,
@@ -45,18 +48,23 @@ def orders_sent(sandbox: Sandbox, method: str = 'AddOrder') -> int:
     return sum(name == method for name, _ in sandbox.requests_log)
 
 
-def connections(api: krakenex.API) -> int:
-    """How many connections the client has opened to the sandbox so far."""
-    pools = api.session.get_adapter(api.uri).poolmanager.pools
-    keys = pools.keys()  # a urllib3 container, which cannot be iterated itself
-    return sum(pools[key].num_connections for key in keys)
+def local_ports(api: krakenex.API) -> set[int]:
+    """The local ports of the connections the client's calls go on from now: one per
+    connection, a new one each time a connection is opened afresh."""
+    ports: set[int] = set()
+
+    def seen(response: Any, **_: Any) -> None:
+        ports.add(response.raw.connection.sock.getsockname()[1])
+
+    api.session.hooks['response'].append(seen)
+    return ports
 
 
 def test_an_order_after_the_idle_period_is_placed_once_on_a_fresh_connection(
         forgetful: Sandbox) -> None:
     api = spot(forgetful, BOUND)
     api.query_private('Balance')
-    time.sleep(DROP + 0.3)
+    time.sleep(IDLE)
     result = api.query_private('AddOrder', RESTING)  # no OutcomeUnknownError, no reconcile
     assert len(result['result']['txid']) == 1
     assert orders_sent(forgetful) == 1
@@ -66,26 +74,58 @@ def test_an_order_after_the_idle_period_is_placed_once_on_a_fresh_connection(
 def test_without_the_bound_the_same_order_is_an_unknown_outcome(forgetful: Sandbox) -> None:
     api = spot(forgetful, 3600.0)
     api.query_private('Balance')
-    time.sleep(DROP + 0.3)
+    time.sleep(IDLE)
     with pytest.raises(krakenex.OutcomeUnknownError):
         api.query_private('AddOrder', RESTING)
 
 
 def test_fresh_connections_keep_being_used_for_reads_and_orders(forgetful: Sandbox) -> None:
     api = spot(forgetful, BOUND)
+    ports = local_ports(api)
     api.query_public('Time')
     for _ in range(3):
         api.query_private('Balance')
         api.query_private('AddOrder', RESTING)
-    assert connections(api) == 1
+    assert len(ports) == 1
 
 
 def test_a_read_after_the_idle_period_keeps_the_pool(forgetful: Sandbox) -> None:
+    api = spot(forgetful, 0.05)
+    ports = local_ports(api)
+    api.query_public('Time')
+    time.sleep(0.3)  # well past krakenex's bound, well within the server's
+    api.query_public('Time')
+    assert len(ports) == 1
+
+
+def test_an_order_is_placed_once_while_another_thread_keeps_a_fresh_connection_busy(
+        forgetful: Sandbox) -> None:
+    # A market-data thread always has a read in flight on the freshest connection, so an
+    # order from another thread is handed the older pooled one, idle past the server's drop.
     api = spot(forgetful, BOUND)
-    api.query_public('Time')
-    time.sleep(BOUND + 0.1)  # past krakenex's bound, within the server's
-    api.query_public('Time')
-    assert connections(api) == 1
+    stop = threading.Event()
+    reads: list[float] = []
+
+    def ticker() -> None:
+        while not stop.is_set():
+            forgetful.inject('delay', method='Time', seconds=0.3)
+            api.query_public('Time')
+            reads.append(time.monotonic())
+
+    forgetful.inject('delay', method='Time', seconds=0.3)
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    try:
+        time.sleep(0.1)
+        api.query_private('Balance')  # on a second connection, while Time is in flight
+        time.sleep(IDLE)  # that one is forgotten by now; the ticker's keeps being used
+        result = api.query_private('AddOrder', RESTING)  # no OutcomeUnknownError
+    finally:
+        stop.set()
+        thread.join()
+    assert len(result['result']['txid']) == 1
+    assert orders_sent(forgetful) == 1
+    assert len(reads) >= 5  # the reads went on all along
 
 
 def test_async_an_order_after_the_idle_period_is_placed_once(forgetful: Sandbox) -> None:
@@ -94,10 +134,31 @@ def test_async_an_order_after_the_idle_period_is_placed_once(forgetful: Sandbox)
                                      raise_errors=True) as api:
             api.stale_after = BOUND
             await api.query_private('Balance')
-            await asyncio.sleep(DROP + 0.3)
+            await asyncio.sleep(IDLE)
             return await api.query_private('AddOrder', RESTING)
 
     assert len(asyncio.run(run())['result']['txid']) == 1
+    assert orders_sent(forgetful) == 1
+
+
+def test_async_stale_after_is_set_before_the_session_opens_or_after_it_closes(
+        forgetful: Sandbox) -> None:
+    async def run() -> None:
+        api = krakenex.AsyncAPI(forgetful.key, forgetful.secret, uri=forgetful.url,
+                                raise_errors=True)
+        api.stale_after = 30.0
+        await api.query_public('Time')
+        with pytest.raises(krakenex.KrakenUsageError, match='before the first call'):
+            api.stale_after = BOUND  # the open session's connections keep their timeout
+        api.stale_after = 30.0  # the same value is no change
+        await api.aclose()
+        api.stale_after = BOUND  # taken by the next session
+        await api.query_private('Balance')
+        await asyncio.sleep(IDLE)
+        assert len((await api.query_private('AddOrder', RESTING))['result']['txid']) == 1
+        await api.aclose()
+
+    asyncio.run(run())
     assert orders_sent(forgetful) == 1
 
 
@@ -106,7 +167,7 @@ def test_futures_an_order_after_the_idle_period_is_placed_once(forgetful: Sandbo
                     raise_errors=True) as futures:
         futures.stale_after = BOUND
         futures.query_private('accounts')
-        time.sleep(DROP + 0.3)
+        time.sleep(IDLE)
         assert futures.query_private('sendorder', FUTURES_ORDER)['sendStatus']['status'] == 'placed'
         assert len(futures.query_private('openorders')['openOrders']) == 1
 
@@ -118,7 +179,7 @@ def test_async_futures_an_order_after_the_idle_period_is_placed_once(
                                    uri=forgetful.futures_url, raise_errors=True) as futures:
             futures.stale_after = BOUND
             await futures.query_private('accounts')
-            await asyncio.sleep(DROP + 0.3)
+            await asyncio.sleep(IDLE)
             return await futures.query_private('sendorder', FUTURES_ORDER)
 
     assert asyncio.run(run())['sendStatus']['status'] == 'placed'

@@ -215,6 +215,20 @@ def test_positions_and_margin_views_follow_the_account(ws, futures):
     assert ws.positions() == {}
 
 
+def test_positions_unsubscribed_and_subscribed_again_never_show_the_old_state(ws):
+    ws.subscribe('positions')
+    expect(ws, channel('positions', 'snapshot'))
+    market(ws, 'buy', '0.2')
+    expect(ws, channel('positions', 'update'))
+    assert ws.positions()[SYMBOL]['size'] == Decimal('0.2')
+    ws.unsubscribe('positions')
+    market(ws, 'sell', '0.2')  # closed while nobody listens
+    ws.subscribe('positions', snapshot=False)
+    market(ws, 'buy', '0.1')
+    expect(ws, channel('positions', 'update'))
+    assert unavailable(ws.positions)  # no snapshot: neither the closed position nor a mix
+
+
 def test_asyncws_speaks_the_unified_websocket_inside_a_running_loop(sb, api):
     async def run() -> tuple[dict[str, Any], dict[str, Any], str]:
         async with AsyncWS(api, unified=True, asset_class='derivatives', url=sb.unified_url,

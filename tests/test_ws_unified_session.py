@@ -224,6 +224,27 @@ def test_positions_and_margin_wait_for_a_new_snapshot_once_the_socket_is_lost():
     assert s.positions.current is None
 
 
+def test_unsubscribing_positions_or_margin_drops_the_view_until_the_next_subscription_speaks():
+    s = session(private=True)
+    s.subscribing('positions', {}, 10)
+    s.subscribing('margin', {}, 10)
+    s.receive(positions('snapshot', {'symbol': 'PF_XBTUSD', 'size': 1},
+                        {'symbol': 'PF_ETHUSD', 'size': 2}), 0.0)
+    s.receive(text({'channel': 'margin', 'type': 'snapshot',
+                    'data': [{'available_margin': 10, 'pnl': 1}]}), 0.0)
+    s.unsubscribing('positions', {})
+    s.unsubscribing('margin', {})
+    assert s.positions.current is None and s.margin.current is None
+    # subscribed again without a snapshot: updates alone never show the old positions
+    s.subscribing('positions', {'snapshot': False}, 10)
+    s.receive(positions('update', {'symbol': 'PF_SOLUSD', 'size': 3}), 0.0)
+    assert s.positions.current is None
+    s.subscribing('margin', {}, 10)
+    s.receive(text({'channel': 'margin', 'type': 'snapshot', 'data': [{'available_margin': 7}]}),
+              0.0)
+    assert s.margin.current == {'available_margin': 7}
+
+
 def test_a_positions_message_krakenex_cannot_read_is_a_bad_message_and_the_view_waits():
     s = session(private=True)
     s.receive(positions('snapshot', {'symbol': 'PF_XBTUSD', 'size': 1}), 0.0)

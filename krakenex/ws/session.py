@@ -447,10 +447,15 @@ class Session:
         return [str(r.get('error')) for r in refused]
 
     def unsubscribing(self, channel: str, params: Mapping[str, Any]) -> None:
-        """Stop sending a subscription again after reconnects, and drop its books."""
+        """Stop sending a subscription again after reconnects, and drop its books, or its
+        positions or margin view (which waits for the next subscription's first message)."""
         self.subs.remove(channel, params)
         if channel == 'book':
             self._forget_books(split_subscription(params))
+        elif channel == 'positions':
+            self.positions.reset()
+        elif channel == 'margin':
+            self.margin.reset()
 
     def _forget_books(self, symbols: Iterable[str | None]) -> None:
         for symbol in symbols:
