@@ -650,7 +650,7 @@ def _state_problem(state: Any, server: str) -> str:
                 isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
                 for x in v) for v in counters.values()):
         return 'its counters are not numbers'
-    # Files of krakenex 3.0 kept orders' ages here; they live in a file of their own now.
+    # Earlier files kept orders' ages here; they live in a file of their own now.
     state.pop('orders', None)
     return ''
 
