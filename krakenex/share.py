@@ -237,7 +237,7 @@ else:
 
 
 class FileStore(Store):
-    """A key's store in a directory on this machine: a state file, and a lock file.
+    """A key's store in a directory on this machine: a state file, a lock file, orders' ages.
 
     Every process on the machine that opens the same directory for the same
     key and server shares it. Both files are locked with the operating
@@ -247,7 +247,9 @@ class FileStore(Store):
 
     The state file's first line is fixed in length, ``krakenex-share 1``
     and the nonce floor in 20 digits, so issuing a nonce reads and writes 38
-    bytes; the second line is JSON: the server, and the rate counters.
+    bytes; the second line is JSON: the server, and the rate counters. The
+    ages of orders noted for the trading engine are in an :class:`OrderFile`
+    beside it.
 
     :param directory: where the files go (created, private to the user)
     :param key: the API key, hashed into the file names
