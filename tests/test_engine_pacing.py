@@ -208,6 +208,19 @@ def test_an_order_call_that_waits_on_the_rest_counter_is_counted_on_the_engine_a
     assert here == pytest.approx(engine_held(sandbox, 'XBTUSD'), abs=0.3)
 
 
+def test_orders_sent_right_after_a_call_that_waited_on_the_rest_counter_never_earn_the_limit(
+        sandbox: Sandbox) -> None:
+    api = krakenex.API(sandbox.key, sandbox.secret, uri=sandbox.url, engine='starter',
+                       tier=(15, 1))
+    api.counter.add(18)  # the REST counter over full: the batch waits about 4 s for room
+    assert api.query_private('AddOrderBatch', batch(15))['error'] == []  # engine cost 7.5
+    # AddOrder costs nothing on the REST counter: these go as fast as the engine lets them
+    # (market orders, bought and sold in turn, so that none rests).
+    errors = [e for side in ['buy', 'sell'] * 29 for e in api.query_private('AddOrder', {
+        'pair': 'XBTUSD', 'type': side, 'ordertype': 'market', 'volume': '0.001'})['error']]
+    assert errors == []
+
+
 def test_an_order_known_to_be_older_than_300_seconds_is_cancelled_at_no_cost_on_its_pair(
         sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     api = krakenex.API(sandbox.key, sandbox.secret, uri=sandbox.url, engine='starter')
