@@ -386,9 +386,9 @@ class SpotCore(KeyedCore):
         """The counters an order call waits on (the engine's of its pair, and the REST
         counter), and what notes its orders' ages in the key's store once it succeeded.
 
-        An order krakenex did not note (added elsewhere, or long ago) is charged as
-        the youngest: the worst case. A cost above the threshold is refused here,
-        before anything is sent.
+        An order krakenex did not note (added elsewhere, or more than
+        :data:`~krakenex.engine.NOTE_AGE` ago) is charged as the youngest: the worst
+        case. A cost above the threshold is refused here, before anything is sent.
 
         :raises KrakenUsageError: for a cost that could never fit under the threshold
         """
@@ -412,18 +412,9 @@ class SpotCore(KeyedCore):
         def noted(result: Any) -> None:
             if not isinstance(result, Mapping) or result.get('error') or not pair:
                 return
-            reply = result.get('result', result)
-            found = list(ids)
-            if isinstance(reply, Mapping):
-                txid = reply.get('txid')
-                found += txid if isinstance(txid, list) else [str(txid)] if txid else []
-                for row in reply.get('orders') or []:
-                    if isinstance(row, Mapping) and row.get('txid'):
-                        found.append(str(row['txid']))
-            if method != 'CancelOrder':
-                found += [str(data[f]) for f in ('cl_ord_id', 'userref') if data.get(f)]
+            found = engine_rules.added_ids(method, data, result.get('result', result))
             if found and method != 'CancelOrder':
-                store.note_orders(found, pair, engine_rules.KEEP_AGE)
+                store.note_orders(found, pair, engine_rules.NOTE_AGE)
         return Joint(parts), 1.0, noted
 
     def _lookup_filter(self, error: OutcomeUnknownError) -> tuple[str, str]:

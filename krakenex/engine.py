@@ -16,7 +16,8 @@ from typing import Any
 from .pacing import parse_tier
 
 __all__ = ['TIERS', 'AMEND_PENALTY', 'EDIT_PENALTY', 'CANCEL_PENALTY', 'METHODS',
-           'WORST_AGE', 'parse_engine', 'penalty', 'cost', 'counter_name', 'order_ids']
+           'WORST_AGE', 'KEEP_AGE', 'NOTE_AGE', 'parse_engine', 'penalty', 'cost', 'counter_name',
+           'order_ids', 'added_ids']
 
 #: The engine's counter per tier: (threshold, decay per second).
 TIERS: dict[str, tuple[float, float]] = {
@@ -35,8 +36,11 @@ METHODS = frozenset({'AddOrder', 'AddOrderBatch', 'AmendOrder', 'EditOrder', 'Ca
 
 #: The age of an order krakenex did not see added: the youngest, so the worst case.
 WORST_AGE = 0.0
-#: Seconds after which no penalty applies, so an order's age need not be kept longer.
+#: Seconds after which no penalty applies.
 KEEP_AGE = float(CANCEL_PENALTY[-1][0])
+#: Seconds an order's age is kept: well past :data:`KEEP_AGE`, so an order known to be
+#: older is charged 0 on its own pair rather than the worst case on an unknown one.
+NOTE_AGE = 3600.0
 
 
 def parse_engine(engine: str | Sequence[float | str]) -> tuple[float, float]:
@@ -66,6 +70,23 @@ def order_ids(method: str, data: Mapping[str, Any]) -> list[str]:
         if value not in (None, ''):
             return [str(value)]
     return []
+
+
+def added_ids(method: str, data: Mapping[str, Any], reply: Any) -> list[str]:
+    """The ids of the orders a successful AddOrder, AddOrderBatch, AmendOrder or EditOrder
+    added or changed: Kraken's txids in ``reply``, and the cl_ord_id and userref sent."""
+    found = order_ids(method, data)
+    if isinstance(reply, Mapping):
+        txid = reply.get('txid')
+        found += [str(t) for t in txid] if isinstance(txid, list) else [str(txid)] if txid else []
+        for row in reply.get('orders') or []:
+            if isinstance(row, Mapping) and row.get('txid'):
+                found.append(str(row['txid']))
+    rows = data.get('orders') if method == 'AddOrderBatch' else [data]
+    for row in rows if isinstance(rows, Sequence) else []:
+        if isinstance(row, Mapping):
+            found += [str(row[f]) for f in ('cl_ord_id', 'userref') if row.get(f)]
+    return found
 
 
 def cost(method: str, data: Mapping[str, Any], age: float) -> float:

@@ -176,8 +176,10 @@ class Joint(RateCounter):
     """Several counters one call is paced on, each with its own cost: Kraken's REST counter
     and the trading engine's counter of a pair.
 
-    Room is taken on each in turn and kept while the call waits for the next, so
-    the call is counted once on each, before it is sent. Made for one call.
+    Room is taken on all of them at one moment, or on none: a part taken before
+    one that must wait is given back, so no counter's cost decays here while
+    the call waits on another and the moment :meth:`acquire` returns is when each
+    was counted. Made for one call.
 
     :param parts: ``(counter, cost)`` pairs; the cost passed to the methods is ignored
     """
@@ -193,14 +195,20 @@ class Joint(RateCounter):
             counter, own = self.parts[self._taken]
             wait = counter.try_acquire(own)
             if wait > 0:
+                self._give_back()
                 return wait
             self._taken += 1
         return 0.0
 
-    def unsent(self, cost: float) -> None:
-        """Take back what a call that was never sent added: Kraken never counted it."""
+    def _give_back(self) -> None:
+        """Take back what the parts taken so far added."""
         for counter, own in self.parts[:self._taken]:
             counter.add(-own)
+        self._taken = 0
+
+    def unsent(self, cost: float) -> None:
+        """Take back what a call that was never sent added: Kraken never counted it."""
+        self._give_back()
         self._unsent = True
 
     def settle(self, cost: float, counted_at: float) -> None:

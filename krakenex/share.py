@@ -30,7 +30,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from . import pacing
@@ -183,8 +183,11 @@ class LocalStore(Store):
     def note_orders(self, ids: list[str], pair: str, ttl: float) -> None:
         now = time.time()
         with self._lock:
-            self._orders = {i: kept for i, kept in self._orders.items() if kept[2] > now}
+            self._orders = {i: kept for i, kept in self._orders.items()
+                            if kept[2] > now and i not in ids}
             self._orders.update((i, (pair, now, now + ttl)) for i in ids)
+            for ident in list(self._orders)[:max(0, len(self._orders) - MAX_ORDERS)]:
+                del self._orders[ident]  # the oldest first
 
     def order(self, ident: str) -> tuple[str, float] | None:
         kept = self._orders.get(ident)
@@ -234,7 +237,7 @@ else:
 
 
 class FileStore(Store):
-    """A key's store in a directory on this machine: a state file, and a lock file.
+    """A key's store in a directory on this machine: a state file, a lock file, orders' ages.
 
     Every process on the machine that opens the same directory for the same
     key and server shares it. Both files are locked with the operating
@@ -244,7 +247,9 @@ class FileStore(Store):
 
     The state file's first line is fixed in length, ``krakenex-share 1``
     and the nonce floor in 20 digits, so issuing a nonce reads and writes 38
-    bytes; the second line is JSON: the server, and the rate counters.
+    bytes; the second line is JSON: the server, and the rate counters. The
+    ages of orders noted for the trading engine are in an :class:`OrderFile`
+    beside it.
 
     :param directory: where the files go (created, private to the user)
     :param key: the API key, hashed into the file names
@@ -261,6 +266,8 @@ class FileStore(Store):
         self.where = self.path
         self._server = server
         self._lock_path = os.path.join(directory, name + '.lock')
+        #: The ages of the orders this key added, apart from the state: see :class:`OrderFile`.
+        self._orders = OrderFile(os.path.join(directory, name + '.orders'))
         self._fds: tuple[int, int] | None = None
         self._forks = -1
         self._length = 0
@@ -301,8 +308,11 @@ class FileStore(Store):
         self._fds = None
 
     def __del__(self) -> None:
-        with suppress(OSError):
+        # At interpreter exit module globals (os, contextlib's suppress) may already be None.
+        try:  # noqa: SIM105
             self.close()
+        except Exception:
+            pass
 
     # -- the send lock
 
@@ -359,7 +369,8 @@ class FileStore(Store):
 
     def _read(self, fd: int) -> dict[str, Any]:
         try:
-            raw = _pread(fd, 1 << 20, 0)
+            # The whole file, however long: a file cut short would not be trusted.
+            raw = _pread(fd, max(os.fstat(fd).st_size, 1 << 12), 0)
         except OSError as exc:
             raise ShareUnavailableError(self.where, exc.strerror or str(exc)) from None
         self._length = len(raw)
@@ -398,8 +409,7 @@ class FileStore(Store):
     def _write(self, fd: int, state: dict[str, Any]) -> None:
         """Write the whole state, over the length last read: the file never needs truncating."""
         data = _header(state['nonce']) + json.dumps(
-            {'server': state['server'], 'counters': state['counters'],
-             'orders': state.get('orders', {})}).encode()
+            {'server': state['server'], 'counters': state['counters']}).encode()
         data += b' ' * (self._length - len(data))  # JSON ignores the spaces
         self._length = len(data)
         self._pwrite(fd, data)
@@ -454,23 +464,18 @@ class FileStore(Store):
             log.warning('krakenex: %s', exc)
 
     def note_orders(self, ids: list[str], pair: str, ttl: float) -> None:
-        def note(state: dict[str, Any]) -> tuple[None, bool]:
-            now = time.time()
-            kept = state.setdefault('orders', {})
-            for ident in [i for i, (_, _, until) in kept.items() if until <= now]:
-                del kept[ident]
-            kept.update((ident, [pair, now, now + ttl]) for ident in ids)
-            return None, True
         try:
-            self._update(note)
-        except ShareUnavailableError as exc:  # after the call: its result still counts
-            log.warning('krakenex: %s', exc)
+            self._orders.note(ids, pair, ttl)
+        except OSError as exc:  # after the call: its result still counts
+            log.warning('krakenex: could not note orders in %s: %s', self._orders.path,
+                        exc.strerror or exc)
 
     def order(self, ident: str) -> tuple[str, float] | None:
-        kept = self._update(lambda state: (state.get('orders', {}).get(ident), False))
-        if kept is None or kept[2] <= time.time():
+        try:
+            return self._orders.find(ident)
+        except OSError as exc:  # an age unknown is charged as the youngest
+            log.warning('krakenex: could not read %s: %s', self._orders.path, exc.strerror or exc)
             return None
-        return str(kept[0]), float(kept[1])
 
     def status(self) -> dict[str, Any]:
         now = time.time()
@@ -494,6 +499,99 @@ class FileStore(Store):
     def reset(self) -> None:
         # Not read first: a file of a newer format or a corrupt one is replaced too.
         self._update(lambda state: (None, True), fresh=True)
+        try:
+            self._orders.clear()
+        except OSError as exc:
+            log.warning('krakenex: could not clear %s: %s', self._orders.path, exc.strerror or exc)
+
+
+#: The most orders whose ages a store keeps; past it the oldest notes are dropped first.
+MAX_ORDERS = 10_000
+#: The longest order id noted, in characters: longer ones are charged as unknown.
+_MAX_ID = 64
+#: How long the orders file may grow by appending before it is rewritten with what is live.
+_ORDERS_BYTES = 2 << 20
+
+
+class OrderFile:
+    """The ages of the orders a key added, kept beside its state file and never in it.
+
+    One line per order noted, appended: ``id pair noted until``, tab-separated.
+    The file is rewritten with the newest :data:`MAX_ORDERS` live notes once it
+    passes 2 MiB, so it stays small whatever the number of orders; the nonce
+    floor and the counters never depend on it. A line that cannot be read is
+    skipped: an order whose age is unknown is charged as the youngest.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @contextmanager
+    def _locked(self) -> Iterator[int]:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            _lock_fd(fd)
+            try:
+                yield fd
+            finally:
+                _unlock_fd(fd)
+        finally:
+            os.close(fd)
+
+    def note(self, ids: list[str], pair: str, ttl: float, now: float | None = None) -> None:
+        """Append that orders ``ids`` on ``pair`` were noted ``now``, kept ``ttl`` seconds."""
+        now = time.time() if now is None else now
+        lines = b''.join(f'{i}\t{pair}\t{now!r}\t{now + ttl!r}\n'.encode() for i in ids
+                         if _plain(i, _MAX_ID)) if _plain(pair, _MAX_ID) else b''
+        if not lines:
+            return
+        with self._locked() as fd:
+            size = os.fstat(fd).st_size
+            _pwrite(fd, lines, size)
+            if size + len(lines) > _ORDERS_BYTES:
+                self._compact(fd, now)
+
+    def _compact(self, fd: int, now: float) -> None:
+        live: dict[bytes, bytes] = {}
+        for line in _pread(fd, os.fstat(fd).st_size, 0).splitlines(keepends=True):
+            fields = line.split(b'\t')
+            if len(fields) == 4 and line.endswith(b'\n') and _number(fields[3]) > now:
+                live.pop(fields[0], None)
+                live[fields[0]] = line  # the newest note of an id last
+        data = b''.join(list(live.values())[-MAX_ORDERS:])
+        _pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+
+    def find(self, ident: str, now: float | None = None) -> tuple[str, float] | None:
+        """The pair of order ``ident`` and when it was noted, if its note is live."""
+        if not _plain(ident, _MAX_ID) or not os.path.exists(self.path):
+            return None
+        with self._locked() as fd:
+            raw = b'\n' + _pread(fd, os.fstat(fd).st_size, 0)
+        at = raw.rfind(b'\n' + ident.encode() + b'\t')
+        fields = raw[at + 1:raw.find(b'\n', at + 1)].split(b'\t') if at >= 0 else []
+        now = time.time() if now is None else now
+        if len(fields) != 4 or not _number(fields[3]) > now or not math.isfinite(
+                stamp := _number(fields[2])):
+            return None
+        return fields[1].decode(), stamp
+
+    def clear(self) -> None:
+        """Forget every note."""
+        with self._locked() as fd:
+            os.ftruncate(fd, 0)
+
+
+def _plain(text: str, longest: int) -> bool:
+    """Whether ``text`` can be a field of the orders file: printable, no tab, not too long."""
+    return 0 < len(text) <= longest and text.isprintable() and '\t' not in text
+
+
+def _number(raw: bytes) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        return math.nan
 
 
 #: How a state file starts: its format, then the nonce floor in 20 digits and a line end.
@@ -554,12 +652,8 @@ def _state_problem(state: Any, server: str) -> str:
                 isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
                 for x in v) for v in counters.values()):
         return 'its counters are not numbers'
-    orders = state.setdefault('orders', {})
-    if not isinstance(orders, dict) or not all(
-            isinstance(v, list) and len(v) == 3 and isinstance(v[0], str) and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                for x in v[1:]) for v in orders.values()):
-        return 'its orders are not as written'
+    # Earlier files kept orders' ages here; they live in a file of their own now.
+    state.pop('orders', None)
     return ''
 
 
@@ -624,6 +718,27 @@ return '0'
 """
 
 
+# Orders are noted on Redis's clock, and their age is read on it: ``stamp pair``.
+_NOTE = """
+local t = redis.call('TIME')
+local now = string.format('%d.%06d', t[1], t[2])
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, now .. ' ' .. ARGV[1], 'PX', ARGV[2])
+end
+return 0
+"""
+
+_AGE = """
+local kept = redis.call('GET', KEYS[1])
+if not kept then return false end
+local t = redis.call('TIME')
+local stamp = tonumber(string.match(kept, '^(%S+) '))
+if stamp == nil then return false end
+local age = tonumber(t[1]) + tonumber(t[2]) / 1000000 - stamp
+return string.format('%.6f', math.max(0, age)) .. string.sub(kept, #string.match(kept, '^%S+') + 1)
+"""
+
+
 class RedisStore(Store):
     """A key's store in Redis, shared by processes on every machine that reaches the server.
 
@@ -660,6 +775,8 @@ class RedisStore(Store):
         self._release = client.register_script(_RELEASE)
         self._nonce = client.register_script(_NONCE)
         self._counter = client.register_script(_COUNTER)
+        self._note = client.register_script(_NOTE)
+        self._age = client.register_script(_AGE)
 
     def _run(self, action: Callable[[], Any]) -> Any:
         try:
@@ -708,22 +825,21 @@ class RedisStore(Store):
         return f"{self._keys['counters']}.order:{ident}"
 
     def note_orders(self, ids: list[str], pair: str, ttl: float) -> None:
-        try:
-            with self.client.pipeline() as pipe:
-                for ident in ids:
-                    pipe.set(self._order_key(ident), f'{time.time()!r} {pair}',
-                             px=max(1, math.ceil(ttl * 1000)))
-                pipe.execute()
+        if not ids:
+            return
+        try:  # one key an order, each lapsing with its note: nothing grows without bound
+            self._note(keys=[self._order_key(i) for i in ids],
+                       args=[pair, max(1, math.ceil(ttl * 1000))])
         except self._errors as exc:  # after the call: its result still counts
             log.warning('krakenex: could not note orders in %s: %s', self.where, exc)
 
     def order(self, ident: str) -> tuple[str, float] | None:
-        kept = self._run(lambda: self.client.get(self._order_key(ident)))
+        kept = self._run(lambda: self._age(keys=[self._order_key(ident)]))
         if kept is None:
             return None
         stamp, _, pair = (kept.decode() if isinstance(kept, bytes) else kept).partition(' ')
-        try:
-            return pair, float(stamp)
+        try:  # noted and read on Redis's clock: the age is the same on every machine
+            return pair, time.time() - float(stamp)
         except ValueError:
             return None
 

@@ -19,6 +19,7 @@ import krakenex
 from krakenex import engine
 from krakenex.errors import KrakenUsageError
 from krakenex.sandbox import Sandbox, limits
+from krakenex.sandbox.market import find_pair
 
 #: What each child runs: add a resting order and cancel it at once, ``cycles`` times,
 #: starting at ``start`` (a wall-clock time), and print the errors Kraken gave.
@@ -180,3 +181,73 @@ def test_async_an_order_that_was_never_sent_is_never_charged(sandbox: Sandbox) -
 
     sandbox.stop()
     assert asyncio.run(run()).get('engine:XBTUSD', 0.0) == pytest.approx(0.0)
+
+
+def engine_held(sandbox: Sandbox, pair: str) -> float:
+    """The engine's counter of the sandbox's key on ``pair``, as Kraken (the sandbox) holds it."""
+    spec = find_pair(pair)
+    assert spec is not None
+    with sandbox.exchange.lock:
+        return sandbox.exchange.engine_counter(sandbox.exchange.accounts[sandbox.key], spec)
+
+
+def batch(size: int, **fields: str) -> dict[str, object]:
+    row = {'type': 'buy', 'ordertype': 'limit', 'volume': '0.01', 'price': '1000'}
+    return {'pair': 'XBTUSD', 'orders': [dict(row, **fields) for _ in range(size)]}
+
+
+def test_an_order_call_that_waits_on_the_rest_counter_is_counted_on_the_engine_as_kraken_counts_it(
+        sandbox: Sandbox) -> None:
+    api = krakenex.API(sandbox.key, sandbox.secret, uri=sandbox.url, engine='starter',
+                       tier=(15, 1))
+    api.counter.add(15)  # the REST counter is full: the batch waits about 1 s for room
+    started = time.monotonic()
+    assert api.query_private('AddOrderBatch', batch(14))['error'] == []  # engine cost 7
+    assert time.monotonic() - started > 0.8
+    here = api._store().status()['counters']['engine:XBTUSD']
+    assert here == pytest.approx(engine_held(sandbox, 'XBTUSD'), abs=0.3)
+
+
+def test_orders_sent_right_after_a_call_that_waited_on_the_rest_counter_never_earn_the_limit(
+        sandbox: Sandbox) -> None:
+    api = krakenex.API(sandbox.key, sandbox.secret, uri=sandbox.url, engine='starter',
+                       tier=(15, 1))
+    api.counter.add(18)  # the REST counter over full: the batch waits about 4 s for room
+    assert api.query_private('AddOrderBatch', batch(15))['error'] == []  # engine cost 7.5
+    # AddOrder costs nothing on the REST counter: these go as fast as the engine lets them
+    # (market orders, bought and sold in turn, so that none rests).
+    errors = [e for side in ['buy', 'sell'] * 29 for e in api.query_private('AddOrder', {
+        'pair': 'XBTUSD', 'type': side, 'ordertype': 'market', 'volume': '0.001'})['error']]
+    assert errors == []
+
+
+def test_an_order_known_to_be_older_than_300_seconds_is_cancelled_at_no_cost_on_its_pair(
+        sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    api = krakenex.API(sandbox.key, sandbox.secret, uri=sandbox.url, engine='starter')
+    txids = [api.query_private('AddOrder', RESTING)['result']['txid'][0] for _ in range(3)]
+    before = api._store().status()['counters']['engine:XBTUSD']
+    real = time.time
+    monkeypatch.setattr(time, 'time', lambda: real() + 400)  # Kraken charges 0 past 300 s
+    started = time.monotonic()
+    for txid in txids:
+        assert api.query_private('CancelOrder', {'txid': txid})['error'] == []
+    assert time.monotonic() - started < 1.0  # no wait on a made-up pair's counter
+    counters = api._store().status()['counters']
+    assert 'engine:?' not in counters
+    assert counters['engine:XBTUSD'] <= before
+
+
+@pytest.mark.parametrize('where', ['directory', 'redis'])
+def test_each_order_of_a_batch_is_cancelled_by_its_client_id_at_the_cost_of_its_age(
+        sandbox: Sandbox, where: str, request: pytest.FixtureRequest, tmp_path: object) -> None:
+    share = request.getfixturevalue('redis_url') if where == 'redis' else str(tmp_path)
+    api = krakenex.API(sandbox.key, sandbox.secret, uri=sandbox.url, engine='starter',
+                       share=share, client_order_ids=True)
+    assert api.query_private('AddOrderBatch', batch(4))['error'] == []  # engine cost 2
+    opened = api.query_private('OpenOrders')['result']['open'].values()
+    ids = [order['cl_ord_id'] for order in opened]
+    assert len(set(ids)) == 4 and None not in ids  # named by krakenex, one each
+    assert api.query_private('CancelOrder', {'cl_ord_id': ids[2]})['error'] == []
+    counters = api._store().status()['counters']
+    assert counters['engine:XBTUSD'] == pytest.approx(2 + 8, abs=0.3)  # a young order: 8
+    assert 'engine:?' not in counters

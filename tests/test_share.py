@@ -40,7 +40,7 @@ from krakenex import (
 )
 from krakenex.sandbox import Reply, Request, Sandbox
 from krakenex.sandbox.futures import FuturesEndpoints
-from krakenex.share import FORMAT, RedisStore, cache_directory, lease, resolve
+from krakenex.share import FORMAT, FileStore, RedisStore, cache_directory, lease, resolve
 
 INVALID_NONCE = 'EAPI:Invalid nonce'
 RATE_LIMIT = 'EAPI:Rate limit exceeded'
@@ -974,3 +974,58 @@ def test_two_processes_on_one_futures_key_get_no_nonce_error(
     assert errors == [] and gate.most == 1
     sent = [int(n) for name, n in unlimited.futures.requests_log if name == 'accounts' and n]
     assert len(sent) == 40 and sent == sorted(set(sent))
+
+
+# ------------------------------------------------------------ orders' ages
+
+def test_many_thousands_of_orders_noted_keep_the_store_small_and_its_nonce_floor(
+        unlimited: Sandbox, tmp_path: Path) -> None:
+    api = API(unlimited.key, unlimited.secret, uri=unlimited.url, share=str(tmp_path))
+    store = store_of(api)
+    assert api.query_private('Balance')['error'] == []
+    floor = store.status()['nonce']
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter('always')
+        for batch in range(400):  # 40,000 orders, as busy AddOrderBatch replies note them
+            store.note_orders([f'O{batch:05d}-{i:03d}-ABCDEF-GHIJKL' for i in range(100)],
+                              'XBTUSD', 3600)
+        assert store.status()['nonce'] == floor  # the floor never goes back
+        other = API(unlimited.key, unlimited.secret, uri=unlimited.url, share=str(tmp_path))
+        assert other.query_private('Balance')['error'] == []  # no EAPI:Invalid nonce
+        assert store_of(other).status()['nonce'] > floor
+    assert [str(w.message) for w in warned] == []  # never judged "not a krakenex store file"
+    assert sum(f.stat().st_size for f in tmp_path.iterdir()) < 3 << 20
+    assert store.order('O00399-099-ABCDEF-GHIJKL') is not None  # the newest are kept
+    assert store.order('O00000-000-ABCDEF-GHIJKL') is None  # the oldest made room
+
+
+def test_a_store_file_of_the_last_release_is_read_whole_however_long(
+        unlimited: Sandbox, tmp_path: Path) -> None:
+    api = API(unlimited.key, unlimited.secret, uri=unlimited.url, share=str(tmp_path))
+    assert api.query_private('Balance')['error'] == []
+    store = store_of(api)
+    floor = store.status()['nonce'] + 10 ** 9
+    orders = {f'O{i:06d}-ABCDE-FGHIJK': ['XBTUSD', time.time(), time.time() + 300]
+              for i in range(20_000)}  # as krakenex 3.0 kept them: in the state, past 1 MiB
+    Path(store.path).write_bytes(
+        b'krakenex-share %d %020d\n' % (FORMAT, floor) + json.dumps(
+            {'server': store._server, 'counters': {'rest': [3.0, time.time(), 0.33]},
+             'orders': orders}).encode())
+    assert Path(store.path).stat().st_size > 1 << 20
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # never judged "not a krakenex store file"
+        other = API(unlimited.key, unlimited.secret, uri=unlimited.url, share=str(tmp_path))
+        assert other.query_private('Balance')['error'] == []
+    status = store_of(other).status()
+    assert status['nonce'] == floor + 1
+    assert status['counters']['rest'] > 2
+
+
+def test_a_store_never_closed_is_quiet_when_collected_at_interpreter_exit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FileStore(str(tmp_path), 'key', 'https://api.kraken.com')
+    store.nonce(1)
+    monkeypatch.setattr(os, 'close', None)  # as the interpreter leaves modules at exit
+    store.__del__()  # nothing raised, so nothing printed
+    monkeypatch.undo()
+    store.close()
