@@ -19,7 +19,8 @@ A keeper calls it on that schedule::
   tried again after a quarter of ``every``: at least four more tries before the
   timer runs out. A try that hangs counts as failed after :attr:`within` seconds.
 - A clean exit of the block (no exception, or ``sys.exit(0)``) disarms the switch
-  (``timeout=0``): the orders stay.
+  (``timeout=0``): the orders stay. A re-arm in flight is let finish first (within
+  :attr:`within` seconds), never cut short, so it cannot reach Kraken after the disarm.
 - An exception leaving the block, Ctrl-C included, leaves the switch armed: the
   bot no longer tends its orders, so Kraken cancels them when the timer runs out,
   as it would for a bot that died. ``disarm_on_error=True`` disarms then too.

@@ -11,7 +11,10 @@ seconds (a third of TIMEOUT unless given) while COMMAND runs
 orders stay. When it fails, or is killed, the switch stays armed and Kraken
 cancels every order of the key TIMEOUT seconds after the last re-arm; so it
 does when this command itself is killed. The exit code is COMMAND's (128 + N
-when signal N ended it). A re-arm that fails is one line on stderr.
+when signal N ended it). A re-arm that fails is one line on stderr. Once the
+first arming was sent, a failure of the switch itself (Ctrl-C included) exits 4
+and says until when the switch may be armed and how to disarm it; a Ctrl-C
+during the final disarm is ignored.
 """
 
 from __future__ import annotations
