@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..errors import KrakenAPIError
+from ..errors import KrakenAPIError, NotSentError
 from .frame import (
     EXIT_UNKNOWN,
     Call,
@@ -111,15 +111,17 @@ def _run(args: argparse.Namespace, call: Call, command: list[str]) -> int:
         # From the first arming on, a failure (Ctrl-C included) may leave the switch armed.
         call.sending(_method(args), {'timeout': args.timeout})
         try:
-            return _keep_armed(keeper, command)
+            code = _keep_armed(keeper, command)
+            call.settled = True  # disarmed, or left armed as COMMAND's exit asked
+            return code
         except BaseException as exc:
             call.settled = True  # first: a Ctrl-C from here changes nothing
             if isinstance(exc, SystemExit):
                 raise
             if isinstance(exc, UsageError) or \
-                    isinstance(exc, KrakenAPIError) and not keeper.arms:
-                # COMMAND could not start and the switch was disarmed again, or Kraken
-                # refused the first arming: nothing is armed.
+                    isinstance(exc, (KrakenAPIError, NotSentError)) and not keeper.arms:
+                # COMMAND could not start and the switch was disarmed again, or the first
+                # arming was refused by Kraken or never sent: nothing is armed.
                 call.method = None
                 raise
             warn(_maybe_armed(exc, args), PROG)
