@@ -19,7 +19,8 @@ A keeper calls it on that schedule::
   tried again after a quarter of ``every``: at least four more tries before the
   timer runs out. A try that hangs counts as failed after :attr:`within` seconds.
 - A clean exit of the block (no exception, or ``sys.exit(0)``) disarms the switch
-  (``timeout=0``): the orders stay.
+  (``timeout=0``): the orders stay. A re-arm in flight is let finish first (within
+  :attr:`within` seconds), never cut short, so it cannot reach Kraken after the disarm.
 - An exception leaving the block, Ctrl-C included, leaves the switch armed: the
   bot no longer tends its orders, so Kraken cancels them when the timer runs out,
   as it would for a bot that died. ``disarm_on_error=True`` disarms then too.
@@ -30,6 +31,7 @@ A keeper calls it on that schedule::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -169,11 +171,17 @@ class _Keeper:
         return self.retry
 
     def _tell(self) -> None:
-        if self._notify is not None:
+        """Tell ``notify`` of the health; a ``notify`` that fails is logged, never fatal."""
+        if self._notify is None:
+            return
+        try:
             self._notify({'healthy': self.healthy,
                           'error': None if self.last_error is None else str(self.last_error),
                           'failures': self.failures, 'armed_until': self.armed_until,
                           'retry_in': None if self.healthy else self.retry})
+        except Exception as exc:  # the keeper goes on re-arming: that is what the orders need
+            log.warning('the dead man\'s switch on %s could not report its health (%s); '
+                        'it is kept armed all the same', self.what, exc or type(exc).__name__)
 
     def _disarmed(self) -> None:
         self.armed_until, self.healthy = None, False
@@ -285,6 +293,8 @@ class AsyncDeadManSwitch(_Keeper):
                          disarm_on_error=disarm_on_error)
         self._arm = arm
         self._task: asyncio.Task[None] | None = None
+        #: Set to end the keeping task; it ends after the try in flight, never inside it.
+        self._stop: asyncio.Event | None = None
 
     async def __aenter__(self) -> AsyncDeadManSwitch:
         await self.start()
@@ -299,13 +309,17 @@ class AsyncDeadManSwitch(_Keeper):
         if self._task is not None:
             raise KrakenUsageError('this dead man\'s switch is already kept armed')
         self._armed(await self._send(self.timeout))
-        self._task = asyncio.get_running_loop().create_task(self._keep())
+        self._stop = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._keep(self._stop))
 
     async def stop(self, disarm: bool = True) -> None:
         """Stop re-arming; with ``disarm``, turn the switch off; see :meth:`DeadManSwitch.stop`."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
+        if task is not None and self._stop is not None:
+            # Not task.cancel(): a cancelled re-arm in flight is an unknown outcome to the
+            # client, not a cancellation, and could reach Kraken after the disarm below.
+            # The try in flight ends (within ``within`` seconds), then the task.
+            self._stop.set()
             await asyncio.gather(task, return_exceptions=True)
         if disarm:
             for attempt in range(DISARM_TRIES):
@@ -324,12 +338,18 @@ class AsyncDeadManSwitch(_Keeper):
         await asyncio.wait_for(self._arm(timeout, self.within), self.within)
         return sent
 
-    async def _keep(self) -> None:
+    async def _keep(self, stop: asyncio.Event) -> None:
         wait = self.every
-        while True:
-            await asyncio.sleep(wait)
+        while not await _set_within(stop, wait):
             try:
                 wait = self._armed(await self._send(self.timeout))
             except Exception as exc:  # every failure is retried: arming twice is harmless
                 wait = self._failed(exc)
 
+
+
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``event``; whether it is set."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+    return event.is_set()

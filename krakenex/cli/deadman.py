@@ -11,20 +11,27 @@ seconds (a third of TIMEOUT unless given) while COMMAND runs
 orders stay. When it fails, or is killed, the switch stays armed and Kraken
 cancels every order of the key TIMEOUT seconds after the last re-arm; so it
 does when this command itself is killed. The exit code is COMMAND's (128 + N
-when signal N ended it). A re-arm that fails is one line on stderr.
+when signal N ended it). A re-arm that fails is one line on stderr. Once the
+first arming was sent, a failure of the switch itself (Ctrl-C included) exits 4
+and says until when the switch may be armed and how to disarm it; a Ctrl-C
+during the final disarm is ignored.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ..errors import KrakenAPIError, NotSentError
 from .frame import (
+    EXIT_UNKNOWN,
     Call,
     Parser,
     UsageError,
@@ -34,6 +41,7 @@ from .frame import (
     load_credentials,
     log_to_stderr,
     run_command,
+    warn,
 )
 
 __all__ = ['main', 'USAGE']
@@ -100,18 +108,67 @@ def _run(args: argparse.Namespace, call: Call, command: list[str]) -> int:
     check_uri_option(args.uri)
     with log_to_stderr(args.verbose, PROG), _client(args) as client:
         keeper = client.dead_man_switch(args.timeout, args.every)
-        keeper.start()  # before COMMAND: it never trades without the switch
+        # From the first arming on, a failure (Ctrl-C included) may leave the switch armed.
+        call.sending(_method(args), {'timeout': args.timeout})
         try:
-            child = _start(command)
-        except BaseException:
-            keeper.stop(disarm=True)  # nothing ran
-            raise
-        code = EXIT_FAILED
-        try:
-            code = _wait_for(child)
-        finally:
-            keeper.stop(disarm=code == 0)
+            code = _keep_armed(keeper, command)
+            call.settled = True  # disarmed, or left armed as COMMAND's exit asked
+            return code
+        except BaseException as exc:
+            call.settled = True  # first: a Ctrl-C from here changes nothing
+            if isinstance(exc, SystemExit):
+                raise
+            if isinstance(exc, UsageError) or \
+                    isinstance(exc, (KrakenAPIError, NotSentError)) and not keeper.arms:
+                # COMMAND could not start and the switch was disarmed again, or the first
+                # arming was refused by Kraken or never sent: nothing is armed.
+                call.method = None
+                raise
+            warn(_maybe_armed(exc, args), PROG)
+            return EXIT_UNKNOWN
+
+
+def _keep_armed(keeper: Any, command: list[str]) -> int:
+    """Arm the switch, run COMMAND, disarm it when COMMAND exits 0; COMMAND's exit code."""
+    keeper.start()  # before COMMAND: it never trades without the switch
+    try:
+        child = _start(command)
+    except BaseException:
+        _stop(keeper, disarm=True)  # nothing ran
+        raise
+    code = EXIT_FAILED
+    try:
+        code = _wait_for(child)
+    finally:
+        _stop(keeper, disarm=code == 0)
     return code
+
+
+def _stop(keeper: Any, disarm: bool) -> None:
+    """Stop re-arming and disarm if asked, with Ctrl-C ignored: it cannot cut a disarm short."""
+    main = threading.current_thread() is threading.main_thread()
+    saved = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        keeper.stop(disarm=disarm)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, saved)
+
+
+def _method(args: argparse.Namespace) -> str:
+    return 'cancelallordersafter' if args.futures else 'CancelAllOrdersAfter'
+
+
+def _maybe_armed(exc: BaseException, args: argparse.Namespace) -> str:
+    """What a failure after the first arming means: until when the switch may be armed, and
+    how to disarm it."""
+    what = 'interrupted' if isinstance(exc, KeyboardInterrupt) else \
+        str(exc) or type(exc).__name__
+    until = time.strftime('%H:%M:%S', time.gmtime(math.ceil(time.time()) + args.timeout))
+    disarm = 'krakenex --futures cancelallordersafter timeout=0' if args.futures else \
+        'krakenex CancelAllOrdersAfter timeout=0'
+    return (f'outcome unknown: {what}; the dead man\'s switch may be armed until {until} UTC, '
+            f'when Kraken cancels every order of the key. To disarm it: {disarm}')
 
 
 @contextlib.contextmanager
