@@ -210,7 +210,7 @@ class Funding:
         wanted = find_asset(text(params, 'asset') or '') if params.get('asset') else None
         if params.get('asset') and wanted is None:
             raise invalid('asset')
-        items = [{'id': _strategy_id(a), 'asset': a.name,
+        items = [{'id': _strategy_id(a), 'asset': a.altname,
                   'lock_type': {'type': 'instant', 'payout_frequency': 604800},
                   'apr_estimate': {'low': '0.0100', 'high': '0.0300'},
                   'user_min_allocation': EARN_MINIMUM, 'allocation_fee': '0.0000',
@@ -240,7 +240,7 @@ class Funding:
             value = amount * self.exchange.usd_price(asset.name) / rate
             total += value
             native, conv = asset_places(earn, amount), asset_places(target.name, value)
-            items.append({'strategy_id': _strategy_id(asset), 'native_asset': asset.name,
+            items.append({'strategy_id': _strategy_id(asset), 'native_asset': asset.altname,
                           'amount_allocated': {'total': {'native': native, 'converted': conv}},
                           'total_rewarded': {'native': asset_places(earn, D(0)),
                                              'converted': asset_places(target.name, D(0))},

@@ -127,7 +127,7 @@ def run_kraken_sdk(url: str, key: str, secret: str) -> None:
 
     earn = Earn(key, secret, url=url)
     strategies = check('python-kraken-sdk', 'list_earn_strategies', lambda: [
-        s for s in earn.list_earn_strategies(asset='XBT')['items'] if s['asset'] == 'XXBT'])
+        s for s in earn.list_earn_strategies(asset='XBT')['items'] if s['asset'] == 'XBT'])
     strategy = strategies[0]['id'] if strategies else ''
     check('python-kraken-sdk', 'allocate_earn_funds', lambda: expect(
         earn.allocate_earn_funds(amount='0.01', strategy_id=strategy) is True, 'not allocated'))
