@@ -177,7 +177,7 @@ class Sandbox:
                                  public_rate=public_rate, engine=engine)
         self.endpoints = Endpoints(self.exchange)
         self.requests_log = self.exchange.requests_log
-        account = self.add_account(balances, otp=otp, nonce_window=nonce_window)
+        account = self.add_account(balances, otp=otp, nonce_window=nonce_window, master=True)
         self.key, self.secret = account.key, account.secret
         self._read_timeout, self._max_connections = read_timeout, max_connections
         self._faults = Faults()
@@ -334,7 +334,8 @@ class Sandbox:
 
     def add_account(self, balances: dict[str, str] | None = None, *, otp: str | None = None,
                     nonce_window: int = 0,
-                    permissions: Iterable[str] | None = None) -> Account:
+                    permissions: Iterable[str] | None = None,
+                    master: bool = False) -> Account:
         """Another API key with its own funds, nonces and rate counter.
 
         :param permissions: the key's permissions, by the names Kraken's
@@ -342,9 +343,12 @@ class Sandbox:
             ``'query-funds'``, ``'modify-trades'``, ``'websocket-access'``, ...); None
             (the default) grants them all. A private call outside them, over REST or
             WebSocket, gets Kraken's ``EGeneral:Permission denied``.
+        :param master: an institutional master account, which alone may call
+            ``CreateSubaccount`` and ``AccountTransfer``, as on Kraken; any other key
+            gets ``EGeneral:Permission denied``. The sandbox's own key is one.
         """
         return self.exchange.add_account(balances, otp=otp, nonce_window=nonce_window,
-                                         permissions=permissions)
+                                         permissions=permissions, master=master)
 
     def inject(self, kind: str, *, times: int = 1, method: str | None = None,
                seconds: float = 1.0) -> None:

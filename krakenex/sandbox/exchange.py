@@ -331,6 +331,8 @@ class Account:
     earn_status: dict[tuple[str, str], str | None] = field(default_factory=dict)
     #: The key's permissions, by the names of :data:`.permissions.PERMISSIONS`.
     permissions: frozenset[str] = frozenset(PERMISSIONS)
+    #: A master (institutional) account: only it may CreateSubaccount and AccountTransfer.
+    master: bool = False
 
     def __repr__(self) -> str:  # never the secret
         return f'<Account {self.key[:8]}...>'
@@ -534,16 +536,18 @@ class Exchange:
     # -- accounts ------------------------------------------------------------------------
 
     def add_account(self, balances: dict[str, str] | None, *, otp: str | None,
-                    nonce_window: int, permissions: Iterable[str] | None = None) -> Account:
-        """A new key; ``balances=None`` funds it with a seeded trading history, and
-        ``permissions=None`` gives it every permission."""
+                    nonce_window: int, permissions: Iterable[str] | None = None,
+                    master: bool = False) -> Account:
+        """A new key; ``balances=None`` funds it with a seeded trading history,
+        ``permissions=None`` gives it every permission, and ``master`` lets it manage
+        subaccounts."""
         granted = permissions_of(permissions)
         with self.lock:
             rng = random.Random(f'{self.seed}/account/{len(self.accounts)}')
             key = base64.b64encode(rng.randbytes(42)).decode()
             secret = base64.b64encode(rng.randbytes(64)).decode()
             account = Account(key, secret, otp, nonce_window)
-            account.permissions = granted
+            account.permissions, account.master = granted, master
             iban = ''.join(rng.choice(_ID_ALPHABET) for _ in range(12))
             account.iiban = f'AA{len(self.accounts) % 90 + 10} {iban[:4]} {iban[4:8]} {iban[8:]}'
             account.created = self.market.start - 86400

@@ -288,7 +288,7 @@ class Funding:
         username, email = required(params, 'username'), required(params, 'email')
         if not re.fullmatch(r'[^@\s]+@[^@\s]+\.[^@\s]+', email):
             raise invalid('email')
-        if account.parent is not None:
+        if not account.master:
             raise ApiError('EGeneral:Permission denied')
         if username in account.usernames:
             raise invalid('username')
@@ -298,6 +298,8 @@ class Funding:
         return True
 
     def account_transfer(self, account: Account, params: Params) -> object:
+        if not account.master:
+            raise ApiError('EGeneral:Permission denied')
         asset = find_asset(required(params, 'asset'))
         if asset is None:
             raise ApiError('EFunding:Unknown asset')
