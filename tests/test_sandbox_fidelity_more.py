@@ -1,13 +1,23 @@
-"""The sandbox names assets and refuses calls as Kraken does, over real HTTP on 127.0.0.1."""
+"""The sandbox names assets, refuses calls and sends tickers as Kraken does.
+
+Each test talks to the sandbox over real HTTP or a real WebSocket on 127.0.0.1.
+"""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
 
 import pytest
+from websockets.sync.client import ClientConnection, connect
 
 from krakenex import API
 from krakenex.sandbox import Sandbox
+
+WAIT = 5.0
 
 
 @pytest.fixture
@@ -44,3 +54,36 @@ def test_only_a_master_account_creates_subaccounts_and_moves_funds_between_them(
         refused = client.query_private('AccountTransfer', transfer)
         assert refused['error'] == ['EGeneral:Permission denied']
     assert len(sb.exchange.accounts) == 3  # the sandbox's key, its subaccount, the plain key
+
+
+def _ticker(socket: ClientConnection, trigger: str) -> None:
+    socket.send(json.dumps({'method': 'subscribe', 'req_id': 1, 'params': {
+        'channel': 'ticker', 'symbol': ['BTC/USD'], 'event_trigger': trigger}}))
+    assert _next(socket, 'snapshot')['data'][0]['symbol'] == 'BTC/USD'
+
+
+def _next(socket: ClientConnection, kind: str, wait: float = WAIT) -> dict[str, Any]:
+    """The next ticker message of ``kind``; TimeoutError if none comes within ``wait``."""
+    deadline = time.monotonic() + wait
+    while True:
+        message = json.loads(socket.recv(max(deadline - time.monotonic(), 0.01)))
+        if message.get('channel') == 'ticker' and message.get('type') == kind:
+            return dict(message)
+
+
+def test_a_bbo_ticker_is_sent_when_the_best_bid_or_ask_moves_not_on_a_trade_that_leaves_it(
+        sb: Sandbox, api: API) -> None:
+    with connect(sb.ws_url, open_timeout=WAIT) as bbo, \
+            connect(sb.ws_url, open_timeout=WAIT) as trades:
+        _ticker(bbo, 'bbo')
+        _ticker(trades, 'trades')
+        bought = api.query_private('AddOrder', {'pair': 'XBTUSD', 'type': 'buy',
+                                                'ordertype': 'market', 'volume': '0.0001'})
+        assert bought['error'] == []
+        assert _next(trades, 'update')['data'][0]['last']  # a trade: the trades ticker hears
+        with pytest.raises(TimeoutError):
+            _next(bbo, 'update', wait=1.0)  # the best bid and ask stayed: bbo stays quiet
+        before = api.query_public('Ticker', {'pair': 'XBTUSD'})['result']['XXBTZUSD']['a'][0]
+        sb.set_price('XBTUSD', str(Decimal(before) + 500))
+        moved = _next(bbo, 'update')['data'][0]
+        assert Decimal(str(moved['ask'])) > Decimal(before)
