@@ -87,3 +87,11 @@ def test_a_bbo_ticker_is_sent_when_the_best_bid_or_ask_moves_not_on_a_trade_that
         sb.set_price('XBTUSD', str(Decimal(before) + 500))
         moved = _next(bbo, 'update')['data'][0]
         assert Decimal(str(moved['ask'])) > Decimal(before)
+
+
+@pytest.mark.parametrize('method', ['Ticker', 'AssetPairs'])
+@pytest.mark.parametrize('name', ['BTC/USD', 'XBT/USD', 'XBTUSD', 'XXBTZUSD'])
+def test_a_pair_asked_by_any_of_its_names_answers_under_krakens_pair_name(
+        api: API, method: str, name: str) -> None:
+    reply = api.query_public(method, {'pair': f'{name},ETH/USD'})
+    assert reply['error'] == [] and list(reply['result']) == ['XXBTZUSD', 'XETHZUSD']
