@@ -146,6 +146,9 @@ async def run_krakenfutures(url: str, key: str, secret: str) -> None:
     futures.cancel_order(order['id'], 'BTC/USD:USD')
 
     async def canceled() -> None:  # ccxt reads /api/history/v2/orders
+        # ccxt lists the order twice, and that is ccxt's own: it takes every OrderPlaced
+        # event whose order has filled "0" for a cancel (an order still open too), besides
+        # the OrderCancelled event; the history holds one of each, as Kraken's events do.
         found = futures.fetch_canceled_orders('BTC/USD:USD')
         expect(order['id'] in {o['id'] for o in found}, f'canceled orders: {found}')
 
