@@ -35,6 +35,7 @@ from .errors import (
     OutcomeUnknownError,
     unwrap,
 )
+from .patrol import Patrol
 from .protocol import Reply, Request, SendLock, Timeout
 from .share import lease
 from .version import __version__
@@ -80,8 +81,11 @@ class AsyncAPI(core.SpotCore):
         self._task_response: contextvars.ContextVar[Any] = contextvars.ContextVar(
             'krakenex_response', default=None)
         self._private_lock = asyncio.Lock()
-        # The last timeout a call was given, and aiohttp's timeouts for it.
-        self._waits: tuple[Timeout | None, aiohttp.ClientTimeout | None] = (None, None)
+        # The last timeout a call was given: its connect and read seconds, aiohttp's timeouts.
+        self._waits: tuple[Timeout | None, tuple[float, float, aiohttp.ClientTimeout] | None] = \
+            (None, None)
+        # The attempts in flight, and the one timer that cuts them when they are late.
+        self._patrol = Patrol()
         # The loop this object's calls, lock and session belong to, and its calls in flight.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight = 0
@@ -126,6 +130,7 @@ class AsyncAPI(core.SpotCore):
             if not ended:
                 await self.session.close()
             self.session = None
+        self._patrol.close()
         self._close_store()
 
     async def query_public(self, method: str, data: Mapping[str, Any] | None = None,
@@ -225,6 +230,8 @@ class AsyncAPI(core.SpotCore):
                         method=name)
                 self.session = None
                 self._private_lock = asyncio.Lock()
+                self._patrol.close()
+                self._patrol = Patrol()
             self._loop = loop
             self._in_flight += 1
 
@@ -275,28 +282,42 @@ class AsyncAPI(core.SpotCore):
                 counter.settle(cost, counted_at)
 
     async def _transmit(self, request: Request, timeout: Timeout) -> Reply:
-        """Send ``request`` through the session: the reply as it came, or what went wrong."""
+        """Send ``request`` through the session: the reply as it came, or what went wrong.
+
+        The read timeout and the deadline are kept by :attr:`_patrol`, which
+        cancels the task of a late attempt; aiohttp keeps only the connect timeout.
+        """
         method = request.method
         given, waits = self._waits
         if waits is None or given != timeout:
-            waits = _client_timeout(timeout)
+            waits = _waits(timeout)
             self._waits = (timeout, waits)
+        connect, read, aiohttp_waits = waits
         url = self.uri + request.path + ('?' + request.query if request.query else '')
         started = time.perf_counter()
+        loop = self._loop
+        task = asyncio.current_task(loop)  # given the loop, asking costs no system call
+        assert loop is not None and task is not None  # _enter_loop ran in this task
+        session = self._session()
+        attempt = self._patrol.start(loop, task, connect, read,
+                                     told=isinstance(session.connector, _Connector))
         try:
-            response = await self._session().request(
+            response = await session.request(
                 request.verb, url, data=request.body, headers=request.headers,
-                allow_redirects=False, timeout=waits)
+                allow_redirects=False, timeout=aiohttp_waits)
+            attempt.headed(loop.time(), response.content)
             content = await response.read()  # which closes the response if it fails
+        except asyncio.CancelledError:
+            if not self._patrol.was_cut(task, attempt):
+                raise
+            assert attempt.cut is not None
+            raise protocol.transport_error(
+                attempt.cut, self.uri, method,
+                f'{protocol.deadline_seconds(timeout):g}') from None
         except (aiohttp.InvalidURL, ValueError) as exc:
             raise protocol.transport_error('bad_uri', self.uri, method) from exc
         except aiohttp.ConnectionTimeoutError as exc:
             raise protocol.transport_error('connect_timeout', self.uri, method) from exc
-        except aiohttp.ServerTimeoutError as exc:  # one read waited the whole read timeout
-            raise protocol.transport_error('timeout', self.uri, method) from exc
-        except asyncio.TimeoutError as exc:  # the whole attempt's deadline
-            raise protocol.transport_error('deadline', self.uri, method,
-                                           f'{waits.total:g}') from exc
         except aiohttp.ClientConnectorError as exc:
             raise protocol.transport_error('not_sent', self.uri, method,
                                            str(exc.os_error) or type(exc).__name__) from exc
@@ -305,6 +326,8 @@ class AsyncAPI(core.SpotCore):
         except aiohttp.ClientError as exc:
             raise protocol.transport_error('dropped', self.uri, method,
                                            str(exc) or type(exc).__name__) from exc
+        finally:
+            self._patrol.end(task)
         self.response = response
         self._task_response.set(response)
         if log.isEnabledFor(logging.DEBUG):
@@ -319,12 +342,25 @@ class AsyncAPI(core.SpotCore):
             # default): below stale_after, so no stale connection carries a state change.
             self.session = aiohttp.ClientSession(
                 headers={'User-Agent': f'krakenex/{__version__}'},
-                connector=aiohttp.TCPConnector(keepalive_timeout=min(_KEEPALIVE,
-                                                                     self.stale_after)))
+                connector=_Connector(self._patrol,
+                                     keepalive_timeout=min(_KEEPALIVE, self.stale_after)))
         # aiohttp quietly sends a GET, PUT or DELETE again when a reused connection
         # drops; what may be sent again is krakenex's decision (a futures PUT changes state).
         self.session._retry_connection = False
         return self.session
+
+
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's connector, telling the patrol when an attempt's connection is ready."""
+
+    def __init__(self, patrol: Patrol, **options: Any) -> None:
+        super().__init__(**options)
+        self._patrol = patrol
+
+    async def connect(self, *args: Any, **kwargs: Any) -> aiohttp.connector.Connection:
+        connection = await super().connect(*args, **kwargs)
+        self._patrol.connected(self._loop, asyncio.current_task(self._loop))
+        return connection
 
 
 #: aiohttp's own keep-alive timeout, kept unless :attr:`AsyncAPI.stale_after` is shorter.
@@ -367,8 +403,10 @@ async def _lock(store: SendLock, lease: float) -> Any:
         raise
 
 
-def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
-    """aiohttp's timeouts of a call with ``timeout``: connect, each read, and the deadline."""
+def _waits(timeout: Timeout) -> tuple[float, float, aiohttp.ClientTimeout]:
+    """A call's connect and read seconds, and aiohttp's timeouts for it: the connect timeout.
+
+    Its read timeout and deadline are the patrol's (:mod:`krakenex.patrol`).
+    """
     connect, read = protocol.split_timeout(timeout)
-    return aiohttp.ClientTimeout(total=protocol.deadline_seconds(timeout),
-                                 sock_connect=connect, sock_read=read)
+    return connect, read, aiohttp.ClientTimeout(total=None, sock_connect=connect)
