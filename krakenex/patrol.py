@@ -78,7 +78,9 @@ class Patrol:
             is ready; if not, the read timeout counts from now
         """
         # Python 3.11 counts a task's cancels, so a cut can be told from a cancel from elsewhere.
-        cancelling = task.cancelling() if sys.version_info >= (3, 11) else 0
+        cancelling = 0
+        if sys.version_info >= (3, 11):
+            cancelling = task.cancelling()
         attempt = Attempt(loop.time(), connect, read, cancelling)
         if told:  # until the connection is ready, only the deadline applies
             attempt.due = attempt.deadline
@@ -149,4 +151,3 @@ class Patrol:
             task.cancel()
         if due < math.inf:
             self._arm(loop, due)
-
