@@ -290,6 +290,8 @@ def deadline_seconds(timeout: Timeout) -> float:
     """
     connect, read = split_timeout(timeout)
     return connect + read
+
+
 def check_uri(uri: str, name: str = 'uri') -> str:
     """Return ``uri`` without a trailing slash if it is an ``http://`` or ``https://`` server.
 
