@@ -10,6 +10,7 @@ earns) is checked the same way.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,3 +145,22 @@ def test_quick_share_benchmark_measures_every_store(tmp_path: Path) -> None:
         assert local[6] == '1 of 1' and 'Rate limit' in local[-1], local
 
     assert output.read_text(encoding='utf-8').strip() == done.stdout.strip()
+
+
+INSTRUCTIONS = ROOT / 'benchmarks' / 'instructions.py'
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which('valgrind') is None, reason='needs valgrind')
+def test_the_instruction_count_of_a_call_is_measured(tmp_path: Path) -> None:
+    result = run_quick(tmp_path / 'instructions.md', INSTRUCTIONS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = tables((tmp_path / 'instructions.md').read_text())['Ticker instructions']
+    row = table['krakenex AsyncAPI (this checkout)']
+    # A call is hundreds of thousands of instructions: a count near zero, or the whole
+    # process's, would mean the two runs were not told apart.
+    for cell in (row[1], row[3]):
+        assert 100_000 < float(cell.replace(',', '')) < 5_000_000, row
+    assert row[2] == row[4] == '1.00'
+    if shutil.which('strace'):  # a call sends and receives at least once
+        assert 'sendto' in row[5] and 'recvfrom' in row[5], row
