@@ -55,6 +55,21 @@ def wait_for(ready: Callable[[], bool], what: str, seconds: float = 30) -> None:
         time.sleep(0.005)
 
 
+#: Seconds the sandbox holds an order before placing it, in the tests that Ctrl-C it while
+#: held: the connection's opening, the order's arrival and the Ctrl-C all fit in it.
+HOLD = 1.0
+#: Seconds after the order's connection opens by which its request has arrived whole, even
+#: on a machine busy with other tests: a Ctrl-C before then may find nothing sent.
+ARRIVAL = 0.3
+
+
+def wait_until_held(sandbox: Sandbox) -> None:
+    """Wait for the order's connection to the sandbox, then :data:`ARRIVAL` seconds for
+    its request to arrive whole: the sandbox holds it from then on, for :data:`HOLD`."""
+    wait_for(lambda: sandbox.open_connections() > 0, 'the order to reach the sandbox')
+    time.sleep(ARRIVAL)
+
+
 def stderr_line(process: subprocess.Popen[str], text: str) -> None:
     """Read the command's stderr up to a line holding ``text`` (with -v, its call line)."""
     assert process.stderr is not None
@@ -164,10 +179,10 @@ def test_addorder_interrupted_once_or_twice_while_the_server_holds_it_exits_4(
         sandbox: Sandbox, spot_env: dict[str, str], runs: int) -> None:
     outcomes = []
     for run in range(runs):
-        sandbox.inject('delay', method='AddOrder', seconds=0.5)  # then it is placed
+        sandbox.inject('delay', method='AddOrder', seconds=HOLD)  # then it is placed
         process = start('--uri', sandbox.url, *add_order(run), env=spot_env)
-        wait_for(lambda: sandbox.open_connections() > 0, 'the order to reach the sandbox')
-        time.sleep(random.uniform(0, 0.45))
+        wait_until_held(sandbox)
+        time.sleep(random.uniform(0, HOLD - ARRIVAL - 0.15))
         code, out, err = interrupt(process, times=random.choice((1, 2)))
         wait_for(lambda run=run: spot_orders(sandbox, run) == 1, 'the held order to be placed')
         wait_for(lambda: sandbox.open_connections() == 0, 'the sandbox to close the connection')
@@ -180,9 +195,9 @@ def test_addorder_interrupted_once_or_twice_while_the_server_holds_it_exits_4(
 @pytest.mark.unlimited
 def test_an_order_without_ids_interrupted_while_held_exits_4_naming_the_id_krakenex_gave_it(
         sandbox: Sandbox, spot_env: dict[str, str]) -> None:
-    sandbox.inject('delay', method='AddOrder', seconds=0.5)  # then it is placed
+    sandbox.inject('delay', method='AddOrder', seconds=HOLD)  # then it is placed
     process = start('--uri', sandbox.url, *add_order(0)[:-1], env=spot_env)  # no userref
-    wait_for(lambda: sandbox.open_connections() > 0, 'the order to reach the sandbox')
+    wait_until_held(sandbox)
     code, _, err = interrupt(process)
     wait_for(lambda: len(sandbox.orders()) == 1, 'the held order to be placed')
     given = sandbox.orders()[0]['cl_ord_id']
@@ -192,9 +207,9 @@ def test_an_order_without_ids_interrupted_while_held_exits_4_naming_the_id_krake
 
 def test_a_futures_order_without_ids_interrupted_while_held_exits_4_naming_its_cliordid(
         sandbox: Sandbox, futures_args: list[str]) -> None:
-    sandbox.inject('delay', method='sendorder', seconds=0.5)
+    sandbox.inject('delay', method='sendorder', seconds=HOLD)
     process = start(*futures_args, *send_order(0)[:-1])  # no cliOrdId
-    wait_for(lambda: sandbox.open_connections() > 0, 'the order to reach the sandbox')
+    wait_until_held(sandbox)
     code, _, err = interrupt(process)
     wait_for(lambda: len(sandbox.futures.orders(sandbox.futures.key)) == 1, 'the held order')
     given = sandbox.futures.orders(sandbox.futures.key)[0].cli_ord_id
@@ -289,10 +304,10 @@ def test_sendorder_interrupted_once_or_twice_while_the_server_holds_it_exits_4(
         sandbox: Sandbox, futures_args: list[str], runs: int) -> None:
     outcomes = []
     for run in range(runs):
-        sandbox.inject('delay', method='sendorder', seconds=0.5)
+        sandbox.inject('delay', method='sendorder', seconds=HOLD)
         process = start(*futures_args, *send_order(run))
-        wait_for(lambda: sandbox.open_connections() > 0, 'the order to reach the sandbox')
-        time.sleep(random.uniform(0, 0.45))
+        wait_until_held(sandbox)
+        time.sleep(random.uniform(0, HOLD - ARRIVAL - 0.15))
         code, out, err = interrupt(process, times=random.choice((1, 2)))
         wait_for(lambda run=run: futures_orders(sandbox, run) == 1, 'the held order')
         wait_for(lambda: sandbox.open_connections() == 0, 'the sandbox to close the connection')

@@ -4,14 +4,21 @@ krakenex 2.2.2, python-kraken-sdk and ccxt run in a virtualenv of their own
 (``.peer-venv/`` in the repository, or ``$KRAKENEX_PEER_VENV``), made once and
 reused while its pins are unchanged. The test skips only when pip cannot reach
 the package registry; any other failure to build the virtualenv fails it.
+
+Four test files use it, and pytest-xdist may run them in different workers at once:
+it is built under a lock on its directory, so two workers (or two test runs) never
+build it over each other; the second waits for the first, then reuses what it built.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,10 +42,33 @@ def _pip_install(python: Path) -> subprocess.CompletedProcess[str]:
                            '--no-input', *PINS], capture_output=True, text=True, timeout=1200)
 
 
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (made if missing) until the block ends.
+
+    The lock is on the directory itself, which ``venv --clear`` empties but keeps:
+    a lock file inside would be deleted while held, one beside it would litter the checkout.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
 @pytest.fixture(scope='session')
 def peer_python() -> Path:
     """The peer virtualenv's python, with the pinned clients installed."""
     venv = Path(os.environ.get('KRAKENEX_PEER_VENV') or ROOT / '.peer-venv')
+    with _locked(venv):
+        return _built(venv)
+
+
+def _built(venv: Path) -> Path:
+    """``venv``'s python, the virtualenv made and the pins installed unless its stamp says
+    they already are; the stamp is written last, so only a complete virtualenv has it."""
     python = venv / 'bin' / 'python'
     stamp = venv / 'krakenex-peer-pins.txt'
     if python.exists() and stamp.exists() and stamp.read_text() == '\n'.join(PINS):
