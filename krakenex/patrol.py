@@ -1,8 +1,8 @@
 """AsyncAPI's timeouts: one timer per client watches every attempt in flight, and cuts the late.
 
 aiohttp bounds a call with timers of its own: one for the whole call, then one
-rearmed at every read of the socket. Arming and cancelling them cost
-:class:`~krakenex.AsyncAPI` about an eighth of its CPU per call. A
+rearmed at every read of the socket. Arming and cancelling them took about
+an eighth of the instructions of an :class:`~krakenex.AsyncAPI` call. A
 :class:`Patrol` notes each attempt when it starts and forgets it when it ends,
 and keeps a single timer, armed for the first moment an attempt in flight
 could be due. A call that ends sooner leaves the timer as it is; when it
