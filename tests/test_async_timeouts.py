@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from krakenex import AsyncAPI, KrakenTimeout, OutcomeUnknownError
@@ -135,6 +136,15 @@ def test_a_server_silent_after_the_request_is_cut_at_the_read_timeout_not_the_de
     assert isinstance(result, KrakenTimeout)
     assert 'no reply from' in str(result) and 'within the timeout' in str(result)
     assert took < 10  # the deadline would have been 10.5 s
+
+
+def test_a_session_of_the_user_s_own_is_cut_at_the_read_timeout_too() -> None:
+    async def call(url: str) -> Any:
+        async with AsyncAPI(uri=url, timeout=(10, 0.5), retries=0) as api:
+            api.session = aiohttp.ClientSession(headers={'X-Mine': '1'})
+            return await api.query_public('Time')
+    with serve(silent) as server, pytest.raises(KrakenTimeout, match='no reply from'):
+        asyncio.run(call(server.url))
 
 
 def test_a_body_that_falls_silent_is_cut_by_the_read_timeout() -> None:
