@@ -30,7 +30,6 @@ A keeper calls it on that schedule::
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -38,7 +37,10 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where used: a script that never awaits need not load asyncio
+    import asyncio
 
 from .errors import KrakenUsageError
 from .protocol import Timeout
@@ -306,6 +308,8 @@ class AsyncDeadManSwitch(_Keeper):
 
     async def start(self) -> None:
         """Arm the switch now and keep it armed from a task; see :meth:`DeadManSwitch.start`."""
+        import asyncio
+
         if self._task is not None:
             raise KrakenUsageError('this dead man\'s switch is already kept armed')
         self._armed(await self._send(self.timeout))
@@ -314,6 +318,8 @@ class AsyncDeadManSwitch(_Keeper):
 
     async def stop(self, disarm: bool = True) -> None:
         """Stop re-arming; with ``disarm``, turn the switch off; see :meth:`DeadManSwitch.stop`."""
+        import asyncio
+
         task, self._task = self._task, None
         if task is not None and self._stop is not None:
             # Not task.cancel(): a cancelled re-arm in flight is an unknown outcome to the
@@ -334,6 +340,8 @@ class AsyncDeadManSwitch(_Keeper):
             self._disarmed()
 
     async def _send(self, timeout: int) -> float:
+        import asyncio
+
         sent = time.time()
         await asyncio.wait_for(self._arm(timeout, self.within), self.within)
         return sent
@@ -350,6 +358,8 @@ class AsyncDeadManSwitch(_Keeper):
 
 async def _set_within(event: asyncio.Event, seconds: float) -> bool:
     """Wait up to ``seconds`` for ``event``; whether it is set."""
+    import asyncio
+
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
     return event.is_set()

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -472,3 +473,16 @@ def test_cli_whose_final_disarm_fails_exits_4_and_says_how_to_disarm(sandbox: Sa
     assert 'Unavailable' in err and 'may be armed until' in err
     assert 'To disarm it: krakenex CancelAllOrdersAfter timeout=0' in err
     assert sandbox.exchange.accounts[sandbox.key].cancel_at is not None
+
+
+def test_a_script_with_the_blocking_api_never_loads_asyncio(tmp_path: Path) -> None:
+    # asyncio takes 15-25 ms to import, a fifth of `import krakenex`; only the
+    # asyncio clients need it.
+    probe = ('import sys, krakenex\n'
+             'api = krakenex.API(uri="http://127.0.0.1:9")\n'
+             'switch = api.dead_man_switch(60, 20)\n'
+             'print("asyncio" in sys.modules, "aiohttp" in sys.modules)\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith('KRAKEN_')}
+    result = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True,
+                            timeout=60, env=env, cwd=tmp_path)
+    assert result.stdout == 'False False\n', result.stderr
