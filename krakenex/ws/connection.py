@@ -170,7 +170,7 @@ class Connection:
                 self.refused = exc
                 self.give_up(f'the token could not be fetched: {exc}')
                 return
-            except (OSError, TimeoutError, InvalidHandshake, KrakenError) as exc:
+            except (OSError, asyncio.TimeoutError, InvalidHandshake, KrakenError) as exc:
                 throttled, reason = False, f'could not connect: {exc or type(exc).__name__}'
                 self.failure = reason
                 self.backoff.failed()
@@ -376,7 +376,7 @@ class Connection:
             request.abandon(loop.time())
             _raise_cancelled(request)
             raise
-        except TimeoutError:
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11, not on 3.10
             request.abandon(loop.time())
             raise request.timed_out(timeout, self.url) from None
         refused = self.session.refused_token(replies)

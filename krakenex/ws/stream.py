@@ -112,5 +112,5 @@ class Stream:
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 raise TimeoutError(f'no message within {timeout} s')
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # on Python 3.10 not TimeoutError
                 await asyncio.wait_for(self._event.wait(), left)
