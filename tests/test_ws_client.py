@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 import threading
 import time
 import zlib
@@ -647,6 +648,22 @@ def test_add_order_whose_reply_is_lost_is_never_resent_and_reconcile_finds_it(pr
 
 
 def test_order_request_without_reply_in_time_is_an_unknown_outcome_not_a_resend(private, kraken):
+    kraken.handlers['cancel_order'] = lambda c, m: None  # never answers
+    with pytest.raises(OutcomeUnknownError, match='cancel_order was sent'):
+        private.request('cancel_order', order_id=['OABC-DEF'], timeout=0.3)
+    assert len(kraken.sent('cancel_order')) == 1
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11),
+                    reason='made on 3.11, whose asyncio.wait_for raises asyncio.TimeoutError')
+def test_an_order_timed_out_by_asyncio_as_python_3_10_does_is_an_unknown_outcome(
+        private, kraken, monkeypatch):
+    """Before Python 3.11, asyncio's TimeoutError is a class of its own, not the built-in
+    TimeoutError. Here 3.11's asyncio.wait_for is made to raise such a class."""
+    class AsyncioTimeout(Exception):
+        pass
+    monkeypatch.setattr(asyncio.exceptions, 'TimeoutError', AsyncioTimeout)
+    monkeypatch.setattr(asyncio, 'TimeoutError', AsyncioTimeout)
     kraken.handlers['cancel_order'] = lambda c, m: None  # never answers
     with pytest.raises(OutcomeUnknownError, match='cancel_order was sent'):
         private.request('cancel_order', order_id=['OABC-DEF'], timeout=0.3)
