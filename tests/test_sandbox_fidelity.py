@@ -29,12 +29,6 @@ def sb() -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def api(sb: Sandbox) -> Iterator[API]:
-    with API(sb.key, sb.secret, uri=sb.url) as client:
-        yield client
-
-
-@pytest.fixture
 def trader(sb: Sandbox, api: API) -> Iterator[Any]:
     """Send one v2 request on the authenticated feed and return Kraken's reply to it."""
     token = api.query_private('GetWebSocketsToken')['result']['token']

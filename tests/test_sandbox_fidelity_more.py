@@ -26,12 +26,6 @@ def sb() -> Iterator[Sandbox]:
         yield sandbox
 
 
-@pytest.fixture
-def api(sb: Sandbox) -> Iterator[API]:
-    with API(sb.key, sb.secret, uri=sb.url) as client:
-        yield client
-
-
 def test_earn_names_assets_as_krakens_examples_do(api: API) -> None:
     strategies = api.query_private('Earn/Strategies', {'asset': 'XBT'})['result']['items']
     assert [s['asset'] for s in strategies] == ['XBT']

@@ -81,14 +81,6 @@ def channel(name: str, kind: str | None = None) -> Callable[[Message], bool]:
 
 
 @pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with Sandbox() as sandbox:
-        assert sandbox.feed is not None
-        sandbox.feed.heartbeat = 0.2
-        yield sandbox
-
-
-@pytest.fixture
 def public(sb: Sandbox) -> Iterator[Peer]:
     with connect(sb.unified_url, open_timeout=WAIT) as socket:
         peer = Peer(socket)

@@ -43,14 +43,6 @@ ORDER = ['add_order', f'symbol={SYMBOL}', 'side=buy', 'order_type=limit', 'order
 
 
 @pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with Sandbox() as sandbox:
-        assert sandbox.feed is not None
-        sandbox.feed.heartbeat = 0.2
-        yield sandbox
-
-
-@pytest.fixture
 def futures(sb: Sandbox) -> Iterator[FuturesAPI]:
     with FuturesAPI(sb.futures.key, sb.futures.secret, uri=sb.futures_url) as client:
         yield client

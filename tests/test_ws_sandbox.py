@@ -27,20 +27,6 @@ WAIT = 5.0
 
 
 @pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with Sandbox() as sandbox:
-        assert sandbox.feed is not None
-        sandbox.feed.heartbeat = 0.2
-        yield sandbox
-
-
-@pytest.fixture
-def api(sb: Sandbox) -> Iterator[API]:
-    with API(sb.key, sb.secret, uri=sb.url) as client:
-        yield client
-
-
-@pytest.fixture
 def ws(sb: Sandbox, api: API) -> Iterator[WS]:
     with WS(api, url=sb.ws_url, auth_url=sb.ws_auth_url, l3_url=sb.ws_l3_url, timeout=WAIT,
             silence=1.5, backoff=quick_backoff) as client:

@@ -25,20 +25,6 @@ SYMBOL = 'PF_XBTUSD'
 
 
 @pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with Sandbox() as sandbox:
-        assert sandbox.feed is not None
-        sandbox.feed.heartbeat = 0.2
-        yield sandbox
-
-
-@pytest.fixture
-def api(sb: Sandbox) -> Iterator[API]:
-    with API(sb.key, sb.secret, uri=sb.url) as client:
-        yield client
-
-
-@pytest.fixture
 def futures(sb: Sandbox) -> Iterator[FuturesAPI]:
     with FuturesAPI(sb.futures.key, sb.futures.secret, uri=sb.futures_url) as client:
         yield client
