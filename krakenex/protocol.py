@@ -268,7 +268,7 @@ def check_timeout(timeout: Any) -> Timeout:
         more than :data:`MAX_TIMEOUT` seconds (which the operating system cannot wait)
     """
     parts = timeout if isinstance(timeout, tuple) else (timeout,)
-    if len(parts) not in (1, 2) or not all(
+    if len(parts) != (2 if isinstance(timeout, tuple) else 1) or not all(
             isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= MAX_TIMEOUT
             for p in parts):
         raise KrakenUsageError(f'timeout must be a number of seconds above 0 and at most '

@@ -21,7 +21,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from krakenex import AsyncAPI, KrakenTimeout, OutcomeUnknownError
+from krakenex import API, AsyncAPI, KrakenTimeout, KrakenUsageError, OutcomeUnknownError
+from krakenex.futures import AsyncFuturesAPI, FuturesAPI
 from krakenex.sandbox import Sandbox
 
 TIME_REPLY = b'{"error":[],"result":{"unixtime":1700000000,"rfc1123":"Tue, 14 Nov 23"}}'
@@ -235,3 +236,21 @@ def test_calls_in_flight_share_one_timer_however_many(sandbox: Sandbox) -> None:
     assert armed['one after another'] <= 3
     # At once, aiohttp opens 99 more connections, each with its connect timeout.
     assert armed['at once'] <= 99 + 3
+
+
+def test_a_timeout_of_one_number_in_a_tuple_is_refused_by_every_client(sandbox: Sandbox) -> None:
+    # (5,) is neither seconds nor a (connect, read) pair; it was taken, then failed in a call.
+    clients = [lambda: API(uri=sandbox.url, timeout=(5,)),
+               lambda: AsyncAPI(uri=sandbox.url, timeout=(5,)),
+               lambda: FuturesAPI(uri=sandbox.futures_url, timeout=(5,)),
+               lambda: AsyncFuturesAPI(uri=sandbox.futures_url, timeout=(5,))]
+    for make in clients:
+        with pytest.raises(KrakenUsageError, match=r'\(connect, read\) pair'):
+            make()
+
+    async def call() -> Any:
+        async with AsyncAPI(uri=sandbox.url) as api:
+            return await api.query_public('Time', timeout=(5,))
+    with pytest.raises(KrakenUsageError, match='timeout'):
+        asyncio.run(call())
+    assert sandbox.requests_log == []

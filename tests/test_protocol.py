@@ -118,7 +118,7 @@ def test_lists_in_a_query_string_are_comma_separated() -> None:
 
 
 @pytest.mark.parametrize('timeout', [0, -1, float('nan'), float('inf'), (5, 0), (1, 2, 3),
-                                     'soon', True])
+                                     (5,), (), 'soon', True])
 def test_timeouts_must_be_finite_seconds_above_zero(timeout: Any) -> None:
     with pytest.raises(KrakenUsageError, match='timeout'):
         protocol.check_timeout(timeout)
